@@ -1,0 +1,485 @@
+//! Capture: the libpcap handle (a live interface or a capture file), its kernel BPF
+//! filter, the capture loop that decodes packets in place and ships them in batches, and
+//! the capture's own statistics.
+//!
+//! This is the only module that talks to libpcap for reading. It hands the flow stage
+//! plain [`Batch`]es of `Copy` segments; it never sees flows.
+
+mod error;
+
+pub use error::CaptureError;
+
+use crate::decode::{Decoder, LinkType, Segment, SkipCounts, SkipReason, Timestamp};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use pcap::{Active, Capture, Offline};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Segments per batch sent to the flow stage.
+pub const BATCH_SIZE: usize = 512;
+
+/// Where packets come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A live interface (`-i`).
+    Live {
+        interface: String,
+        /// Kernel capture buffer in bytes (`-B`, given in KiB like tcpdump's).
+        buffer_bytes: Option<u32>,
+        snaplen: i32,
+    },
+    /// A pcap or pcapng file (`-r`); `None` is standard input (`-r -`).
+    File(Option<PathBuf>),
+}
+
+impl Source {
+    pub fn is_live(&self) -> bool {
+        matches!(self, Source::Live { .. })
+    }
+
+    /// How the source is named in messages: the interface, the file, or "stdin".
+    pub fn name(&self) -> String {
+        match self {
+            Source::Live { interface, .. } => interface.clone(),
+            Source::File(Some(p)) => p.display().to_string(),
+            Source::File(None) => "standard input".to_string(),
+        }
+    }
+}
+
+/// When to stop reading (besides end of file and Ctrl-C).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// `-c`: stop after this many packets have been read.
+    pub max_packets: Option<u64>,
+    /// `--duration`: stop a live capture after this long.
+    pub duration: Option<Duration>,
+}
+
+/// One captured packet kept verbatim for `-w`: its pcap record header and where its
+/// bytes are in [`RawPackets::bytes`].
+#[derive(Clone, Copy, Debug)]
+pub struct RawPacket {
+    pub ts_sec: i64,
+    pub ts_usec: i64,
+    pub caplen: u32,
+    pub len: u32,
+    offset: usize,
+}
+
+/// The verbatim bytes of a batch's packets, one per segment, only kept when `-w` is on.
+#[derive(Debug, Default)]
+pub struct RawPackets {
+    pub bytes: Vec<u8>,
+    pub packets: Vec<RawPacket>,
+}
+
+impl RawPackets {
+    pub fn data(&self, p: &RawPacket) -> &[u8] {
+        &self.bytes[p.offset..p.offset + p.caplen as usize]
+    }
+}
+
+/// A batch of decoded segments. Batches are recycled through a return channel so that
+/// steady-state capture does not allocate.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub segments: Vec<Segment>,
+    /// Parallel to `segments` when `-w` is on, empty otherwise.
+    pub raw: RawPackets,
+}
+
+impl Batch {
+    pub fn with_capacity(n: usize) -> Batch {
+        Batch {
+            segments: Vec::with_capacity(n),
+            raw: RawPackets::default(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.segments.clear();
+        self.raw.bytes.clear();
+        self.raw.packets.clear();
+    }
+}
+
+/// Kernel counters from `pcap_stats` (live only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Packets that passed the filter ("received by filter").
+    pub received: u64,
+    /// Dropped because the capture buffer was full ("dropped by kernel").
+    pub dropped: u64,
+    /// Dropped by the interface or its driver.
+    pub if_dropped: u64,
+}
+
+/// What the capture loop saw.
+#[derive(Debug, Default)]
+pub struct CaptureReport {
+    /// Packets libpcap handed us (after the BPF filter).
+    pub packets: u64,
+    pub decoded: u64,
+    pub skipped: SkipCounts,
+    pub kernel: Option<KernelStats>,
+    /// Live: segments dropped because the flow stage fell behind (a full channel).
+    pub internal_dropped: u64,
+    /// The error that ended reading early (a truncated file), if any. Everything read
+    /// before it has been delivered.
+    pub error: Option<CaptureError>,
+}
+
+enum Handle {
+    Live(Capture<Active>),
+    File(Capture<Offline>),
+}
+
+/// An open capture, ready to run.
+pub struct Opened {
+    handle: Handle,
+    source: Source,
+    decoder: Decoder,
+    filter: String,
+}
+
+/// The kernel filter: the port's TCP, ICMP(v6) unreachable errors (which may answer a
+/// SYN), and IPv6 packets whose first next-header is an extension header, because
+/// libpcap's `tcp port` does not walk IPv6 extension headers and would drop them.
+pub fn bpf_filter(port: u16) -> String {
+    format!(
+        "tcp port {port} or icmp[icmptype] == icmp-unreach \
+         or icmp6[icmp6type] == icmp6-destinationunreach \
+         or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60))"
+    )
+}
+
+/// Opens a live interface or a capture file and installs the BPF filter for `port`.
+pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
+    let filter = bpf_filter(port);
+    let handle = match source {
+        Source::Live {
+            interface,
+            buffer_bytes,
+            snaplen,
+        } => Handle::Live(open_live(interface, *buffer_bytes, *snaplen, &filter)?),
+        Source::File(path) => Handle::File(open_file(path.as_deref(), &filter)?),
+    };
+    let linktype = match &handle {
+        Handle::Live(c) => c.get_datalink(),
+        Handle::File(c) => c.get_datalink(),
+    };
+    let link = LinkType::from_linktype(linktype.0);
+    if let LinkType::Unsupported(n) = link {
+        tracing::warn!(
+            linktype = n,
+            "unsupported link type: every packet will be skipped"
+        );
+    }
+    Ok(Opened {
+        handle,
+        source: source.clone(),
+        decoder: Decoder::new(link, port),
+        filter,
+    })
+}
+
+fn open_live(
+    interface: &str,
+    buffer_bytes: Option<u32>,
+    snaplen: i32,
+    filter: &str,
+) -> Result<Capture<Active>, CaptureError> {
+    let devices = pcap::Device::list().map_err(|e| CaptureError::Live {
+        interface: interface.to_string(),
+        detail: e.to_string(),
+    })?;
+    if !devices.iter().any(|d| d.name == interface) {
+        let mut names: Vec<String> = devices.into_iter().map(|d| d.name).collect();
+        names.sort();
+        return Err(CaptureError::NoSuchInterface {
+            interface: interface.to_string(),
+            available: names.join(", "),
+        });
+    }
+    let mut inactive = Capture::from_device(interface)
+        .map_err(|e| CaptureError::from_live(interface, e))?
+        // Deliver each packet as it arrives: a refused connection should be on screen
+        // within milliseconds, not when a kernel buffer block fills.
+        .immediate_mode(true)
+        .promisc(false)
+        .snaplen(snaplen)
+        .timeout(100);
+    if let Some(bytes) = buffer_bytes {
+        inactive = inactive.buffer_size(i32::try_from(bytes).unwrap_or(i32::MAX));
+    }
+    let mut cap = inactive
+        .open()
+        .map_err(|e| CaptureError::from_live(interface, e))?;
+    cap.filter(filter, true).map_err(|e| CaptureError::Filter {
+        filter: filter.to_string(),
+        detail: e.to_string(),
+    })?;
+    tracing::debug!(interface, filter, "live capture open");
+    cap.setnonblock()
+        .map_err(|e| CaptureError::from_live(interface, e))
+}
+
+fn open_file(
+    path: Option<&std::path::Path>,
+    filter: &str,
+) -> Result<Capture<Offline>, CaptureError> {
+    let name = path.map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
+    let fd = match path {
+        Some(p) => std::fs::File::open(p)
+            .map_err(|source| CaptureError::Open {
+                path: name.clone(),
+                source,
+            })?
+            .into_raw_fd(),
+        None => std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| CaptureError::Open {
+                path: name.clone(),
+                source,
+            })?
+            .into_raw_fd(),
+    };
+    // SAFETY: `fd` was just obtained with `into_raw_fd`, so nothing else owns it; libpcap
+    // takes ownership through `fdopen` and closes it with the capture.
+    let mut cap = unsafe { Capture::from_raw_fd(fd) }.map_err(|e| CaptureError::NotACapture {
+        path: name.clone(),
+        detail: e.to_string(),
+    })?;
+    // The decoder checks ports itself, so a filter that cannot be compiled for this link
+    // type only costs speed, not correctness.
+    if let Err(e) = cap.filter(filter, true) {
+        tracing::warn!(error = %e, "BPF filter not applied to {name}; filtering in portsniff instead");
+    }
+    Ok(cap)
+}
+
+impl Opened {
+    pub fn link(&self) -> LinkType {
+        self.decoder.link()
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    /// Reads until end of file, an error, the limits, or `stop`; decodes each packet and
+    /// sends full batches on `tx`. Empty batches come back on `recycle`.
+    pub fn run(
+        self,
+        tx: &Sender<Batch>,
+        recycle: &Receiver<Batch>,
+        limits: Limits,
+        keep_raw: bool,
+        stop: &AtomicBool,
+    ) -> CaptureReport {
+        let mut reader = Reader {
+            decoder: self.decoder,
+            tx,
+            recycle,
+            keep_raw,
+            batch: Batch::with_capacity(BATCH_SIZE),
+            report: CaptureReport::default(),
+            live: self.source.is_live(),
+            max_packets: limits.max_packets,
+        };
+        match self.handle {
+            Handle::File(mut cap) => {
+                reader.run_file(&mut cap, stop, &self.source);
+            }
+            Handle::Live(mut cap) => {
+                reader.run_live(&mut cap, stop, limits.duration, &self.source);
+                match cap.stats() {
+                    Ok(s) => {
+                        reader.report.kernel = Some(KernelStats {
+                            received: u64::from(s.received),
+                            dropped: u64::from(s.dropped),
+                            if_dropped: u64::from(s.if_dropped),
+                        })
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pcap_stats failed"),
+                }
+            }
+        }
+        reader.flush();
+        reader.report
+    }
+}
+
+/// The capture loop's state.
+struct Reader<'a> {
+    decoder: Decoder,
+    tx: &'a Sender<Batch>,
+    recycle: &'a Receiver<Batch>,
+    keep_raw: bool,
+    batch: Batch,
+    report: CaptureReport,
+    live: bool,
+    max_packets: Option<u64>,
+}
+
+impl Reader<'_> {
+    fn limit_reached(&self) -> bool {
+        self.max_packets.is_some_and(|n| self.report.packets >= n)
+    }
+
+    fn run_file(&mut self, cap: &mut Capture<Offline>, stop: &AtomicBool, source: &Source) {
+        while !stop.load(Ordering::Relaxed) && !self.limit_reached() {
+            match cap.next_packet() {
+                Ok(p) => self.packet(p.header, p.data),
+                Err(pcap::Error::NoMorePackets) => break,
+                Err(e) => {
+                    self.report.error = Some(CaptureError::Truncated {
+                        path: source.name(),
+                        packets: self.report.packets,
+                        detail: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn run_live(
+        &mut self,
+        cap: &mut Capture<Active>,
+        stop: &AtomicBool,
+        duration: Option<Duration>,
+        source: &Source,
+    ) {
+        let deadline = duration.map(|d| Instant::now() + d);
+        let fd = cap.as_raw_fd();
+        while !stop.load(Ordering::Relaxed) && !self.limit_reached() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match cap.next_packet() {
+                Ok(p) => self.packet(p.header, p.data),
+                Err(pcap::Error::TimeoutExpired) => {
+                    // The ring is empty: hand over what we have now (latency matters more
+                    // than batch size when traffic is light), then sleep until a packet
+                    // arrives or it is time to check the stop flag and the deadline.
+                    self.flush();
+                    let wait = deadline.map_or(100, |d| {
+                        d.saturating_duration_since(Instant::now())
+                            .as_millis()
+                            .min(100) as i32
+                    });
+                    poll_readable(fd, wait);
+                }
+                Err(e) => {
+                    self.report.error = Some(CaptureError::Live {
+                        interface: source.name(),
+                        detail: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
+        self.report.packets += 1;
+        let ts = Timestamp::from_timeval(i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec));
+        match self.decoder.decode(ts, data) {
+            Ok(seg) => {
+                self.report.decoded += 1;
+                self.batch.segments.push(seg);
+                if self.keep_raw {
+                    let raw = &mut self.batch.raw;
+                    raw.packets.push(RawPacket {
+                        ts_sec: i64::from(header.ts.tv_sec),
+                        ts_usec: i64::from(header.ts.tv_usec),
+                        caplen: data.len() as u32,
+                        len: header.len,
+                        offset: raw.bytes.len(),
+                    });
+                    raw.bytes.extend_from_slice(data);
+                }
+                if self.batch.segments.len() >= BATCH_SIZE {
+                    self.flush();
+                }
+            }
+            Err(reason) => self.skip(reason),
+        }
+    }
+
+    fn skip(&mut self, reason: SkipReason) {
+        self.report.skipped.add(reason);
+    }
+
+    fn flush(&mut self) {
+        if self.batch.segments.is_empty() {
+            return;
+        }
+        let mut next = self
+            .recycle
+            .try_recv()
+            .unwrap_or_else(|_| Batch::with_capacity(BATCH_SIZE));
+        next.clear();
+        let full = std::mem::replace(&mut self.batch, next);
+        if self.live {
+            // Never block a live capture on a slow consumer: the kernel would drop
+            // packets instead, silently. Drop here, and count it.
+            match self.tx.try_send(full) {
+                Ok(()) => {}
+                Err(TrySendError::Full(mut b)) => {
+                    self.report.internal_dropped += b.segments.len() as u64;
+                    b.clear();
+                    self.batch = b;
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        } else {
+            // Replay: back-pressure is free and loses nothing.
+            let _ = self.tx.send(full);
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` for the capture descriptor to become readable.
+fn poll_readable(fd: i32, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid, initialised pollfd that lives for the whole call, and we
+    // pass a count of exactly one. A failure (EINTR on Ctrl-C) just ends the wait early.
+    unsafe {
+        libc::poll(&mut pfd, 1, timeout_ms.max(0));
+    }
+}
+
+/// Sets `stop` on Ctrl-C and SIGTERM; a second signal exits at once.
+pub fn install_stop_handler(stop: Arc<AtomicBool>) -> Result<(), CaptureError> {
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| CaptureError::Signal(e.to_string()))
+}
+
+/// The interfaces libpcap can capture on, for `-D` and error messages.
+pub fn interfaces() -> Result<Vec<String>, CaptureError> {
+    pcap::Device::list()
+        .map(|d| d.into_iter().map(|d| d.name).collect())
+        .map_err(|e| CaptureError::Live {
+            interface: "(list)".to_string(),
+            detail: e.to_string(),
+        })
+}

@@ -1,0 +1,154 @@
+//! The command line: clap definitions and their translation into a validated
+//! [`Config`]. No I/O here beyond reading `NO_COLOR` and whether stdout is a terminal.
+
+use crate::capture::{Limits, Source};
+use crate::flow::FlowConfig;
+use crate::pipeline::Config;
+use crate::report::{Format, Style};
+use clap::{ArgGroup, Parser, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Examples:
+  portsniff -i lo --port 61999                 watch connections to port 61999 on loopback
+  portsniff -r saved.pcap --port 61999         explain every connection in a capture file
+  portsniff -i any --port 5432 --json | jq .   JSON lines for scripts
+
+Exit status: 0 no problem seen, 1 problem connections seen (unanswered, refused,
+unreachable, handshake_incomplete, reset), 2 error.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Watch one TCP port and tell, connection by connection, why connections to it fail.
+#[derive(Debug, Parser)]
+#[command(name = "portsniff", version, about, after_help = AFTER_HELP)]
+#[command(group(ArgGroup::new("input").required(true).args(["interface", "read"])))]
+pub struct Cli {
+    /// Capture live on this interface (e.g. lo, eth0, any). Needs root or cap_net_raw.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Read packets from a pcap or pcapng file; `-` reads standard input.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Option<PathBuf>,
+
+    /// The TCP port to watch; the endpoint on it is the server.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..=65535))]
+    pub port: u16,
+
+    /// Also write the packets of the port's connections to this pcap file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Stop after reading this many packets.
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop a live capture after this many seconds.
+    #[arg(long, value_name = "SECS", conflicts_with = "read", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+
+    /// Kernel capture buffer size in KiB (like tcpdump -B).
+    #[arg(short = 'B', long = "buffer-size", value_name = "KiB", conflicts_with = "read",
+          value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub buffer_size: Option<u32>,
+
+    /// Bytes captured per packet (like tcpdump -s); 0 means 262144.
+    #[arg(short = 's', long = "snaplen", value_name = "BYTES", default_value_t = 262_144,
+          conflicts_with = "read", value_parser = clap::value_parser!(u32).range(0..=262_144))]
+    pub snaplen: u32,
+
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Report (and write with -w) only problem connections: not closed or established.
+    #[arg(long)]
+    pub only_problems: bool,
+
+    /// Live: report a SYN unanswered after this many seconds, while the client may retry.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = positive_secs)]
+    pub syn_timeout: f64,
+
+    /// Most connections tracked at once; the least recently active are evicted beyond it.
+    #[arg(long, value_name = "N", default_value_t = FlowConfig::DEFAULT_MAX_FLOWS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
+    pub max_flows: u64,
+
+    /// Colour the text output: auto (terminal and no NO_COLOR), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?} must be a positive number of seconds"))
+    }
+}
+
+fn use_color(choice: ColorChoice, json: bool) -> bool {
+    match choice {
+        _ if json => false,
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+impl Cli {
+    pub fn into_config(self) -> Config {
+        let source = match (self.interface, self.read) {
+            (Some(interface), _) => Source::Live {
+                interface,
+                buffer_bytes: self.buffer_size.map(|kib| kib.saturating_mul(1024)),
+                snaplen: if self.snaplen == 0 {
+                    262_144
+                } else {
+                    self.snaplen as i32
+                },
+            },
+            (None, Some(path)) if path.as_os_str() == "-" => Source::File(None),
+            (None, Some(path)) => Source::File(Some(path)),
+            (None, None) => unreachable!("clap requires -i or -r"),
+        };
+        Config {
+            source,
+            port: self.port,
+            limits: Limits {
+                max_packets: self.count,
+                duration: self.duration.map(Duration::from_secs_f64),
+            },
+            format: if self.json {
+                Format::Json
+            } else {
+                Format::Text
+            },
+            style: Style {
+                color: use_color(self.color, self.json),
+            },
+            only_problems: self.only_problems,
+            write: self.write,
+            max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
+            syn_timeout: Duration::from_secs_f64(self.syn_timeout),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Link layers: from the bytes libpcap captured to the IP packet inside them.
+//!
+//! Linux `lo` is Ethernet with zero MACs; BSD and macOS `lo0` is NULL (a 4-byte address
+//! family in the *capturing* host's byte order) or LOOP (the same in network order);
+//! `-i any` is LINUX_SLL (tcpdump ≤ 4.9) or LINUX_SLL2 (tcpdump ≥ 4.99); tun devices and
+//! some conversions give RAW.
+
+use super::SkipReason;
+
+/// The link-layer header types portsniff decodes, by their libpcap LINKTYPE_ numbers
+/// (<https://www.tcpdump.org/linktypes.html>).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_NULL (0): BSD loopback, family in host byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): OpenBSD loopback, family in network byte order.
+    Loop,
+    /// LINKTYPE_LINUX_SLL (113): Linux "cooked" capture v1.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): Linux "cooked" capture v2.
+    LinuxSll2,
+    /// LINKTYPE_RAW (101, and DLT_RAW's 12 and 14 on some BSDs), IPV4 (228), IPV6 (229).
+    Raw,
+    /// Anything else: every packet is counted as skipped.
+    Unsupported(i32),
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+
+impl LinkType {
+    pub fn from_linktype(value: i32) -> LinkType {
+        match value {
+            0 => LinkType::Null,
+            1 => LinkType::Ethernet,
+            12 | 14 | 101 | 228 | 229 => LinkType::Raw,
+            108 => LinkType::Loop,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            other => LinkType::Unsupported(other),
+        }
+    }
+
+    /// The LINKTYPE_ number, for writing a capture file of the same type.
+    pub fn linktype(self) -> i32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::Raw => 101,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::Unsupported(v) => v,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkType::Null => "NULL",
+            LinkType::Ethernet => "EN10MB",
+            LinkType::Raw => "RAW",
+            LinkType::Loop => "LOOP",
+            LinkType::LinuxSll => "LINUX_SLL",
+            LinkType::LinuxSll2 => "LINUX_SLL2",
+            LinkType::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// The IP packet inside a captured frame.
+    pub fn ip_bytes(self, frame: &[u8]) -> Result<&[u8], SkipReason> {
+        match self {
+            LinkType::Ethernet => ethernet(frame),
+            LinkType::Null => bsd_loopback(frame, u32::from_ne_bytes),
+            LinkType::Loop => bsd_loopback(frame, u32::from_be_bytes),
+            LinkType::LinuxSll => by_ethertype(frame, 16, 14),
+            LinkType::LinuxSll2 => by_ethertype(frame, 20, 0),
+            LinkType::Raw => Ok(frame),
+            LinkType::Unsupported(_) => Err(SkipReason::UnsupportedLinkType),
+        }
+    }
+}
+
+fn ethertype_at(frame: &[u8], at: usize) -> Result<u16, SkipReason> {
+    match frame.get(at..at + 2) {
+        Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
+        None => Err(SkipReason::Truncated),
+    }
+}
+
+fn ip_after(frame: &[u8], header_len: usize, ethertype: u16) -> Result<&[u8], SkipReason> {
+    match ethertype {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => frame.get(header_len..).ok_or(SkipReason::Truncated),
+        _ => Err(SkipReason::NotIp),
+    }
+}
+
+/// Ethernet II, with up to two 802.1Q/802.1ad tags.
+fn ethernet(frame: &[u8]) -> Result<&[u8], SkipReason> {
+    let mut at = 12;
+    let mut ethertype = ethertype_at(frame, at)?;
+    for _ in 0..2 {
+        if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
+            break;
+        }
+        at += 4;
+        ethertype = ethertype_at(frame, at)?;
+    }
+    ip_after(frame, at + 2, ethertype)
+}
+
+/// SLL: protocol at byte 14 of a 16-byte header; SLL2: at byte 0 of a 20-byte header.
+fn by_ethertype(frame: &[u8], header_len: usize, type_at: usize) -> Result<&[u8], SkipReason> {
+    let ethertype = ethertype_at(frame, type_at)?;
+    ip_after(frame, header_len, ethertype)
+}
+
+/// The address family is in the byte order of the machine that captured, which need not
+/// be ours, and its value for IPv6 differs between BSDs (24 NetBSD/OpenBSD, 28 FreeBSD,
+/// 30 macOS; 10 Linux). So: accept the family in either order and let the IP version
+/// nibble confirm it, as tcpdump's `null_if_print` effectively does.
+fn bsd_loopback(frame: &[u8], read: fn([u8; 4]) -> u32) -> Result<&[u8], SkipReason> {
+    let Some(head) = frame.get(..4) else {
+        return Err(SkipReason::Truncated);
+    };
+    let head = [head[0], head[1], head[2], head[3]];
+    let family = read(head);
+    let swapped = family.swap_bytes();
+    let known = |f: u32| matches!(f, 2 | 10 | 24 | 28 | 30);
+    if !known(family) && !known(swapped) {
+        return Err(SkipReason::NotIp);
+    }
+    let ip = &frame[4..];
+    match ip.first().map(|b| b >> 4) {
+        Some(4) | Some(6) => Ok(ip),
+        Some(_) => Err(SkipReason::NotIp),
+        None => Err(SkipReason::Truncated),
+    }
+}

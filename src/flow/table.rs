@@ -1,0 +1,381 @@
+//! The flow table: finds each segment's connection, splits a 4-tuple into generations when
+//! a port is reused, runs the timers, and keeps memory bounded.
+//!
+//! Flows live in a slab (`Vec<Node>`) threaded on an intrusive least-recently-used list,
+//! indexed by a randomly seeded hash map from the 4-tuple to the slot. Touching a flow,
+//! finding the oldest one to evict and expiring idle ones are all O(1) per flow, and
+//! slots are reused, so steady-state processing does not allocate.
+//!
+//! Time is whatever the caller says it is: packet timestamps when replaying a file (so a
+//! replay gives the same answer every time), the wall clock on timer ticks when live.
+
+use super::record::{EndReason, FlowEvent, Side};
+use super::state::Flow;
+#[cfg(test)]
+use super::state::State;
+use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
+use std::collections::HashMap;
+
+/// How the table behaves. `Copy` and cheap: set once per run.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowConfig {
+    /// The watched server port: the endpoint on it is the server.
+    pub port: u16,
+    /// Most flows tracked at once; beyond it the least recently active is evicted.
+    pub max_flows: usize,
+    /// Live only: report a SYN unanswered after this long as pending.
+    pub syn_timeout_us: u64,
+    /// Emit [`FlowEvent::Pending`] notices (live capture) or not (replay: the file is
+    /// complete, so only final answers are useful).
+    pub pending_notices: bool,
+}
+
+impl FlowConfig {
+    pub const DEFAULT_MAX_FLOWS: usize = 100_000;
+}
+
+/// Counters the summary reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub flows: u64,
+    /// Flows ended early because the table was full.
+    pub evicted: u64,
+    /// ICMP errors quoting a segment of no known flow.
+    pub icmp_unmatched: u64,
+    /// Most flows tracked at once (tombstones included).
+    pub peak_flows: u64,
+}
+
+/// The 4-tuple, the lower endpoint first, so both directions find the same entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey(Endpoint, Endpoint);
+
+impl FlowKey {
+    fn of(a: Endpoint, b: Endpoint) -> FlowKey {
+        if a <= b {
+            FlowKey(a, b)
+        } else {
+            FlowKey(b, a)
+        }
+    }
+}
+
+const NIL: u32 = u32::MAX;
+/// How often (in the table's clock) idle flows are looked for.
+const SWEEP_INTERVAL_US: u64 = 250_000;
+/// When the table is full, how many of the oldest flows to look through for a tombstone
+/// to drop before evicting a live flow instead.
+const EVICTION_SCAN: usize = 32;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    key: FlowKey,
+    flow: Flow,
+    prev: u32,
+    next: u32,
+}
+
+pub struct FlowTable {
+    cfg: FlowConfig,
+    index: HashMap<FlowKey, u32, ahash::RandomState>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    /// Least recently touched.
+    head: u32,
+    /// Most recently touched.
+    tail: u32,
+    next_id: u64,
+    clock: Timestamp,
+    next_sweep: Option<Timestamp>,
+    stats: TableStats,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> FlowTable {
+        let cfg = FlowConfig {
+            max_flows: cfg.max_flows.clamp(1, NIL as usize - 1),
+            ..cfg
+        };
+        let initial = cfg.max_flows.min(4096);
+        FlowTable {
+            cfg,
+            index: HashMap::with_capacity_and_hasher(initial, ahash::RandomState::new()),
+            nodes: Vec::with_capacity(initial),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            next_id: 1,
+            clock: Timestamp(0),
+            next_sweep: None,
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// Flows currently held, tombstones included.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Feeds one segment. Events it causes (timers that expired before it, the flow it
+    /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
+    pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
+        self.advance(seg.ts, out);
+        let key = FlowKey::of(seg.src, seg.dst);
+        match seg.kind {
+            SegmentKind::Icmp(err) => {
+                let Some(&slot) = self.index.get(&key) else {
+                    self.stats.icmp_unmatched += 1;
+                    return None;
+                };
+                let flow = &mut self.nodes[slot as usize].flow;
+                // Only errors about what the client sent concern the connection attempt.
+                if seg.src != flow.client() {
+                    return Some(flow.id());
+                }
+                if flow.on_icmp(&err, seg.ts) {
+                    out.push(FlowEvent::Finished(flow.record(EndReason::Packets)));
+                }
+                let id = flow.id();
+                self.touch(slot);
+                Some(id)
+            }
+            SegmentKind::Tcp(tcp) => {
+                let slot = match self.index.get(&key) {
+                    Some(&slot) => {
+                        let now = self.clock;
+                        let flow = &mut self.nodes[slot as usize].flow;
+                        let side = side_of(flow, seg);
+                        if flow.is_new_connection(side, &tcp) {
+                            let reused = flow.holds_tuple(now);
+                            if !flow.state().is_done() {
+                                out.push(FlowEvent::Finished(flow.finish(EndReason::Superseded)));
+                            }
+                            let id = self.take_id();
+                            self.nodes[slot as usize].flow =
+                                Flow::new(id, seg.src, seg.dst, seg.ts, reused);
+                        }
+                        slot
+                    }
+                    None => self.insert(key, seg, out),
+                };
+                let flow = &mut self.nodes[slot as usize].flow;
+                let side = side_of(flow, seg);
+                if flow.on_tcp(side, &tcp, seg.ts) {
+                    out.push(FlowEvent::Finished(flow.record(EndReason::Packets)));
+                }
+                let id = flow.id();
+                self.touch(slot);
+                Some(id)
+            }
+        }
+    }
+
+    /// Moves the clock forward (a live timer tick) and runs what expired.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<FlowEvent>) {
+        self.advance(now, out);
+    }
+
+    /// Ends every flow still going (end of capture), in order of first packet, and
+    /// empties the table.
+    pub fn finish_all(&mut self, out: &mut Vec<FlowEvent>) {
+        let start = out.len();
+        let mut slot = self.head;
+        while slot != NIL {
+            let node = &mut self.nodes[slot as usize];
+            if !node.flow.state().is_done() {
+                out.push(FlowEvent::Finished(node.flow.finish(EndReason::CaptureEnd)));
+            }
+            slot = node.next;
+        }
+        out[start..].sort_by_key(|e| (e.record().first_ts, e.record().id));
+        self.index.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.head = NIL;
+        self.tail = NIL;
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.flows += 1;
+        id
+    }
+
+    fn advance(&mut self, now: Timestamp, out: &mut Vec<FlowEvent>) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        match self.next_sweep {
+            None => self.next_sweep = Some(self.clock.add_micros(SWEEP_INTERVAL_US)),
+            Some(at) if self.clock >= at => {
+                self.sweep(out);
+                self.next_sweep = Some(self.clock.add_micros(SWEEP_INTERVAL_US));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Pending notices for SYNs unanswered past `--syn-timeout`; flows idle past their
+    /// state's timeout are ended, tombstones past theirs forgotten.
+    fn sweep(&mut self, out: &mut Vec<FlowEvent>) {
+        let now = self.clock;
+        let mut slot = self.head;
+        while slot != NIL {
+            let next = self.nodes[slot as usize].next;
+            let flow = &mut self.nodes[slot as usize].flow;
+            if now.micros_since(flow.last_ts()) >= flow.idle_timeout_us() {
+                if !flow.state().is_done() {
+                    out.push(FlowEvent::Finished(flow.finish(EndReason::IdleTimeout)));
+                }
+                self.remove(slot);
+            } else if self.cfg.pending_notices
+                && flow
+                    .first_syn_pending_since()
+                    .is_some_and(|t| now.micros_since(t) >= self.cfg.syn_timeout_us)
+            {
+                out.push(FlowEvent::Pending(flow.pending()));
+            }
+            slot = next;
+        }
+    }
+
+    fn insert(&mut self, key: FlowKey, seg: &Segment, out: &mut Vec<FlowEvent>) -> u32 {
+        if self.index.len() >= self.cfg.max_flows {
+            self.evict(out);
+        }
+        let (client, server) = orient(seg, self.cfg.port);
+        let id = self.take_id();
+        let node = Node {
+            key,
+            flow: Flow::new(id, client, server, seg.ts, false),
+            prev: NIL,
+            next: NIL,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        self.link_tail(slot);
+        self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
+        slot
+    }
+
+    /// Drops the least recently active tombstone among the oldest few, or else ends the
+    /// least recently active flow.
+    fn evict(&mut self, out: &mut Vec<FlowEvent>) {
+        let mut slot = self.head;
+        for _ in 0..EVICTION_SCAN {
+            if slot == NIL {
+                break;
+            }
+            if self.nodes[slot as usize].flow.state().is_done() {
+                self.remove(slot);
+                return;
+            }
+            slot = self.nodes[slot as usize].next;
+        }
+        let victim = self.head;
+        if victim == NIL {
+            return;
+        }
+        let flow = &mut self.nodes[victim as usize].flow;
+        out.push(FlowEvent::Finished(flow.finish(EndReason::Evicted)));
+        self.stats.evicted += 1;
+        self.remove(victim);
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        let key = self.nodes[slot as usize].key;
+        self.index.remove(&key);
+        self.free.push(slot);
+    }
+
+    fn touch(&mut self, slot: u32) {
+        if self.tail != slot {
+            self.unlink(slot);
+            self.link_tail(slot);
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let Node { prev, next, .. } = self.nodes[slot as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.nodes[next as usize].prev = prev;
+        }
+        let node = &mut self.nodes[slot as usize];
+        node.prev = NIL;
+        node.next = NIL;
+    }
+
+    fn link_tail(&mut self, slot: u32) {
+        let old_tail = self.tail;
+        {
+            let node = &mut self.nodes[slot as usize];
+            node.prev = old_tail;
+            node.next = NIL;
+        }
+        if old_tail == NIL {
+            self.head = slot;
+        } else {
+            self.nodes[old_tail as usize].next = slot;
+        }
+        self.tail = slot;
+    }
+
+    /// For tests: the state of the flow on a 4-tuple.
+    #[cfg(test)]
+    pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
+        self.index
+            .get(&FlowKey::of(a, b))
+            .map(|&slot| self.nodes[slot as usize].flow.state())
+    }
+}
+
+fn side_of(flow: &Flow, seg: &Segment) -> Side {
+    if seg.src == flow.client() {
+        Side::Client
+    } else {
+        Side::Server
+    }
+}
+
+/// Who is the client of a flow first seen with `seg`: the endpoint not on the watched
+/// port; if both are on it, the sender of a SYN (or the receiver of a SYN-ACK).
+fn orient(seg: &Segment, port: u16) -> (Endpoint, Endpoint) {
+    let (src, dst) = (seg.src, seg.dst);
+    match (src.port == port, dst.port == port) {
+        (false, true) => (src, dst),
+        (true, false) => (dst, src),
+        (true, true) | (false, false) => match seg.kind {
+            SegmentKind::Tcp(t) if t.flags.syn() && t.flags.ack() => (dst, src),
+            SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => (src, dst),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

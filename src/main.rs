@@ -1,0 +1,67 @@
+//! The `portsniff` binary: parse arguments, run the library, map the result to an exit
+//! status (0 nothing wrong, 1 problem connections seen, 2 error).
+
+use clap::Parser;
+use portsniff::capture;
+use portsniff::cli::Cli;
+use std::io::{self, BufWriter};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+const EXIT_PROBLEMS: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let config = cli.into_config();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop)) {
+        eprintln!("portsniff: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    match &config.source {
+        capture::Source::Live { interface, .. } => {
+            eprintln!(
+                "portsniff: listening on {interface}, port {} (Ctrl-C to stop)",
+                config.port
+            )
+        }
+        source => eprintln!("portsniff: reading {}, port {}", source.name(), config.port),
+    }
+
+    let out = BufWriter::new(io::stdout().lock());
+    match portsniff::run(&config, out, stop) {
+        Ok(result) => {
+            if let Some(e) = result.capture_error {
+                eprintln!("portsniff: error: {e}");
+                ExitCode::from(EXIT_ERROR)
+            } else if result.problems > 0 {
+                ExitCode::from(EXIT_PROBLEMS)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("portsniff: error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

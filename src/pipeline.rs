@@ -1,0 +1,192 @@
+//! Wires the stages together: a capture thread that reads and decodes, a bounded channel
+//! of batches, and the flow stage and reporters on the calling thread. Nothing else in
+//! the crate knows about threads or channels.
+
+use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
+use crate::decode::Timestamp;
+use crate::flow::{FlowConfig, FlowEvent, FlowTable};
+use crate::report::{Format, PcapWriter, Reporter, Style, Summary};
+use crate::Error;
+use crossbeam_channel::{bounded, RecvTimeoutError};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Batches in flight between the capture thread and the flow stage: with 512 segments a
+/// batch, room for 32k packets of burst before a live capture starts dropping.
+const CHANNEL_BATCHES: usize = 64;
+/// How often the flow stage wakes without packets, to run its timers (live).
+const TICK: Duration = Duration::from_millis(100);
+
+/// A validated run configuration (built by `cli`, or by tests directly).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Source,
+    pub port: u16,
+    pub limits: Limits,
+    pub format: Format,
+    pub style: Style,
+    pub only_problems: bool,
+    pub write: Option<PathBuf>,
+    pub max_flows: usize,
+    pub syn_timeout: Duration,
+}
+
+/// How a run went, for the exit status.
+#[derive(Debug)]
+pub struct RunResult {
+    pub flows: u64,
+    pub problems: u64,
+    /// The capture ended on an error (a damaged file) after everything before it was
+    /// reported.
+    pub capture_error: Option<CaptureError>,
+    /// Our standard output was closed (`portsniff … | head`): we stopped early.
+    pub output_closed: bool,
+}
+
+fn wall_clock() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(d.as_micros() as u64)
+}
+
+/// Runs one capture or replay to its end and writes the report to `out`.
+pub fn run<W: Write>(cfg: &Config, out: W, stop: Arc<AtomicBool>) -> Result<RunResult, Error> {
+    let opened = capture::open(&cfg.source, cfg.port)?;
+    let link = opened.link();
+    let live = cfg.source.is_live();
+    tracing::info!(
+        source = %cfg.source.name(),
+        link = link.name(),
+        filter = opened.filter(),
+        "capture started"
+    );
+    let mut writer = match &cfg.write {
+        Some(path) => Some(PcapWriter::create(path, link, cfg.only_problems)?),
+        None => None,
+    };
+    let keep_raw = writer.is_some();
+
+    let (tx, rx) = bounded::<Batch>(CHANNEL_BATCHES);
+    let (recycle_tx, recycle_rx) = bounded::<Batch>(CHANNEL_BATCHES + 2);
+    let limits = cfg.limits;
+    let capture_stop = Arc::clone(&stop);
+    let capture = std::thread::Builder::new()
+        .name("capture".to_string())
+        .spawn(move || opened.run(&tx, &recycle_rx, limits, keep_raw, &capture_stop))
+        .map_err(Error::Thread)?;
+
+    let mut table = FlowTable::new(FlowConfig {
+        port: cfg.port,
+        max_flows: cfg.max_flows,
+        syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
+        pending_notices: live,
+    });
+    let mut sink = Sink {
+        reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
+        writer: writer.as_mut(),
+        output_closed: false,
+        stop: &stop,
+    };
+    let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(batch) => {
+                for (i, seg) in batch.segments.iter().enumerate() {
+                    let id = table.process(seg, &mut events);
+                    if let (Some(w), Some(raw)) =
+                        (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
+                    {
+                        w.packet(id, raw, batch.raw.data(raw));
+                    }
+                    sink.drain(&mut events)?;
+                }
+                let _ = recycle_tx.try_send(batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if live {
+                    table.tick(wall_clock(), &mut events);
+                    sink.drain(&mut events)?;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let report: CaptureReport = capture.join().unwrap_or_else(|_| CaptureReport {
+        error: Some(CaptureError::Live {
+            interface: cfg.source.name(),
+            detail: "the capture thread crashed".to_string(),
+        }),
+        ..CaptureReport::default()
+    });
+    table.finish_all(&mut events);
+    sink.drain(&mut events)?;
+
+    let tally = sink.reporter.take_tally();
+    let source_name = cfg.source.name();
+    let summary = Summary::new(
+        &source_name,
+        live,
+        link.name(),
+        cfg.port,
+        &tally,
+        &report,
+        table.stats(),
+    );
+    if !sink.output_closed {
+        let res = sink.reporter.summary(&summary);
+        sink.result(res)?;
+    }
+    let output_closed = sink.output_closed;
+    if let Some(w) = writer {
+        let written = w.finish()?;
+        tracing::info!(packets = written, "capture file written");
+    }
+    Ok(RunResult {
+        flows: tally.flows(),
+        problems: tally.problems(),
+        capture_error: report.error,
+        output_closed,
+    })
+}
+
+/// Where flow events go: the reporter and the `-w` writer.
+struct Sink<'a, W: Write> {
+    reporter: Reporter<W>,
+    writer: Option<&'a mut PcapWriter>,
+    output_closed: bool,
+    stop: &'a AtomicBool,
+}
+
+impl<W: Write> Sink<'_, W> {
+    fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
+        for ev in events.drain(..) {
+            if let (FlowEvent::Finished(r), Some(w)) = (&ev, self.writer.as_deref_mut()) {
+                w.flow_finished(r);
+            }
+            if self.output_closed {
+                continue;
+            }
+            let res = self.reporter.event(&ev);
+            self.result(res)?;
+        }
+        Ok(())
+    }
+
+    /// A closed stdout (`| head`) ends the run quietly, like tcpdump; other write
+    /// errors are errors.
+    fn result(&mut self, res: io::Result<()>) -> Result<(), Error> {
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.output_closed = true;
+                self.stop.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(Error::Output(e)),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `--json`: one object per line, for `jq` and scripts. The schema is a stable interface,
+//! documented in the README; add fields, never rename or remove them.
+
+use super::summary::{Percentiles, Summary};
+use crate::decode::HandshakeOptions;
+use crate::flow::{FlowRecord, Outcome, Side};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::io::{self, Write};
+
+#[derive(Serialize)]
+struct Options {
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    timestamps: bool,
+}
+
+impl From<HandshakeOptions> for Options {
+    fn from(o: HandshakeOptions) -> Options {
+        Options {
+            mss: o.mss,
+            window_scale: o.window_scale,
+            sack_permitted: o.sack_permitted,
+            timestamps: o.timestamps,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FlowJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// false for a live "still unanswered" notice; a final record follows.
+    #[serde(rename = "final")]
+    is_final: bool,
+    id: u64,
+    client: String,
+    server: String,
+    outcome: &'static str,
+    reset_by: Option<&'static str>,
+    closed_first_by: Option<&'static str>,
+    syn_count: u32,
+    syn_gaps_us: &'a [u32],
+    synack_count: u32,
+    port_reused: bool,
+    midstream: bool,
+    history: &'a str,
+    first_ts: f64,
+    last_ts: f64,
+    duration_us: u64,
+    handshake_rtt_us: Option<u64>,
+    packets_c2s: u64,
+    packets_s2c: u64,
+    bytes_c2s: u64,
+    bytes_s2c: u64,
+    retransmits_c2s: u32,
+    retransmits_s2c: u32,
+    zero_windows_c2s: u32,
+    zero_windows_s2c: u32,
+    icmp: Option<&'static str>,
+    icmp_from: Option<String>,
+    client_options: Option<Options>,
+    server_options: Option<Options>,
+    ended_by: Option<&'static str>,
+}
+
+fn side(s: Option<Side>) -> Option<&'static str> {
+    s.map(Side::as_str)
+}
+
+pub fn write_flow(out: &mut dyn Write, r: &FlowRecord) -> io::Result<()> {
+    let c = Side::Client.index();
+    let s = Side::Server.index();
+    let j = FlowJson {
+        kind: "flow",
+        is_final: r.is_final(),
+        id: r.id,
+        client: r.client.to_string(),
+        server: r.server.to_string(),
+        outcome: r.outcome.as_str(),
+        reset_by: side(r.reset_by),
+        closed_first_by: side(r.closed_first_by),
+        syn_count: r.syn_count,
+        syn_gaps_us: r.syn_gaps_us.as_slice(),
+        synack_count: r.synack_count,
+        port_reused: r.port_reused,
+        midstream: r.midstream,
+        history: r.history.as_str(),
+        first_ts: r.first_ts.as_secs_f64(),
+        last_ts: r.last_ts.as_secs_f64(),
+        duration_us: r.duration_us(),
+        handshake_rtt_us: r.handshake_rtt_us,
+        packets_c2s: r.packets[c],
+        packets_s2c: r.packets[s],
+        bytes_c2s: r.bytes[c],
+        bytes_s2c: r.bytes[s],
+        retransmits_c2s: r.retransmits[c],
+        retransmits_s2c: r.retransmits[s],
+        zero_windows_c2s: r.zero_windows[c],
+        zero_windows_s2c: r.zero_windows[s],
+        icmp: r.icmp.map(|i| i.kind.as_str()),
+        icmp_from: r.icmp.map(|i| i.reporter.to_string()),
+        client_options: r.client_options.map(Options::from),
+        server_options: r.server_options.map(Options::from),
+        ended_by: r.end.map(|e| e.as_str()),
+    };
+    serde_json::to_writer(&mut *out, &j)?;
+    out.write_all(b"\n")
+}
+
+fn percentiles(p: &Percentiles) -> Value {
+    json!({"count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "max": p.max})
+}
+
+pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
+    let t = s.tally;
+    let outcomes: Map<String, Value> = Outcome::ALL
+        .iter()
+        .map(|o| (o.as_str().to_string(), json!(t.count(*o))))
+        .collect();
+    let skipped: Map<String, Value> = s
+        .skipped
+        .iter()
+        .map(|(r, n)| (r.as_str().to_string(), json!(n)))
+        .collect();
+    let v = json!({
+        "type": "summary",
+        "source": s.source,
+        "live": s.live,
+        "link_type": s.link,
+        "port": s.port,
+        "flows": t.flows(),
+        "problems": t.problems(),
+        "outcomes": outcomes,
+        "syn_retransmits": t.syn_retransmits,
+        "synack_retransmits": t.synack_retransmits,
+        "resets": {"client": t.resets_by(Side::Client), "server": t.resets_by(Side::Server)},
+        "time_wait": {"client": t.time_wait_on(Side::Client), "server": t.time_wait_on(Side::Server)},
+        "port_reused": t.port_reused,
+        "midstream": t.midstream,
+        "retransmits": t.retransmits,
+        "zero_windows": t.zero_windows,
+        "handshake_rtt_us": percentiles(&s.handshake_rtt),
+        "duration_us": percentiles(&s.duration),
+        "packets": {
+            "captured": s.packets,
+            "decoded": s.decoded,
+            "skipped": s.skipped.total(),
+            "skipped_by_reason": skipped,
+        },
+        "kernel": s.kernel.map(|k| json!({
+            "received": k.received, "dropped": k.dropped, "if_dropped": k.if_dropped,
+        })),
+        "internal_dropped": s.internal_dropped,
+        "flows_evicted": s.table.evicted,
+        "peak_flows": s.table.peak_flows,
+        "icmp_unmatched": s.table.icmp_unmatched,
+        "error": s.error,
+    });
+    serde_json::to_writer(&mut *out, &v)?;
+    out.write_all(b"\n")
+}

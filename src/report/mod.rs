@@ -1,0 +1,87 @@
+//! Report: flow events and the summary, as text for people or JSON lines for scripts, and
+//! the packets of the port's flows as a pcap file (`-w`).
+//!
+//! This stage consumes what the flow stage produced; it never looks at packets' headers
+//! and never changes a flow's outcome.
+
+pub mod json;
+pub mod pcap_writer;
+pub mod summary;
+pub mod text;
+
+pub use pcap_writer::PcapWriter;
+pub use summary::{Percentiles, Summary, Tally};
+pub use text::Style;
+
+use crate::flow::{FlowEvent, FlowRecord};
+use std::io::{self, Write};
+
+/// Text for people, or JSON lines for programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Writes flow events as they come and the summary at the end.
+pub struct Reporter<W: Write> {
+    out: W,
+    format: Format,
+    style: Style,
+    only_problems: bool,
+    tally: Tally,
+}
+
+impl<W: Write> Reporter<W> {
+    pub fn new(out: W, format: Format, style: Style, only_problems: bool) -> Reporter<W> {
+        Reporter {
+            out,
+            format,
+            style,
+            only_problems,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Whether `--only-problems` lets this record through.
+    pub fn shows(&self, r: &FlowRecord) -> bool {
+        !self.only_problems || r.outcome.is_problem()
+    }
+
+    pub fn event(&mut self, ev: &FlowEvent) -> io::Result<()> {
+        let r = ev.record();
+        if let FlowEvent::Finished(r) = ev {
+            self.tally.add(r);
+        }
+        if !self.shows(r) {
+            return Ok(());
+        }
+        match self.format {
+            Format::Text => text::write_flow(&mut self.out, r, self.style)?,
+            Format::Json => json::write_flow(&mut self.out, r)?,
+        }
+        // Live output goes to terminals and pipes that are read as it happens.
+        self.out.flush()
+    }
+
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Hands over the accumulated counts to build the [`Summary`].
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+
+    pub fn summary(&mut self, s: &Summary<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Text => text::write_summary(&mut self.out, s, self.style)?,
+            Format::Json => json::write_summary(&mut self.out, s)?,
+        }
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}

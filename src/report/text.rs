@@ -1,0 +1,313 @@
+//! Human text: one line per connection as it ends, in plain words, then a summary.
+
+use super::summary::{Percentiles, Summary};
+use crate::decode::Timestamp;
+use crate::flow::{EndReason, FlowRecord, Outcome, Side};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// ANSI colours, only when writing to a terminal and `NO_COLOR` is unset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn outcome(self, o: Outcome) -> String {
+        let code = match o {
+            Outcome::Closed | Outcome::Established => "32",
+            Outcome::HalfClosed => "33",
+            Outcome::Reset | Outcome::HandshakeIncomplete => "33;1",
+            Outcome::Refused | Outcome::Unanswered | Outcome::Unreachable => "31;1",
+        };
+        self.paint(code, &format!("{:<20}", o.as_str()))
+    }
+
+    fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+/// `52µs`, `1.25ms`, `3.02s`.
+pub fn human_duration(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+/// Local wall-clock time like tcpdump's default: `20:53:18.123456`.
+fn clock(ts: Timestamp) -> String {
+    let micros = i64::try_from(ts.as_micros()).unwrap_or(i64::MAX);
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%H:%M:%S.%6f")
+            .to_string(),
+        Err(_) => format!("{:.6}", ts.as_secs_f64()),
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The plain-words explanation of one flow.
+pub fn explain(r: &FlowRecord) -> String {
+    let c = Side::Client.index();
+    let s = Side::Server.index();
+    let mut why = match r.outcome {
+        Outcome::Unanswered => {
+            let span = human_duration(r.last_ts.micros_since(r.first_ts));
+            let mut w = format!(
+                "{} and no answer over {span}: dropped on the way (firewall DROP) or by a full listen queue",
+                plural(u64::from(r.syn_count), "SYN", "SYNs")
+            );
+            if r.reset_by == Some(Side::Client) {
+                w.push_str("; the client gave up");
+            } else if r.end.is_none() {
+                w.push_str("; the client may still be retrying");
+            }
+            w
+        }
+        Outcome::Refused => format!(
+            "SYN answered by RST: nothing listens on {} (check the address family and bind address)",
+            r.server
+        ),
+        Outcome::Unreachable => match r.icmp {
+            Some(i) => format!(
+                "SYN answered by ICMP {} from {}",
+                i.kind.as_str().replace('_', " "),
+                i.reporter
+            ),
+            None => "SYN answered by an ICMP error".to_string(),
+        },
+        Outcome::HandshakeIncomplete => {
+            let mut w = format!(
+                "{} sent, the client's final ACK never arrived",
+                plural(u64::from(r.synack_count), "SYN-ACK", "SYN-ACKs")
+            );
+            if let Some(side) = r.reset_by {
+                let _ = write!(w, "; reset by the {}", side.as_str());
+            }
+            w
+        }
+        Outcome::Established => format!("open, {} so far", traffic(r)),
+        Outcome::Closed => {
+            let mut w = format!("closed after {}, {}", human_duration(r.duration_us()), traffic(r));
+            if let Some(side) = r.closed_first_by {
+                let _ = write!(w, "; {} closed first (TIME_WAIT on the {0})", side.as_str());
+            }
+            w
+        }
+        Outcome::HalfClosed => match r.closed_first_by {
+            Some(side) => format!(
+                "{} sent FIN, the {} has not closed yet, {}",
+                side.as_str(),
+                side.other().as_str(),
+                traffic(r)
+            ),
+            None => format!("half closed, {}", traffic(r)),
+        },
+        Outcome::Reset => {
+            let by = r.reset_by.map_or("?", Side::as_str);
+            let mut w = format!("reset by the {by} after {}", human_duration(r.duration_us()));
+            if r.bytes[c] + r.bytes[s] == 0 {
+                w.push_str(", no data exchanged");
+            } else {
+                let _ = write!(w, ", {}", traffic(r));
+            }
+            w
+        }
+    };
+    if r.syn_count > 1 && r.outcome != Outcome::Unanswered {
+        let _ = write!(why, "; {} SYN retransmissions", r.syn_count - 1);
+    }
+    if let Some(rtt) = r.handshake_rtt_us {
+        let _ = write!(why, "; handshake {}", human_duration(rtt));
+    }
+    let retrans = u64::from(r.retransmits[c]) + u64::from(r.retransmits[s]);
+    if retrans > 0 {
+        let _ = write!(
+            why,
+            "; {}",
+            plural(retrans, "retransmission", "retransmissions")
+        );
+    }
+    if r.zero_windows[c] + r.zero_windows[s] > 0 {
+        let _ = write!(
+            why,
+            "; zero window (client {}, server {})",
+            r.zero_windows[c], r.zero_windows[s]
+        );
+    }
+    if r.port_reused {
+        why.push_str("; port reused while the previous connection held it");
+    }
+    if r.midstream {
+        why.push_str("; seen mid-stream (no handshake in the capture)");
+    }
+    match r.end {
+        Some(EndReason::IdleTimeout) => why.push_str("; idle, stopped tracking"),
+        Some(EndReason::Evicted) => why.push_str("; evicted from a full flow table"),
+        Some(EndReason::Superseded) => {
+            why.push_str("; replaced by a new connection on the same ports")
+        }
+        Some(EndReason::Packets) | Some(EndReason::CaptureEnd) | None => {}
+    }
+    why
+}
+
+fn traffic(r: &FlowRecord) -> String {
+    let c = Side::Client.index();
+    let s = Side::Server.index();
+    format!(
+        "{}↑ {}↓ packets, {}↑ {}↓ bytes",
+        r.packets[c], r.packets[s], r.bytes[c], r.bytes[s]
+    )
+}
+
+pub fn write_flow(out: &mut dyn Write, r: &FlowRecord, style: Style) -> io::Result<()> {
+    let pending = if r.is_final() { "" } else { " (pending)" };
+    writeln!(
+        out,
+        "{} {} → {} {}{} {} {}",
+        clock(r.first_ts),
+        r.client,
+        r.server,
+        style.outcome(r.outcome),
+        pending,
+        explain(r),
+        style.dim(&format!("[{}]", r.history.as_str())),
+    )
+}
+
+fn pct(p: &Percentiles) -> String {
+    match (p.p50, p.p90, p.p99, p.max) {
+        (Some(a), Some(b), Some(c), Some(d)) => format!(
+            "p50 {}  p90 {}  p99 {}  max {}  ({})",
+            human_duration(a),
+            human_duration(b),
+            human_duration(c),
+            human_duration(d),
+            plural(p.count, "connection", "connections")
+        ),
+        _ => "none measured".to_string(),
+    }
+}
+
+pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::Result<()> {
+    let t = s.tally;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        style.paint(
+            "1",
+            &format!(
+                "Summary: {} on port {} ({}, {})",
+                plural(t.flows(), "connection", "connections"),
+                s.port,
+                s.source,
+                s.link
+            )
+        )
+    )?;
+    let mut counts = Vec::new();
+    for o in Outcome::ALL {
+        if t.count(o) > 0 {
+            counts.push(format!("{} {}", o.as_str(), t.count(o)));
+        }
+    }
+    let counts = if counts.is_empty() {
+        "none".to_string()
+    } else {
+        counts.join(", ")
+    };
+    writeln!(out, "  outcomes        {counts}")?;
+    writeln!(
+        out,
+        "  problems        {}",
+        plural(t.problems(), "connection", "connections")
+    )?;
+    writeln!(
+        out,
+        "  retransmitted   {} SYN, {} SYN-ACK, {} data/FIN segments",
+        t.syn_retransmits, t.synack_retransmits, t.retransmits
+    )?;
+    writeln!(
+        out,
+        "  resets          by client {}, by server {}",
+        t.resets_by(Side::Client),
+        t.resets_by(Side::Server)
+    )?;
+    writeln!(
+        out,
+        "  TIME_WAIT       on client {}, on server {} (the side that closed first)",
+        t.time_wait_on(Side::Client),
+        t.time_wait_on(Side::Server)
+    )?;
+    if t.port_reused > 0 || t.midstream > 0 || t.zero_windows > 0 {
+        writeln!(
+            out,
+            "  also            port reused {}, mid-stream {}, zero-window events {}",
+            t.port_reused, t.midstream, t.zero_windows
+        )?;
+    }
+    writeln!(out, "  handshake RTT   {}", pct(&s.handshake_rtt))?;
+    writeln!(out, "  duration        {}", pct(&s.duration))?;
+    let mut skipped = String::new();
+    for (reason, n) in s.skipped.iter() {
+        let _ = write!(
+            skipped,
+            "{}{} {n}",
+            if skipped.is_empty() { "" } else { ", " },
+            reason.as_str()
+        );
+    }
+    writeln!(
+        out,
+        "  packets         {} captured, {} decoded, {} skipped{}",
+        s.packets,
+        s.decoded,
+        s.skipped.total(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({skipped})")
+        }
+    )?;
+    if let Some(k) = s.kernel {
+        writeln!(
+            out,
+            "  kernel          {} received by filter, {} dropped by kernel, {} dropped by interface",
+            k.received, k.dropped, k.if_dropped
+        )?;
+    }
+    if s.live || s.internal_dropped > 0 || s.table.evicted > 0 {
+        writeln!(
+            out,
+            "  portsniff       {} dropped (flow stage behind), {} flows evicted (table full)",
+            s.internal_dropped, s.table.evicted
+        )?;
+    }
+    if let Some(e) = &s.error {
+        writeln!(out, "  {}", style.paint("31;1", &format!("error: {e}")))?;
+    }
+    Ok(())
+}
