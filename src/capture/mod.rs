@@ -393,7 +393,8 @@ impl Reader<'_> {
 
     fn packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
         self.report.packets += 1;
-        let ts = Timestamp::from_timeval(i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec));
+        let (sec, usec) = timeval(header);
+        let ts = Timestamp::from_timeval(sec, usec);
         match self.decoder.decode(ts, data) {
             Ok(seg) => {
                 self.report.decoded += 1;
@@ -401,8 +402,8 @@ impl Reader<'_> {
                 if self.keep_raw {
                     let raw = &mut self.batch.raw;
                     raw.packets.push(RawPacket {
-                        ts_sec: i64::from(header.ts.tv_sec),
-                        ts_usec: i64::from(header.ts.tv_usec),
+                        ts_sec: sec,
+                        ts_usec: usec,
                         caplen: data.len() as u32,
                         len: header.len,
                         offset: raw.bytes.len(),
@@ -448,6 +449,13 @@ impl Reader<'_> {
             let _ = self.tx.send(full);
         }
     }
+}
+
+/// The record's time. `time_t` and `suseconds_t` are `i32` on some platforms (macOS
+/// `tv_usec`), `i64` on Linux: widen either way.
+#[allow(clippy::useless_conversion)]
+fn timeval(header: &pcap::PacketHeader) -> (i64, i64) {
+    (i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec))
 }
 
 /// Waits up to `timeout_ms` for the capture descriptor to become readable.

@@ -1,1 +1,352 @@
+//! Hand-built packets for every link type and for the malformed cases the kernel never
+//! produces on loopback.
 
+use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const PORT: u16 = 61999;
+const TS: Timestamp = Timestamp(1_700_000_000_000_000);
+
+/// A TCP header (+ payload) with the given options (already padded to 4 bytes).
+fn tcp(sport: u16, dport: u16, flags: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    assert_eq!(opts.len() % 4, 0);
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&2000u32.to_be_bytes());
+    t.push((((20 + opts.len()) / 4) as u8) << 4);
+    t.push(flags);
+    t.extend_from_slice(&512u16.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]); // checksum (never checked), urgent pointer
+    t.extend_from_slice(opts);
+    t.extend_from_slice(payload);
+    t
+}
+
+fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(payload);
+    ip
+}
+
+fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[next, 64]);
+    ip.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+    ip.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+    ip.extend_from_slice(payload);
+    ip
+}
+
+fn ethernet(ethertype: u16, ip: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+const LO: [u8; 4] = [127, 0, 0, 1];
+/// MSS 65495, SACK permitted, timestamps, NOP, window scale 7: Linux's SYN options.
+const LINUX_SYN_OPTS: [u8; 20] = [
+    2, 4, 0xff, 0xd7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+];
+
+fn syn_v4() -> Vec<u8> {
+    ipv4(
+        6,
+        LO,
+        LO,
+        &tcp(40000, PORT, TcpFlags::SYN, &LINUX_SYN_OPTS, &[]),
+    )
+}
+
+fn tcp_of(seg: Segment) -> TcpSegment {
+    match seg.kind {
+        SegmentKind::Tcp(t) => t,
+        SegmentKind::Icmp(e) => panic!("expected TCP, got {e:?}"),
+    }
+}
+
+#[test]
+fn ethernet_syn_yields_ports_flags_and_handshake_options() {
+    let d = Decoder::new(LinkType::Ethernet, PORT);
+    let seg = d.decode(TS, &ethernet(0x0800, &syn_v4())).expect("decodes");
+    assert_eq!(seg.src, Endpoint::new(Ipv4Addr::LOCALHOST.into(), 40000));
+    assert_eq!(seg.dst.port, PORT);
+    let t = tcp_of(seg);
+    assert!(t.flags.syn() && !t.flags.ack());
+    assert_eq!(
+        (t.seq, t.ack, t.window, t.payload_len),
+        (1000, 2000, 512, 0)
+    );
+    assert_eq!(
+        t.options,
+        HandshakeOptions {
+            mss: Some(65495),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: true
+        }
+    );
+}
+
+#[test]
+fn vlan_tagged_ethernet_is_unwrapped() {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
+    f.extend_from_slice(&syn_v4());
+    assert!(Decoder::new(LinkType::Ethernet, PORT)
+        .decode(TS, &f)
+        .is_ok());
+}
+
+#[test]
+fn null_loopback_accepts_either_byte_order_and_bsd_ipv6_families() {
+    let d = Decoder::new(LinkType::Null, PORT);
+    for head in [[2u8, 0, 0, 0], [0, 0, 0, 2]] {
+        let mut f = head.to_vec();
+        f.extend_from_slice(&syn_v4());
+        assert!(d.decode(TS, &f).is_ok(), "{head:?}");
+    }
+    let v6 = ipv6(6, &tcp(40000, PORT, TcpFlags::SYN, &[], &[]));
+    for family in [10u32, 24, 28, 30] {
+        let mut f = family.to_le_bytes().to_vec();
+        f.extend_from_slice(&v6);
+        let seg = d.decode(TS, &f).expect("IPv6 over NULL");
+        assert_eq!(seg.src.addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+    let mut bogus = 99u32.to_le_bytes().to_vec();
+    bogus.extend_from_slice(&syn_v4());
+    assert_eq!(d.decode(TS, &bogus), Err(SkipReason::NotIp));
+}
+
+#[test]
+fn loop_link_type_reads_the_family_in_network_order() {
+    let mut f = vec![0, 0, 0, 2];
+    f.extend_from_slice(&syn_v4());
+    assert!(Decoder::new(LinkType::Loop, PORT).decode(TS, &f).is_ok());
+}
+
+#[test]
+fn linux_cooked_v1_and_v2_find_the_protocol_field() {
+    let mut sll = vec![0u8; 14];
+    sll.extend_from_slice(&[0x08, 0x00]);
+    sll.extend_from_slice(&syn_v4());
+    assert!(Decoder::new(LinkType::LinuxSll, PORT)
+        .decode(TS, &sll)
+        .is_ok());
+
+    let mut sll2 = vec![0x08, 0x00];
+    sll2.extend_from_slice(&[0u8; 18]);
+    sll2.extend_from_slice(&syn_v4());
+    assert!(Decoder::new(LinkType::LinuxSll2, PORT)
+        .decode(TS, &sll2)
+        .is_ok());
+}
+
+#[test]
+fn raw_ip_link_type_is_the_ip_packet_itself() {
+    assert!(Decoder::new(LinkType::Raw, PORT)
+        .decode(TS, &syn_v4())
+        .is_ok());
+}
+
+#[test]
+fn unknown_link_type_is_skipped_with_its_reason() {
+    let d = Decoder::new(LinkType::from_linktype(147), PORT);
+    assert_eq!(
+        d.decode(TS, &syn_v4()),
+        Err(SkipReason::UnsupportedLinkType)
+    );
+}
+
+#[test]
+fn arp_is_not_ip() {
+    let f = ethernet(0x0806, &[0u8; 28]);
+    assert_eq!(
+        Decoder::new(LinkType::Ethernet, PORT).decode(TS, &f),
+        Err(SkipReason::NotIp)
+    );
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_tcp() {
+    // Hop-by-hop (0) then destination options (60), each 8 bytes, then TCP.
+    let t = tcp(40000, PORT, TcpFlags::ACK, &[], b"hello");
+    let mut exts = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    exts.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    exts.extend_from_slice(&t);
+    let seg = decode_ip(TS, &ipv6(0, &exts), PORT).expect("walks the chain");
+    assert_eq!(tcp_of(seg).payload_len, 5);
+}
+
+#[test]
+fn payload_length_comes_from_the_ip_header_when_the_snaplen_cut_it() {
+    let full = ipv4(
+        6,
+        LO,
+        LO,
+        &tcp(40000, PORT, TcpFlags::ACK, &[], &[7u8; 1000]),
+    );
+    let cut = &full[..60];
+    let t = tcp_of(decode_ip(TS, cut, PORT).expect("fixed header is enough"));
+    assert_eq!(t.payload_len, 1000);
+}
+
+#[test]
+fn syn_cut_inside_its_options_still_decodes_without_them() {
+    let full = syn_v4();
+    let t = tcp_of(decode_ip(TS, &full[..44], PORT).expect("decodes"));
+    assert!(t.flags.syn());
+    assert_eq!(t.options.mss, Some(65495));
+    assert_eq!(t.options.window_scale, None, "cut off before it");
+}
+
+#[test]
+fn tcp_header_cut_below_20_bytes_is_truncated() {
+    let full = syn_v4();
+    assert_eq!(decode_ip(TS, &full[..30], PORT), Err(SkipReason::Truncated));
+    assert_eq!(decode_ip(TS, &full[..10], PORT), Err(SkipReason::Truncated));
+    assert_eq!(decode_ip(TS, &[], PORT), Err(SkipReason::Truncated));
+}
+
+#[test]
+fn tcp_data_offset_below_five_is_a_bad_header() {
+    let mut t = tcp(40000, PORT, TcpFlags::ACK, &[], &[]);
+    t[12] = 4 << 4;
+    assert_eq!(
+        decode_ip(TS, &ipv4(6, LO, LO, &t), PORT),
+        Err(SkipReason::BadTcpHeader)
+    );
+}
+
+#[test]
+fn ipv4_ihl_below_five_is_a_bad_header() {
+    let mut ip = syn_v4();
+    ip[0] = 0x44;
+    assert_eq!(decode_ip(TS, &ip, PORT), Err(SkipReason::BadIpHeader));
+}
+
+#[test]
+fn ipv4_with_options_finds_tcp_after_them() {
+    let t = tcp(40000, PORT, TcpFlags::SYN, &[], &[]);
+    let mut ip = vec![0x46, 0];
+    ip.extend_from_slice(&((24 + t.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+    ip.extend_from_slice(&LO);
+    ip.extend_from_slice(&LO);
+    ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+    ip.extend_from_slice(&t);
+    assert!(decode_ip(TS, &ip, PORT).is_ok());
+}
+
+#[test]
+fn ip_fragments_are_skipped() {
+    let mut ip = syn_v4();
+    ip[6] = 0x20; // more fragments
+    assert_eq!(decode_ip(TS, &ip, PORT), Err(SkipReason::Fragment));
+}
+
+#[test]
+fn other_ports_and_protocols_are_skipped() {
+    let other = ipv4(6, LO, LO, &tcp(40000, 22, TcpFlags::SYN, &[], &[]));
+    assert_eq!(decode_ip(TS, &other, PORT), Err(SkipReason::OtherPort));
+    let udp = ipv4(17, LO, LO, &[0u8; 8]);
+    assert_eq!(decode_ip(TS, &udp, PORT), Err(SkipReason::NotTcp));
+}
+
+#[test]
+fn icmp_port_unreachable_is_oriented_like_the_syn_it_quotes() {
+    let quoted = syn_v4();
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]); // IP header + first 8 bytes of TCP
+    let seg = decode_ip(TS, &ipv4(1, [127, 0, 0, 9], LO, &icmp), PORT).expect("decodes");
+    assert_eq!(seg.src.port, 40000);
+    assert_eq!(seg.dst.port, PORT);
+    match seg.kind {
+        SegmentKind::Icmp(e) => {
+            assert_eq!(e.kind, Unreachable::Port);
+            assert_eq!(e.quoted_seq, 1000);
+            assert_eq!(e.reporter, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
+        }
+        SegmentKind::Tcp(_) => panic!("expected ICMP"),
+    }
+}
+
+#[test]
+fn icmpv6_admin_prohibited_is_decoded() {
+    let quoted = ipv6(6, &tcp(40000, PORT, TcpFlags::SYN, &[], &[]));
+    let mut icmp = vec![1, 1, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..48]);
+    let seg = decode_ip(TS, &ipv6(58, &icmp), PORT).expect("decodes");
+    assert!(matches!(
+        seg.kind,
+        SegmentKind::Icmp(IcmpError {
+            kind: Unreachable::AdminProhibited,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn icmp_quoting_a_truncated_tcp_header_is_skipped() {
+    let quoted = syn_v4();
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..24]); // only 4 bytes of TCP
+    assert_eq!(
+        decode_ip(TS, &ipv4(1, LO, LO, &icmp), PORT),
+        Err(SkipReason::Truncated)
+    );
+}
+
+#[test]
+fn icmp_echo_is_not_about_tcp() {
+    let icmp = [8u8, 0, 0, 0, 0, 1, 0, 1];
+    assert_eq!(
+        decode_ip(TS, &ipv4(1, LO, LO, &icmp), PORT),
+        Err(SkipReason::NotTcp)
+    );
+}
+
+#[test]
+fn unknown_tcp_options_do_not_hide_the_ones_after_them() {
+    // TFO cookie option (34, len 2) before MSS.
+    let opts = [34, 2, 2, 4, 0x05, 0xb4, 0, 0];
+    let ip = ipv4(6, LO, LO, &tcp(40000, PORT, TcpFlags::SYN, &opts, &[]));
+    assert_eq!(
+        tcp_of(decode_ip(TS, &ip, PORT).unwrap()).options.mss,
+        Some(1460)
+    );
+}
+
+#[test]
+fn malformed_option_length_stops_option_parsing_quietly() {
+    let opts = [2, 0, 0, 0];
+    let ip = ipv4(6, LO, LO, &tcp(40000, PORT, TcpFlags::SYN, &opts, &[]));
+    assert_eq!(
+        tcp_of(decode_ip(TS, &ip, PORT).unwrap()).options,
+        HandshakeOptions::default()
+    );
+}
+
+#[test]
+fn timestamps_clamp_negative_and_compute_gaps_without_underflow() {
+    assert_eq!(Timestamp::from_timeval(-5, 3), Timestamp(3));
+    assert_eq!(Timestamp(5).micros_since(Timestamp(10)), 0);
+}
+
+#[test]
+fn endpoints_print_like_ss_does() {
+    let v6 = Endpoint::new(IpAddr::V6(Ipv6Addr::LOCALHOST), PORT);
+    assert_eq!(v6.to_string(), "[::1]:61999");
+    assert_eq!(
+        Endpoint::new(Ipv4Addr::LOCALHOST.into(), 80).to_string(),
+        "127.0.0.1:80"
+    );
+}

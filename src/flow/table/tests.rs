@@ -1,1 +1,358 @@
+//! The table's own behaviour: which flow a segment belongs to, generations of a 4-tuple,
+//! timers on the capture clock, and the flow cap.
 
+use super::*;
+use crate::decode::{HandshakeOptions, IcmpError, TcpFlags, TcpSegment, Unreachable};
+use crate::flow::{FlowRecord, Outcome};
+use std::net::{IpAddr, Ipv4Addr};
+
+const PORT: u16 = 61999;
+const SYN: u8 = TcpFlags::SYN;
+const ACK: u8 = TcpFlags::ACK;
+const FIN: u8 = TcpFlags::FIN;
+const RST: u8 = TcpFlags::RST;
+
+fn ep(port: u16) -> Endpoint {
+    Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn cfg() -> FlowConfig {
+    FlowConfig {
+        port: PORT,
+        max_flows: 1000,
+        syn_timeout_us: 3_000_000,
+        pending_notices: false,
+    }
+}
+
+/// Drives a table with segments between one client port and the server, at explicit
+/// times in milliseconds.
+struct Script {
+    table: FlowTable,
+    events: Vec<FlowEvent>,
+}
+
+impl Script {
+    fn new(cfg: FlowConfig) -> Script {
+        Script {
+            table: FlowTable::new(cfg),
+            events: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // reads like a tcpdump line
+    fn send(
+        &mut self,
+        ms: u64,
+        from: Endpoint,
+        to: Endpoint,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) {
+        let seg = Segment {
+            ts: Timestamp(1_700_000_000_000_000 + ms * 1000),
+            src: from,
+            dst: to,
+            kind: SegmentKind::Tcp(TcpSegment {
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                window: 512,
+                payload_len: len,
+                options: HandshakeOptions::default(),
+            }),
+        };
+        self.table.process(&seg, &mut self.events);
+    }
+
+    fn c(&mut self, ms: u64, cport: u16, flags: u8, seq: u32, ack: u32, len: u32) {
+        self.send(ms, ep(cport), ep(PORT), flags, seq, ack, len);
+    }
+
+    fn s(&mut self, ms: u64, cport: u16, flags: u8, seq: u32, ack: u32, len: u32) {
+        self.send(ms, ep(PORT), ep(cport), flags, seq, ack, len);
+    }
+
+    /// A complete clean connection from `cport` starting at `ms`, client closing first.
+    fn clean(&mut self, ms: u64, cport: u16, isn: u32) {
+        self.c(ms, cport, SYN, isn, 0, 0);
+        self.s(ms + 1, cport, SYN | ACK, 9000, isn + 1, 0);
+        self.c(ms + 2, cport, ACK, isn + 1, 9001, 0);
+        self.c(ms + 3, cport, FIN | ACK, isn + 1, 9001, 0);
+        self.s(ms + 4, cport, FIN | ACK, 9001, isn + 2, 0);
+        self.c(ms + 5, cport, ACK, isn + 2, 9002, 0);
+    }
+
+    fn finals(&mut self) -> Vec<FlowRecord> {
+        self.table.finish_all(&mut self.events);
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                FlowEvent::Finished(r) => Some(*r),
+                FlowEvent::Pending(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn both_directions_find_the_same_flow_and_the_port_names_the_server() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].client, ep(40000));
+    assert_eq!(recs[0].server, ep(PORT));
+    assert_eq!(recs[0].outcome, Outcome::Closed);
+    assert_eq!(recs[0].end, Some(EndReason::Packets));
+}
+
+#[test]
+fn new_isn_within_time_wait_is_a_new_generation_with_port_reused() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40123, 100);
+    s.clean(500, 40123, 777_777);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert!(!recs[0].port_reused);
+    assert!(recs[1].port_reused);
+    assert_ne!(recs[0].id, recs[1].id);
+    assert_eq!(recs[1].outcome, Outcome::Closed);
+}
+
+#[test]
+fn new_isn_after_time_wait_expired_is_not_port_reuse() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40123, 100);
+    s.clean(61_000, 40123, 777_777);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 2);
+    assert!(!recs[1].port_reused);
+}
+
+#[test]
+fn new_isn_after_a_refusal_is_a_new_attempt_without_reuse() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, RST | ACK, 0, 101, 0);
+    s.c(100, 40000, SYN, 5555, 0, 0);
+    s.s(101, 40000, RST | ACK, 0, 5556, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 2);
+    assert!(recs
+        .iter()
+        .all(|r| r.outcome == Outcome::Refused && !r.port_reused));
+}
+
+#[test]
+fn new_syn_on_an_open_connection_supersedes_it() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(2, 40000, ACK, 101, 9001, 0);
+    s.c(1000, 40000, SYN, 4242, 0, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].outcome, Outcome::Established);
+    assert_eq!(recs[0].end, Some(EndReason::Superseded));
+    assert!(recs[1].port_reused);
+    assert_eq!(recs[1].outcome, Outcome::Unanswered);
+}
+
+#[test]
+fn stray_ack_after_a_close_does_not_start_a_midstream_flow() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    s.c(10, 40000, ACK, 102, 9002, 0);
+    assert_eq!(s.finals().len(), 1);
+}
+
+#[test]
+fn midstream_flow_is_oriented_by_the_port() {
+    let mut s = Script::new(cfg());
+    s.s(0, 40000, ACK, 9000, 100, 50);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].midstream);
+    assert_eq!(recs[0].client, ep(40000));
+    assert_eq!(recs[0].bytes, [0, 50]);
+}
+
+#[test]
+fn when_both_ends_use_the_port_the_syn_sender_is_the_client() {
+    let mut s = Script::new(cfg());
+    let other = Endpoint::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), PORT);
+    s.send(0, other, ep(PORT), SYN, 1, 0, 0);
+    s.send(1, ep(PORT), other, RST | ACK, 0, 2, 0);
+    let recs = s.finals();
+    assert_eq!(recs[0].client, other);
+    assert_eq!(recs[0].outcome, Outcome::Refused);
+    assert_eq!(recs[0].reset_by, Some(Side::Server));
+}
+
+#[test]
+fn out_of_order_capture_synack_before_syn_is_one_connection() {
+    let mut s = Script::new(cfg());
+    s.s(0, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.c(1, 40000, ACK, 101, 9001, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].outcome, Outcome::Established);
+    assert_eq!(recs[0].syn_count, 1);
+}
+
+#[test]
+fn icmp_error_ends_the_attempt_it_quotes() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    let icmp = Segment {
+        ts: Timestamp(1_700_000_000_000_000 + 1000),
+        src: ep(40000),
+        dst: ep(PORT),
+        kind: SegmentKind::Icmp(IcmpError {
+            reporter: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            kind: Unreachable::AdminProhibited,
+            quoted_seq: 100,
+        }),
+    };
+    s.table.process(&icmp, &mut s.events);
+    let recs = s.finals();
+    assert_eq!(recs[0].outcome, Outcome::Unreachable);
+    assert_eq!(recs[0].end, Some(EndReason::Packets));
+}
+
+#[test]
+fn icmp_error_for_an_unknown_flow_is_counted_not_tracked() {
+    let mut s = Script::new(cfg());
+    let icmp = Segment {
+        ts: Timestamp(1_700_000_000_000_000),
+        src: ep(40000),
+        dst: ep(PORT),
+        kind: SegmentKind::Icmp(IcmpError {
+            reporter: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            kind: Unreachable::Port,
+            quoted_seq: 1,
+        }),
+    };
+    assert_eq!(s.table.process(&icmp, &mut s.events), None);
+    assert_eq!(s.table.stats().icmp_unmatched, 1);
+    assert!(s.finals().is_empty());
+}
+
+#[test]
+fn pending_notice_after_syn_timeout_then_final_answer() {
+    let mut s = Script::new(FlowConfig {
+        pending_notices: true,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.c(1000, 40000, SYN, 100, 0, 0);
+    s.c(2900, 40000, SYN, 100, 0, 0);
+    s.table
+        .tick(Timestamp(1_700_000_000_000_000 + 3_300_000), &mut s.events);
+    let pending: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, FlowEvent::Pending(_)))
+        .copied()
+        .collect();
+    assert_eq!(pending.len(), 1, "one notice, not one per sweep");
+    assert_eq!(pending[0].record().outcome, Outcome::Unanswered);
+    assert_eq!(pending[0].record().syn_count, 3);
+    // The server finally answers (a backlog drained): the final record says so.
+    s.s(7000, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(7001, 40000, ACK, 101, 9001, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].outcome, Outcome::Established);
+    assert_eq!(recs[0].id, pending[0].record().id);
+}
+
+#[test]
+fn no_pending_notices_on_replay() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.table
+        .tick(Timestamp(1_700_000_000_000_000 + 10_000_000), &mut s.events);
+    assert!(s.events.is_empty());
+}
+
+#[test]
+fn idle_established_flow_times_out_on_the_capture_clock() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(2, 40000, ACK, 101, 9001, 0);
+    // Another connection 301 s later moves the clock past the idle timeout.
+    s.clean(301_000, 40001, 1);
+    let first = s
+        .events
+        .iter()
+        .find(|e| e.record().client == ep(40000))
+        .copied();
+    let r = first
+        .expect("the idle flow was ended by the clock")
+        .record()
+        .to_owned();
+    assert_eq!(r.outcome, Outcome::Established);
+    assert_eq!(r.end, Some(EndReason::IdleTimeout));
+    assert_eq!(s.table.state_of(ep(40000), ep(PORT)), None);
+}
+
+#[test]
+fn unanswered_attempt_ends_after_the_kernel_would_give_up() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.clean(80_000, 40001, 1);
+    let r = s.events[0].record();
+    assert_eq!(r.outcome, Outcome::Unanswered);
+    assert_eq!(r.end, Some(EndReason::IdleTimeout));
+}
+
+#[test]
+fn flood_of_distinct_sources_is_bounded_by_the_cap_and_counted() {
+    let mut s = Script::new(FlowConfig {
+        max_flows: 100,
+        ..cfg()
+    });
+    for i in 0..10_000u32 {
+        let client = Endpoint::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 1024);
+        s.send(u64::from(i) / 100, client, ep(PORT), SYN, i, 0, 0);
+        assert!(s.table.len() <= 100);
+    }
+    let stats = s.table.stats();
+    assert_eq!(stats.evicted, 9_900);
+    assert_eq!(stats.peak_flows, 100);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 10_000, "every attempt is still reported");
+    assert!(recs.iter().all(|r| r.outcome == Outcome::Unanswered));
+}
+
+#[test]
+fn eviction_prefers_tombstones_over_live_flows() {
+    let mut s = Script::new(FlowConfig {
+        max_flows: 2,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, RST | ACK, 0, 101, 0); // done: a tombstone
+    s.c(2, 40001, SYN, 100, 0, 0); // live
+    s.c(3, 40002, SYN, 100, 0, 0); // needs room
+    assert_eq!(s.table.stats().evicted, 0);
+    assert_eq!(s.table.state_of(ep(40000), ep(PORT)), None);
+    assert!(s.table.state_of(ep(40001), ep(PORT)).is_some());
+}
+
+#[test]
+fn finish_all_reports_in_order_of_first_packet() {
+    let mut s = Script::new(cfg());
+    s.c(5, 40002, SYN, 1, 0, 0);
+    s.c(1, 40001, SYN, 1, 0, 0);
+    s.c(9, 40003, SYN, 1, 0, 0);
+    s.c(10, 40001, SYN, 1, 0, 0); // retransmission touches the oldest flow
+    let ports: Vec<u16> = s.finals().iter().map(|r| r.client.port).collect();
+    assert_eq!(ports, vec![40001, 40002, 40003]);
+}
