@@ -37,18 +37,31 @@ fn main() -> ExitCode {
         eprintln!("portsniff: {e}");
         return ExitCode::from(EXIT_ERROR);
     }
-    match &config.source {
-        capture::Source::Live { interface, .. } => {
-            eprintln!(
-                "portsniff: listening on {interface}, port {} (Ctrl-C to stop)",
-                config.port
-            )
+    let prepared = match portsniff::pipeline::prepare(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("portsniff: error: {e}");
+            return ExitCode::from(EXIT_ERROR);
         }
-        source => eprintln!("portsniff: reading {}, port {}", source.name(), config.port),
+    };
+    // The tcpdump-style banner, on stderr once the capture is really open: scripts and
+    // tests wait for it before they start traffic.
+    match &config.source {
+        capture::Source::Live { interface, .. } => eprintln!(
+            "portsniff: listening on {interface}, link-type {}, port {} (Ctrl-C to stop)",
+            prepared.link_name(),
+            config.port
+        ),
+        source => eprintln!(
+            "portsniff: reading from {}, link-type {}, port {}",
+            source.name(),
+            prepared.link_name(),
+            config.port
+        ),
     }
 
     let out = BufWriter::new(io::stdout().lock());
-    match portsniff::run(&config, out, stop) {
+    match prepared.run(out, stop) {
         Ok(result) => {
             if let Some(e) = result.capture_error {
                 eprintln!("portsniff: error: {e}");

@@ -53,104 +53,139 @@ fn wall_clock() -> Timestamp {
     Timestamp(d.as_micros() as u64)
 }
 
-/// Runs one capture or replay to its end and writes the report to `out`.
-pub fn run<W: Write>(cfg: &Config, out: W, stop: Arc<AtomicBool>) -> Result<RunResult, Error> {
+/// A capture that is open (permissions checked, filter installed, `-w` file created)
+/// but not yet reading.
+pub struct Prepared<'a> {
+    cfg: &'a Config,
+    opened: capture::Opened,
+    writer: Option<PcapWriter>,
+}
+
+/// Opens the capture and the `-w` file: every error a user can cause by their arguments
+/// or permissions happens here, before any output.
+pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
     let opened = capture::open(&cfg.source, cfg.port)?;
-    let link = opened.link();
-    let live = cfg.source.is_live();
-    tracing::info!(
-        source = %cfg.source.name(),
-        link = link.name(),
-        filter = opened.filter(),
-        "capture started"
-    );
-    let mut writer = match &cfg.write {
-        Some(path) => Some(PcapWriter::create(path, link, cfg.only_problems)?),
+    let writer = match &cfg.write {
+        Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
         None => None,
     };
-    let keep_raw = writer.is_some();
-
-    let (tx, rx) = bounded::<Batch>(CHANNEL_BATCHES);
-    let (recycle_tx, recycle_rx) = bounded::<Batch>(CHANNEL_BATCHES + 2);
-    let limits = cfg.limits;
-    let capture_stop = Arc::clone(&stop);
-    let capture = std::thread::Builder::new()
-        .name("capture".to_string())
-        .spawn(move || opened.run(&tx, &recycle_rx, limits, keep_raw, &capture_stop))
-        .map_err(Error::Thread)?;
-
-    let mut table = FlowTable::new(FlowConfig {
-        port: cfg.port,
-        max_flows: cfg.max_flows,
-        syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
-        pending_notices: live,
-    });
-    let mut sink = Sink {
-        reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
-        writer: writer.as_mut(),
-        output_closed: false,
-        stop: &stop,
-    };
-    let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
-    loop {
-        match rx.recv_timeout(TICK) {
-            Ok(batch) => {
-                for (i, seg) in batch.segments.iter().enumerate() {
-                    let id = table.process(seg, &mut events);
-                    if let (Some(w), Some(raw)) =
-                        (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
-                    {
-                        w.packet(id, raw, batch.raw.data(raw));
-                    }
-                    sink.drain(&mut events)?;
-                }
-                let _ = recycle_tx.try_send(batch);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if live {
-                    table.tick(wall_clock(), &mut events);
-                    sink.drain(&mut events)?;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let report: CaptureReport = capture.join().unwrap_or_else(|_| CaptureReport {
-        error: Some(CaptureError::Live {
-            interface: cfg.source.name(),
-            detail: "the capture thread crashed".to_string(),
-        }),
-        ..CaptureReport::default()
-    });
-    table.finish_all(&mut events);
-    sink.drain(&mut events)?;
-
-    let tally = sink.reporter.take_tally();
-    let source_name = cfg.source.name();
-    let summary = Summary::new(
-        &source_name,
-        live,
-        link.name(),
-        cfg.port,
-        &tally,
-        &report,
-        table.stats(),
-    );
-    if !sink.output_closed {
-        let res = sink.reporter.summary(&summary);
-        sink.result(res)?;
-    }
-    let output_closed = sink.output_closed;
-    if let Some(w) = writer {
-        let written = w.finish()?;
-        tracing::info!(packets = written, "capture file written");
-    }
-    Ok(RunResult {
-        flows: tally.flows(),
-        problems: tally.problems(),
-        capture_error: report.error,
-        output_closed,
+    Ok(Prepared {
+        cfg,
+        opened,
+        writer,
     })
+}
+
+/// Opens and runs in one go (tests and benches).
+pub fn run<W: Write>(cfg: &Config, out: W, stop: Arc<AtomicBool>) -> Result<RunResult, Error> {
+    prepare(cfg)?.run(out, stop)
+}
+
+impl Prepared<'_> {
+    /// The link type being read, e.g. `EN10MB`.
+    pub fn link_name(&self) -> &'static str {
+        self.opened.link().name()
+    }
+
+    /// Reads to the end (of the file, the limits, or `stop`) and writes the report.
+    pub fn run<W: Write>(self, out: W, stop: Arc<AtomicBool>) -> Result<RunResult, Error> {
+        let Prepared {
+            cfg,
+            opened,
+            mut writer,
+        } = self;
+        let link = opened.link();
+        let live = cfg.source.is_live();
+        tracing::info!(
+            source = %cfg.source.name(),
+            link = link.name(),
+            filter = opened.filter(),
+            "capture started"
+        );
+        let keep_raw = writer.is_some();
+
+        let (tx, rx) = bounded::<Batch>(CHANNEL_BATCHES);
+        let (recycle_tx, recycle_rx) = bounded::<Batch>(CHANNEL_BATCHES + 2);
+        let limits = cfg.limits;
+        let capture_stop = Arc::clone(&stop);
+        let capture = std::thread::Builder::new()
+            .name("capture".to_string())
+            .spawn(move || opened.run(&tx, &recycle_rx, limits, keep_raw, &capture_stop))
+            .map_err(Error::Thread)?;
+
+        let mut table = FlowTable::new(FlowConfig {
+            port: cfg.port,
+            max_flows: cfg.max_flows,
+            syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
+            pending_notices: live,
+        });
+        let mut sink = Sink {
+            reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
+            writer: writer.as_mut(),
+            output_closed: false,
+            stop: &stop,
+        };
+        let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(batch) => {
+                    for (i, seg) in batch.segments.iter().enumerate() {
+                        let id = table.process(seg, &mut events);
+                        if let (Some(w), Some(raw)) =
+                            (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
+                        {
+                            w.packet(id, raw, batch.raw.data(raw));
+                        }
+                        sink.drain(&mut events)?;
+                    }
+                    let _ = recycle_tx.try_send(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if live {
+                        table.tick(wall_clock(), &mut events);
+                        sink.drain(&mut events)?;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let report: CaptureReport = capture.join().unwrap_or_else(|_| CaptureReport {
+            error: Some(CaptureError::Live {
+                interface: cfg.source.name(),
+                detail: "the capture thread crashed".to_string(),
+            }),
+            ..CaptureReport::default()
+        });
+        table.finish_all(&mut events);
+        sink.drain(&mut events)?;
+
+        let tally = sink.reporter.take_tally();
+        let source_name = cfg.source.name();
+        let summary = Summary::new(
+            &source_name,
+            live,
+            link.name(),
+            cfg.port,
+            &tally,
+            &report,
+            table.stats(),
+        );
+        if !sink.output_closed {
+            let res = sink.reporter.summary(&summary);
+            sink.result(res)?;
+        }
+        let output_closed = sink.output_closed;
+        if let Some(w) = writer {
+            let written = w.finish()?;
+            tracing::info!(packets = written, "capture file written");
+        }
+        Ok(RunResult {
+            flows: tally.flows(),
+            problems: tally.problems(),
+            capture_error: report.error,
+            output_closed,
+        })
+    }
 }
 
 /// Where flow events go: the reporter and the `-w` writer.
