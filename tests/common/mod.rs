@@ -1,0 +1,53 @@
+//! Shared helpers for the integration tests: run the real binary, parse its JSON lines.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub const PORT: &str = "61999";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portsniff")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Runs portsniff with `args`, no stdin, and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the portsniff binary runs")
+}
+
+/// Parses JSON lines, failing the test on any line that is not JSON.
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `portsniff -r FIXTURE --port 61999 --json` → (exit code, flow lines, summary line).
+pub fn replay_json(name: &str, extra: &[&str]) -> (i32, Vec<Value>, Value) {
+    let path = fixture(name);
+    let mut args = vec!["-r", path.to_str().unwrap(), "--port", PORT, "--json"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let lines = json_lines(&out.stdout);
+    let (summary, flows): (Vec<Value>, Vec<Value>) =
+        lines.into_iter().partition(|v| v["type"] == "summary");
+    assert_eq!(summary.len(), 1, "exactly one summary line for {name}");
+    (
+        out.status.code().unwrap_or(-1),
+        flows,
+        summary.into_iter().next().unwrap(),
+    )
+}

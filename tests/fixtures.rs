@@ -1,0 +1,395 @@
+//! Every bundled capture, replayed by the real binary: the outcomes a user must see
+//! (asserted field by field here) and the complete JSON output (checked against the
+//! reviewed golden file beside the capture, `fixtures/NAME.expected.json`).
+//!
+//! Regenerate the golden files after an intended change with
+//! `PORTSNIFF_BLESS=1 cargo test --test fixtures`, then review the diff like code.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// What a user must see for one flow of a fixture.
+struct Flow {
+    outcome: &'static str,
+    reset_by: Option<&'static str>,
+    closed_first_by: Option<&'static str>,
+    history: &'static str,
+}
+
+const fn flow(
+    outcome: &'static str,
+    reset_by: Option<&'static str>,
+    closed_first_by: Option<&'static str>,
+    history: &'static str,
+) -> Flow {
+    Flow {
+        outcome,
+        reset_by,
+        closed_first_by,
+        history,
+    }
+}
+
+const REFUSED: Flow = flow("refused", Some("server"), None, "Sr");
+const CLOSED_BY_CLIENT: Flow = flow("closed", None, Some("client"), "ShADadFf");
+
+fn check(name: &str, exit: i32, expected: &[Flow]) -> (Vec<Value>, Value) {
+    let (code, flows, summary) = replay_json(name, &[]);
+    assert_eq!(code, exit, "{name}: exit status");
+    assert_eq!(
+        flows.len(),
+        expected.len(),
+        "{name}: number of connections: {flows:#?}"
+    );
+    for (i, (got, want)) in flows.iter().zip(expected).enumerate() {
+        let ctx = format!("{name} flow #{i}: {got}");
+        assert_eq!(got["final"], true, "{ctx}");
+        assert_eq!(got["outcome"], want.outcome, "{ctx}");
+        assert_eq!(got["reset_by"].as_str(), want.reset_by, "{ctx}");
+        assert_eq!(
+            got["closed_first_by"].as_str(),
+            want.closed_first_by,
+            "{ctx}"
+        );
+        assert_eq!(got["history"], want.history, "{ctx}");
+        assert_eq!(
+            got["server"].as_str().unwrap().rsplit(':').next(),
+            Some(PORT),
+            "{ctx}"
+        );
+    }
+    assert_eq!(
+        summary["flows"],
+        expected.len(),
+        "{name}: summary flow count"
+    );
+    let problems = expected
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.outcome,
+                "unanswered" | "refused" | "unreachable" | "handshake_incomplete" | "reset"
+            )
+        })
+        .count();
+    assert_eq!(summary["problems"], problems, "{name}: summary problems");
+    (flows, summary)
+}
+
+#[test]
+fn refused_when_nothing_listens() {
+    let (flows, s) = check("refused.pcap", 1, &[REFUSED]);
+    assert_eq!(flows[0]["syn_count"], 1);
+    assert_eq!(flows[0]["synack_count"], 0);
+    assert_eq!(flows[0]["handshake_rtt_us"], Value::Null);
+    assert_eq!(s["resets"]["server"], 1);
+    assert_eq!(s["outcomes"]["refused"], 1);
+}
+
+#[test]
+fn clean_close_client_first_leaves_time_wait_on_the_client() {
+    let (flows, s) = check("closed_client_first.pcap", 0, &[CLOSED_BY_CLIENT]);
+    let f = &flows[0];
+    assert_eq!(
+        (f["bytes_c2s"].as_u64(), f["bytes_s2c"].as_u64()),
+        (Some(100), Some(200))
+    );
+    assert_eq!(
+        (f["packets_c2s"].as_u64(), f["packets_s2c"].as_u64()),
+        (Some(6), Some(5))
+    );
+    assert!(f["handshake_rtt_us"]
+        .as_u64()
+        .is_some_and(|rtt| rtt < 10_000));
+    assert_eq!(f["client_options"]["mss"], 65495);
+    assert_eq!(f["server_options"]["window_scale"], 10);
+    assert_eq!(s["time_wait"]["client"], 1);
+}
+
+#[test]
+fn clean_close_server_first_leaves_time_wait_on_the_server() {
+    let (_, s) = check(
+        "closed_server_first.pcap",
+        0,
+        &[flow("closed", None, Some("server"), "ShADadfF")],
+    );
+    assert_eq!(s["time_wait"]["server"], 1);
+}
+
+#[test]
+fn abortive_close_by_the_server_is_a_reset_by_the_server() {
+    let (flows, _) = check(
+        "reset_by_server.pcap",
+        1,
+        &[flow("reset", Some("server"), None, "ShADar")],
+    );
+    assert_eq!(flows[0]["bytes_c2s"], 100);
+}
+
+#[test]
+fn abortive_close_by_the_client_is_a_reset_by_the_client() {
+    check(
+        "reset_by_client.pcap",
+        1,
+        &[flow("reset", Some("client"), None, "ShADadR")],
+    );
+}
+
+#[test]
+fn dropped_syns_are_one_unanswered_attempt_with_its_retransmissions() {
+    let (flows, s) = check("unanswered.pcap", 1, &[flow("unanswered", None, None, "S")]);
+    assert_eq!(flows[0]["syn_count"], 3);
+    let gaps: Vec<u64> = flows[0]["syn_gaps_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_u64().unwrap())
+        .collect();
+    assert_eq!(gaps.len(), 2);
+    // The kernel's exponential backoff: ~1 s, then ~2 s.
+    assert!((900_000..1_500_000).contains(&gaps[0]), "{gaps:?}");
+    assert!((1_800_000..2_500_000).contains(&gaps[1]), "{gaps:?}");
+    assert_eq!(s["syn_retransmits"], 2);
+}
+
+#[test]
+fn icmp_port_unreachable_answers_the_syn() {
+    let (flows, _) = check(
+        "unreachable.pcap",
+        1,
+        &[flow("unreachable", None, None, "S")],
+    );
+    assert_eq!(flows[0]["icmp"], "port_unreachable");
+    assert_eq!(flows[0]["icmp_from"], "127.0.0.1");
+}
+
+#[test]
+fn icmp_admin_prohibited_names_the_firewall() {
+    let (flows, _) = check(
+        "unreachable_admin.pcap",
+        1,
+        &[flow("unreachable", None, None, "S")],
+    );
+    assert_eq!(flows[0]["icmp"], "admin_prohibited");
+}
+
+#[test]
+fn synacks_that_never_reach_the_client_leave_the_handshake_incomplete() {
+    let (flows, s) = check(
+        "handshake_incomplete.pcap",
+        1,
+        &[flow("handshake_incomplete", None, None, "Sh")],
+    );
+    assert_eq!(flows[0]["syn_count"], 3);
+    assert_eq!(flows[0]["synack_count"], 5);
+    assert_eq!(s["synack_retransmits"], 4);
+}
+
+#[test]
+fn connection_open_at_the_end_of_the_capture_is_established() {
+    let (flows, _) = check(
+        "established.pcap",
+        0,
+        &[flow("established", None, None, "ShADad")],
+    );
+    assert_eq!(flows[0]["ended_by"], "capture_end");
+    assert_eq!(flows[0]["bytes_c2s"], 150);
+}
+
+#[test]
+fn fin_one_way_only_is_half_closed() {
+    check(
+        "half_closed.pcap",
+        0,
+        &[flow("half_closed", None, Some("client"), "ShADaF")],
+    );
+}
+
+#[test]
+fn ipv6_endpoints_are_bracketed() {
+    let (flows, _) = check("ipv6_refused.pcap", 1, &[REFUSED]);
+    assert!(flows[0]["client"].as_str().unwrap().starts_with("[::1]:"));
+    assert_eq!(flows[0]["server"], "[::1]:61999");
+    check("ipv6_closed.pcap", 0, &[CLOSED_BY_CLIENT]);
+}
+
+#[test]
+fn linux_cooked_captures_from_any_decode_like_ethernet() {
+    let (_, s1) = check("any_sll.pcap", 0, &[CLOSED_BY_CLIENT]);
+    assert_eq!(s1["link_type"], "LINUX_SLL");
+    let (_, s2) = check("any_sll2.pcap", 0, &[CLOSED_BY_CLIENT]);
+    assert_eq!(s2["link_type"], "LINUX_SLL2");
+}
+
+#[test]
+fn pcapng_with_nanosecond_timestamps_is_read() {
+    let (flows, _) = check("closed.pcapng", 0, &[CLOSED_BY_CLIENT]);
+    assert!(flows[0]["first_ts"].as_f64().unwrap() > 1.7e9);
+}
+
+#[test]
+fn bsd_null_loopback_carries_ipv4_and_ipv6() {
+    let (_, s) = check("null_loopback.pcap", 1, &[CLOSED_BY_CLIENT, REFUSED]);
+    assert_eq!(s["link_type"], "NULL");
+}
+
+#[test]
+fn small_snaplen_still_gives_every_outcome_and_real_byte_counts() {
+    let (flows, s) = check("snaplen60.pcap", 0, &[CLOSED_BY_CLIENT]);
+    assert_eq!(
+        flows[0]["bytes_s2c"], 200,
+        "payload length comes from the IP header"
+    );
+    assert_eq!(s["packets"]["skipped"], 0);
+}
+
+#[test]
+fn truncated_capture_reports_what_it_read_then_the_error() {
+    let (flows, s) = check(
+        "truncated.pcap",
+        2,
+        &[
+            REFUSED,
+            REFUSED,
+            REFUSED,
+            flow("half_closed", None, Some("client"), "ShADadF"),
+        ],
+    );
+    assert_eq!(flows.len(), 4);
+    assert_eq!(s["packets"]["captured"], 15);
+    assert!(s["error"].as_str().unwrap().contains("truncated"), "{s}");
+    let text = run(&[
+        "-r",
+        fixture("truncated.pcap").to_str().unwrap(),
+        "--port",
+        PORT,
+    ]);
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(stderr.contains("damaged after packet 15"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout)
+            .matches("refused")
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn connection_seen_without_its_handshake_is_midstream() {
+    let (flows, s) = check(
+        "midstream.pcap",
+        0,
+        &[flow("closed", None, Some("client"), "DadAFf")],
+    );
+    assert_eq!(flows[0]["midstream"], true);
+    assert_eq!(flows[0]["syn_count"], 0);
+    assert_eq!(
+        flows[0]["client"].as_str().unwrap().rsplit(':').next() != Some(PORT),
+        true
+    );
+    assert_eq!(s["midstream"], 1);
+}
+
+#[test]
+fn new_syn_on_a_tuple_in_time_wait_is_a_second_connection_marked_port_reused() {
+    let (flows, s) = check("port_reuse.pcap", 0, &[CLOSED_BY_CLIENT, CLOSED_BY_CLIENT]);
+    assert_eq!(flows[0]["client"], flows[1]["client"]);
+    assert_eq!(flows[0]["port_reused"], false);
+    assert_eq!(flows[1]["port_reused"], true);
+    assert_eq!(s["port_reused"], 1);
+}
+
+#[test]
+fn mixed_capture_summary_counts_every_outcome() {
+    let (_, s) = check(
+        "mixed.pcap",
+        1,
+        &[
+            REFUSED,
+            REFUSED,
+            CLOSED_BY_CLIENT,
+            CLOSED_BY_CLIENT,
+            CLOSED_BY_CLIENT,
+            flow("reset", Some("server"), None, "ShADar"),
+        ],
+    );
+    assert_eq!(s["outcomes"]["refused"], 2);
+    assert_eq!(s["outcomes"]["closed"], 3);
+    assert_eq!(s["outcomes"]["reset"], 1);
+    assert_eq!(s["handshake_rtt_us"]["count"], 4);
+    assert_eq!(s["packets"]["captured"], 43);
+    assert_eq!(s["packets"]["decoded"], 43);
+}
+
+/// The whole JSON output of every fixture, against its reviewed golden file.
+#[test]
+fn every_fixture_matches_its_golden_json() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let bless = std::env::var_os("PORTSNIFF_BLESS").is_some();
+    let mut captures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
+        .collect();
+    captures.sort();
+    assert!(captures.len() >= 20, "fixtures are missing: {captures:?}");
+    let mut mismatches = Vec::new();
+    for capture in captures {
+        let file = capture.file_name().unwrap().to_str().unwrap();
+        let golden = dir.join(format!(
+            "{}.expected.json",
+            capture.file_stem().unwrap().to_str().unwrap()
+        ));
+        // A relative path, so the summary's "source" is the same on every machine.
+        let out = std::process::Command::new(bin())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["-r", &format!("fixtures/{file}"), "--port", PORT, "--json"])
+            .output()
+            .unwrap();
+        let actual = String::from_utf8(out.stdout).unwrap();
+        if bless {
+            std::fs::write(&golden, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run PORTSNIFF_BLESS=1 cargo test --test fixtures",
+                golden.display()
+            )
+        });
+        if json_lines(actual.as_bytes()) != json_lines(expected.as_bytes()) {
+            mismatches.push(format!(
+                "{file}:\n--- expected\n{expected}--- actual\n{actual}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Replaying the same bytes twice gives byte-identical output.
+#[test]
+fn replay_is_deterministic() {
+    let a = run(&[
+        "-r",
+        fixture("mixed.pcap").to_str().unwrap(),
+        "--port",
+        PORT,
+        "--json",
+    ]);
+    let b = run(&[
+        "-r",
+        fixture("mixed.pcap").to_str().unwrap(),
+        "--port",
+        PORT,
+        "--json",
+    ]);
+    assert_eq!(a.stdout, b.stdout);
+}
