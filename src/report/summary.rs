@@ -48,9 +48,17 @@ pub struct Tally {
     duration: Histogram<u64>,
 }
 
-/// 3 significant figures, auto-resizing: bounded memory for any range of latencies.
+/// 3 significant figures, auto-resizing: memory grows with the log of the largest value.
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+}
+
+/// Records into an auto-resizing histogram. (`saturating_record` would clamp to the
+/// histogram's *current* range instead of growing it.)
+fn record(h: &mut Histogram<u64>, value: u64) {
+    if h.record(value).is_err() {
+        tracing::debug!(value, "latency out of the histogram's range");
+    }
 }
 
 impl Default for Tally {
@@ -76,7 +84,9 @@ impl Tally {
         self.outcomes[r.outcome.index()] += 1;
         self.syn_retransmits += u64::from(r.syn_count.saturating_sub(1));
         self.synack_retransmits += u64::from(r.synack_count.saturating_sub(1));
-        if let Some(side) = r.reset_by {
+        // Who tore an accepted connection down; a refusal is already its own outcome.
+        if let (Some(side), Outcome::Reset | Outcome::HandshakeIncomplete) = (r.reset_by, r.outcome)
+        {
             self.resets[side.index()] += 1;
         }
         if r.outcome == Outcome::Closed {
@@ -89,9 +99,9 @@ impl Tally {
         self.retransmits += u64::from(r.retransmits[0]) + u64::from(r.retransmits[1]);
         self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
         if let Some(rtt) = r.handshake_rtt_us {
-            self.handshake_rtt.saturating_record(rtt);
+            record(&mut self.handshake_rtt, rtt);
         }
-        self.duration.saturating_record(r.duration_us());
+        record(&mut self.duration, r.duration_us());
     }
 
     pub fn flows(&self) -> u64 {
