@@ -356,3 +356,49 @@ fn finish_all_reports_in_order_of_first_packet() {
     let ports: Vec<u16> = s.finals().iter().map(|r| r.client.port).collect();
     assert_eq!(ports, vec![40001, 40002, 40003]);
 }
+
+#[test]
+fn million_source_syn_flood_keeps_the_table_and_its_storage_at_the_cap() {
+    const CAP: usize = 10_000;
+    let mut table = FlowTable::new(FlowConfig {
+        max_flows: CAP,
+        ..cfg()
+    });
+    let mut events = Vec::new();
+    let mut finished = 0u64;
+    for i in 0..1_000_000u32 {
+        let seg = Segment {
+            ts: Timestamp(1_700_000_000_000_000 + u64::from(i)),
+            src: Endpoint::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 1024),
+            dst: ep(PORT),
+            kind: SegmentKind::Tcp(TcpSegment {
+                seq: i,
+                ack: 0,
+                flags: TcpFlags(SYN),
+                window: 512,
+                payload_len: 0,
+                options: HandshakeOptions::default(),
+            }),
+        };
+        table.process(&seg, &mut events);
+        finished += events.len() as u64;
+        events.clear();
+    }
+    assert_eq!(table.len(), CAP);
+    assert!(
+        table.nodes.capacity() <= 2 * CAP,
+        "slab grew to {}",
+        table.nodes.capacity()
+    );
+    assert!(
+        table.index.capacity() <= 4 * CAP,
+        "index grew to {}",
+        table.index.capacity()
+    );
+    assert_eq!(table.stats().evicted, 1_000_000 - CAP as u64);
+    assert_eq!(
+        finished,
+        1_000_000 - CAP as u64,
+        "every evicted attempt is reported"
+    );
+}
