@@ -1,7 +1,7 @@
 //! The command line: clap definitions and their translation into a validated
 //! [`Config`]. No I/O here beyond reading `NO_COLOR` and whether stdout is a terminal.
 
-use crate::capture::{Limits, Source};
+use crate::capture::{self, Limits, Source};
 use crate::flow::FlowConfig;
 use crate::pipeline::Config;
 use crate::report::{Format, Style};
@@ -55,15 +55,16 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", conflicts_with = "read", value_parser = positive_secs)]
     pub duration: Option<f64>,
 
-    /// Kernel capture buffer size in KiB (like tcpdump -B).
+    /// Kernel capture buffer size in KiB (like tcpdump -B) [default: 8192, 32768 with -w].
     #[arg(short = 'B', long = "buffer-size", value_name = "KiB", conflicts_with = "read",
           value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub buffer_size: Option<u32>,
 
-    /// Bytes captured per packet (like tcpdump -s); 0 means 262144.
-    #[arg(short = 's', long = "snaplen", value_name = "BYTES", default_value_t = 262_144,
+    /// Bytes captured per packet (like tcpdump -s; 0 means 262144) [default: 256, only the
+    /// headers; 262144 with -w]. Payload sizes come from the IP header either way.
+    #[arg(short = 's', long = "snaplen", value_name = "BYTES",
           conflicts_with = "read", value_parser = clap::value_parser!(u32).range(0..=262_144))]
-    pub snaplen: u32,
+    pub snaplen: Option<u32>,
 
     /// One JSON object per line instead of text.
     #[arg(long)]
@@ -119,11 +120,16 @@ impl Cli {
         let source = match (self.interface, self.read) {
             (Some(interface), _) => Source::Live {
                 interface,
-                buffer_bytes: self.buffer_size.map(|kib| kib.saturating_mul(1024)),
-                snaplen: if self.snaplen == 0 {
-                    262_144
-                } else {
-                    self.snaplen as i32
+                buffer_bytes: match (self.buffer_size, &self.write) {
+                    (Some(kib), _) => kib.saturating_mul(1024),
+                    (None, None) => capture::HEADERS_BUFFER_BYTES,
+                    (None, Some(_)) => capture::FULL_BUFFER_BYTES,
+                },
+                snaplen: match (self.snaplen, &self.write) {
+                    (Some(0), _) => capture::FULL_SNAPLEN,
+                    (Some(n), _) => n,
+                    (None, None) => capture::HEADERS_SNAPLEN,
+                    (None, Some(_)) => capture::FULL_SNAPLEN,
                 },
             },
             (None, Some(path)) if path.as_os_str() == "-" => Source::File(None),

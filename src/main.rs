@@ -63,6 +63,14 @@ fn main() -> ExitCode {
     let out = BufWriter::new(io::stdout().lock());
     match prepared.run(out, stop) {
         Ok(result) => {
+            if result.kernel_dropped + result.internal_dropped > 0 {
+                eprintln!(
+                    "portsniff: warning: {} packets dropped by the kernel and {} by portsniff; \
+                     connections that lost packets may show the wrong outcome \
+                     (raise the capture buffer with -B, e.g. -B 65536)",
+                    result.kernel_dropped, result.internal_dropped
+                );
+            }
             if let Some(e) = result.capture_error {
                 eprintln!("portsniff: error: {e}");
                 ExitCode::from(EXIT_ERROR)

@@ -44,6 +44,10 @@ pub struct RunResult {
     pub capture_error: Option<CaptureError>,
     /// Our standard output was closed (`portsniff … | head`): we stopped early.
     pub output_closed: bool,
+    /// Packets the kernel dropped (capture buffer full): outcomes may be wrong.
+    pub kernel_dropped: u64,
+    /// Packets portsniff dropped because its flow stage fell behind.
+    pub internal_dropped: u64,
 }
 
 fn wall_clock() -> Timestamp {
@@ -182,6 +186,8 @@ impl Prepared<'_> {
         Ok(RunResult {
             flows: tally.flows(),
             problems: tally.problems(),
+            kernel_dropped: report.kernel.map_or(0, |k| k.dropped),
+            internal_dropped: report.internal_dropped,
             capture_error: report.error,
             output_closed,
         })

@@ -21,6 +21,22 @@ use std::time::{Duration, Instant};
 /// Segments per batch sent to the flow stage.
 pub const BATCH_SIZE: usize = 512;
 
+/// Live snaplen when only headers are needed (no `-w`): the deepest headers we read
+/// (link 22 + IPv6 40 + extension headers + TCP 60, or an ICMPv6 error quoting IPv6 and
+/// TCP) fit easily, and payload sizes come from the IP header anyway.
+///
+/// This matters more than it looks: in immediate mode libpcap's ring (TPACKET_V2) has
+/// one frame per packet sized from the snaplen, capped by the MTU, which is 64 KiB on
+/// `lo`. With a full snaplen the default 2 MiB buffer holds only ~32 frames, and each
+/// loopback packet takes two, so a burst of ~16 packets made the kernel drop the rest.
+pub const HEADERS_SNAPLEN: u32 = 256;
+/// Live snaplen with `-w`: whole packets, as tcpdump keeps them.
+pub const FULL_SNAPLEN: u32 = 262_144;
+/// Default kernel buffer without `-w`: ~24k frames of `HEADERS_SNAPLEN`.
+pub const HEADERS_BUFFER_BYTES: u32 = 8 << 20;
+/// Default kernel buffer with `-w`: ~500 full 64 KiB loopback frames.
+pub const FULL_BUFFER_BYTES: u32 = 32 << 20;
+
 /// Where packets come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -28,8 +44,8 @@ pub enum Source {
     Live {
         interface: String,
         /// Kernel capture buffer in bytes (`-B`, given in KiB like tcpdump's).
-        buffer_bytes: Option<u32>,
-        snaplen: i32,
+        buffer_bytes: u32,
+        snaplen: u32,
     },
     /// A pcap or pcapng file (`-r`); `None` is standard input (`-r -`).
     File(Option<PathBuf>),
@@ -189,8 +205,8 @@ pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
 
 fn open_live(
     interface: &str,
-    buffer_bytes: Option<u32>,
-    snaplen: i32,
+    buffer_bytes: u32,
+    snaplen: u32,
     filter: &str,
 ) -> Result<Capture<Active>, CaptureError> {
     let devices = pcap::Device::list().map_err(|e| CaptureError::Live {
@@ -205,17 +221,15 @@ fn open_live(
             available: names.join(", "),
         });
     }
-    let mut inactive = Capture::from_device(interface)
+    let inactive = Capture::from_device(interface)
         .map_err(|e| CaptureError::from_live(interface, e))?
         // Deliver each packet as it arrives: a refused connection should be on screen
         // within milliseconds, not when a kernel buffer block fills.
         .immediate_mode(true)
         .promisc(false)
-        .snaplen(snaplen)
+        .snaplen(i32::try_from(snaplen).unwrap_or(i32::MAX))
+        .buffer_size(i32::try_from(buffer_bytes).unwrap_or(i32::MAX))
         .timeout(100);
-    if let Some(bytes) = buffer_bytes {
-        inactive = inactive.buffer_size(i32::try_from(bytes).unwrap_or(i32::MAX));
-    }
     let mut cap = inactive
         .open()
         .map_err(|e| CaptureError::from_live(interface, e))?;

@@ -1,0 +1,660 @@
+//! Live tests: the real `portsniff` binary capturing on a real interface (loopback, or the
+//! loopback of a network namespace the test creates) while the test makes real
+//! connections to real listeners.
+//!
+//! They need root (libpcap live capture, namespaces, iptables). Without it they print
+//! "skipping: needs root to capture" and pass, except in CI (`CI=true`), where they fail
+//! instead: a CI run that silently skipped them would prove nothing.
+
+#[path = "common/live_support.rs"]
+mod live_support;
+
+use live_support::{
+    accept_within, assert_no_capture_loss, client_port, connect_from_known_port, final_flows_from,
+    flows, have_root, live_command, portsniff_bin, read_to_eof, run_bounded, skip, summary, which,
+    Finished, Line, Netns, ReservedPort, Sniffer, EXIT_TIMEOUT,
+};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Time for the last packets (the final ACK of a close) to go through the capture before
+/// we stop it.
+const SETTLE: Duration = Duration::from_millis(300);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The one final record of the connection from client port `port`; panics if portsniff
+/// reported it zero or several times.
+fn one_final<'a>(lines: &'a [(Line, Value)], port: u16, what: &str, run: &Finished) -> &'a Value {
+    let found = final_flows_from(lines, port);
+    assert_eq!(
+        found.len(),
+        1,
+        "{what}: expected exactly one final flow record for client port {port}, portsniff \
+         printed {}; stdout:\n{}\nstderr:\n{}",
+        found.len(),
+        run.stdout_text(),
+        run.stderr
+    );
+    found[0]
+}
+
+fn client_stream(server: SocketAddr) -> (TcpStream, u16) {
+    let client = TcpStream::connect_timeout(&server, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("test setup: connect to our own listener {server}: {e}"));
+    client
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set a read timeout on the client");
+    let port = client.local_addr().expect("client local address").port();
+    (client, port)
+}
+
+/// (b) Request, reply, then the client closes first and the server closes on EOF.
+fn client_closes_first(listener: &std::net::TcpListener, server: SocketAddr) -> u16 {
+    let (mut client, port) = client_stream(server);
+    client.write_all(b"request b").expect("client sends");
+    let mut srv = accept_within(listener, IO_TIMEOUT);
+    let mut req = [0u8; 9];
+    srv.read_exact(&mut req).expect("server reads the request");
+    srv.write_all(b"reply b").expect("server replies");
+    let mut reply = [0u8; 7];
+    client
+        .read_exact(&mut reply)
+        .expect("client reads the reply");
+    drop(client); // FIN from the client
+    let rest = read_to_eof(&mut srv, 1024).expect("server reads to EOF");
+    assert!(rest.is_empty(), "test setup: unexpected bytes {rest:?}");
+    drop(srv); // FIN from the server, then the client's kernel ACKs it
+    port
+}
+
+/// (c) Request, reply, then the server closes first and the client closes on EOF.
+fn server_closes_first(listener: &std::net::TcpListener, server: SocketAddr) -> u16 {
+    let (mut client, port) = client_stream(server);
+    client.write_all(b"request c").expect("client sends");
+    let mut srv = accept_within(listener, IO_TIMEOUT);
+    let mut req = [0u8; 9];
+    srv.read_exact(&mut req).expect("server reads the request");
+    srv.write_all(b"reply c").expect("server replies");
+    drop(srv); // FIN from the server
+    let got = read_to_eof(&mut client, 1024).expect("client reads the reply and EOF");
+    assert_eq!(got, b"reply c", "test setup: client got {got:?}");
+    drop(client); // FIN from the client, then the server's kernel ACKs it
+    port
+}
+
+/// (d) Request, then the server closes abortively (SO_LINGER 0): a RST from the server.
+fn server_aborts(listener: &std::net::TcpListener, server: SocketAddr) -> u16 {
+    let (mut client, port) = client_stream(server);
+    client.write_all(b"request d").expect("client sends");
+    let srv = accept_within(listener, IO_TIMEOUT);
+    let mut req = [0u8; 9];
+    (&srv)
+        .read_exact(&mut req)
+        .expect("server reads the request");
+    socket2::SockRef::from(&srv)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0 on the server socket");
+    drop(srv); // RST from the server
+    let mut buf = [0u8; 16];
+    let res = client.read(&mut buf);
+    assert!(
+        matches!(&res, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "test setup: after the server's abortive close the client should see ECONNRESET, \
+         got {res:?}"
+    );
+    port
+}
+
+fn outcome_pairs<'a>(flows: impl IntoIterator<Item = &'a Value>) -> BTreeSet<(u16, String)> {
+    flows
+        .into_iter()
+        .filter(|v| v["final"] == true)
+        .map(|v| {
+            (
+                client_port(v).unwrap_or(0),
+                v["outcome"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn live_capture_on_lo_reports_refused_clean_closes_and_reset() {
+    const TEST: &str = "live_capture_on_lo_reports_refused_clean_closes_and_reset";
+    if !have_root(TEST) {
+        return;
+    }
+    // Bound but not listening: connections are refused, and no other socket can take
+    // the port while the test runs.
+    let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
+    let port = reserved.port();
+    let server = reserved.addr;
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let pcap = dir.path().join("out.pcap");
+    let pcap_arg = pcap.to_str().expect("UTF-8 temp path");
+
+    let mut sniffer = Sniffer::spawn(
+        live_command(port, &["-w", pcap_arg]),
+        "portsniff -i lo -w out.pcap",
+    );
+    sniffer.wait_for_banner();
+
+    // (a) Nothing listens: refused.
+    let (port_a, res) = connect_from_known_port(server);
+    match res {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("test setup: connect to {server} with no listener should fail with ECONNREFUSED, got {other:?}"),
+    }
+
+    let listener = reserved.listen();
+    let port_b = client_closes_first(&listener, server);
+    let port_c = server_closes_first(&listener, server);
+    let port_d = server_aborts(&listener, server);
+    drop(listener);
+
+    std::thread::sleep(SETTLE);
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    let lines = run.json();
+    let out = run.stdout_text();
+    let s = summary(&lines, &out);
+    assert_no_capture_loss(s, &out);
+
+    let a = one_final(&lines, port_a, "(a) connect with nothing listening", &run);
+    assert_eq!(
+        a["outcome"], "refused",
+        "(a) connect() got ECONNREFUSED, but portsniff reported outcome {} for it: {a}\nall output:\n{out}",
+        a["outcome"]
+    );
+    assert_eq!(
+        a["reset_by"], "server",
+        "(a) the refusal is the server host's RST, but portsniff said reset_by {}: {a}\nall output:\n{out}",
+        a["reset_by"]
+    );
+    assert_eq!(
+        a["history"], "Sr",
+        "(a) a refused connection is one SYN and one RST (history \"Sr\"), portsniff \
+         showed history {}: {a}\nall output:\n{out}",
+        a["history"]
+    );
+
+    let b = one_final(&lines, port_b, "(b) client closes first", &run);
+    assert_eq!(
+        b["outcome"], "closed",
+        "(b) a connection closed cleanly (client FIN, server FIN) was reported as {}: {b}\nall output:\n{out}",
+        b["outcome"]
+    );
+    assert_eq!(
+        b["closed_first_by"], "client",
+        "(b) the client closed first, but portsniff said closed_first_by {}: {b}\nall output:\n{out}",
+        b["closed_first_by"]
+    );
+
+    let c = one_final(&lines, port_c, "(c) server closes first", &run);
+    assert_eq!(
+        c["outcome"], "closed",
+        "(c) a connection closed cleanly (server FIN, client FIN) was reported as {}: {c}\nall output:\n{out}",
+        c["outcome"]
+    );
+    assert_eq!(
+        c["closed_first_by"], "server",
+        "(c) the server closed first, but portsniff said closed_first_by {}: {c}\nall output:\n{out}",
+        c["closed_first_by"]
+    );
+
+    let d = one_final(&lines, port_d, "(d) server aborts with SO_LINGER 0", &run);
+    assert_eq!(
+        d["outcome"], "reset",
+        "(d) the server reset an established connection (SO_LINGER 0), but portsniff \
+         reported outcome {}: {d}\nall output:\n{out}",
+        d["outcome"]
+    );
+    assert_eq!(
+        d["reset_by"], "server",
+        "(d) the server sent the RST, but portsniff said reset_by {}: {d}\nall output:\n{out}",
+        d["reset_by"]
+    );
+
+    for (label, f) in [("(b)", b), ("(c)", c), ("(d)", d)] {
+        assert!(
+            f["handshake_rtt_us"].is_u64(),
+            "{label} the handshake completed, so handshake_rtt_us should be a number, \
+             portsniff printed {}: {f}\nall output:\n{out}",
+            f["handshake_rtt_us"]
+        );
+    }
+    assert!(
+        a["handshake_rtt_us"].is_null(),
+        "(a) a refused connection has no handshake, yet handshake_rtt_us is {}: {a}\nall output:\n{out}",
+        a["handshake_rtt_us"]
+    );
+
+    assert_eq!(
+        s["flows"], 4,
+        "the summary should count the 4 connections made, it says flows {}: {s}",
+        s["flows"]
+    );
+    assert_eq!(
+        s["problems"], 2,
+        "the summary should count 2 problems (the refused and the reset connection), it \
+         says problems {}: {s}",
+        s["problems"]
+    );
+    assert_eq!(
+        s["outcomes"]["closed"], 2,
+        "the summary should count 2 closed connections, it says {}: {s}",
+        s["outcomes"]
+    );
+    assert_eq!(
+        s["outcomes"]["refused"], 1,
+        "the summary should count 1 refused connection, it says {}: {s}",
+        s["outcomes"]
+    );
+    assert_eq!(
+        s["outcomes"]["reset"], 1,
+        "the summary should count 1 reset connection, it says {}: {s}",
+        s["outcomes"]
+    );
+    assert_eq!(
+        s["live"], true,
+        "a capture on -i lo should be reported as live: {s}"
+    );
+    assert!(
+        s["kernel"].is_object(),
+        "a live capture should report the kernel's capture counters, kernel is {}: {s}",
+        s["kernel"]
+    );
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "refused and reset connections were seen, so the exit status should be 1, it was \
+         {:?}; stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+
+    let expected: BTreeSet<(u16, String)> = [
+        (port_a, "refused"),
+        (port_b, "closed"),
+        (port_c, "closed"),
+        (port_d, "reset"),
+    ]
+    .into_iter()
+    .map(|(p, o)| (p, o.to_string()))
+    .collect();
+    let live_pairs = outcome_pairs(flows(&lines).into_iter().map(|(_, v)| v));
+    assert_eq!(
+        live_pairs, expected,
+        "the live capture should report exactly our 4 connections; stdout:\n{out}"
+    );
+
+    // The -w file, written while capturing and flushed after Ctrl-C, gives the same
+    // answers when replayed.
+    let mut replay_cmd = Command::new(portsniff_bin());
+    replay_cmd.args(["-r", pcap_arg, "--port", &port.to_string(), "--json"]);
+    let replay = run_bounded(replay_cmd, "portsniff -r out.pcap", EXIT_TIMEOUT);
+    let replay_lines = replay.json();
+    let replay_pairs = outcome_pairs(flows(&replay_lines).into_iter().map(|(_, v)| v));
+    assert_eq!(
+        replay_pairs,
+        expected,
+        "replaying the file written with -w should give the same (client port, outcome) \
+         pairs as the live capture; replay stdout:\n{}\nstderr:\n{}",
+        replay.stdout_text(),
+        replay.stderr
+    );
+    let rs = summary(&replay_lines, &replay.stdout_text());
+    assert_eq!(
+        rs["live"], false,
+        "a replay of a file is not live, the summary says: {rs}"
+    );
+    assert_eq!(
+        replay.code(),
+        Some(1),
+        "the replay saw refused and reset connections, so it should exit 1, it exited \
+         {:?}; stderr:\n{}",
+        replay.status,
+        replay.stderr
+    );
+
+    if let Some(tcpdump) = which("tcpdump") {
+        let mut cmd = Command::new(tcpdump);
+        cmd.args(["-nn", "-r", pcap_arg]);
+        let td = run_bounded(cmd, "tcpdump -r out.pcap", EXIT_TIMEOUT);
+        assert_eq!(
+            td.code(),
+            Some(0),
+            "tcpdump could not read the file portsniff wrote with -w (stopped by Ctrl-C): \
+             {:?}; stderr:\n{}",
+            td.status,
+            td.stderr
+        );
+        assert!(
+            !td.stdout.is_empty(),
+            "tcpdump read no packets from the -w file written during the capture: it was \
+             not flushed on Ctrl-C. stderr:\n{}",
+            td.stderr
+        );
+        assert_eq!(
+            Some(td.stdout.len() as u64),
+            s["packets"]["decoded"].as_u64(),
+            "the -w file should hold every packet portsniff decoded ({} per its summary), \
+             tcpdump read {}:\n{}",
+            s["packets"]["decoded"],
+            td.stdout.len(),
+            td.stdout_text()
+        );
+    } else {
+        eprintln!("{TEST}: tcpdump not on PATH, not cross-checking the -w file with it");
+    }
+}
+
+#[test]
+fn live_ipv6_refused_on_loopback() {
+    const TEST: &str = "live_ipv6_refused_on_loopback";
+    if !have_root(TEST) {
+        return;
+    }
+    let reserved = match ReservedPort::on(Ipv6Addr::LOCALHOST.into()) {
+        Ok(r) => r,
+        Err(e) => {
+            skip(
+                TEST,
+                &format!("::1 is not configured on lo (bind [::1]:0 failed: {e})"),
+            );
+            return;
+        }
+    };
+    let port = reserved.port();
+    let server = reserved.addr;
+
+    let mut sniffer = Sniffer::spawn(live_command(port, &[]), "portsniff -i lo (IPv6)");
+    sniffer.wait_for_banner();
+    let (client, res) = connect_from_known_port(server);
+    match res {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("test setup: connect to {server} with no listener should fail with ECONNREFUSED, got {other:?}"),
+    }
+    std::thread::sleep(SETTLE);
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    let lines = run.json();
+    let out = run.stdout_text();
+    drop(reserved);
+    assert_no_capture_loss(summary(&lines, &out), &out);
+
+    let f = one_final(&lines, client, "IPv6 connect with nothing listening", &run);
+    assert_eq!(
+        f["client"],
+        format!("[::1]:{client}"),
+        "the IPv6 client should be shown as [::1]:PORT, portsniff showed {}: {f}\nall output:\n{out}",
+        f["client"]
+    );
+    assert_eq!(
+        f["server"],
+        format!("[::1]:{port}"),
+        "the IPv6 server should be shown as [::1]:PORT, portsniff showed {}: {f}\nall output:\n{out}",
+        f["server"]
+    );
+    assert_eq!(
+        f["outcome"], "refused",
+        "connect() to [::1] got ECONNREFUSED, but portsniff reported outcome {}: {f}\nall output:\n{out}",
+        f["outcome"]
+    );
+    assert_eq!(
+        f["reset_by"], "server",
+        "the refusal is the server host's RST, but portsniff said reset_by {}: {f}\nall output:\n{out}",
+        f["reset_by"]
+    );
+    assert_eq!(
+        f["history"], "Sr",
+        "a refused connection is one SYN and one RST (history \"Sr\"), portsniff showed \
+         {}: {f}\nall output:\n{out}",
+        f["history"]
+    );
+    let s = summary(&lines, &out);
+    assert_eq!(
+        (&s["flows"], &s["problems"], &s["outcomes"]["refused"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1)),
+        "the summary should count 1 flow, 1 problem, 1 refused: {s}"
+    );
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "a refused connection was seen, so the exit status should be 1, it was {:?}; \
+         stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+}
+
+#[test]
+fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
+    const TEST: &str = "live_pending_notice_for_dropped_syns_inside_a_namespace";
+    if !have_root(TEST) {
+        return;
+    }
+    if which("iptables").is_none() {
+        skip(
+            TEST,
+            "needs iptables to drop SYNs inside a network namespace",
+        );
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    // Any port works inside the fresh namespace; still a different one per test.
+    let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
+        .expect("bind 127.0.0.1:0")
+        .port();
+    let port_s = port.to_string();
+    ns.run(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &port_s, "--syn", "-j", "DROP",
+    ]);
+
+    let sniffer_cmd = ns.command(
+        Path::new(portsniff_bin()),
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "--json",
+            "--syn-timeout",
+            "1",
+            "--duration",
+            "4",
+        ],
+    );
+    let mut sniffer = Sniffer::spawn(sniffer_cmd, "ip netns exec NS portsniff -i lo");
+    sniffer.wait_for_banner();
+
+    // A client inside the namespace whose SYNs are all dropped; it gives up after 3 s.
+    let client = ns.on_thread(move || {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("client socket");
+        let started = SystemTime::now();
+        let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let res = sock.connect_timeout(&server.into(), Duration::from_secs(3));
+        (started, res.map_err(|e| e.kind()))
+    });
+    let (started, res) = client.join().expect("client thread");
+    assert_eq!(
+        res,
+        Err(ErrorKind::TimedOut),
+        "test setup: with the iptables DROP rule the connect should time out"
+    );
+
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    drop(ns);
+    let lines = run.json();
+    let out = run.stdout_text();
+    let all: Vec<(usize, &Line, &Value)> = flows(&lines)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (l, v))| (i, l, v))
+        .collect();
+
+    let pending: Vec<_> = all.iter().filter(|(_, _, v)| v["final"] == false).collect();
+    assert_eq!(
+        pending.len(),
+        1,
+        "a SYN unanswered for longer than --syn-timeout 1 should produce exactly one \
+         pending notice (\"final\":false), portsniff printed {}; stdout:\n{out}",
+        pending.len()
+    );
+    let &(pending_idx, pending_line, p) = pending[0];
+    assert_eq!(
+        p["outcome"], "unanswered",
+        "the pending notice should say the SYN is unanswered, it says {}: {p}",
+        p["outcome"]
+    );
+    assert!(
+        p["syn_count"].as_u64().is_some_and(|n| n >= 1),
+        "the pending notice should count at least one SYN: {p}"
+    );
+    let first_ts = p["first_ts"].as_f64().expect("first_ts is a number");
+    let started_secs = started
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    assert!(
+        (first_ts - started_secs).abs() < 1.0,
+        "the flow's first_ts ({first_ts}) should be the time of the client's first SYN \
+         (connect started at {started_secs}): {p}"
+    );
+    let latency = pending_line.arrived_secs() - first_ts;
+    assert!(
+        (0.95..=2.5).contains(&latency),
+        "with --syn-timeout 1 the pending notice should arrive 1 s (at most ~2.5 s) after \
+         the first SYN; it arrived after {latency:.3} s: {p}"
+    );
+
+    let finals: Vec<_> = all.iter().filter(|(_, _, v)| v["final"] == true).collect();
+    assert_eq!(
+        finals.len(),
+        1,
+        "the unanswered connection should get exactly one final record, portsniff printed \
+         {}; stdout:\n{out}",
+        finals.len()
+    );
+    let &(final_idx, _, f) = finals[0];
+    assert_eq!(
+        f["id"], p["id"],
+        "the final record should be for the same flow id as the pending notice: \
+         pending {p}\nfinal {f}"
+    );
+    assert!(
+        pending_idx < final_idx,
+        "the pending notice must come before the final record; stdout:\n{out}"
+    );
+    assert_eq!(
+        f["outcome"], "unanswered",
+        "SYNs dropped by a firewall should end as unanswered, portsniff said {}: {f}\nall output:\n{out}",
+        f["outcome"]
+    );
+    let syns = f["syn_count"].as_u64().unwrap_or(0);
+    assert!(
+        syns >= 2,
+        "the client retransmitted its SYN during 3 s (the kernel retries after 1 s), so \
+         syn_count should be at least 2, it is {}: {f}\nall output:\n{out}",
+        f["syn_count"]
+    );
+    assert_eq!(
+        f["syn_gaps_us"].as_array().map(Vec::len),
+        Some(syns as usize - 1),
+        "syn_gaps_us should hold one gap per retransmitted SYN: {f}\nall output:\n{out}"
+    );
+
+    let s = summary(&lines, &out);
+    assert_eq!(
+        (&s["flows"], &s["problems"], &s["outcomes"]["unanswered"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1)),
+        "the summary should count the connection once (the pending notice is not a second \
+         flow): 1 flow, 1 problem, 1 unanswered: {s}"
+    );
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "an unanswered connection was seen, so the exit status should be 1, it was {:?}; \
+         stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+}
+
+/// A burst of short connections with the default (header-only) snaplen: none may be lost.
+/// Regression test: with a full snaplen libpcap's immediate-mode ring held ~16 loopback
+/// packets, and closed connections came out as "established".
+#[test]
+fn live_burst_of_connections_is_captured_without_loss() {
+    const TEST: &str = "live_burst_of_connections_is_captured_without_loss";
+    const CONNECTIONS: usize = 40;
+    if !have_root(TEST) {
+        return;
+    }
+    let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
+    let port = reserved.port();
+    let server = reserved.addr;
+    let mut sniffer = Sniffer::spawn(live_command(port, &[]), "portsniff -i lo");
+    sniffer.wait_for_banner();
+
+    let listener = reserved.listen();
+    let acceptor = std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            let mut s = accept_within(&listener, IO_TIMEOUT);
+            let _ = read_to_eof(&mut s, 1 << 16);
+            let _ = s.write_all(b"bye");
+        }
+    });
+    // All connections at once, then all requests at once: hundreds of packets within a
+    // few milliseconds, faster than any reader is scheduled on a busy machine.
+    let clients: Vec<(TcpStream, u16)> = (0..CONNECTIONS).map(|_| client_stream(server)).collect();
+    let ports: BTreeSet<u16> = clients.iter().map(|&(_, p)| p).collect();
+    for (c, _) in &clients {
+        let mut c = c;
+        c.write_all(&[b'x'; 300]).expect("client sends");
+        c.shutdown(std::net::Shutdown::Write)
+            .expect("client half-closes");
+    }
+    for (mut c, _) in clients {
+        let _ = read_to_eof(&mut c, 1 << 16);
+    }
+    acceptor.join().expect("the test's server thread");
+
+    std::thread::sleep(SETTLE);
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    let lines = run.json();
+    let out = run.stdout_text();
+    let s = summary(&lines, &out);
+    assert_no_capture_loss(s, &out);
+    let closed: BTreeSet<u16> = final_flows_from_all(&lines)
+        .into_iter()
+        .filter(|f| f["outcome"] == "closed")
+        .filter_map(client_port)
+        .collect();
+    assert_eq!(
+        closed, ports,
+        "every one of the {CONNECTIONS} connections closed cleanly; portsniff reported:\n{out}"
+    );
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "no problem connections, so exit status 0:\n{out}"
+    );
+}
+
+fn final_flows_from_all(lines: &[(Line, Value)]) -> Vec<&Value> {
+    flows(lines)
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["final"] == true)
+        .collect()
+}
