@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! capture ──Batch of Segments──▶ flow (table + state machine) ──FlowEvent──▶ report
-//!  libpcap, BPF,                  one TCP state machine per                  text / JSON lines,
-//!  decode in place                connection, timers, eviction               summary, -w pcap
+//!  libpcap, BPF,                  one TCP state machine per        │          text / JSON lines,
+//!  decode in place                connection, timers, eviction     │          summary, -w pcap
+//!                                                                  ▼            ▲
+//!                                   diagnose: flow records + /proc facts ──Finding
 //! ```
 //!
 //! [`cli`] turns arguments into a [`Config`]; [`pipeline::run`] wires the stages with a
@@ -15,6 +17,7 @@
 pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod diagnose;
 pub mod flow;
 pub mod pipeline;
 pub mod report;

@@ -3,7 +3,8 @@
 //! the crate knows about threads or channels.
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
-use crate::decode::Timestamp;
+use crate::decode::{SegmentKind, Timestamp};
+use crate::diagnose::Diagnoser;
 use crate::flow::{FlowConfig, FlowEvent, FlowTable};
 use crate::report::{Format, PcapWriter, Reporter, Style, Summary};
 use crate::Error;
@@ -126,6 +127,8 @@ impl Prepared<'_> {
         let mut sink = Sink {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
             writer: writer.as_mut(),
+            // System facts (/proc) only describe the machine we capture on, live.
+            diagnoser: Diagnoser::new(cfg.port, live),
             output_closed: false,
             stop: &stop,
         };
@@ -134,7 +137,18 @@ impl Prepared<'_> {
             match rx.recv_timeout(TICK) {
                 Ok(batch) => {
                     for (i, seg) in batch.segments.iter().enumerate() {
+                        let syn = match seg.kind {
+                            SegmentKind::SynElsewhere => {
+                                sink.diagnoser.syn_elsewhere(seg.dst);
+                                continue;
+                            }
+                            SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
+                            SegmentKind::Icmp(_) => false,
+                        };
                         let id = table.process(seg, &mut events);
+                        if let (true, Some(id)) = (syn && live, id) {
+                            sink.diagnoser.syn_seen(id, seg.src, seg.dst);
+                        }
                         if let (Some(w), Some(raw)) =
                             (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
                         {
@@ -174,8 +188,9 @@ impl Prepared<'_> {
             &report,
             table.stats(),
         );
+        let findings = sink.diagnoser.finish();
         if !sink.output_closed {
-            let res = sink.reporter.summary(&summary);
+            let res = sink.reporter.finish(&findings, &summary);
             sink.result(res)?;
         }
         let output_closed = sink.output_closed;
@@ -194,10 +209,11 @@ impl Prepared<'_> {
     }
 }
 
-/// Where flow events go: the reporter and the `-w` writer.
+/// Where flow events go: the diagnosis, the reporter and the `-w` writer.
 struct Sink<'a, W: Write> {
     reporter: Reporter<W>,
     writer: Option<&'a mut PcapWriter>,
+    diagnoser: Diagnoser,
     output_closed: bool,
     stop: &'a AtomicBool,
 }
@@ -205,14 +221,27 @@ struct Sink<'a, W: Write> {
 impl<W: Write> Sink<'_, W> {
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for ev in events.drain(..) {
-            if let (FlowEvent::Finished(r), Some(w)) = (&ev, self.writer.as_deref_mut()) {
-                w.flow_finished(r);
-            }
+            let (procs, findings) = match &ev {
+                FlowEvent::Finished(r) => {
+                    if let Some(w) = self.writer.as_deref_mut() {
+                        w.flow_finished(r);
+                    }
+                    (
+                        self.diagnoser.processes_of(r.id),
+                        self.diagnoser.flow_finished(r),
+                    )
+                }
+                FlowEvent::Pending(r) => (None, self.diagnoser.flow_pending(r)),
+            };
             if self.output_closed {
                 continue;
             }
-            let res = self.reporter.event(&ev);
+            let res = self.reporter.event(&ev, procs.as_ref());
             self.result(res)?;
+            for f in &findings {
+                let res = self.reporter.finding(f);
+                self.result(res)?;
+            }
         }
         Ok(())
     }

@@ -274,9 +274,10 @@ fn truncated_capture_reports_what_it_read_then_the_error() {
     assert!(stderr.contains("damaged after packet 15"), "{stderr}");
     assert_eq!(
         String::from_utf8_lossy(&text.stdout)
-            .matches("refused")
+            .matches("SYN answered by RST")
             .count(),
-        4
+        3,
+        "every refused connection read before the damage is printed"
     );
 }
 
@@ -402,4 +403,87 @@ fn replay_is_deterministic() {
         "--json",
     ]);
     assert_eq!(a.stdout, b.stdout);
+}
+
+/// Replays have no system facts: each fixture's diagnosis rests on its packets, and says so.
+#[test]
+fn each_fixture_gets_the_diagnosis_its_packets_support() {
+    let cases: &[(&str, &[&str])] = &[
+        ("refused.pcap", &["nothing_listening"]),
+        ("unanswered.pcap", &["silently_dropped"]),
+        ("unreachable.pcap", &["rejected_by_firewall"]),
+        ("unreachable_admin.pcap", &["rejected_by_firewall"]),
+        ("handshake_incomplete.pcap", &["handshake_stalled"]),
+        ("reset_by_server.pcap", &["reset_by_server"]),
+        ("reset_by_client.pcap", &["reset_by_client"]),
+        ("port_reuse.pcap", &["time_wait_reuse"]),
+        ("mixed.pcap", &["nothing_listening", "reset_by_server"]),
+        // IPv4 connections succeed, the IPv6 one is refused: one family only.
+        ("null_loopback.pcap", &["listener_other_family"]),
+        ("closed_client_first.pcap", &[]),
+        ("established.pcap", &[]),
+    ];
+    for (file, kinds) in cases {
+        let findings = replay_findings(file);
+        let got: Vec<&str> = findings
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(&got, kinds, "{file}: {findings:#?}");
+        for f in &findings {
+            assert!(!f["headline"].as_str().unwrap().is_empty(), "{file}: {f}");
+            assert!(!f["next_step"].as_str().unwrap().is_empty(), "{file}: {f}");
+            assert_eq!(
+                f["processes"],
+                serde_json::json!([]),
+                "{file}: no processes on replay"
+            );
+        }
+    }
+}
+
+#[test]
+fn diagnosis_details_name_the_evidence() {
+    let f = &replay_findings("unreachable_admin.pcap")[0];
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["evidence"]["icmp"], "admin_prohibited");
+    assert!(
+        f["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("icmp-admin-prohibited"),
+        "{f}"
+    );
+
+    let f = &replay_findings("reset_by_server.pcap")[0];
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["evidence"]["context"], "unread_data");
+
+    let f = &replay_findings("refused.pcap")[0];
+    assert!(
+        f["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("from the packets alone"),
+        "{f}"
+    );
+
+    let f = &replay_findings("null_loopback.pcap")[0];
+    assert_eq!(f["evidence"]["server"], "[::1]:61999");
+    assert_eq!(f["evidence"]["listener"], "127.0.0.1:61999");
+
+    let text = run(&[
+        "-r",
+        fixture("mixed.pcap").to_str().unwrap(),
+        "--port",
+        PORT,
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let summary_at = text.find("Summary:").expect("summary");
+    let diagnosis_at = text.find("Diagnosis").expect("a Diagnosis section");
+    assert!(
+        diagnosis_at > summary_at,
+        "the Diagnosis comes after the summary:\n{text}"
+    );
+    assert!(text.contains("1. [error] nothing_listening"), "{text}");
 }

@@ -162,14 +162,18 @@ pub struct Opened {
     filter: String,
 }
 
-/// The kernel filter: the port's TCP, ICMP(v6) unreachable errors (which may answer a
-/// SYN), and IPv6 packets whose first next-header is an extension header, because
-/// libpcap's `tcp port` does not walk IPv6 extension headers and would drop them.
+/// The kernel filter: the port's TCP; ICMP(v6) unreachable errors (which may answer a
+/// SYN); IPv6 packets whose first next-header is an extension header, because libpcap's
+/// `tcp port` does not walk IPv6 extension headers and would drop them; and SYNs to any
+/// other port, a trickle that tells where clients go when nothing reaches the port
+/// (`tcp[]` only reads IPv4, hence the explicit offset 40 + 13 for IPv6 flags).
 pub fn bpf_filter(port: u16) -> String {
     format!(
         "tcp port {port} or icmp[icmptype] == icmp-unreach \
          or icmp6[icmp6type] == icmp6-destinationunreach \
-         or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60))"
+         or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60)) \
+         or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) \
+         or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
     )
 }
 

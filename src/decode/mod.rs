@@ -204,6 +204,9 @@ pub enum SegmentKind {
     /// `src`/`dst` of the [`Segment`] are those of the *quoted* TCP segment, so the
     /// error finds the flow it answers with the same lookup as a TCP segment.
     Icmp(IcmpError),
+    /// A connection attempt (SYN without ACK) to another port: when nothing reaches the
+    /// watched port, these say where clients connect instead.
+    SynElsewhere,
 }
 
 /// One decoded packet: what the flow stage consumes. `Copy`, no heap.
@@ -340,6 +343,14 @@ pub fn decode_ip(ts: Timestamp, ip: &[u8], port: u16) -> Result<Segment, SkipRea
             let full_len = ip_payload_len(&slice);
             let (sport, dport, tcp) = decode_tcp(payload.payload, full_len)?;
             if sport != port && dport != port {
+                if tcp.flags.syn() && !tcp.flags.ack() {
+                    return Ok(Segment {
+                        ts,
+                        src: Endpoint::new(src, sport),
+                        dst: Endpoint::new(dst, dport),
+                        kind: SegmentKind::SynElsewhere,
+                    });
+                }
                 return Err(SkipReason::OtherPort);
             }
             Ok(Segment {

@@ -69,7 +69,7 @@ fn syn_v4() -> Vec<u8> {
 fn tcp_of(seg: Segment) -> TcpSegment {
     match seg.kind {
         SegmentKind::Tcp(t) => t,
-        SegmentKind::Icmp(e) => panic!("expected TCP, got {e:?}"),
+        other => panic!("expected TCP, got {other:?}"),
     }
 }
 
@@ -255,7 +255,7 @@ fn ip_fragments_are_skipped() {
 
 #[test]
 fn other_ports_and_protocols_are_skipped() {
-    let other = ipv4(6, LO, LO, &tcp(40000, 22, TcpFlags::SYN, &[], &[]));
+    let other = ipv4(6, LO, LO, &tcp(40000, 22, TcpFlags::ACK, &[], &[]));
     assert_eq!(decode_ip(TS, &other, PORT), Err(SkipReason::OtherPort));
     let udp = ipv4(17, LO, LO, &[0u8; 8]);
     assert_eq!(decode_ip(TS, &udp, PORT), Err(SkipReason::NotTcp));
@@ -275,7 +275,7 @@ fn icmp_port_unreachable_is_oriented_like_the_syn_it_quotes() {
             assert_eq!(e.quoted_seq, 1000);
             assert_eq!(e.reporter, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
         }
-        SegmentKind::Tcp(_) => panic!("expected ICMP"),
+        other => panic!("expected ICMP, got {other:?}"),
     }
 }
 
@@ -349,4 +349,19 @@ fn endpoints_print_like_ss_does() {
         Endpoint::new(Ipv4Addr::LOCALHOST.into(), 80).to_string(),
         "127.0.0.1:80"
     );
+}
+
+#[test]
+fn syn_to_another_port_is_kept_to_say_where_clients_connect_instead() {
+    let syn = ipv4(6, LO, LO, &tcp(40000, 8080, TcpFlags::SYN, &[], &[]));
+    let seg = decode_ip(TS, &syn, PORT).expect("kept");
+    assert_eq!(seg.kind, SegmentKind::SynElsewhere);
+    assert_eq!(seg.dst.port, 8080);
+    let synack = ipv4(
+        6,
+        LO,
+        LO,
+        &tcp(8080, 40000, TcpFlags::SYN | TcpFlags::ACK, &[], &[]),
+    );
+    assert_eq!(decode_ip(TS, &synack, PORT), Err(SkipReason::OtherPort));
 }

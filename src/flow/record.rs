@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// Which end of the connection did something.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     /// The endpoint that sent the first SYN (or, mid-stream, the one not on the port).
     Client,
@@ -267,6 +267,12 @@ pub struct FlowRecord {
     pub bytes: [u64; 2],
     pub retransmits: [u32; 2],
     pub zero_windows: [u32; 2],
+    /// Longest time each side kept its receive window at zero (its application was not
+    /// reading), in microseconds, by [`Side::index`].
+    pub zero_window_us: [u64; 2],
+    /// Who sent the last segment carrying data: tells a reset "with data unread" from one
+    /// mid-transfer.
+    pub last_payload_by: Option<Side>,
     pub icmp: Option<IcmpAnswer>,
     pub client_options: Option<HandshakeOptions>,
     pub server_options: Option<HandshakeOptions>,

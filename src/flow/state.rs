@@ -166,8 +166,8 @@ struct Direction {
     /// Sequence number of this side's FIN.
     fin_seq: Option<u32>,
     last_rst_seq: Option<u32>,
-    /// The last window this side advertised was zero.
-    zero_window: bool,
+    /// Since when this side's advertised window has been zero.
+    zero_since: Option<Timestamp>,
 }
 
 /// RFC 1982 serial-number comparison: `a` is at or before `b`, across wrap-around.
@@ -218,6 +218,8 @@ impl Flow {
                 bytes: [0; 2],
                 retransmits: [0; 2],
                 zero_windows: [0; 2],
+                zero_window_us: [0; 2],
+                last_payload_by: None,
                 icmp: None,
                 client_options: None,
                 server_options: None,
@@ -360,8 +362,11 @@ impl Flow {
             Control::Fin | Control::Segment | Control::Unreachable => {}
         }
 
-        if seg.payload_len > 0 && !h.contains(side, b'D') {
-            h.push(side, b'D');
+        if seg.payload_len > 0 {
+            self.rec.last_payload_by = Some(side);
+            if !h.contains(side, b'D') {
+                h.push(side, b'D');
+            }
         }
         if ctl == Control::Segment
             && seg.payload_len == 0
@@ -404,12 +409,19 @@ impl Flow {
         // A zero window means the receiving application stopped reading (RFC 9293
         // §3.8.6.2); count each time it closes, not every segment while it stays shut.
         if !seg.flags.syn() && !seg.flags.rst() {
-            if seg.window == 0 && !dir.zero_window {
-                dir.zero_window = true;
-                self.rec.zero_windows[i] += 1;
-                log_letter(h, side, b'W', self.rec.zero_windows[i]);
-            } else if seg.window != 0 {
-                dir.zero_window = false;
+            match (seg.window, dir.zero_since) {
+                (0, None) => {
+                    dir.zero_since = Some(ts);
+                    self.rec.zero_windows[i] += 1;
+                    log_letter(h, side, b'W', self.rec.zero_windows[i]);
+                }
+                (0, Some(_)) => {}
+                (_, Some(since)) => {
+                    dir.zero_since = None;
+                    let held = ts.micros_since(since);
+                    self.rec.zero_window_us[i] = self.rec.zero_window_us[i].max(held);
+                }
+                (_, None) => {}
             }
         }
     }
@@ -442,9 +454,7 @@ impl Flow {
     /// Marks a live pending notice as sent and returns its record.
     pub fn pending(&mut self) -> FlowRecord {
         self.pending_reported = true;
-        let mut rec = self.rec;
-        rec.outcome = self.state.outcome();
-        rec
+        self.snapshot()
     }
 
     /// Ends the flow (if it is not already) and returns its final record.
@@ -456,9 +466,21 @@ impl Flow {
 
     /// The final record of a flow whose packets have just ended it.
     pub fn record(&self, reason: EndReason) -> FlowRecord {
+        let mut rec = self.snapshot();
+        rec.end = Some(reason);
+        rec
+    }
+
+    /// The record as of now: outcome from the state, a zero window still shut counted up
+    /// to the last packet.
+    fn snapshot(&self) -> FlowRecord {
         let mut rec = self.rec;
         rec.outcome = self.state.outcome();
-        rec.end = Some(reason);
+        for (i, dir) in self.dirs.iter().enumerate() {
+            if let Some(since) = dir.zero_since {
+                rec.zero_window_us[i] = rec.zero_window_us[i].max(rec.last_ts.micros_since(since));
+            }
+        }
         rec
     }
 

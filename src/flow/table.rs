@@ -147,6 +147,8 @@ impl FlowTable {
                 self.touch(slot);
                 Some(id)
             }
+            // Not this port's traffic: the pipeline hands it to the diagnosis directly.
+            SegmentKind::SynElsewhere => None,
             SegmentKind::Tcp(tcp) => {
                 let slot = match self.index.get(&key) {
                     Some(&slot) => {
@@ -372,7 +374,7 @@ fn orient(seg: &Segment, port: u16) -> (Endpoint, Endpoint) {
         (true, false) => (dst, src),
         (true, true) | (false, false) => match seg.kind {
             SegmentKind::Tcp(t) if t.flags.syn() && t.flags.ack() => (dst, src),
-            SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => (src, dst),
+            SegmentKind::Tcp(_) | SegmentKind::Icmp(_) | SegmentKind::SynElsewhere => (src, dst),
         },
     }
 }

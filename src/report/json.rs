@@ -3,6 +3,7 @@
 
 use super::summary::{Percentiles, Summary};
 use crate::decode::HandshakeOptions;
+use crate::diagnose::{Finding, FlowProcesses, ProcessInfo};
 use crate::flow::{FlowRecord, Outcome, Side};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -58,18 +59,43 @@ struct FlowJson<'a> {
     retransmits_s2c: u32,
     zero_windows_c2s: u32,
     zero_windows_s2c: u32,
+    zero_window_us_c2s: u64,
+    zero_window_us_s2c: u64,
     icmp: Option<&'static str>,
     icmp_from: Option<String>,
     client_options: Option<Options>,
     server_options: Option<Options>,
     ended_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_process: Option<ProcessJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_process: Option<ProcessJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ProcessJson<'a> {
+    pid: i32,
+    name: &'a str,
+}
+
+impl<'a> From<&'a ProcessInfo> for ProcessJson<'a> {
+    fn from(p: &'a ProcessInfo) -> ProcessJson<'a> {
+        ProcessJson {
+            pid: p.pid,
+            name: &p.name,
+        }
+    }
 }
 
 fn side(s: Option<Side>) -> Option<&'static str> {
     s.map(Side::as_str)
 }
 
-pub fn write_flow(out: &mut dyn Write, r: &FlowRecord) -> io::Result<()> {
+pub fn write_flow(
+    out: &mut dyn Write,
+    r: &FlowRecord,
+    procs: Option<&FlowProcesses>,
+) -> io::Result<()> {
     let c = Side::Client.index();
     let s = Side::Server.index();
     let j = FlowJson {
@@ -99,11 +125,15 @@ pub fn write_flow(out: &mut dyn Write, r: &FlowRecord) -> io::Result<()> {
         retransmits_s2c: r.retransmits[s],
         zero_windows_c2s: r.zero_windows[c],
         zero_windows_s2c: r.zero_windows[s],
+        zero_window_us_c2s: r.zero_window_us[c],
+        zero_window_us_s2c: r.zero_window_us[s],
         icmp: r.icmp.map(|i| i.kind.as_str()),
         icmp_from: r.icmp.map(|i| i.reporter.to_string()),
         client_options: r.client_options.map(Options::from),
         server_options: r.server_options.map(Options::from),
         ended_by: r.end.map(|e| e.as_str()),
+        client_process: procs.and_then(|p| p.client.as_ref()).map(ProcessJson::from),
+        server_process: procs.and_then(|p| p.server.as_ref()).map(ProcessJson::from),
     };
     serde_json::to_writer(&mut *out, &j)?;
     out.write_all(b"\n")
@@ -157,6 +187,22 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
         "peak_flows": s.table.peak_flows,
         "icmp_unmatched": s.table.icmp_unmatched,
         "error": s.error,
+    });
+    serde_json::to_writer(&mut *out, &v)?;
+    out.write_all(b"\n")
+}
+
+/// `{"type":"finding",…}`: the kind and severity names are a stable vocabulary.
+pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
+    let v = json!({
+        "type": "finding",
+        "kind": f.kind.as_str(),
+        "severity": f.severity.as_str(),
+        "headline": f.headline,
+        "explanation": f.explanation,
+        "evidence": f.evidence,
+        "processes": f.processes,
+        "next_step": f.next_step,
     });
     serde_json::to_writer(&mut *out, &v)?;
     out.write_all(b"\n")

@@ -13,6 +13,7 @@ pub use pcap_writer::PcapWriter;
 pub use summary::{Percentiles, Summary, Tally};
 pub use text::Style;
 
+use crate::diagnose::{Finding, FlowProcesses};
 use crate::flow::{FlowEvent, FlowRecord};
 use std::io::{self, Write};
 
@@ -48,7 +49,8 @@ impl<W: Write> Reporter<W> {
         !self.only_problems || r.outcome.is_problem()
     }
 
-    pub fn event(&mut self, ev: &FlowEvent) -> io::Result<()> {
+    /// A flow event, with the processes behind the flow when they are known.
+    pub fn event(&mut self, ev: &FlowEvent, procs: Option<&FlowProcesses>) -> io::Result<()> {
         let r = ev.record();
         if let FlowEvent::Finished(r) = ev {
             self.tally.add(r);
@@ -57,10 +59,37 @@ impl<W: Write> Reporter<W> {
             return Ok(());
         }
         match self.format {
-            Format::Text => text::write_flow(&mut self.out, r, self.style)?,
-            Format::Json => json::write_flow(&mut self.out, r)?,
+            Format::Text => text::write_flow(&mut self.out, r, procs, self.style)?,
+            Format::Json => json::write_flow(&mut self.out, r, procs)?,
         }
         // Live output goes to terminals and pipes that are read as it happens.
+        self.out.flush()
+    }
+
+    /// A finding made certain during a live capture, printed at once.
+    pub fn finding(&mut self, f: &Finding) -> io::Result<()> {
+        match self.format {
+            Format::Text => text::write_live_finding(&mut self.out, f, self.style)?,
+            Format::Json => json::write_finding(&mut self.out, f)?,
+        }
+        self.out.flush()
+    }
+
+    /// The final, ranked diagnosis and the summary. JSON: findings, then the summary
+    /// line last. Text: the summary, then the "Diagnosis" section.
+    pub fn finish(&mut self, findings: &[Finding], s: &Summary<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                text::write_summary(&mut self.out, s, self.style)?;
+                text::write_diagnosis(&mut self.out, findings, s.live, self.style)?;
+            }
+            Format::Json => {
+                for f in findings {
+                    json::write_finding(&mut self.out, f)?;
+                }
+                json::write_summary(&mut self.out, s)?;
+            }
+        }
         self.out.flush()
     }
 
@@ -71,14 +100,6 @@ impl<W: Write> Reporter<W> {
     /// Hands over the accumulated counts to build the [`Summary`].
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
-    }
-
-    pub fn summary(&mut self, s: &Summary<'_>) -> io::Result<()> {
-        match self.format {
-            Format::Text => text::write_summary(&mut self.out, s, self.style)?,
-            Format::Json => json::write_summary(&mut self.out, s)?,
-        }
-        self.out.flush()
     }
 
     pub fn into_inner(self) -> W {

@@ -2,6 +2,7 @@
 
 use super::summary::{Percentiles, Summary};
 use crate::decode::Timestamp;
+use crate::diagnose::{Finding, FlowProcesses, Severity};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -182,19 +183,104 @@ fn traffic(r: &FlowRecord) -> String {
     )
 }
 
-pub fn write_flow(out: &mut dyn Write, r: &FlowRecord, style: Style) -> io::Result<()> {
+pub fn write_flow(
+    out: &mut dyn Write,
+    r: &FlowRecord,
+    procs: Option<&FlowProcesses>,
+    style: Style,
+) -> io::Result<()> {
     let pending = if r.is_final() { "" } else { " (pending)" };
+    let who = match procs {
+        Some(p) if p.client.is_some() || p.server.is_some() => {
+            let name = |p: &Option<crate::diagnose::ProcessInfo>| {
+                p.as_ref()
+                    .map_or("?".to_string(), |p| format!("{} (pid {})", p.name, p.pid))
+            };
+            format!(" {} → {};", name(&p.client), name(&p.server))
+        }
+        _ => String::new(),
+    };
     writeln!(
         out,
-        "{} {} → {} {}{} {} {}",
+        "{} {} → {} {}{}{} {} {}",
         clock(r.first_ts),
         r.client,
         r.server,
         style.outcome(r.outcome),
         pending,
+        who,
         explain(r),
         style.dim(&format!("[{}]", r.history.as_str())),
     )
+}
+
+fn severity(style: Style, s: Severity) -> String {
+    let code = match s {
+        Severity::Error => "31;1",
+        Severity::Warning => "33;1",
+        Severity::Info => "36",
+    };
+    style.paint(code, &format!("[{}]", s.as_str()))
+}
+
+/// A finding made certain during a live capture: one line, right away.
+pub fn write_live_finding(out: &mut dyn Write, f: &Finding, style: Style) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {} {} {}: {}  (next: {})",
+        style.paint("1", "⇒"),
+        severity(style, f.severity),
+        f.kind.as_str(),
+        f.headline,
+        f.next_step
+    )
+}
+
+/// The "Diagnosis" section: ranked findings, each with its evidence and next step.
+pub fn write_diagnosis(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    live: bool,
+    style: Style,
+) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{}", style.paint("1", "Diagnosis"))?;
+    if findings.is_empty() {
+        writeln!(out, "  nothing wrong seen.")?;
+        return Ok(());
+    }
+    for (i, f) in findings.iter().enumerate() {
+        writeln!(
+            out,
+            "  {}. {} {}: {}",
+            i + 1,
+            severity(style, f.severity),
+            f.kind.as_str(),
+            f.headline
+        )?;
+        writeln!(out, "     {}", f.explanation)?;
+        for p in &f.processes {
+            let role = match p.role {
+                crate::diagnose::Role::Listener => "listening",
+                crate::diagnose::Role::Client => "client",
+                crate::diagnose::Role::Holder => "holding sockets",
+            };
+            writeln!(
+                out,
+                "     process ({role}): {} (pid {}, user {}): {}",
+                p.process.name, p.process.pid, p.process.user, p.process.cmdline
+            )?;
+        }
+        writeln!(out, "     next: {}", f.next_step)?;
+    }
+    if !live {
+        writeln!(
+            out,
+            "  {}",
+            style.dim("(replay: findings rest on the packets alone; live captures also read the machine's sockets and counters)")
+        )?;
+    }
+    Ok(())
 }
 
 fn pct(p: &Percentiles) -> String {

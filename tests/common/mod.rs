@@ -42,12 +42,24 @@ pub fn replay_json(name: &str, extra: &[&str]) -> (i32, Vec<Value>, Value) {
     args.extend_from_slice(extra);
     let out = run(&args);
     let lines = json_lines(&out.stdout);
-    let (summary, flows): (Vec<Value>, Vec<Value>) =
-        lines.into_iter().partition(|v| v["type"] == "summary");
+    let summary: Vec<&Value> = lines.iter().filter(|v| v["type"] == "summary").collect();
     assert_eq!(summary.len(), 1, "exactly one summary line for {name}");
-    (
-        out.status.code().unwrap_or(-1),
-        flows,
-        summary.into_iter().next().unwrap(),
-    )
+    assert_eq!(
+        lines.last(),
+        Some(summary[0]),
+        "the summary is the last line"
+    );
+    let summary = summary[0].clone();
+    let flows = lines.into_iter().filter(|v| v["type"] == "flow").collect();
+    (out.status.code().unwrap_or(-1), flows, summary)
+}
+
+/// The `{"type":"finding"}` lines of a replay, in their ranked order.
+pub fn replay_findings(name: &str) -> Vec<Value> {
+    let path = fixture(name);
+    let out = run(&["-r", path.to_str().unwrap(), "--port", PORT, "--json"]);
+    json_lines(&out.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "finding")
+        .collect()
 }

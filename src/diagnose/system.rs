@@ -1,0 +1,480 @@
+//! System facts for a live capture on Linux, read from /proc: who listens on the port (in
+//! this network namespace and in the others), with what queue, owned by which process;
+//! sockets on the port in TIME_WAIT, CLOSE_WAIT and SYN_RECV; the kernel's TCP counters.
+//!
+//! Everything here is best effort: a fact that cannot be read (no /proc, no permission
+//! to another user's /proc/PID/fd) is simply absent, and findings word themselves on
+//! what is known.
+
+use crate::decode::Endpoint;
+use procfs::net::{TcpNetEntry, TcpState};
+use procfs::process::{FDTarget, Process};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// A process that owns a socket a finding talks about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub name: String,
+    pub cmdline: String,
+    pub user: String,
+}
+
+/// A listening socket on the watched port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub local: Endpoint,
+    /// Connections completed and waiting for `accept()` (ss -lnt Recv-Q).
+    pub accept_queue: u32,
+    /// The listen() backlog (ss -lnt Send-Q), from sock_diag; `None` if unavailable
+    /// (other namespaces, no netlink).
+    pub backlog: Option<u32>,
+    pub inode: u64,
+    pub processes: Vec<ProcessInfo>,
+    /// `None`: our own network namespace; otherwise `net:[INODE]`.
+    pub namespace: Option<String>,
+}
+
+impl Listener {
+    /// Linux drops new SYNs and handshake ACKs once the queue is *over* the backlog
+    /// (`sk_acceptq_is_full`: ack_backlog > max_ack_backlog).
+    pub fn queue_full(&self) -> bool {
+        self.backlog.is_some_and(|b| self.accept_queue > b)
+    }
+
+    pub fn is_wildcard(&self) -> bool {
+        self.local.addr.is_unspecified()
+    }
+
+    /// Whether a SYN to `dst` would reach this listener by address and family. A `[::]`
+    /// listener also takes IPv4 unless it set IPV6_V6ONLY, which /proc does not show: if
+    /// IPv4 SYNs to it were refused, it must be v6-only.
+    pub fn accepts(&self, dst: &Endpoint) -> bool {
+        self.local.port == dst.port
+            && self.local.addr.is_ipv4() == dst.addr.is_ipv4()
+            && (self.is_wildcard() || self.local.addr == dst.addr)
+    }
+}
+
+/// A non-listening socket on the port (either end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSocket {
+    pub local: Endpoint,
+    pub remote: Endpoint,
+    pub state: SocketState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketState {
+    TimeWait,
+    CloseWait,
+    SynRecv,
+    SynSent,
+    Established,
+    Other,
+}
+
+/// The kernel counters that explain drops (/proc/net/netstat TcpExt, /proc/net/snmp Tcp).
+pub const COUNTERS: [&str; 9] = [
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPReqQFullDrop",
+    "TCPBacklogDrop",
+    "TCPAbortOnData",
+    "TCPAbortOnClose",
+    "TCPTimeWaitOverflow",
+    "AttemptFails",
+    "OutRsts",
+];
+
+pub type Counters = BTreeMap<&'static str, u64>;
+
+/// One look at the system.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub listeners: Vec<Listener>,
+    /// Listeners on the port in other network namespaces (containers).
+    pub foreign_listeners: Vec<Listener>,
+    pub sockets: Vec<PortSocket>,
+    /// Other ports listening here, for "what listens nearby".
+    pub other_listening_ports: Vec<Endpoint>,
+    pub counters: Counters,
+    pub local_port_range: Option<(u16, u16)>,
+}
+
+fn endpoint(a: SocketAddr) -> Endpoint {
+    let addr = match a.ip() {
+        // /proc/net/tcp6 shows IPv4-mapped addresses for dual-stack sockets.
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    Endpoint::new(addr, a.port())
+}
+
+fn state(s: &TcpState) -> SocketState {
+    match s {
+        TcpState::TimeWait => SocketState::TimeWait,
+        TcpState::CloseWait => SocketState::CloseWait,
+        TcpState::SynRecv | TcpState::NewSynRecv => SocketState::SynRecv,
+        TcpState::SynSent => SocketState::SynSent,
+        TcpState::Established => SocketState::Established,
+        _ => SocketState::Other,
+    }
+}
+
+fn tcp_entries(process: Option<&Process>) -> Vec<TcpNetEntry> {
+    let (v4, v6) = match process {
+        None => (procfs::net::tcp(), procfs::net::tcp6()),
+        Some(p) => (p.tcp(), p.tcp6()),
+    };
+    v4.unwrap_or_default()
+        .into_iter()
+        .chain(v6.unwrap_or_default())
+        .collect()
+}
+
+/// Maps socket inodes to the processes holding them, for the inodes asked for only.
+pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, Vec<ProcessInfo>> {
+    let mut owners: HashMap<u64, Vec<ProcessInfo>> = HashMap::new();
+    if inodes.is_empty() {
+        return owners;
+    }
+    let Ok(all) = procfs::process::all_processes() else {
+        return owners;
+    };
+    for p in all.flatten() {
+        let Ok(fds) = p.fd() else { continue };
+        let mut info: Option<ProcessInfo> = None;
+        for fd in fds.flatten() {
+            if let FDTarget::Socket(inode) = fd.target {
+                if inodes.contains(&inode) {
+                    let pi = info.get_or_insert_with(|| process_info(&p)).clone();
+                    let list = owners.entry(inode).or_default();
+                    if !list.iter().any(|x| x.pid == pi.pid) {
+                        list.push(pi);
+                    }
+                }
+            }
+        }
+    }
+    owners
+}
+
+fn process_info(p: &Process) -> ProcessInfo {
+    let name = p.stat().map(|s| s.comm).unwrap_or_default();
+    let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
+    let user = p
+        .uid()
+        .ok()
+        .map(|uid| {
+            uzers::get_user_by_uid(uid)
+                .map(|u| u.name().to_string_lossy().into_owned())
+                .unwrap_or_else(|| uid.to_string())
+        })
+        .unwrap_or_default();
+    ProcessInfo {
+        pid: p.pid(),
+        name,
+        cmdline,
+        user,
+    }
+}
+
+fn net_namespace(p: &Process) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{}/ns/net", p.pid()))
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+/// Reads /proc/net/netstat and /proc/net/snmp: pairs of lines `Prefix: names…` and
+/// `Prefix: values…`. procfs parses /proc/net/snmp but not TcpExt, so both are read the
+/// same simple way here.
+pub fn read_counters() -> Counters {
+    let mut out = Counters::new();
+    for path in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            for (name, value) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
+                if let Some(&known) = COUNTERS.iter().find(|&&c| c == name) {
+                    if let Ok(v) = value.parse::<u64>() {
+                        out.insert(known, v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Counter growth between two readings (missing or shrinking counters read as 0).
+pub fn counter_delta(start: &Counters, end: &Counters) -> Counters {
+    end.iter()
+        .map(|(k, v)| (*k, v.saturating_sub(start.get(k).copied().unwrap_or(*v))))
+        .collect()
+}
+
+fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+impl Snapshot {
+    /// Looks at everything on `port`. `other_namespaces`: also walk /proc/*/ns/net for
+    /// listeners in other network namespaces (costs a /proc walk).
+    pub fn take(port: u16, other_namespaces: bool) -> Snapshot {
+        let mut snap = Snapshot {
+            counters: read_counters(),
+            local_port_range: local_port_range(),
+            ..Snapshot::default()
+        };
+        let mut wanted = HashSet::new();
+        for e in tcp_entries(None) {
+            let local = endpoint(e.local_address);
+            let remote = endpoint(e.remote_address);
+            match e.state {
+                TcpState::Listen if local.port == port => {
+                    wanted.insert(e.inode);
+                    snap.listeners.push(Listener {
+                        local,
+                        accept_queue: e.rx_queue,
+                        backlog: None,
+                        inode: e.inode,
+                        processes: Vec::new(),
+                        namespace: None,
+                    });
+                }
+                TcpState::Listen if !snap.other_listening_ports.contains(&local) => {
+                    snap.other_listening_ports.push(local);
+                }
+                _ if local.port == port || remote.port == port => snap.sockets.push(PortSocket {
+                    local,
+                    remote,
+                    state: state(&e.state),
+                }),
+                _ => {}
+            }
+        }
+        if other_namespaces {
+            snap.foreign_listeners = foreign_listeners(port);
+            wanted.extend(snap.foreign_listeners.iter().map(|l| l.inode));
+        }
+        let owners = socket_owners(&wanted);
+        let backlogs = if snap.listeners.is_empty() {
+            HashMap::new()
+        } else {
+            listen_backlogs()
+        };
+        for l in snap.listeners.iter_mut() {
+            l.backlog = backlogs.get(&l.inode).copied();
+        }
+        for l in snap
+            .listeners
+            .iter_mut()
+            .chain(snap.foreign_listeners.iter_mut())
+        {
+            l.processes = owners.get(&l.inode).cloned().unwrap_or_default();
+        }
+        snap.other_listening_ports.sort();
+        snap
+    }
+
+    pub fn count(&self, state: SocketState) -> usize {
+        self.sockets.iter().filter(|s| s.state == state).count()
+    }
+}
+
+/// Listeners on `port` in network namespaces other than ours, one process per namespace
+/// read through /proc/PID/net/tcp{,6}.
+fn foreign_listeners(port: u16) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let Ok(me) = Process::myself() else {
+        return out;
+    };
+    let Some(own) = net_namespace(&me) else {
+        return out;
+    };
+    let mut seen = HashSet::from([own]);
+    let Ok(all) = procfs::process::all_processes() else {
+        return out;
+    };
+    for p in all.flatten() {
+        let Some(ns) = net_namespace(&p) else {
+            continue;
+        };
+        if !seen.insert(ns) {
+            continue;
+        }
+        for e in tcp_entries(Some(&p)) {
+            let local = endpoint(e.local_address);
+            if e.state == TcpState::Listen && local.port == port {
+                out.push(Listener {
+                    local,
+                    accept_queue: e.rx_queue,
+                    backlog: None,
+                    inode: e.inode,
+                    processes: Vec::new(),
+                    namespace: Some(format!("net:[{ns}]")),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Backlogs of this namespace's listening TCP sockets by inode, from one NETLINK_SOCK_DIAG
+/// dump per family (what `ss -lnt` shows as Send-Q). Empty on any error.
+fn listen_backlogs() -> HashMap<u64, u32> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    };
+    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+    let mut out = HashMap::new();
+    let Ok(mut socket) = Socket::new(NETLINK_SOCK_DIAG) else {
+        return out;
+    };
+    if socket.bind_auto().is_err() || socket.connect(&SocketAddr::new(0, 0)).is_err() {
+        return out;
+    }
+    for (family, id) in [
+        (AF_INET, SocketId::new_v4()),
+        (AF_INET6, SocketId::new_v6()),
+    ] {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut request = NetlinkMessage::new(
+            header,
+            SockDiagMessage::InetRequest(InetRequest {
+                family,
+                protocol: IPPROTO_TCP,
+                extensions: ExtensionFlags::empty(),
+                states: StateFlags::LISTEN,
+                socket_id: id,
+            })
+            .into(),
+        );
+        request.finalize();
+        let mut buf = vec![0; request.buffer_len()];
+        request.serialize(&mut buf[..]);
+        if socket.send(&buf[..], 0).is_err() {
+            return out;
+        }
+        let mut rx = vec![0u8; 1 << 16];
+        // Bounded: a dump of listeners ends with NLMSG_DONE long before this.
+        'dump: for _ in 0..1024 {
+            let Ok(size) = socket.recv(&mut &mut rx[..], 0) else {
+                break;
+            };
+            let mut offset = 0;
+            while offset < size {
+                let Ok(msg) = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[offset..size])
+                else {
+                    break 'dump;
+                };
+                let len = msg.header.length as usize;
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                        out.insert(u64::from(r.header.inode), r.header.send_queue);
+                    }
+                    NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => break 'dump,
+                    _ => {}
+                }
+                if len == 0 {
+                    break 'dump;
+                }
+                offset += len;
+            }
+        }
+    }
+    out
+}
+
+/// The process holding the socket whose local end is `local`, if it still exists.
+pub fn owner_of(local: &Endpoint) -> Option<ProcessInfo> {
+    let inode = tcp_entries(None)
+        .into_iter()
+        .find(|e| endpoint(e.local_address) == *local && e.state != TcpState::Listen)?
+        .inode;
+    if inode == 0 {
+        return None;
+    }
+    socket_owners(&HashSet::from([inode]))
+        .remove(&inode)?
+        .into_iter()
+        .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_read_from_proc_and_deltas_never_go_negative() {
+        let start = read_counters();
+        if std::path::Path::new("/proc/net/netstat").exists() {
+            assert!(start.contains_key("ListenOverflows"), "{start:?}");
+        }
+        let mut end = start.clone();
+        end.insert("ListenOverflows", 0);
+        let d = counter_delta(&start, &end);
+        assert_eq!(d.get("ListenOverflows"), Some(&0));
+    }
+
+    #[test]
+    fn a_listener_we_start_is_found_with_our_own_pid() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let snap = Snapshot::take(port, false);
+        assert_eq!(snap.listeners.len(), 1, "{snap:?}");
+        let listener = &snap.listeners[0];
+        assert_eq!(listener.local.to_string(), format!("127.0.0.1:{port}"));
+        assert_eq!(
+            listener.backlog,
+            Some(128),
+            "std's listen() backlog, via sock_diag"
+        );
+        assert_eq!(listener.accept_queue, 0);
+        assert!(
+            listener
+                .processes
+                .iter()
+                .any(|p| p.pid == std::process::id() as i32),
+            "{listener:?}"
+        );
+    }
+
+    #[test]
+    fn listener_address_matching_follows_family_and_wildcards() {
+        let l = |addr: &str| Listener {
+            local: Endpoint::new(addr.parse().unwrap(), 80),
+            accept_queue: 0,
+            backlog: Some(128),
+            inode: 1,
+            processes: vec![],
+            namespace: None,
+        };
+        let v4 = Endpoint::new("127.0.0.1".parse().unwrap(), 80);
+        assert!(l("0.0.0.0").accepts(&v4));
+        assert!(l("127.0.0.1").accepts(&v4));
+        assert!(!l("127.0.0.2").accepts(&v4));
+        assert!(!l("::1").accepts(&v4));
+        assert!(
+            !l("::").accepts(&v4),
+            "refused IPv4 means a [::] listener is v6-only"
+        );
+    }
+}
