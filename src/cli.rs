@@ -70,6 +70,15 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Draw each problem connection's first packets as a sequence diagram (client left,
+    /// server right, seq/ack relative, times from the first packet).
+    #[arg(long)]
+    pub ladder: bool,
+
+    /// Draw the ladder of the connection(s) from this client port, whatever the outcome.
+    #[arg(long, value_name = "CLIENT_PORT", value_parser = clap::value_parser!(u16).range(1..=65535))]
+    pub flow: Option<u16>,
+
     /// Report (and write with -w) only problem connections: not closed or established.
     #[arg(long)]
     pub only_problems: bool,
@@ -152,6 +161,7 @@ impl Cli {
                 color: use_color(self.color, self.json),
             },
             only_problems: self.only_problems,
+            ladder: (self.ladder || self.flow.is_some()).then_some(self.flow),
             write: self.write,
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),

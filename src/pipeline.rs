@@ -6,6 +6,7 @@ use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
 use crate::flow::{FlowConfig, FlowEvent, FlowTable};
+use crate::report::ladder::LadderRecorder;
 use crate::report::{Format, PcapWriter, Reporter, Style, Summary};
 use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
@@ -30,6 +31,8 @@ pub struct Config {
     pub format: Format,
     pub style: Style,
     pub only_problems: bool,
+    /// `--ladder` (`Some(None)`: every problem flow) or `--flow PORT` (`Some(Some(port))`).
+    pub ladder: Option<Option<u16>>,
     pub write: Option<PathBuf>,
     pub max_flows: usize,
     pub syn_timeout: Duration,
@@ -129,6 +132,7 @@ impl Prepared<'_> {
             writer: writer.as_mut(),
             // System facts (/proc) only describe the machine we capture on, live.
             diagnoser: Diagnoser::new(cfg.port, live),
+            ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,
         };
@@ -148,6 +152,11 @@ impl Prepared<'_> {
                         let id = table.process(seg, &mut events);
                         if let (true, Some(id)) = (syn && live, id) {
                             sink.diagnoser.syn_seen(id, seg.src, seg.dst);
+                        }
+                        // Before the events this segment caused: the ladder must hold the
+                        // segment (a RST, the last ACK) that ended the flow.
+                        if let (Some(l), Some(id)) = (sink.ladder.as_mut(), id) {
+                            l.segment(id, seg);
                         }
                         if let (Some(w), Some(raw)) =
                             (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
@@ -214,6 +223,7 @@ struct Sink<'a, W: Write> {
     reporter: Reporter<W>,
     writer: Option<&'a mut PcapWriter>,
     diagnoser: Diagnoser,
+    ladder: Option<LadderRecorder>,
     output_closed: bool,
     stop: &'a AtomicBool,
 }
@@ -221,7 +231,7 @@ struct Sink<'a, W: Write> {
 impl<W: Write> Sink<'_, W> {
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for ev in events.drain(..) {
-            let (procs, findings) = match &ev {
+            let (procs, findings, ladder) = match &ev {
                 FlowEvent::Finished(r) => {
                     if let Some(w) = self.writer.as_deref_mut() {
                         w.flow_finished(r);
@@ -229,15 +239,20 @@ impl<W: Write> Sink<'_, W> {
                     (
                         self.diagnoser.processes_of(r.id),
                         self.diagnoser.flow_finished(r),
+                        self.ladder.as_mut().and_then(|l| l.finish(r)),
                     )
                 }
-                FlowEvent::Pending(r) => (None, self.diagnoser.flow_pending(r)),
+                FlowEvent::Pending(r) => (None, self.diagnoser.flow_pending(r), None),
             };
             if self.output_closed {
                 continue;
             }
             let res = self.reporter.event(&ev, procs.as_ref());
             self.result(res)?;
+            if let Some(ladder) = &ladder {
+                let res = self.reporter.ladder(ladder);
+                self.result(res)?;
+            }
             for f in &findings {
                 let res = self.reporter.finding(f);
                 self.result(res)?;

@@ -317,3 +317,40 @@ fn help_shows_everyday_examples_and_exit_statuses() {
     );
     assert!(help.contains("Exit status"), "{help}");
 }
+
+#[test]
+fn ladder_draws_problem_connections_and_flow_picks_one_by_client_port() {
+    let out = run(&[
+        "-r",
+        &fx("mixed.pcap"),
+        "--port",
+        PORT,
+        "--ladder",
+        "--json",
+    ]);
+    let lines = json_lines(&out.stdout);
+    let ladders: Vec<_> = lines.iter().filter(|l| l["type"] == "ladder").collect();
+    assert_eq!(ladders.len(), 3, "2 refused + 1 reset: {ladders:#?}");
+    assert_eq!(ladders[0]["packets"][1]["flags"], "R.");
+    assert_eq!(
+        ladders[0]["packets"][1]["ack"], 1,
+        "ack relative to the client's ISN"
+    );
+
+    let (_, flows, _) = replay_json("mixed.pcap", &[]);
+    let closed = flows.iter().find(|f| f["outcome"] == "closed").unwrap();
+    let port = closed["client"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap();
+    let text = run(&["-r", &fx("mixed.pcap"), "--port", PORT, "--flow", port]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text.matches("|---- S  seq 0").count(),
+        1,
+        "only the chosen flow:\n{text}"
+    );
+    assert!(text.contains("|<--- F. seq 201 ack 102"), "{text}");
+}

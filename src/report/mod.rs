@@ -5,6 +5,7 @@
 //! and never changes a flow's outcome.
 
 pub mod json;
+pub mod ladder;
 pub mod pcap_writer;
 pub mod summary;
 pub mod text;
@@ -63,6 +64,15 @@ impl<W: Write> Reporter<W> {
             Format::Json => json::write_flow(&mut self.out, r, procs)?,
         }
         // Live output goes to terminals and pipes that are read as it happens.
+        self.out.flush()
+    }
+
+    /// A connection's sequence diagram, right after its flow line.
+    pub fn ladder(&mut self, l: &ladder::Ladder) -> io::Result<()> {
+        match self.format {
+            Format::Text => l.write_text(&mut self.out, self.style)?,
+            Format::Json => l.write_json(&mut self.out)?,
+        }
         self.out.flush()
     }
 
