@@ -193,7 +193,9 @@ impl Diagnoser {
         Diagnoser {
             port,
             facts,
-            refreshed: Some(Instant::now()),
+            // The start snapshot skips other namespaces: the first finding looks again,
+            // everywhere, before it concludes anything.
+            refreshed: None,
             ev: Evidence::default(),
             emitted: HashSet::new(),
             attribution: HashMap::new(),
