@@ -198,6 +198,10 @@ impl Prepared<'_> {
             table.stats(),
         );
         let findings = sink.diagnoser.finish();
+        let summary = Summary {
+            system: sink.diagnoser.system_view(),
+            ..summary
+        };
         if !sink.output_closed {
             let res = sink.reporter.finish(&findings, &summary);
             sink.result(res)?;

@@ -9,7 +9,7 @@ mod error;
 
 pub use error::CaptureError;
 
-use crate::decode::{Decoder, LinkType, Segment, SkipCounts, SkipReason, Timestamp};
+use crate::decode::{Decoder, LinkType, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pcap::{Active, Capture, Offline};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
@@ -139,7 +139,10 @@ pub struct KernelStats {
 pub struct CaptureReport {
     /// Packets libpcap handed us (after the BPF filter).
     pub packets: u64,
+    /// Packets of the port's connections (and ICMP errors about them).
     pub decoded: u64,
+    /// SYNs to other ports, kept only to say where clients go instead.
+    pub syns_elsewhere: u64,
     pub skipped: SkipCounts,
     pub kernel: Option<KernelStats>,
     /// Live: segments dropped because the flow stage fell behind (a full channel).
@@ -415,7 +418,11 @@ impl Reader<'_> {
         let ts = Timestamp::from_timeval(sec, usec);
         match self.decoder.decode(ts, data) {
             Ok(seg) => {
-                self.report.decoded += 1;
+                if seg.kind == SegmentKind::SynElsewhere {
+                    self.report.syns_elsewhere += 1;
+                } else {
+                    self.report.decoded += 1;
+                }
                 self.batch.segments.push(seg);
                 if self.keep_raw {
                     let raw = &mut self.batch.raw;

@@ -162,6 +162,29 @@ impl Facts {
     }
 }
 
+/// One listener as the summary shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerView {
+    pub local: String,
+    pub accept_queue: u32,
+    pub backlog: Option<u32>,
+    /// Sockets listening on the same address and port (SO_REUSEPORT/SO_REUSEADDR group).
+    pub group: usize,
+    /// `None` for this network namespace.
+    pub namespace: Option<String>,
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// The machine's side of the story at the end of a live capture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemView {
+    pub listeners: Vec<ListenerView>,
+    /// Sockets on the port by (state, side holding them).
+    pub sockets: BTreeMap<(&'static str, &'static str), u64>,
+    /// Kernel counters that grew during the capture.
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
 /// Processes behind a flow, when known (live).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowProcesses {
@@ -292,6 +315,62 @@ impl Diagnoser {
             facts.now = Snapshot::take(self.port, true);
             self.refreshed = Some(Instant::now());
         }
+    }
+
+    /// What the machine looked like at the end (live), for the summary.
+    pub fn system_view(&self) -> Option<SystemView> {
+        let f = self.facts.as_ref()?;
+        let listeners = f
+            .now
+            .listeners
+            .iter()
+            .chain(f.now.foreign_listeners.iter())
+            .map(|l| ListenerView {
+                local: l.local.to_string(),
+                accept_queue: l.accept_queue,
+                backlog: l.backlog,
+                // Several sockets on one address and port: an SO_REUSEPORT group (or
+                // SO_REUSEADDR sockets) sharing the incoming connections.
+                group: f
+                    .now
+                    .listeners
+                    .iter()
+                    .chain(f.now.foreign_listeners.iter())
+                    .filter(|o| o.local == l.local && o.namespace == l.namespace)
+                    .count(),
+                namespace: l.namespace.clone(),
+                processes: l.processes.clone(),
+            })
+            .collect();
+        let mut sockets = BTreeMap::new();
+        for s in &f.now.sockets {
+            let state = match s.state {
+                system::SocketState::TimeWait => "time_wait",
+                system::SocketState::CloseWait => "close_wait",
+                system::SocketState::SynRecv => "syn_recv",
+                system::SocketState::SynSent => "syn_sent",
+                system::SocketState::Established => "established",
+                system::SocketState::FinWait => "fin_wait",
+                system::SocketState::LastAck => "last_ack",
+                system::SocketState::Closing => "closing",
+                system::SocketState::Other => "other",
+            };
+            let side = if s.local.port == self.port {
+                "server"
+            } else {
+                "client"
+            };
+            *sockets.entry((state, side)).or_insert(0u64) += 1;
+        }
+        let counters = system::counter_delta(&f.start.counters, &f.now.counters)
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        Some(SystemView {
+            listeners,
+            sockets,
+            counters,
+        })
     }
 
     /// The final, ranked diagnosis.

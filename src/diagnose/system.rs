@@ -73,6 +73,9 @@ pub enum SocketState {
     SynRecv,
     SynSent,
     Established,
+    FinWait,
+    LastAck,
+    Closing,
     Other,
 }
 
@@ -120,7 +123,10 @@ fn state(s: &TcpState) -> SocketState {
         TcpState::SynRecv | TcpState::NewSynRecv => SocketState::SynRecv,
         TcpState::SynSent => SocketState::SynSent,
         TcpState::Established => SocketState::Established,
-        _ => SocketState::Other,
+        TcpState::FinWait1 | TcpState::FinWait2 => SocketState::FinWait,
+        TcpState::LastAck => SocketState::LastAck,
+        TcpState::Closing => SocketState::Closing,
+        TcpState::Close | TcpState::Listen => SocketState::Other,
     }
 }
 

@@ -176,6 +176,7 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
         "packets": {
             "captured": s.packets,
             "decoded": s.decoded,
+            "syns_elsewhere": s.syns_elsewhere,
             "skipped": s.skipped.total(),
             "skipped_by_reason": skipped,
         },
@@ -187,6 +188,20 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
         "peak_flows": s.table.peak_flows,
         "icmp_unmatched": s.table.icmp_unmatched,
         "error": s.error,
+        "system": s.system.as_ref().map(|sys| json!({
+            "listeners": sys.listeners.iter().map(|l| json!({
+                "local": l.local,
+                "accept_queue": l.accept_queue,
+                "backlog": l.backlog,
+                "group": l.group,
+                "namespace": l.namespace,
+                "processes": l.processes,
+            })).collect::<Vec<_>>(),
+            "sockets": sys.sockets.iter().map(|((state, side), n)| json!({
+                "state": state, "held_by": side, "count": n,
+            })).collect::<Vec<_>>(),
+            "counters_delta": sys.counters,
+        })),
     });
     serde_json::to_writer(&mut *out, &v)?;
     out.write_all(b"\n")

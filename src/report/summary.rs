@@ -3,6 +3,7 @@
 
 use crate::capture::{CaptureReport, KernelStats};
 use crate::decode::SkipCounts;
+use crate::diagnose::SystemView;
 use crate::flow::{FlowRecord, Outcome, Side, TableStats};
 use hdrhistogram::Histogram;
 
@@ -140,11 +141,14 @@ pub struct Summary<'a> {
     pub duration: Percentiles,
     pub packets: u64,
     pub decoded: u64,
+    pub syns_elsewhere: u64,
     pub skipped: SkipCounts,
     pub kernel: Option<KernelStats>,
     pub internal_dropped: u64,
     pub table: TableStats,
     pub error: Option<String>,
+    /// Live on Linux: listeners, sockets and counters at the end.
+    pub system: Option<SystemView>,
 }
 
 impl<'a> Summary<'a> {
@@ -167,11 +171,13 @@ impl<'a> Summary<'a> {
             duration: Percentiles::of(&tally.duration),
             packets: capture.packets,
             decoded: capture.decoded,
+            syns_elsewhere: capture.syns_elsewhere,
             skipped: capture.skipped,
             kernel: capture.kernel,
             internal_dropped: capture.internal_dropped,
             table,
             error: capture.error.as_ref().map(|e| e.to_string()),
+            system: None,
         }
     }
 }

@@ -368,10 +368,15 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
     }
     writeln!(
         out,
-        "  packets         {} captured, {} decoded, {} skipped{}",
+        "  packets         {} captured, {} decoded, {} skipped{}{}",
         s.packets,
         s.decoded,
         s.skipped.total(),
+        if s.syns_elsewhere > 0 {
+            format!(", {} SYNs to other ports", s.syns_elsewhere)
+        } else {
+            String::new()
+        },
         if skipped.is_empty() {
             String::new()
         } else {
@@ -391,6 +396,50 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
             "  portsniff       {} dropped (flow stage behind), {} flows evicted (table full)",
             s.internal_dropped, s.table.evicted
         )?;
+    }
+    if let Some(sys) = &s.system {
+        if sys.listeners.is_empty() {
+            writeln!(out, "  listeners       none on port {}", s.port)?;
+        }
+        for l in &sys.listeners {
+            let procs: Vec<String> = l
+                .processes
+                .iter()
+                .map(|p| format!("{} (pid {}, {})", p.name, p.pid, p.user))
+                .collect();
+            writeln!(
+                out,
+                "  listener        {}{}  queue {}/{}{}  {}",
+                l.local,
+                l.namespace
+                    .as_ref()
+                    .map_or(String::new(), |ns| format!(" in {ns}")),
+                l.accept_queue,
+                l.backlog.map_or("?".to_string(), |b| b.to_string()),
+                if l.group > 1 {
+                    format!("  (one of {} sockets: SO_REUSEPORT group)", l.group)
+                } else {
+                    String::new()
+                },
+                procs.join(", ")
+            )?;
+        }
+        let sockets: Vec<String> = sys
+            .sockets
+            .iter()
+            .map(|((state, side), n)| format!("{n} {} on the {side}", state.to_uppercase()))
+            .collect();
+        if !sockets.is_empty() {
+            writeln!(out, "  sockets         {}", sockets.join(", "))?;
+        }
+        if !sys.counters.is_empty() {
+            let c: Vec<String> = sys
+                .counters
+                .iter()
+                .map(|(k, v)| format!("{k} +{v}"))
+                .collect();
+            writeln!(out, "  kernel counters {}", c.join(", "))?;
+        }
     }
     if let Some(e) = &s.error {
         writeln!(out, "  {}", style.paint("31;1", &format!("error: {e}")))?;
