@@ -221,6 +221,20 @@ fn reject_with_icmp_is_a_firewall() {
 
     let d = report.finding("rejected_by_firewall");
     report.assert_severity(d, &["error"]);
+    // Live, a certain finding is printed the moment it is certain, not only at exit: the
+    // capture ran ~2.5 s more after the rejected SYN.
+    let first = report
+        .lines
+        .iter()
+        .find(|(_, v)| v["type"] == "finding" && v["kind"] == "rejected_by_firewall")
+        .map(|(l, _)| l.arrived)
+        .expect("a finding line");
+    let last = report.lines.last().expect("output").0.arrived;
+    assert!(
+        last.duration_since(first).unwrap_or_default() >= std::time::Duration::from_secs(1),
+        "the finding should be printed as soon as the ICMP error arrives, long before the summary\n{}",
+        report.context()
+    );
     assert_eq!(
         report.evidence_str(d, "icmp"),
         "port_unreachable",

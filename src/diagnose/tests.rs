@@ -276,3 +276,47 @@ fn healthy_traffic_has_no_findings() {
     let ev = evidence(&[record(Outcome::Closed, "127.0.0.1:61999")]);
     assert!(kinds(&ev, Some(&facts(vec![listener("127.0.0.1:61999")]))).is_empty());
 }
+
+fn time_wait(local: &str, remote: &str) -> system::PortSocket {
+    system::PortSocket {
+        local: ep(local),
+        remote: ep(remote),
+        state: system::SocketState::TimeWait,
+    }
+}
+
+#[test]
+fn many_time_wait_sockets_on_the_server_are_a_buildup() {
+    let mut f = facts(vec![listener("127.0.0.1:61999")]);
+    f.now.sockets = (0..1500u32)
+        .map(|i| time_wait("127.0.0.1:61999", &format!("127.0.0.1:{}", 20000 + i)))
+        .collect();
+    let found = evaluate(&Evidence::default(), Some(&f), 61999);
+    let b = found
+        .iter()
+        .find(|x| x.kind == FindingKind::TimeWaitBuildup)
+        .expect("a build-up");
+    assert_eq!(b.evidence["holder"], "server");
+    assert_eq!(b.evidence["on_server"], 1500);
+}
+
+#[test]
+fn client_time_wait_near_the_ephemeral_range_exhausts_ports() {
+    let mut f = facts(vec![listener("127.0.0.1:61999")]);
+    f.now.local_port_range = Some((40000, 40999));
+    f.now.sockets = (0..600u32)
+        .map(|i| time_wait(&format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:61999"))
+        .collect();
+    let mut found = evaluate(&Evidence::default(), Some(&f), 61999);
+    findings::rank(&mut found);
+    assert_eq!(
+        found[0].kind,
+        FindingKind::EphemeralPortsExhausted,
+        "{found:#?}"
+    );
+    assert_eq!(found[0].evidence["port_range"], json!([40000, 40999]));
+    assert!(
+        !found.iter().any(|x| x.kind == FindingKind::TimeWaitBuildup),
+        "600 < 1000"
+    );
+}
