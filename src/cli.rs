@@ -92,6 +92,16 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=50_000_000))]
     pub max_flows: u64,
 
+    /// After opening the capture, run as this user (like tcpdump -Z). Started through sudo,
+    /// portsniff switches to the invoking user by default.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Do not name the processes behind sockets: keep no capability at all once the capture
+    /// is open (attribution needs CAP_SYS_PTRACE to read other users' /proc/PID/fd).
+    #[arg(long)]
+    pub no_attribution: bool,
+
     /// Colour the text output: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -161,6 +171,8 @@ impl Cli {
                 color: use_color(self.color, self.json),
             },
             only_problems: self.only_problems,
+            run_as: self.user,
+            attribution: !self.no_attribution,
             ladder: (self.ladder || self.flow.is_some()).then_some(self.flow),
             write: self.write,
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),

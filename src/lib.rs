@@ -20,6 +20,7 @@ pub mod decode;
 pub mod diagnose;
 pub mod flow;
 pub mod pipeline;
+pub mod privileges;
 pub mod report;
 
 pub use pipeline::{run, Config, RunResult};
@@ -35,4 +36,6 @@ pub enum Error {
     Output(std::io::Error),
     #[error("cannot start the capture thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
 }

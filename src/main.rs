@@ -4,7 +4,10 @@
 use clap::Parser;
 use portsniff::capture;
 use portsniff::cli::Cli;
+use portsniff::privileges;
+use portsniff::report::pcap_writer::remove_unfinished;
 use std::io::{self, BufWriter};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -27,16 +30,23 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// Switches user (sudo caller or `-Z`) and drops capabilities; the `-w` file is handed
+/// to that user first, as tcpdump does, so they can read and delete it.
+fn relinquish(config: &portsniff::Config, write: Option<&Path>) -> Result<(), portsniff::Error> {
+    let plan = privileges::plan(config.run_as.as_deref(), config.attribution)?;
+    if let (Some(user), Some(path)) = (&plan.become_user, write) {
+        if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
+            tracing::warn!(error = %e, "cannot hand the -w file to {}", user.name);
+        }
+    }
+    Ok(privileges::drop_privileges(&plan)?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let config = cli.into_config();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop)) {
-        eprintln!("portsniff: {e}");
-        return ExitCode::from(EXIT_ERROR);
-    }
     let prepared = match portsniff::pipeline::prepare(&config) {
         Ok(p) => p,
         Err(e) => {
@@ -44,6 +54,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    // The capture is open: give up what is no longer needed before reading a single
+    // packet, and before any other thread exists (capabilities are per thread).
+    if let Err(e) = relinquish(&config, prepared.write_path()) {
+        eprintln!("portsniff: error: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop), remove_unfinished) {
+        eprintln!("portsniff: error: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and
     // tests wait for it before they start traffic.
     match &config.source {

@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const CHANNEL_BATCHES: usize = 64;
 /// How often the flow stage wakes without packets, to run its timers (live).
 const TICK: Duration = Duration::from_millis(100);
+/// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
+/// without it.
+const STUCK: Duration = Duration::from_millis(500);
 
 /// A validated run configuration (built by `cli`, or by tests directly).
 #[derive(Clone, Debug)]
@@ -31,6 +34,10 @@ pub struct Config {
     pub format: Format,
     pub style: Style,
     pub only_problems: bool,
+    /// `-Z USER`.
+    pub run_as: Option<String>,
+    /// Name processes behind sockets (live); off with `--no-attribution`.
+    pub attribution: bool,
     /// `--ladder` (`Some(None)`: every problem flow) or `--flow PORT` (`Some(Some(port))`).
     pub ladder: Option<Option<u16>>,
     pub write: Option<PathBuf>,
@@ -90,6 +97,11 @@ pub fn run<W: Write>(cfg: &Config, out: W, stop: Arc<AtomicBool>) -> Result<RunR
 }
 
 impl Prepared<'_> {
+    /// The `-w` file being written, if any.
+    pub fn write_path(&self) -> Option<&std::path::Path> {
+        self.writer.as_ref().map(|w| w.file_path())
+    }
+
     /// The link type being read, e.g. `EN10MB`.
     pub fn link_name(&self) -> &'static str {
         self.opened.link().name()
@@ -116,9 +128,14 @@ impl Prepared<'_> {
         let (recycle_tx, recycle_rx) = bounded::<Batch>(CHANNEL_BATCHES + 2);
         let limits = cfg.limits;
         let capture_stop = Arc::clone(&stop);
-        let capture = std::thread::Builder::new()
+        let (done_tx, done_rx) = bounded::<CaptureReport>(1);
+        std::thread::Builder::new()
             .name("capture".to_string())
-            .spawn(move || opened.run(&tx, &recycle_rx, limits, keep_raw, &capture_stop))
+            .spawn(move || {
+                let report = opened.run(&tx, &recycle_rx, limits, keep_raw, &capture_stop);
+                drop(tx);
+                let _ = done_tx.send(report);
+            })
             .map_err(Error::Thread)?;
 
         let mut table = FlowTable::new(FlowConfig {
@@ -131,15 +148,18 @@ impl Prepared<'_> {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
             writer: writer.as_mut(),
             // System facts (/proc) only describe the machine we capture on, live.
-            diagnoser: Diagnoser::new(cfg.port, live),
+            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution),
             ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,
         };
         let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
+        let mut received = 0u64;
+        let mut stop_seen: Option<std::time::Instant> = None;
         loop {
             match rx.recv_timeout(TICK) {
                 Ok(batch) => {
+                    received += batch.segments.len() as u64;
                     for (i, seg) in batch.segments.iter().enumerate() {
                         let syn = match seg.kind {
                             SegmentKind::SynElsewhere => {
@@ -165,6 +185,9 @@ impl Prepared<'_> {
                         }
                         sink.drain(&mut events)?;
                     }
+                    if let Some(w) = sink.writer.as_deref_mut() {
+                        w.flush()?;
+                    }
                     let _ = recycle_tx.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -172,16 +195,31 @@ impl Prepared<'_> {
                         table.tick(wall_clock(), &mut events);
                         sink.drain(&mut events)?;
                     }
+                    // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
+                    // pipe nobody writes to): finish with what we have.
+                    if stop.load(Ordering::Relaxed)
+                        && stop_seen
+                            .get_or_insert_with(std::time::Instant::now)
+                            .elapsed()
+                            > STUCK
+                    {
+                        break;
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let report: CaptureReport = capture.join().unwrap_or_else(|_| CaptureReport {
-            error: Some(CaptureError::Live {
-                interface: cfg.source.name(),
-                detail: "the capture thread crashed".to_string(),
-            }),
-            ..CaptureReport::default()
+        let report: CaptureReport = done_rx.recv_timeout(STUCK).unwrap_or_else(|_| {
+            // The reader is still blocked (or died): count what reached us.
+            CaptureReport {
+                packets: received,
+                decoded: received,
+                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::Live {
+                    interface: cfg.source.name(),
+                    detail: "the capture thread ended without a report".to_string(),
+                }),
+                ..CaptureReport::default()
+            }
         });
         table.finish_all(&mut events);
         sink.drain(&mut events)?;
@@ -200,6 +238,7 @@ impl Prepared<'_> {
         let findings = sink.diagnoser.finish();
         let summary = Summary {
             system: sink.diagnoser.system_view(),
+            credentials: live.then(crate::privileges::Credentials::current),
             ..summary
         };
         if !sink.output_closed {

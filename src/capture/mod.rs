@@ -163,6 +163,9 @@ pub struct Opened {
     source: Source,
     decoder: Decoder,
     filter: String,
+    /// Hand over every packet at once: standard input that is a pipe (`tcpdump -w - |
+    /// portsniff -r -`) may block forever between packets, with a batch half full.
+    flush_each: bool,
 }
 
 /// The kernel filter: the port's TCP; ICMP(v6) unreachable errors (which may answer a
@@ -202,11 +205,19 @@ pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
             "unsupported link type: every packet will be skipped"
         );
     }
+    let flush_each = source == &Source::File(None)
+        && !std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file());
     Ok(Opened {
         handle,
         source: source.clone(),
         decoder: Decoder::new(link, port),
         filter,
+        flush_each,
     })
 }
 
@@ -315,6 +326,7 @@ impl Opened {
             batch: Batch::with_capacity(BATCH_SIZE),
             report: CaptureReport::default(),
             live: self.source.is_live(),
+            flush_each: self.flush_each,
             max_packets: limits.max_packets,
         };
         match self.handle {
@@ -349,6 +361,7 @@ struct Reader<'a> {
     batch: Batch,
     report: CaptureReport,
     live: bool,
+    flush_each: bool,
     max_packets: Option<u64>,
 }
 
@@ -435,7 +448,7 @@ impl Reader<'_> {
                     });
                     raw.bytes.extend_from_slice(data);
                 }
-                if self.batch.segments.len() >= BATCH_SIZE {
+                if self.flush_each || self.batch.segments.len() >= BATCH_SIZE {
                     self.flush();
                 }
             }
@@ -497,10 +510,12 @@ fn poll_readable(fd: i32, timeout_ms: i32) {
     }
 }
 
-/// Sets `stop` on Ctrl-C and SIGTERM; a second signal exits at once.
-pub fn install_stop_handler(stop: Arc<AtomicBool>) -> Result<(), CaptureError> {
+/// Sets `stop` on Ctrl-C and SIGTERM; a second signal runs `on_force` and exits at once
+/// with status 130, as shells expect after SIGINT.
+pub fn install_stop_handler(stop: Arc<AtomicBool>, on_force: fn()) -> Result<(), CaptureError> {
     ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
+            on_force();
             std::process::exit(130);
         }
     })

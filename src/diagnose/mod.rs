@@ -196,18 +196,21 @@ pub struct FlowProcesses {
 pub struct Diagnoser {
     port: u16,
     facts: Option<Facts>,
+    attribution: bool,
     refreshed: Option<Instant>,
     ev: Evidence,
     emitted: HashSet<FindingKind>,
-    attribution: HashMap<u64, FlowProcesses>,
+    processes: HashMap<u64, FlowProcesses>,
     lookups: (Instant, u32),
 }
 
 impl Diagnoser {
     /// `system`: read /proc (live capture on Linux); `false` for replays.
-    pub fn new(port: u16, system: bool) -> Diagnoser {
+    /// `attribution`: name processes and look into other namespaces (needs
+    /// CAP_SYS_PTRACE for other users' processes).
+    pub fn new(port: u16, system: bool, attribution: bool) -> Diagnoser {
         let facts = (system && std::path::Path::new("/proc/net/tcp").exists()).then(|| {
-            let start = Snapshot::take(port, false);
+            let start = Snapshot::take(port, false, attribution);
             Facts {
                 now: start.clone(),
                 start,
@@ -216,12 +219,13 @@ impl Diagnoser {
         Diagnoser {
             port,
             facts,
+            attribution,
             // The start snapshot skips other namespaces: the first finding looks again,
             // everywhere, before it concludes anything.
             refreshed: None,
             ev: Evidence::default(),
             emitted: HashSet::new(),
-            attribution: HashMap::new(),
+            processes: HashMap::new(),
             lookups: (Instant::now(), 0),
         }
     }
@@ -234,7 +238,7 @@ impl Diagnoser {
     /// it and who owns the listener it is aimed at (live only, rate limited).
     pub fn syn_seen(&mut self, id: u64, client: Endpoint, server: Endpoint) {
         let Some(facts) = &self.facts else { return };
-        if self.attribution.contains_key(&id) || self.attribution.len() >= 10_000 {
+        if !self.attribution || self.processes.contains_key(&id) || self.processes.len() >= 10_000 {
             return;
         }
         let now = Instant::now();
@@ -252,7 +256,7 @@ impl Diagnoser {
             .find(|l| l.accepts(&server))
             .and_then(|l| l.processes.first().cloned());
         let client_proc = system::owner_of(&client);
-        self.attribution.insert(
+        self.processes.insert(
             id,
             FlowProcesses {
                 client: client_proc,
@@ -263,7 +267,7 @@ impl Diagnoser {
 
     /// The processes behind a flow, if they were found; forgets them.
     pub fn processes_of(&mut self, id: u64) -> Option<FlowProcesses> {
-        self.attribution.remove(&id)
+        self.processes.remove(&id)
     }
 
     /// A SYN to another port (or address) on the interface.
@@ -312,7 +316,7 @@ impl Diagnoser {
         let Some(facts) = &mut self.facts else { return };
         let due = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH);
         if force || due {
-            facts.now = Snapshot::take(self.port, true);
+            facts.now = Snapshot::take(self.port, true, self.attribution);
             self.refreshed = Some(Instant::now());
         }
     }

@@ -237,8 +237,10 @@ fn local_port_range() -> Option<(u16, u16)> {
 
 impl Snapshot {
     /// Looks at everything on `port`. `other_namespaces`: also walk /proc/*/ns/net for
-    /// listeners in other network namespaces (costs a /proc walk).
-    pub fn take(port: u16, other_namespaces: bool) -> Snapshot {
+    /// listeners in other network namespaces (costs a /proc walk). `owners`: name the
+    /// processes holding the listeners (another /proc walk). Both need CAP_SYS_PTRACE
+    /// for other users' processes.
+    pub fn take(port: u16, other_namespaces: bool, owners: bool) -> Snapshot {
         let mut snap = Snapshot {
             counters: read_counters(),
             local_port_range: local_port_range(),
@@ -271,7 +273,10 @@ impl Snapshot {
                 _ => {}
             }
         }
-        if other_namespaces {
+        if !owners {
+            wanted.clear();
+        }
+        if other_namespaces && owners {
             snap.foreign_listeners = foreign_listeners(port);
             wanted.extend(snap.foreign_listeners.iter().map(|l| l.inode));
         }
@@ -444,7 +449,7 @@ mod tests {
     fn a_listener_we_start_is_found_with_our_own_pid() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let snap = Snapshot::take(port, false);
+        let snap = Snapshot::take(port, false, true);
         assert_eq!(snap.listeners.len(), 1, "{snap:?}");
         let listener = &snap.listeners[0];
         assert_eq!(listener.local.to_string(), format!("127.0.0.1:{port}"));

@@ -188,6 +188,12 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
         "peak_flows": s.table.peak_flows,
         "icmp_unmatched": s.table.icmp_unmatched,
         "error": s.error,
+        "credentials": s.credentials.as_ref().map(|c| json!({
+            "uid": c.uid, "gid": c.gid,
+            "cap_effective": c.cap_effective, "cap_permitted": c.cap_permitted,
+            "cap_inheritable": c.cap_inheritable, "cap_bounding": c.cap_bounding,
+            "cap_ambient": c.cap_ambient,
+        })),
         "system": s.system.as_ref().map(|sys| json!({
             "listeners": sys.listeners.iter().map(|l| json!({
                 "local": l.local,

@@ -149,6 +149,8 @@ pub struct Summary<'a> {
     pub error: Option<String>,
     /// Live on Linux: listeners, sockets and counters at the end.
     pub system: Option<SystemView>,
+    /// Live: what the process ran with after dropping privileges.
+    pub credentials: Option<crate::privileges::Credentials>,
 }
 
 impl<'a> Summary<'a> {
@@ -178,6 +180,7 @@ impl<'a> Summary<'a> {
             table,
             error: capture.error.as_ref().map(|e| e.to_string()),
             system: None,
+            credentials: None,
         }
     }
 }

@@ -441,6 +441,13 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
             writeln!(out, "  kernel counters {}", c.join(", "))?;
         }
     }
+    if let Some(c) = &s.credentials {
+        writeln!(
+            out,
+            "  running as      uid {} gid {}, capabilities effective {} permitted {}",
+            c.uid, c.gid, c.cap_effective, c.cap_permitted
+        )?;
+    }
     if let Some(e) = &s.error {
         writeln!(out, "  {}", style.paint("31;1", &format!("error: {e}")))?;
     }
