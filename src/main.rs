@@ -6,7 +6,7 @@ use portsniff::capture;
 use portsniff::cli::Cli;
 use portsniff::privileges;
 use portsniff::report::pcap_writer::remove_unfinished;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -23,8 +23,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour in logs only on a terminal, and never with NO_COLOR (https://no-color.org).
+    let ansi =
+        io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(io::stderr)
         .with_target(false)
         .init();

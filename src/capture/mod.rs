@@ -137,7 +137,8 @@ pub struct KernelStats {
 /// What the capture loop saw.
 #[derive(Debug, Default)]
 pub struct CaptureReport {
-    /// Packets libpcap handed us (after the BPF filter).
+    /// Packets libpcap handed us: live, those that passed the kernel's BPF filter; from a
+    /// file, every record.
     pub packets: u64,
     /// Packets of the port's connections (and ICMP errors about them).
     pub decoded: u64,
@@ -183,7 +184,7 @@ pub fn bpf_filter(port: u16) -> String {
     )
 }
 
-/// Opens a live interface or a capture file and installs the BPF filter for `port`.
+/// Opens a live interface (with the kernel BPF filter for `port`) or a capture file.
 pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
     let filter = bpf_filter(port);
     let handle = match source {
@@ -192,7 +193,7 @@ pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
             buffer_bytes,
             snaplen,
         } => Handle::Live(open_live(interface, *buffer_bytes, *snaplen, &filter)?),
-        Source::File(path) => Handle::File(open_file(path.as_deref(), &filter)?),
+        Source::File(path) => Handle::File(open_file(path.as_deref())?),
     };
     let linktype = match &handle {
         Handle::Live(c) => c.get_datalink(),
@@ -260,10 +261,7 @@ fn open_live(
         .map_err(|e| CaptureError::from_live(interface, e))
 }
 
-fn open_file(
-    path: Option<&std::path::Path>,
-    filter: &str,
-) -> Result<Capture<Offline>, CaptureError> {
+fn open_file(path: Option<&std::path::Path>) -> Result<Capture<Offline>, CaptureError> {
     let name = path.map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
     let fd = match path {
         Some(p) => std::fs::File::open(p)
@@ -283,15 +281,14 @@ fn open_file(
     };
     // SAFETY: `fd` was just obtained with `into_raw_fd`, so nothing else owns it; libpcap
     // takes ownership through `fdopen` and closes it with the capture.
-    let mut cap = unsafe { Capture::from_raw_fd(fd) }.map_err(|e| CaptureError::NotACapture {
+    let cap = unsafe { Capture::from_raw_fd(fd) }.map_err(|e| CaptureError::NotACapture {
         path: name.clone(),
         detail: e.to_string(),
     })?;
-    // The decoder checks ports itself, so a filter that cannot be compiled for this link
-    // type only costs speed, not correctness.
-    if let Err(e) = cap.filter(filter, true) {
-        tracing::warn!(error = %e, "BPF filter not applied to {name}; filtering in portsniff instead");
-    }
+    // No BPF filter on files: the decoder selects the port's packets itself (faster than
+    // libpcap's userland BPF interpreter), and every record is then counted, so
+    // `captured` matches what tcpdump and Wireshark show and a damaged record's position
+    // is right. The kernel filter only matters live, where it saves copies.
     Ok(cap)
 }
 

@@ -269,6 +269,19 @@ impl SkipReason {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Traffic that is simply not the port's (another protocol, another port), as
+    /// opposed to a packet that could not be decoded.
+    pub fn is_other_traffic(self) -> bool {
+        match self {
+            SkipReason::NotIp | SkipReason::NotTcp | SkipReason::OtherPort => true,
+            SkipReason::Truncated
+            | SkipReason::BadIpHeader
+            | SkipReason::Fragment
+            | SkipReason::BadTcpHeader
+            | SkipReason::UnsupportedLinkType => false,
+        }
+    }
 }
 
 /// Per-reason counters of skipped packets.

@@ -357,30 +357,35 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
     }
     writeln!(out, "  handshake RTT   {}", pct(&s.handshake_rtt))?;
     writeln!(out, "  duration        {}", pct(&s.duration))?;
-    let mut skipped = String::new();
-    for (reason, n) in s.skipped.iter() {
+    let other: u64 = s
+        .skipped
+        .iter()
+        .filter(|(r, _)| r.is_other_traffic())
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        + s.syns_elsewhere;
+    let mut bad = String::new();
+    let mut bad_total = 0;
+    for (reason, n) in s.skipped.iter().filter(|(r, _)| !r.is_other_traffic()) {
+        bad_total += n;
         let _ = write!(
-            skipped,
+            bad,
             "{}{} {n}",
-            if skipped.is_empty() { "" } else { ", " },
+            if bad.is_empty() { "" } else { ", " },
             reason.as_str()
         );
     }
     writeln!(
         out,
-        "  packets         {} captured, {} decoded, {} skipped{}{}",
+        "  packets         {} captured, {} decoded, {} other traffic, {} undecodable{}",
         s.packets,
         s.decoded,
-        s.skipped.total(),
-        if s.syns_elsewhere > 0 {
-            format!(", {} SYNs to other ports", s.syns_elsewhere)
-        } else {
-            String::new()
-        },
-        if skipped.is_empty() {
+        other,
+        bad_total,
+        if bad.is_empty() {
             String::new()
         } else {
-            format!(" ({skipped})")
+            format!(" ({bad})")
         }
     )?;
     if let Some(k) = s.kernel {
