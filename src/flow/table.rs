@@ -1,18 +1,18 @@
 //! The flow table: finds each segment's connection, splits a 4-tuple into generations when
 //! a port is reused, runs the timers, and keeps memory bounded.
 //!
-//! Flows live in a slab (`Vec<Node>`) threaded on an intrusive least-recently-used list,
-//! indexed by a randomly seeded hash map from the 4-tuple to the slot. Touching a flow,
-//! finding the oldest one to evict and expiring idle ones are all O(1) per flow, and
-//! slots are reused, so steady-state processing does not allocate.
+//! Flows live in a slab (`Vec<Node>`) indexed by a randomly seeded hash map from the
+//! 4-tuple to the slot, and threaded on intrusive least-recently-used lists, one per idle
+//! timeout class (handshake, established, closing, …, tombstones). Within a list the
+//! head is always the first to expire, so a sweep looks at heads only, and eviction finds
+//! a tombstone or the oldest flow at once: touching, expiring and evicting are O(1) per
+//! flow, and slots are reused, so steady-state processing does not allocate.
 //!
 //! Time is whatever the caller says it is: packet timestamps when replaying a file (so a
 //! replay gives the same answer every time), the wall clock on timer ticks when live.
 
-use super::record::{EndReason, FlowEvent, Side};
-use super::state::Flow;
-#[cfg(test)]
-use super::state::State;
+use super::record::{EndReason, FlowEvent, Outcome, Side};
+use super::state::{Flow, State};
 use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
 use std::collections::HashMap;
 
@@ -63,9 +63,24 @@ impl FlowKey {
 const NIL: u32 = u32::MAX;
 /// How often (in the table's clock) idle flows are looked for.
 const SWEEP_INTERVAL_US: u64 = 250_000;
-/// When the table is full, how many of the oldest flows to look through for a tombstone
-/// to drop before evicting a live flow instead.
-const EVICTION_SCAN: usize = 32;
+
+/// Lists by idle timeout (see `Flow::idle_timeout_us`): every state in a class shares its
+/// timeout, so each list is ordered by expiry.
+const CLASSES: usize = 6;
+const HANDSHAKE: usize = 0;
+/// Tombstones, dropped first when the table is full: closed (TIME_WAIT) and others.
+const TOMBSTONES: [usize; 2] = [5, 4];
+
+fn class_of(state: State) -> usize {
+    match state {
+        State::New | State::SynSent | State::SynReceived => HANDSHAKE,
+        State::Established => 1,
+        State::FinWait { .. } => 2,
+        State::LastAck { .. } => 3,
+        State::Done(Outcome::Closed) => 4,
+        State::Done(_) => 5,
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -73,17 +88,27 @@ struct Node {
     flow: Flow,
     prev: u32,
     next: u32,
+    class: u8,
 }
+
+/// Head (least recently active) and tail of one list.
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
 
 pub struct FlowTable {
     cfg: FlowConfig,
     index: HashMap<FlowKey, u32, ahash::RandomState>,
     nodes: Vec<Node>,
     free: Vec<u32>,
-    /// Least recently touched.
-    head: u32,
-    /// Most recently touched.
-    tail: u32,
+    lists: [List; CLASSES],
     next_id: u64,
     clock: Timestamp,
     next_sweep: Option<Timestamp>,
@@ -102,8 +127,7 @@ impl FlowTable {
             index: HashMap::with_capacity_and_hasher(initial, ahash::RandomState::new()),
             nodes: Vec::with_capacity(initial),
             free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            lists: [EMPTY; CLASSES],
             next_id: 1,
             clock: Timestamp(0),
             next_sweep: None,
@@ -189,20 +213,21 @@ impl FlowTable {
     /// empties the table.
     pub fn finish_all(&mut self, out: &mut Vec<FlowEvent>) {
         let start = out.len();
-        let mut slot = self.head;
-        while slot != NIL {
-            let node = &mut self.nodes[slot as usize];
-            if !node.flow.state().is_done() {
-                out.push(FlowEvent::Finished(node.flow.finish(EndReason::CaptureEnd)));
+        for class in 0..CLASSES {
+            let mut slot = self.lists[class].head;
+            while slot != NIL {
+                let node = &mut self.nodes[slot as usize];
+                if !node.flow.state().is_done() {
+                    out.push(FlowEvent::Finished(node.flow.finish(EndReason::CaptureEnd)));
+                }
+                slot = node.next;
             }
-            slot = node.next;
         }
         out[start..].sort_by_key(|e| (e.record().first_ts, e.record().id));
         self.index.clear();
         self.nodes.clear();
         self.free.clear();
-        self.head = NIL;
-        self.tail = NIL;
+        self.lists = [EMPTY; CLASSES];
     }
 
     fn take_id(&mut self) -> u64 {
@@ -230,23 +255,38 @@ impl FlowTable {
     /// state's timeout are ended, tombstones past theirs forgotten.
     fn sweep(&mut self, out: &mut Vec<FlowEvent>) {
         let now = self.clock;
-        let mut slot = self.head;
-        while slot != NIL {
-            let next = self.nodes[slot as usize].next;
-            let flow = &mut self.nodes[slot as usize].flow;
-            if now.micros_since(flow.last_ts()) >= flow.idle_timeout_us() {
+        for class in 0..CLASSES {
+            // Oldest first: stop at the first flow that has not expired.
+            loop {
+                let slot = self.lists[class].head;
+                if slot == NIL {
+                    break;
+                }
+                let flow = &mut self.nodes[slot as usize].flow;
+                if now.micros_since(flow.last_ts()) < flow.idle_timeout_us() {
+                    break;
+                }
                 if !flow.state().is_done() {
                     out.push(FlowEvent::Finished(flow.finish(EndReason::IdleTimeout)));
                 }
                 self.remove(slot);
-            } else if self.cfg.pending_notices
-                && flow
+            }
+        }
+        if self.cfg.pending_notices {
+            // Pending is about the *first* SYN, which the touch order does not follow:
+            // look at every flow still in its handshake (few, or capped by max_flows).
+            let mut slot = self.lists[HANDSHAKE].head;
+            while slot != NIL {
+                let node = &mut self.nodes[slot as usize];
+                let flow = &mut node.flow;
+                if flow
                     .first_syn_pending_since()
                     .is_some_and(|t| now.micros_since(t) >= self.cfg.syn_timeout_us)
-            {
-                out.push(FlowEvent::Pending(flow.pending()));
+                {
+                    out.push(FlowEvent::Pending(flow.pending()));
+                }
+                slot = node.next;
             }
-            slot = next;
         }
     }
 
@@ -261,6 +301,7 @@ impl FlowTable {
             flow: Flow::new(id, client, server, seg.ts, false),
             prev: NIL,
             next: NIL,
+            class: HANDSHAKE as u8,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -273,29 +314,29 @@ impl FlowTable {
             }
         };
         self.index.insert(key, slot);
-        self.link_tail(slot);
+        self.link_tail(slot, HANDSHAKE);
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         slot
     }
 
-    /// Drops the least recently active tombstone among the oldest few, or else ends the
-    /// least recently active flow.
+    /// Drops the least recently active tombstone, or else ends the least recently active
+    /// flow.
     fn evict(&mut self, out: &mut Vec<FlowEvent>) {
-        let mut slot = self.head;
-        for _ in 0..EVICTION_SCAN {
-            if slot == NIL {
-                break;
-            }
-            if self.nodes[slot as usize].flow.state().is_done() {
+        for class in TOMBSTONES {
+            let slot = self.lists[class].head;
+            if slot != NIL {
                 self.remove(slot);
                 return;
             }
-            slot = self.nodes[slot as usize].next;
         }
-        let victim = self.head;
-        if victim == NIL {
+        let victim = (0..CLASSES)
+            .filter(|c| !TOMBSTONES.contains(c))
+            .map(|c| self.lists[c].head)
+            .filter(|&s| s != NIL)
+            .min_by_key(|&s| self.nodes[s as usize].flow.last_ts());
+        let Some(victim) = victim else {
             return;
-        }
+        };
         let flow = &mut self.nodes[victim as usize].flow;
         out.push(FlowEvent::Finished(flow.finish(EndReason::Evicted)));
         self.stats.evicted += 1;
@@ -309,22 +350,29 @@ impl FlowTable {
         self.free.push(slot);
     }
 
+    /// Most recently active now, in the list of its (possibly new) state.
     fn touch(&mut self, slot: u32) {
-        if self.tail != slot {
+        let node = &self.nodes[slot as usize];
+        let class = class_of(node.flow.state());
+        if usize::from(node.class) != class || self.lists[class].tail != slot {
             self.unlink(slot);
-            self.link_tail(slot);
+            self.link_tail(slot, class);
         }
     }
 
     fn unlink(&mut self, slot: u32) {
-        let Node { prev, next, .. } = self.nodes[slot as usize];
+        let Node {
+            prev, next, class, ..
+        } = self.nodes[slot as usize];
+        let list = &mut self.lists[usize::from(class)];
         if prev == NIL {
-            self.head = next;
+            list.head = next;
         } else {
             self.nodes[prev as usize].next = next;
         }
+        let list = &mut self.lists[usize::from(class)];
         if next == NIL {
-            self.tail = prev;
+            list.tail = prev;
         } else {
             self.nodes[next as usize].prev = prev;
         }
@@ -333,19 +381,20 @@ impl FlowTable {
         node.next = NIL;
     }
 
-    fn link_tail(&mut self, slot: u32) {
-        let old_tail = self.tail;
+    fn link_tail(&mut self, slot: u32, class: usize) {
+        let old_tail = self.lists[class].tail;
         {
             let node = &mut self.nodes[slot as usize];
             node.prev = old_tail;
             node.next = NIL;
+            node.class = class as u8;
         }
         if old_tail == NIL {
-            self.head = slot;
+            self.lists[class].head = slot;
         } else {
             self.nodes[old_tail as usize].next = slot;
         }
-        self.tail = slot;
+        self.lists[class].tail = slot;
     }
 
     /// For tests: the state of the flow on a 4-tuple.
