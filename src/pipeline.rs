@@ -274,27 +274,33 @@ struct Sink<'a, W: Write> {
 impl<W: Write> Sink<'_, W> {
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for ev in events.drain(..) {
-            let (procs, findings, ladder) = match &ev {
+            let (procs, ladder) = match &ev {
                 FlowEvent::Finished(r) => {
                     if let Some(w) = self.writer.as_deref_mut() {
                         w.flow_finished(r);
                     }
                     (
                         self.diagnoser.processes_of(r.id),
-                        self.diagnoser.flow_finished(r),
                         self.ladder.as_mut().and_then(|l| l.finish(r)),
                     )
                 }
-                FlowEvent::Pending(r) => (None, self.diagnoser.flow_pending(r), None),
+                FlowEvent::Pending(_) => (None, None),
+            };
+            // The flow's line first: findings may look at /proc, which takes milliseconds.
+            if !self.output_closed {
+                let res = self.reporter.event(&ev, procs.as_ref());
+                self.result(res)?;
+                if let Some(ladder) = &ladder {
+                    let res = self.reporter.ladder(ladder);
+                    self.result(res)?;
+                }
+            }
+            let findings = match &ev {
+                FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
+                FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
             };
             if self.output_closed {
                 continue;
-            }
-            let res = self.reporter.event(&ev, procs.as_ref());
-            self.result(res)?;
-            if let Some(ladder) = &ladder {
-                let res = self.reporter.ladder(ladder);
-                self.result(res)?;
             }
             for f in &findings {
                 let res = self.reporter.finding(f);

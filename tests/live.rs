@@ -658,3 +658,47 @@ fn final_flows_from_all(lines: &[(Line, Value)]) -> Vec<&Value> {
         .filter(|v| v["final"] == true)
         .collect()
 }
+
+/// Time to first output: a refused connection is on stdout within 50 ms of its RST (the
+/// RST's kernel timestamp is the record's `last_ts`; both clocks are CLOCK_REALTIME).
+#[test]
+fn live_refusal_is_printed_within_50_ms_of_the_rst() {
+    const TEST: &str = "live_refusal_is_printed_within_50_ms_of_the_rst";
+    if !have_root(TEST) {
+        return;
+    }
+    let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
+    let mut sniffer = Sniffer::spawn(live_command(reserved.port(), &[]), "portsniff -i lo");
+    sniffer.wait_for_banner();
+    let mut latencies = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..5 {
+        let (port, res) = connect_from_known_port(reserved.addr);
+        assert!(res.is_err(), "nothing listens: refused");
+        ports.push(port);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(SETTLE);
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    for (line, v) in run.json() {
+        if v["type"] == "flow" && v["outcome"] == "refused" {
+            let rst = UNIX_EPOCH + Duration::from_secs_f64(v["last_ts"].as_f64().unwrap());
+            latencies.push(line.arrived.duration_since(rst).unwrap_or_default());
+        }
+    }
+    assert_eq!(
+        latencies.len(),
+        ports.len(),
+        "every refusal printed: {}",
+        run.stdout_text()
+    );
+    latencies.sort();
+    eprintln!("refusal latencies: {latencies:?}");
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median <= Duration::from_millis(50),
+        "refusals reached stdout {latencies:?} after their RST (median {median:?}): a user watching \
+         live should see them at once"
+    );
+}

@@ -55,8 +55,8 @@ const STALL_US: u64 = 1_000_000;
 const TIME_WAIT_BUILDUP: usize = 1000;
 /// At most this many distinct destinations of SYNs elsewhere are remembered.
 const ELSEWHERE_CAP: usize = 256;
-/// Live: look at /proc at most this often when problems keep coming.
-const REFRESH: Duration = Duration::from_millis(500);
+/// Live: how often the refresher thread looks at /proc.
+const REFRESH: Duration = Duration::from_secs(1);
 /// Live: most client processes looked up per second (each costs a /proc walk).
 const LOOKUPS_PER_SEC: u32 = 10;
 
@@ -192,16 +192,82 @@ pub struct FlowProcesses {
     pub server: Option<ProcessInfo>,
 }
 
+/// A thread that looks at /proc every `REFRESH` while a live capture runs, so that the
+/// flow stage never stalls on a /proc walk (tens of milliseconds with many processes).
+struct Refresher {
+    /// The latest look, replaced by each new one.
+    latest: std::sync::Arc<std::sync::Mutex<Option<Snapshot>>>,
+    /// Dropped with the diagnoser: the thread then stops.
+    _stop: crossbeam_channel::Sender<()>,
+}
+
+impl Refresher {
+    fn start(port: u16, attribution: bool) -> Refresher {
+        let latest = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = std::sync::Arc::clone(&latest);
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let spawned = std::thread::Builder::new()
+            .name("proc-refresh".to_string())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(REFRESH)
+                {
+                    let snap = Snapshot::take(port, true, attribution);
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "system facts will not be refreshed during the capture");
+        }
+        Refresher {
+            latest,
+            _stop: stop,
+        }
+    }
+}
+
+/// The helper thread that names the processes behind client sockets.
+struct Lookup {
+    requests: crossbeam_channel::Sender<(u64, Endpoint, Option<ProcessInfo>)>,
+    results: crossbeam_channel::Receiver<(u64, FlowProcesses)>,
+}
+
+impl Lookup {
+    fn start() -> Lookup {
+        let (requests, work) =
+            crossbeam_channel::bounded::<(u64, Endpoint, Option<ProcessInfo>)>(64);
+        let (done, results) = crossbeam_channel::bounded(1024);
+        let spawned = std::thread::Builder::new()
+            .name("attribution".to_string())
+            .spawn(move || {
+                for (id, client, server) in work {
+                    let procs = FlowProcesses {
+                        client: system::owner_of(&client),
+                        server,
+                    };
+                    if done.send((id, procs)).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no process attribution: cannot start its thread");
+        }
+        Lookup { requests, results }
+    }
+}
+
 /// Accumulates evidence and turns it into findings.
 pub struct Diagnoser {
     port: u16,
     facts: Option<Facts>,
     attribution: bool,
-    refreshed: Option<Instant>,
+    refresher: Option<Refresher>,
     ev: Evidence,
     emitted: HashSet<FindingKind>,
     processes: HashMap<u64, FlowProcesses>,
     lookups: (Instant, u32),
+    lookup: Option<Lookup>,
 }
 
 impl Diagnoser {
@@ -209,24 +275,26 @@ impl Diagnoser {
     /// `attribution`: name processes and look into other namespaces (needs
     /// CAP_SYS_PTRACE for other users' processes).
     pub fn new(port: u16, system: bool, attribution: bool) -> Diagnoser {
+        // The first look is complete (other namespaces too) and synchronous, before any
+        // packet: a finding made early must not rest on half the facts.
         let facts = (system && std::path::Path::new("/proc/net/tcp").exists()).then(|| {
-            let start = Snapshot::take(port, false, attribution);
+            let start = Snapshot::take(port, true, attribution);
             Facts {
                 now: start.clone(),
                 start,
             }
         });
+        let refresher = facts.as_ref().map(|_| Refresher::start(port, attribution));
         Diagnoser {
             port,
             facts,
             attribution,
-            // The start snapshot skips other namespaces: the first finding looks again,
-            // everywhere, before it concludes anything.
-            refreshed: None,
+            refresher,
             ev: Evidence::default(),
             emitted: HashSet::new(),
             processes: HashMap::new(),
             lookups: (Instant::now(), 0),
+            lookup: None,
         }
     }
 
@@ -235,10 +303,11 @@ impl Diagnoser {
     }
 
     /// A client SYN of flow `id` was just seen: while its socket exists, find who owns
-    /// it and who owns the listener it is aimed at (live only, rate limited).
+    /// it and who owns the listener it is aimed at (live only, rate limited). The /proc
+    /// walk takes milliseconds, so it runs on a helper thread, never in the way of packets.
     pub fn syn_seen(&mut self, id: u64, client: Endpoint, server: Endpoint) {
         let Some(facts) = &self.facts else { return };
-        if !self.attribution || self.processes.contains_key(&id) || self.processes.len() >= 10_000 {
+        if !self.attribution || self.processes.len() >= 10_000 {
             return;
         }
         let now = Instant::now();
@@ -255,18 +324,19 @@ impl Diagnoser {
             .iter()
             .find(|l| l.accepts(&server))
             .and_then(|l| l.processes.first().cloned());
-        let client_proc = system::owner_of(&client);
-        self.processes.insert(
-            id,
-            FlowProcesses {
-                client: client_proc,
-                server: server_proc,
-            },
-        );
+        let worker = self.lookup.get_or_insert_with(Lookup::start);
+        let _ = worker.requests.try_send((id, client, server_proc));
     }
 
     /// The processes behind a flow, if they were found; forgets them.
     pub fn processes_of(&mut self, id: u64) -> Option<FlowProcesses> {
+        if let Some(worker) = &self.lookup {
+            while let Ok((done, procs)) = worker.results.try_recv() {
+                if self.processes.len() < 10_000 {
+                    self.processes.insert(done, procs);
+                }
+            }
+        }
         self.processes.remove(&id)
     }
 
@@ -312,12 +382,16 @@ impl Diagnoser {
         out
     }
 
+    /// Live findings use the latest look the refresher thread took (at most `REFRESH`
+    /// old) and never wait for /proc; the final diagnosis (`force`) looks once more.
     fn refresh(&mut self, force: bool) {
         let Some(facts) = &mut self.facts else { return };
-        let due = self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH);
-        if force || due {
+        if force {
             facts.now = Snapshot::take(self.port, true, self.attribution);
-            self.refreshed = Some(Instant::now());
+        } else if let Some(r) = &self.refresher {
+            if let Some(snap) = r.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                facts.now = snap;
+            }
         }
     }
 
