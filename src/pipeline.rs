@@ -145,7 +145,7 @@ impl Prepared<'_> {
             pending_notices: live,
         });
         let mut sink = Sink {
-            reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems),
+            reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
             writer: writer.as_mut(),
             // System facts (/proc) only describe the machine we capture on, live.
             diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution),

@@ -388,10 +388,15 @@ impl Diagnoser {
         let Some(facts) = &mut self.facts else { return };
         if force {
             facts.now = Snapshot::take(self.port, true, self.attribution);
-        } else if let Some(r) = &self.refresher {
-            if let Some(snap) = r.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                facts.now = snap;
+        } else {
+            if let Some(r) = &self.refresher {
+                if let Some(snap) = r.latest.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    facts.now = snap;
+                }
             }
+            // The counters tell a DROP rule from a full queue, and reading them is cheap
+            // (two small files): always fresh.
+            facts.now.counters = system::read_counters();
         }
     }
 
