@@ -91,7 +91,8 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         // The SYN may be missing from the capture (it started late, or on `-i any` the
         // two directions were reordered): the SYN-ACK alone proves an attempt.
         (New, Server, SynAck) => SynReceived,
-        // Role confusion only possible when both ends use the watched port.
+        // The table orients a new flow by its first SYN or SYN-ACK, so these need a SYN
+        // from the server on a flow first seen mid-stream: treat it as an attempt.
         (New, Server, Syn) | (New, Client, SynAck) => SynSent,
         // Mid-stream: no handshake in the capture.
         (New, _, Segment) => Established,

@@ -414,17 +414,23 @@ fn side_of(flow: &Flow, seg: &Segment) -> Side {
     }
 }
 
-/// Who is the client of a flow first seen with `seg`: the endpoint not on the watched
-/// port; if both are on it, the sender of a SYN (or the receiver of a SYN-ACK).
+/// Who is the client of a flow first seen with `seg`. A SYN's sender opened the
+/// connection and a SYN-ACK's receiver did, whatever the ports: an outbound connect()
+/// *from* the watched port (`nc -p 61999 host 40000`, or an ephemeral port that happens
+/// to be it) is the watched side's own attempt, not a connection to it. Otherwise the
+/// endpoint on the watched port is the server.
 fn orient(seg: &Segment, port: u16) -> (Endpoint, Endpoint) {
     let (src, dst) = (seg.src, seg.dst);
-    match (src.port == port, dst.port == port) {
-        (false, true) => (src, dst),
-        (true, false) => (dst, src),
-        (true, true) | (false, false) => match seg.kind {
-            SegmentKind::Tcp(t) if t.flags.syn() && t.flags.ack() => (dst, src),
-            SegmentKind::Tcp(_) | SegmentKind::Icmp(_) | SegmentKind::SynElsewhere => (src, dst),
-        },
+    match seg.kind {
+        SegmentKind::Tcp(t) if t.flags.syn() && !t.flags.ack() => (src, dst),
+        SegmentKind::Tcp(t) if t.flags.syn() && t.flags.ack() => (dst, src),
+        SegmentKind::Tcp(_) | SegmentKind::Icmp(_) | SegmentKind::SynElsewhere => {
+            if src.port == port && dst.port != port {
+                (dst, src)
+            } else {
+                (src, dst)
+            }
+        }
     }
 }
 

@@ -402,3 +402,17 @@ fn million_source_syn_flood_keeps_the_table_and_its_storage_at_the_cap() {
         "every evicted attempt is reported"
     );
 }
+
+#[test]
+fn syn_from_the_watched_port_is_that_sides_own_outbound_attempt() {
+    // `nc -p 61999 127.0.0.1 40000`, refused by the peer.
+    let mut s = Script::new(cfg());
+    s.s(0, 40000, SYN, 100, 0, 0);
+    s.c(1, 40000, RST | ACK, 0, 101, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].client, ep(PORT), "the SYN's sender opened it");
+    assert_eq!(recs[0].outcome, Outcome::Refused);
+    assert_eq!(recs[0].syn_count, 1);
+    assert_eq!(recs[0].history.as_str(), "Sr");
+}
