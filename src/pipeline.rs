@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Batches in flight between the capture thread and the flow stage: with 512 segments a
-/// batch, room for 32k packets of burst before a live capture starts dropping.
-const CHANNEL_BATCHES: usize = 64;
+/// Batches in flight between the capture thread and the flow stage. Live, a batch is
+/// handed over whenever the kernel ring runs empty, so under light load it holds a
+/// packet or two: the channel must absorb a stall of the flow stage counted in *batches*
+/// (256 single-packet batches ~ 60 ms at 4k packets/s). A full 512-segment batch is
+/// 40 KiB, so a full channel of them stays near 10 MiB.
+const CHANNEL_BATCHES: usize = 256;
 /// How often the flow stage wakes without packets, to run its timers (live).
 const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
@@ -188,12 +191,14 @@ impl Prepared<'_> {
                     if let Some(w) = sink.writer.as_deref_mut() {
                         w.flush()?;
                     }
+                    sink.findings()?;
                     let _ = recycle_tx.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if live {
                         table.tick(wall_clock(), &mut events);
                         sink.drain(&mut events)?;
+                        sink.findings()?;
                     }
                     // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
                     // pipe nobody writes to): finish with what we have.
@@ -295,17 +300,22 @@ impl<W: Write> Sink<'_, W> {
                     self.result(res)?;
                 }
             }
-            let findings = match &ev {
+            match &ev {
                 FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
                 FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
-            };
+            }
+        }
+        Ok(())
+    }
+
+    /// Live findings that became certain, printed at once.
+    fn findings(&mut self) -> Result<(), Error> {
+        for f in self.diagnoser.poll() {
             if self.output_closed {
-                continue;
+                break;
             }
-            for f in &findings {
-                let res = self.reporter.finding(f);
-                self.result(res)?;
-            }
+            let res = self.reporter.finding(&f);
+            self.result(res)?;
         }
         Ok(())
     }

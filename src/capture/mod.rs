@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 /// Segments per batch sent to the flow stage.
 pub const BATCH_SIZE: usize = 512;
+/// Live: how long a partial batch may wait for company before it is handed over.
+const COALESCE: Duration = Duration::from_millis(1);
 
 /// Live snaplen when only headers are needed (no `-w`): the deepest headers we read
 /// (link 22 + IPv6 40 + extension headers + TCP 60, or an ICMPv6 error quoting IPv6 and
@@ -325,6 +327,7 @@ impl Opened {
             live: self.source.is_live(),
             flush_each: self.flush_each,
             max_packets: limits.max_packets,
+            batch_started: None,
         };
         match self.handle {
             Handle::File(mut cap) => {
@@ -360,6 +363,8 @@ struct Reader<'a> {
     live: bool,
     flush_each: bool,
     max_packets: Option<u64>,
+    /// Live: when the current batch got its first segment.
+    batch_started: Option<Instant>,
 }
 
 impl Reader<'_> {
@@ -400,15 +405,24 @@ impl Reader<'_> {
             match cap.next_packet() {
                 Ok(p) => self.packet(p.header, p.data),
                 Err(pcap::Error::TimeoutExpired) => {
-                    // The ring is empty: hand over what we have now (latency matters more
-                    // than batch size when traffic is light), then sleep until a packet
-                    // arrives or it is time to check the stop flag and the deadline.
-                    self.flush();
-                    let wait = deadline.map_or(100, |d| {
-                        d.saturating_duration_since(Instant::now())
-                            .as_millis()
-                            .min(100) as i32
-                    });
+                    // The ring is empty. Hand over what we have once it is a millisecond
+                    // old (or big): a millisecond is nothing to a person watching, and
+                    // under a steady trickle it turns one wake-up and one channel slot
+                    // per packet into one per millisecond, so a short stall of the flow
+                    // stage is absorbed instead of dropped.
+                    let young = self
+                        .batch_started
+                        .is_some_and(|t| t.elapsed() < COALESCE && self.batch.segments.len() < 64);
+                    let wait = if young {
+                        1
+                    } else {
+                        self.flush();
+                        deadline.map_or(100, |d| {
+                            d.saturating_duration_since(Instant::now())
+                                .as_millis()
+                                .min(100) as i32
+                        })
+                    };
                     poll_readable(fd, wait);
                 }
                 Err(e) => {
@@ -432,6 +446,9 @@ impl Reader<'_> {
                     self.report.syns_elsewhere += 1;
                 } else {
                     self.report.decoded += 1;
+                }
+                if self.live && self.batch.segments.is_empty() {
+                    self.batch_started = Some(Instant::now());
                 }
                 self.batch.segments.push(seg);
                 if self.keep_raw {
@@ -458,6 +475,7 @@ impl Reader<'_> {
     }
 
     fn flush(&mut self) {
+        self.batch_started = None;
         if self.batch.segments.is_empty() {
             return;
         }

@@ -55,10 +55,15 @@ const STALL_US: u64 = 1_000_000;
 const TIME_WAIT_BUILDUP: usize = 1000;
 /// At most this many distinct destinations of SYNs elsewhere are remembered.
 const ELSEWHERE_CAP: usize = 256;
+/// Live: most often that findings are looked for while problems keep coming.
+const POLL: Duration = Duration::from_millis(100);
 /// Live: how often the refresher thread looks at /proc.
 const REFRESH: Duration = Duration::from_secs(1);
-/// Live: most client processes looked up per second (each costs a /proc walk).
-const LOOKUPS_PER_SEC: u32 = 10;
+/// Live: how often it also walks every process (owners, other namespaces).
+const FULL_REFRESH: Duration = Duration::from_secs(10);
+/// Live: most client processes looked up per second (each costs a walk of every
+/// process's fds: a few a second is what 2 cores can spare next to a flood).
+const LOOKUPS_PER_SEC: u32 = 4;
 
 /// What the packets said, accumulated over the run.
 #[derive(Clone, Debug, Default)]
@@ -209,10 +214,28 @@ impl Refresher {
         let spawned = std::thread::Builder::new()
             .name("proc-refresh".to_string())
             .spawn(move || {
+                // Listeners, sockets and counters every second; the expensive part (walking
+                // every process's fds and namespaces) every FULL_REFRESH, its names carried
+                // over in between by socket inode. On 2 cores under a flood, a walk every
+                // second starved the flow stage.
+                let mut full: Option<Snapshot> = None;
+                let mut full_at = Instant::now();
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(REFRESH)
                 {
-                    let snap = Snapshot::take(port, true, attribution);
+                    let snap = match &full {
+                        Some(f) if full_at.elapsed() < FULL_REFRESH => {
+                            let mut s = Snapshot::take(port, false, false);
+                            s.carry_owners_from(f);
+                            s
+                        }
+                        _ => {
+                            let s = Snapshot::take(port, true, attribution);
+                            full = Some(s.clone());
+                            full_at = Instant::now();
+                            s
+                        }
+                    };
                     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap);
                 }
             });
@@ -263,6 +286,11 @@ pub struct Diagnoser {
     facts: Option<Facts>,
     attribution: bool,
     refresher: Option<Refresher>,
+    /// Live: problems arrived since the last poll.
+    dirty: bool,
+    polled: Option<Instant>,
+    /// Live pending notices since the last poll.
+    pending: Vec<FlowRecord>,
     ev: Evidence,
     emitted: HashSet<FindingKind>,
     processes: HashMap<u64, FlowProcesses>,
@@ -290,6 +318,9 @@ impl Diagnoser {
             facts,
             attribution,
             refresher,
+            dirty: false,
+            polled: None,
+            pending: Vec::new(),
             ev: Evidence::default(),
             emitted: HashSet::new(),
             processes: HashMap::new(),
@@ -349,26 +380,38 @@ impl Diagnoser {
         }
     }
 
-    /// A flow's final record. Live, returns the findings it makes certain, once each.
-    pub fn flow_finished(&mut self, r: &FlowRecord) -> Vec<Finding> {
+    /// A flow's final record. Live, a problem makes the next [`poll`](Self::poll) look
+    /// for findings.
+    pub fn flow_finished(&mut self, r: &FlowRecord) {
         self.ev.add(r);
         if self.facts.is_some() && (r.outcome.is_problem() || r.port_reused) {
-            let ev = self.ev.clone();
-            self.live_findings(&ev)
-        } else {
-            Vec::new()
+            self.dirty = true;
         }
     }
 
     /// A live "still unanswered" notice: already enough to say the SYNs are dropped, and
-    /// whether by a full queue. The record is not kept: its final one follows.
-    pub fn flow_pending(&mut self, r: &FlowRecord) -> Vec<Finding> {
-        if self.facts.is_none() {
+    /// whether by a full queue. Kept only for the next poll: its final record follows.
+    pub fn flow_pending(&mut self, r: &FlowRecord) {
+        if self.facts.is_some() && self.pending.len() < 64 {
+            self.pending.push(*r);
+            self.dirty = true;
+        }
+    }
+
+    /// Live: the findings that recent problems made certain, each printed once. Works at
+    /// most every `POLL` however many problems arrive (a flood must not turn into a /proc
+    /// read per connection on the flow stage); what waits is caught by a later poll.
+    pub fn poll(&mut self) -> Vec<Finding> {
+        if !self.dirty || self.polled.is_some_and(|t| t.elapsed() < POLL) {
             return Vec::new();
         }
-        let mut probe = self.ev.clone();
-        probe.add(r);
-        self.live_findings(&probe)
+        self.dirty = false;
+        self.polled = Some(Instant::now());
+        let mut ev = self.ev.clone();
+        for r in self.pending.drain(..) {
+            ev.add(&r);
+        }
+        self.live_findings(&ev)
     }
 
     fn live_findings(&mut self, ev: &Evidence) -> Vec<Finding> {

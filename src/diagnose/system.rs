@@ -300,6 +300,18 @@ impl Snapshot {
         snap
     }
 
+    /// Fills in listener owners and other-namespace listeners from an earlier, complete
+    /// look (same socket inode, same listener).
+    pub fn carry_owners_from(&mut self, earlier: &Snapshot) {
+        for l in &mut self.listeners {
+            if let Some(e) = earlier.listeners.iter().find(|e| e.inode == l.inode) {
+                l.processes = e.processes.clone();
+                l.backlog = l.backlog.or(e.backlog);
+            }
+        }
+        self.foreign_listeners = earlier.foreign_listeners.clone();
+    }
+
     pub fn count(&self, state: SocketState) -> usize {
         self.sockets.iter().filter(|s| s.state == state).count()
     }
