@@ -226,7 +226,16 @@ impl Prepared<'_> {
                 ..CaptureReport::default()
             }
         });
-        table.finish_all(&mut events);
+        let mut failed = None;
+        table.finish_all_with(|ev| {
+            events.push(ev);
+            if events.len() >= 1024 && failed.is_none() {
+                failed = sink.drain(&mut events).err();
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
         sink.drain(&mut events)?;
 
         let tally = sink.reporter.take_tally();

@@ -246,6 +246,10 @@ impl Flow {
         self.rec.client
     }
 
+    pub fn server(&self) -> Endpoint {
+        self.rec.server
+    }
+
     pub fn first_ts(&self) -> Timestamp {
         self.rec.first_ts
     }

@@ -14,7 +14,6 @@
 use super::record::{EndReason, FlowEvent, Outcome, Side};
 use super::state::{Flow, State};
 use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
-use std::collections::HashMap;
 
 /// How the table behaves. `Copy` and cheap: set once per run.
 #[derive(Clone, Copy, Debug)]
@@ -84,7 +83,6 @@ fn class_of(state: State) -> usize {
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    key: FlowKey,
     flow: Flow,
     prev: u32,
     next: u32,
@@ -105,7 +103,9 @@ const EMPTY: List = List {
 
 pub struct FlowTable {
     cfg: FlowConfig,
-    index: HashMap<FlowKey, u32, ahash::RandomState>,
+    /// Slot numbers, hashed by their flow's 4-tuple: the key lives once, in the flow.
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     nodes: Vec<Node>,
     free: Vec<u32>,
     lists: [List; CLASSES],
@@ -124,7 +124,8 @@ impl FlowTable {
         let initial = cfg.max_flows.min(4096);
         FlowTable {
             cfg,
-            index: HashMap::with_capacity_and_hasher(initial, ahash::RandomState::new()),
+            index: hashbrown::HashTable::with_capacity(initial),
+            hasher: ahash::RandomState::new(),
             nodes: Vec::with_capacity(initial),
             free: Vec::new(),
             lists: [EMPTY; CLASSES],
@@ -155,7 +156,7 @@ impl FlowTable {
         let key = FlowKey::of(seg.src, seg.dst);
         match seg.kind {
             SegmentKind::Icmp(err) => {
-                let Some(&slot) = self.index.get(&key) else {
+                let Some(slot) = self.lookup(&key) else {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
@@ -174,8 +175,8 @@ impl FlowTable {
             // Not this port's traffic: the pipeline hands it to the diagnosis directly.
             SegmentKind::SynElsewhere => None,
             SegmentKind::Tcp(tcp) => {
-                let slot = match self.index.get(&key) {
-                    Some(&slot) => {
+                let slot = match self.lookup(&key) {
+                    Some(slot) => {
                         let now = self.clock;
                         let flow = &mut self.nodes[slot as usize].flow;
                         let side = side_of(flow, seg);
@@ -212,18 +213,29 @@ impl FlowTable {
     /// Ends every flow still going (end of capture), in order of first packet, and
     /// empties the table.
     pub fn finish_all(&mut self, out: &mut Vec<FlowEvent>) {
-        let start = out.len();
+        self.finish_all_with(|ev| out.push(ev));
+    }
+
+    /// Like [`finish_all`](Self::finish_all), handing each final record to `each` as it
+    /// is made: a million open flows must not become a million records in memory at once
+    /// (only 24 bytes each are held, to sort them).
+    pub fn finish_all_with(&mut self, mut each: impl FnMut(FlowEvent)) {
+        let mut open: Vec<(Timestamp, u64, u32)> = Vec::new();
         for class in 0..CLASSES {
             let mut slot = self.lists[class].head;
             while slot != NIL {
-                let node = &mut self.nodes[slot as usize];
+                let node = &self.nodes[slot as usize];
                 if !node.flow.state().is_done() {
-                    out.push(FlowEvent::Finished(node.flow.finish(EndReason::CaptureEnd)));
+                    open.push((node.flow.first_ts(), node.flow.id(), slot));
                 }
                 slot = node.next;
             }
         }
-        out[start..].sort_by_key(|e| (e.record().first_ts, e.record().id));
+        open.sort_unstable();
+        for (_, _, slot) in open {
+            let flow = &mut self.nodes[slot as usize].flow;
+            each(FlowEvent::Finished(flow.finish(EndReason::CaptureEnd)));
+        }
         self.index.clear();
         self.nodes.clear();
         self.free.clear();
@@ -297,7 +309,6 @@ impl FlowTable {
         let (client, server) = orient(seg, self.cfg.port);
         let id = self.take_id();
         let node = Node {
-            key,
             flow: Flow::new(id, client, server, seg.ts, false),
             prev: NIL,
             next: NIL,
@@ -313,7 +324,10 @@ impl FlowTable {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
+            hasher.hash_one(key_of(nodes, s))
+        });
         self.link_tail(slot, HANDSHAKE);
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         slot
@@ -345,9 +359,18 @@ impl FlowTable {
 
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
-        let key = self.nodes[slot as usize].key;
-        self.index.remove(&key);
+        let hash = self.hasher.hash_one(key_of(&self.nodes, slot));
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
         self.free.push(slot);
+    }
+
+    fn lookup(&self, key: &FlowKey) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index
+            .find(self.hasher.hash_one(key), |&s| key_of(nodes, s) == *key)
+            .copied()
     }
 
     /// Most recently active now, in the list of its (possibly new) state.
@@ -400,10 +423,14 @@ impl FlowTable {
     /// For tests: the state of the flow on a 4-tuple.
     #[cfg(test)]
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
-        self.index
-            .get(&FlowKey::of(a, b))
-            .map(|&slot| self.nodes[slot as usize].flow.state())
+        self.lookup(&FlowKey::of(a, b))
+            .map(|slot| self.nodes[slot as usize].flow.state())
     }
+}
+
+fn key_of(nodes: &[Node], slot: u32) -> FlowKey {
+    let flow = &nodes[slot as usize].flow;
+    FlowKey::of(flow.client(), flow.server())
 }
 
 fn side_of(flow: &Flow, seg: &Segment) -> Side {
