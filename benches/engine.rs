@@ -137,6 +137,36 @@ fn bench_flow(c: &mut Criterion) {
         pending_notices: false,
     };
     let mut g = c.benchmark_group("flow");
+    // Outcome mixes: mostly clean connections (what a healthy port sees) and a flood of
+    // unanswered SYNs from distinct sources under a small cap (evictions on every SYN).
+    let flood: Vec<Segment> = (0..20_000u32)
+        .map(|i| Segment {
+            ts: Timestamp(1_700_000_000_000_000 + u64::from(i)),
+            src: Endpoint::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 40000),
+            dst: Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), PORT),
+            kind: tcp(TcpFlags::SYN, i, 0, 0),
+        })
+        .collect();
+    g.throughput(Throughput::Elements(flood.len() as u64));
+    g.bench_function("syn_flood_20k_sources_cap_1000", |b| {
+        b.iter_batched_ref(
+            || {
+                let cfg = FlowConfig {
+                    max_flows: 1000,
+                    ..cfg
+                };
+                (FlowTable::new(cfg), Vec::<FlowEvent>::with_capacity(64))
+            },
+            |(table, events)| {
+                for seg in &flood {
+                    table.process(seg, events);
+                    events.clear();
+                }
+                table.stats().evicted
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.throughput(Throughput::Elements(segments.len() as u64));
     g.bench_function("mixed_20k_connections", |b| {
         b.iter_batched_ref(
