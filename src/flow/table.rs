@@ -45,20 +45,6 @@ pub struct TableStats {
     pub peak_flows: u64,
 }
 
-/// The 4-tuple, the lower endpoint first, so both directions find the same entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FlowKey(Endpoint, Endpoint);
-
-impl FlowKey {
-    fn of(a: Endpoint, b: Endpoint) -> FlowKey {
-        if a <= b {
-            FlowKey(a, b)
-        } else {
-            FlowKey(b, a)
-        }
-    }
-}
-
 const NIL: u32 = u32::MAX;
 /// How often (in the table's clock) idle flows are looked for.
 const SWEEP_INTERVAL_US: u64 = 250_000;
@@ -153,10 +139,10 @@ impl FlowTable {
     /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
     pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
         self.advance(seg.ts, out);
-        let key = FlowKey::of(seg.src, seg.dst);
+        let hash = self.pair_hash(&seg.src, &seg.dst);
         match seg.kind {
             SegmentKind::Icmp(err) => {
-                let Some(slot) = self.lookup(&key) else {
+                let Some(slot) = self.lookup(hash, &seg.src, &seg.dst) else {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
@@ -175,7 +161,7 @@ impl FlowTable {
             // Not this port's traffic: the pipeline hands it to the diagnosis directly.
             SegmentKind::SynElsewhere => None,
             SegmentKind::Tcp(tcp) => {
-                let slot = match self.lookup(&key) {
+                let slot = match self.lookup(hash, &seg.src, &seg.dst) {
                     Some(slot) => {
                         let now = self.clock;
                         let flow = &mut self.nodes[slot as usize].flow;
@@ -191,7 +177,7 @@ impl FlowTable {
                         }
                         slot
                     }
-                    None => self.insert(key, seg, out),
+                    None => self.insert(hash, seg, out),
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
                 let side = side_of(flow, seg);
@@ -302,7 +288,7 @@ impl FlowTable {
         }
     }
 
-    fn insert(&mut self, key: FlowKey, seg: &Segment, out: &mut Vec<FlowEvent>) -> u32 {
+    fn insert(&mut self, hash: u64, seg: &Segment, out: &mut Vec<FlowEvent>) -> u32 {
         if self.index.len() >= self.cfg.max_flows {
             self.evict(out);
         }
@@ -325,9 +311,8 @@ impl FlowTable {
             }
         };
         let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
-            hasher.hash_one(key_of(nodes, s))
-        });
+        self.index
+            .insert_unique(hash, slot, |&s| slot_hash(hasher, nodes, s));
         self.link_tail(slot, HANDSHAKE);
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         slot
@@ -359,17 +344,30 @@ impl FlowTable {
 
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
-        let hash = self.hasher.hash_one(key_of(&self.nodes, slot));
+        let hash = slot_hash(&self.hasher, &self.nodes, slot);
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
         self.free.push(slot);
     }
 
-    fn lookup(&self, key: &FlowKey) -> Option<u32> {
+    /// Either direction of a 4-tuple hashes the same: the two endpoints' hashes are
+    /// combined with a commutative operation, so no ordering of endpoints is needed
+    /// (comparing IP addresses for order showed in profiles).
+    fn pair_hash(&self, a: &Endpoint, b: &Endpoint) -> u64 {
+        self.hasher
+            .hash_one(a)
+            .wrapping_add(self.hasher.hash_one(b))
+    }
+
+    fn lookup(&self, hash: u64, a: &Endpoint, b: &Endpoint) -> Option<u32> {
         let nodes = &self.nodes;
         self.index
-            .find(self.hasher.hash_one(key), |&s| key_of(nodes, s) == *key)
+            .find(hash, |&s| {
+                let f = &nodes[s as usize].flow;
+                let (c, v) = (f.client(), f.server());
+                (c == *a && v == *b) || (c == *b && v == *a)
+            })
             .copied()
     }
 
@@ -423,14 +421,16 @@ impl FlowTable {
     /// For tests: the state of the flow on a 4-tuple.
     #[cfg(test)]
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
-        self.lookup(&FlowKey::of(a, b))
+        self.lookup(self.pair_hash(&a, &b), &a, &b)
             .map(|slot| self.nodes[slot as usize].flow.state())
     }
 }
 
-fn key_of(nodes: &[Node], slot: u32) -> FlowKey {
+fn slot_hash(hasher: &ahash::RandomState, nodes: &[Node], slot: u32) -> u64 {
     let flow = &nodes[slot as usize].flow;
-    FlowKey::of(flow.client(), flow.server())
+    hasher
+        .hash_one(flow.client())
+        .wrapping_add(hasher.hash_one(flow.server()))
 }
 
 fn side_of(flow: &Flow, seg: &Segment) -> Side {

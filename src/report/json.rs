@@ -2,12 +2,14 @@
 //! documented in the README; add fields, never rename or remove them.
 
 use super::summary::{Percentiles, Summary};
-use crate::decode::HandshakeOptions;
+use crate::decode::{Endpoint, HandshakeOptions};
 use crate::diagnose::{Finding, FlowProcesses, ProcessInfo};
 use crate::flow::{FlowRecord, Outcome, Side};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::fmt;
 use std::io::{self, Write};
+use std::net::IpAddr;
 
 #[derive(Serialize)]
 struct Options {
@@ -28,6 +30,15 @@ impl From<HandshakeOptions> for Options {
     }
 }
 
+/// A value written as its `Display` string, straight into the output (no `String`).
+struct Disp<T>(T);
+
+impl<T: fmt::Display> Serialize for Disp<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 #[derive(Serialize)]
 struct FlowJson<'a> {
     #[serde(rename = "type")]
@@ -36,8 +47,8 @@ struct FlowJson<'a> {
     #[serde(rename = "final")]
     is_final: bool,
     id: u64,
-    client: String,
-    server: String,
+    client: Disp<Endpoint>,
+    server: Disp<Endpoint>,
     outcome: &'static str,
     reset_by: Option<&'static str>,
     closed_first_by: Option<&'static str>,
@@ -62,7 +73,7 @@ struct FlowJson<'a> {
     zero_window_us_c2s: u64,
     zero_window_us_s2c: u64,
     icmp: Option<&'static str>,
-    icmp_from: Option<String>,
+    icmp_from: Option<Disp<IpAddr>>,
     client_options: Option<Options>,
     server_options: Option<Options>,
     ended_by: Option<&'static str>,
@@ -104,8 +115,8 @@ pub fn write_flow<W: Write>(
         kind: "flow",
         is_final: r.is_final(),
         id: r.id,
-        client: r.client.to_string(),
-        server: r.server.to_string(),
+        client: Disp(r.client),
+        server: Disp(r.server),
         outcome: r.outcome.as_str(),
         reset_by: side(r.reset_by),
         closed_first_by: side(r.closed_first_by),
@@ -130,7 +141,7 @@ pub fn write_flow<W: Write>(
         zero_window_us_c2s: r.zero_window_us[c],
         zero_window_us_s2c: r.zero_window_us[s],
         icmp: r.icmp.map(|i| i.kind.as_str()),
-        icmp_from: r.icmp.map(|i| i.reporter.to_string()),
+        icmp_from: r.icmp.map(|i| Disp(i.reporter)),
         client_options: r.client_options.map(Options::from),
         server_options: r.server_options.map(Options::from),
         ended_by: r.end.map(|e| e.as_str()),
