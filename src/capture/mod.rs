@@ -230,12 +230,8 @@ fn open_live(
     snaplen: u32,
     filter: &str,
 ) -> Result<Capture<Active>, CaptureError> {
-    let devices = pcap::Device::list().map_err(|e| CaptureError::Live {
-        interface: interface.to_string(),
-        detail: e.to_string(),
-    })?;
-    if !devices.iter().any(|d| d.name == interface) {
-        let mut names: Vec<String> = devices.into_iter().map(|d| d.name).collect();
+    let mut names = interfaces()?;
+    if !names.iter().any(|n| n == interface) {
         names.sort();
         return Err(CaptureError::NoSuchInterface {
             interface: interface.to_string(),
@@ -297,10 +293,6 @@ fn open_file(path: Option<&std::path::Path>) -> Result<Capture<Offline>, Capture
 impl Opened {
     pub fn link(&self) -> LinkType {
         self.decoder.link()
-    }
-
-    pub fn source(&self) -> &Source {
-        &self.source
     }
 
     pub fn filter(&self) -> &str {
@@ -537,7 +529,7 @@ pub fn install_stop_handler(stop: Arc<AtomicBool>, on_force: fn()) -> Result<(),
     .map_err(|e| CaptureError::Signal(e.to_string()))
 }
 
-/// The interfaces libpcap can capture on, for `-D` and error messages.
+/// The interfaces libpcap can capture on, for error messages.
 pub fn interfaces() -> Result<Vec<String>, CaptureError> {
     pcap::Device::list()
         .map(|d| d.into_iter().map(|d| d.name).collect())

@@ -329,10 +329,6 @@ impl Diagnoser {
         }
     }
 
-    pub fn has_system_facts(&self) -> bool {
-        self.facts.is_some()
-    }
-
     /// A client SYN of flow `id` was just seen: while its socket exists, find who owns
     /// it and who owns the listener it is aimed at (live only, rate limited). The /proc
     /// walk takes milliseconds, so it runs on a helper thread, never in the way of packets.

@@ -120,10 +120,6 @@ impl<W: Write> Reporter<W> {
         self.out.flush()
     }
 
-    pub fn tally(&self) -> &Tally {
-        &self.tally
-    }
-
     /// Hands over the accumulated counts to build the [`Summary`].
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
