@@ -168,7 +168,25 @@ struct Direction {
     fin_seq: Option<u32>,
     last_rst_seq: Option<u32>,
     /// Since when this side's advertised window has been zero.
-    zero_since: Option<Timestamp>,
+    zero_since: MaybeTs,
+}
+
+/// An optional timestamp in 8 bytes instead of 16 (`Option<Timestamp>` needs a tag):
+/// stored plus one, so that 0 can mean "none". It is kept per direction and per flow,
+/// and flow size is what bounds memory under a flood.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MaybeTs(Option<std::num::NonZeroU64>);
+
+impl MaybeTs {
+    const NONE: MaybeTs = MaybeTs(None);
+
+    fn some(ts: Timestamp) -> MaybeTs {
+        MaybeTs(std::num::NonZeroU64::new(ts.0.saturating_add(1)))
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        self.0.map(|v| Timestamp(v.get() - 1))
+    }
 }
 
 /// RFC 1982 serial-number comparison: `a` is at or before `b`, across wrap-around.
@@ -183,9 +201,9 @@ pub struct Flow {
     rec: FlowRecord,
     client_isn: Option<u32>,
     dirs: [Direction; 2],
-    last_syn_ts: Option<Timestamp>,
+    last_syn_ts: MaybeTs,
     /// The SYN the first SYN-ACK answered, for the handshake RTT.
-    answered_syn_ts: Option<Timestamp>,
+    answered_syn_ts: MaybeTs,
     pending_reported: bool,
 }
 
@@ -228,8 +246,8 @@ impl Flow {
             },
             client_isn: None,
             dirs: [Direction::default(); 2],
-            last_syn_ts: None,
-            answered_syn_ts: None,
+            last_syn_ts: MaybeTs::NONE,
+            answered_syn_ts: MaybeTs::NONE,
             pending_reported: false,
         }
     }
@@ -341,11 +359,11 @@ impl Flow {
                     self.rec.client_options = Some(seg.options);
                     h.push(side, b'S');
                 }
-                if let Some(prev) = self.last_syn_ts {
+                if let Some(prev) = self.last_syn_ts.get() {
                     self.rec.syn_gaps_us.push(ts.micros_since(prev));
                 }
                 self.rec.syn_count += 1;
-                self.last_syn_ts = Some(ts);
+                self.last_syn_ts = MaybeTs::some(ts);
             }
             Control::SynAck if side == Side::Server => {
                 if self.rec.synack_count == 0 {
@@ -414,15 +432,15 @@ impl Flow {
         // A zero window means the receiving application stopped reading (RFC 9293
         // §3.8.6.2); count each time it closes, not every segment while it stays shut.
         if !seg.flags.syn() && !seg.flags.rst() {
-            match (seg.window, dir.zero_since) {
+            match (seg.window, dir.zero_since.get()) {
                 (0, None) => {
-                    dir.zero_since = Some(ts);
+                    dir.zero_since = MaybeTs::some(ts);
                     self.rec.zero_windows[i] += 1;
                     log_letter(h, side, b'W', self.rec.zero_windows[i]);
                 }
                 (0, Some(_)) => {}
                 (_, Some(since)) => {
-                    dir.zero_since = None;
+                    dir.zero_since = MaybeTs::NONE;
                     let held = ts.micros_since(since);
                     self.rec.zero_window_us[i] = self.rec.zero_window_us[i].max(held);
                 }
@@ -440,7 +458,7 @@ impl Flow {
             && side == Side::Client
             && matches!(next, State::Established | State::FinWait { .. })
         {
-            self.rec.handshake_rtt_us = self.answered_syn_ts.map(|syn| ts.micros_since(syn));
+            self.rec.handshake_rtt_us = self.answered_syn_ts.get().map(|syn| ts.micros_since(syn));
         }
         // A RST that ends the flow names who reset it; one after both FINs is teardown
         // noise on a connection that had already closed.
@@ -482,7 +500,7 @@ impl Flow {
         let mut rec = self.rec;
         rec.outcome = self.state.outcome();
         for (i, dir) in self.dirs.iter().enumerate() {
-            if let Some(since) = dir.zero_since {
+            if let Some(since) = dir.zero_since.get() {
                 rec.zero_window_us[i] = rec.zero_window_us[i].max(rec.last_ts.micros_since(since));
             }
         }
