@@ -159,16 +159,31 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
     }
 }
 
-/// Per-direction sequence tracking.
+/// Per-direction sequence tracking. The three optional sequence numbers share one
+/// presence byte (three `Option<u32>` would take 24 bytes instead of 13).
 #[derive(Clone, Copy, Debug, Default)]
 struct Direction {
-    /// One past the highest sequence number sent (SYN and FIN count as one).
-    snd_max: Option<u32>,
-    /// Sequence number of this side's FIN.
-    fin_seq: Option<u32>,
-    last_rst_seq: Option<u32>,
+    seqs: [u32; 3],
+    present: u8,
     /// Since when this side's advertised window has been zero.
     zero_since: MaybeTs,
+}
+
+/// One past the highest sequence number sent (SYN and FIN count as one).
+const SND_MAX: usize = 0;
+/// Sequence number of this side's FIN.
+const FIN_SEQ: usize = 1;
+const LAST_RST: usize = 2;
+
+impl Direction {
+    fn get(&self, which: usize) -> Option<u32> {
+        (self.present & (1 << which) != 0).then(|| self.seqs[which])
+    }
+
+    fn set(&mut self, which: usize, v: u32) {
+        self.seqs[which] = v;
+        self.present |= 1 << which;
+    }
 }
 
 /// An optional timestamp in 8 bytes instead of 16 (`Option<Timestamp>` needs a tag):
@@ -313,7 +328,7 @@ impl Flow {
         let ctl = Control::of(seg);
         let was = self.state;
         self.account(side, seg, ctl, ts);
-        let peer_fin = self.dirs[side.other().index()].fin_seq;
+        let peer_fin = self.dirs[side.other().index()].get(FIN_SEQ);
         let acks_peer_fin =
             seg.flags.ack() && peer_fin.is_some_and(|f| seg.ack == f.wrapping_add(1));
         let next = transition(was, side, ctl, acks_peer_fin);
@@ -377,9 +392,9 @@ impl Flow {
             }
             Control::Syn | Control::SynAck => {}
             Control::Rst => {
-                if dir.last_rst_seq != Some(seg.seq) {
+                if dir.get(LAST_RST) != Some(seg.seq) {
                     h.push(side, b'R');
-                    dir.last_rst_seq = Some(seg.seq);
+                    dir.set(LAST_RST, seg.seq);
                 }
             }
             Control::Fin | Control::Segment | Control::Unreachable => {}
@@ -410,8 +425,10 @@ impl Flow {
         if !seg.flags.syn() && !seg.flags.rst() && (seg.payload_len > 0 || seg.flags.fin()) {
             let is_keepalive = seg.payload_len <= 1
                 && !seg.flags.fin()
-                && dir.snd_max.is_some_and(|m| seg.seq.wrapping_add(1) == m);
-            if let Some(max) = dir.snd_max {
+                && dir
+                    .get(SND_MAX)
+                    .is_some_and(|m| seg.seq.wrapping_add(1) == m);
+            if let Some(max) = dir.get(SND_MAX) {
                 if seq_le(end, max) && !is_keepalive {
                     self.rec.retransmits[i] += 1;
                     log_letter(h, side, b'T', self.rec.retransmits[i]);
@@ -419,13 +436,14 @@ impl Flow {
             }
         }
         if !seg.flags.rst() {
-            dir.snd_max = Some(match dir.snd_max {
+            let max = match dir.get(SND_MAX) {
                 Some(max) if seq_le(end, max) => max,
                 _ => end,
-            });
+            };
+            dir.set(SND_MAX, max);
         }
-        if seg.flags.fin() && dir.fin_seq.is_none() {
-            dir.fin_seq = Some(seg.seq.wrapping_add(seg.payload_len));
+        if seg.flags.fin() && dir.get(FIN_SEQ).is_none() {
+            dir.set(FIN_SEQ, seg.seq.wrapping_add(seg.payload_len));
             h.push(side, b'F');
         }
 
