@@ -85,7 +85,8 @@ fn main() -> ExitCode {
         ),
     }
 
-    let out = BufWriter::new(io::stdout().lock());
+    // 64 KiB: a big replay writes ~100 MB of JSON; 8 KiB meant a syscall every ~10 lines.
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     match prepared.run(out, stop) {
         Ok(result) => {
             if result.kernel_dropped + result.internal_dropped > 0 {
