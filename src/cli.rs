@@ -122,15 +122,14 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-fn use_color(choice: ColorChoice, json: bool) -> bool {
+/// Colour on a terminal unless `NO_COLOR` is set to anything non-empty
+/// (<https://no-color.org>); `--color` overrides; JSON never.
+fn use_color(choice: ColorChoice, json: bool, no_color_env: bool, terminal: bool) -> bool {
     match choice {
         _ if json => false,
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
-        }
+        ColorChoice::Auto => !no_color_env && terminal,
     }
 }
 
@@ -168,7 +167,12 @@ impl Cli {
                 Format::Text
             },
             style: Style {
-                color: use_color(self.color, self.json),
+                color: use_color(
+                    self.color,
+                    self.json,
+                    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+                    std::io::stdout().is_terminal(),
+                ),
             },
             only_problems: self.only_problems,
             run_as: self.user,
@@ -178,5 +182,26 @@ impl Cli {
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_turns_colour_off_on_a_terminal_and_always_overrides_it() {
+        assert!(use_color(ColorChoice::Auto, false, false, true));
+        assert!(
+            !use_color(ColorChoice::Auto, false, true, true),
+            "NO_COLOR set"
+        );
+        assert!(!use_color(ColorChoice::Auto, false, false, false), "a pipe");
+        assert!(use_color(ColorChoice::Always, false, true, false));
+        assert!(!use_color(ColorChoice::Never, false, false, true));
+        assert!(
+            !use_color(ColorChoice::Always, true, false, true),
+            "never in JSON"
+        );
     }
 }

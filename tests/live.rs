@@ -139,7 +139,7 @@ fn live_capture_on_lo_reports_refused_clean_closes_and_reset() {
     let pcap_arg = pcap.to_str().expect("UTF-8 temp path");
 
     let mut sniffer = Sniffer::spawn(
-        live_command(port, &["-w", pcap_arg]),
+        live_command(port, &["-w", pcap_arg, "-B", "16384"]),
         "portsniff -i lo -w out.pcap",
     );
     sniffer.wait_for_banner();

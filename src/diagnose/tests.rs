@@ -320,3 +320,30 @@ fn client_time_wait_near_the_ephemeral_range_exhausts_ports() {
         "600 < 1000"
     );
 }
+
+#[test]
+fn so_reuseport_listeners_show_as_one_group_with_their_backlog() {
+    use socket2::{Domain, Socket, Type};
+    let bind = |port: u16| {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_reuse_port(true).unwrap();
+        s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .unwrap();
+        s.listen(7).unwrap();
+        s
+    };
+    let first = bind(0);
+    let port = first.local_addr().unwrap().as_socket().unwrap().port();
+    let _second = bind(port);
+    let d = Diagnoser::new(port, true, true);
+    let view = d.system_view().expect("live facts on Linux");
+    assert_eq!(view.listeners.len(), 2, "{view:?}");
+    for l in &view.listeners {
+        assert_eq!(l.group, 2, "an SO_REUSEPORT group of two: {l:?}");
+        assert_eq!(l.backlog, Some(7));
+        assert!(l
+            .processes
+            .iter()
+            .any(|p| p.pid == std::process::id() as i32));
+    }
+}
