@@ -2,13 +2,13 @@
 //! documented in the README; add fields, never rename or remove them.
 
 use super::summary::{Percentiles, Summary};
-use crate::decode::HandshakeOptions;
+use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
 use crate::diagnose::{Finding, FlowProcesses, ProcessInfo};
 use crate::flow::{FlowRecord, Outcome, Side};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::fmt;
 use std::io::{self, Write};
+use std::net::IpAddr;
 
 #[derive(Serialize)]
 struct ProcessJson<'a> {
@@ -29,161 +29,212 @@ fn side(s: Option<Side>) -> Option<&'static str> {
     s.map(Side::as_str)
 }
 
-/// One `{"type":"flow",…}` line, written field by field: every value but a process
-/// name is ASCII with nothing to escape (endpoints, enum names, history letters,
-/// numbers), and serde_json's escaping scan was the largest cost of a big replay
-/// (17 % of its instructions). Process names go through serde_json.
-pub fn write_flow<W: Write>(
-    out: &mut W,
-    r: &FlowRecord,
-    procs: Option<&FlowProcesses>,
-) -> io::Result<()> {
+/// One `{"type":"flow",…}` line, appended to `buf` field by field: every value but a
+/// process name is ASCII with nothing to escape (endpoints, enum names, history letters,
+/// numbers), and serde_json's escaping scan was the largest cost of a big replay (17 % of
+/// its instructions). Building the line in a reused buffer and handing it to the writer
+/// in one call replaced ~90 small `write_all`s per line (each a call and a bounds check
+/// through `BufWriter`). Process names go through serde_json.
+pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, procs: Option<&FlowProcesses>) {
     let c = Side::Client.index();
     let s = Side::Server.index();
-    let mut l = Line { out, first: true };
-    l.out.write_all(b"{")?;
-    l.text("type", "flow")?;
-    l.boolean("final", r.is_final())?;
-    l.uint("id", r.id)?;
-    l.display("client", r.client)?;
-    l.display("server", r.server)?;
-    l.text("outcome", r.outcome.as_str())?;
-    l.opt_text("reset_by", side(r.reset_by))?;
-    l.opt_text("closed_first_by", side(r.closed_first_by))?;
-    l.uint("syn_count", u64::from(r.syn_count))?;
-    l.key("syn_gaps_us")?;
-    l.out.write_all(b"[")?;
+    let mut l = Line {
+        out: buf,
+        first: true,
+    };
+    l.out.push(b'{');
+    l.text("type", "flow");
+    l.boolean("final", r.is_final());
+    l.uint("id", r.id);
+    l.endpoint("client", r.client);
+    l.endpoint("server", r.server);
+    l.text("outcome", r.outcome.as_str());
+    l.opt_text("reset_by", side(r.reset_by));
+    l.opt_text("closed_first_by", side(r.closed_first_by));
+    l.uint("syn_count", u64::from(r.syn_count));
+    l.key("syn_gaps_us");
+    l.out.push(b'[');
     for (i, g) in r.syn_gaps_us.as_slice().iter().enumerate() {
         if i > 0 {
-            l.out.write_all(b",")?;
+            l.out.push(b',');
         }
-        l.number(u64::from(*g))?;
+        l.number(u64::from(*g));
     }
-    l.out.write_all(b"]")?;
-    l.uint("synack_count", u64::from(r.synack_count))?;
-    l.boolean("port_reused", r.port_reused)?;
-    l.boolean("midstream", r.midstream)?;
-    l.text("history", r.history.as_str())?;
-    l.float("first_ts", r.first_ts.as_secs_f64())?;
-    l.float("last_ts", r.last_ts.as_secs_f64())?;
-    l.uint("duration_us", r.duration_us())?;
-    l.opt_uint("handshake_rtt_us", r.handshake_rtt_us)?;
-    l.uint("packets_c2s", r.packets[c])?;
-    l.uint("packets_s2c", r.packets[s])?;
-    l.uint("bytes_c2s", r.bytes[c])?;
-    l.uint("bytes_s2c", r.bytes[s])?;
-    l.uint("retransmits_c2s", u64::from(r.retransmits[c]))?;
-    l.uint("retransmits_s2c", u64::from(r.retransmits[s]))?;
-    l.uint("zero_windows_c2s", u64::from(r.zero_windows[c]))?;
-    l.uint("zero_windows_s2c", u64::from(r.zero_windows[s]))?;
-    l.uint("zero_window_us_c2s", r.zero_window_us[c])?;
-    l.uint("zero_window_us_s2c", r.zero_window_us[s])?;
-    l.opt_text("icmp", r.icmp.map(|i| i.kind.as_str()))?;
+    l.out.push(b']');
+    l.uint("synack_count", u64::from(r.synack_count));
+    l.boolean("port_reused", r.port_reused);
+    l.boolean("midstream", r.midstream);
+    l.text("history", r.history.as_str());
+    l.timestamp("first_ts", r.first_ts);
+    l.timestamp("last_ts", r.last_ts);
+    l.uint("duration_us", r.duration_us());
+    l.opt_uint("handshake_rtt_us", r.handshake_rtt_us);
+    l.uint("packets_c2s", r.packets[c]);
+    l.uint("packets_s2c", r.packets[s]);
+    l.uint("bytes_c2s", r.bytes[c]);
+    l.uint("bytes_s2c", r.bytes[s]);
+    l.uint("retransmits_c2s", u64::from(r.retransmits[c]));
+    l.uint("retransmits_s2c", u64::from(r.retransmits[s]));
+    l.uint("zero_windows_c2s", u64::from(r.zero_windows[c]));
+    l.uint("zero_windows_s2c", u64::from(r.zero_windows[s]));
+    l.uint("zero_window_us_c2s", r.zero_window_us[c]);
+    l.uint("zero_window_us_s2c", r.zero_window_us[s]);
+    l.opt_text("icmp", r.icmp.map(|i| i.kind.as_str()));
     match r.icmp {
-        Some(i) => l.display("icmp_from", i.reporter)?,
-        None => l.raw("icmp_from", b"null")?,
+        Some(i) => l.address("icmp_from", i.reporter),
+        None => l.raw("icmp_from", b"null"),
     }
-    l.options("client_options", r.client_options)?;
-    l.options("server_options", r.server_options)?;
-    l.opt_text("ended_by", r.end.map(|e| e.as_str()))?;
+    l.options("client_options", r.client_options);
+    l.options("server_options", r.server_options);
+    l.opt_text("ended_by", r.end.map(|e| e.as_str()));
     if let Some(p) = procs.and_then(|p| p.client.as_ref()) {
-        l.key("client_process")?;
-        serde_json::to_writer(&mut *l.out, &ProcessJson::from(p))?;
+        l.key("client_process");
+        l.serialize(&ProcessJson::from(p));
     }
     if let Some(p) = procs.and_then(|p| p.server.as_ref()) {
-        l.key("server_process")?;
-        serde_json::to_writer(&mut *l.out, &ProcessJson::from(p))?;
+        l.key("server_process");
+        l.serialize(&ProcessJson::from(p));
     }
-    l.out.write_all(b"}\n")
+    l.out.extend_from_slice(b"}\n");
 }
 
-/// Writes `"key":value` pairs of an object whose keys and text values need no escaping.
-struct Line<'a, W: Write> {
-    out: &'a mut W,
+/// Appends `"key":value` pairs of an object whose keys and text values need no escaping.
+struct Line<'a> {
+    out: &'a mut Vec<u8>,
     first: bool,
 }
 
-impl<W: Write> Line<'_, W> {
-    fn key(&mut self, k: &str) -> io::Result<()> {
+impl Line<'_> {
+    fn key(&mut self, k: &str) {
         if !self.first {
-            self.out.write_all(b",")?;
+            self.out.push(b',');
         }
         self.first = false;
-        self.out.write_all(b"\"")?;
-        self.out.write_all(k.as_bytes())?;
-        self.out.write_all(b"\":")
+        self.out.push(b'"');
+        self.out.extend_from_slice(k.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
 
-    fn raw(&mut self, k: &str, v: &[u8]) -> io::Result<()> {
-        self.key(k)?;
-        self.out.write_all(v)
+    fn raw(&mut self, k: &str, v: &[u8]) {
+        self.key(k);
+        self.out.extend_from_slice(v);
     }
 
-    fn number(&mut self, v: u64) -> io::Result<()> {
-        self.out.write_all(itoa::Buffer::new().format(v).as_bytes())
+    fn number(&mut self, v: u64) {
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
-    fn uint(&mut self, k: &str, v: u64) -> io::Result<()> {
-        self.key(k)?;
-        self.number(v)
+    fn uint(&mut self, k: &str, v: u64) {
+        self.key(k);
+        self.number(v);
     }
 
-    fn opt_uint(&mut self, k: &str, v: Option<u64>) -> io::Result<()> {
+    fn opt_uint(&mut self, k: &str, v: Option<u64>) {
         match v {
             Some(v) => self.uint(k, v),
             None => self.raw(k, b"null"),
         }
     }
 
-    fn boolean(&mut self, k: &str, v: bool) -> io::Result<()> {
-        self.raw(k, if v { b"true" } else { b"false" })
+    fn boolean(&mut self, k: &str, v: bool) {
+        self.raw(k, if v { b"true" } else { b"false" });
     }
 
-    /// Seconds with serde_json's own float formatting, so the output does not change.
-    fn float(&mut self, k: &str, v: f64) -> io::Result<()> {
-        self.key(k)?;
-        serde_json::to_writer(&mut *self.out, &v).map_err(io::Error::from)
+    /// Seconds since the epoch with the capture's microseconds, exactly: `1700000000.000016`,
+    /// `1700000000.01`, `1700000000.0`. The same text serde_json's shortest round-trip
+    /// formatting gives for such an `f64` (its spacing near 2^31 s is 0.24 µs, so six
+    /// decimals always round-trip and none can be dropped), without float formatting.
+    fn timestamp(&mut self, k: &str, ts: Timestamp) {
+        self.key(k);
+        self.number(ts.0 / 1_000_000);
+        let mut micros = ts.0 % 1_000_000;
+        if micros == 0 {
+            self.out.extend_from_slice(b".0");
+            return;
+        }
+        let mut digits = 6;
+        while micros % 10 == 0 {
+            micros /= 10;
+            digits -= 1;
+        }
+        let text = itoa::Buffer::new().format(micros).len();
+        self.out.push(b'.');
+        self.out.extend(std::iter::repeat_n(b'0', digits - text));
+        self.number(micros);
     }
 
     /// A text value known to need no escaping (an enum name, history letters).
-    fn text(&mut self, k: &str, v: &str) -> io::Result<()> {
+    fn text(&mut self, k: &str, v: &str) {
         debug_assert!(v
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
-        self.key(k)?;
-        self.out.write_all(b"\"")?;
-        self.out.write_all(v.as_bytes())?;
-        self.out.write_all(b"\"")
+        self.key(k);
+        self.out.push(b'"');
+        self.out.extend_from_slice(v.as_bytes());
+        self.out.push(b'"');
     }
 
-    fn opt_text(&mut self, k: &str, v: Option<&str>) -> io::Result<()> {
+    fn opt_text(&mut self, k: &str, v: Option<&str>) {
         match v {
             Some(v) => self.text(k, v),
             None => self.raw(k, b"null"),
         }
     }
 
-    /// An endpoint or address: its Display is digits, hex, dots, colons and brackets.
-    fn display(&mut self, k: &str, v: impl fmt::Display) -> io::Result<()> {
-        self.key(k)?;
-        write!(self.out, "\"{v}\"")
+    /// IPv4 octet by octet (the common case, and `fmt` was a visible cost); IPv6 through
+    /// its Display, which compresses zeros as RFC 5952 says.
+    fn ip(&mut self, a: IpAddr) {
+        match a {
+            IpAddr::V4(a) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b'.');
+                    }
+                    self.number(u64::from(o));
+                }
+            }
+            IpAddr::V6(a) => {
+                let _ = write!(self.out, "[{a}]");
+            }
+        }
     }
 
-    fn options(&mut self, k: &str, o: Option<HandshakeOptions>) -> io::Result<()> {
+    /// `"127.0.0.1:61999"` or `"[::1]:61999"`, as [`Endpoint`]'s Display writes them.
+    fn endpoint(&mut self, k: &str, e: Endpoint) {
+        self.key(k);
+        self.out.push(b'"');
+        self.ip(e.addr);
+        self.out.push(b':');
+        self.number(u64::from(e.port));
+        self.out.push(b'"');
+    }
+
+    fn address(&mut self, k: &str, a: IpAddr) {
+        self.key(k);
+        let _ = write!(self.out, "\"{a}\"");
+    }
+
+    fn serialize(&mut self, v: &impl Serialize) {
+        // Writing into a Vec cannot fail, and these types always serialize.
+        let _ = serde_json::to_writer(&mut *self.out, v);
+    }
+
+    fn options(&mut self, k: &str, o: Option<HandshakeOptions>) {
         let Some(o) = o else {
             return self.raw(k, b"null");
         };
-        self.key(k)?;
-        self.out.write_all(b"{")?;
+        self.key(k);
+        self.out.push(b'{');
         let mut inner = Line {
             out: &mut *self.out,
             first: true,
         };
-        inner.opt_uint("mss", o.mss.map(u64::from))?;
-        inner.opt_uint("window_scale", o.window_scale.map(u64::from))?;
-        inner.boolean("sack_permitted", o.sack_permitted)?;
-        inner.boolean("timestamps", o.timestamps)?;
-        self.out.write_all(b"}")
+        inner.opt_uint("mss", o.mss.map(u64::from));
+        inner.opt_uint("window_scale", o.window_scale.map(u64::from));
+        inner.boolean("sack_permitted", o.sack_permitted);
+        inner.boolean("timestamps", o.timestamps);
+        self.out.push(b'}');
     }
 }
 
@@ -275,4 +326,45 @@ pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
     });
     serde_json::to_writer(&mut *out, &v)?;
     out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts_text(micros: u64) -> String {
+        let mut buf = Vec::new();
+        Line {
+            out: &mut buf,
+            first: true,
+        }
+        .timestamp("t", Timestamp(micros));
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn timestamps_print_exact_microseconds_like_serde_json_floats() {
+        for micros in [
+            1_700_000_000_000_000,
+            1_700_000_000_010_000,
+            1_700_000_000_000_016,
+            1_700_000_000_123_456,
+            1_700_000_000_100_000,
+            0,
+            999_999,
+        ] {
+            let ours = ts_text(micros);
+            let serde = format!(
+                "\"t\":{}",
+                serde_json::to_string(&Timestamp(micros).as_secs_f64()).unwrap()
+            );
+            if micros >= 1_000_000_000 {
+                assert_eq!(ours, serde, "{micros}");
+            }
+            let back: f64 = ours["\"t\":".len()..].parse().unwrap();
+            assert_eq!(back, Timestamp(micros).as_secs_f64(), "{ours}");
+        }
+        assert_eq!(ts_text(1_700_000_000_010_000), "\"t\":1700000000.01");
+        assert_eq!(ts_text(999_999), "\"t\":0.999999");
+    }
 }

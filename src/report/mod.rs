@@ -35,6 +35,8 @@ pub struct Reporter<W: Write> {
     /// when the buffer fills (a syscall per line cost ~10 % of a large replay).
     flush_each: bool,
     tally: Tally,
+    /// A JSON flow line is built here, then written in one call.
+    line: Vec<u8>,
 }
 
 impl<W: Write> Reporter<W> {
@@ -52,6 +54,7 @@ impl<W: Write> Reporter<W> {
             only_problems,
             flush_each,
             tally: Tally::default(),
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -71,7 +74,11 @@ impl<W: Write> Reporter<W> {
         }
         match self.format {
             Format::Text => text::write_flow(&mut self.out, r, procs, self.style)?,
-            Format::Json => json::write_flow(&mut self.out, r, procs)?,
+            Format::Json => {
+                self.line.clear();
+                json::write_flow(&mut self.line, r, procs);
+                self.out.write_all(&self.line)?;
+            }
         }
         self.flush_live()
     }
