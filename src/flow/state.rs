@@ -7,7 +7,8 @@
 //! record needs; it is pure (no clocks, no I/O): time comes in with each segment or tick.
 
 use super::record::{EndReason, FlowRecord, History, IcmpAnswer, Outcome, Side, SynGaps};
-use crate::decode::{Endpoint, IcmpError, TcpSegment, Timestamp};
+use crate::decode::{Endpoint, HandshakeOptions, IcmpError, TcpSegment, Timestamp};
+use std::net::IpAddr;
 
 /// The observed state of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,14 +160,10 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
     }
 }
 
-/// Per-direction sequence tracking. The three optional sequence numbers share one
-/// presence byte (three `Option<u32>` would take 24 bytes instead of 13).
+/// Per-direction sequence numbers; whether each is known is in [`Flow::present`].
 #[derive(Clone, Copy, Debug, Default)]
 struct Direction {
     seqs: [u32; 3],
-    present: u8,
-    /// Since when this side's advertised window has been zero.
-    zero_since: MaybeTs,
 }
 
 /// One past the highest sequence number sent (SYN and FIN count as one).
@@ -175,20 +172,46 @@ const SND_MAX: usize = 0;
 const FIN_SEQ: usize = 1;
 const LAST_RST: usize = 2;
 
-impl Direction {
-    fn get(&self, which: usize) -> Option<u32> {
-        (self.present & (1 << which) != 0).then(|| self.seqs[which])
+/// Bits of [`Flow::present`] beyond the six sequence numbers (three per direction).
+const HAS_ISN: u16 = 1 << 6;
+const HAS_LAST_SYN: u16 = 1 << 7;
+/// [`Flow::handshake`] holds the offset of the SYN the first SYN-ACK answered…
+const HAS_ANSWERED_SYN: u16 = 1 << 8;
+/// …and, once the client's final ACK is seen, the handshake RTT instead.
+const HAS_RTT: u16 = 1 << 9;
+const MIDSTREAM: u16 = 1 << 10;
+const PORT_REUSED: u16 = 1 << 11;
+const PENDING_REPORTED: u16 = 1 << 12;
+const IS_V6: u16 = 1 << 13;
+
+/// Three `Option<Side>`s in a byte, two bits each: 0 none, 1 client, 2 server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Sides(u8);
+
+const RESET_BY: u8 = 0;
+const CLOSED_FIRST_BY: u8 = 2;
+const LAST_PAYLOAD_BY: u8 = 4;
+
+impl Sides {
+    fn get(self, at: u8) -> Option<Side> {
+        match (self.0 >> at) & 3 {
+            1 => Some(Side::Client),
+            2 => Some(Side::Server),
+            _ => None,
+        }
     }
 
-    fn set(&mut self, which: usize, v: u32) {
-        self.seqs[which] = v;
-        self.present |= 1 << which;
+    fn set(&mut self, at: u8, side: Side) {
+        let v = match side {
+            Side::Client => 1,
+            Side::Server => 2,
+        };
+        self.0 = (self.0 & !(3 << at)) | (v << at);
     }
 }
 
 /// An optional timestamp in 8 bytes instead of 16 (`Option<Timestamp>` needs a tag):
-/// stored plus one, so that 0 can mean "none". It is kept per direction and per flow,
-/// and flow size is what bounds memory under a flood.
+/// stored plus one, so that 0 can mean "none".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct MaybeTs(Option<std::num::NonZeroU64>);
 
@@ -209,17 +232,156 @@ fn seq_le(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) >= 0
 }
 
-/// One connection (one generation of a 4-tuple).
+/// [`HandshakeOptions`] in 4 bytes (an `Option<HandshakeOptions>` takes 8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct PackedOptions {
+    mss: u16,
+    window_scale: u8,
+    bits: u8,
+}
+
+impl PackedOptions {
+    const PRESENT: u8 = 1;
+    const MSS: u8 = 2;
+    const WSCALE: u8 = 4;
+    const SACK: u8 = 8;
+    const TIMESTAMPS: u8 = 16;
+
+    fn pack(o: HandshakeOptions) -> PackedOptions {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        PackedOptions {
+            mss: o.mss.unwrap_or(0),
+            window_scale: o.window_scale.unwrap_or(0),
+            bits: PackedOptions::PRESENT
+                | flag(o.mss.is_some(), PackedOptions::MSS)
+                | flag(o.window_scale.is_some(), PackedOptions::WSCALE)
+                | flag(o.sack_permitted, PackedOptions::SACK)
+                | flag(o.timestamps, PackedOptions::TIMESTAMPS),
+        }
+    }
+
+    fn unpack(self) -> Option<HandshakeOptions> {
+        let has = |bit: u8| self.bits & bit != 0;
+        has(PackedOptions::PRESENT).then(|| HandshakeOptions {
+            mss: has(PackedOptions::MSS).then_some(self.mss),
+            window_scale: has(PackedOptions::WSCALE).then_some(self.window_scale),
+            sack_permitted: has(PackedOptions::SACK),
+            timestamps: has(PackedOptions::TIMESTAMPS),
+        })
+    }
+}
+
+/// What few flows need, kept out of [`Flow`] so that the common flow stays small (flow
+/// size is what bounds memory under a flood): IPv6 addresses, the SYN retransmission
+/// schedule, an ICMP answer, zero-window timing. Lives in [`Rares`], found by index.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rare {
+    v6: [[u8; 16]; 2],
+    syn_gaps: SynGaps,
+    icmp: Option<IcmpAnswer>,
+    /// Segments each side sent again (loss on the way, or a stalled peer).
+    retransmits: [u32; 2],
+    /// Times each side closed its window.
+    zero_windows: [u32; 2],
+    /// Since when each side's advertised window has been zero.
+    zero_since: [MaybeTs; 2],
+    /// Longest time each side kept its window at zero.
+    zero_window_us: [u64; 2],
+}
+
+/// The [`Rare`] parts of the table's flows: a slab with a free list, so that steady-state
+/// processing reuses slots instead of allocating.
+#[derive(Debug, Default)]
+pub struct Rares {
+    slots: Vec<Rare>,
+    free: Vec<u32>,
+}
+
+/// "No rare part" in [`Flow::rare`].
+const NO_RARE: u32 = u32::MAX;
+
+impl Rares {
+    fn get(&self, i: u32) -> Option<&Rare> {
+        self.slots.get(i as usize)
+    }
+
+    /// The rare part at `*i`, made (and `*i` set) on first use.
+    fn get_or_make(&mut self, i: &mut u32) -> &mut Rare {
+        if *i == NO_RARE {
+            *i = match self.free.pop() {
+                Some(slot) => {
+                    self.slots[slot as usize] = Rare::default();
+                    slot
+                }
+                None => {
+                    self.slots.push(Rare::default());
+                    (self.slots.len() - 1) as u32
+                }
+            };
+        }
+        &mut self.slots[*i as usize]
+    }
+
+    fn release(&mut self, i: &mut u32) {
+        if *i != NO_RARE {
+            self.free.push(*i);
+            *i = NO_RARE;
+        }
+    }
+
+    /// Rare parts in use.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.free.clear();
+    }
+}
+
+/// One connection (one generation of a 4-tuple), packed: counters that cannot
+/// realistically overflow their narrower types saturate (a `u32` of segments is 4 billion
+/// in one direction of one connection), times after the first packet are microsecond
+/// offsets from it, and what few flows need is in a [`Rare`]. The wide, self-contained
+/// [`FlowRecord`] is built only when the flow is reported.
 #[derive(Clone, Copy, Debug)]
 pub struct Flow {
-    state: State,
-    rec: FlowRecord,
-    client_isn: Option<u32>,
+    id: u64,
+    first_ts: Timestamp,
+    last_ts: Timestamp,
+    bytes: [u64; 2],
+    packets: [u32; 2],
     dirs: [Direction; 2],
-    last_syn_ts: MaybeTs,
-    /// The SYN the first SYN-ACK answered, for the handshake RTT.
-    answered_syn_ts: MaybeTs,
-    pending_reported: bool,
+    client_isn: u32,
+    /// Microseconds after `first_ts` of the SYN the first SYN-ACK answered
+    /// (`HAS_ANSWERED_SYN`), then, from the client's final ACK on, the handshake RTT
+    /// (`HAS_RTT`): the one is only needed until the other is known.
+    handshake: u32,
+    /// Microseconds after `first_ts` of the last client SYN.
+    last_syn: u32,
+    /// IPv4 client and server addresses; IPv6 ones are in the rare part.
+    v4: [[u8; 4]; 2],
+    ports: [u16; 2],
+    rare: u32,
+    syn_count: u16,
+    synack_count: u16,
+    options: [PackedOptions; 2],
+    history: History,
+    state: State,
+    /// Which of the optional numbers above are known (`HAS_*`, and bit `3 * side + which`
+    /// for a direction's sequence numbers), and the yes/no facts (`MIDSTREAM`, …).
+    present: u16,
+    /// Who reset, who closed first, who sent the last data.
+    sides: Sides,
+}
+
+fn saturate_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl Flow {
@@ -229,42 +391,42 @@ impl Flow {
         server: Endpoint,
         ts: Timestamp,
         port_reused: bool,
+        rares: &mut Rares,
     ) -> Flow {
-        Flow {
-            state: State::New,
-            rec: FlowRecord {
-                id,
-                client,
-                server,
-                outcome: Outcome::Unanswered,
-                reset_by: None,
-                closed_first_by: None,
-                syn_count: 0,
-                syn_gaps_us: SynGaps::default(),
-                synack_count: 0,
-                port_reused,
-                midstream: false,
-                history: History::new(),
-                first_ts: ts,
-                last_ts: ts,
-                handshake_rtt_us: None,
-                packets: [0; 2],
-                bytes: [0; 2],
-                retransmits: [0; 2],
-                zero_windows: [0; 2],
-                zero_window_us: [0; 2],
-                last_payload_by: None,
-                icmp: None,
-                client_options: None,
-                server_options: None,
-                end: None,
-            },
-            client_isn: None,
+        let mut flow = Flow {
+            id,
+            first_ts: ts,
+            last_ts: ts,
+            bytes: [0; 2],
+            packets: [0; 2],
             dirs: [Direction::default(); 2],
-            last_syn_ts: MaybeTs::NONE,
-            answered_syn_ts: MaybeTs::NONE,
-            pending_reported: false,
+            client_isn: 0,
+            handshake: 0,
+            last_syn: 0,
+            v4: [[0; 4]; 2],
+            ports: [client.port, server.port],
+            rare: NO_RARE,
+            syn_count: 0,
+            synack_count: 0,
+            options: [PackedOptions::default(); 2],
+            history: History::new(),
+            state: State::New,
+            present: if port_reused { PORT_REUSED } else { 0 },
+            sides: Sides::default(),
+        };
+        match (client.addr, server.addr) {
+            (IpAddr::V4(c), IpAddr::V4(s)) => flow.v4 = [c.octets(), s.octets()],
+            (c, s) => {
+                flow.present |= IS_V6;
+                rares.get_or_make(&mut flow.rare).v6 = [v6_octets(c), v6_octets(s)];
+            }
         }
+        flow
+    }
+
+    /// Gives back the rare part; call before the flow's slot is reused.
+    pub fn release(&mut self, rares: &mut Rares) {
+        rares.release(&mut self.rare);
     }
 
     pub fn state(&self) -> State {
@@ -272,28 +434,95 @@ impl Flow {
     }
 
     pub fn id(&self) -> u64 {
-        self.rec.id
+        self.id
     }
 
-    pub fn client(&self) -> Endpoint {
-        self.rec.client
+    fn addr(&self, side: Side, rares: &Rares) -> IpAddr {
+        let i = side.index();
+        if self.is(IS_V6) {
+            let v6 = rares.get(self.rare).map_or([0; 16], |r| r.v6[i]);
+            IpAddr::from(v6)
+        } else {
+            IpAddr::from(self.v4[i])
+        }
     }
 
-    pub fn server(&self) -> Endpoint {
-        self.rec.server
+    pub fn endpoint(&self, side: Side, rares: &Rares) -> Endpoint {
+        Endpoint::new(self.addr(side, rares), self.ports[side.index()])
+    }
+
+    pub fn client(&self, rares: &Rares) -> Endpoint {
+        self.endpoint(Side::Client, rares)
+    }
+
+    pub fn server(&self, rares: &Rares) -> Endpoint {
+        self.endpoint(Side::Server, rares)
+    }
+
+    /// Which side sent a segment from `src` to `dst`, if this flow is theirs. Ports first:
+    /// they differ between most flows and are right here.
+    pub fn side_of(&self, src: &Endpoint, dst: &Endpoint, rares: &Rares) -> Option<Side> {
+        let is = |e: &Endpoint, side: Side| {
+            e.port == self.ports[side.index()]
+                && match (e.addr, self.is(IS_V6)) {
+                    (IpAddr::V4(a), false) => a.octets() == self.v4[side.index()],
+                    (IpAddr::V6(a), true) => {
+                        rares.get(self.rare).map(|r| r.v6[side.index()]) == Some(a.octets())
+                    }
+                    _ => false,
+                }
+        };
+        if is(src, Side::Client) && is(dst, Side::Server) {
+            Some(Side::Client)
+        } else if is(src, Side::Server) && is(dst, Side::Client) {
+            Some(Side::Server)
+        } else {
+            None
+        }
     }
 
     pub fn first_ts(&self) -> Timestamp {
-        self.rec.first_ts
+        self.first_ts
     }
 
     pub fn last_ts(&self) -> Timestamp {
-        self.rec.last_ts
+        self.last_ts
+    }
+
+    fn seq(&self, side: Side, which: usize) -> Option<u32> {
+        let bit = 1 << (3 * side.index() + which);
+        (self.present & bit != 0).then(|| self.dirs[side.index()].seqs[which])
+    }
+
+    fn set_seq(&mut self, side: Side, which: usize, v: u32) {
+        self.dirs[side.index()].seqs[which] = v;
+        self.present |= 1 << (3 * side.index() + which);
+    }
+
+    fn is(&self, bit: u16) -> bool {
+        self.present & bit != 0
+    }
+
+    fn client_isn(&self) -> Option<u32> {
+        (self.present & HAS_ISN != 0).then_some(self.client_isn)
+    }
+
+    fn set_client_isn(&mut self, isn: u32) {
+        self.client_isn = isn;
+        self.present |= HAS_ISN;
+    }
+
+    fn offset(&self, ts: Timestamp) -> u32 {
+        saturate_u32(ts.micros_since(self.first_ts))
+    }
+
+    fn at(&self, offset: u32) -> Timestamp {
+        self.first_ts.add_micros(u64::from(offset))
     }
 
     pub fn first_syn_pending_since(&self) -> Option<Timestamp> {
         match self.state {
-            State::SynSent if !self.pending_reported => Some(self.rec.first_ts),
+            State::SynSent if !self.is(PENDING_REPORTED) => Some(self.first_ts),
             _ => None,
         }
     }
@@ -305,7 +534,7 @@ impl Flow {
         if side != Side::Client || Control::of(seg) != Control::Syn {
             return false;
         }
-        match (self.client_isn, self.state) {
+        match (self.client_isn(), self.state) {
             (Some(isn), _) => isn != seg.seq,
             (None, State::New) => false,
             (None, _) => true,
@@ -318,17 +547,23 @@ impl Flow {
     pub fn holds_tuple(&self, now: Timestamp) -> bool {
         match self.state {
             State::Established | State::FinWait { .. } | State::LastAck { .. } => true,
-            State::Done(Outcome::Closed) => now.micros_since(self.rec.last_ts) < TIME_WAIT_US,
+            State::Done(Outcome::Closed) => now.micros_since(self.last_ts) < TIME_WAIT_US,
             State::New | State::SynSent | State::SynReceived | State::Done(_) => false,
         }
     }
 
     /// Applies one TCP segment sent by `side`. Returns true if this segment ended the flow.
-    pub fn on_tcp(&mut self, side: Side, seg: &TcpSegment, ts: Timestamp) -> bool {
+    pub fn on_tcp(
+        &mut self,
+        side: Side,
+        seg: &TcpSegment,
+        ts: Timestamp,
+        rares: &mut Rares,
+    ) -> bool {
         let ctl = Control::of(seg);
         let was = self.state;
-        self.account(side, seg, ctl, ts);
-        let peer_fin = self.dirs[side.other().index()].get(FIN_SEQ);
+        self.account(side, seg, ctl, ts, rares);
+        let peer_fin = self.seq(side.other(), FIN_SEQ);
         let acks_peer_fin =
             seg.flags.ack() && peer_fin.is_some_and(|f| seg.ack == f.wrapping_add(1));
         let next = transition(was, side, ctl, acks_peer_fin);
@@ -339,69 +574,82 @@ impl Flow {
 
     /// Applies an ICMP error quoting a segment this flow's client sent. Returns true if it
     /// ended the flow.
-    pub fn on_icmp(&mut self, err: &IcmpError, ts: Timestamp) -> bool {
+    pub fn on_icmp(&mut self, err: &IcmpError, ts: Timestamp, rares: &mut Rares) -> bool {
         let was = self.state;
         // An error quoting a sequence number the client never used is not about this
         // attempt (RFC 5927 §4.1: check the quoted sequence number).
-        if self.client_isn.is_some_and(|isn| isn != err.quoted_seq) {
+        if self.client_isn().is_some_and(|isn| isn != err.quoted_seq) {
             return false;
         }
         let next = transition(was, Side::Server, Control::Unreachable, false);
         if next != was {
-            self.rec.icmp = Some(IcmpAnswer {
+            rares.get_or_make(&mut self.rare).icmp = Some(IcmpAnswer {
                 kind: err.kind,
                 reporter: err.reporter,
             });
-            self.rec.last_ts = self.rec.last_ts.max(ts);
+            self.last_ts = self.last_ts.max(ts);
         }
         self.state = next;
         !was.is_done() && next.is_done()
     }
 
     /// Counters, history letters and sequence tracking for one segment.
-    fn account(&mut self, side: Side, seg: &TcpSegment, ctl: Control, ts: Timestamp) {
+    fn account(
+        &mut self,
+        side: Side,
+        seg: &TcpSegment,
+        ctl: Control,
+        ts: Timestamp,
+        rares: &mut Rares,
+    ) {
         let i = side.index();
-        self.rec.last_ts = self.rec.last_ts.max(ts);
-        self.rec.packets[i] += 1;
-        self.rec.bytes[i] += u64::from(seg.payload_len);
-        let dir = &mut self.dirs[i];
-        let h = &mut self.rec.history;
+        self.last_ts = self.last_ts.max(ts);
+        self.packets[i] = self.packets[i].saturating_add(1);
+        self.bytes[i] += u64::from(seg.payload_len);
 
         match ctl {
             Control::Syn if side == Side::Client => {
-                if self.client_isn.is_none() {
-                    self.client_isn = Some(seg.seq);
-                    self.rec.client_options = Some(seg.options);
-                    h.push(side, b'S');
+                if self.client_isn().is_none() {
+                    self.set_client_isn(seg.seq);
+                    self.options[i] = PackedOptions::pack(seg.options);
+                    self.history.push(side, b'S');
                 }
-                if let Some(prev) = self.last_syn_ts.get() {
-                    self.rec.syn_gaps_us.push(ts.micros_since(prev));
+                if self.present & HAS_LAST_SYN != 0 {
+                    let gap = ts.micros_since(self.at(self.last_syn));
+                    rares.get_or_make(&mut self.rare).syn_gaps.push(gap);
                 }
-                self.rec.syn_count += 1;
-                self.last_syn_ts = MaybeTs::some(ts);
+                self.syn_count = self.syn_count.saturating_add(1);
+                self.last_syn = self.offset(ts);
+                self.present |= HAS_LAST_SYN;
             }
             Control::SynAck if side == Side::Server => {
-                if self.rec.synack_count == 0 {
-                    self.rec.server_options = Some(seg.options);
-                    self.answered_syn_ts = self.last_syn_ts;
-                    h.push(side, b'H');
+                if self.synack_count == 0 {
+                    self.options[i] = PackedOptions::pack(seg.options);
+                    if self.present & HAS_LAST_SYN != 0 {
+                        self.handshake = self.last_syn;
+                        self.present |= HAS_ANSWERED_SYN;
+                    }
+                    self.history.push(side, b'H');
                     // The SYN-ACK acknowledges the client's ISN + 1.
-                    self.client_isn.get_or_insert(seg.ack.wrapping_sub(1));
+                    if self.client_isn().is_none() {
+                        self.set_client_isn(seg.ack.wrapping_sub(1));
+                    }
                 }
-                self.rec.synack_count += 1;
+                self.synack_count = self.synack_count.saturating_add(1);
             }
             Control::Syn | Control::SynAck => {}
             Control::Rst => {
-                if dir.get(LAST_RST) != Some(seg.seq) {
-                    h.push(side, b'R');
-                    dir.set(LAST_RST, seg.seq);
+                if self.seq(side, LAST_RST) != Some(seg.seq) {
+                    self.history.push(side, b'R');
+                    self.set_seq(side, LAST_RST, seg.seq);
                 }
             }
             Control::Fin | Control::Segment | Control::Unreachable => {}
         }
 
+        let h = &mut self.history;
         if seg.payload_len > 0 {
-            self.rec.last_payload_by = Some(side);
+            self.sides.set(LAST_PAYLOAD_BY, side);
             if !h.contains(side, b'D') {
                 h.push(side, b'D');
             }
@@ -422,45 +670,48 @@ impl Flow {
             .wrapping_add(seg.payload_len)
             .wrapping_add(syn)
             .wrapping_add(fin);
+        let snd_max = self.seq(side, SND_MAX);
         if !seg.flags.syn() && !seg.flags.rst() && (seg.payload_len > 0 || seg.flags.fin()) {
             let is_keepalive = seg.payload_len <= 1
                 && !seg.flags.fin()
-                && dir
-                    .get(SND_MAX)
-                    .is_some_and(|m| seg.seq.wrapping_add(1) == m);
-            if let Some(max) = dir.get(SND_MAX) {
+                && snd_max.is_some_and(|m| seg.seq.wrapping_add(1) == m);
+            if let Some(max) = snd_max {
                 if seq_le(end, max) && !is_keepalive {
-                    self.rec.retransmits[i] += 1;
-                    log_letter(h, side, b'T', self.rec.retransmits[i]);
+                    let rare = rares.get_or_make(&mut self.rare);
+                    rare.retransmits[i] = rare.retransmits[i].saturating_add(1);
+                    log_letter(&mut self.history, side, b'T', rare.retransmits[i]);
                 }
             }
         }
         if !seg.flags.rst() {
-            let max = match dir.get(SND_MAX) {
+            let max = match snd_max {
                 Some(max) if seq_le(end, max) => max,
                 _ => end,
             };
-            dir.set(SND_MAX, max);
+            self.set_seq(side, SND_MAX, max);
         }
-        if seg.flags.fin() && dir.get(FIN_SEQ).is_none() {
-            dir.set(FIN_SEQ, seg.seq.wrapping_add(seg.payload_len));
-            h.push(side, b'F');
+        if seg.flags.fin() && self.seq(side, FIN_SEQ).is_none() {
+            self.set_seq(side, FIN_SEQ, seg.seq.wrapping_add(seg.payload_len));
+            self.history.push(side, b'F');
         }
 
         // A zero window means the receiving application stopped reading (RFC 9293
         // §3.8.6.2); count each time it closes, not every segment while it stays shut.
         if !seg.flags.syn() && !seg.flags.rst() {
-            match (seg.window, dir.zero_since.get()) {
+            let since = rares.get(self.rare).and_then(|r| r.zero_since[i].get());
+            match (seg.window, since) {
                 (0, None) => {
-                    dir.zero_since = MaybeTs::some(ts);
-                    self.rec.zero_windows[i] += 1;
-                    log_letter(h, side, b'W', self.rec.zero_windows[i]);
+                    let rare = rares.get_or_make(&mut self.rare);
+                    rare.zero_since[i] = MaybeTs::some(ts);
+                    rare.zero_windows[i] = rare.zero_windows[i].saturating_add(1);
+                    log_letter(&mut self.history, side, b'W', rare.zero_windows[i]);
                 }
                 (0, Some(_)) => {}
                 (_, Some(since)) => {
-                    dir.zero_since = MaybeTs::NONE;
+                    let rare = rares.get_or_make(&mut self.rare);
+                    rare.zero_since[i] = MaybeTs::NONE;
                     let held = ts.micros_since(since);
-                    self.rec.zero_window_us[i] = self.rec.zero_window_us[i].max(held);
+                    rare.zero_window_us[i] = rare.zero_window_us[i].max(held);
                 }
                 (_, None) => {}
             }
@@ -470,59 +721,91 @@ impl Flow {
     /// Effects of entering a state: handshake timing, who reset, who closed first.
     fn on_enter(&mut self, was: State, next: State, side: Side, ctl: Control, ts: Timestamp) {
         if was == State::New && !matches!(next, State::SynSent | State::SynReceived) {
-            self.rec.midstream = true;
+            self.present |= MIDSTREAM;
         }
         if was == State::SynReceived
             && side == Side::Client
             && matches!(next, State::Established | State::FinWait { .. })
+            && self.is(HAS_ANSWERED_SYN)
+            && !self.is(HAS_RTT)
         {
-            self.rec.handshake_rtt_us = self.answered_syn_ts.get().map(|syn| ts.micros_since(syn));
+            self.handshake = saturate_u32(ts.micros_since(self.at(self.handshake)));
+            self.present |= HAS_RTT;
         }
         // A RST that ends the flow names who reset it; one after both FINs is teardown
         // noise on a connection that had already closed.
-        if ctl == Control::Rst && !was.is_done() && self.rec.reset_by.is_none() {
+        if ctl == Control::Rst && !was.is_done() && self.sides.get(RESET_BY).is_none() {
             if let State::Done(o) = next {
                 if o != Outcome::Closed {
-                    self.rec.reset_by = Some(side);
+                    self.sides.set(RESET_BY, side);
                 }
             }
         }
         if let State::FinWait { first } = next {
-            self.rec.closed_first_by.get_or_insert(first);
+            if self.sides.get(CLOSED_FIRST_BY).is_none() {
+                self.sides.set(CLOSED_FIRST_BY, first);
+            }
         }
     }
 
     /// Marks a live pending notice as sent and returns its record.
-    pub fn pending(&mut self) -> FlowRecord {
-        self.pending_reported = true;
-        self.snapshot()
+    pub fn pending(&mut self, rares: &Rares) -> FlowRecord {
+        self.present |= PENDING_REPORTED;
+        self.snapshot(rares)
     }
 
     /// Ends the flow (if it is not already) and returns its final record.
-    pub fn finish(&mut self, reason: EndReason) -> FlowRecord {
+    pub fn finish(&mut self, reason: EndReason, rares: &Rares) -> FlowRecord {
         let outcome = self.state.outcome();
         self.state = State::Done(outcome);
-        self.record(reason)
+        self.record(reason, rares)
     }
 
     /// The final record of a flow whose packets have just ended it.
-    pub fn record(&self, reason: EndReason) -> FlowRecord {
-        let mut rec = self.snapshot();
+    pub fn record(&self, reason: EndReason, rares: &Rares) -> FlowRecord {
+        let mut rec = self.snapshot(rares);
         rec.end = Some(reason);
         rec
     }
 
     /// The record as of now: outcome from the state, a zero window still shut counted up
     /// to the last packet.
-    fn snapshot(&self) -> FlowRecord {
-        let mut rec = self.rec;
-        rec.outcome = self.state.outcome();
-        for (i, dir) in self.dirs.iter().enumerate() {
-            if let Some(since) = dir.zero_since.get() {
-                rec.zero_window_us[i] = rec.zero_window_us[i].max(rec.last_ts.micros_since(since));
+    fn snapshot(&self, rares: &Rares) -> FlowRecord {
+        let rare = rares.get(self.rare).copied().unwrap_or_default();
+        let mut zero_window_us = rare.zero_window_us;
+        for (i, since) in rare.zero_since.iter().enumerate() {
+            if let Some(since) = since.get() {
+                zero_window_us[i] = zero_window_us[i].max(self.last_ts.micros_since(since));
             }
         }
-        rec
+        let [client_options, server_options] = self.options.map(PackedOptions::unpack);
+        FlowRecord {
+            id: self.id,
+            client: self.client(rares),
+            server: self.server(rares),
+            outcome: self.state.outcome(),
+            reset_by: self.sides.get(RESET_BY),
+            closed_first_by: self.sides.get(CLOSED_FIRST_BY),
+            syn_count: u32::from(self.syn_count),
+            syn_gaps_us: rare.syn_gaps,
+            synack_count: u32::from(self.synack_count),
+            port_reused: self.is(PORT_REUSED),
+            midstream: self.is(MIDSTREAM),
+            history: self.history,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            handshake_rtt_us: self.is(HAS_RTT).then_some(u64::from(self.handshake)),
+            packets: self.packets.map(u64::from),
+            bytes: self.bytes,
+            retransmits: rare.retransmits,
+            zero_windows: rare.zero_windows,
+            zero_window_us,
+            last_payload_by: self.sides.get(LAST_PAYLOAD_BY),
+            icmp: rare.icmp,
+            client_options,
+            server_options,
+            end: None,
+        }
     }
 
     /// How long this flow may stay idle in its state before it is ended (or, for a
@@ -539,6 +822,13 @@ impl Flow {
             State::Done(Outcome::Closed) => TIME_WAIT_US,
             State::Done(_) => 5 * SEC,
         }
+    }
+}
+
+fn v6_octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
     }
 }
 

@@ -12,7 +12,7 @@
 //! replay gives the same answer every time), the wall clock on timer ticks when live.
 
 use super::record::{EndReason, FlowEvent, Outcome, Side};
-use super::state::{Flow, State};
+use super::state::{Flow, Rares, State};
 use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
 
 /// How the table behaves. `Copy` and cheap: set once per run.
@@ -94,6 +94,8 @@ pub struct FlowTable {
     hasher: ahash::RandomState,
     nodes: Vec<Node>,
     free: Vec<u32>,
+    /// The rare parts (IPv6 addresses, SYN gaps, ICMP, zero windows) of `nodes`' flows.
+    rares: Rares,
     lists: [List; CLASSES],
     next_id: u64,
     clock: Timestamp,
@@ -114,6 +116,7 @@ impl FlowTable {
             hasher: ahash::RandomState::new(),
             nodes: Vec::with_capacity(initial),
             free: Vec::new(),
+            rares: Rares::default(),
             lists: [EMPTY; CLASSES],
             next_id: 1,
             clock: Timestamp(0),
@@ -142,17 +145,19 @@ impl FlowTable {
         let hash = self.pair_hash(&seg.src, &seg.dst);
         match seg.kind {
             SegmentKind::Icmp(err) => {
-                let Some(slot) = self.lookup(hash, &seg.src, &seg.dst) else {
+                let Some((slot, side)) = self.lookup(hash, &seg.src, &seg.dst) else {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
                 // Only errors about what the client sent concern the connection attempt.
-                if seg.src != flow.client() {
+                if side != Side::Client {
                     return Some(flow.id());
                 }
-                if flow.on_icmp(&err, seg.ts) {
-                    out.push(FlowEvent::Finished(flow.record(EndReason::Packets)));
+                if flow.on_icmp(&err, seg.ts, &mut self.rares) {
+                    out.push(FlowEvent::Finished(
+                        flow.record(EndReason::Packets, &self.rares),
+                    ));
                 }
                 let id = flow.id();
                 self.touch(slot);
@@ -161,28 +166,31 @@ impl FlowTable {
             // Not this port's traffic: the pipeline hands it to the diagnosis directly.
             SegmentKind::SynElsewhere => None,
             SegmentKind::Tcp(tcp) => {
-                let slot = match self.lookup(hash, &seg.src, &seg.dst) {
-                    Some(slot) => {
+                let (slot, side) = match self.lookup(hash, &seg.src, &seg.dst) {
+                    Some((slot, side)) => {
                         let now = self.clock;
                         let flow = &mut self.nodes[slot as usize].flow;
-                        let side = side_of(flow, seg);
                         if flow.is_new_connection(side, &tcp) {
                             let reused = flow.holds_tuple(now);
                             if !flow.state().is_done() {
-                                out.push(FlowEvent::Finished(flow.finish(EndReason::Superseded)));
+                                out.push(FlowEvent::Finished(
+                                    flow.finish(EndReason::Superseded, &self.rares),
+                                ));
                             }
+                            flow.release(&mut self.rares);
                             let id = self.take_id();
                             self.nodes[slot as usize].flow =
-                                Flow::new(id, seg.src, seg.dst, seg.ts, reused);
+                                Flow::new(id, seg.src, seg.dst, seg.ts, reused, &mut self.rares);
                         }
-                        slot
+                        (slot, side)
                     }
                     None => self.insert(hash, seg, out),
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
-                let side = side_of(flow, seg);
-                if flow.on_tcp(side, &tcp, seg.ts) {
-                    out.push(FlowEvent::Finished(flow.record(EndReason::Packets)));
+                if flow.on_tcp(side, &tcp, seg.ts, &mut self.rares) {
+                    out.push(FlowEvent::Finished(
+                        flow.record(EndReason::Packets, &self.rares),
+                    ));
                 }
                 let id = flow.id();
                 self.touch(slot);
@@ -203,28 +211,25 @@ impl FlowTable {
     }
 
     /// Like [`finish_all`](Self::finish_all), handing each final record to `each` as it
-    /// is made: a million open flows must not become a million records in memory at once
-    /// (only 24 bytes each are held, to sort them).
+    /// is made: a million open flows must not become a million records in memory at once.
+    /// The slab itself is sorted in place (the table is emptied anyway), so ending a
+    /// million flows in order takes no memory beyond the flows'.
     pub fn finish_all_with(&mut self, mut each: impl FnMut(FlowEvent)) {
-        let mut open: Vec<(Timestamp, u64, u32)> = Vec::new();
-        for class in 0..CLASSES {
-            let mut slot = self.lists[class].head;
-            while slot != NIL {
-                let node = &self.nodes[slot as usize];
-                if !node.flow.state().is_done() {
-                    open.push((node.flow.first_ts(), node.flow.id(), slot));
-                }
-                slot = node.next;
+        // Free slots hold flows that ended (`remove` only takes finished flows and
+        // tombstones), so `is_done` skips them along with the tombstones.
+        self.nodes
+            .sort_unstable_by_key(|n| (n.flow.first_ts(), n.flow.id()));
+        for node in &mut self.nodes {
+            if !node.flow.state().is_done() {
+                each(FlowEvent::Finished(
+                    node.flow.finish(EndReason::CaptureEnd, &self.rares),
+                ));
             }
-        }
-        open.sort_unstable();
-        for (_, _, slot) in open {
-            let flow = &mut self.nodes[slot as usize].flow;
-            each(FlowEvent::Finished(flow.finish(EndReason::CaptureEnd)));
         }
         self.index.clear();
         self.nodes.clear();
         self.free.clear();
+        self.rares.clear();
         self.lists = [EMPTY; CLASSES];
     }
 
@@ -265,7 +270,9 @@ impl FlowTable {
                     break;
                 }
                 if !flow.state().is_done() {
-                    out.push(FlowEvent::Finished(flow.finish(EndReason::IdleTimeout)));
+                    out.push(FlowEvent::Finished(
+                        flow.finish(EndReason::IdleTimeout, &self.rares),
+                    ));
                 }
                 self.remove(slot);
             }
@@ -281,21 +288,22 @@ impl FlowTable {
                     .first_syn_pending_since()
                     .is_some_and(|t| now.micros_since(t) >= self.cfg.syn_timeout_us)
                 {
-                    out.push(FlowEvent::Pending(flow.pending()));
+                    out.push(FlowEvent::Pending(flow.pending(&self.rares)));
                 }
                 slot = node.next;
             }
         }
     }
 
-    fn insert(&mut self, hash: u64, seg: &Segment, out: &mut Vec<FlowEvent>) -> u32 {
+    /// A new flow for `seg`; returns its slot and which side sent `seg`.
+    fn insert(&mut self, hash: u64, seg: &Segment, out: &mut Vec<FlowEvent>) -> (u32, Side) {
         if self.index.len() >= self.cfg.max_flows {
             self.evict(out);
         }
         let (client, server) = orient(seg, self.cfg.port);
         let id = self.take_id();
         let node = Node {
-            flow: Flow::new(id, client, server, seg.ts, false),
+            flow: Flow::new(id, client, server, seg.ts, false, &mut self.rares),
             prev: NIL,
             next: NIL,
             class: HANDSHAKE as u8,
@@ -310,12 +318,17 @@ impl FlowTable {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        let (nodes, rares, hasher) = (&self.nodes, &self.rares, &self.hasher);
         self.index
-            .insert_unique(hash, slot, |&s| slot_hash(hasher, nodes, s));
+            .insert_unique(hash, slot, |&s| slot_hash(hasher, nodes, rares, s));
         self.link_tail(slot, HANDSHAKE);
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
-        slot
+        let side = if seg.src == client {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        (slot, side)
     }
 
     /// Drops the least recently active tombstone, or else ends the least recently active
@@ -337,17 +350,20 @@ impl FlowTable {
             return;
         };
         let flow = &mut self.nodes[victim as usize].flow;
-        out.push(FlowEvent::Finished(flow.finish(EndReason::Evicted)));
+        out.push(FlowEvent::Finished(
+            flow.finish(EndReason::Evicted, &self.rares),
+        ));
         self.stats.evicted += 1;
         self.remove(victim);
     }
 
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
-        let hash = slot_hash(&self.hasher, &self.nodes, slot);
+        let hash = slot_hash(&self.hasher, &self.nodes, &self.rares, slot);
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
+        self.nodes[slot as usize].flow.release(&mut self.rares);
         self.free.push(slot);
     }
 
@@ -360,15 +376,21 @@ impl FlowTable {
             .wrapping_add(self.hasher.hash_one(b))
     }
 
-    fn lookup(&self, hash: u64, a: &Endpoint, b: &Endpoint) -> Option<u32> {
-        let nodes = &self.nodes;
+    /// The slot of the flow between `src` and `dst`, and which of its sides `src` is.
+    fn lookup(&self, hash: u64, src: &Endpoint, dst: &Endpoint) -> Option<(u32, Side)> {
+        let (nodes, rares) = (&self.nodes, &self.rares);
+        let mut side = Side::Client;
         self.index
             .find(hash, |&s| {
-                let f = &nodes[s as usize].flow;
-                let (c, v) = (f.client(), f.server());
-                (c == *a && v == *b) || (c == *b && v == *a)
+                match nodes[s as usize].flow.side_of(src, dst, rares) {
+                    Some(found) => {
+                        side = found;
+                        true
+                    }
+                    None => false,
+                }
             })
-            .copied()
+            .map(|&slot| (slot, side))
     }
 
     /// Most recently active now, in the list of its (possibly new) state.
@@ -422,23 +444,15 @@ impl FlowTable {
     #[cfg(test)]
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
         self.lookup(self.pair_hash(&a, &b), &a, &b)
-            .map(|slot| self.nodes[slot as usize].flow.state())
+            .map(|(slot, _)| self.nodes[slot as usize].flow.state())
     }
 }
 
-fn slot_hash(hasher: &ahash::RandomState, nodes: &[Node], slot: u32) -> u64 {
+fn slot_hash(hasher: &ahash::RandomState, nodes: &[Node], rares: &Rares, slot: u32) -> u64 {
     let flow = &nodes[slot as usize].flow;
     hasher
-        .hash_one(flow.client())
-        .wrapping_add(hasher.hash_one(flow.server()))
-}
-
-fn side_of(flow: &Flow, seg: &Segment) -> Side {
-    if seg.src == flow.client() {
-        Side::Client
-    } else {
-        Side::Server
-    }
+        .hash_one(flow.client(rares))
+        .wrapping_add(hasher.hash_one(flow.server(rares)))
 }
 
 /// Who is the client of a flow first seen with `seg`. A SYN's sender opened the

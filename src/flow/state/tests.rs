@@ -262,12 +262,49 @@ fn ep(port: u16) -> crate::decode::Endpoint {
     crate::decode::Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-fn flow() -> Flow {
-    Flow::new(1, ep(40000), ep(61999), Timestamp(1_000_000), false)
+/// A flow with its own store of rare parts, so tests read like the table's calls.
+struct TestFlow {
+    flow: Flow,
+    rares: Rares,
+}
+
+impl TestFlow {
+    fn on_tcp(&mut self, side: Side, seg: &TcpSegment, ts: Timestamp) -> bool {
+        self.flow.on_tcp(side, seg, ts, &mut self.rares)
+    }
+
+    fn on_icmp(&mut self, err: &IcmpError, ts: Timestamp) -> bool {
+        self.flow.on_icmp(err, ts, &mut self.rares)
+    }
+
+    fn record(&self, reason: EndReason) -> FlowRecord {
+        self.flow.record(reason, &self.rares)
+    }
+
+    fn finish(&mut self, reason: EndReason) -> FlowRecord {
+        self.flow.finish(reason, &self.rares)
+    }
+}
+
+impl std::ops::Deref for TestFlow {
+    type Target = Flow;
+    fn deref(&self) -> &Flow {
+        &self.flow
+    }
+}
+
+fn flow_between(client: crate::decode::Endpoint, server: crate::decode::Endpoint) -> TestFlow {
+    let mut rares = Rares::default();
+    let flow = Flow::new(1, client, server, Timestamp(1_000_000), false, &mut rares);
+    TestFlow { flow, rares }
+}
+
+fn flow() -> TestFlow {
+    flow_between(ep(40000), ep(61999))
 }
 
 /// A client at ISN 100 and a server at ISN 5000 complete the handshake; `at` is in µs.
-fn handshake(f: &mut Flow) {
+fn handshake(f: &mut TestFlow) {
     f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
     f.on_tcp(
         Server,
@@ -549,5 +586,28 @@ fn handshake_options_are_kept_from_syn_and_synack() {
     f.on_tcp(Client, &syn, Timestamp(1_000_000));
     let r = f.record(EndReason::CaptureEnd);
     assert_eq!(r.client_options.and_then(|o| o.mss), Some(65495));
+    assert_eq!(r.server_options, None);
+}
+
+#[test]
+fn ipv6_endpoints_and_handshake_options_survive_the_compact_flow() {
+    use std::net::Ipv6Addr;
+    let c = crate::decode::Endpoint::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 40000);
+    let v = crate::decode::Endpoint::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 61999);
+    let mut f = flow_between(c, v);
+    let mut syn = seg(SYN, 100, 0, 0, 65535);
+    syn.options = HandshakeOptions {
+        mss: Some(65476),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: false,
+    };
+    f.on_tcp(Client, &syn, Timestamp(1_000_000));
+    assert_eq!(f.flow.side_of(&v, &c, &f.rares), Some(Server));
+    assert_eq!(f.flow.side_of(&c, &v, &f.rares), Some(Client));
+    assert_eq!(f.flow.side_of(&c, &ep(61999), &f.rares), None);
+    let r = f.finish(EndReason::CaptureEnd);
+    assert_eq!((r.client, r.server), (c, v));
+    assert_eq!(r.client_options, Some(syn.options));
     assert_eq!(r.server_options, None);
 }

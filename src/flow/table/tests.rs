@@ -416,3 +416,34 @@ fn syn_from_the_watched_port_is_that_sides_own_outbound_attempt() {
     assert_eq!(recs[0].syn_count, 1);
     assert_eq!(recs[0].history.as_str(), "Sr");
 }
+/// The memory budget (issue: at most 200 bytes per tracked flow, index included) rests
+/// on this: a slab slot is 160 bytes, the index ~10 more at a million flows.
+#[test]
+fn a_tracked_flow_fits_in_160_bytes() {
+    assert!(
+        std::mem::size_of::<Node>() <= 160,
+        "Node grew to {} bytes",
+        std::mem::size_of::<Node>()
+    );
+}
+
+#[test]
+fn rare_parts_of_ended_flows_are_reused_not_leaked() {
+    let mut s = Script::new(cfg());
+    // Each attempt retransmits its SYN (a rare part: the gap) and is refused, 10 s apart.
+    for i in 0..200u16 {
+        let ms = u64::from(i) * 10_000;
+        s.c(ms, 40000 + i, SYN, 100, 0, 0);
+        s.c(ms + 1_000, 40000 + i, SYN, 100, 0, 0);
+        s.s(ms + 1_001, 40000 + i, RST | ACK, 0, 101, 0);
+    }
+    // Refused tombstones are forgotten after 5 s, and their rare parts with them.
+    assert!(
+        s.table.rares.len() <= 2,
+        "{} rare parts still held",
+        s.table.rares.len()
+    );
+    let recs = s.finals();
+    assert_eq!(recs.len(), 200);
+    assert!(recs.iter().all(|r| r.syn_gaps_us.as_slice() == [1_000_000]));
+}
