@@ -1,5 +1,6 @@
 //! The command line: clap definitions and their translation into a validated
-//! [`Config`]. No I/O here beyond reading `NO_COLOR` and whether stdout is a terminal.
+//! [`Config`]. No I/O here beyond reading `NO_COLOR`, whether stdout is a terminal, and
+//! libpcap's version string for `--version`.
 
 use crate::capture::{self, Limits, Source};
 use crate::flow::FlowConfig;
