@@ -1,20 +1,24 @@
 //! The command line: clap definitions and their translation into a validated
-//! [`Config`]. No I/O here beyond reading `NO_COLOR` and whether stdout is a terminal.
+//! [`Config`]. No I/O here beyond reading `NO_COLOR`, whether stdout is a terminal, and
+//! libpcap's version string for `--version`.
 
 use crate::capture::{self, Limits, Source};
 use crate::flow::FlowConfig;
 use crate::pipeline::Config;
 use crate::report::{Format, Style};
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Examples:
-  portsniff -i lo --port 61999                 watch connections to port 61999 on loopback
-  portsniff -r saved.pcap --port 61999         explain every connection in a capture file
-  portsniff -i any --port 5432 --json | jq .   JSON lines for scripts
+  portsniff -i lo --port 61999                   watch connections to port 61999 on
+                                                 loopback until Ctrl-C
+  portsniff -r saved.pcap --port 61999           explain every connection in a capture file
+  portsniff -i any --port 5432 --json | jq .     JSON lines for scripts
+  portsniff -i lo --port 61999 'host 127.0.0.1'  only what a pcap-filter expression matches
+  portsniff -D                                   the interfaces to capture on
 
 Exit status: 0 no problem seen, 1 problem connections seen (unanswered, refused,
 unreachable, handshake_incomplete, reset), 2 error.";
@@ -29,10 +33,14 @@ pub enum ColorChoice {
 /// Watch one TCP port and tell, connection by connection, why connections to it fail.
 #[derive(Debug, Parser)]
 #[command(name = "portsniff", version, about, after_help = AFTER_HELP)]
-#[command(group(ArgGroup::new("input").required(true).args(["interface", "read"])))]
+#[command(
+    override_usage = "portsniff (-i IFACE | -r FILE) --port PORT [OPTIONS] [EXPRESSION]...\n       portsniff -D"
+)]
+#[command(group(ArgGroup::new("input").args(["interface", "read"])))]
 pub struct Cli {
     /// Capture live on this interface (e.g. lo, eth0, any). Needs root or cap_net_raw.
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE",
+          required_unless_present_any = ["read", "list_interfaces"])]
     pub interface: Option<String>,
 
     /// Read packets from a pcap or pcapng file; `-` reads standard input.
@@ -40,8 +48,23 @@ pub struct Cli {
     pub read: Option<PathBuf>,
 
     /// The TCP port to watch; the endpoint on it is the server.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..=65535))]
-    pub port: u16,
+    #[arg(long, value_name = "PORT", required_unless_present = "list_interfaces",
+          value_parser = clap::value_parser!(u16).range(1..=65535))]
+    pub port: Option<u16>,
+
+    /// Only packets this pcap-filter expression also matches (tcpdump's syntax, e.g.
+    /// 'host 127.0.0.1'; several words are joined with spaces, as tcpdump does).
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
+
+    /// List the interfaces to capture on, numbered as tcpdump -D does, and exit.
+    #[arg(short = 'D', long = "list-interfaces", exclusive = true)]
+    pub list_interfaces: bool,
+
+    /// Accepted for tcpdump habits (-n, -nn): portsniff never turns addresses or ports
+    /// into names. (A host name in the expression is looked up once, by libpcap.)
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    pub numeric: u8,
 
     /// Also write the packets of the port's connections to this pcap file.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
@@ -133,7 +156,24 @@ fn use_color(choice: ColorChoice, json: bool, no_color_env: bool, terminal: bool
     }
 }
 
+/// The command line with its run-time `--version`: portsniff's version and the libpcap
+/// it runs on, which may not be the one it was built against.
+pub fn command() -> clap::Command {
+    Cli::command().version(format!(
+        "{}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        capture::libpcap_version()
+    ))
+}
+
 impl Cli {
+    /// Parses the process's arguments; on a usage error, prints it and exits 2.
+    pub fn parse_args() -> Cli {
+        let mut cmd = command();
+        let matches = cmd.clone().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    }
+
     pub fn into_config(self) -> Config {
         let source = match (self.interface, self.read) {
             (Some(interface), _) => Source::Live {
@@ -156,7 +196,9 @@ impl Cli {
         };
         Config {
             source,
-            port: self.port,
+            port: self
+                .port
+                .unwrap_or_else(|| unreachable!("clap requires --port unless -D")),
             limits: Limits {
                 max_packets: self.count,
                 duration: self.duration.map(Duration::from_secs_f64),
@@ -181,6 +223,7 @@ impl Cli {
             write: self.write,
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
+            filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),
         }
     }
 }

@@ -1,12 +1,11 @@
 //! The `portsniff` binary: parse arguments, run the library, map the result to an exit
 //! status (0 nothing wrong, 1 problem connections seen, 2 error).
 
-use clap::Parser;
 use portsniff::capture;
 use portsniff::cli::Cli;
 use portsniff::privileges;
 use portsniff::report::pcap_writer::remove_unfinished;
-use std::io::{self, BufWriter, IsTerminal};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -46,9 +45,40 @@ fn relinquish(config: &portsniff::Config, write: Option<&Path>) -> Result<(), po
     Ok(privileges::drop_privileges(&plan)?)
 }
 
+/// `-D`: the interfaces, one per line on stdout, as `tcpdump -D` prints them.
+fn list_interfaces() -> ExitCode {
+    match capture::interface_lines() {
+        Ok(lines) => {
+            let mut out = io::stdout().lock();
+            for line in lines {
+                if writeln!(out, "{line}").is_err() {
+                    break; // `| head`: stop quietly.
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portsniff: error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// tcpdump's closing lines for a live capture, on stderr, plus portsniff's own drops.
+fn print_capture_stats(result: &portsniff::RunResult) {
+    let kernel = result.kernel.unwrap_or_default();
+    eprintln!("{} packets captured", result.captured);
+    eprintln!("{} packets received by filter", kernel.received);
+    eprintln!("{} packets dropped by kernel", kernel.dropped);
+    eprintln!("{} packets dropped by portsniff", result.internal_dropped);
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     init_logging(cli.verbose);
+    if cli.list_interfaces {
+        return list_interfaces();
+    }
     let config = cli.into_config();
 
     let prepared = match portsniff::pipeline::prepare(&config) {
@@ -89,6 +119,9 @@ fn main() -> ExitCode {
     let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     match prepared.run(out, stop) {
         Ok(result) => {
+            if config.source.is_live() {
+                print_capture_stats(&result);
+            }
             if result.kernel_dropped + result.internal_dropped > 0 {
                 eprintln!(
                     "portsniff: warning: {} packets dropped by the kernel and {} by portsniff; \

@@ -46,6 +46,8 @@ pub struct Config {
     pub write: Option<PathBuf>,
     pub max_flows: usize,
     pub syn_timeout: Duration,
+    /// The trailing pcap-filter expression that narrows the capture, as tcpdump's.
+    pub filter_expr: Option<String>,
 }
 
 /// How a run went, for the exit status.
@@ -62,6 +64,10 @@ pub struct RunResult {
     pub kernel_dropped: u64,
     /// Packets portsniff dropped because its flow stage fell behind.
     pub internal_dropped: u64,
+    /// Packets read (live: those that passed the kernel filter).
+    pub captured: u64,
+    /// Live: libpcap's `pcap_stats` counters at the end.
+    pub kernel: Option<capture::KernelStats>,
 }
 
 fn wall_clock() -> Timestamp {
@@ -82,7 +88,7 @@ pub struct Prepared<'a> {
 /// Opens the capture and the `-w` file: every error a user can cause by their arguments
 /// or permissions happens here, before any output.
 pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
-    let opened = capture::open(&cfg.source, cfg.port)?;
+    let opened = capture::open(&cfg.source, cfg.port, cfg.filter_expr.as_deref())?;
     let writer = match &cfg.write {
         Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
         None => None,
@@ -122,7 +128,8 @@ impl Prepared<'_> {
         tracing::info!(
             source = %cfg.source.name(),
             link = link.name(),
-            filter = opened.filter(),
+            // Files are read unfiltered (the decoder picks the port's packets).
+            kernel_filter = live.then(|| opened.filter()),
             "capture started"
         );
         let keep_raw = writer.is_some();
@@ -251,6 +258,7 @@ impl Prepared<'_> {
         );
         let findings = sink.diagnoser.finish();
         let summary = Summary {
+            expression: cfg.filter_expr.as_deref(),
             system: sink.diagnoser.system_view(),
             credentials: live.then(crate::privileges::Credentials::current),
             ..summary
@@ -264,7 +272,17 @@ impl Prepared<'_> {
             let written = w.finish()?;
             tracing::info!(packets = written, "capture file written");
         }
+        tracing::info!(
+            captured = report.packets,
+            filtered_out = report.filtered_out,
+            received_by_filter = report.kernel.map(|k| k.received),
+            dropped_by_kernel = report.kernel.map(|k| k.dropped),
+            dropped_by_portsniff = report.internal_dropped,
+            "capture ended"
+        );
         Ok(RunResult {
+            captured: report.packets,
+            kernel: report.kernel,
             flows: tally.flows(),
             problems: tally.problems(),
             kernel_dropped: report.kernel.map_or(0, |k| k.dropped),

@@ -46,6 +46,12 @@ pub enum CaptureError {
     #[error("the capture filter {filter:?} was rejected: {detail}")]
     Filter { filter: String, detail: String },
 
+    #[error(
+        "invalid filter expression {expression:?}: {detail}\n\
+         hint: the expression uses tcpdump's syntax (man 7 pcap-filter), e.g. 'host 127.0.0.1'"
+    )]
+    Expression { expression: String, detail: String },
+
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signal(String),
 }

@@ -6,8 +6,12 @@
 //! plain [`Batch`]es of `Copy` segments; it never sees flows.
 
 mod error;
+mod filter;
+mod info;
 
 pub use error::CaptureError;
+pub use filter::UserFilter;
+pub use info::{interface_lines, libpcap_version};
 
 use crate::decode::{Decoder, LinkType, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -150,6 +154,9 @@ pub struct CaptureReport {
     pub kernel: Option<KernelStats>,
     /// Live: segments dropped because the flow stage fell behind (a full channel).
     pub internal_dropped: u64,
+    /// From a file: records the user's filter expression rejected (not in `packets`,
+    /// as live the kernel filter rejects them before they are captured).
+    pub filtered_out: u64,
     /// The error that ended reading early (a truncated file), if any. Everything read
     /// before it has been delivered.
     pub error: Option<CaptureError>,
@@ -166,6 +173,8 @@ pub struct Opened {
     source: Source,
     decoder: Decoder,
     filter: String,
+    /// From a file: the user's filter expression, applied per record.
+    user_filter: Option<UserFilter>,
     /// Hand over every packet at once: standard input that is a pipe (`tcpdump -w - |
     /// portsniff -r -`) may block forever between packets, with a batch half full.
     flush_each: bool,
@@ -186,15 +195,22 @@ pub fn bpf_filter(port: u16) -> String {
     )
 }
 
-/// Opens a live interface (with the kernel BPF filter for `port`) or a capture file.
-pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
-    let filter = bpf_filter(port);
+/// Opens a live interface (with the kernel BPF filter for `port`, narrowed by the user's
+/// `expression`) or a capture file (the expression then applies per record).
+pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Opened, CaptureError> {
+    let filter = filter::combine(&bpf_filter(port), expression);
     let handle = match source {
         Source::Live {
             interface,
             buffer_bytes,
             snaplen,
-        } => Handle::Live(open_live(interface, *buffer_bytes, *snaplen, &filter)?),
+        } => Handle::Live(open_live(
+            interface,
+            *buffer_bytes,
+            *snaplen,
+            &filter,
+            expression,
+        )?),
         Source::File(path) => Handle::File(open_file(path.as_deref())?),
     };
     let linktype = match &handle {
@@ -202,6 +218,26 @@ pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
         Handle::File(c) => c.get_datalink(),
     };
     let link = LinkType::from_linktype(linktype.0);
+    let user_filter = match (&handle, expression) {
+        (Handle::File(_), Some(e)) => Some(UserFilter::for_link(e, linktype)?),
+        _ => None,
+    };
+    match source {
+        Source::Live {
+            interface,
+            buffer_bytes,
+            snaplen,
+        } => tracing::info!(
+            interface,
+            snaplen,
+            buffer_kib = buffer_bytes / 1024,
+            link = link.name(),
+            "live capture open"
+        ),
+        Source::File(_) => {
+            tracing::info!(file = %source.name(), link = link.name(), "capture file open")
+        }
+    }
     if let LinkType::Unsupported(n) = link {
         tracing::warn!(
             linktype = n,
@@ -220,6 +256,7 @@ pub fn open(source: &Source, port: u16) -> Result<Opened, CaptureError> {
         source: source.clone(),
         decoder: Decoder::new(link, port),
         filter,
+        user_filter,
         flush_each,
     })
 }
@@ -229,6 +266,7 @@ fn open_live(
     buffer_bytes: u32,
     snaplen: u32,
     filter: &str,
+    expression: Option<&str>,
 ) -> Result<Capture<Active>, CaptureError> {
     let mut names = interfaces()?;
     if !names.iter().any(|n| n == interface) {
@@ -250,11 +288,15 @@ fn open_live(
     let mut cap = inactive
         .open()
         .map_err(|e| CaptureError::from_live(interface, e))?;
+    if let Some(e) = expression {
+        // Alone first: a mistake is then reported in the user's own words.
+        filter::compile(&cap, e)?;
+    }
     cap.filter(filter, true).map_err(|e| CaptureError::Filter {
         filter: filter.to_string(),
         detail: e.to_string(),
     })?;
-    tracing::debug!(interface, filter, "live capture open");
+    tracing::debug!(interface, filter, "kernel filter installed");
     cap.setnonblock()
         .map_err(|e| CaptureError::from_live(interface, e))
 }
@@ -320,10 +362,15 @@ impl Opened {
             flush_each: self.flush_each,
             max_packets: limits.max_packets,
             batch_started: None,
+            user_filter: self.user_filter,
         };
         match self.handle {
             Handle::File(mut cap) => {
                 reader.run_file(&mut cap, stop, &self.source);
+                // The damage's position counts every record, filtered out or not.
+                if let Some(CaptureError::Truncated { packets, .. }) = &mut reader.report.error {
+                    *packets += reader.report.filtered_out;
+                }
             }
             Handle::Live(mut cap) => {
                 reader.run_live(&mut cap, stop, limits.duration, &self.source);
@@ -357,6 +404,7 @@ struct Reader<'a> {
     max_packets: Option<u64>,
     /// Live: when the current batch got its first segment.
     batch_started: Option<Instant>,
+    user_filter: Option<UserFilter>,
 }
 
 impl Reader<'_> {
@@ -429,6 +477,10 @@ impl Reader<'_> {
     }
 
     fn packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
+        if self.user_filter.as_ref().is_some_and(|f| !f.matches(data)) {
+            self.report.filtered_out += 1;
+            return;
+        }
         self.report.packets += 1;
         let (sec, usec) = timeval(header);
         let ts = Timestamp::from_timeval(sec, usec);

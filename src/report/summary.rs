@@ -145,6 +145,10 @@ pub struct Summary<'a> {
     pub skipped: SkipCounts,
     pub kernel: Option<KernelStats>,
     pub internal_dropped: u64,
+    /// The user's filter expression, if any.
+    pub expression: Option<&'a str>,
+    /// From a file: records that expression rejected (not counted in `packets`).
+    pub filtered_out: u64,
     pub table: TableStats,
     pub error: Option<String>,
     /// Live on Linux: listeners, sockets and counters at the end.
@@ -177,6 +181,8 @@ impl<'a> Summary<'a> {
             skipped: capture.skipped,
             kernel: capture.kernel,
             internal_dropped: capture.internal_dropped,
+            expression: None,
+            filtered_out: capture.filtered_out,
             table,
             error: capture.error.as_ref().map(|e| e.to_string()),
             system: None,

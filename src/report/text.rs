@@ -388,6 +388,20 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
             format!(" ({bad})")
         }
     )?;
+    if let Some(expr) = s.expression {
+        if s.live {
+            writeln!(
+                out,
+                "  filter          {expr} (in the kernel, with portsniff's own)"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  filter          {expr} ({} packets did not match, not counted above)",
+                s.filtered_out
+            )?;
+        }
+    }
     if let Some(k) = s.kernel {
         writeln!(
             out,

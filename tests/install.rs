@@ -1,0 +1,205 @@
+//! Installing portsniff as a user would: `cargo install --path .`, and the man page and
+//! shell completions from `cargo run --example gen_docs -- DIR` (README, Install).
+//!
+//! Both run cargo with this test's own target directory, so they reuse what `cargo test`
+//! just built instead of building everything again.
+
+mod common;
+#[path = "common/live_support.rs"]
+#[allow(dead_code)] // tests/live.rs uses the rest
+mod live_support;
+
+use clap::CommandFactory;
+use common::{fixture, PORT};
+use live_support::{run_bounded, skip, which, Finished};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A cold build of the example or the binary on a 2-core machine stays well inside this.
+const CARGO_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The target directory the test binaries were built in: `target/debug/portsniff`'s
+/// grandparent.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_portsniff"))
+        .ancestors()
+        .nth(2)
+        .expect("the binary sits in TARGET/PROFILE/")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str], what: &str) -> Finished {
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir());
+    let run = run_bounded(cmd, what, CARGO_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{what} failed:\n{}", run.stderr);
+    run
+}
+
+/// `cargo run --example gen_docs -- DIR`, as the README says: the directory and what the
+/// generator printed (one line per file written).
+fn gen_docs() -> (tempfile::TempDir, Finished) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap().to_string();
+    let run = cargo(
+        &["run", "--offline", "--example", "gen_docs", "--", &out],
+        "cargo run --example gen_docs",
+    );
+    (dir, run)
+}
+
+/// Every `--long` flag clap knows, `--help` and `--version` included.
+fn long_flags() -> Vec<String> {
+    let cmd = portsniff::cli::Cli::command();
+    let mut flags: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(str::to_string)
+        .collect();
+    flags.extend(["help".to_string(), "version".to_string()]);
+    assert!(flags.len() > 20, "{flags:?}");
+    flags
+}
+
+#[test]
+fn cargo_install_puts_a_working_portsniff_in_the_root() {
+    let root = tempfile::tempdir().unwrap();
+    cargo(
+        &[
+            "install",
+            "--path",
+            env!("CARGO_MANIFEST_DIR"),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--debug",
+            "--offline",
+            "--locked",
+        ],
+        "cargo install --path .",
+    );
+    let installed = root.path().join("bin").join("portsniff");
+    let out = Command::new(&installed)
+        .args([
+            "-r",
+            fixture("refused.pcap").to_str().unwrap(),
+            "--port",
+            PORT,
+        ])
+        .args(["--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", installed.display()));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused connection is a problem"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"outcome\":\"refused\""), "{stdout}");
+}
+
+#[test]
+fn gen_docs_writes_a_man_page_and_completions_for_every_flag() {
+    let (dir, run) = gen_docs();
+    assert_eq!(run.stdout.len(), 6, "one line per file written");
+    let flags = long_flags();
+
+    // The man page renders, and documents every flag, the expression and the examples.
+    let page = dir.path().join("portsniff.1");
+    let rendered = match which("groff") {
+        Some(groff) => {
+            let out = Command::new(groff)
+                .args(["-man", "-Tascii", "-P-cbou", "-ww"])
+                .arg(&page)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            assert!(
+                out.stderr.is_empty(),
+                "groff warns: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        None => {
+            skip(
+                "gen_docs",
+                "groff is not installed: checking the roff source",
+            );
+            std::fs::read_to_string(&page).unwrap().replace("\\-", "-")
+        }
+    };
+    for flag in &flags {
+        assert!(
+            rendered.contains(&format!("--{flag}")),
+            "man page lacks --{flag}"
+        );
+    }
+    for section in [
+        "SYNOPSIS",
+        "OPTIONS",
+        "EXAMPLES",
+        "EXIT STATUS",
+        "EXPRESSION",
+    ] {
+        assert!(rendered.contains(section), "man page lacks {section}");
+    }
+    assert!(
+        rendered.contains("portsniff -i any --port 5432 --json | jq ."),
+        "{rendered}"
+    );
+
+    // Each shell's completions name every flag, in that shell's own syntax.
+    for (file, forms) in [
+        ("portsniff.bash", &["--{} ", "--{}\""][..]),
+        // zsh: `--port=[help]` for a flag with a value, `--json[help]` without.
+        ("_portsniff", &["--{}=[", "--{}["]),
+        ("portsniff.fish", &["-l {} "]),
+        ("portsniff.elv", &["cand --{} "]),
+        ("_portsniff.ps1", &["'--{}'"]),
+    ] {
+        let script = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        for flag in &flags {
+            let wants: Vec<String> = forms.iter().map(|f| f.replace("{}", flag)).collect();
+            assert!(
+                wants.iter().any(|w| script.contains(w)),
+                "{file} lacks {wants:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bash_completion_is_valid_and_completes_a_flag() {
+    let (dir, _) = gen_docs();
+    let script = dir.path().join("portsniff.bash");
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // What bash does on `portsniff --list-i<TAB>`.
+    let complete = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source \"$1\"; COMP_WORDS=(portsniff --list-i); COMP_CWORD=1; \
+             _portsniff portsniff --list-i portsniff; echo \"${COMPREPLY[*]}\"",
+        )
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&complete.stdout).trim(),
+        "--list-interfaces",
+        "{}",
+        String::from_utf8_lossy(&complete.stderr)
+    );
+}
