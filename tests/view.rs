@@ -430,8 +430,8 @@ fn live_summary_prints_a_snapshot_a_second_that_counts_the_connections() {
 }
 
 #[test]
-fn live_summary_redraws_in_place_on_a_terminal_and_restores_the_cursor() {
-    const TEST: &str = "live_summary_redraws_in_place_on_a_terminal_and_restores_the_cursor";
+fn live_summary_redraws_in_place_on_a_terminal_and_gives_the_screen_back() {
+    const TEST: &str = "live_summary_redraws_in_place_on_a_terminal_and_gives_the_screen_back";
     if !have_root(TEST) {
         return;
     }
@@ -447,16 +447,98 @@ fn live_summary_redraws_in_place_on_a_terminal_and_restores_the_cursor() {
     let t = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
-        t.contains("\x1b[?25l"),
-        "the cursor is hidden while redrawing"
+        t.contains("\x1b[?1049h\x1b[?25l"),
+        "the alternate screen, cursor hidden, while redrawing"
     );
     assert!(
         t.matches("\x1b[Hportsniff live summary").count() >= 2
             || t.matches("\x1b[H\x1b[1mportsniff live summary").count() >= 2,
         "each table starts at the top of the screen:\n{t:?}"
     );
-    let shown = t.rfind("\x1b[?25h").expect("the cursor is shown again");
+    let shown = t
+        .rfind("\x1b[?25h\x1b[?1049l")
+        .expect("the cursor and the user's screen come back");
     let summary = t.find("Summary: ").expect("the summary follows");
-    assert!(shown < summary, "restored before the summary");
+    assert!(
+        shown < summary,
+        "restored before the summary, which stays on screen"
+    );
+    drop(reserved);
+}
+
+/// The PID of the first process called `name` below `pid` (children of children, …).
+fn descendant_named(pid: u32, name: &str) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .find_map(|c| {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                Some(c)
+            } else {
+                descendant_named(c, name)
+            }
+        })
+}
+
+#[test]
+fn live_summary_gives_the_screen_back_after_a_second_ctrl_c() {
+    const TEST: &str = "live_summary_gives_the_screen_back_after_a_second_ctrl_c";
+    if !have_root(TEST) {
+        return;
+    }
+    let Some(script) = which("script") else {
+        skip(
+            TEST,
+            "needs `script` from util-linux to make a pseudo-terminal",
+        );
+        return;
+    };
+    let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
+    let shell = format!(
+        "{} -i lo --port {} --live-summary --no-attribution",
+        shell_quote(bin()),
+        reserved.port()
+    );
+    let mut cmd = Command::new(script);
+    cmd.args(["-q", "-e", "-c", &shell, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR");
+    let sniffer = Sniffer::spawn(cmd, "portsniff --live-summary under script");
+    let script_pid = u32::try_from(sniffer.pid()).expect("a positive PID");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let portsniff = loop {
+        if let Some(p) = descendant_named(script_pid, "portsniff") {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "portsniff never started under script"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Long enough for the capture to open and the first table to be drawn.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..2 {
+        // SAFETY: kill(2) on the PID of portsniff, which this test started (through
+        // script) and which cannot have been reaped: script is still waiting for it.
+        let rc = unsafe { libc::kill(portsniff as i32, libc::SIGINT) };
+        assert_eq!(rc, 0, "SIGINT to portsniff");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    let t = run.stdout_text();
+    assert_eq!(
+        run.code(),
+        Some(130),
+        "the forced exit, not the clean one: {t:?}"
+    );
+    let taken = t.find("\x1b[?1049h").expect("the table took the screen");
+    let given_back = t.rfind("\x1b[?25h\x1b[?1049l");
+    assert!(
+        given_back.is_some_and(|s| s > taken),
+        "the screen and cursor come back even on a forced exit: {t:?}"
+    );
     drop(reserved);
 }

@@ -2,9 +2,11 @@
 //! second (outcome counts and rates, handshake RTT percentiles, the top problem, packets
 //! and drops), for watching a port while reproducing a bug.
 //!
-//! On a terminal the table is redrawn in place (cursor home, then each line erased to
-//! its end, so nothing flickers); anywhere else each snapshot is printed whole and
-//! followed by a blank line, so a pipe or a file gets one readable block per second.
+//! On a terminal the table is redrawn in place on the alternate screen, as `top` and
+//! `less` do (cursor home, then each line erased to its end, so nothing flickers), and
+//! the user's screen and cursor come back on exit; anywhere else each snapshot is
+//! printed whole, separated by a blank line, so a pipe or a file gets one readable block
+//! per second.
 //! The final summary and diagnosis still follow when the capture stops.
 
 use super::summary::Tally;
@@ -29,23 +31,27 @@ pub enum Redraw {
     Snapshots,
 }
 
-const HIDE_CURSOR: &str = "\x1b[?25l";
-const SHOW_CURSOR: &str = "\x1b[?25h";
+/// Switch to the alternate screen and hide the cursor (xterm private modes 1049, 25).
+const TAKE_SCREEN: &str = "\x1b[?1049h\x1b[?25l";
+/// Show the cursor and go back to the user's screen, as it was before.
+const GIVE_BACK_SCREEN: &str = "\x1b[?25h\x1b[?1049l";
 const HOME: &str = "\x1b[H";
 const ERASE_LINE_END: &str = "\x1b[K";
 const ERASE_BELOW: &str = "\x1b[J";
 
-/// Set while the cursor is hidden, so a forced exit (a second Ctrl-C) can show it again.
-static CURSOR_HIDDEN: AtomicBool = AtomicBool::new(false);
+/// Set while the view holds the alternate screen, so a forced exit (a second Ctrl-C)
+/// can give it back.
+static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Shows the cursor again if the live view hid it. For the forced-exit path, where the
-/// main thread may hold the stdout lock: writes to the descriptor directly.
+/// Gives the user's screen and cursor back if the live view took them. For the
+/// forced-exit path, where the main thread may hold the stdout lock: writes to the
+/// descriptor directly.
 pub fn restore_terminal() {
-    if CURSOR_HIDDEN.swap(false, Ordering::SeqCst) {
+    if SCREEN_TAKEN.swap(false, Ordering::SeqCst) {
         // SAFETY: write(2) on fd 1 with a pointer and length of a live static string; a
         // failure (stdout closed) leaves nothing to restore.
         unsafe {
-            libc::write(1, SHOW_CURSOR.as_ptr().cast(), SHOW_CURSOR.len());
+            libc::write(1, GIVE_BACK_SCREEN.as_ptr().cast(), GIVE_BACK_SCREEN.len());
         }
     }
 }
@@ -121,8 +127,8 @@ impl LiveView {
         match self.redraw {
             Redraw::InPlace => {
                 let mut screen = String::with_capacity(table.len() + 256);
-                if !CURSOR_HIDDEN.swap(true, Ordering::SeqCst) {
-                    screen.push_str(HIDE_CURSOR);
+                if !SCREEN_TAKEN.swap(true, Ordering::SeqCst) {
+                    screen.push_str(TAKE_SCREEN);
                 }
                 screen.push_str(HOME);
                 for line in table.lines() {
@@ -142,10 +148,11 @@ impl LiveView {
         out.flush()
     }
 
-    /// Leaves the terminal as it was: the cursor shown, below the last table.
+    /// Leaves the terminal as it was (the summary that follows goes to the user's
+    /// screen).
     pub fn finish(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if self.redraw == Redraw::InPlace && CURSOR_HIDDEN.swap(false, Ordering::SeqCst) {
-            out.write_all(SHOW_CURSOR.as_bytes())?;
+        if self.redraw == Redraw::InPlace && SCREEN_TAKEN.swap(false, Ordering::SeqCst) {
+            out.write_all(GIVE_BACK_SCREEN.as_bytes())?;
         }
         Ok(())
     }
@@ -334,17 +341,17 @@ mod tests {
     }
 
     #[test]
-    fn in_place_redraw_goes_home_hides_the_cursor_and_finish_shows_it() {
+    fn in_place_redraw_takes_the_alternate_screen_and_finish_gives_it_back() {
         let mut view = LiveView::new(Redraw::InPlace);
         let at = view.started;
         let text = snapshot(&mut view, &Tally::default(), 0, at);
-        assert!(text.starts_with(HIDE_CURSOR), "{text:?}");
+        assert!(text.starts_with(TAKE_SCREEN), "{text:?}");
         assert!(
             text.contains(HOME) && text.ends_with(ERASE_BELOW),
             "{text:?}"
         );
         let mut out = Vec::new();
         view.finish(&mut out).unwrap();
-        assert_eq!(out, SHOW_CURSOR.as_bytes());
+        assert_eq!(out, GIVE_BACK_SCREEN.as_bytes());
     }
 }

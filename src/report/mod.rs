@@ -131,12 +131,14 @@ impl<W: Write> Reporter<W> {
 
     /// `--live-summary`: redraws the table if a second has passed since the last one.
     pub fn live_tick(&mut self, now_counts: live::CaptureNow) -> io::Result<()> {
+        let Some(view) = &mut self.live_view else {
+            return Ok(());
+        };
         let now = std::time::Instant::now();
-        match &mut self.live_view {
-            Some(view) if view.due(now) => {
-                view.draw(&mut self.out, &self.tally, now_counts, self.style, now)
-            }
-            _ => Ok(()),
+        if view.due(now) {
+            view.draw(&mut self.out, &self.tally, now_counts, self.style, now)
+        } else {
+            Ok(())
         }
     }
 
