@@ -26,9 +26,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// A generated mix large enough that the debug binary replays it for about a second:
-/// the bar (redrawn every 100 ms) has time to show.
-const BIG_PACKETS: u64 = 200_000;
+/// A generated mix large enough that the debug binary replays it for over a second (200k
+/// packets took only 0.25 s): the bar, shown after 0.3 s and redrawn every 100 ms, has
+/// time to appear.
+const BIG_PACKETS: u64 = 1_000_000;
 /// What the bar prints (see `report::progress::TEMPLATE`).
 const BAR_TEXT: &str = "portsniff: reading";
 const BAR_ETA: &str = "ETA";
