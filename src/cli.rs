@@ -5,6 +5,8 @@
 use crate::capture::{self, Limits, Source};
 use crate::flow::FlowConfig;
 use crate::pipeline::Config;
+use crate::report::live::Redraw;
+use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::io::IsTerminal;
@@ -19,6 +21,7 @@ Examples:
   portsniff -i any --port 5432 --json | jq .     JSON lines for scripts
   portsniff -i lo --port 61999 'host 127.0.0.1'  only what a pcap-filter expression matches
   portsniff -D                                   the interfaces to capture on
+  portsniff -i lo --port 8080 --live-summary     a one-screen table redrawn every second
 
 Exit status: 0 no problem seen, 1 problem connections seen (unanswered, refused,
 unreachable, handshake_incomplete, reset), 2 error.";
@@ -125,6 +128,12 @@ pub struct Cli {
     #[arg(long)]
     pub no_attribution: bool,
 
+    /// Live: instead of a line per connection, redraw a one-screen table every second
+    /// (outcomes and rates, handshake RTT, top problem, packets and drops); on a pipe,
+    /// one snapshot a second separated by blank lines. The summary still ends the run.
+    #[arg(long, conflicts_with_all = ["read", "json", "ladder", "flow"])]
+    pub live_summary: bool,
+
     /// Colour the text output: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -166,6 +175,20 @@ pub fn command() -> clap::Command {
     ))
 }
 
+/// A progress bar only for a person watching: a replay of a named file (standard input
+/// has no known length), text output, and stderr on a terminal.
+fn progress_bar(
+    source: &Source,
+    format: Format,
+    stderr_terminal: bool,
+    stdout_terminal: bool,
+) -> Bar {
+    match (source, format) {
+        (Source::File(Some(_)), Format::Text) if stderr_terminal => Bar::Stderr { stdout_terminal },
+        _ => Bar::Off,
+    }
+}
+
 impl Cli {
     /// Parses the process's arguments; on a usage error, prints it and exits 2.
     pub fn parse_args() -> Cli {
@@ -194,7 +217,20 @@ impl Cli {
             (None, Some(path)) => Source::File(Some(path)),
             (None, None) => unreachable!("clap requires -i or -r"),
         };
+        let stdout_terminal = std::io::stdout().is_terminal();
+        let format = match (self.json, self.live_summary) {
+            (true, _) => Format::Json,
+            (false, true) if stdout_terminal => Format::LiveSummary(Redraw::InPlace),
+            (false, true) => Format::LiveSummary(Redraw::Snapshots),
+            (false, false) => Format::Text,
+        };
         Config {
+            progress: progress_bar(
+                &source,
+                format,
+                std::io::stderr().is_terminal(),
+                stdout_terminal,
+            ),
             source,
             port: self
                 .port
@@ -203,17 +239,13 @@ impl Cli {
                 max_packets: self.count,
                 duration: self.duration.map(Duration::from_secs_f64),
             },
-            format: if self.json {
-                Format::Json
-            } else {
-                Format::Text
-            },
+            format,
             style: Style {
                 color: use_color(
                     self.color,
                     self.json,
                     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-                    std::io::stdout().is_terminal(),
+                    stdout_terminal,
                 ),
             },
             only_problems: self.only_problems,
@@ -245,6 +277,40 @@ mod tests {
         assert!(
             !use_color(ColorChoice::Always, true, false, true),
             "never in JSON"
+        );
+    }
+
+    #[test]
+    fn progress_bar_only_for_a_named_file_in_text_with_stderr_on_a_terminal() {
+        let file = Source::File(Some(PathBuf::from("big.pcap")));
+        let on = Bar::Stderr {
+            stdout_terminal: false,
+        };
+        assert_eq!(progress_bar(&file, Format::Text, true, false), on);
+        assert_eq!(
+            progress_bar(&file, Format::Text, false, false),
+            Bar::Off,
+            "stderr piped"
+        );
+        assert_eq!(
+            progress_bar(&file, Format::Json, true, false),
+            Bar::Off,
+            "JSON"
+        );
+        assert_eq!(
+            progress_bar(&Source::File(None), Format::Text, true, false),
+            Bar::Off,
+            "standard input"
+        );
+        let live = Source::Live {
+            interface: "lo".to_string(),
+            buffer_bytes: 1 << 20,
+            snaplen: 256,
+        };
+        assert_eq!(
+            progress_bar(&live, Format::Text, true, true),
+            Bar::Off,
+            "live"
         );
     }
 }

@@ -73,6 +73,13 @@ fn print_capture_stats(result: &portsniff::RunResult) {
     eprintln!("{} packets dropped by portsniff", result.internal_dropped);
 }
 
+/// A second Ctrl-C exits at once: no half-written `-w` file, and the screen that
+/// `--live-summary` took is given back.
+fn on_forced_exit() {
+    remove_unfinished();
+    portsniff::report::live::restore_terminal();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     init_logging(cli.verbose);
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop), remove_unfinished) {
+    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop), on_forced_exit) {
         eprintln!("portsniff: error: {e}");
         return ExitCode::from(EXIT_ERROR);
     }

@@ -7,6 +7,8 @@ use crate::decode::{SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
 use crate::flow::{FlowConfig, FlowEvent, FlowTable};
 use crate::report::ladder::LadderRecorder;
+use crate::report::live::CaptureNow;
+use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
 use crate::report::{Format, PcapWriter, Reporter, Style, Summary};
 use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
@@ -27,6 +29,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
 /// without it.
 const STUCK: Duration = Duration::from_millis(500);
+/// How often the progress bar reads the capture's byte count.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
 /// A validated run configuration (built by `cli`, or by tests directly).
 #[derive(Clone, Debug)]
@@ -48,6 +52,8 @@ pub struct Config {
     pub syn_timeout: Duration,
     /// The trailing pcap-filter expression that narrows the capture, as tcpdump's.
     pub filter_expr: Option<String>,
+    /// The replay's progress bar on stderr.
+    pub progress: Bar,
 }
 
 /// How a run went, for the exit status.
@@ -120,9 +126,10 @@ impl Prepared<'_> {
     pub fn run<W: Write>(self, out: W, stop: Arc<AtomicBool>) -> Result<RunResult, Error> {
         let Prepared {
             cfg,
-            opened,
+            mut opened,
             mut writer,
         } = self;
+        let counters = opened.progress();
         let link = opened.link();
         let live = cfg.source.is_live();
         tracing::info!(
@@ -147,6 +154,18 @@ impl Prepared<'_> {
                 let _ = done_tx.send(report);
             })
             .map_err(Error::Thread)?;
+        let bar = ProgressThread::start(cfg, &counters)?;
+        let out = AroundBar::new(
+            out,
+            bar.as_ref()
+                .filter(|_| {
+                    cfg.progress
+                        == Bar::Stderr {
+                            stdout_terminal: true,
+                        }
+                })
+                .map(|b| b.bar.clone()),
+        );
 
         let mut table = FlowTable::new(FlowConfig {
             port: cfg.port,
@@ -162,6 +181,7 @@ impl Prepared<'_> {
             ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,
+            port: cfg.port,
         };
         let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
         let mut received = 0u64;
@@ -199,6 +219,7 @@ impl Prepared<'_> {
                         w.flush()?;
                     }
                     sink.findings()?;
+                    sink.live_tick(&counters, &table)?;
                     let _ = recycle_tx.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -206,6 +227,7 @@ impl Prepared<'_> {
                         table.tick(wall_clock(), &mut events);
                         sink.drain(&mut events)?;
                         sink.findings()?;
+                        sink.live_tick(&counters, &table)?;
                     }
                     // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
                     // pipe nobody writes to): finish with what we have.
@@ -233,6 +255,9 @@ impl Prepared<'_> {
                 ..CaptureReport::default()
             }
         });
+        // Gone before anything else is written: the last lines and the summary must not
+        // share the screen with it.
+        drop(bar);
         let mut failed = None;
         table.finish_all_with(|ev| {
             events.push(ev);
@@ -301,6 +326,7 @@ struct Sink<'a, W: Write> {
     ladder: Option<LadderRecorder>,
     output_closed: bool,
     stop: &'a AtomicBool,
+    port: u16,
 }
 
 impl<W: Write> Sink<'_, W> {
@@ -347,6 +373,22 @@ impl<W: Write> Sink<'_, W> {
         Ok(())
     }
 
+    /// `--live-summary`: the table, when a second has passed.
+    fn live_tick(&mut self, counters: &capture::Progress, table: &FlowTable) -> Result<(), Error> {
+        if self.output_closed {
+            return Ok(());
+        }
+        let now = CaptureNow {
+            port: self.port,
+            packets: counters.packets.load(Ordering::Relaxed),
+            kernel_dropped: counters.kernel_dropped.load(Ordering::Relaxed),
+            internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
+            tracked: table.len() as u64,
+        };
+        let res = self.reporter.live_tick(now);
+        self.result(res)
+    }
+
     /// A closed stdout (`| head`) ends the run quietly, like tcpdump; other write
     /// errors are errors.
     fn result(&mut self, res: io::Result<()>) -> Result<(), Error> {
@@ -359,5 +401,67 @@ impl<W: Write> Sink<'_, W> {
             }
             Err(e) => Err(Error::Output(e)),
         }
+    }
+}
+
+/// The replay's progress bar and the thread that moves it along.
+struct ProgressThread {
+    bar: ReplayBar,
+    done: crossbeam_channel::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressThread {
+    /// Starts the bar when the config asks for one and the file's length is known (a
+    /// regular file; `-r /dev/fd/63` from a shell pipe has none).
+    fn start(
+        cfg: &Config,
+        counters: &Arc<capture::Progress>,
+    ) -> Result<Option<ProgressThread>, Error> {
+        let (Bar::Stderr { .. }, Source::File(Some(path))) = (cfg.progress, &cfg.source) else {
+            return Ok(None);
+        };
+        let Some(total) = std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+        else {
+            return Ok(None);
+        };
+        let bar = ReplayBar::new(total);
+        let (done, stopped) = bounded::<()>(1);
+        let (ticking, counters) = (bar.clone(), Arc::clone(counters));
+        let thread = std::thread::Builder::new()
+            .name("progress".to_string())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let mut shown = false;
+                // Until the run ends (a message, or the sender dropped on an early return).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_TICK) {
+                    ticking.set(counters.bytes.load(Ordering::Relaxed));
+                    if !shown && started.elapsed() >= progress::SHOW_AFTER {
+                        ticking.show();
+                        shown = true;
+                    }
+                }
+            })
+            .map_err(Error::Thread)?;
+        Ok(Some(ProgressThread {
+            bar,
+            done,
+            thread: Some(thread),
+        }))
+    }
+}
+
+impl Drop for ProgressThread {
+    /// Stops the thread and erases the bar, on every way out of the run (an error too,
+    /// so its message is not written after a half-drawn bar).
+    fn drop(&mut self) {
+        let _ = self.done.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.bar.clear();
     }
 }

@@ -145,6 +145,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         limits: Limits::default(),
         format: Format::Json,
         style: Style { color: false },
+        progress: portsniff::report::progress::Bar::Off,
         only_problems: false,
         run_as: None,
         attribution: false,

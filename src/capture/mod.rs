@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pcap::{Active, Capture, Offline};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,6 +129,22 @@ impl Batch {
     }
 }
 
+/// Counters the capture thread publishes once per batch (never per packet), for the
+/// progress bar of a replay and the `--live-summary` view. Approximate while running;
+/// the [`CaptureReport`] at the end is exact.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of the file consumed: 16 + caplen per record, which is exact for pcap (a
+    /// record header is 16 bytes) and a little short for pcapng (blocks are longer).
+    pub bytes: AtomicU64,
+    /// Packets read (as [`CaptureReport::packets`]).
+    pub packets: AtomicU64,
+    /// Live: segments dropped because the flow stage fell behind.
+    pub internal_dropped: AtomicU64,
+    /// Live: `pcap_stats` drops, refreshed about once a second while the ring is idle.
+    pub kernel_dropped: AtomicU64,
+}
+
 /// Kernel counters from `pcap_stats` (live only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
@@ -178,6 +194,7 @@ pub struct Opened {
     /// Hand over every packet at once: standard input that is a pipe (`tcpdump -w - |
     /// portsniff -r -`) may block forever between packets, with a batch half full.
     flush_each: bool,
+    progress: Option<Arc<Progress>>,
 }
 
 /// The kernel filter: the port's TCP; ICMP(v6) unreachable errors (which may answer a
@@ -258,6 +275,7 @@ pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Open
         filter,
         user_filter,
         flush_each,
+        progress: None,
     })
 }
 
@@ -341,6 +359,11 @@ impl Opened {
         &self.filter
     }
 
+    /// The counters this capture will publish as it runs.
+    pub fn progress(&mut self) -> Arc<Progress> {
+        Arc::clone(self.progress.get_or_insert_with(Arc::default))
+    }
+
     /// Reads until end of file, an error, the limits, or `stop`; decodes each packet and
     /// sends full batches on `tx`. Empty batches come back on `recycle`.
     pub fn run(
@@ -363,6 +386,9 @@ impl Opened {
             max_packets: limits.max_packets,
             batch_started: None,
             user_filter: self.user_filter,
+            progress: self.progress,
+            bytes: 0,
+            stats_at: Instant::now(),
         };
         match self.handle {
             Handle::File(mut cap) => {
@@ -405,6 +431,11 @@ struct Reader<'a> {
     /// Live: when the current batch got its first segment.
     batch_started: Option<Instant>,
     user_filter: Option<UserFilter>,
+    progress: Option<Arc<Progress>>,
+    /// Record bytes read so far (see [`Progress::bytes`]).
+    bytes: u64,
+    /// Live: when `pcap_stats` was last published.
+    stats_at: Instant,
 }
 
 impl Reader<'_> {
@@ -445,6 +476,7 @@ impl Reader<'_> {
             match cap.next_packet() {
                 Ok(p) => self.packet(p.header, p.data),
                 Err(pcap::Error::TimeoutExpired) => {
+                    self.publish_kernel_stats(cap);
                     // The ring is empty. Hand over what we have once it is a millisecond
                     // old (or big): a millisecond is nothing to a person watching, and
                     // under a steady trickle it turns one wake-up and one channel slot
@@ -477,6 +509,8 @@ impl Reader<'_> {
     }
 
     fn packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
+        // Read either way: the progress bar follows the file, matched or not.
+        self.bytes += 16 + data.len() as u64;
         if self.user_filter.as_ref().is_some_and(|f| !f.matches(data)) {
             self.report.filtered_out += 1;
             return;
@@ -518,8 +552,27 @@ impl Reader<'_> {
         self.report.skipped.add(reason);
     }
 
+    /// Live view only, at most once a second: the kernel's drops so far.
+    fn publish_kernel_stats(&mut self, cap: &mut Capture<Active>) {
+        if let Some(p) = &self.progress {
+            if self.stats_at.elapsed() >= Duration::from_secs(1) {
+                self.stats_at = Instant::now();
+                if let Ok(s) = cap.stats() {
+                    p.kernel_dropped
+                        .store(u64::from(s.dropped), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     fn flush(&mut self) {
         self.batch_started = None;
+        if let Some(p) = &self.progress {
+            p.bytes.store(self.bytes, Ordering::Relaxed);
+            p.packets.store(self.report.packets, Ordering::Relaxed);
+            p.internal_dropped
+                .store(self.report.internal_dropped, Ordering::Relaxed);
+        }
         if self.batch.segments.is_empty() {
             return;
         }

@@ -1100,4 +1100,4 @@ fn no_traffic(ev: &Evidence, facts: Option<&Facts>, port: u16) -> Finding {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

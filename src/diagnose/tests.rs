@@ -10,7 +10,9 @@ fn ep(s: &str) -> Endpoint {
     Endpoint::new(a.ip(), a.port())
 }
 
-fn record(outcome: Outcome, server: &str) -> FlowRecord {
+/// A final record with nothing remarkable but its outcome (also used by other modules'
+/// tests, with struct update syntax for the fields they care about).
+pub(crate) fn record(outcome: Outcome, server: &str) -> FlowRecord {
     FlowRecord {
         id: 1,
         client: ep("127.0.0.1:40000"),

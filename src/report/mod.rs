@@ -4,9 +4,12 @@
 //! This stage consumes what the flow stage produced; it never looks at packets' headers
 //! and never changes a flow's outcome.
 
+pub mod expert;
 pub mod json;
 pub mod ladder;
+pub mod live;
 pub mod pcap_writer;
+pub mod progress;
 pub mod summary;
 pub mod text;
 
@@ -23,6 +26,9 @@ use std::io::{self, Write};
 pub enum Format {
     Text,
     Json,
+    /// `--live-summary`: a table redrawn every second instead of a line per flow; the
+    /// summary and diagnosis at the end as in `Text`.
+    LiveSummary(live::Redraw),
 }
 
 /// Writes flow events as they come and the summary at the end.
@@ -37,6 +43,8 @@ pub struct Reporter<W: Write> {
     tally: Tally,
     /// A JSON flow line is built here, then written in one call.
     line: Vec<u8>,
+    /// With [`Format::LiveSummary`]: the table's state.
+    live_view: Option<live::LiveView>,
 }
 
 impl<W: Write> Reporter<W> {
@@ -55,6 +63,10 @@ impl<W: Write> Reporter<W> {
             flush_each,
             tally: Tally::default(),
             line: Vec::with_capacity(1024),
+            live_view: match format {
+                Format::LiveSummary(redraw) => Some(live::LiveView::new(redraw)),
+                Format::Text | Format::Json => None,
+            },
         }
     }
 
@@ -69,6 +81,12 @@ impl<W: Write> Reporter<W> {
         if let FlowEvent::Finished(r) = ev {
             self.tally.add(r);
         }
+        if let Some(view) = &mut self.live_view {
+            match ev {
+                FlowEvent::Pending(r) => view.pending(r.id),
+                FlowEvent::Finished(r) => view.finished(r.id),
+            }
+        }
         if !self.shows(r) {
             return Ok(());
         }
@@ -79,6 +97,7 @@ impl<W: Write> Reporter<W> {
                 json::write_flow(&mut self.line, r, procs);
                 self.out.write_all(&self.line)?;
             }
+            Format::LiveSummary(_) => return Ok(()),
         }
         self.flush_live()
     }
@@ -96,24 +115,48 @@ impl<W: Write> Reporter<W> {
         match self.format {
             Format::Text => l.write_text(&mut self.out, self.style)?,
             Format::Json => l.write_json(&mut self.out)?,
+            Format::LiveSummary(_) => return Ok(()),
         }
         self.flush_live()
     }
 
     /// A finding made certain during a live capture, printed at once.
     pub fn finding(&mut self, f: &Finding) -> io::Result<()> {
+        if let Some(view) = &mut self.live_view {
+            // Shown as the table's top problem; the diagnosis at the end has them all.
+            view.finding(f);
+            return Ok(());
+        }
         match self.format {
-            Format::Text => text::write_live_finding(&mut self.out, f, self.style)?,
+            Format::Text | Format::LiveSummary(_) => {
+                text::write_live_finding(&mut self.out, f, self.style)?
+            }
             Format::Json => json::write_finding(&mut self.out, f)?,
         }
         self.out.flush()
     }
 
+    /// `--live-summary`: redraws the table if a second has passed since the last one.
+    pub fn live_tick(&mut self, now_counts: live::CaptureNow) -> io::Result<()> {
+        let Some(view) = &mut self.live_view else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        if view.due(now) {
+            view.draw(&mut self.out, &self.tally, now_counts, self.style, now)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The final, ranked diagnosis and the summary. JSON: findings, then the summary
     /// line last. Text: the summary, then the "Diagnosis" section.
     pub fn finish(&mut self, findings: &[Finding], s: &Summary<'_>) -> io::Result<()> {
+        if let Some(view) = &mut self.live_view {
+            view.finish(&mut self.out)?;
+        }
         match self.format {
-            Format::Text => {
+            Format::Text | Format::LiveSummary(_) => {
                 text::write_summary(&mut self.out, s, self.style)?;
                 text::write_diagnosis(&mut self.out, findings, s.live, self.style)?;
             }

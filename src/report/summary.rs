@@ -128,6 +128,11 @@ impl Tally {
     pub fn time_wait_on(&self, s: Side) -> u64 {
         self.time_wait[s.index()]
     }
+
+    /// Handshake RTT percentiles of the connections counted so far.
+    pub fn handshake_rtt(&self) -> Percentiles {
+        Percentiles::of(&self.handshake_rtt)
+    }
 }
 
 /// Everything the summary shows.

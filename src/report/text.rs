@@ -1,5 +1,6 @@
 //! Human text: one line per connection as it ends, in plain words, then a summary.
 
+use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use crate::decode::Timestamp;
 use crate::diagnose::{Finding, FlowProcesses, Severity};
@@ -14,7 +15,7 @@ pub struct Style {
 }
 
 impl Style {
-    fn paint(self, code: &str, text: &str) -> String {
+    pub(super) fn paint(self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -22,14 +23,19 @@ impl Style {
         }
     }
 
-    fn outcome(self, o: Outcome) -> String {
-        let code = match o {
+    /// Failures to connect in bold red, connections torn down in bold yellow, a half
+    /// close (a peer not closing its side) in yellow, clean ones in green.
+    fn outcome_code(o: Outcome) -> &'static str {
+        match o {
             Outcome::Closed | Outcome::Established => "32",
             Outcome::HalfClosed => "33",
             Outcome::Reset | Outcome::HandshakeIncomplete => "33;1",
             Outcome::Refused | Outcome::Unanswered | Outcome::Unreachable => "31;1",
-        };
-        self.paint(code, &format!("{:<20}", o.as_str()))
+        }
+    }
+
+    pub(super) fn outcome(self, o: Outcome) -> String {
+        self.paint(Style::outcome_code(o), &format!("{:<20}", o.as_str()))
     }
 
     fn dim(self, text: &str) -> String {
@@ -200,9 +206,15 @@ pub fn write_flow(
         }
         _ => String::new(),
     };
+    let flags = expert::flow_tags(r);
+    let flags = if flags.is_empty() {
+        flags
+    } else {
+        format!(" {}", style.paint("33", &format!("[{flags}]")))
+    };
     writeln!(
         out,
-        "{} {} → {} {}{}{} {} {}",
+        "{} {} → {} {}{}{} {} {}{}",
         clock(r.first_ts),
         r.client,
         r.server,
@@ -211,10 +223,11 @@ pub fn write_flow(
         who,
         explain(r),
         style.dim(&format!("[{}]", r.history.as_str())),
+        flags,
     )
 }
 
-fn severity(style: Style, s: Severity) -> String {
+pub(super) fn severity(style: Style, s: Severity) -> String {
     let code = match s {
         Severity::Error => "31;1",
         Severity::Warning => "33;1",
@@ -355,6 +368,15 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
             t.port_reused, t.midstream, t.zero_windows
         )?;
     }
+    let flags: Vec<String> = ExpertFlag::ALL
+        .iter()
+        .map(|f| (f.wireshark_name(), f.count_in_tally(t)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !flags.is_empty() {
+        writeln!(out, "  Wireshark flags {}", flags.join(", "))?;
+    }
     writeln!(out, "  handshake RTT   {}", pct(&s.handshake_rtt))?;
     writeln!(out, "  duration        {}", pct(&s.duration))?;
     let other: u64 = s
@@ -471,4 +493,27 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
         writeln!(out, "  {}", style.paint("31;1", &format!("error: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_coloured_problems_red_or_yellow_clean_ones_green() {
+        for o in Outcome::ALL {
+            let painted = Style { color: true }.outcome(o);
+            let expected = match o {
+                Outcome::Unanswered | Outcome::Refused | Outcome::Unreachable => "\x1b[31;1m",
+                Outcome::HandshakeIncomplete | Outcome::Reset => "\x1b[33;1m",
+                // Not a failure, but a peer that never closes its side is worth a look.
+                Outcome::HalfClosed => "\x1b[33m",
+                Outcome::Closed | Outcome::Established => "\x1b[32m",
+            };
+            assert!(painted.starts_with(expected), "{o}: {painted:?}");
+            assert!(painted.ends_with("\x1b[0m"), "{o}: reset after it");
+            let plain = Style { color: false }.outcome(o);
+            assert_eq!(plain.trim_end(), o.as_str(), "no colour: the bare name");
+        }
+    }
 }

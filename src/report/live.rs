@@ -1,0 +1,357 @@
+//! `--live-summary`: instead of a line per connection, a one-screen table redrawn every
+//! second (outcome counts and rates, handshake RTT percentiles, the top problem, packets
+//! and drops), for watching a port while reproducing a bug.
+//!
+//! On a terminal the table is redrawn in place on the alternate screen, as `top` and
+//! `less` do (cursor home, then each line erased to its end, so nothing flickers), and
+//! the user's screen and cursor come back on exit; anywhere else each snapshot is
+//! printed whole, separated by a blank line, so a pipe or a file gets one readable block
+//! per second.
+//! The final summary and diagnosis still follow when the capture stops.
+
+use super::summary::Tally;
+use super::text::{human_duration, Style};
+use crate::diagnose::{findings, Finding};
+use crate::flow::Outcome;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the table is redrawn.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the table reaches the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redraw {
+    /// Standard output is a terminal: draw over the previous table.
+    InPlace,
+    /// A pipe or a file: one snapshot after another, separated by a blank line.
+    Snapshots,
+}
+
+/// Switch to the alternate screen and hide the cursor (xterm private modes 1049, 25).
+const TAKE_SCREEN: &str = "\x1b[?1049h\x1b[?25l";
+/// Show the cursor and go back to the user's screen, as it was before.
+const GIVE_BACK_SCREEN: &str = "\x1b[?25h\x1b[?1049l";
+const HOME: &str = "\x1b[H";
+const ERASE_LINE_END: &str = "\x1b[K";
+const ERASE_BELOW: &str = "\x1b[J";
+
+/// Set while the view holds the alternate screen, so a forced exit (a second Ctrl-C)
+/// can give it back.
+static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Gives the user's screen and cursor back if the live view took them. For the
+/// forced-exit path, where the main thread may hold the stdout lock: writes to the
+/// descriptor directly.
+pub fn restore_terminal() {
+    if SCREEN_TAKEN.swap(false, Ordering::SeqCst) {
+        // SAFETY: write(2) on fd 1 with a pointer and length of a live static string; a
+        // failure (stdout closed) leaves nothing to restore.
+        unsafe {
+            libc::write(1, GIVE_BACK_SCREEN.as_ptr().cast(), GIVE_BACK_SCREEN.len());
+        }
+    }
+}
+
+/// What the capture side knows right now (the capture thread's published counters and
+/// the flow table), handed over at each redraw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureNow {
+    pub port: u16,
+    pub packets: u64,
+    pub kernel_dropped: u64,
+    pub internal_dropped: u64,
+    /// Flows the table holds now: open ones, and closed ones kept for TIME_WAIT (a new
+    /// SYN on their 4-tuple is a port reuse).
+    pub tracked: u64,
+}
+
+/// The live view's state between redraws.
+pub struct LiveView {
+    redraw: Redraw,
+    started: Instant,
+    /// When the previous table was drawn, and the counts it showed (for the rates).
+    last: Option<(Instant, [u64; Outcome::ALL.len()], u64)>,
+    /// Flows with a pending ("still unanswered") notice and no final record yet.
+    pending: HashSet<u64>,
+    /// Findings the live diagnosis made certain, most important first.
+    findings: Vec<Finding>,
+}
+
+impl LiveView {
+    pub fn new(redraw: Redraw) -> LiveView {
+        LiveView {
+            redraw,
+            started: Instant::now(),
+            last: None,
+            pending: HashSet::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    /// Whether a second has passed since the last table.
+    pub fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|(at, _, _)| now.duration_since(at) >= INTERVAL)
+    }
+
+    /// A live pending notice for flow `id`; `finished` when its final record comes.
+    pub fn pending(&mut self, id: u64) {
+        self.pending.insert(id);
+    }
+
+    pub fn finished(&mut self, id: u64) {
+        self.pending.remove(&id);
+    }
+
+    /// A finding the live diagnosis made certain: kept for the "top problem" line.
+    pub fn finding(&mut self, f: &Finding) {
+        self.findings.push(f.clone());
+        findings::rank(&mut self.findings);
+    }
+
+    /// Draws the table (in place or as the next snapshot).
+    pub fn draw(
+        &mut self,
+        out: &mut dyn Write,
+        tally: &Tally,
+        now_counts: CaptureNow,
+        style: Style,
+        now: Instant,
+    ) -> io::Result<()> {
+        let first = self.last.is_none();
+        let table = self.table(tally, now_counts, style, now);
+        match self.redraw {
+            Redraw::InPlace => {
+                let mut screen = String::with_capacity(table.len() + 256);
+                if !SCREEN_TAKEN.swap(true, Ordering::SeqCst) {
+                    screen.push_str(TAKE_SCREEN);
+                }
+                screen.push_str(HOME);
+                for line in table.lines() {
+                    let _ = writeln!(screen, "{line}{ERASE_LINE_END}");
+                }
+                screen.push_str(ERASE_BELOW);
+                out.write_all(screen.as_bytes())?;
+            }
+            Redraw::Snapshots => {
+                // A blank line between snapshots; the summary brings its own.
+                if !first {
+                    writeln!(out)?;
+                }
+                out.write_all(table.as_bytes())?;
+            }
+        }
+        out.flush()
+    }
+
+    /// Leaves the terminal as it was (the summary that follows goes to the user's
+    /// screen).
+    pub fn finish(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.redraw == Redraw::InPlace && SCREEN_TAKEN.swap(false, Ordering::SeqCst) {
+            out.write_all(GIVE_BACK_SCREEN.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The table's text: one line each, no blank line inside (snapshots are separated by
+    /// blank lines).
+    fn table(&mut self, t: &Tally, c: CaptureNow, style: Style, now: Instant) -> String {
+        let (secs, prev, prev_packets) = match self.last {
+            Some((at, prev, packets)) => (now.duration_since(at).as_secs_f64(), prev, packets),
+            None => (
+                now.duration_since(self.started).as_secs_f64(),
+                [0; Outcome::ALL.len()],
+                0,
+            ),
+        };
+        let rate = |n: u64, before: u64| n.saturating_sub(before) as f64 / secs.max(1e-3);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}",
+            style.paint(
+                "1",
+                &format!(
+                    "portsniff live summary: port {}, {} connections, {}s (Ctrl-C to stop)",
+                    c.port,
+                    t.flows(),
+                    now.duration_since(self.started).as_secs()
+                )
+            )
+        );
+        let _ = writeln!(s, "  {:<20} {:>9} {:>9}", "outcome", "total", "per sec");
+        for o in Outcome::ALL {
+            let n = t.count(o);
+            let _ = writeln!(
+                s,
+                "  {} {n:>9} {:>9.1}",
+                style.outcome(o),
+                rate(n, prev[o.index()])
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  {:<20} {:>9}   (SYNs still unanswered, outcome not final yet)",
+            "pending",
+            self.pending.len()
+        );
+        let rtt = t.handshake_rtt();
+        let rtt = match (rtt.p50, rtt.p90, rtt.p99) {
+            (Some(a), Some(b), Some(c)) => format!(
+                "p50 {}  p90 {}  p99 {}  ({} measured)",
+                human_duration(a),
+                human_duration(b),
+                human_duration(c),
+                rtt.count
+            ),
+            _ => "none measured yet".to_string(),
+        };
+        let _ = writeln!(s, "  handshake RTT   {rtt}");
+        let _ = writeln!(s, "  top problem     {}", self.top_problem(t, style));
+        let _ = writeln!(
+            s,
+            "  packets         {} captured ({:.0}/s), {} dropped by the kernel, {} by portsniff",
+            c.packets,
+            rate(c.packets, prev_packets),
+            c.kernel_dropped,
+            c.internal_dropped
+        );
+        let _ = writeln!(
+            s,
+            "  tracked         {} flows (open, closing, or kept a while to spot port reuse)",
+            c.tracked
+        );
+        self.last = Some((now, t.outcomes, c.packets));
+        s
+    }
+
+    /// The most important live finding; before any, the most frequent problem outcome.
+    fn top_problem(&self, t: &Tally, style: Style) -> String {
+        if let Some(f) = self.findings.first() {
+            return format!(
+                "{} {}: {}",
+                super::text::severity(style, f.severity),
+                f.kind.as_str(),
+                f.headline
+            );
+        }
+        let worst = Outcome::ALL
+            .into_iter()
+            .filter(|o| o.is_problem() && t.count(*o) > 0)
+            .max_by_key(|o| t.count(*o));
+        match worst {
+            Some(o) => format!("{} {} of {} connections", o.as_str(), t.count(o), t.flows()),
+            None if !self.pending.is_empty() => "SYNs unanswered so far (see pending)".to_string(),
+            None => "none".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowRecord;
+
+    fn record(id: u64, outcome: Outcome, rtt: Option<u64>) -> FlowRecord {
+        FlowRecord {
+            id,
+            handshake_rtt_us: rtt,
+            ..crate::diagnose::tests::record(outcome, "127.0.0.1:61999")
+        }
+    }
+
+    fn snapshot(view: &mut LiveView, t: &Tally, packets: u64, at: Instant) -> String {
+        let mut out = Vec::new();
+        let now = CaptureNow {
+            port: 61999,
+            packets,
+            kernel_dropped: 0,
+            internal_dropped: 0,
+            tracked: 2,
+        };
+        view.draw(&mut out, t, now, Style { color: false }, at)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn row<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{text}"))
+            .split_whitespace()
+            .collect()
+    }
+
+    #[test]
+    fn snapshots_count_outcomes_and_rate_them_over_the_last_second() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        let mut t = Tally::default();
+        let start = view.started;
+        for id in 0..4 {
+            t.add(&record(id, Outcome::Closed, Some(30 + id)));
+        }
+        let first = snapshot(&mut view, &t, 40, start + Duration::from_secs(1));
+        assert_eq!(row(&first, "closed"), ["closed", "4", "4.0"]);
+        assert!(!first.contains("\n\n"), "no blank line inside a snapshot");
+        assert!(!view.due(start + Duration::from_millis(1500)));
+        assert!(view.due(start + Duration::from_secs(2)));
+
+        t.add(&record(4, Outcome::Refused, None));
+        t.add(&record(5, Outcome::Refused, None));
+        let second = snapshot(&mut view, &t, 60, start + Duration::from_secs(3));
+        assert!(
+            second.starts_with("\nportsniff live summary"),
+            "a blank line between"
+        );
+        assert_eq!(row(&second, "closed"), ["closed", "4", "0.0"]);
+        assert_eq!(row(&second, "refused"), ["refused", "2", "1.0"], "2 in 2 s");
+        assert!(second.contains("p50 31µs"), "{second}");
+        assert!(second.contains("60 captured (10/s)"), "{second}");
+        assert!(
+            second.contains("top problem     refused 2 of 6 connections"),
+            "{second}"
+        );
+        assert!(second.contains("6 connections"), "{second}");
+    }
+
+    #[test]
+    fn a_live_finding_becomes_the_top_problem_and_pending_flows_are_counted() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        view.pending(7);
+        view.pending(8);
+        view.finished(7);
+        let f = Finding::new(
+            crate::diagnose::FindingKind::NothingListening,
+            crate::diagnose::Severity::Error,
+            3,
+        )
+        .headline("3 connections refused");
+        view.finding(&f);
+        let at = view.started;
+        let text = snapshot(&mut view, &Tally::default(), 0, at);
+        assert_eq!(row(&text, "pending")[1], "1");
+        assert!(
+            text.contains("top problem     [error] nothing_listening: 3 connections refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn in_place_redraw_takes_the_alternate_screen_and_finish_gives_it_back() {
+        let mut view = LiveView::new(Redraw::InPlace);
+        let at = view.started;
+        let text = snapshot(&mut view, &Tally::default(), 0, at);
+        assert!(text.starts_with(TAKE_SCREEN), "{text:?}");
+        assert!(
+            text.contains(HOME) && text.ends_with(ERASE_BELOW),
+            "{text:?}"
+        );
+        let mut out = Vec::new();
+        view.finish(&mut out).unwrap();
+        assert_eq!(out, GIVE_BACK_SCREEN.as_bytes());
+    }
+}
