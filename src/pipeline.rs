@@ -177,7 +177,8 @@ impl Prepared<'_> {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
             writer: writer.as_mut(),
             // System facts (/proc) only describe the machine we capture on, live.
-            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution),
+            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution)
+                .with_expression(cfg.filter_expr.as_deref()),
             ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,

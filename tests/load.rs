@@ -1037,3 +1037,68 @@ fn live_syn_flood_loses_nothing() {
         f.sent
     );
 }
+
+/// `-vv` tells why flows ended early: the table's evictions (at the 1st, 10th, 100th…, not
+/// one line per packet of a flood) and the idle timers, on stderr only.
+#[test]
+fn verbose_logs_name_evictions_and_idle_timers_without_flooding_stderr() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let (flood, _) = generate(
+        dir.path(),
+        "flood.pcap",
+        &GenOptions::new(2_000, Mode::SynFlood),
+    );
+    let out = replay_command(&flood, gen::DEFAULT_PORT, &["--max-flows", "10", "-vv"])
+        .output()
+        .expect("run portsniff");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let evictions: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("flow table full (10 flows)"))
+        .collect();
+    assert!(
+        evictions.len() >= 3 && evictions.len() <= 4,
+        "1st, 10th, 100th (and 1000th) eviction logged once each:\n{stderr}"
+    );
+    assert!(
+        evictions[0].contains("1 open flows evicted so far"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("flow table full"),
+        "logs never reach stdout"
+    );
+
+    // The refused fixture twice, the copy 10 s later: by then the first attempt's
+    // tombstone (kept 5 s) is due, and the copy's first packet runs the timers.
+    let fixture =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/refused.pcap"))
+            .expect("read fixtures/refused.pcap");
+    assert_eq!(
+        fixture[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian classic pcap"
+    );
+    let mut twice = fixture.clone();
+    let mut at = 24;
+    while at + 16 <= fixture.len() {
+        let mut header: [u8; 16] = fixture[at..at + 16].try_into().expect("16 bytes");
+        let sec = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) + 10;
+        header[..4].copy_from_slice(&sec.to_le_bytes());
+        let caplen = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+        twice.extend_from_slice(&header);
+        twice.extend_from_slice(&fixture[at + 16..at + 16 + caplen]);
+        at += 16 + caplen;
+    }
+    let path = dir.path().join("refused-twice.pcap");
+    std::fs::write(&path, twice).expect("write the capture");
+    let out = replay_command(&path, 61999, &["-vv"])
+        .output()
+        .expect("run portsniff");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("idle timers: ended 0 idle flows, forgot 1 tombstones"),
+        "the idle timers' work is logged at -vv:\n{}",
+        stderr.lines().take(20).collect::<Vec<_>>().join("\n")
+    );
+}

@@ -55,9 +55,17 @@ fn an_expression_for_another_host_leaves_no_connection_and_counts_the_packets_as
     // Nothing passed the expression: nothing was captured, and nothing is "other traffic".
     assert_eq!(s["packets"]["captured"], 0, "{s}");
     assert_eq!(s["packets"]["skipped"], 0, "{s}");
+    assert_eq!(s["packets"]["filtered_out"], 43, "{s}");
+    assert_eq!(s["packets"]["expression"], "host 127.0.0.2", "{s}");
 
     let out = run(&["-r", &mixed(), "--port", PORT, "host", "127.0.0.2"]);
     let report = text(&out.stdout);
+    // The diagnosis blames the expression, not the client.
+    assert!(
+        report.contains("nothing on port 61999 matched the filter expression \"host 127.0.0.2\""),
+        "{report}"
+    );
+    assert!(!report.contains("pointed elsewhere"), "{report}");
     assert!(
         report.contains("packets         0 captured, 0 decoded, 0 other traffic, 0 undecodable"),
         "{report}"

@@ -90,6 +90,8 @@ struct Evidence {
     port_reused: u64,
     closed_first: [u64; 2],
     syns_elsewhere: BTreeMap<Endpoint, u64>,
+    /// The user's filter expression: what it excluded was never seen.
+    expression: Option<String>,
 }
 
 impl Evidence {
@@ -302,6 +304,13 @@ impl Diagnoser {
     /// `system`: read /proc (live capture on Linux); `false` for replays.
     /// `attribution`: name processes and look into other namespaces (needs
     /// CAP_SYS_PTRACE for other users' processes).
+    /// The user's filter expression (tcpdump's trailing one), so that "nothing seen" can
+    /// name it as the likely reason.
+    pub fn with_expression(mut self, expression: Option<&str>) -> Diagnoser {
+        self.ev.expression = expression.map(str::to_string);
+        self
+    }
+
     pub fn new(port: u16, system: bool, attribution: bool) -> Diagnoser {
         // The first look is complete (other namespaces too) and synchronous, before any
         // packet: a finding made early must not rest on half the facts.
@@ -1063,6 +1072,23 @@ fn no_traffic(ev: &Evidence, facts: Option<&Facts>, port: u16) -> Finding {
                 .collect()
         })
         .unwrap_or_default();
+    if let Some(expr) = &ev.expression {
+        // The expression is the first suspect: it may be what kept the port's packets out.
+        return Finding::new(FindingKind::NoTraffic, Severity::Warning, 1)
+            .headline(format!(
+                "nothing on port {port} matched the filter expression {expr:?}"
+            ))
+            .explain(format!(
+                "No packet to or from port {port} that also matches {expr:?} was captured. \
+                 The expression narrows what portsniff sees, so the port's packets may have \
+                 been there and been left out by it."
+            ))
+            .evidence("expression", expr.as_str())
+            .next(format!(
+                "run again without the expression (or with a wider one) to see every \
+                 connection to port {port}"
+            ));
+    }
     let mut explanation = format!("No packet to or from port {port} was captured.");
     if went.is_empty() {
         explanation.push_str(" No connection attempt to any other port was seen either: the client is not running, or it connects over another interface.");

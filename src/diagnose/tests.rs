@@ -256,6 +256,22 @@ fn no_traffic_names_where_the_syns_went() {
 }
 
 #[test]
+fn no_traffic_under_a_filter_expression_names_the_expression_first() {
+    let mut ev = Evidence::default();
+    ev.syns_elsewhere.insert(ep("127.0.0.1:8080"), 3);
+    ev.expression = Some("host 127.0.0.2".to_string());
+    let found = evaluate(&ev, None, 61999);
+    assert_eq!(found[0].kind, FindingKind::NoTraffic);
+    assert!(
+        found[0].headline.contains("\"host 127.0.0.2\""),
+        "{}",
+        found[0].headline
+    );
+    assert!(!found[0].headline.contains("pointed elsewhere"));
+    assert!(found[0].next_step.contains("without the expression"));
+}
+
+#[test]
 fn errors_rank_before_warnings_and_bigger_causes_first() {
     let mut recs = vec![FlowRecord {
         reset_by: Some(Side::Server),

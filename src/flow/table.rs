@@ -258,6 +258,7 @@ impl FlowTable {
     /// state's timeout are ended, tombstones past theirs forgotten.
     fn sweep(&mut self, out: &mut Vec<FlowEvent>) {
         let now = self.clock;
+        let (mut ended, mut forgotten) = (0u64, 0u64);
         for class in 0..CLASSES {
             // Oldest first: stop at the first flow that has not expired.
             loop {
@@ -269,13 +270,24 @@ impl FlowTable {
                 if now.micros_since(flow.last_ts()) < flow.idle_timeout_us() {
                     break;
                 }
-                if !flow.state().is_done() {
+                if flow.state().is_done() {
+                    forgotten += 1;
+                } else {
+                    ended += 1;
                     out.push(FlowEvent::Finished(
                         flow.finish(EndReason::IdleTimeout, &self.rares),
                     ));
                 }
                 self.remove(slot);
             }
+        }
+        if ended + forgotten > 0 {
+            tracing::debug!(
+                ended,
+                forgotten,
+                tracked = self.index.len(),
+                "idle timers: ended {ended} idle flows, forgot {forgotten} tombstones"
+            );
         }
         if self.cfg.pending_notices {
             // Pending is about the *first* SYN, which the touch order does not follow:
@@ -354,6 +366,17 @@ impl FlowTable {
             flow.finish(EndReason::Evicted, &self.rares),
         ));
         self.stats.evicted += 1;
+        // At the 1st, 10th, 100th… eviction: a flood evicts once per packet, and a log
+        // line per packet would drown the report.
+        let n = self.stats.evicted;
+        if n == 10u64.pow(n.ilog10()) {
+            tracing::debug!(
+                evicted = n,
+                max_flows = self.cfg.max_flows,
+                "flow table full ({} flows): {n} open flows evicted so far (raise --max-flows)",
+                self.cfg.max_flows
+            );
+        }
         self.remove(victim);
     }
 

@@ -278,6 +278,8 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
             "syns_elsewhere": s.syns_elsewhere,
             "skipped": s.skipped.total(),
             "skipped_by_reason": skipped,
+            "expression": s.expression,
+            "filtered_out": s.filtered_out,
         },
         "kernel": s.kernel.map(|k| json!({
             "received": k.received, "dropped": k.dropped, "if_dropped": k.if_dropped,
