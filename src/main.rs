@@ -48,6 +48,9 @@ fn relinquish(config: &portsniff::Config, write: Option<&Path>) -> Result<(), po
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = cli.check() {
+        e.exit();
+    }
     init_logging(cli.verbose);
     let config = cli.into_config();
 
