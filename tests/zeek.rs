@@ -9,11 +9,16 @@
 
 mod common;
 
+#[path = "common/live_support.rs"]
+#[allow(dead_code)] // tests/live.rs uses the rest
+mod live_support;
+
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// `portsniff -r fixtures/FILE --port 61999 ARGS…` in UTC (the header's `#open`/`#close`
 /// are local times, as Zeek writes them), from the crate's directory.
@@ -297,4 +302,70 @@ fn every_fixture_matches_its_golden_conn_log() {
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Live: the conn.log holds the final record only (not the pending notice a SYN unanswered
+/// past `--syn-timeout` gives), and `#open`/`#close` are the wall clock at start and end.
+#[test]
+fn live_conn_log_has_final_rows_only_and_wall_clock_open_close() {
+    const TEST: &str = "live_conn_log_has_final_rows_only_and_wall_clock_open_close";
+    if !live_support::have_root(TEST) {
+        return;
+    }
+    if live_support::which("iptables").is_none() {
+        live_support::skip(TEST, "needs iptables for the DROP rule");
+        return;
+    }
+    let Some(ns) = live_support::Netns::create(TEST) else {
+        return;
+    };
+    ns.run(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", PORT, "--syn", "-j", "DROP",
+    ]);
+    let utc_now = || {
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%d-%H-%M-%S")
+            .to_string()
+    };
+    let before = utc_now();
+    let args = [
+        "-i",
+        "lo",
+        "--port",
+        PORT,
+        "--duration",
+        "2",
+        "--syn-timeout",
+        "0.5",
+        "--format",
+        "zeek",
+    ];
+    let mut cmd = ns.command(Path::new(live_support::portsniff_bin()), &args);
+    cmd.env("TZ", "UTC");
+    let mut sniffer = live_support::Sniffer::spawn(cmd, "portsniff --format zeek");
+    sniffer.wait_for_banner();
+    let server: std::net::SocketAddr = format!("127.0.0.1:{PORT}").parse().unwrap();
+    let client = ns.on_thread(move || live_support::connect_from_known_port(server));
+    let run = sniffer.wait_exit(Duration::from_secs(2) + live_support::EXIT_TIMEOUT);
+    let after = utc_now();
+    let (cport, res) = client.join().expect("client thread");
+    assert!(
+        res.is_err(),
+        "test setup: the SYNs are dropped, connect must fail"
+    );
+
+    let tsv = run.stdout_text();
+    let log = ConnLog::parse(&tsv);
+    assert_eq!(
+        log.cut("id.orig_p"),
+        [cport.to_string()],
+        "one row, the final one (the pending notice is not a conn.log line):\n{tsv}"
+    );
+    assert_eq!(log.cut("conn_state"), ["S0"], "{tsv}");
+    assert_eq!(log.cut("history"), ["S"], "{tsv}");
+    let (open, close) = (log.meta["open"].as_str(), log.meta["close"].as_str());
+    assert!(
+        before.as_str() <= open && open <= close && close <= after.as_str(),
+        "#open {open} and #close {close} are the wall clock between {before} and {after}"
+    );
 }

@@ -938,7 +938,7 @@ pub fn check_recipe(name: &str, report: &Report, port: u16) {
         .text
         .as_ref()
         .expect("test setup: the capture was started with_text");
-    // The text report's last line has no newline of its own.
+    // `stdout_text` joins the lines without a final newline.
     let newline = if recipe.output.ends_with('\n') {
         ""
     } else {
