@@ -22,6 +22,8 @@ Examples:
   portsniff -i lo --port 61999 'host 127.0.0.1'  only what a pcap-filter expression matches
   portsniff -D                                   the interfaces to capture on
   portsniff -i lo --port 8080 --live-summary     a one-screen table redrawn every second
+  portsniff -r saved.pcap --port 443 --format zeek | zeek-cut id.orig_h conn_state
+                                                 a Zeek conn.log for Zeek tools
 
 Exit status: 0 no problem seen, 1 problem connections seen (unanswered, refused,
 unreachable, handshake_incomplete, reset), 2 error.";
@@ -31,6 +33,26 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// `--format`: what the report is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Zeek,
+    ZeekJson,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Zeek => Format::Zeek,
+            OutputFormat::ZeekJson => Format::ZeekJson,
+        }
+    }
 }
 
 /// Watch one TCP port and tell, connection by connection, why connections to it fail.
@@ -92,9 +114,14 @@ pub struct Cli {
           conflicts_with = "read", value_parser = clap::value_parser!(u32).range(0..=262_144))]
     pub snaplen: Option<u32>,
 
-    /// One JSON object per line instead of text.
+    /// One JSON object per line instead of text (the same as --format json).
     #[arg(long)]
     pub json: bool,
+
+    /// Output: text, json (JSON lines), zeek (a Zeek conn.log, TSV, for zeek-cut) or
+    /// zeek-json (a conn.log as Zeek's JSON lines) [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
 
     /// Draw each problem connection's first packets as a sequence diagram (client left,
     /// server right, seq/ack relative, times from the first packet).
@@ -131,7 +158,7 @@ pub struct Cli {
     /// Live: instead of a line per connection, redraw a one-screen table every second
     /// (outcomes and rates, handshake RTT, top problem, packets and drops); on a pipe,
     /// one snapshot a second separated by blank lines. The summary still ends the run.
-    #[arg(long, conflicts_with_all = ["read", "json", "ladder", "flow"])]
+    #[arg(long, conflicts_with_all = ["read", "json", "format", "ladder", "flow"])]
     pub live_summary: bool,
 
     /// Colour the text output: auto (terminal and no NO_COLOR), always, never.
@@ -155,10 +182,10 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 }
 
 /// Colour on a terminal unless `NO_COLOR` is set to anything non-empty
-/// (<https://no-color.org>); `--color` overrides; JSON never.
-fn use_color(choice: ColorChoice, json: bool, no_color_env: bool, terminal: bool) -> bool {
+/// (<https://no-color.org>); `--color` overrides; JSON and conn.logs never.
+fn use_color(choice: ColorChoice, not_text: bool, no_color_env: bool, terminal: bool) -> bool {
     match choice {
-        _ if json => false,
+        _ if not_text => false,
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => !no_color_env && terminal,
@@ -197,7 +224,36 @@ impl Cli {
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
     }
 
+    /// The output format: `--json` is `--format json`.
+    fn output_format(&self) -> Format {
+        match (self.json, self.format) {
+            (_, Some(f)) => f.into(),
+            (true, None) => Format::Json,
+            (false, None) => Format::Text,
+        }
+    }
+
+    /// Checks between arguments that clap's attributes cannot express; the error exits
+    /// with status 2 like every usage error.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        use clap::{error::ErrorKind, CommandFactory};
+        if self.json && self.format.is_some_and(|f| f != OutputFormat::Json) {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--json is --format json: it cannot be combined with another --format",
+            ));
+        }
+        if self.output_format().is_zeek() && (self.ladder || self.flow.is_some()) {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--ladder and --flow draw in text or JSON: a Zeek conn.log has no place for them",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn into_config(self) -> Config {
+        let chosen = self.output_format();
         let source = match (self.interface, self.read) {
             (Some(interface), _) => Source::Live {
                 interface,
@@ -218,11 +274,10 @@ impl Cli {
             (None, None) => unreachable!("clap requires -i or -r"),
         };
         let stdout_terminal = std::io::stdout().is_terminal();
-        let format = match (self.json, self.live_summary) {
-            (true, _) => Format::Json,
-            (false, true) if stdout_terminal => Format::LiveSummary(Redraw::InPlace),
-            (false, true) => Format::LiveSummary(Redraw::Snapshots),
-            (false, false) => Format::Text,
+        let format = match self.live_summary {
+            true if stdout_terminal => Format::LiveSummary(Redraw::InPlace),
+            true => Format::LiveSummary(Redraw::Snapshots),
+            false => chosen,
         };
         Config {
             progress: progress_bar(
@@ -243,7 +298,7 @@ impl Cli {
             style: Style {
                 color: use_color(
                     self.color,
-                    self.json,
+                    format != Format::Text,
                     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
                     stdout_terminal,
                 ),

@@ -82,6 +82,9 @@ fn on_forced_exit() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
+    if let Err(e) = cli.check() {
+        e.exit();
+    }
     init_logging(cli.verbose);
     if cli.list_interfaces {
         return list_interfaces();

@@ -184,6 +184,11 @@ impl Prepared<'_> {
             stop: &stop,
             port: cfg.port,
         };
+        // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
+        // replay writes the same bytes every run.
+        if live {
+            sink.reporter.clock(wall_clock());
+        }
         let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
         let mut received = 0u64;
         let mut stop_seen: Option<std::time::Instant> = None;
@@ -191,6 +196,12 @@ impl Prepared<'_> {
             match rx.recv_timeout(TICK) {
                 Ok(batch) => {
                     received += batch.segments.len() as u64;
+                    if let (false, Some(first), Some(last)) =
+                        (live, batch.segments.first(), batch.segments.last())
+                    {
+                        sink.reporter.clock(first.ts);
+                        sink.reporter.clock(last.ts);
+                    }
                     for (i, seg) in batch.segments.iter().enumerate() {
                         let syn = match seg.kind {
                             SegmentKind::SynElsewhere => {
@@ -271,6 +282,9 @@ impl Prepared<'_> {
         }
         sink.drain(&mut events)?;
 
+        if live {
+            sink.reporter.clock(wall_clock());
+        }
         let tally = sink.reporter.take_tally();
         let source_name = cfg.source.name();
         let summary = Summary::new(

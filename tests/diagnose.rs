@@ -19,7 +19,7 @@ mod live_support;
 mod diag_support;
 
 use diag_support::{
-    fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
+    check_recipe, fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
     spawn_connecting_client, spawn_listener, start_capture, v4, LISTENER_MARK, TCP_LISTEN,
     TCP_SYN_SENT,
 };
@@ -49,7 +49,7 @@ fn drop_rule_is_silently_dropped() {
         "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &p, "--syn", "-j", "DROP",
     ]);
 
-    let capture = start_capture(&ns, port, 3, &["--syn-timeout", "1"]);
+    let capture = start_capture(&ns, port, 3, &["--syn-timeout", "1"]).with_text(&ns);
     // The client stays in connect() (SYN_SENT) past the end of the capture, so its socket
     // exists whenever portsniff looks for the process that owns it.
     let (mut client, cport) = spawn_connecting_client(&ns, server, 8);
@@ -114,6 +114,7 @@ fn drop_rule_is_silently_dropped() {
         f["client_process"],
         report.context()
     );
+    check_recipe("firewall-drop", &report, port);
 }
 
 #[test]
@@ -274,7 +275,7 @@ fn ipv6_only_listener_reached_on_ipv4() {
         true,
     );
 
-    let capture = start_capture(&ns, port, 3, &[]);
+    let capture = start_capture(&ns, port, 3, &[]).with_text(&ns);
     let cport = refused_client(&ns, v4([127, 0, 0, 1], port));
     let report = capture.finish();
 
@@ -301,6 +302,7 @@ fn ipv6_only_listener_reached_on_ipv4() {
         "nothing_listening",
         "a process listens on the port, on [::1] with IPV6_V6ONLY",
     );
+    check_recipe("ipv6-only-listener", &report, port);
 }
 
 #[test]
@@ -359,7 +361,7 @@ fn full_accept_queue_names_the_process_not_calling_accept() {
     // every further SYN (counting TcpExt ListenOverflows) without answering it.
     let listener = spawn_listener(&ns, server, 1, false);
 
-    let capture = start_capture(&ns, port, 5, &["--syn-timeout", "1"]);
+    let capture = start_capture(&ns, port, 5, &["--syn-timeout", "1"]).with_text(&ns);
     // All clients at once, each from a known port, each giving up after 3 s.
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| ns.on_thread(move || connect_from_known_port(server)))
@@ -438,6 +440,7 @@ fn full_accept_queue_names_the_process_not_calling_accept() {
     report.assert_top("accept_queue_full");
     report.assert_ranked_above("accept_queue_full", "silently_dropped");
     drop(results); // the queued connections stay open until the capture has ended
+    check_recipe("accept-queue-full", &report, port);
 }
 
 #[test]
@@ -564,7 +567,7 @@ fn time_wait_reuse_from_a_fixed_client_port() {
         ns.run(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse_delay=100"]);
     }
     let server = v4([127, 0, 0, 1], port);
-    let capture = start_capture(&ns, port, 5, &[]);
+    let capture = start_capture(&ns, port, 5, &[]).with_text(&ns);
     let waited = ns
         .on_thread(move || {
             let listener = TcpListener::bind(server).expect("listen inside the namespace");
@@ -624,6 +627,7 @@ fn time_wait_reuse_from_a_fixed_client_port() {
         report.context()
     );
     report.assert_top("time_wait_reuse");
+    check_recipe("time-wait-reuse", &report, port);
 }
 
 #[test]
@@ -741,7 +745,7 @@ fn nothing_listening_when_refused_and_no_listener() {
         return;
     };
     let port = fresh_port();
-    let capture = start_capture(&ns, port, 3, &[]);
+    let capture = start_capture(&ns, port, 3, &[]).with_text(&ns);
     let cport = refused_client(&ns, v4([127, 0, 0, 1], port));
     let report = capture.finish();
 
@@ -757,6 +761,7 @@ fn nothing_listening_when_refused_and_no_listener() {
         report.context()
     );
     report.assert_top("nothing_listening");
+    check_recipe("refused-localhost", &report, port);
 }
 
 /// The finding helpers themselves (no root needed): one finding per kind, its last
@@ -788,6 +793,7 @@ fn finding_helpers_keep_the_last_occurrence_of_each_kind() {
         })
         .collect();
     let report = diag_support::Report {
+        text: None,
         run: live_support::Finished {
             status: std::process::ExitStatus::from_raw(1 << 8),
             stdout: lines.iter().map(|(l, _)| l.clone()).collect(),

@@ -1,5 +1,6 @@
-//! Report: flow events and the summary, as text for people or JSON lines for scripts, and
-//! the packets of the port's flows as a pcap file (`-w`).
+//! Report: flow events and the summary, as text for people or JSON lines for scripts, or
+//! the final flows as a Zeek conn.log; and the packets of the port's flows as a pcap file
+//! (`-w`).
 //!
 //! This stage consumes what the flow stage produced; it never looks at packets' headers
 //! and never changes a flow's outcome.
@@ -12,6 +13,7 @@ pub mod pcap_writer;
 pub mod progress;
 pub mod summary;
 pub mod text;
+pub mod zeek;
 
 pub use pcap_writer::PcapWriter;
 pub use summary::{Percentiles, Summary, Tally};
@@ -21,7 +23,7 @@ use crate::diagnose::{Finding, FlowProcesses};
 use crate::flow::{FlowEvent, FlowRecord};
 use std::io::{self, Write};
 
-/// Text for people, or JSON lines for programs.
+/// Text for people, JSON lines for programs, or a Zeek conn.log for Zeek pipelines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Text,
@@ -29,6 +31,17 @@ pub enum Format {
     /// `--live-summary`: a table redrawn every second instead of a line per flow; the
     /// summary and diagnosis at the end as in `Text`.
     LiveSummary(live::Redraw),
+    /// Zeek's conn.log TSV: final connections only, no findings, ladders or summary.
+    Zeek,
+    /// Zeek's conn.log as JSON lines (`LogAscii::use_json=T`).
+    ZeekJson,
+}
+
+impl Format {
+    /// Whether this is a Zeek conn.log, which holds final connections and nothing else.
+    pub fn is_zeek(self) -> bool {
+        matches!(self, Format::Zeek | Format::ZeekJson)
+    }
 }
 
 /// Writes flow events as they come and the summary at the end.
@@ -45,6 +58,7 @@ pub struct Reporter<W: Write> {
     line: Vec<u8>,
     /// With [`Format::LiveSummary`]: the table's state.
     live_view: Option<live::LiveView>,
+    conn_log: zeek::ConnLog,
 }
 
 impl<W: Write> Reporter<W> {
@@ -65,9 +79,16 @@ impl<W: Write> Reporter<W> {
             line: Vec::with_capacity(1024),
             live_view: match format {
                 Format::LiveSummary(redraw) => Some(live::LiveView::new(redraw)),
-                Format::Text | Format::Json => None,
+                Format::Text | Format::Json | Format::Zeek | Format::ZeekJson => None,
             },
+            conn_log: zeek::ConnLog::new(format == Format::ZeekJson),
         }
+    }
+
+    /// The capture's clock, for the conn.log's `#open` and `#close`: packet times from a
+    /// file, the wall clock live.
+    pub fn clock(&mut self, ts: crate::decode::Timestamp) {
+        self.conn_log.clock(ts);
     }
 
     /// Whether `--only-problems` lets this record through.
@@ -98,6 +119,11 @@ impl<W: Write> Reporter<W> {
                 self.out.write_all(&self.line)?;
             }
             Format::LiveSummary(_) => return Ok(()),
+            // A conn.log line is a finished connection; pending notices are not.
+            Format::Zeek | Format::ZeekJson => match ev {
+                FlowEvent::Finished(r) => self.conn_log.write_flow(&mut self.out, r)?,
+                FlowEvent::Pending(_) => return Ok(()),
+            },
         }
         self.flush_live()
     }
@@ -116,6 +142,8 @@ impl<W: Write> Reporter<W> {
             Format::Text => l.write_text(&mut self.out, self.style)?,
             Format::Json => l.write_json(&mut self.out)?,
             Format::LiveSummary(_) => return Ok(()),
+            // The command line refuses --ladder with a conn.log format.
+            Format::Zeek | Format::ZeekJson => return Ok(()),
         }
         self.flush_live()
     }
@@ -132,6 +160,8 @@ impl<W: Write> Reporter<W> {
                 text::write_live_finding(&mut self.out, f, self.style)?
             }
             Format::Json => json::write_finding(&mut self.out, f)?,
+            // A conn.log has no place for findings; the exit status still tells.
+            Format::Zeek | Format::ZeekJson => return Ok(()),
         }
         self.out.flush()
     }
@@ -150,7 +180,7 @@ impl<W: Write> Reporter<W> {
     }
 
     /// The final, ranked diagnosis and the summary. JSON: findings, then the summary
-    /// line last. Text: the summary, then the "Diagnosis" section.
+    /// line last. Text: the summary, then the "Diagnosis" section. Zeek: only `#close`.
     pub fn finish(&mut self, findings: &[Finding], s: &Summary<'_>) -> io::Result<()> {
         if let Some(view) = &mut self.live_view {
             view.finish(&mut self.out)?;
@@ -166,6 +196,7 @@ impl<W: Write> Reporter<W> {
                 }
                 json::write_summary(&mut self.out, s)?;
             }
+            Format::Zeek | Format::ZeekJson => self.conn_log.finish(&mut self.out)?,
         }
         self.out.flush()
     }

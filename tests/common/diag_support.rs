@@ -322,12 +322,16 @@ impl Drop for Proc {
 }
 
 /// Starts `python3 -c SCRIPT args…` inside `ns`. `ip netns exec` execs the program (no
-/// fork), so the child's PID is python's own; checked through `/proc/PID/comm`.
+/// fork), so the child's PID is python's own; checked through `/proc/PID/comm`. The script
+/// travels in the environment, so the command line portsniff prints for the process (in
+/// findings, and so in the README recipes) is one short line.
 fn spawn_python(ns: &Netns, script: &str, args: &[&str], what: &str) -> Proc {
     let python = which("python3").expect("python3 on PATH (checked by prerequisites)");
-    let mut argv = vec!["-c", script];
+    let mut argv = vec!["-c", "import os; exec(os.environ['PSD_SCRIPT'])"];
     argv.extend_from_slice(args);
-    Proc::spawn(ns.command(&python, &argv), what)
+    let mut cmd = ns.command(&python, &argv);
+    cmd.env("PSD_SCRIPT", script);
+    Proc::spawn(cmd, what)
 }
 
 fn assert_is_python(p: &Proc) {
@@ -472,10 +476,15 @@ pub fn listen_overflows(ns: &Netns) -> u64 {
         .unwrap_or_else(|| panic!("test setup: no ListenOverflows in /proc/net/netstat:\n{text}"))
 }
 
-/// A portsniff capture running inside a namespace with `--duration`.
+/// A portsniff capture running inside a namespace with `--duration`; with
+/// [`Capture::with_text`], a second one beside it writing the text report for a README
+/// recipe.
 pub struct Capture {
     sniffer: Sniffer,
     limit: Duration,
+    /// The arguments after `portsniff`, without `--json`.
+    text_args: Vec<String>,
+    text: Option<Sniffer>,
 }
 
 /// Starts `ip netns exec NS portsniff -i lo --port PORT --json --duration SECS EXTRA…` and
@@ -502,19 +511,56 @@ pub fn start_capture(ns: &Netns, port: u16, duration_secs: u32, extra: &[&str]) 
     Capture {
         sniffer,
         limit: Duration::from_secs(duration_secs.into()) + EXIT_TIMEOUT,
+        text_args: args
+            .iter()
+            .filter(|a| **a != "--json")
+            .map(|a| a.to_string())
+            .collect(),
+        text: None,
     }
 }
 
 impl Capture {
+    /// Also runs the same capture in text (no colour) beside the JSON one, started before
+    /// the scenario's traffic: its output is what a README recipe shows.
+    pub fn with_text(mut self, ns: &Netns) -> Capture {
+        let mut args: Vec<&str> = self.text_args.iter().map(String::as_str).collect();
+        args.extend(["--color", "never"]);
+        let cmd = ns.command(Path::new(portsniff_bin()), &args);
+        let mut text = Sniffer::spawn(
+            cmd,
+            &format!("ip netns exec {} portsniff {}", ns.name, args.join(" ")),
+        );
+        text.wait_for_banner();
+        self.text = Some(text);
+        self
+    }
+
     /// Waits for portsniff to stop by itself at the end of `--duration` and reads its output.
     pub fn finish(self) -> Report {
         let run = self.sniffer.wait_exit(self.limit);
         let lines = run.json();
         let out = run.stdout_text();
-        let report = Report { run, lines, out };
+        let text = self.text.map(|t| Recipe {
+            command: format!("portsniff {}", self.text_args.join(" ")),
+            output: t.wait_exit(self.limit).stdout_text(),
+        });
+        let report = Report {
+            run,
+            lines,
+            out,
+            text,
+        };
         assert_no_capture_loss(report.summary(), &report.context());
         report
     }
+}
+
+/// The text twin of a capture: the command (as a user would type it, without the
+/// namespace) and what it printed.
+pub struct Recipe {
+    pub command: String,
+    pub output: String,
 }
 
 /// What portsniff printed, with assertions whose messages carry all of it.
@@ -522,6 +568,8 @@ pub struct Report {
     pub run: Finished,
     pub lines: Vec<(Line, Value)>,
     pub out: String,
+    /// With [`Capture::with_text`]: the text report of the same traffic.
+    pub text: Option<Recipe>,
 }
 
 impl Report {
@@ -817,4 +865,135 @@ impl Report {
             );
         }
     }
+}
+
+/// README recipes are rewritten by several tests running at once: one at a time.
+static README_LOCK: Mutex<()> = Mutex::new(());
+
+/// Masks what changes from run to run in a recipe's text, so the README block (a real
+/// run's output) can be compared with this run's. Masked, in this order:
+/// - the watched port (each test gets a fresh one): `<port>`;
+/// - wall-clock times `<time>` and durations (`13µs`, `1.02s`) `<duration>`;
+/// - client ports after an address: `<client port>`;
+/// - process ids `pid <pid>`, namespace names `<netns>`, the path of `python3`;
+/// - which client process a flow line names (`python3 (pid …) →`, or `? →` when its socket
+///   was already gone when portsniff looked): `<client> →`;
+/// - the latency percentile lines;
+/// - numbers that depend on timers racing the capture's end: how many SYNs a connection
+///   sent, and the counts on the `retransmitted`, `packets`, `kernel`, `sockets` and
+///   `listener` summary lines and in "grew by N" / "connection attempts";
+/// - the `kernel counters` summary line (which counters moved depends on when the final
+///   sample was taken);
+/// - trailing blanks.
+///
+/// Everything else (outcomes, histories, explanations, finding kinds and their order, the
+/// lines themselves) must match.
+pub fn normalise_recipe(text: &str, port: u16) -> String {
+    let rules: Vec<(String, &str)> = vec![
+        (format!(r"\b{port}\b"), "<port>"),
+        (r"\b\d\d:\d\d:\d\d\.\d{6}\b".into(), "<time>"),
+        (r"\b\d+(\.\d+)?(µs|ms|s)\b".into(), "<duration>"),
+        (r"(\d+\.\d+\.\d+\.\d+|\]):\d+\b".into(), "$1:<client port>"),
+        (r"\bpsl-\d+-\d+\b".into(), "<netns>"),
+        (r"/\S*/(python3)\b".into(), "$1"),
+        (r"(\S+ \(pid \d+\)|\?) → ".into(), "<client> → "),
+        (r"\bpid \d+".into(), "pid <pid>"),
+        (
+            r"(?m)^(  (handshake RTT|duration) +).*$".into(),
+            "$1<percentiles>",
+        ),
+        (r"\b\d+ SYNs?\b".into(), "<n> SYN(s)"),
+        // Which kernel counters moved depends on when the last sample was taken.
+        (r"(?m)^  kernel counters .*\n".into(), ""),
+        (
+            r"(?m)^(  (retransmitted|packets|kernel|sockets|listener) .*?)\d+".into(),
+            "$1<n>",
+        ),
+        (r"(grew by|ListenDrops by) \d+".into(), "$1 <n>"),
+        (
+            r"\b\d+ (connection attempts?|handshake ACKs?)\b".into(),
+            "<n> $1",
+        ),
+        (r"[ \t]+\n".into(), "\n"),
+    ];
+    rules
+        .iter()
+        .fold(text.to_string(), |mut acc, (pattern, with)| {
+            let re = regex::Regex::new(pattern).expect("a valid recipe mask");
+            // A line can hold several numbers to mask: apply until nothing changes.
+            loop {
+                let next = re.replace_all(&acc, *with).into_owned();
+                if next == acc {
+                    return acc;
+                }
+                acc = next;
+            }
+        })
+}
+
+/// Checks the README's `<!-- recipe:NAME -->` block against this run's text output (both
+/// normalised), or with `PORTSNIFF_BLESS=1` rewrites the block with it.
+pub fn check_recipe(name: &str, report: &Report, port: u16) {
+    let recipe = report
+        .text
+        .as_ref()
+        .expect("test setup: the capture was started with_text");
+    // `stdout_text` joins the lines without a final newline.
+    let newline = if recipe.output.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    let block = format!("```\n$ {}\n{}{newline}```\n", recipe.command, recipe.output);
+    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let start = format!("<!-- recipe:{name} -->\n");
+    let end = "<!-- /recipe -->";
+    let _guard = README_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let readme = std::fs::read_to_string(&readme_path).expect("README.md is readable");
+    let at = readme
+        .find(&start)
+        .unwrap_or_else(|| panic!("README.md has no `<!-- recipe:{name} -->` marker"))
+        + start.len();
+    let len = readme[at..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README.md: recipe {name} has no `{end}`"));
+    if std::env::var_os("PORTSNIFF_BLESS").is_some() {
+        let mut new = readme.clone();
+        new.replace_range(at..at + len, &block);
+        std::fs::write(&readme_path, new).expect("README.md is writable");
+        return;
+    }
+    let in_readme = &readme[at..at + len];
+    // The README's run had its own watched port: read it from its command line.
+    let readme_port = in_readme
+        .split("--port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(port);
+    let want = normalise_recipe(in_readme, readme_port);
+    let got = normalise_recipe(&block, port);
+    if want == got {
+        return;
+    }
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let differing: Vec<String> = (0..w.len().max(g.len()))
+        .filter(|&i| w.get(i) != g.get(i))
+        .map(|i| {
+            format!(
+                "line {}:\n  README: {}\n  now:    {}",
+                i + 1,
+                w.get(i).unwrap_or(&"(none)"),
+                g.get(i).unwrap_or(&"(none)")
+            )
+        })
+        .collect();
+    panic!(
+        "README recipe `{name}` no longer matches what portsniff prints for its scenario \
+         (compared after masking what varies between runs). If the change is intended, \
+         regenerate the recipes with `PORTSNIFF_BLESS=1 cargo test --test diagnose` and \
+         review the diff.\n{}\n--- this run, unmasked ---\n{block}\n{}",
+        differing.join("\n"),
+        report.context()
+    );
 }

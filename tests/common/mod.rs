@@ -17,6 +17,19 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The file names of every capture in `fixtures/` (not `fixtures/malformed/`), sorted.
+pub fn fixture_captures() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures/ is readable")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Runs portsniff with `args`, no stdin, and returns its output.
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin())
