@@ -437,7 +437,7 @@ fn file_cut_inside_a_record_reports_the_flows_read_before() {
     let e = run.error_line();
     assert!(
         e.contains("cut_mid_record.pcap: the capture is damaged after packet 12")
-            && e.contains("only got 20")
+            && e.contains("holds 54 captured bytes, only 20 are left")
             && e.contains("everything before it has been reported"),
         "{e}"
     );

@@ -6,6 +6,7 @@
 //! plain [`Batch`]es of `Copy` segments; it never sees flows.
 
 mod error;
+mod file;
 mod filter;
 mod info;
 
@@ -15,8 +16,10 @@ pub use info::{interface_lines, libpcap_version};
 
 use crate::decode::{Decoder, LinkType, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use pcap::{Active, Capture, Offline};
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+use file::FileReader;
+use pcap::{Active, Capture};
+use std::ops::ControlFlow;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -180,7 +183,7 @@ pub struct CaptureReport {
 
 enum Handle {
     Live(Capture<Active>),
-    File(Capture<Offline>),
+    File(FileReader),
 }
 
 /// An open capture, ready to run.
@@ -232,7 +235,7 @@ pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Open
     };
     let linktype = match &handle {
         Handle::Live(c) => c.get_datalink(),
-        Handle::File(c) => c.get_datalink(),
+        Handle::File(f) => pcap::Linktype(f.linktype()),
     };
     let link = LinkType::from_linktype(linktype.0);
     let user_filter = match (&handle, expression) {
@@ -319,35 +322,28 @@ fn open_live(
         .map_err(|e| CaptureError::from_live(interface, e))
 }
 
-fn open_file(path: Option<&std::path::Path>) -> Result<Capture<Offline>, CaptureError> {
+fn open_file(path: Option<&std::path::Path>) -> Result<FileReader, CaptureError> {
     let name = path.map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
-    let fd = match path {
-        Some(p) => std::fs::File::open(p)
-            .map_err(|source| CaptureError::Open {
-                path: name.clone(),
-                source,
-            })?
-            .into_raw_fd(),
-        None => std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| CaptureError::Open {
-                path: name.clone(),
-                source,
-            })?
-            .into_raw_fd(),
-    };
-    // SAFETY: `fd` was just obtained with `into_raw_fd`, so nothing else owns it; libpcap
-    // takes ownership through `fdopen` and closes it with the capture.
-    let cap = unsafe { Capture::from_raw_fd(fd) }.map_err(|e| CaptureError::NotACapture {
+    let open_error = |source| CaptureError::Open {
         path: name.clone(),
-        detail: e.to_string(),
-    })?;
+        source,
+    };
     // No BPF filter on files: the decoder selects the port's packets itself (faster than
     // libpcap's userland BPF interpreter), and every record is then counted, so
     // `captured` matches what tcpdump and Wireshark show and a damaged record's position
     // is right. The kernel filter only matters live, where it saves copies.
-    Ok(cap)
+    match path {
+        Some(p) => FileReader::open(std::fs::File::open(p).map_err(open_error)?, &name),
+        None => FileReader::open(
+            std::fs::File::from(
+                std::io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(open_error)?,
+            ),
+            &name,
+        ),
+    }
 }
 
 impl Opened {
@@ -391,8 +387,8 @@ impl Opened {
             stats_at: Instant::now(),
         };
         match self.handle {
-            Handle::File(mut cap) => {
-                reader.run_file(&mut cap, stop, &self.source);
+            Handle::File(mut file) => {
+                reader.run_file(&mut file, stop, &self.source);
                 // The damage's position counts every record, filtered out or not.
                 if let Some(CaptureError::Truncated { packets, .. }) = &mut reader.report.error {
                     *packets += reader.report.filtered_out;
@@ -443,20 +439,24 @@ impl Reader<'_> {
         self.max_packets.is_some_and(|n| self.report.packets >= n)
     }
 
-    fn run_file(&mut self, cap: &mut Capture<Offline>, stop: &AtomicBool, source: &Source) {
-        while !stop.load(Ordering::Relaxed) && !self.limit_reached() {
-            match cap.next_packet() {
-                Ok(p) => self.packet(p.header, p.data),
-                Err(pcap::Error::NoMorePackets) => break,
-                Err(e) => {
-                    self.report.error = Some(CaptureError::Truncated {
-                        path: source.name(),
-                        packets: self.report.packets,
-                        detail: e.to_string(),
-                    });
-                    break;
-                }
+    fn run_file(&mut self, file: &mut FileReader, stop: &AtomicBool, source: &Source) {
+        if stop.load(Ordering::Relaxed) || self.limit_reached() {
+            return;
+        }
+        let result = file.read(&mut |p| {
+            self.packet(p.ts_sec, p.ts_usec, p.len, p.data);
+            if stop.load(Ordering::Relaxed) || self.limit_reached() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
+        });
+        if let Err(file::ReadError::Damaged(detail)) = result {
+            self.report.error = Some(CaptureError::Truncated {
+                path: source.name(),
+                packets: self.report.packets,
+                detail,
+            });
         }
     }
 
@@ -474,7 +474,10 @@ impl Reader<'_> {
                 break;
             }
             match cap.next_packet() {
-                Ok(p) => self.packet(p.header, p.data),
+                Ok(p) => {
+                    let (sec, usec) = timeval(p.header);
+                    self.packet(sec, usec, p.header.len, p.data);
+                }
                 Err(pcap::Error::TimeoutExpired) => {
                     self.publish_kernel_stats(cap);
                     // The ring is empty. Hand over what we have once it is a millisecond
@@ -508,7 +511,8 @@ impl Reader<'_> {
         }
     }
 
-    fn packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
+    /// One packet record: its time, its length on the wire, and the bytes captured.
+    fn packet(&mut self, sec: i64, usec: i64, len: u32, data: &[u8]) {
         // Read either way: the progress bar follows the file, matched or not.
         self.bytes += 16 + data.len() as u64;
         if self.user_filter.as_ref().is_some_and(|f| !f.matches(data)) {
@@ -516,7 +520,6 @@ impl Reader<'_> {
             return;
         }
         self.report.packets += 1;
-        let (sec, usec) = timeval(header);
         let ts = Timestamp::from_timeval(sec, usec);
         match self.decoder.decode(ts, data) {
             Ok(seg) => {
@@ -535,7 +538,7 @@ impl Reader<'_> {
                         ts_sec: sec,
                         ts_usec: usec,
                         caplen: data.len() as u32,
-                        len: header.len,
+                        len,
                         offset: raw.bytes.len(),
                     });
                     raw.bytes.extend_from_slice(data);

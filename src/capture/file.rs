@@ -1,0 +1,622 @@
+//! Capture files (pcap and pcapng, from a file or standard input), read in large chunks and
+//! parsed in place by `pcap-parser`.
+//!
+//! libpcap reads a savefile through stdio in 4 KiB pieces and copies every record into a
+//! buffer of its own before handing it over; on a large replay that copying and the
+//! per-record calls were a third of the capture thread's time. Here one `read` fills a
+//! 1 MiB buffer and each record is handed over as a slice of it. libpcap still does all
+//! live capture.
+//!
+//! What libpcap rejects, this rejects too, with a message that says where: a record longer
+//! than any snapshot length (262144), a file cut inside a record, a pcapng interface with
+//! a link type other than the first one's.
+
+use super::CaptureError;
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+use std::io::{self, Read};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+/// Bytes read at once, and the buffer's starting size.
+const BUFFER: usize = 1 << 20;
+/// The buffer grows (doubling) to hold a record bigger than itself, up to this.
+const MAX_BUFFER: usize = 16 << 20;
+/// libpcap's MAXIMUM_SNAPLEN: no capture tool writes a longer record.
+const MAX_CAPLEN: u32 = 262_144;
+
+/// One packet record, borrowed from the reader's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub ts_sec: i64,
+    pub ts_usec: i64,
+    /// Length on the wire (the record's `len`/`origlen`).
+    pub len: u32,
+    pub data: &'a [u8],
+}
+
+/// A pcapng interface: what its packets' timestamps mean.
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    linktype: i32,
+    /// Timestamp units per second.
+    resolution: u64,
+    offset_secs: i64,
+}
+
+/// Why reading stopped before the end of the file.
+#[derive(Debug)]
+pub enum ReadError {
+    /// What follows the records read so far is not a valid record.
+    Damaged(String),
+}
+
+/// Keeps the `io::Error` behind a failed read, which `pcap-parser` reduces to "read
+/// error", and retries reads interrupted by a signal.
+struct Source<R> {
+    inner: R,
+    error: Arc<Mutex<Option<io::Error>>>,
+    /// The file header, read ahead to tell the format; handed out by the first read.
+    header: Vec<u8>,
+}
+
+/// The whole file header's length, from its first bytes. `pcap-parser` wants it whole in
+/// its first read, and a pipe may hand over fewer bytes at a time.
+fn header_len(start: &[u8]) -> usize {
+    const PCAPNG: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    match start.get(..12) {
+        // A section header block says its own length, in the byte order of its
+        // byte-order magic.
+        Some(b) if b[..4] == PCAPNG => {
+            let len: [u8; 4] = b[4..8].try_into().unwrap_or_default();
+            let len = if b[8..12] == [0x4d, 0x3c, 0x2b, 0x1a] {
+                u32::from_le_bytes(len)
+            } else {
+                u32::from_be_bytes(len)
+            };
+            (len as usize).max(12)
+        }
+        Some(_) => 24,
+        None => 12,
+    }
+}
+
+impl<R: Read> Source<R> {
+    /// Reads the file header ahead (all of it, or what there is before the end).
+    fn read_header(&mut self) -> io::Result<()> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let want = header_len(&self.header).min(BUFFER);
+            if self.header.len() >= want {
+                return Ok(());
+            }
+            let n = (want - self.header.len()).min(buf.len());
+            match self.read_once(&mut buf[..n])? {
+                0 => return Ok(()),
+                got => self.header.extend_from_slice(&buf[..got]),
+            }
+        }
+    }
+
+    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let detail = io::Error::new(e.kind(), e.to_string());
+                    if let Ok(mut slot) = self.error.lock() {
+                        *slot = Some(detail);
+                    }
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Source<R> {
+    /// The header read ahead first, then the file: each read returns what one `read(2)`
+    /// gives, so a pipe's packets are handed over as they come.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.header.is_empty() {
+            return self.read_once(buf);
+        }
+        let n = self.header.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.header[..n]);
+        self.header.drain(..n);
+        Ok(n)
+    }
+}
+
+/// The formats, by the first four bytes (in the file's own byte order).
+enum Format {
+    Pcap,
+    Pcapng,
+}
+
+fn format_of(header: &[u8]) -> Option<Format> {
+    let magic: [u8; 4] = header.get(..4)?.try_into().ok()?;
+    let le = u32::from_le_bytes(magic);
+    let be = u32::from_be_bytes(magic);
+    // Microsecond, nanosecond and Kuznetzov's modified pcap, either byte order.
+    const PCAP: [u32; 3] = [0xa1b2_c3d4, 0xa1b2_3c4d, 0xa1b2_cd34];
+    if PCAP.contains(&le) || PCAP.contains(&be) {
+        Some(Format::Pcap)
+    } else if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+        Some(Format::Pcapng)
+    } else {
+        None
+    }
+}
+
+/// An open capture file, positioned at its first packet.
+pub struct FileReader {
+    inner: Box<dyn PcapReaderIterator + Send>,
+    read_error: Arc<Mutex<Option<io::Error>>>,
+    /// Classic pcap: the file header's link type and whether times are in nanoseconds.
+    legacy: Option<(i32, bool)>,
+    /// Classic pcap written on a big-endian machine.
+    big_endian: bool,
+    /// pcapng: the current section's interfaces.
+    interfaces: Vec<Interface>,
+}
+
+impl FileReader {
+    /// Opens `reader` (named `name` in errors) and reads up to its first packet, so that
+    /// the link type is known.
+    pub fn open<R: Read + Send + 'static>(
+        reader: R,
+        name: &str,
+    ) -> Result<FileReader, CaptureError> {
+        let read_error = Arc::new(Mutex::new(None));
+        let mut source = Source {
+            inner: reader,
+            error: Arc::clone(&read_error),
+            header: Vec::new(),
+        };
+        let not_a_capture = |detail: String| CaptureError::NotACapture {
+            path: name.to_string(),
+            detail,
+        };
+        source
+            .read_header()
+            .map_err(|_| not_a_capture(read_error_text(&read_error)))?;
+        let unrecognised = || {
+            not_a_capture(
+                "unknown file format: it starts with neither a pcap nor a pcapng header".into(),
+            )
+        };
+        let inner: Box<dyn PcapReaderIterator + Send> =
+            match (source.header.len(), format_of(&source.header)) {
+                (0, _) => {
+                    return Err(not_a_capture(
+                        "the file is empty: only got 0 bytes of a capture file header".into(),
+                    ))
+                }
+                (_, None) => return Err(unrecognised()),
+                (n, Some(_)) if n < header_len(&source.header) => {
+                    return Err(not_a_capture(format!(
+                        "the file ends inside its header: only got {n} bytes"
+                    )))
+                }
+                // The reader's one read at creation gets exactly the header read ahead, so
+                // creating it never waits on a pipe for packets.
+                (_, Some(Format::Pcap)) => {
+                    Box::new(LegacyPcapReader::new(BUFFER, source).map_err(|_| unrecognised())?)
+                }
+                (_, Some(Format::Pcapng)) => {
+                    Box::new(PcapNGReader::new(BUFFER, source).map_err(|_| unrecognised())?)
+                }
+            };
+        let mut file = FileReader {
+            inner,
+            read_error,
+            legacy: None,
+            big_endian: false,
+            interfaces: Vec::new(),
+        };
+        // The headers up to the first packet: the file header, or a section header and its
+        // interfaces. The first packet itself stays in the buffer.
+        if let Err(ReadError::Damaged(detail)) = file.run(&mut |_| ControlFlow::Continue(()), true)
+        {
+            return Err(not_a_capture(detail));
+        }
+        if file.legacy.is_none() && file.interfaces.is_empty() {
+            return Err(not_a_capture(
+                "a pcapng file with no interface description before its first packet".into(),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// The link type of the file (of its first interface, for pcapng).
+    pub fn linktype(&self) -> i32 {
+        match (self.legacy, self.interfaces.first()) {
+            (Some((link, _)), _) => link,
+            (None, Some(i)) => i.linktype,
+            (None, None) => 0,
+        }
+    }
+
+    /// Hands each packet to `each` until it breaks (after taking its packet), the file
+    /// ends, or the file turns out damaged.
+    pub fn read(
+        &mut self,
+        each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        self.run(each, false)
+    }
+
+    /// `read`, or with `headers_only` the blocks before the next packet, which is left
+    /// in the buffer.
+    fn run(
+        &mut self,
+        each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
+        headers_only: bool,
+    ) -> Result<(), ReadError> {
+        loop {
+            let (offset, flow) = match self.inner.next() {
+                Ok((offset, block)) => match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        self.legacy = Some((h.network.0, h.is_nanosecond_precision()));
+                        self.big_endian = h.is_bigendian();
+                        (offset, ControlFlow::Continue(()))
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        if b.caplen > MAX_CAPLEN {
+                            return Err(too_long(b.caplen));
+                        }
+                        let nanos = self.legacy.is_some_and(|(_, n)| n);
+                        let usec = if nanos { b.ts_usec / 1000 } else { b.ts_usec };
+                        let packet = Packet {
+                            ts_sec: i64::from(b.ts_sec),
+                            ts_usec: i64::from(usec),
+                            len: b.origlen,
+                            data: b.data,
+                        };
+                        if headers_only {
+                            return Ok(());
+                        }
+                        (offset, each(packet))
+                    }
+                    PcapBlockOwned::NG(block) => match block {
+                        Block::SectionHeader(_) => {
+                            self.interfaces.clear();
+                            (offset, ControlFlow::Continue(()))
+                        }
+                        Block::InterfaceDescription(idb) => {
+                            let linktype = idb.linktype.0;
+                            let first_link = self.interfaces.first().map(|i| i.linktype);
+                            if first_link.is_some_and(|first| first != linktype) {
+                                return Err(ReadError::Damaged(format!(
+                                    "interface {} has link type {linktype}, the first one \
+                                     {}: portsniff reads one link type per file",
+                                    self.interfaces.len(),
+                                    first_link.unwrap_or_default()
+                                )));
+                            }
+                            self.interfaces.push(Interface {
+                                linktype,
+                                resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                                offset_secs: idb.ts_offset(),
+                            });
+                            (offset, ControlFlow::Continue(()))
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            let Some(iface) = self.interfaces.get(epb.if_id as usize).copied()
+                            else {
+                                return Err(ReadError::Damaged(format!(
+                                    "a packet names interface {}, which was never described",
+                                    epb.if_id
+                                )));
+                            };
+                            if epb.caplen > MAX_CAPLEN {
+                                return Err(too_long(epb.caplen));
+                            }
+                            let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                            let secs = ticks / iface.resolution;
+                            let frac = ticks % iface.resolution;
+                            let usec = u128::from(frac) * 1_000_000 / u128::from(iface.resolution);
+                            let packet = Packet {
+                                ts_sec: i64::try_from(secs)
+                                    .unwrap_or(i64::MAX)
+                                    .saturating_add(iface.offset_secs),
+                                ts_usec: usec as i64,
+                                len: epb.origlen,
+                                data: pcap_parser::traits::PcapNGPacketBlock::packet_data(&epb),
+                            };
+                            if headers_only {
+                                return Ok(());
+                            }
+                            (offset, each(packet))
+                        }
+                        // No timestamp: libpcap gives such packets time 0 too.
+                        Block::SimplePacket(spb) => {
+                            let packet = Packet {
+                                ts_sec: 0,
+                                ts_usec: 0,
+                                len: spb.origlen,
+                                data: pcap_parser::traits::PcapNGPacketBlock::packet_data(&spb),
+                            };
+                            if headers_only {
+                                return Ok(());
+                            }
+                            (offset, each(packet))
+                        }
+                        // Name resolution, statistics, comments, custom and unknown blocks
+                        // say nothing about connections.
+                        _ => (offset, ControlFlow::Continue(())),
+                    },
+                },
+                Err(PcapError::Eof) => return Ok(()),
+                Err(PcapError::Incomplete(_)) => {
+                    self.refill()?;
+                    continue;
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    let bigger = self.inner.data().len().max(BUFFER) * 2;
+                    if bigger > MAX_BUFFER || !self.inner.grow(bigger) {
+                        return Err(ReadError::Damaged(format!(
+                            "a block longer than {} MiB",
+                            MAX_BUFFER >> 20
+                        )));
+                    }
+                    self.refill()?;
+                    continue;
+                }
+                Err(PcapError::UnexpectedEof) => return Err(self.cut_record()),
+                Err(PcapError::ReadError) => {
+                    return Err(ReadError::Damaged(read_error_text(&self.read_error)))
+                }
+                Err(e) => return Err(ReadError::Damaged(format!("unreadable record ({e})"))),
+            };
+            self.consume(offset);
+            if flow.is_break() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn consume(&mut self, offset: usize) {
+        // No shift here: `refill` moves the unread tail once per buffer, not per record.
+        self.inner.consume_noshift(offset);
+    }
+
+    /// The file ends inside a record: say how much of it is missing, as libpcap does
+    /// ("truncated dump file; tried to read 66 captured bytes, only got 33").
+    fn cut_record(&self) -> ReadError {
+        let left = self.inner.data();
+        let caplen = match self.legacy {
+            Some((_, _)) if left.len() >= 16 => {
+                let field: [u8; 4] = left[8..12].try_into().unwrap_or_default();
+                Some(if self.big_endian {
+                    u32::from_be_bytes(field)
+                } else {
+                    u32::from_le_bytes(field)
+                })
+            }
+            _ => None,
+        };
+        ReadError::Damaged(match caplen {
+            Some(caplen) => format!(
+                "truncated dump file: the last record holds {caplen} captured bytes, only {} \
+                 are left",
+                left.len() - 16
+            ),
+            None => format!(
+                "truncated dump file: it ends {} bytes into a record",
+                left.len()
+            ),
+        })
+    }
+
+    fn refill(&mut self) -> Result<(), ReadError> {
+        self.inner
+            .refill()
+            .map_err(|_| ReadError::Damaged(read_error_text(&self.read_error)))
+    }
+}
+
+fn too_long(caplen: u32) -> ReadError {
+    ReadError::Damaged(format!(
+        "a record claims {caplen} captured bytes, more than the maximum snapshot length \
+         {MAX_CAPLEN}"
+    ))
+}
+
+fn read_error_text(slot: &Mutex<Option<io::Error>>) -> String {
+    match slot.lock().ok().and_then(|mut e| e.take()) {
+        Some(e) => format!("read error: {e}"),
+        None => "read error".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic pcap file: `magic` decides byte order and time unit.
+    fn legacy(magic: u32, big_endian: bool, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let w32 = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&w32(magic));
+        f.extend_from_slice(&w16(2));
+        f.extend_from_slice(&w16(4));
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&w32(65535));
+        f.extend_from_slice(&w32(1));
+        for (sec, frac, data) in records {
+            for v in [*sec, *frac, data.len() as u32, data.len() as u32 + 10] {
+                f.extend_from_slice(&w32(v));
+            }
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    /// A packet as read: seconds, microseconds, length on the wire, bytes.
+    type Got = (i64, i64, u32, Vec<u8>);
+
+    /// Reads everything, and the error if any.
+    fn read_all(bytes: Vec<u8>) -> (Vec<Got>, Option<String>) {
+        let mut file = FileReader::open(io::Cursor::new(bytes), "test").expect("open");
+        let mut got = Vec::new();
+        let result = file.read(&mut |p| {
+            got.push((p.ts_sec, p.ts_usec, p.len, p.data.to_vec()));
+            ControlFlow::Continue(())
+        });
+        (got, result.err().map(|ReadError::Damaged(d)| d))
+    }
+
+    #[test]
+    fn classic_pcap_in_either_byte_order_and_time_unit() {
+        let records: &[(u32, u32, &[u8])] = &[(10, 500, b"abc"), (11, 999_999, b"de")];
+        for (magic, be, usec) in [
+            (0xa1b2_c3d4, false, [500, 999_999]),
+            (0xa1b2_c3d4, true, [500, 999_999]),
+            // Nanosecond files: tcpdump --time-stamp-precision=nano.
+            (0xa1b2_3c4d, false, [0, 999]),
+        ] {
+            let (got, err) = read_all(legacy(magic, be, records));
+            assert_eq!(err, None);
+            assert_eq!(got.len(), 2, "{magic:x} {be}");
+            assert_eq!((got[0].0, got[0].1, got[0].2), (10, usec[0], 13));
+            assert_eq!(got[0].3, b"abc");
+            assert_eq!((got[1].0, got[1].1), (11, usec[1]));
+        }
+    }
+
+    #[test]
+    fn a_record_longer_than_any_snapshot_length_is_damage_after_the_good_ones() {
+        let mut bytes = legacy(0xa1b2_c3d4, false, &[(1, 0, b"ok")]);
+        for v in [2u32, 0, 300_000, 300_000] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&[0; 64]);
+        let (got, err) = read_all(bytes);
+        assert_eq!(got.len(), 1);
+        assert!(err.is_some_and(|e| e.contains("300000")));
+    }
+
+    /// A pipe hands over a few bytes at a time (`tcpdump -w - | portsniff -r -`).
+    struct Trickle(io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn records_split_across_short_reads_are_put_back_together() {
+        let records: Vec<(u32, u32, &[u8])> = (0..50).map(|i| (i, 0, &b"0123456789"[..])).collect();
+        let bytes = legacy(0xa1b2_c3d4, false, &records);
+        let mut file = FileReader::open(Trickle(io::Cursor::new(bytes)), "pipe").expect("open");
+        let mut n = 0;
+        let result = file.read(&mut |p| {
+            assert_eq!(p.data, b"0123456789");
+            n += 1;
+            ControlFlow::Continue(())
+        });
+        assert!(result.is_ok());
+        assert_eq!(n, 50);
+    }
+
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = 12 + body.len().next_multiple_of(4) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.resize(len as usize - 4, 0);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    fn shb() -> Vec<u8> {
+        let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        block(0x0a0d_0d0a, &body)
+    }
+
+    /// An interface of `linktype`, with `if_tsresol` if given.
+    fn idb(linktype: u16, tsresol: Option<u8>) -> Vec<u8> {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&65535u32.to_le_bytes());
+        if let Some(r) = tsresol {
+            body.extend_from_slice(&9u16.to_le_bytes());
+            body.extend_from_slice(&1u16.to_le_bytes());
+            body.extend_from_slice(&[r, 0, 0, 0]);
+            body.extend_from_slice(&[0; 4]);
+        }
+        block(1, &body)
+    }
+
+    fn epb(iface: u32, ticks: u64, data: &[u8]) -> Vec<u8> {
+        let mut body = iface.to_le_bytes().to_vec();
+        body.extend_from_slice(&((ticks >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(ticks as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(data);
+        block(6, &body)
+    }
+
+    #[test]
+    fn pcapng_times_follow_each_interfaces_resolution() {
+        let mut f = shb();
+        f.extend(idb(1, None));
+        f.extend(idb(1, Some(9)));
+        f.extend(block(0x0bad, b"unknown block")); // skipped, as libpcap does
+        f.extend(epb(0, 1_700_000_000_000_016, b"micro"));
+        f.extend(epb(1, 1_700_000_000_000_016_999, b"nano"));
+        let file = FileReader::open(io::Cursor::new(f.clone()), "ng").expect("open");
+        assert_eq!(file.linktype(), 1);
+        let (got, err) = read_all(f);
+        assert_eq!(err, None);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, got[0].1), (1_700_000_000, 16));
+        assert_eq!(got[0].3, b"micro");
+        assert_eq!((got[1].0, got[1].1), (1_700_000_000, 16));
+    }
+
+    #[test]
+    fn pcapng_interfaces_of_different_link_types_are_refused_clearly() {
+        let mut f = shb();
+        f.extend(idb(1, None));
+        f.extend(epb(0, 1, b"x"));
+        f.extend(idb(113, None));
+        let (got, err) = read_all(f);
+        assert_eq!(got.len(), 1);
+        assert!(err.is_some_and(|e| e.contains("link type 113")));
+    }
+
+    #[test]
+    fn not_a_capture_and_empty_files_say_so() {
+        let err = |bytes: Vec<u8>| match FileReader::open(io::Cursor::new(bytes), "f") {
+            Err(CaptureError::NotACapture { detail, .. }) => detail,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("opened"),
+        };
+        assert!(err(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).contains("unknown file format"));
+        assert!(err(Vec::new()).contains("only got 0"));
+    }
+}
