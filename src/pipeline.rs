@@ -3,7 +3,7 @@
 //! the crate knows about threads or channels.
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
-use crate::decode::{SegmentKind, Timestamp};
+use crate::decode::{PairHasher, SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
 use crate::flow::{FlowConfig, FlowEvent, FlowTable};
 use crate::report::ladder::LadderRecorder;
@@ -24,6 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// (256 single-packet batches ~ 60 ms at 4k packets/s). A full 512-segment batch is
 /// 40 KiB, so a full channel of them stays near 10 MiB.
 const CHANNEL_BATCHES: usize = 256;
+/// Replay: the reader waits when the channel is full (nothing is lost), and full batches
+/// keep both threads busy; more in flight would only hold memory (~44 KiB a batch).
+const REPLAY_CHANNEL_BATCHES: usize = 16;
 /// How often the flow stage wakes without packets, to run its timers (live).
 const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
@@ -140,9 +143,16 @@ impl Prepared<'_> {
             "capture started"
         );
         let keep_raw = writer.is_some();
+        let hasher = PairHasher::new();
+        opened.hash_pairs_with(hasher.clone());
 
-        let (tx, rx) = bounded::<Batch>(CHANNEL_BATCHES);
-        let (recycle_tx, recycle_rx) = bounded::<Batch>(CHANNEL_BATCHES + 2);
+        let depth = if live {
+            CHANNEL_BATCHES
+        } else {
+            REPLAY_CHANNEL_BATCHES
+        };
+        let (tx, rx) = bounded::<Batch>(depth);
+        let (recycle_tx, recycle_rx) = bounded::<Batch>(depth + 2);
         let limits = cfg.limits;
         let capture_stop = Arc::clone(&stop);
         let (done_tx, done_rx) = bounded::<CaptureReport>(1);
@@ -167,12 +177,15 @@ impl Prepared<'_> {
                 .map(|b| b.bar.clone()),
         );
 
-        let mut table = FlowTable::new(FlowConfig {
-            port: cfg.port,
-            max_flows: cfg.max_flows,
-            syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
-            pending_notices: live,
-        });
+        let mut table = FlowTable::with_hasher(
+            FlowConfig {
+                port: cfg.port,
+                max_flows: cfg.max_flows,
+                syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
+                pending_notices: live,
+            },
+            hasher,
+        );
         let mut sink = Sink {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
             writer: writer.as_mut(),
@@ -211,7 +224,10 @@ impl Prepared<'_> {
                             SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
                             SegmentKind::Icmp(_) => false,
                         };
-                        let id = table.process(seg, &mut events);
+                        let id = match batch.hashes.get(i) {
+                            Some(&hash) => table.process_hashed(seg, hash, &mut events),
+                            None => table.process(seg, &mut events),
+                        };
                         if let (true, Some(id)) = (syn && live, id) {
                             sink.diagnoser.syn_seen(id, seg.src, seg.dst);
                         }

@@ -14,7 +14,9 @@ pub use error::CaptureError;
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
 
-use crate::decode::{Decoder, LinkType, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp};
+use crate::decode::{
+    Decoder, LinkType, PairHasher, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp,
+};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use file::FileReader;
 use pcap::{Active, Capture};
@@ -113,6 +115,10 @@ impl RawPackets {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub segments: Vec<Segment>,
+    /// Parallel to `segments` when the flow stage asked for them (see
+    /// [`Opened::hash_pairs_with`]): each segment's endpoint-pair hash, computed here so
+    /// that the flow stage's core does not have to.
+    pub hashes: Vec<u64>,
     /// Parallel to `segments` when `-w` is on, empty otherwise.
     pub raw: RawPackets,
 }
@@ -121,12 +127,14 @@ impl Batch {
     pub fn with_capacity(n: usize) -> Batch {
         Batch {
             segments: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
             raw: RawPackets::default(),
         }
     }
 
     pub fn clear(&mut self) {
         self.segments.clear();
+        self.hashes.clear();
         self.raw.bytes.clear();
         self.raw.packets.clear();
     }
@@ -198,6 +206,7 @@ pub struct Opened {
     /// portsniff -r -`) may block forever between packets, with a batch half full.
     flush_each: bool,
     progress: Option<Arc<Progress>>,
+    hasher: Option<PairHasher>,
 }
 
 /// The kernel filter: the port's TCP; ICMP(v6) unreachable errors (which may answer a
@@ -279,6 +288,7 @@ pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Open
         user_filter,
         flush_each,
         progress: None,
+        hasher: None,
     })
 }
 
@@ -356,6 +366,12 @@ impl Opened {
     }
 
     /// The counters this capture will publish as it runs.
+    /// Computes each segment's endpoint-pair hash with `hasher` as it is decoded, into
+    /// [`Batch::hashes`].
+    pub fn hash_pairs_with(&mut self, hasher: PairHasher) {
+        self.hasher = Some(hasher);
+    }
+
     pub fn progress(&mut self) -> Arc<Progress> {
         Arc::clone(self.progress.get_or_insert_with(Arc::default))
     }
@@ -383,6 +399,7 @@ impl Opened {
             batch_started: None,
             user_filter: self.user_filter,
             progress: self.progress,
+            hasher: self.hasher,
             bytes: 0,
             stats_at: Instant::now(),
         };
@@ -428,6 +445,7 @@ struct Reader<'a> {
     batch_started: Option<Instant>,
     user_filter: Option<UserFilter>,
     progress: Option<Arc<Progress>>,
+    hasher: Option<PairHasher>,
     /// Record bytes read so far (see [`Progress::bytes`]).
     bytes: u64,
     /// Live: when `pcap_stats` was last published.
@@ -532,6 +550,12 @@ impl Reader<'_> {
                     self.batch_started = Some(Instant::now());
                 }
                 self.batch.segments.push(seg);
+                if let Some(h) = &self.hasher {
+                    self.batch.hashes.push(match seg.kind {
+                        SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => h.pair(&seg.src, &seg.dst),
+                        SegmentKind::SynElsewhere => 0,
+                    });
+                }
                 if self.keep_raw {
                     let raw = &mut self.batch.raw;
                     raw.packets.push(RawPacket {

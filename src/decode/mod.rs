@@ -70,6 +70,25 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A symmetric hash of a segment's two endpoints, randomly keyed per run (a crafted flood
+/// cannot aim at one bucket): both directions of a connection hash the same, which is what
+/// the flow table's index needs. It lives here, beside [`Endpoint`], so that the capture
+/// thread can compute it while decoding, on the core the flow stage is not using.
+#[derive(Clone, Debug, Default)]
+pub struct PairHasher(ahash::RandomState);
+
+impl PairHasher {
+    pub fn new() -> PairHasher {
+        PairHasher(ahash::RandomState::new())
+    }
+
+    /// The two endpoints' hashes combined with a commutative operation, so no ordering of
+    /// the endpoints is needed (comparing IP addresses for order showed in profiles).
+    pub fn pair(&self, a: &Endpoint, b: &Endpoint) -> u64 {
+        self.0.hash_one(a).wrapping_add(self.0.hash_one(b))
+    }
+}
+
 /// The TCP control bits (RFC 9293 §3.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpFlags(pub u8);

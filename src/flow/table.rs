@@ -13,7 +13,7 @@
 
 use super::record::{EndReason, FlowEvent, Outcome, Side};
 use super::state::{Flow, Rares, State};
-use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
+use crate::decode::{Endpoint, PairHasher, Segment, SegmentKind, Timestamp};
 
 /// How the table behaves. `Copy` and cheap: set once per run.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +91,7 @@ pub struct FlowTable {
     cfg: FlowConfig,
     /// Slot numbers, hashed by their flow's 4-tuple: the key lives once, in the flow.
     index: hashbrown::HashTable<u32>,
-    hasher: ahash::RandomState,
+    hasher: PairHasher,
     nodes: Vec<Node>,
     free: Vec<u32>,
     /// The rare parts (IPv6 addresses, SYN gaps, ICMP, zero windows) of `nodes`' flows.
@@ -105,6 +105,12 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> FlowTable {
+        FlowTable::with_hasher(cfg, PairHasher::new())
+    }
+
+    /// A table whose index uses `hasher`, so that segments hashed ahead of time (on the
+    /// capture thread) can go through [`process_hashed`](Self::process_hashed).
+    pub fn with_hasher(cfg: FlowConfig, hasher: PairHasher) -> FlowTable {
         let cfg = FlowConfig {
             max_flows: cfg.max_flows.clamp(1, NIL as usize - 1),
             ..cfg
@@ -113,7 +119,7 @@ impl FlowTable {
         FlowTable {
             cfg,
             index: hashbrown::HashTable::with_capacity(initial),
-            hasher: ahash::RandomState::new(),
+            hasher,
             nodes: Vec::with_capacity(initial),
             free: Vec::new(),
             rares: Rares::default(),
@@ -141,8 +147,20 @@ impl FlowTable {
     /// Feeds one segment. Events it causes (timers that expired before it, the flow it
     /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
     pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
+        let hash = self.hasher.pair(&seg.src, &seg.dst);
+        self.process_hashed(seg, hash, out)
+    }
+
+    /// [`process`](Self::process) for a segment whose `hash` was computed with this
+    /// table's [`PairHasher`] (`hasher.pair(&seg.src, &seg.dst)`).
+    pub fn process_hashed(
+        &mut self,
+        seg: &Segment,
+        hash: u64,
+        out: &mut Vec<FlowEvent>,
+    ) -> Option<u64> {
+        debug_assert_eq!(hash, self.hasher.pair(&seg.src, &seg.dst));
         self.advance(seg.ts, out);
-        let hash = self.pair_hash(&seg.src, &seg.dst);
         match seg.kind {
             SegmentKind::Icmp(err) => {
                 let Some((slot, side)) = self.lookup(hash, &seg.src, &seg.dst) else {
@@ -390,15 +408,6 @@ impl FlowTable {
         self.free.push(slot);
     }
 
-    /// Either direction of a 4-tuple hashes the same: the two endpoints' hashes are
-    /// combined with a commutative operation, so no ordering of endpoints is needed
-    /// (comparing IP addresses for order showed in profiles).
-    fn pair_hash(&self, a: &Endpoint, b: &Endpoint) -> u64 {
-        self.hasher
-            .hash_one(a)
-            .wrapping_add(self.hasher.hash_one(b))
-    }
-
     /// The slot of the flow between `src` and `dst`, and which of its sides `src` is.
     fn lookup(&self, hash: u64, src: &Endpoint, dst: &Endpoint) -> Option<(u32, Side)> {
         let (nodes, rares) = (&self.nodes, &self.rares);
@@ -466,16 +475,14 @@ impl FlowTable {
     /// For tests: the state of the flow on a 4-tuple.
     #[cfg(test)]
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
-        self.lookup(self.pair_hash(&a, &b), &a, &b)
+        self.lookup(self.hasher.pair(&a, &b), &a, &b)
             .map(|(slot, _)| self.nodes[slot as usize].flow.state())
     }
 }
 
-fn slot_hash(hasher: &ahash::RandomState, nodes: &[Node], rares: &Rares, slot: u32) -> u64 {
+fn slot_hash(hasher: &PairHasher, nodes: &[Node], rares: &Rares, slot: u32) -> u64 {
     let flow = &nodes[slot as usize].flow;
-    hasher
-        .hash_one(flow.client(rares))
-        .wrapping_add(hasher.hash_one(flow.server(rares)))
+    hasher.pair(&flow.client(rares), &flow.server(rares))
 }
 
 /// Who is the client of a flow first seen with `seg`. A SYN's sender opened the
