@@ -173,16 +173,20 @@ const FIN_SEQ: usize = 1;
 const LAST_RST: usize = 2;
 
 /// Bits of [`Flow::present`] beyond the six sequence numbers (three per direction).
-const HAS_ISN: u16 = 1 << 6;
-const HAS_LAST_SYN: u16 = 1 << 7;
+const HAS_ISN: u32 = 1 << 6;
+const HAS_LAST_SYN: u32 = 1 << 7;
 /// [`Flow::handshake`] holds the offset of the SYN the first SYN-ACK answered…
-const HAS_ANSWERED_SYN: u16 = 1 << 8;
+const HAS_ANSWERED_SYN: u32 = 1 << 8;
 /// …and, once the client's final ACK is seen, the handshake RTT instead.
-const HAS_RTT: u16 = 1 << 9;
-const MIDSTREAM: u16 = 1 << 10;
-const PORT_REUSED: u16 = 1 << 11;
-const PENDING_REPORTED: u16 = 1 << 12;
-const IS_V6: u16 = 1 << 13;
+const HAS_RTT: u32 = 1 << 9;
+const MIDSTREAM: u32 = 1 << 10;
+const PORT_REUSED: u32 = 1 << 11;
+const PENDING_REPORTED: u32 = 1 << 12;
+const IS_V6: u32 = 1 << 13;
+/// Zeek's once-per-side history letters `D` (data) and `A` (pure ACK), by side: checked
+/// on every segment, so a bit rather than a scan of the letters.
+const SAW_DATA: [u32; 2] = [1 << 14, 1 << 15];
+const SAW_ACK: [u32; 2] = [1 << 16, 1 << 17];
 
 /// Three `Option<Side>`s in a byte, two bits each: 0 none, 1 client, 2 server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -281,6 +285,8 @@ pub struct Rare {
     icmp: Option<IcmpAnswer>,
     /// Segments each side sent again (loss on the way, or a stalled peer).
     retransmits: [u32; 2],
+    /// Of those, the ones carrying data: Zeek's `T` counts only these.
+    data_retransmits: [u32; 2],
     /// Times each side closed its window.
     zero_windows: [u32; 2],
     /// Since when each side's advertised window has been zero.
@@ -375,7 +381,7 @@ pub struct Flow {
     state: State,
     /// Which of the optional numbers above are known (`HAS_*`, and bit `3 * side + which`
     /// for a direction's sequence numbers), and the yes/no facts (`MIDSTREAM`, …).
-    present: u16,
+    present: u32,
     /// Who reset, who closed first, who sent the last data.
     sides: Sides,
 }
@@ -499,7 +505,7 @@ impl Flow {
         self.present |= 1 << (3 * side.index() + which);
     }
 
-    fn is(&self, bit: u16) -> bool {
+    fn is(&self, bit: u32) -> bool {
         self.present & bit != 0
     }
 
@@ -607,12 +613,12 @@ impl Flow {
         self.packets[i] = self.packets[i].saturating_add(1);
         self.bytes[i] += u64::from(seg.payload_len);
 
+        self.history_letters(side, seg);
         match ctl {
             Control::Syn if side == Side::Client => {
                 if self.client_isn().is_none() {
                     self.set_client_isn(seg.seq);
                     self.options[i] = PackedOptions::pack(seg.options);
-                    self.history.push(side, b'S');
                 }
                 if self.present & HAS_LAST_SYN != 0 {
                     let gap = ts.micros_since(self.at(self.last_syn));
@@ -629,7 +635,6 @@ impl Flow {
                         self.handshake = self.last_syn;
                         self.present |= HAS_ANSWERED_SYN;
                     }
-                    self.history.push(side, b'H');
                     // The SYN-ACK acknowledges the client's ISN + 1.
                     if self.client_isn().is_none() {
                         self.set_client_isn(seg.ack.wrapping_sub(1));
@@ -637,29 +642,15 @@ impl Flow {
                 }
                 self.synack_count = self.synack_count.saturating_add(1);
             }
-            Control::Syn | Control::SynAck => {}
-            Control::Rst => {
-                if self.seq(side, LAST_RST) != Some(seg.seq) {
-                    self.history.push(side, b'R');
-                    self.set_seq(side, LAST_RST, seg.seq);
-                }
-            }
-            Control::Fin | Control::Segment | Control::Unreachable => {}
+            Control::Syn
+            | Control::SynAck
+            | Control::Rst
+            | Control::Fin
+            | Control::Segment
+            | Control::Unreachable => {}
         }
-
-        let h = &mut self.history;
         if seg.payload_len > 0 {
             self.sides.set(LAST_PAYLOAD_BY, side);
-            if !h.contains(side, b'D') {
-                h.push(side, b'D');
-            }
-        }
-        if ctl == Control::Segment
-            && seg.payload_len == 0
-            && seg.flags.ack()
-            && !h.contains(side, b'A')
-        {
-            h.push(side, b'A');
         }
 
         // Sequence space this segment covers (RFC 9293 §3.4: SYN and FIN take one each).
@@ -679,7 +670,11 @@ impl Flow {
                 if seq_le(end, max) && !is_keepalive {
                     let rare = rares.get_or_make(&mut self.rare);
                     rare.retransmits[i] = rare.retransmits[i].saturating_add(1);
-                    log_letter(&mut self.history, side, b'T', rare.retransmits[i]);
+                    if seg.payload_len > 0 {
+                        let n = rare.data_retransmits[i].saturating_add(1);
+                        rare.data_retransmits[i] = n;
+                        log_letter(&mut self.history, side, b'T', n);
+                    }
                 }
             }
         }
@@ -690,9 +685,9 @@ impl Flow {
             };
             self.set_seq(side, SND_MAX, max);
         }
-        if seg.flags.fin() && self.seq(side, FIN_SEQ).is_none() {
+        if seg.flags.fin() {
+            // The latest FIN: a FIN at a new sequence number replaces the old one.
             self.set_seq(side, FIN_SEQ, seg.seq.wrapping_add(seg.payload_len));
-            self.history.push(side, b'F');
         }
 
         // A zero window means the receiving application stopped reading (RFC 9293
@@ -715,6 +710,59 @@ impl Flow {
                 }
                 (_, None) => {}
             }
+        }
+    }
+
+    /// Zeek's history letters for one segment, by its `update_history`
+    /// (`TCPSessionAdapter.cc`): a segment with two of SYN, FIN and RST is `I` (FIN+RST)
+    /// or `Q`; one with a single one is `S`/`H` (SYN, by its ACK bit), `F` or `R`, again
+    /// only when its sequence number differs from that flag's last one; one with none is
+    /// `D` if it carries data, else `A` if it acknowledges, each once per side. (`T` and
+    /// `W` are counted where retransmissions and zero windows are.)
+    fn history_letters(&mut self, side: Side, seg: &TcpSegment) {
+        let f = seg.flags;
+        let i = side.index();
+        let once = |h: &mut History, letter: u8| {
+            if !h.contains(side, letter) {
+                h.push(side, letter);
+            }
+        };
+        match (f.syn(), f.fin(), f.rst()) {
+            (true, true, _) | (true, _, true) => once(&mut self.history, b'Q'),
+            (false, true, true) => once(&mut self.history, b'I'),
+            (true, false, false) => {
+                // One SYN letter per side in Zeek, S or H by the first SYN's ACK bit. A
+                // client SYN at a new sequence number is a new connection here (the
+                // table splits it off), so the repeat rule never applies to it.
+                if !self.history.contains(side, b'S') && !self.history.contains(side, b'H') {
+                    let letter = if f.ack() { b'H' } else { b'S' };
+                    self.history.push(side, letter);
+                }
+            }
+            (false, true, false) => {
+                if self.seq(side, FIN_SEQ) != Some(seg.seq.wrapping_add(seg.payload_len)) {
+                    self.history.push(side, b'F');
+                }
+            }
+            (false, false, true) => {
+                if self.seq(side, LAST_RST) != Some(seg.seq) {
+                    self.history.push(side, b'R');
+                }
+                self.set_seq(side, LAST_RST, seg.seq);
+            }
+            (false, false, false) if seg.payload_len > 0 => {
+                if !self.is(SAW_DATA[i]) {
+                    self.present |= SAW_DATA[i];
+                    self.history.push(side, b'D');
+                }
+            }
+            (false, false, false) if f.ack() => {
+                if !self.is(SAW_ACK[i]) {
+                    self.present |= SAW_ACK[i];
+                    self.history.push(side, b'A');
+                }
+            }
+            (false, false, false) => {}
         }
     }
 

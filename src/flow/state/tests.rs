@@ -611,3 +611,55 @@ fn ipv6_endpoints_and_handshake_options_survive_the_compact_flow() {
     assert_eq!(r.client_options, Some(syn.options));
     assert_eq!(r.server_options, None);
 }
+
+// --- history letters, as Zeek's update_history writes them ---------------------------
+
+fn history_of(segments: &[(Side, TcpSegment)]) -> String {
+    let mut f = flow();
+    for (i, (side, s)) in segments.iter().enumerate() {
+        f.on_tcp(*side, s, Timestamp(1_000_000 + i as u64 * 10));
+    }
+    f.record(EndReason::CaptureEnd).history.as_str().to_string()
+}
+
+#[test]
+fn a_fin_carrying_the_last_data_is_f_without_d_as_in_zeek() {
+    let h = history_of(&[
+        (Client, seg(SYN, 100, 0, 0, 65535)),
+        (Server, seg(SYN | ACK, 5000, 101, 0, 65535)),
+        (Client, seg(ACK, 101, 5001, 0, 512)),
+        (Client, seg(FIN | ACK | PSH, 101, 5001, 20, 512)),
+    ]);
+    assert_eq!(h, "ShAF");
+}
+
+#[test]
+fn a_retransmitted_fin_is_one_f_a_fin_at_a_new_sequence_number_another() {
+    let h = history_of(&[
+        (Client, seg(FIN | ACK, 101, 5001, 0, 512)),
+        (Client, seg(FIN | ACK, 101, 5001, 0, 512)),
+        (Client, seg(FIN | ACK, 150, 5001, 0, 512)),
+    ]);
+    assert_eq!(h, "FF");
+}
+
+#[test]
+fn syn_with_fin_or_rst_is_q_and_fin_with_rst_is_i() {
+    assert_eq!(history_of(&[(Client, seg(SYN | FIN, 100, 0, 0, 512))]), "Q");
+    assert_eq!(history_of(&[(Client, seg(SYN | RST, 100, 0, 0, 512))]), "Q");
+    assert_eq!(
+        history_of(&[(Server, seg(FIN | RST | ACK, 5000, 101, 0, 0))]),
+        "i"
+    );
+}
+
+#[test]
+fn syn_letters_follow_the_ack_bit_not_the_side() {
+    // Simultaneous open, or roles the port cannot settle: the server's bare SYN is `s`,
+    // a client's SYN-ACK `H`.
+    let h = history_of(&[
+        (Client, seg(SYN | ACK, 100, 7, 0, 512)),
+        (Server, seg(SYN, 5000, 0, 0, 512)),
+    ]);
+    assert_eq!(h, "Hs");
+}
