@@ -138,8 +138,12 @@ fn live_capture_on_lo_reports_refused_clean_closes_and_reset() {
     let pcap = dir.path().join("out.pcap");
     let pcap_arg = pcap.to_str().expect("UTF-8 temp path");
 
+    // With -w every packet is kept whole, and on `lo` each takes a 64 KiB ring frame (two,
+    // counting both directions): 16 MiB held ~128 packets, and the other live tests of this
+    // file (run in parallel, on the same `lo`, by unoptimised binaries on 2 cores) were
+    // seen to starve the capture thread long enough to overflow it (2 runs in 10).
     let mut sniffer = Sniffer::spawn(
-        live_command(port, &["-w", pcap_arg, "-B", "16384"]),
+        live_command(port, &["-w", pcap_arg, "-B", "65536"]),
         "portsniff -i lo -w out.pcap",
     );
     sniffer.wait_for_banner();
