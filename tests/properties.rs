@@ -973,7 +973,7 @@ fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCaseError> {
                     r.history
                         .as_str()
                         .bytes()
-                        .all(|b| b"SsHhAaDdFfRrTtWw".contains(&b)),
+                        .all(|b| b"SsHhAaDdFfRrTtWwQqIi".contains(&b)),
                     "history {:?}",
                     r.history
                 );
