@@ -5,11 +5,11 @@
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
-use crate::flow::{FlowConfig, FlowEvent, FlowTable};
+use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::CaptureNow;
 use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
-use crate::report::{Format, PcapWriter, Reporter, Style, Summary};
+use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
 use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use std::io::{self, Write};
@@ -197,6 +197,13 @@ impl Prepared<'_> {
             stop: &stop,
             port: cfg.port,
         };
+        // A replay's flow stage is its slowest part: its flow lines are formatted on
+        // another thread (the capture thread leaves most of the second core idle), and
+        // written here, in order. Live, lines go out at once instead; ladders come
+        // between lines, so with them everything stays here.
+        let mut lines = (!live && sink.ladder.is_none() && sink.reporter.defer_lines())
+            .then(|| LineThread::start(cfg.format, cfg.style))
+            .transpose()?;
         // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
         // replay writes the same bytes every run.
         if live {
@@ -248,6 +255,9 @@ impl Prepared<'_> {
                     }
                     sink.findings()?;
                     sink.live_tick(&counters, &table)?;
+                    if let Some(l) = lines.as_mut() {
+                        l.hand_over(&mut sink, false)?;
+                    }
                     let _ = recycle_tx.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -291,12 +301,18 @@ impl Prepared<'_> {
             events.push(ev);
             if events.len() >= 1024 && failed.is_none() {
                 failed = sink.drain(&mut events).err();
+                if let (Some(l), None) = (lines.as_mut(), &failed) {
+                    failed = l.hand_over(&mut sink, false).err();
+                }
             }
         });
         if let Some(e) = failed {
             return Err(e);
         }
         sink.drain(&mut events)?;
+        if let Some(l) = lines.take() {
+            l.finish(&mut sink)?;
+        }
 
         if live {
             sink.reporter.clock(wall_clock());
@@ -432,6 +448,110 @@ impl<W: Write> Sink<'_, W> {
             }
             Err(e) => Err(Error::Output(e)),
         }
+    }
+}
+
+/// A replay's flow lines, formatted on a thread of their own: the flow stage hands over
+/// its final records [`LINE_BATCH`] at a time and writes the formatted lines that come
+/// back, in the order they went. Vectors travel back and forth, so nothing is allocated
+/// once the first few batches have gone round.
+struct LineThread {
+    to_format: crossbeam_channel::Sender<(Vec<FlowRecord>, Vec<u8>)>,
+    formatted: crossbeam_channel::Receiver<(Vec<FlowRecord>, Vec<u8>)>,
+    /// Emptied vectors, ready for the next batch.
+    spare: Vec<(Vec<FlowRecord>, Vec<u8>)>,
+    in_flight: usize,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl LineThread {
+    /// Batches in flight: enough to keep the formatter busy while the flow stage works.
+    const DEPTH: usize = 4;
+
+    fn start(format: Format, style: Style) -> Result<LineThread, Error> {
+        let (to_format, work) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH);
+        // Never full: at most DEPTH + 1 batches exist, and the flow stage takes back
+        // what is ready before it hands over more.
+        let (done, formatted) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH + 2);
+        let handle = std::thread::Builder::new()
+            .name("lines".to_string())
+            .spawn(move || {
+                for (mut records, mut out) in work {
+                    for r in &records {
+                        report::format_line(format, style, r, &mut out);
+                    }
+                    records.clear();
+                    if done.send((records, out)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(Error::Thread)?;
+        Ok(LineThread {
+            to_format,
+            formatted,
+            spare: Vec::new(),
+            in_flight: 0,
+            handle,
+        })
+    }
+
+    /// Writes the lines that are ready; hands over the reporter's records once there are
+    /// a batch of them (or any, with `all`).
+    fn hand_over<W: Write>(&mut self, sink: &mut Sink<'_, W>, all: bool) -> Result<(), Error> {
+        while let Ok(done) = self.formatted.try_recv() {
+            self.write(sink, done)?;
+        }
+        let waiting = sink.reporter.deferred_len();
+        if waiting >= report::LINE_BATCH || (all && waiting > 0) {
+            let (records, out) = self.spare.pop().unwrap_or_else(|| {
+                (
+                    Vec::with_capacity(report::LINE_BATCH),
+                    Vec::with_capacity(report::LINE_BATCH * 800),
+                )
+            });
+            let records = sink.reporter.take_deferred(records);
+            if self.in_flight >= Self::DEPTH {
+                let done = self.formatted.recv().map_err(|_| Self::died())?;
+                self.write(sink, done)?;
+            }
+            self.to_format
+                .send((records, out))
+                .map_err(|_| Self::died())?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    fn write<W: Write>(
+        &mut self,
+        sink: &mut Sink<'_, W>,
+        (records, mut out): (Vec<FlowRecord>, Vec<u8>),
+    ) -> Result<(), Error> {
+        self.in_flight -= 1;
+        if !sink.output_closed {
+            let res = sink.reporter.write_lines(&out);
+            sink.result(res)?;
+        }
+        out.clear();
+        self.spare.push((records, out));
+        Ok(())
+    }
+
+    /// Hands over the rest and writes every line before the summary.
+    fn finish<W: Write>(mut self, sink: &mut Sink<'_, W>) -> Result<(), Error> {
+        self.hand_over(sink, true)?;
+        while self.in_flight > 0 {
+            let done = self.formatted.recv().map_err(|_| Self::died())?;
+            self.write(sink, done)?;
+        }
+        drop(self.to_format);
+        self.handle.join().map_err(|_| Self::died())?;
+        Ok(())
+    }
+
+    fn died() -> Error {
+        Error::Output(io::Error::other("the line-formatting thread stopped"))
     }
 }
 

@@ -44,6 +44,22 @@ impl Format {
     }
 }
 
+/// Deferred records are handed over this many at a time.
+pub const LINE_BATCH: usize = 512;
+
+/// A final record's line in `format` (text or JSON), appended to `buf`: what
+/// [`Reporter`] writes for it when no processes are known (a replay).
+pub fn format_line(format: Format, style: Style, r: &FlowRecord, buf: &mut Vec<u8>) {
+    match format {
+        Format::Json => json::write_flow(buf, r, None),
+        // Writing into a Vec cannot fail.
+        Format::Text => {
+            let _ = text::write_flow(buf, r, None, style);
+        }
+        Format::LiveSummary(_) | Format::Zeek | Format::ZeekJson => {}
+    }
+}
+
 /// Writes flow events as they come and the summary at the end.
 pub struct Reporter<W: Write> {
     out: W,
@@ -56,6 +72,9 @@ pub struct Reporter<W: Write> {
     tally: Tally,
     /// A JSON flow line is built here, then written in one call.
     line: Vec<u8>,
+    /// When set (see [`defer_lines`](Self::defer_lines)): final records whose lines
+    /// someone else formats, in order.
+    deferred: Option<Vec<FlowRecord>>,
     /// With [`Format::LiveSummary`]: the table's state.
     live_view: Option<live::LiveView>,
     conn_log: zeek::ConnLog,
@@ -77,6 +96,7 @@ impl<W: Write> Reporter<W> {
             flush_each,
             tally: Tally::default(),
             line: Vec::with_capacity(1024),
+            deferred: None,
             live_view: match format {
                 Format::LiveSummary(redraw) => Some(live::LiveView::new(redraw)),
                 Format::Text | Format::Json | Format::Zeek | Format::ZeekJson => None,
@@ -109,6 +129,10 @@ impl<W: Write> Reporter<W> {
             }
         }
         if !self.shows(r) {
+            return Ok(());
+        }
+        if let (Some(deferred), FlowEvent::Finished(r), None) = (&mut self.deferred, ev, procs) {
+            deferred.push(*r);
             return Ok(());
         }
         match self.format {
@@ -199,6 +223,39 @@ impl<W: Write> Reporter<W> {
             Format::Zeek | Format::ZeekJson => self.conn_log.finish(&mut self.out)?,
         }
         self.out.flush()
+    }
+
+    /// From now on, final records without processes are kept for [`take_deferred`]
+    /// instead of written: their lines are formatted elsewhere (with [`format_line`]) and
+    /// written back in order with [`write_lines`]. Only for text and JSON, whose lines
+    /// depend on the record alone; `false` (and nothing changes) for other formats.
+    ///
+    /// [`take_deferred`]: Self::take_deferred
+    /// [`write_lines`]: Self::write_lines
+    pub fn defer_lines(&mut self) -> bool {
+        let ok = matches!(self.format, Format::Text | Format::Json);
+        if ok {
+            self.deferred = Some(Vec::with_capacity(LINE_BATCH));
+        }
+        ok
+    }
+
+    /// The records kept since the last call, swapped for `empty`.
+    pub fn take_deferred(&mut self, empty: Vec<FlowRecord>) -> Vec<FlowRecord> {
+        match &mut self.deferred {
+            Some(d) => std::mem::replace(d, empty),
+            None => empty,
+        }
+    }
+
+    /// How many records are waiting in [`take_deferred`](Self::take_deferred).
+    pub fn deferred_len(&self) -> usize {
+        self.deferred.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Lines formatted by [`format_line`], written as they are.
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.out.write_all(lines)
     }
 
     /// Hands over the accumulated counts to build the [`Summary`].
