@@ -1102,3 +1102,48 @@ fn verbose_logs_name_evictions_and_idle_timers_without_flooding_stderr() {
         stderr.lines().take(20).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The memory budget per tracked flow (issue: at most 200 bytes): the peak RSS of a flood
+/// whose sources all stay in the table, minus that of a small one, divided by the extra
+/// flows. Everything a flow costs counts: its slab slot, its share of the index, and any
+/// rare part. 200,000 sources keep the debug binary's run to a few seconds;
+/// `benches/soak.sh` measures a million with the release build.
+#[test]
+fn each_tracked_flow_costs_at_most_200_bytes() {
+    let _heavy = heavy();
+    let (big, small) = (200_000u64, 2_000u64);
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let peak = |n: u64| {
+        let (flood, c) = generate(
+            dir.path(),
+            &format!("flood-{n}.pcap"),
+            &GenOptions::new(n, Mode::SynFlood),
+        );
+        assert!(
+            c.span_us < 75_000_000,
+            "test setup: no SYN may expire before the end: {c}"
+        );
+        let run = run_streamed(
+            replay_command(&flood, gen::DEFAULT_PORT, &["--max-flows", "1000000"]),
+            "portsniff -r flood.pcap --max-flows 1000000",
+            REPLAY_TIMEOUT,
+        );
+        let s = run.out.summary("flood replay", &run.stderr);
+        assert_eq!(u(&s["peak_flows"]), n, "every source held at once: {s}");
+        run.max_rss_kib
+    };
+    let (rss_big, rss_small) = (peak(big), peak(small));
+    let per_flow = (rss_big.saturating_sub(rss_small) * 1024) / (big - small);
+    eprintln!(
+        "each_tracked_flow_costs_at_most_200_bytes: peak RSS {} with {big} flows, {} with \
+         {small}: {per_flow} bytes per flow",
+        mib(rss_big),
+        mib(rss_small)
+    );
+    assert!(
+        per_flow <= 200,
+        "{per_flow} bytes per tracked flow (peak RSS {} with {big} flows, {} with {small})",
+        mib(rss_big),
+        mib(rss_small)
+    );
+}

@@ -84,8 +84,13 @@ impl PairHasher {
 
     /// The two endpoints' hashes combined with a commutative operation, so no ordering of
     /// the endpoints is needed (comparing IP addresses for order showed in profiles).
+    /// Folded to 32 bits and repeated in both halves: the flow table keeps the 4 bytes
+    /// beside each flow (in padding it had anyway) and rebuilds the whole hash from them
+    /// when it removes the flow or grows its index, instead of hashing the flow again.
     pub fn pair(&self, a: &Endpoint, b: &Endpoint) -> u64 {
-        self.0.hash_one(a).wrapping_add(self.0.hash_one(b))
+        let h = self.0.hash_one(a).wrapping_add(self.0.hash_one(b));
+        let folded = u64::from((h ^ (h >> 32)) as u32);
+        folded | (folded << 32)
     }
 }
 

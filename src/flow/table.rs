@@ -72,6 +72,8 @@ struct Node {
     flow: Flow,
     prev: u32,
     next: u32,
+    /// The index hash's low half (see [`PairHasher::pair`]: both halves are equal).
+    hash: u32,
     class: u8,
 }
 
@@ -336,6 +338,7 @@ impl FlowTable {
             flow: Flow::new(id, client, server, seg.ts, false, &mut self.rares),
             prev: NIL,
             next: NIL,
+            hash: hash as u32,
             class: HANDSHAKE as u8,
         };
         let slot = match self.free.pop() {
@@ -348,9 +351,9 @@ impl FlowTable {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (nodes, rares, hasher) = (&self.nodes, &self.rares, &self.hasher);
+        let nodes = &self.nodes;
         self.index
-            .insert_unique(hash, slot, |&s| slot_hash(hasher, nodes, rares, s));
+            .insert_unique(hash, slot, |&s| slot_hash(nodes, s));
         self.link_tail(slot, HANDSHAKE);
         self.stats.peak_flows = self.stats.peak_flows.max(self.index.len() as u64);
         let side = if seg.src == client {
@@ -400,7 +403,7 @@ impl FlowTable {
 
     fn remove(&mut self, slot: u32) {
         self.unlink(slot);
-        let hash = slot_hash(&self.hasher, &self.nodes, &self.rares, slot);
+        let hash = slot_hash(&self.nodes, slot);
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
@@ -480,9 +483,10 @@ impl FlowTable {
     }
 }
 
-fn slot_hash(hasher: &PairHasher, nodes: &[Node], rares: &Rares, slot: u32) -> u64 {
-    let flow = &nodes[slot as usize].flow;
-    hasher.pair(&flow.client(rares), &flow.server(rares))
+/// A flow's index hash, rebuilt from the half kept in its node.
+fn slot_hash(nodes: &[Node], slot: u32) -> u64 {
+    let half = u64::from(nodes[slot as usize].hash);
+    half | (half << 32)
 }
 
 /// Who is the client of a flow first seen with `seg`. A SYN's sender opened the
