@@ -291,7 +291,7 @@ impl FileReader {
                         return Ok(());
                     }
                 }
-                Err(nom::Err::Incomplete(needed)) => {
+                Err(nom::Err::Incomplete(_)) => {
                     let (have, exhausted) = (data.len(), self.inner.reader_exhausted());
                     match (have, exhausted) {
                         (0, true) => return Ok(()),
@@ -300,7 +300,6 @@ impl FileReader {
                     }
                     // A record is at most 16 + MAX_CAPLEN bytes, which the buffer always
                     // holds: refilling makes room. A longer one is damage, said now.
-                    let _ = needed;
                     if let Some(caplen) = self.record_caplen(data) {
                         if caplen > MAX_CAPLEN {
                             return Err(too_long(caplen));
@@ -315,8 +314,9 @@ impl FileReader {
         }
     }
 
-    /// `read`, or with `headers_only` the blocks before the next packet, which is left
-    /// in the buffer.
+    /// pcapng's blocks for `read`, or with `headers_only` those before the next packet,
+    /// which is left in the buffer. For classic pcap only the file header: it stops at the
+    /// first record, for `run_records`.
     fn run(
         &mut self,
         each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
@@ -331,23 +331,9 @@ impl FileReader {
                         self.modified = h.is_modified_format();
                         (offset, ControlFlow::Continue(()))
                     }
-                    PcapBlockOwned::Legacy(b) => {
-                        if b.caplen > MAX_CAPLEN {
-                            return Err(too_long(b.caplen));
-                        }
-                        let nanos = self.legacy.is_some_and(|(_, n)| n);
-                        let usec = if nanos { b.ts_usec / 1000 } else { b.ts_usec };
-                        let packet = Packet {
-                            ts_sec: i64::from(b.ts_sec),
-                            ts_usec: i64::from(usec),
-                            len: b.origlen,
-                            data: b.data,
-                        };
-                        if headers_only {
-                            return Ok(());
-                        }
-                        (offset, each(packet))
-                    }
+                    // The first record: the header is read, and `run_records` reads the
+                    // records (this one included: it stays in the buffer).
+                    PcapBlockOwned::Legacy(_) => return Ok(()),
                     PcapBlockOwned::NG(block) => match block {
                         Block::SectionHeader(_) => {
                             self.interfaces.clear();

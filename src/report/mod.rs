@@ -131,7 +131,10 @@ impl<W: Write> Reporter<W> {
         if !self.shows(r) {
             return Ok(());
         }
-        if let (Some(deferred), FlowEvent::Finished(r), None) = (&mut self.deferred, ev, procs) {
+        if let (Some(deferred), FlowEvent::Finished(r)) = (&mut self.deferred, ev) {
+            // Lines are deferred only in replays, where no process is ever known; writing
+            // one here instead would put it out of order.
+            debug_assert!(procs.is_none(), "processes are only known live");
             deferred.push(*r);
             return Ok(());
         }
@@ -225,8 +228,8 @@ impl<W: Write> Reporter<W> {
         self.out.flush()
     }
 
-    /// From now on, final records without processes are kept for [`take_deferred`]
-    /// instead of written: their lines are formatted elsewhere (with [`format_line`]) and
+    /// From now on (in a replay: processes are only known live), final records are kept
+    /// for [`take_deferred`] instead of written: their lines are formatted elsewhere (with [`format_line`]) and
     /// written back in order with [`write_lines`]. Only for text and JSON, whose lines
     /// depend on the record alone; `false` (and nothing changes) for other formats.
     ///
