@@ -3,6 +3,9 @@
 //! /proc/self/status at the end of the run).
 
 mod common;
+#[path = "common/live_support.rs"]
+#[allow(dead_code)]
+mod live_support;
 
 use common::*;
 use serde_json::Value;
@@ -13,18 +16,9 @@ use std::process::{Command, Stdio};
 const PTRACE_ONLY: &str = "0000000000080000";
 const NONE: &str = "0000000000000000";
 
+/// Root, or a skip that fails under `CI=true` (the gate every live test file shares).
 fn gate(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{test}: CI must run this as root"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
+    live_support::have_root(test)
 }
 
 /// A short live run on `lo`; returns (exit code, summary line, stderr).
@@ -131,12 +125,7 @@ fn works_without_root_through_file_capabilities_and_then_drops_them() {
     }
     let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
     if !have("setcap") || !have("setpriv") {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have setcap and setpriv"
-        );
-        eprintln!("skipping: setcap or setpriv missing");
+        live_support::skip("setcap", "setcap or setpriv missing");
         return;
     }
     let (_dir, exe) = world_runnable_copy();

@@ -3,16 +3,14 @@
 //! capture file behind.
 
 mod common;
+#[path = "common/live_support.rs"]
+#[allow(dead_code)]
+mod live_support;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
@@ -128,13 +126,7 @@ fn second_ctrl_c_exits_at_once_and_leaves_no_capture_file() {
 
 #[test]
 fn sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file() {
-    if !is_root() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must run this as root"
-        );
-        eprintln!("skipping: needs root to capture");
+    if !live_support::have_root("sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
