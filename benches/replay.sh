@@ -3,6 +3,12 @@
 # on the same generated capture, in the same run, several times each (medians).
 #
 #   bash benches/replay.sh [PACKETS] [RUNS]      # defaults: 10000000 packets, 5 runs
+#   BEFORE=/path/to/old/portsniff SKIP_SLOW=1 bash benches/replay.sh ...
+#
+# With BEFORE set, that binary (an earlier build, e.g. from `git stash; cargo build
+# --release; cp target/release/portsniff /tmp/before`) is timed too, interleaved with the
+# current build in the same runs, so a change is judged by the ratio of two medians taken
+# under the same load. SKIP_SLOW=1 leaves out tcpdump's text output and tshark.
 #
 # Prints, per tool: median wall time, packets/s, ratio to portsniff, peak RSS
 # (/usr/bin/time -v). Installs tcpdump, tshark and time if missing (Debian, root).
@@ -15,7 +21,7 @@ PORT=61999
 export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v tcpdump >/dev/null || need+=(tcpdump)
-command -v tshark >/dev/null || need+=(tshark)
+[ -n "${SKIP_SLOW:-}" ] || command -v tshark >/dev/null || need+=(tshark)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,9 +41,22 @@ declare -A cmds=(
   [tshark_conv]="tshark -r $file -q -z conv,tcp"
 )
 order=(portsniff tcpdump_w_devnull tcpdump_nn_port tshark_conv)
+if [ -n "${BEFORE:-}" ]; then
+  cmds[portsniff_before]="$BEFORE -r $file --port $PORT --json"
+  order=(portsniff portsniff_before tcpdump_w_devnull tcpdump_nn_port tshark_conv)
+fi
+if [ -n "${SKIP_SLOW:-}" ]; then
+  # Only portsniff (and BEFORE) against libpcap's read floor: the minutes-long text tools
+  # add nothing to a before/after comparison.
+  fast=()
+  for tool in "${order[@]}"; do
+    case $tool in tcpdump_nn_port | tshark_conv) ;; *) fast+=("$tool") ;; esac
+  done
+  order=("${fast[@]}")
+fi
 # tshark and tcpdump's text output take minutes on big files: one run each is enough
 # to see their ratio.
-declare -A runs=([portsniff]=$RUNS [tcpdump_w_devnull]=$RUNS [tcpdump_nn_port]=1 [tshark_conv]=1)
+declare -A runs=([portsniff]=$RUNS [portsniff_before]=$RUNS [tcpdump_w_devnull]=$RUNS [tcpdump_nn_port]=1 [tshark_conv]=1)
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A wall rss
