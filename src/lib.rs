@@ -18,24 +18,11 @@ pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod diagnose;
+pub mod error;
 pub mod flow;
 pub mod pipeline;
 pub mod privileges;
 pub mod report;
 
+pub use error::Error;
 pub use pipeline::{run, Config, RunResult};
-
-/// Everything that can stop a run, with messages meant for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Capture(#[from] capture::CaptureError),
-    #[error(transparent)]
-    Write(#[from] report::pcap_writer::WriteError),
-    #[error("cannot write the report: {0}")]
-    Output(std::io::Error),
-    #[error("cannot start the capture thread: {0}")]
-    Thread(std::io::Error),
-    #[error(transparent)]
-    Privileges(#[from] privileges::PrivilegeError),
-}

@@ -14,6 +14,19 @@ use std::sync::Arc;
 const EXIT_PROBLEMS: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
+/// Prints an error the one way every error is printed: `portsniff: error: ` and the
+/// message, then its hint lines. The messages already name their cause where it reads
+/// best (after a colon, in parentheses), so the `source()` chain is not printed again.
+fn report(e: &portsniff::Error) -> ExitCode {
+    let mut text = format!("portsniff: error: {e}");
+    if let Some(hint) = e.hint() {
+        text.push_str("\nhint: ");
+        text.push_str(&hint);
+    }
+    eprintln!("{text}");
+    ExitCode::from(EXIT_ERROR)
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -57,10 +70,7 @@ fn list_interfaces() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Err(e) => report(&e.into()),
     }
 }
 
@@ -93,21 +103,16 @@ fn main() -> ExitCode {
 
     let prepared = match portsniff::pipeline::prepare(&config) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
+        Err(e) => return report(&e),
     };
     // The capture is open: give up what is no longer needed before reading a single
     // packet, and before any other thread exists (capabilities are per thread).
     if let Err(e) = relinquish(&config, prepared.write_path()) {
-        eprintln!("portsniff: error: {e}");
-        return ExitCode::from(EXIT_ERROR);
+        return report(&e);
     }
     let stop = Arc::new(AtomicBool::new(false));
     if let Err(e) = capture::install_stop_handler(Arc::clone(&stop), on_forced_exit) {
-        eprintln!("portsniff: error: {e}");
-        return ExitCode::from(EXIT_ERROR);
+        return report(&e.into());
     }
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and
     // tests wait for it before they start traffic.
@@ -141,17 +146,13 @@ fn main() -> ExitCode {
                 );
             }
             if let Some(e) = result.capture_error {
-                eprintln!("portsniff: error: {e}");
-                ExitCode::from(EXIT_ERROR)
+                report(&e.into())
             } else if result.problems > 0 {
                 ExitCode::from(EXIT_PROBLEMS)
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Err(e) => report(&e),
     }
 }

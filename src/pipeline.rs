@@ -5,12 +5,12 @@
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
+use crate::error::Error;
 use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::CaptureNow;
 use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
 use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
-use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -286,9 +286,8 @@ impl Prepared<'_> {
             CaptureReport {
                 packets: received,
                 decoded: received,
-                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::Live {
+                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::NoReport {
                     interface: cfg.source.name(),
-                    detail: "the capture thread ended without a report".to_string(),
                 }),
                 ..CaptureReport::default()
             }

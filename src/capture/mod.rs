@@ -304,7 +304,8 @@ fn open_live(
         names.sort();
         return Err(CaptureError::NoSuchInterface {
             interface: interface.to_string(),
-            available: names.join(", "),
+            available: Some(names),
+            source: None,
         });
     }
     let inactive = Capture::from_device(interface)
@@ -323,10 +324,11 @@ fn open_live(
         // Alone first: a mistake is then reported in the user's own words.
         filter::compile(&cap, e)?;
     }
-    cap.filter(filter, true).map_err(|e| CaptureError::Filter {
-        filter: filter.to_string(),
-        detail: e.to_string(),
-    })?;
+    cap.filter(filter, true)
+        .map_err(|source| CaptureError::Filter {
+            filter: filter.to_string(),
+            source,
+        })?;
     tracing::debug!(interface, filter, "kernel filter installed");
     cap.setnonblock()
         .map_err(|e| CaptureError::from_live(interface, e))
@@ -521,7 +523,7 @@ impl Reader<'_> {
                 Err(e) => {
                     self.report.error = Some(CaptureError::Live {
                         interface: source.name(),
-                        detail: e.to_string(),
+                        source: e,
                     });
                     break;
                 }
@@ -658,15 +660,12 @@ pub fn install_stop_handler(stop: Arc<AtomicBool>, on_force: fn()) -> Result<(),
             std::process::exit(130);
         }
     })
-    .map_err(|e| CaptureError::Signal(e.to_string()))
+    .map_err(CaptureError::Signal)
 }
 
 /// The interfaces libpcap can capture on, for error messages.
 pub fn interfaces() -> Result<Vec<String>, CaptureError> {
     pcap::Device::list()
         .map(|d| d.into_iter().map(|d| d.name).collect())
-        .map_err(|e| CaptureError::Live {
-            interface: "(list)".to_string(),
-            detail: e.to_string(),
-        })
+        .map_err(|source| CaptureError::List { source })
 }
