@@ -11,11 +11,13 @@
 //!                                   diagnose: flow records + /proc facts ──Finding
 //! ```
 //!
-//! [`cli`] turns arguments into a [`Config`]; [`pipeline::run`] wires the stages with a
-//! capture thread and a bounded channel.
+//! [`cli`] turns arguments (and the terminal facts `main` reads) into a [`Config`];
+//! [`pipeline::run`] wires the stages with a capture thread and a bounded channel and
+//! returns an [`Error`] when a run cannot go on.
 
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod diagnose;
 pub mod error;
@@ -24,5 +26,6 @@ pub mod pipeline;
 pub mod privileges;
 pub mod report;
 
+pub use config::Config;
 pub use error::Error;
-pub use pipeline::{run, Config, RunResult};
+pub use pipeline::{run, RunResult};

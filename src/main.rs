@@ -3,6 +3,7 @@
 
 use portsniff::capture;
 use portsniff::cli::Cli;
+use portsniff::config::Terminal;
 use portsniff::privileges;
 use portsniff::report::pcap_writer::remove_unfinished;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -13,6 +14,16 @@ use std::sync::Arc;
 
 const EXIT_PROBLEMS: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+
+/// The only place the process's surroundings are read.
+fn terminal() -> Terminal {
+    Terminal {
+        stdout_is_terminal: io::stdout().is_terminal(),
+        stderr_is_terminal: io::stderr().is_terminal(),
+        // Set to anything non-empty (https://no-color.org).
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    }
+}
 
 /// Prints an error the one way every error is printed: `portsniff: error: ` and the
 /// message, then its hint lines. The messages already name their cause where it reads
@@ -27,7 +38,7 @@ fn report(e: &portsniff::Error) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, terminal: Terminal) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -35,12 +46,9 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour in logs only on a terminal, and never with NO_COLOR (https://no-color.org).
-    let ansi =
-        io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(terminal.color_in_logs())
         .with_writer(io::stderr)
         .with_target(false)
         .init();
@@ -91,15 +99,16 @@ fn on_forced_exit() {
 }
 
 fn main() -> ExitCode {
+    let terminal = terminal();
     let cli = Cli::parse_args();
     if let Err(e) = cli.check() {
         e.exit();
     }
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, terminal);
     if cli.list_interfaces {
         return list_interfaces();
     }
-    let config = cli.into_config();
+    let config = cli.into_config_with(terminal);
 
     let prepared = match portsniff::pipeline::prepare(&config) {
         Ok(p) => p,
