@@ -3,7 +3,7 @@
 //!
 //! No I/O here beyond libpcap's version string for `--version`: whether stdout and
 //! stderr are terminals and whether `NO_COLOR` is set come in as a [`Terminal`], read
-//! by `main`.
+//! by `main`. Nothing here exits the process either: usage errors go back to `main`.
 
 use crate::capture::{self, Limits, Source};
 use crate::config::{Config, Terminal};
@@ -219,11 +219,12 @@ fn progress_bar(
 }
 
 impl Cli {
-    /// Parses the process's arguments; on a usage error, prints it and exits 2.
-    pub fn parse_args() -> Cli {
+    /// Parses the process's arguments. The error is a usage error, or the `--help` or
+    /// `--version` text: `clap::Error::exit` prints it with its exit status.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
         let mut cmd = command();
-        let matches = cmd.clone().get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+        let matches = cmd.clone().try_get_matches()?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
     }
 
     /// The output format: `--json` is `--format json`.

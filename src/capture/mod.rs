@@ -651,13 +651,15 @@ fn poll_readable(fd: i32, timeout_ms: i32) {
     }
 }
 
-/// Sets `stop` on Ctrl-C and SIGTERM; a second signal runs `on_force` and exits at once
-/// with status 130, as shells expect after SIGINT.
-pub fn install_stop_handler(stop: Arc<AtomicBool>, on_force: fn()) -> Result<(), CaptureError> {
+/// Sets `stop` on Ctrl-C and SIGTERM; a second signal runs `on_force`, which ends the
+/// process (the caller chooses how, and with which exit status).
+pub fn install_stop_handler(
+    stop: Arc<AtomicBool>,
+    on_force: fn() -> !,
+) -> Result<(), CaptureError> {
     ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             on_force();
-            std::process::exit(130);
         }
     })
     .map_err(CaptureError::Signal)
