@@ -49,17 +49,22 @@ pub enum CaptureError {
         source: std::io::Error,
     },
 
-    #[error("{path} is not a capture file that libpcap can read ({detail})")]
-    NotACapture { path: String, detail: String },
+    #[error("{path} is not a capture file that libpcap can read ({damage})")]
+    NotACapture {
+        path: String,
+        #[source]
+        damage: Damage,
+    },
 
     #[error(
-        "{path}: the capture is damaged after packet {packets} ({detail}); \
+        "{path}: the capture is damaged after packet {packets} ({damage}); \
          everything before it has been reported"
     )]
     Truncated {
         path: String,
         packets: u64,
-        detail: String,
+        #[source]
+        damage: Damage,
     },
 
     #[error("the capture filter {filter:?} was rejected: {source}")]
@@ -78,6 +83,55 @@ pub enum CaptureError {
 
     #[error("cannot install the Ctrl-C handler: {0}")]
     Signal(#[source] ctrlc::Error),
+}
+
+/// What is wrong in a capture file, at its start ([`CaptureError::NotACapture`]) or after
+/// the records read so far ([`CaptureError::Truncated`]). The wording follows libpcap's
+/// where it has one ("truncated dump file").
+#[derive(Debug, Error)]
+pub enum Damage {
+    #[error("the file is empty: only got 0 bytes of a capture file header")]
+    Empty,
+    #[error("unknown file format: it starts with neither a pcap nor a pcapng header")]
+    UnknownFormat,
+    #[error("the file ends inside its header: only got {got} bytes")]
+    HeaderCut { got: usize },
+    #[error("a pcapng file with no interface description before its first packet")]
+    NoInterface,
+    #[error(
+        "interface {index} has link type {linktype}, the first one {first}: portsniff reads \
+         one link type per file"
+    )]
+    MixedLinkTypes {
+        index: usize,
+        linktype: i32,
+        first: i32,
+    },
+    #[error("a packet names interface {0}, which was never described")]
+    UndescribedInterface(u32),
+    #[error(
+        "a record claims {caplen} captured bytes, more than the maximum snapshot length {max}"
+    )]
+    RecordTooLong { caplen: u32, max: u32 },
+    #[error("a block longer than {max_mib} MiB")]
+    BlockTooLong { max_mib: usize },
+    #[error(
+        "truncated dump file: the last record holds {caplen} captured bytes, only {left} are left"
+    )]
+    CutRecord { caplen: u32, left: usize },
+    #[error("truncated dump file: it ends {0} bytes into a record")]
+    EndsInRecord(usize),
+    /// A classic pcap record the parser could not read.
+    #[error("an unreadable record")]
+    UnreadableRecord,
+    /// A pcapng block the parser could not read.
+    #[error("unreadable record ({0})")]
+    UnreadableBlock(#[source] pcap_parser::PcapError<&'static [u8]>),
+    #[error("read error: {0}")]
+    Read(#[source] std::io::Error),
+    /// A read failed and its `io::Error` was already taken.
+    #[error("read error")]
+    ReadUnknown,
 }
 
 impl CaptureError {

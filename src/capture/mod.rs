@@ -10,7 +10,7 @@ mod file;
 mod filter;
 mod info;
 
-pub use error::CaptureError;
+pub use error::{CaptureError, Damage};
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
 
@@ -471,11 +471,11 @@ impl Reader<'_> {
                 ControlFlow::Continue(())
             }
         });
-        if let Err(file::ReadError::Damaged(detail)) = result {
+        if let Err(file::ReadError::Damaged(damage)) = result {
             self.report.error = Some(CaptureError::Truncated {
                 path: source.name(),
                 packets: self.report.packets,
-                detail,
+                damage,
             });
         }
     }
