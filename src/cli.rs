@@ -1,15 +1,17 @@
 //! The command line: clap definitions and their translation into a validated
-//! [`Config`]. No I/O here beyond reading `NO_COLOR`, whether stdout is a terminal, and
-//! libpcap's version string for `--version`.
+//! [`Config`].
+//!
+//! No I/O here beyond libpcap's version string for `--version`: whether stdout and
+//! stderr are terminals and whether `NO_COLOR` is set come in as a [`Terminal`], read
+//! by `main`. Nothing here exits the process either: usage errors go back to `main`.
 
 use crate::capture::{self, Limits, Source};
+use crate::config::{Config, Terminal};
 use crate::flow::FlowConfig;
-use crate::pipeline::Config;
 use crate::report::live::Redraw;
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -217,11 +219,12 @@ fn progress_bar(
 }
 
 impl Cli {
-    /// Parses the process's arguments; on a usage error, prints it and exits 2.
-    pub fn parse_args() -> Cli {
+    /// Parses the process's arguments. The error is a usage error, or the `--help` or
+    /// `--version` text: `clap::Error::exit` prints it with its exit status.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
         let mut cmd = command();
-        let matches = cmd.clone().get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+        let matches = cmd.clone().try_get_matches()?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
     }
 
     /// The output format: `--json` is `--format json`.
@@ -252,7 +255,15 @@ impl Cli {
         Ok(())
     }
 
+    /// The configuration as if both streams were pipes and `NO_COLOR` unset
+    /// ([`Terminal::PIPES`]): the same on every machine, for tests and fuzz targets.
     pub fn into_config(self) -> Config {
+        self.into_config_with(Terminal::PIPES)
+    }
+
+    /// The configuration for a process whose surroundings are `terminal`: colour, the
+    /// progress bar and how `--live-summary` redraws depend on it.
+    pub fn into_config_with(self, terminal: Terminal) -> Config {
         let chosen = self.output_format();
         let source = match (self.interface, self.read) {
             (Some(interface), _) => Source::Live {
@@ -273,9 +284,8 @@ impl Cli {
             (None, Some(path)) => Source::File(Some(path)),
             (None, None) => unreachable!("clap requires -i or -r"),
         };
-        let stdout_terminal = std::io::stdout().is_terminal();
         let format = match self.live_summary {
-            true if stdout_terminal => Format::LiveSummary(Redraw::InPlace),
+            true if terminal.stdout_is_terminal => Format::LiveSummary(Redraw::InPlace),
             true => Format::LiveSummary(Redraw::Snapshots),
             false => chosen,
         };
@@ -283,8 +293,8 @@ impl Cli {
             progress: progress_bar(
                 &source,
                 format,
-                std::io::stderr().is_terminal(),
-                stdout_terminal,
+                terminal.stderr_is_terminal,
+                terminal.stdout_is_terminal,
             ),
             source,
             port: self
@@ -299,8 +309,8 @@ impl Cli {
                 color: use_color(
                     self.color,
                     format != Format::Text,
-                    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-                    stdout_terminal,
+                    terminal.no_color,
+                    terminal.stdout_is_terminal,
                 ),
             },
             only_problems: self.only_problems,
@@ -366,6 +376,73 @@ mod tests {
             progress_bar(&live, Format::Text, true, true),
             Bar::Off,
             "live"
+        );
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("portsniff").chain(args.iter().copied()))
+            .expect("valid arguments")
+    }
+
+    const TERMINAL: Terminal = Terminal {
+        stdout_is_terminal: true,
+        stderr_is_terminal: true,
+        no_color: false,
+    };
+
+    #[test]
+    fn a_replay_on_a_terminal_is_coloured_with_a_progress_bar_around_the_lines() {
+        let cfg = parse(&["-r", "big.pcap", "--port", "80"]).into_config_with(TERMINAL);
+        assert_eq!(cfg.style, Style { color: true });
+        assert_eq!(
+            cfg.progress,
+            Bar::Stderr {
+                stdout_terminal: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_replay_into_pipes_has_no_colour_and_no_progress_bar() {
+        let cfg = parse(&["-r", "big.pcap", "--port", "80"]).into_config_with(Terminal::PIPES);
+        assert_eq!(cfg.style, Style { color: false });
+        assert_eq!(cfg.progress, Bar::Off);
+    }
+
+    #[test]
+    fn no_color_on_a_terminal_is_obeyed_unless_color_always() {
+        let no_color = Terminal {
+            no_color: true,
+            ..TERMINAL
+        };
+        let auto = parse(&["-r", "f.pcap", "--port", "80"]).into_config_with(no_color);
+        assert_eq!(auto.style, Style { color: false });
+        let always = parse(&["-r", "f.pcap", "--port", "80", "--color", "always"])
+            .into_config_with(no_color);
+        assert_eq!(always.style, Style { color: true });
+    }
+
+    #[test]
+    fn live_summary_redraws_in_place_on_a_terminal_and_prints_snapshots_into_a_pipe() {
+        let args = ["-i", "lo", "--port", "80", "--live-summary"];
+        assert_eq!(
+            parse(&args).into_config_with(TERMINAL).format,
+            Format::LiveSummary(Redraw::InPlace)
+        );
+        assert_eq!(
+            parse(&args).into_config_with(Terminal::PIPES).format,
+            Format::LiveSummary(Redraw::Snapshots)
+        );
+    }
+
+    #[test]
+    fn into_config_is_the_pipes_configuration_wherever_it_runs() {
+        let args = ["-r", "f.pcap", "--port", "80"];
+        let plain = parse(&args).into_config();
+        let pipes = parse(&args).into_config_with(Terminal::PIPES);
+        assert_eq!(
+            (plain.format, plain.style, plain.progress),
+            (pipes.format, pipes.style, pipes.progress)
         );
     }
 }

@@ -11,31 +11,21 @@
 //!                                   diagnose: flow records + /proc facts ──Finding
 //! ```
 //!
-//! [`cli`] turns arguments into a [`Config`]; [`pipeline::run`] wires the stages with a
-//! capture thread and a bounded channel.
+//! [`cli`] turns arguments (and the terminal facts `main` reads) into a [`Config`];
+//! [`pipeline::run`] wires the stages with a capture thread and a bounded channel and
+//! returns an [`Error`] when a run cannot go on.
 
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod diagnose;
+pub mod error;
 pub mod flow;
 pub mod pipeline;
 pub mod privileges;
 pub mod report;
 
-pub use pipeline::{run, Config, RunResult};
-
-/// Everything that can stop a run, with messages meant for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Capture(#[from] capture::CaptureError),
-    #[error(transparent)]
-    Write(#[from] report::pcap_writer::WriteError),
-    #[error("cannot write the report: {0}")]
-    Output(std::io::Error),
-    #[error("cannot start the capture thread: {0}")]
-    Thread(std::io::Error),
-    #[error(transparent)]
-    Privileges(#[from] privileges::PrivilegeError),
-}
+pub use config::Config;
+pub use error::Error;
+pub use pipeline::{run, RunResult};

@@ -1,10 +1,14 @@
-//! The `portsniff` binary: parse arguments, run the library, map the result to an exit
-//! status (0 nothing wrong, 1 problem connections seen, 2 error).
+//! The `portsniff` binary, kept thin: read the terminal and environment facts, parse the
+//! arguments, run the library, print errors (in [`report`], the one place), and map the
+//! result to an exit status (0 nothing wrong, 1 problem connections seen, 2 error, 130
+//! after a second Ctrl-C).
 
 use portsniff::capture;
 use portsniff::cli::Cli;
+use portsniff::config::{Config, Terminal};
 use portsniff::privileges;
 use portsniff::report::pcap_writer::remove_unfinished;
+use portsniff::{Error, RunResult};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,8 +17,33 @@ use std::sync::Arc;
 
 const EXIT_PROBLEMS: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+/// 128 + SIGINT, what shells expect of a program ended by Ctrl-C.
+const EXIT_INTERRUPTED: i32 = 130;
 
-fn init_logging(verbose: u8) {
+/// The only place the process's surroundings are read.
+fn terminal() -> Terminal {
+    Terminal {
+        stdout_is_terminal: io::stdout().is_terminal(),
+        stderr_is_terminal: io::stderr().is_terminal(),
+        // Set to anything non-empty (https://no-color.org).
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    }
+}
+
+/// Prints an error the one way every error is printed: `portsniff: error: ` and the
+/// message, then its hint lines. The messages already name their cause where it reads
+/// best (after a colon, in parentheses), so the `source()` chain is not printed again.
+fn report(e: &Error) -> ExitCode {
+    let mut text = format!("portsniff: error: {e}");
+    if let Some(hint) = e.hint() {
+        text.push_str("\nhint: ");
+        text.push_str(&hint);
+    }
+    eprintln!("{text}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn init_logging(verbose: u8, terminal: Terminal) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -22,12 +51,9 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour in logs only on a terminal, and never with NO_COLOR (https://no-color.org).
-    let ansi =
-        io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(terminal.color_in_logs())
         .with_writer(io::stderr)
         .with_target(false)
         .init();
@@ -35,7 +61,7 @@ fn init_logging(verbose: u8) {
 
 /// Switches user (sudo caller or `-Z`) and drops capabilities; the `-w` file is handed
 /// to that user first, as tcpdump does, so they can read and delete it.
-fn relinquish(config: &portsniff::Config, write: Option<&Path>) -> Result<(), portsniff::Error> {
+fn relinquish(config: &Config, write: Option<&Path>) -> Result<(), Error> {
     let plan = privileges::plan(config.run_as.as_deref(), config.attribution)?;
     if let (Some(user), Some(path)) = (&plan.become_user, write) {
         if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
@@ -46,26 +72,19 @@ fn relinquish(config: &portsniff::Config, write: Option<&Path>) -> Result<(), po
 }
 
 /// `-D`: the interfaces, one per line on stdout, as `tcpdump -D` prints them.
-fn list_interfaces() -> ExitCode {
-    match capture::interface_lines() {
-        Ok(lines) => {
-            let mut out = io::stdout().lock();
-            for line in lines {
-                if writeln!(out, "{line}").is_err() {
-                    break; // `| head`: stop quietly.
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            ExitCode::from(EXIT_ERROR)
+fn list_interfaces() -> Result<(), Error> {
+    let lines = capture::interface_lines()?;
+    let mut out = io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            break; // `| head`: stop quietly.
         }
     }
+    Ok(())
 }
 
 /// tcpdump's closing lines for a live capture, on stderr, plus portsniff's own drops.
-fn print_capture_stats(result: &portsniff::RunResult) {
+fn print_capture_stats(result: &RunResult) {
     let kernel = result.kernel.unwrap_or_default();
     eprintln!("{} packets captured", result.captured);
     eprintln!("{} packets received by filter", kernel.received);
@@ -75,40 +94,20 @@ fn print_capture_stats(result: &portsniff::RunResult) {
 
 /// A second Ctrl-C exits at once: no half-written `-w` file, and the screen that
 /// `--live-summary` took is given back.
-fn on_forced_exit() {
+fn on_forced_exit() -> ! {
     remove_unfinished();
     portsniff::report::live::restore_terminal();
+    std::process::exit(EXIT_INTERRUPTED);
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse_args();
-    if let Err(e) = cli.check() {
-        e.exit();
-    }
-    init_logging(cli.verbose);
-    if cli.list_interfaces {
-        return list_interfaces();
-    }
-    let config = cli.into_config();
-
-    let prepared = match portsniff::pipeline::prepare(&config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
+/// Opens the capture, gives up privileges, and runs to the end.
+fn run(config: &Config) -> Result<RunResult, Error> {
+    let prepared = portsniff::pipeline::prepare(config)?;
     // The capture is open: give up what is no longer needed before reading a single
     // packet, and before any other thread exists (capabilities are per thread).
-    if let Err(e) = relinquish(&config, prepared.write_path()) {
-        eprintln!("portsniff: error: {e}");
-        return ExitCode::from(EXIT_ERROR);
-    }
+    relinquish(config, prepared.write_path())?;
     let stop = Arc::new(AtomicBool::new(false));
-    if let Err(e) = capture::install_stop_handler(Arc::clone(&stop), on_forced_exit) {
-        eprintln!("portsniff: error: {e}");
-        return ExitCode::from(EXIT_ERROR);
-    }
+    capture::install_stop_handler(Arc::clone(&stop), on_forced_exit)?;
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and
     // tests wait for it before they start traffic.
     match &config.source {
@@ -124,34 +123,44 @@ fn main() -> ExitCode {
             config.port
         ),
     }
-
     // 64 KiB: a big replay writes ~100 MB of JSON; 8 KiB meant a syscall every ~10 lines.
     let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    match prepared.run(out, stop) {
-        Ok(result) => {
-            if config.source.is_live() {
-                print_capture_stats(&result);
-            }
-            if result.kernel_dropped + result.internal_dropped > 0 {
-                eprintln!(
-                    "portsniff: warning: {} packets dropped by the kernel and {} by portsniff; \
-                     connections that lost packets may show the wrong outcome \
-                     (raise the capture buffer with -B, e.g. -B 65536)",
-                    result.kernel_dropped, result.internal_dropped
-                );
-            }
-            if let Some(e) = result.capture_error {
-                eprintln!("portsniff: error: {e}");
-                ExitCode::from(EXIT_ERROR)
-            } else if result.problems > 0 {
-                ExitCode::from(EXIT_PROBLEMS)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("portsniff: error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
+    prepared.run(out, stop)
+}
+
+fn main() -> ExitCode {
+    let terminal = terminal();
+    let cli = match Cli::parse_args().and_then(|cli| cli.check().map(|()| cli)) {
+        Ok(cli) => cli,
+        // Usage errors exit 2; --help and --version print and exit 0.
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose, terminal);
+    if cli.list_interfaces {
+        return match list_interfaces() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(&e),
+        };
+    }
+    let config = cli.into_config_with(terminal);
+    let result = match run(&config) {
+        Ok(result) => result,
+        Err(e) => return report(&e),
+    };
+    if config.source.is_live() {
+        print_capture_stats(&result);
+    }
+    if result.kernel_dropped + result.internal_dropped > 0 {
+        eprintln!(
+            "portsniff: warning: {} packets dropped by the kernel and {} by portsniff; \
+             connections that lost packets may show the wrong outcome \
+             (raise the capture buffer with -B, e.g. -B 65536)",
+            result.kernel_dropped, result.internal_dropped
+        );
+    }
+    match result.capture_error {
+        Some(e) => report(&e.into()),
+        None if result.problems > 0 => ExitCode::from(EXIT_PROBLEMS),
+        None => ExitCode::SUCCESS,
     }
 }

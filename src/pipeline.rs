@@ -2,21 +2,24 @@
 //! of batches, and the flow stage and reporters on the calling thread. Nothing else in
 //! the crate knows about threads or channels.
 
-use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
+use crate::capture::{self, Batch, CaptureError, CaptureReport, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
 use crate::diagnose::Diagnoser;
+use crate::error::Error;
 use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::CaptureNow;
 use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
 use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
-use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a run is built from; defined in [`crate::config`], named here too because
+/// `run` and `prepare` take it.
+pub use crate::config::Config;
 
 /// Batches in flight between the capture thread and the flow stage. Live, a batch is
 /// handed over whenever the kernel ring runs empty, so under light load it holds a
@@ -34,30 +37,6 @@ const TICK: Duration = Duration::from_millis(100);
 const STUCK: Duration = Duration::from_millis(500);
 /// How often the progress bar reads the capture's byte count.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
-
-/// A validated run configuration (built by `cli`, or by tests directly).
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub source: Source,
-    pub port: u16,
-    pub limits: Limits,
-    pub format: Format,
-    pub style: Style,
-    pub only_problems: bool,
-    /// `-Z USER`.
-    pub run_as: Option<String>,
-    /// Name processes behind sockets (live); off with `--no-attribution`.
-    pub attribution: bool,
-    /// `--ladder` (`Some(None)`: every problem flow) or `--flow PORT` (`Some(Some(port))`).
-    pub ladder: Option<Option<u16>>,
-    pub write: Option<PathBuf>,
-    pub max_flows: usize,
-    pub syn_timeout: Duration,
-    /// The trailing pcap-filter expression that narrows the capture, as tcpdump's.
-    pub filter_expr: Option<String>,
-    /// The replay's progress bar on stderr.
-    pub progress: Bar,
-}
 
 /// How a run went, for the exit status.
 #[derive(Debug)]
@@ -286,9 +265,8 @@ impl Prepared<'_> {
             CaptureReport {
                 packets: received,
                 decoded: received,
-                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::Live {
+                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::NoReport {
                     interface: cfg.source.name(),
-                    detail: "the capture thread ended without a report".to_string(),
                 }),
                 ..CaptureReport::default()
             }

@@ -19,18 +19,26 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid, User};
 use thiserror::Error;
 
+/// Why portsniff could not become who it should be or keep only what it needs; the
+/// system's own error is kept as `source()`.
 #[derive(Debug, Error)]
 pub enum PrivilegeError {
-    #[error("-Z {0}: no such user")]
-    NoSuchUser(String),
-    #[error("cannot switch to user {user} (uid {uid}): {detail}")]
+    /// `-Z USER` names no account (or the lookup itself failed: its error is the source).
+    #[error("-Z {user}: no such user")]
+    NoSuchUser {
+        user: String,
+        #[source]
+        source: Option<nix::Error>,
+    },
+    #[error("cannot switch to user {user} (uid {uid}): {source}")]
     Switch {
         user: String,
         uid: u32,
-        detail: String,
+        #[source]
+        source: nix::Error,
     },
     #[error("cannot reduce capabilities: {0}")]
-    Capabilities(String),
+    Capabilities(#[source] caps::errors::CapsError),
     #[error("-Z {0}: only root can switch users")]
     NotRoot(String),
 }
@@ -59,13 +67,16 @@ pub fn plan(run_as: Option<&str>, attribution: bool) -> Result<Plan, PrivilegeEr
             if !root {
                 return Err(PrivilegeError::NotRoot(name.to_string()));
             }
+            let no_such_user = |source| PrivilegeError::NoSuchUser {
+                user: name.to_string(),
+                source,
+            };
             let user = match name.parse::<u32>() {
                 Ok(uid) => User::from_uid(Uid::from_raw(uid)),
                 Err(_) => User::from_name(name),
             }
-            .ok()
-            .flatten()
-            .ok_or_else(|| PrivilegeError::NoSuchUser(name.to_string()))?;
+            .map_err(|e| no_such_user(Some(e)))?
+            .ok_or_else(|| no_such_user(None))?;
             Some(Account {
                 name: user.name,
                 uid: user.uid.as_raw(),
@@ -94,7 +105,7 @@ fn sudo_caller() -> Option<Account> {
 
 /// Carries out the plan. Call once, from the only thread.
 pub fn drop_privileges(plan: &Plan) -> Result<(), PrivilegeError> {
-    let cap_err = |e: caps::errors::CapsError| PrivilegeError::Capabilities(e.to_string());
+    let cap_err = PrivilegeError::Capabilities;
     let mut keep = CapsHashSet::new();
     if plan.keep_ptrace
         && caps::has_cap(None, CapSet::Permitted, Capability::CAP_SYS_PTRACE).map_err(cap_err)?
@@ -112,10 +123,10 @@ pub fn drop_privileges(plan: &Plan) -> Result<(), PrivilegeError> {
         }
     }
     if let Some(user) = &plan.become_user {
-        let switch_err = |e: nix::Error| PrivilegeError::Switch {
+        let switch_err = |source: nix::Error| PrivilegeError::Switch {
             user: user.name.clone(),
             uid: user.uid,
-            detail: e.to_string(),
+            source,
         };
         // Without keepcaps, setuid from root clears the permitted set (capabilities(7)).
         caps::securebits::set_keepcaps(!keep.is_empty()).map_err(cap_err)?;

@@ -11,7 +11,7 @@
 //! than any snapshot length (262144), a file cut inside a record, a pcapng interface with
 //! a link type other than the first one's.
 
-use super::CaptureError;
+use super::{CaptureError, Damage};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
@@ -49,7 +49,7 @@ struct Interface {
 #[derive(Debug)]
 pub enum ReadError {
     /// What follows the records read so far is not a valid record.
-    Damaged(String),
+    Damaged(Damage),
 }
 
 /// Keeps the `io::Error` behind a failed read, which `pcap-parser` reduces to "read
@@ -104,11 +104,16 @@ impl<R: Read> Source<R> {
             match self.inner.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let detail = io::Error::new(e.kind(), e.to_string());
-                    if let Ok(mut slot) = self.error.lock() {
-                        *slot = Some(detail);
-                    }
-                    return Err(e);
+                    // The reader only sees that a read failed; the error itself is kept
+                    // for the message.
+                    let kind = e.kind();
+                    return match self.error.lock() {
+                        Ok(mut slot) => {
+                            *slot = Some(e);
+                            Err(kind.into())
+                        }
+                        Err(_) => Err(e),
+                    };
                 }
                 ok => return ok,
             }
@@ -178,30 +183,20 @@ impl FileReader {
             error: Arc::clone(&read_error),
             header: Vec::new(),
         };
-        let not_a_capture = |detail: String| CaptureError::NotACapture {
+        let not_a_capture = |damage: Damage| CaptureError::NotACapture {
             path: name.to_string(),
-            detail,
+            damage,
         };
         source
             .read_header()
-            .map_err(|_| not_a_capture(read_error_text(&read_error)))?;
-        let unrecognised = || {
-            not_a_capture(
-                "unknown file format: it starts with neither a pcap nor a pcapng header".into(),
-            )
-        };
+            .map_err(|_| not_a_capture(failed_read(&read_error)))?;
+        let unrecognised = || not_a_capture(Damage::UnknownFormat);
         let inner: Box<dyn PcapReaderIterator + Send> =
             match (source.header.len(), format_of(&source.header)) {
-                (0, _) => {
-                    return Err(not_a_capture(
-                        "the file is empty: only got 0 bytes of a capture file header".into(),
-                    ))
-                }
+                (0, _) => return Err(not_a_capture(Damage::Empty)),
                 (_, None) => return Err(unrecognised()),
-                (n, Some(_)) if n < header_len(&source.header) => {
-                    return Err(not_a_capture(format!(
-                        "the file ends inside its header: only got {n} bytes"
-                    )))
+                (got, Some(_)) if got < header_len(&source.header) => {
+                    return Err(not_a_capture(Damage::HeaderCut { got }))
                 }
                 // The reader's one read at creation gets exactly the header read ahead, so
                 // creating it never waits on a pipe for packets.
@@ -222,14 +217,12 @@ impl FileReader {
         };
         // The headers up to the first packet: the file header, or a section header and its
         // interfaces. The first packet itself stays in the buffer.
-        if let Err(ReadError::Damaged(detail)) = file.run(&mut |_| ControlFlow::Continue(()), true)
+        if let Err(ReadError::Damaged(damage)) = file.run(&mut |_| ControlFlow::Continue(()), true)
         {
-            return Err(not_a_capture(detail));
+            return Err(not_a_capture(damage));
         }
         if file.legacy.is_none() && file.interfaces.is_empty() {
-            return Err(not_a_capture(
-                "a pcapng file with no interface description before its first packet".into(),
-            ));
+            return Err(not_a_capture(Damage::NoInterface));
         }
         Ok(file)
     }
@@ -308,7 +301,7 @@ impl FileReader {
                     self.refill()?;
                 }
                 Err(_) => {
-                    return Err(ReadError::Damaged("an unreadable record".to_string()));
+                    return Err(ReadError::Damaged(Damage::UnreadableRecord));
                 }
             }
         }
@@ -343,12 +336,11 @@ impl FileReader {
                             let linktype = idb.linktype.0;
                             let first_link = self.interfaces.first().map(|i| i.linktype);
                             if first_link.is_some_and(|first| first != linktype) {
-                                return Err(ReadError::Damaged(format!(
-                                    "interface {} has link type {linktype}, the first one \
-                                     {}: portsniff reads one link type per file",
-                                    self.interfaces.len(),
-                                    first_link.unwrap_or_default()
-                                )));
+                                return Err(ReadError::Damaged(Damage::MixedLinkTypes {
+                                    index: self.interfaces.len(),
+                                    linktype,
+                                    first: first_link.unwrap_or_default(),
+                                }));
                             }
                             self.interfaces.push(Interface {
                                 linktype,
@@ -360,9 +352,8 @@ impl FileReader {
                         Block::EnhancedPacket(epb) => {
                             let Some(iface) = self.interfaces.get(epb.if_id as usize).copied()
                             else {
-                                return Err(ReadError::Damaged(format!(
-                                    "a packet names interface {}, which was never described",
-                                    epb.if_id
+                                return Err(ReadError::Damaged(Damage::UndescribedInterface(
+                                    epb.if_id,
                                 )));
                             };
                             if epb.caplen > MAX_CAPLEN {
@@ -411,19 +402,22 @@ impl FileReader {
                 Err(PcapError::BufferTooSmall) => {
                     let bigger = self.inner.data().len().max(BUFFER) * 2;
                     if bigger > MAX_BUFFER || !self.inner.grow(bigger) {
-                        return Err(ReadError::Damaged(format!(
-                            "a block longer than {} MiB",
-                            MAX_BUFFER >> 20
-                        )));
+                        return Err(ReadError::Damaged(Damage::BlockTooLong {
+                            max_mib: MAX_BUFFER >> 20,
+                        }));
                     }
                     self.refill()?;
                     continue;
                 }
                 Err(PcapError::UnexpectedEof) => return Err(self.cut_record()),
                 Err(PcapError::ReadError) => {
-                    return Err(ReadError::Damaged(read_error_text(&self.read_error)))
+                    return Err(ReadError::Damaged(failed_read(&self.read_error)))
                 }
-                Err(e) => return Err(ReadError::Damaged(format!("unreadable record ({e})"))),
+                Err(e) => {
+                    return Err(ReadError::Damaged(Damage::UnreadableBlock(
+                        e.to_owned_vec(),
+                    )))
+                }
             };
             self.consume(offset);
             if flow.is_break() {
@@ -455,36 +449,34 @@ impl FileReader {
         let left = self.inner.data();
         let caplen = self.record_caplen(left).filter(|_| left.len() >= 16);
         ReadError::Damaged(match caplen {
-            Some(caplen) => format!(
-                "truncated dump file: the last record holds {caplen} captured bytes, only {} \
-                 are left",
-                left.len() - 16
-            ),
-            None => format!(
-                "truncated dump file: it ends {} bytes into a record",
-                left.len()
-            ),
+            Some(caplen) => Damage::CutRecord {
+                caplen,
+                left: left.len() - 16,
+            },
+            None => Damage::EndsInRecord(left.len()),
         })
     }
 
     fn refill(&mut self) -> Result<(), ReadError> {
         self.inner
             .refill()
-            .map_err(|_| ReadError::Damaged(read_error_text(&self.read_error)))
+            .map_err(|_| ReadError::Damaged(failed_read(&self.read_error)))
     }
 }
 
 fn too_long(caplen: u32) -> ReadError {
-    ReadError::Damaged(format!(
-        "a record claims {caplen} captured bytes, more than the maximum snapshot length \
-         {MAX_CAPLEN}"
-    ))
+    ReadError::Damaged(Damage::RecordTooLong {
+        caplen,
+        max: MAX_CAPLEN,
+    })
 }
 
-fn read_error_text(slot: &Mutex<Option<io::Error>>) -> String {
+/// The failed read's own error, kept by [`Source`] (`pcap-parser` only says "read
+/// error").
+fn failed_read(slot: &Mutex<Option<io::Error>>) -> Damage {
     match slot.lock().ok().and_then(|mut e| e.take()) {
-        Some(e) => format!("read error: {e}"),
-        None => "read error".to_string(),
+        Some(e) => Damage::Read(e),
+        None => Damage::ReadUnknown,
     }
 }
 
@@ -535,7 +527,7 @@ mod tests {
             got.push((p.ts_sec, p.ts_usec, p.len, p.data.to_vec()));
             ControlFlow::Continue(())
         });
-        (got, result.err().map(|ReadError::Damaged(d)| d))
+        (got, result.err().map(|ReadError::Damaged(d)| d.to_string()))
     }
 
     #[test]
@@ -667,7 +659,7 @@ mod tests {
     #[test]
     fn not_a_capture_and_empty_files_say_so() {
         let err = |bytes: Vec<u8>| match FileReader::open(io::Cursor::new(bytes), "f") {
-            Err(CaptureError::NotACapture { detail, .. }) => detail,
+            Err(CaptureError::NotACapture { damage, .. }) => damage.to_string(),
             Err(other) => panic!("{other:?}"),
             Ok(_) => panic!("opened"),
         };

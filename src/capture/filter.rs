@@ -28,7 +28,7 @@ impl UserFilter {
     /// Compiles `expression` for packets of `linktype`, as libpcap would for a capture
     /// file of that type (`pcap_open_dead` + `pcap_compile`).
     pub fn for_link(expression: &str, linktype: Linktype) -> Result<UserFilter, CaptureError> {
-        let dead = Capture::dead(linktype).map_err(|e| invalid(expression, &e))?;
+        let dead = Capture::dead(linktype).map_err(|e| invalid(expression, e))?;
         Ok(UserFilter {
             expression: expression.to_string(),
             program: compile(&dead, expression)?,
@@ -57,7 +57,7 @@ pub fn compile<T: Activated + ?Sized>(
 ) -> Result<BpfProgram, CaptureError> {
     let program = cap
         .compile(expression, true)
-        .map_err(|e| invalid(expression, &e))?;
+        .map_err(|e| invalid(expression, e))?;
     tracing::info!(expression, "filter expression compiled");
     Ok(program)
 }
@@ -71,10 +71,10 @@ pub fn combine(own: &str, user: Option<&str>) -> String {
     }
 }
 
-fn invalid(expression: &str, e: &pcap::Error) -> CaptureError {
+fn invalid(expression: &str, source: pcap::Error) -> CaptureError {
     CaptureError::Expression {
         expression: expression.to_string(),
-        detail: e.to_string(),
+        source,
     }
 }
 

@@ -29,10 +29,7 @@ pub fn libpcap_version() -> String {
 /// The capture interfaces, one line each, numbered from 1 as `tcpdump -D` prints them:
 /// `1.eth0 [Up, Running, Connected]`.
 pub fn interface_lines() -> Result<Vec<String>, CaptureError> {
-    let devices = Device::list().map_err(|e| CaptureError::Live {
-        interface: "(list)".to_string(),
-        detail: e.to_string(),
-    })?;
+    let devices = Device::list().map_err(|source| CaptureError::List { source })?;
     Ok(devices
         .iter()
         .enumerate()

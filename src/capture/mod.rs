@@ -10,7 +10,7 @@ mod file;
 mod filter;
 mod info;
 
-pub use error::CaptureError;
+pub use error::{CaptureError, Damage};
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
 
@@ -304,7 +304,8 @@ fn open_live(
         names.sort();
         return Err(CaptureError::NoSuchInterface {
             interface: interface.to_string(),
-            available: names.join(", "),
+            available: Some(names),
+            source: None,
         });
     }
     let inactive = Capture::from_device(interface)
@@ -323,10 +324,11 @@ fn open_live(
         // Alone first: a mistake is then reported in the user's own words.
         filter::compile(&cap, e)?;
     }
-    cap.filter(filter, true).map_err(|e| CaptureError::Filter {
-        filter: filter.to_string(),
-        detail: e.to_string(),
-    })?;
+    cap.filter(filter, true)
+        .map_err(|source| CaptureError::Filter {
+            filter: filter.to_string(),
+            source,
+        })?;
     tracing::debug!(interface, filter, "kernel filter installed");
     cap.setnonblock()
         .map_err(|e| CaptureError::from_live(interface, e))
@@ -469,11 +471,11 @@ impl Reader<'_> {
                 ControlFlow::Continue(())
             }
         });
-        if let Err(file::ReadError::Damaged(detail)) = result {
+        if let Err(file::ReadError::Damaged(damage)) = result {
             self.report.error = Some(CaptureError::Truncated {
                 path: source.name(),
                 packets: self.report.packets,
-                detail,
+                damage,
             });
         }
     }
@@ -521,7 +523,7 @@ impl Reader<'_> {
                 Err(e) => {
                     self.report.error = Some(CaptureError::Live {
                         interface: source.name(),
-                        detail: e.to_string(),
+                        source: e,
                     });
                     break;
                 }
@@ -649,24 +651,23 @@ fn poll_readable(fd: i32, timeout_ms: i32) {
     }
 }
 
-/// Sets `stop` on Ctrl-C and SIGTERM; a second signal runs `on_force` and exits at once
-/// with status 130, as shells expect after SIGINT.
-pub fn install_stop_handler(stop: Arc<AtomicBool>, on_force: fn()) -> Result<(), CaptureError> {
+/// Sets `stop` on Ctrl-C and SIGTERM; a second signal runs `on_force`, which ends the
+/// process (the caller chooses how, and with which exit status).
+pub fn install_stop_handler(
+    stop: Arc<AtomicBool>,
+    on_force: fn() -> !,
+) -> Result<(), CaptureError> {
     ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             on_force();
-            std::process::exit(130);
         }
     })
-    .map_err(|e| CaptureError::Signal(e.to_string()))
+    .map_err(CaptureError::Signal)
 }
 
 /// The interfaces libpcap can capture on, for error messages.
 pub fn interfaces() -> Result<Vec<String>, CaptureError> {
     pcap::Device::list()
         .map(|d| d.into_iter().map(|d| d.name).collect())
-        .map_err(|e| CaptureError::Live {
-            interface: "(list)".to_string(),
-            detail: e.to_string(),
-        })
+        .map_err(|source| CaptureError::List { source })
 }

@@ -23,11 +23,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use thiserror::Error;
 
+/// Why the `-w` file could not be written, naming the file the user asked for (never
+/// the temporary one, unless the complete capture was left there).
 #[derive(Debug, Error)]
-#[error("cannot write {path}: {detail}")]
-pub struct WriteError {
-    pub path: PathBuf,
-    pub detail: String,
+pub enum WriteError {
+    /// The file's directory does not exist; checked first, so that the message names
+    /// the user's own path and not the temporary file beside it.
+    #[error("cannot write {path}: no such directory {dir}")]
+    NoDirectory { path: PathBuf, dir: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Written and flushed, but not renamed into place: the capture is complete under
+    /// its temporary name.
+    #[error("cannot write {path}: {source}; the complete capture is in {temp}")]
+    Rename {
+        path: PathBuf,
+        temp: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Most packets held per flow while its outcome is unknown (`--only-problems`): a failed
@@ -108,10 +126,6 @@ impl PcapWriter {
         link: LinkType,
         only_problems: bool,
     ) -> Result<PcapWriter, WriteError> {
-        let err = |detail: String| WriteError {
-            path: path.to_path_buf(),
-            detail,
-        };
         let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
         let temp = regular.then(|| {
             let name = path
@@ -124,12 +138,18 @@ impl PcapWriter {
         // temporary file.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
-                return Err(err(format!("no such directory {}", dir.display())));
+                return Err(WriteError::NoDirectory {
+                    path: path.to_path_buf(),
+                    dir: dir.to_path_buf(),
+                });
             }
         }
         let mut file = File::create(target)
             .map(|f| BufWriter::with_capacity(1 << 16, f))
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|source| WriteError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let header = file.write_all(&file_header(link.linktype()));
         if let Some(t) = &temp {
             UNFINISHED
@@ -206,9 +226,9 @@ impl PcapWriter {
             Some(e) => Err(e),
             None => self.file.flush(),
         };
-        res.map_err(|e| WriteError {
+        res.map_err(|source| WriteError::Io {
             path: self.path.clone(),
-            detail: e.to_string(),
+            source,
         })
     }
 
@@ -217,10 +237,11 @@ impl PcapWriter {
         self.flush()?;
         if let Some(temp) = self.temp.take() {
             forget_unfinished(&temp);
-            if let Err(e) = std::fs::rename(&temp, &self.path) {
-                return Err(WriteError {
+            if let Err(source) = std::fs::rename(&temp, &self.path) {
+                return Err(WriteError::Rename {
                     path: self.path.clone(),
-                    detail: format!("{e}; the complete capture is in {}", temp.display()),
+                    temp,
+                    source,
                 });
             }
         }
