@@ -216,3 +216,6 @@ fn log_letter(h: &mut History, side: Side, letter: u8, count: u32) {
         h.push(side, letter);
     }
 }
+
+#[cfg(test)]
+mod tests;

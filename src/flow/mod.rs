@@ -10,6 +10,8 @@ pub mod record;
 pub mod seq;
 pub mod state;
 pub mod table;
+#[cfg(test)]
+mod testing;
 pub mod zeek;
 
 pub use record::{EndReason, FlowEvent, FlowRecord, History, IcmpAnswer, Outcome, Side, SynGaps};
