@@ -2,6 +2,7 @@
 //! [`Outcome`], emitted as a [`FlowEvent`] when the flow ends (or, live, as a pending
 //! notice while a SYN is still unanswered).
 
+use super::zeek::ConnState;
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp, Unreachable};
 use std::fmt;
 use std::net::IpAddr;
@@ -244,6 +245,9 @@ pub struct FlowRecord {
     pub client: Endpoint,
     pub server: Endpoint,
     pub outcome: Outcome,
+    /// What Zeek's conn.log would call this connection, from Zeek's own endpoint states
+    /// tracked over the same segments.
+    pub conn_state: ConnState,
     pub reset_by: Option<Side>,
     /// Who sent the first FIN: that side ends in TIME_WAIT (RFC 9293 §3.6).
     pub closed_first_by: Option<Side>,

@@ -2,13 +2,24 @@
 //!
 //! The states follow RFC 9293's diagram (§3.3.2) seen from the middle: we cannot know
 //! each endpoint's state, only which segments crossed. All transitions live in
-//! [`transition`], one `match` with no catch-all arm, so adding a state forces every
-//! transition to be considered. [`Flow`] wraps it with the counters and timestamps a
-//! record needs; it is pure (no clocks, no I/O): time comes in with each segment or tick.
+//! [`transition`], one `match` with no catch-all arm, so adding a state or a kind of
+//! segment forces every transition to be considered. Below it, [`Flow`]'s side of the
+//! machine: what a segment or an ICMP error does to a flow, what entering a state
+//! records, the record a state gives, how long a state may stay idle. Every state change
+//! goes through [`Flow::set_state`].
+//!
+//! Pure: no clocks, no I/O; time comes in with each segment or tick. The per-segment
+//! counters and history letters are in `account.rs`, the memory layout in `packed.rs`,
+//! Zeek's endpoint states in `zeek.rs`.
 
-use super::record::{EndReason, FlowRecord, History, IcmpAnswer, Outcome, Side, SynGaps};
-use crate::decode::{Endpoint, HandshakeOptions, IcmpError, TcpSegment, Timestamp};
-use std::net::IpAddr;
+use super::packed::{saturate_u32, PackedOptions, Seq};
+use super::packed::{
+    Flow, Rares, CLOSED_FIRST_BY, HAS_ANSWERED_SYN, HAS_RTT, LAST_PAYLOAD_BY, MIDSTREAM,
+    PENDING_REPORTED, PORT_REUSED, RESET_BY,
+};
+use super::record::{EndReason, FlowRecord, IcmpAnswer, Outcome, Side};
+use super::seq::SeqNumber;
+use crate::decode::{IcmpError, TcpSegment, Timestamp};
 
 /// The observed state of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,408 +167,13 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         (LastAck { first }, _, Syn) | (LastAck { first }, _, SynAck) => LastAck { first },
         (LastAck { first }, _, Unreachable) => LastAck { first },
 
-        (Done(o), _, _) => Done(o),
+        // A tombstone: the record is out, nothing changes it.
+        (Done(o), _, Syn | SynAck | Rst | Fin | Segment | Unreachable) => Done(o),
     }
 }
 
-/// Per-direction sequence numbers; whether each is known is in [`Flow::present`].
-#[derive(Clone, Copy, Debug, Default)]
-struct Direction {
-    seqs: [u32; 3],
-}
-
-/// One past the highest sequence number sent (SYN and FIN count as one).
-const SND_MAX: usize = 0;
-/// Sequence number of this side's FIN.
-const FIN_SEQ: usize = 1;
-const LAST_RST: usize = 2;
-
-/// Bits of [`Flow::present`] beyond the six sequence numbers (three per direction).
-const HAS_ISN: u32 = 1 << 6;
-const HAS_LAST_SYN: u32 = 1 << 7;
-/// [`Flow::handshake`] holds the offset of the SYN the first SYN-ACK answered…
-const HAS_ANSWERED_SYN: u32 = 1 << 8;
-/// …and, once the client's final ACK is seen, the handshake RTT instead.
-const HAS_RTT: u32 = 1 << 9;
-const MIDSTREAM: u32 = 1 << 10;
-const PORT_REUSED: u32 = 1 << 11;
-const PENDING_REPORTED: u32 = 1 << 12;
-const IS_V6: u32 = 1 << 13;
-/// Zeek's once-per-side history letters `D` (data) and `A` (pure ACK), by side: checked
-/// on every segment, so a bit rather than a scan of the letters.
-const SAW_DATA: [u32; 2] = [1 << 14, 1 << 15];
-const SAW_ACK: [u32; 2] = [1 << 16, 1 << 17];
-
-/// Three `Option<Side>`s in a byte, two bits each: 0 none, 1 client, 2 server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Sides(u8);
-
-const RESET_BY: u8 = 0;
-const CLOSED_FIRST_BY: u8 = 2;
-const LAST_PAYLOAD_BY: u8 = 4;
-
-impl Sides {
-    fn get(self, at: u8) -> Option<Side> {
-        match (self.0 >> at) & 3 {
-            1 => Some(Side::Client),
-            2 => Some(Side::Server),
-            _ => None,
-        }
-    }
-
-    fn set(&mut self, at: u8, side: Side) {
-        let v = match side {
-            Side::Client => 1,
-            Side::Server => 2,
-        };
-        self.0 = (self.0 & !(3 << at)) | (v << at);
-    }
-}
-
-/// An optional timestamp in 8 bytes instead of 16 (`Option<Timestamp>` needs a tag):
-/// stored plus one, so that 0 can mean "none".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct MaybeTs(Option<std::num::NonZeroU64>);
-
-impl MaybeTs {
-    const NONE: MaybeTs = MaybeTs(None);
-
-    fn some(ts: Timestamp) -> MaybeTs {
-        MaybeTs(std::num::NonZeroU64::new(ts.0.saturating_add(1)))
-    }
-
-    fn get(self) -> Option<Timestamp> {
-        self.0.map(|v| Timestamp(v.get() - 1))
-    }
-}
-
-/// RFC 1982 serial-number comparison: `a` is at or before `b`, across wrap-around.
-fn seq_le(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) >= 0
-}
-
-/// [`HandshakeOptions`] in 4 bytes (an `Option<HandshakeOptions>` takes 8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct PackedOptions {
-    mss: u16,
-    window_scale: u8,
-    bits: u8,
-}
-
-impl PackedOptions {
-    const PRESENT: u8 = 1;
-    const MSS: u8 = 2;
-    const WSCALE: u8 = 4;
-    const SACK: u8 = 8;
-    const TIMESTAMPS: u8 = 16;
-
-    fn pack(o: HandshakeOptions) -> PackedOptions {
-        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-        PackedOptions {
-            mss: o.mss.unwrap_or(0),
-            window_scale: o.window_scale.unwrap_or(0),
-            bits: PackedOptions::PRESENT
-                | flag(o.mss.is_some(), PackedOptions::MSS)
-                | flag(o.window_scale.is_some(), PackedOptions::WSCALE)
-                | flag(o.sack_permitted, PackedOptions::SACK)
-                | flag(o.timestamps, PackedOptions::TIMESTAMPS),
-        }
-    }
-
-    fn unpack(self) -> Option<HandshakeOptions> {
-        let has = |bit: u8| self.bits & bit != 0;
-        has(PackedOptions::PRESENT).then(|| HandshakeOptions {
-            mss: has(PackedOptions::MSS).then_some(self.mss),
-            window_scale: has(PackedOptions::WSCALE).then_some(self.window_scale),
-            sack_permitted: has(PackedOptions::SACK),
-            timestamps: has(PackedOptions::TIMESTAMPS),
-        })
-    }
-}
-
-/// What few flows need, kept out of [`Flow`] so that the common flow stays small (flow
-/// size is what bounds memory under a flood): IPv6 addresses, the SYN retransmission
-/// schedule, an ICMP answer, zero-window timing. Lives in [`Rares`], found by index.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Rare {
-    v6: [[u8; 16]; 2],
-    syn_gaps: SynGaps,
-    icmp: Option<IcmpAnswer>,
-    /// Segments each side sent again (loss on the way, or a stalled peer).
-    retransmits: [u32; 2],
-    /// Of those, the ones carrying data: Zeek's `T` counts only these.
-    data_retransmits: [u32; 2],
-    /// Times each side closed its window.
-    zero_windows: [u32; 2],
-    /// Since when each side's advertised window has been zero.
-    zero_since: [MaybeTs; 2],
-    /// Longest time each side kept its window at zero.
-    zero_window_us: [u64; 2],
-}
-
-/// The [`Rare`] parts of the table's flows: a slab with a free list, so that steady-state
-/// processing reuses slots instead of allocating.
-#[derive(Debug, Default)]
-pub struct Rares {
-    slots: Vec<Rare>,
-    free: Vec<u32>,
-}
-
-/// "No rare part" in [`Flow::rare`].
-const NO_RARE: u32 = u32::MAX;
-
-impl Rares {
-    fn get(&self, i: u32) -> Option<&Rare> {
-        self.slots.get(i as usize)
-    }
-
-    /// The rare part at `*i`, made (and `*i` set) on first use.
-    fn get_or_make(&mut self, i: &mut u32) -> &mut Rare {
-        if *i == NO_RARE {
-            *i = match self.free.pop() {
-                Some(slot) => {
-                    self.slots[slot as usize] = Rare::default();
-                    slot
-                }
-                None => {
-                    self.slots.push(Rare::default());
-                    (self.slots.len() - 1) as u32
-                }
-            };
-        }
-        &mut self.slots[*i as usize]
-    }
-
-    fn release(&mut self, i: &mut u32) {
-        if *i != NO_RARE {
-            self.free.push(*i);
-            *i = NO_RARE;
-        }
-    }
-
-    /// Rare parts in use.
-    pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.slots.clear();
-        self.free.clear();
-    }
-}
-
-/// One connection (one generation of a 4-tuple), packed: counters that cannot
-/// realistically overflow their narrower types saturate (a `u32` of segments is 4 billion
-/// in one direction of one connection), times after the first packet are microsecond
-/// offsets from it, and what few flows need is in a [`Rare`]. The wide, self-contained
-/// [`FlowRecord`] is built only when the flow is reported.
-#[derive(Clone, Copy, Debug)]
-pub struct Flow {
-    id: u64,
-    first_ts: Timestamp,
-    last_ts: Timestamp,
-    bytes: [u64; 2],
-    packets: [u32; 2],
-    dirs: [Direction; 2],
-    client_isn: u32,
-    /// Microseconds after `first_ts` of the SYN the first SYN-ACK answered
-    /// (`HAS_ANSWERED_SYN`), then, from the client's final ACK on, the handshake RTT
-    /// (`HAS_RTT`): the one is only needed until the other is known.
-    handshake: u32,
-    /// Microseconds after `first_ts` of the last client SYN.
-    last_syn: u32,
-    /// IPv4 client and server addresses; IPv6 ones are in the rare part.
-    v4: [[u8; 4]; 2],
-    ports: [u16; 2],
-    rare: u32,
-    syn_count: u16,
-    synack_count: u16,
-    options: [PackedOptions; 2],
-    history: History,
-    state: State,
-    /// Which of the optional numbers above are known (`HAS_*`, and bit `3 * side + which`
-    /// for a direction's sequence numbers), and the yes/no facts (`MIDSTREAM`, …).
-    present: u32,
-    /// Who reset, who closed first, who sent the last data.
-    sides: Sides,
-}
-
-fn saturate_u32(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
+/// The flow's side of the machine.
 impl Flow {
-    pub fn new(
-        id: u64,
-        client: Endpoint,
-        server: Endpoint,
-        ts: Timestamp,
-        port_reused: bool,
-        rares: &mut Rares,
-    ) -> Flow {
-        let mut flow = Flow {
-            id,
-            first_ts: ts,
-            last_ts: ts,
-            bytes: [0; 2],
-            packets: [0; 2],
-            dirs: [Direction::default(); 2],
-            client_isn: 0,
-            handshake: 0,
-            last_syn: 0,
-            v4: [[0; 4]; 2],
-            ports: [client.port, server.port],
-            rare: NO_RARE,
-            syn_count: 0,
-            synack_count: 0,
-            options: [PackedOptions::default(); 2],
-            history: History::new(),
-            state: State::New,
-            present: if port_reused { PORT_REUSED } else { 0 },
-            sides: Sides::default(),
-        };
-        match (client.addr, server.addr) {
-            (IpAddr::V4(c), IpAddr::V4(s)) => flow.v4 = [c.octets(), s.octets()],
-            (c, s) => {
-                flow.present |= IS_V6;
-                rares.get_or_make(&mut flow.rare).v6 = [v6_octets(c), v6_octets(s)];
-            }
-        }
-        flow
-    }
-
-    /// Gives back the rare part; call before the flow's slot is reused.
-    pub fn release(&mut self, rares: &mut Rares) {
-        rares.release(&mut self.rare);
-    }
-
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    fn addr(&self, side: Side, rares: &Rares) -> IpAddr {
-        let i = side.index();
-        if self.is(IS_V6) {
-            let v6 = rares.get(self.rare).map_or([0; 16], |r| r.v6[i]);
-            IpAddr::from(v6)
-        } else {
-            IpAddr::from(self.v4[i])
-        }
-    }
-
-    pub fn endpoint(&self, side: Side, rares: &Rares) -> Endpoint {
-        Endpoint::new(self.addr(side, rares), self.ports[side.index()])
-    }
-
-    pub fn client(&self, rares: &Rares) -> Endpoint {
-        self.endpoint(Side::Client, rares)
-    }
-
-    pub fn server(&self, rares: &Rares) -> Endpoint {
-        self.endpoint(Side::Server, rares)
-    }
-
-    /// Which side sent a segment from `src` to `dst`, if this flow is theirs. Ports first:
-    /// they differ between most flows and are right here.
-    pub fn side_of(&self, src: &Endpoint, dst: &Endpoint, rares: &Rares) -> Option<Side> {
-        let is = |e: &Endpoint, side: Side| {
-            e.port == self.ports[side.index()]
-                && match (e.addr, self.is(IS_V6)) {
-                    (IpAddr::V4(a), false) => a.octets() == self.v4[side.index()],
-                    (IpAddr::V6(a), true) => {
-                        rares.get(self.rare).map(|r| r.v6[side.index()]) == Some(a.octets())
-                    }
-                    _ => false,
-                }
-        };
-        if is(src, Side::Client) && is(dst, Side::Server) {
-            Some(Side::Client)
-        } else if is(src, Side::Server) && is(dst, Side::Client) {
-            Some(Side::Server)
-        } else {
-            None
-        }
-    }
-
-    pub fn first_ts(&self) -> Timestamp {
-        self.first_ts
-    }
-
-    pub fn last_ts(&self) -> Timestamp {
-        self.last_ts
-    }
-
-    fn seq(&self, side: Side, which: usize) -> Option<u32> {
-        let bit = 1 << (3 * side.index() + which);
-        (self.present & bit != 0).then(|| self.dirs[side.index()].seqs[which])
-    }
-
-    fn set_seq(&mut self, side: Side, which: usize, v: u32) {
-        self.dirs[side.index()].seqs[which] = v;
-        self.present |= 1 << (3 * side.index() + which);
-    }
-
-    fn is(&self, bit: u32) -> bool {
-        self.present & bit != 0
-    }
-
-    fn client_isn(&self) -> Option<u32> {
-        (self.present & HAS_ISN != 0).then_some(self.client_isn)
-    }
-
-    fn set_client_isn(&mut self, isn: u32) {
-        self.client_isn = isn;
-        self.present |= HAS_ISN;
-    }
-
-    fn offset(&self, ts: Timestamp) -> u32 {
-        saturate_u32(ts.micros_since(self.first_ts))
-    }
-
-    fn at(&self, offset: u32) -> Timestamp {
-        self.first_ts.add_micros(u64::from(offset))
-    }
-
-    pub fn first_syn_pending_since(&self) -> Option<Timestamp> {
-        match self.state {
-            State::SynSent if !self.is(PENDING_REPORTED) => Some(self.first_ts),
-            _ => None,
-        }
-    }
-
-    /// Whether a client SYN is a new connection on this 4-tuple rather than part of this
-    /// one: its ISN differs (RFC 9293 §3.4.1: a new incarnation picks a new ISN), or this
-    /// flow never saw a SYN at all (mid-stream).
-    pub fn is_new_connection(&self, side: Side, seg: &TcpSegment) -> bool {
-        if side != Side::Client || Control::of(seg) != Control::Syn {
-            return false;
-        }
-        match (self.client_isn(), self.state) {
-            (Some(isn), _) => isn != seg.seq,
-            (None, State::New) => false,
-            (None, _) => true,
-        }
-    }
-
-    /// Whether the 4-tuple is still in use by this connection when a new SYN arrives: it
-    /// is open or closing, or it closed cleanly less than a TIME_WAIT ago (Linux holds
-    /// TIME_WAIT for 60 s, `TCP_TIMEWAIT_LEN`).
-    pub fn holds_tuple(&self, now: Timestamp) -> bool {
-        match self.state {
-            State::Established | State::FinWait { .. } | State::LastAck { .. } => true,
-            State::Done(Outcome::Closed) => now.micros_since(self.last_ts) < TIME_WAIT_US,
-            State::New | State::SynSent | State::SynReceived | State::Done(_) => false,
-        }
-    }
-
     /// Applies one TCP segment sent by `side`. Returns true if this segment ended the flow.
     pub fn on_tcp(
         &mut self,
@@ -569,12 +185,18 @@ impl Flow {
         let ctl = Control::of(seg);
         let was = self.state;
         self.account(side, seg, ctl, ts, rares);
-        let peer_fin = self.seq(side.other(), FIN_SEQ);
-        let acks_peer_fin =
-            seg.flags.ack() && peer_fin.is_some_and(|f| seg.ack == f.wrapping_add(1));
+        // Zeek's endpoint states run beside ours, on every segment, for `conn_state`.
+        let mut zeek = self.facts.zeek();
+        zeek.on_segment(side, seg.flags, seg.payload_len);
+        self.facts.set_zeek(zeek);
+        // RFC 9293 §3.6: the peer's FIN is acknowledged by an ACK one past it.
+        let acks_peer_fin = seg.flags.ack()
+            && self
+                .seq(side.other(), Seq::Fin)
+                .is_some_and(|fin| SeqNumber(seg.ack) == fin + 1);
         let next = transition(was, side, ctl, acks_peer_fin);
         self.on_enter(was, next, side, ctl, ts);
-        self.state = next;
+        self.set_state(next, rares);
         !was.is_done() && next.is_done()
     }
 
@@ -584,7 +206,10 @@ impl Flow {
         let was = self.state;
         // An error quoting a sequence number the client never used is not about this
         // attempt (RFC 5927 §4.1: check the quoted sequence number).
-        if self.client_isn().is_some_and(|isn| isn != err.quoted_seq) {
+        if self
+            .client_isn()
+            .is_some_and(|isn| isn != SeqNumber(err.quoted_seq))
+        {
             return false;
         }
         let next = transition(was, Side::Server, Control::Unreachable, false);
@@ -595,190 +220,40 @@ impl Flow {
             });
             self.last_ts = self.last_ts.max(ts);
         }
-        self.state = next;
+        self.set_state(next, rares);
         !was.is_done() && next.is_done()
     }
 
-    /// Counters, history letters and sequence tracking for one segment.
-    fn account(
-        &mut self,
-        side: Side,
-        seg: &TcpSegment,
-        ctl: Control,
-        ts: Timestamp,
-        rares: &mut Rares,
-    ) {
-        let i = side.index();
-        self.last_ts = self.last_ts.max(ts);
-        self.packets[i] = self.packets[i].saturating_add(1);
-        self.bytes[i] += u64::from(seg.payload_len);
-
-        self.history_letters(side, seg);
-        match ctl {
-            Control::Syn if side == Side::Client => {
-                if self.client_isn().is_none() {
-                    self.set_client_isn(seg.seq);
-                    self.options[i] = PackedOptions::pack(seg.options);
-                }
-                if self.present & HAS_LAST_SYN != 0 {
-                    let gap = ts.micros_since(self.at(self.last_syn));
-                    rares.get_or_make(&mut self.rare).syn_gaps.push(gap);
-                }
-                self.syn_count = self.syn_count.saturating_add(1);
-                self.last_syn = self.offset(ts);
-                self.present |= HAS_LAST_SYN;
-            }
-            Control::SynAck if side == Side::Server => {
-                if self.synack_count == 0 {
-                    self.options[i] = PackedOptions::pack(seg.options);
-                    if self.present & HAS_LAST_SYN != 0 {
-                        self.handshake = self.last_syn;
-                        self.present |= HAS_ANSWERED_SYN;
-                    }
-                    // The SYN-ACK acknowledges the client's ISN + 1.
-                    if self.client_isn().is_none() {
-                        self.set_client_isn(seg.ack.wrapping_sub(1));
-                    }
-                }
-                self.synack_count = self.synack_count.saturating_add(1);
-            }
-            Control::Syn
-            | Control::SynAck
-            | Control::Rst
-            | Control::Fin
-            | Control::Segment
-            | Control::Unreachable => {}
+    /// The one place `state` changes, so that `-vv` (debug) traces every `old → new` with
+    /// the flow it happened to. The fields are only formatted when debug is on.
+    fn set_state(&mut self, next: State, rares: &Rares) {
+        let old = self.state;
+        if old != next {
+            tracing::debug!(
+                flow = self.id,
+                client = %self.client(rares),
+                server = %self.server(rares),
+                "{old:?} → {next:?}"
+            );
         }
-        if seg.payload_len > 0 {
-            self.sides.set(LAST_PAYLOAD_BY, side);
-        }
-
-        // Sequence space this segment covers (RFC 9293 §3.4: SYN and FIN take one each).
-        let syn = u32::from(seg.flags.syn());
-        let fin = u32::from(seg.flags.fin());
-        let end = seg
-            .seq
-            .wrapping_add(seg.payload_len)
-            .wrapping_add(syn)
-            .wrapping_add(fin);
-        let snd_max = self.seq(side, SND_MAX);
-        if !seg.flags.syn() && !seg.flags.rst() && (seg.payload_len > 0 || seg.flags.fin()) {
-            let is_keepalive = seg.payload_len <= 1
-                && !seg.flags.fin()
-                && snd_max.is_some_and(|m| seg.seq.wrapping_add(1) == m);
-            if let Some(max) = snd_max {
-                if seq_le(end, max) && !is_keepalive {
-                    let rare = rares.get_or_make(&mut self.rare);
-                    rare.retransmits[i] = rare.retransmits[i].saturating_add(1);
-                    if seg.payload_len > 0 {
-                        let n = rare.data_retransmits[i].saturating_add(1);
-                        rare.data_retransmits[i] = n;
-                        log_letter(&mut self.history, side, b'T', n);
-                    }
-                }
-            }
-        }
-        if !seg.flags.rst() {
-            let max = match snd_max {
-                Some(max) if seq_le(end, max) => max,
-                _ => end,
-            };
-            self.set_seq(side, SND_MAX, max);
-        }
-        if seg.flags.fin() {
-            // The latest FIN: a FIN at a new sequence number replaces the old one.
-            self.set_seq(side, FIN_SEQ, seg.seq.wrapping_add(seg.payload_len));
-        }
-
-        // A zero window means the receiving application stopped reading (RFC 9293
-        // §3.8.6.2); count each time it closes, not every segment while it stays shut.
-        if !seg.flags.syn() && !seg.flags.rst() {
-            let since = rares.get(self.rare).and_then(|r| r.zero_since[i].get());
-            match (seg.window, since) {
-                (0, None) => {
-                    let rare = rares.get_or_make(&mut self.rare);
-                    rare.zero_since[i] = MaybeTs::some(ts);
-                    rare.zero_windows[i] = rare.zero_windows[i].saturating_add(1);
-                    log_letter(&mut self.history, side, b'W', rare.zero_windows[i]);
-                }
-                (0, Some(_)) => {}
-                (_, Some(since)) => {
-                    let rare = rares.get_or_make(&mut self.rare);
-                    rare.zero_since[i] = MaybeTs::NONE;
-                    let held = ts.micros_since(since);
-                    rare.zero_window_us[i] = rare.zero_window_us[i].max(held);
-                }
-                (_, None) => {}
-            }
-        }
-    }
-
-    /// Zeek's history letters for one segment, by its `update_history`
-    /// (`TCPSessionAdapter.cc`): a segment with two of SYN, FIN and RST is `I` (FIN+RST)
-    /// or `Q`; one with a single one is `S`/`H` (SYN, by its ACK bit), `F` or `R`, again
-    /// only when its sequence number differs from that flag's last one; one with none is
-    /// `D` if it carries data, else `A` if it acknowledges, each once per side. (`T` and
-    /// `W` are counted where retransmissions and zero windows are.)
-    fn history_letters(&mut self, side: Side, seg: &TcpSegment) {
-        let f = seg.flags;
-        let i = side.index();
-        let once = |h: &mut History, letter: u8| {
-            if !h.contains(side, letter) {
-                h.push(side, letter);
-            }
-        };
-        match (f.syn(), f.fin(), f.rst()) {
-            (true, true, _) | (true, _, true) => once(&mut self.history, b'Q'),
-            (false, true, true) => once(&mut self.history, b'I'),
-            (true, false, false) => {
-                // One SYN letter per side in Zeek, S or H by the first SYN's ACK bit. A
-                // client SYN at a new sequence number is a new connection here (the
-                // table splits it off), so the repeat rule never applies to it.
-                if !self.history.contains(side, b'S') && !self.history.contains(side, b'H') {
-                    let letter = if f.ack() { b'H' } else { b'S' };
-                    self.history.push(side, letter);
-                }
-            }
-            (false, true, false) => {
-                if self.seq(side, FIN_SEQ) != Some(seg.seq.wrapping_add(seg.payload_len)) {
-                    self.history.push(side, b'F');
-                }
-            }
-            (false, false, true) => {
-                if self.seq(side, LAST_RST) != Some(seg.seq) {
-                    self.history.push(side, b'R');
-                }
-                self.set_seq(side, LAST_RST, seg.seq);
-            }
-            (false, false, false) if seg.payload_len > 0 => {
-                if !self.is(SAW_DATA[i]) {
-                    self.present |= SAW_DATA[i];
-                    self.history.push(side, b'D');
-                }
-            }
-            (false, false, false) if f.ack() => {
-                if !self.is(SAW_ACK[i]) {
-                    self.present |= SAW_ACK[i];
-                    self.history.push(side, b'A');
-                }
-            }
-            (false, false, false) => {}
-        }
+        self.state = next;
     }
 
     /// Effects of entering a state: handshake timing, who reset, who closed first.
     fn on_enter(&mut self, was: State, next: State, side: Side, ctl: Control, ts: Timestamp) {
         if was == State::New && !matches!(next, State::SynSent | State::SynReceived) {
-            self.present |= MIDSTREAM;
+            self.facts.set(MIDSTREAM);
         }
+        // The client's first segment after the SYN-ACK is its final ACK (RFC 9293 §3.5):
+        // the handshake's round trip ends there.
         if was == State::SynReceived
             && side == Side::Client
             && matches!(next, State::Established | State::FinWait { .. })
-            && self.is(HAS_ANSWERED_SYN)
-            && !self.is(HAS_RTT)
+            && self.facts.has(HAS_ANSWERED_SYN)
+            && !self.facts.has(HAS_RTT)
         {
             self.handshake = saturate_u32(ts.micros_since(self.at(self.handshake)));
-            self.present |= HAS_RTT;
+            self.facts.set(HAS_RTT);
         }
         // A RST that ends the flow names who reset it; one after both FINs is teardown
         // noise on a connection that had already closed.
@@ -796,16 +271,65 @@ impl Flow {
         }
     }
 
+    /// Whether a client SYN is a new connection on this 4-tuple rather than part of this
+    /// one: its ISN differs (RFC 9293 §3.4.1: a new incarnation picks a new ISN), or this
+    /// flow never saw a SYN at all (mid-stream).
+    pub fn is_new_connection(&self, side: Side, seg: &TcpSegment) -> bool {
+        if side != Side::Client || Control::of(seg) != Control::Syn {
+            return false;
+        }
+        match (self.client_isn(), self.state) {
+            (Some(isn), _) => isn != SeqNumber(seg.seq),
+            (None, State::New) => false,
+            (None, _) => true,
+        }
+    }
+
+    /// Whether the 4-tuple is still in use by this connection when a new SYN arrives: it
+    /// is open or closing, or it closed cleanly less than a TIME_WAIT ago (Linux holds
+    /// TIME_WAIT for 60 s, `TCP_TIMEWAIT_LEN`).
+    pub fn holds_tuple(&self, now: Timestamp) -> bool {
+        match self.state {
+            State::Established | State::FinWait { .. } | State::LastAck { .. } => true,
+            State::Done(Outcome::Closed) => now.micros_since(self.last_ts) < TIME_WAIT_US,
+            State::New | State::SynSent | State::SynReceived | State::Done(_) => false,
+        }
+    }
+
+    /// Since when a live attempt has waited on its first SYN, if it still does and has not
+    /// been reported pending yet.
+    pub fn first_syn_pending_since(&self) -> Option<Timestamp> {
+        match self.state {
+            State::SynSent if !self.facts.has(PENDING_REPORTED) => Some(self.first_ts),
+            _ => None,
+        }
+    }
+
+    /// How long this flow may stay idle in its state before it is ended (or, for a
+    /// tombstone, forgotten).
+    pub fn idle_timeout_us(&self) -> u64 {
+        match self.state {
+            // Linux gives up on a connect after `tcp_syn_retries` (6: ~127 s); the longest
+            // gap between two SYNs is 64 s, so an idle SYN_SENT past that is over.
+            State::New | State::SynSent | State::SynReceived => 75 * SEC,
+            State::Established => 300 * SEC,
+            // `tcp_fin_timeout` (60 s) bounds FIN-WAIT-2 on Linux; give it some slack.
+            State::FinWait { .. } => 120 * SEC,
+            State::LastAck { .. } => 60 * SEC,
+            State::Done(Outcome::Closed) => TIME_WAIT_US,
+            State::Done(_) => 5 * SEC,
+        }
+    }
+
     /// Marks a live pending notice as sent and returns its record.
     pub fn pending(&mut self, rares: &Rares) -> FlowRecord {
-        self.present |= PENDING_REPORTED;
+        self.facts.set(PENDING_REPORTED);
         self.snapshot(rares)
     }
 
     /// Ends the flow (if it is not already) and returns its final record.
     pub fn finish(&mut self, reason: EndReason, rares: &Rares) -> FlowRecord {
-        let outcome = self.state.outcome();
-        self.state = State::Done(outcome);
+        self.set_state(State::Done(self.state.outcome()), rares);
         self.record(reason, rares)
     }
 
@@ -832,17 +356,18 @@ impl Flow {
             client: self.client(rares),
             server: self.server(rares),
             outcome: self.state.outcome(),
+            conn_state: self.facts.zeek().conn_state(&self.history, self.bytes),
             reset_by: self.sides.get(RESET_BY),
             closed_first_by: self.sides.get(CLOSED_FIRST_BY),
             syn_count: u32::from(self.syn_count),
             syn_gaps_us: rare.syn_gaps,
             synack_count: u32::from(self.synack_count),
-            port_reused: self.is(PORT_REUSED),
-            midstream: self.is(MIDSTREAM),
+            port_reused: self.facts.has(PORT_REUSED),
+            midstream: self.facts.has(MIDSTREAM),
             history: self.history,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
-            handshake_rtt_us: self.is(HAS_RTT).then_some(u64::from(self.handshake)),
+            handshake_rtt_us: self.facts.has(HAS_RTT).then_some(u64::from(self.handshake)),
             packets: self.packets.map(u64::from),
             bytes: self.bytes,
             retransmits: rare.retransmits,
@@ -854,37 +379,6 @@ impl Flow {
             server_options,
             end: None,
         }
-    }
-
-    /// How long this flow may stay idle in its state before it is ended (or, for a
-    /// tombstone, forgotten).
-    pub fn idle_timeout_us(&self) -> u64 {
-        match self.state {
-            // Linux gives up on a connect after `tcp_syn_retries` (6: ~127 s); the longest
-            // gap between two SYNs is 64 s, so an idle SYN_SENT past that is over.
-            State::New | State::SynSent | State::SynReceived => 75 * SEC,
-            State::Established => 300 * SEC,
-            // `tcp_fin_timeout` (60 s) bounds FIN-WAIT-2 on Linux; give it some slack.
-            State::FinWait { .. } => 120 * SEC,
-            State::LastAck { .. } => 60 * SEC,
-            State::Done(Outcome::Closed) => TIME_WAIT_US,
-            State::Done(_) => 5 * SEC,
-        }
-    }
-}
-
-fn v6_octets(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
-/// Zeek records retransmissions (`T`) and zero windows (`W`) logarithmically: the letter
-/// again at the 10th, 100th, … occurrence.
-fn log_letter(h: &mut History, side: Side, letter: u8, count: u32) {
-    if matches!(count, 1 | 10 | 100 | 1000 | 10_000 | 100_000) {
-        h.push(side, letter);
     }
 }
 

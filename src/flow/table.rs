@@ -11,8 +11,9 @@
 //! Time is whatever the caller says it is: packet timestamps when replaying a file (so a
 //! replay gives the same answer every time), the wall clock on timer ticks when live.
 
+use super::packed::{Flow, Rares};
 use super::record::{EndReason, FlowEvent, Outcome, Side};
-use super::state::{Flow, Rares, State};
+use super::state::State;
 use crate::decode::{Endpoint, PairHasher, Segment, SegmentKind, Timestamp};
 
 /// How the table behaves. `Copy` and cheap: set once per run.

@@ -1,9 +1,9 @@
-//! Every arm of `transition`, each named for the real-world scenario it models, plus the
-//! per-flow bookkeeping that rides on the transitions.
+//! Every arm of `transition`, each named for the real-world scenario it models; then what
+//! entering a state records on the flow, and the trace every state change leaves.
 
 use super::*;
-use crate::decode::{HandshakeOptions, IcmpError, TcpFlags, Unreachable};
-use crate::flow::record::Outcome;
+use crate::decode::{IcmpError, Unreachable};
+use crate::flow::testing::*;
 use std::net::{IpAddr, Ipv4Addr};
 use Control::*;
 use Side::*;
@@ -239,80 +239,7 @@ fn nothing_revives_a_finished_flow() {
     }
 }
 
-// --- Flow bookkeeping -----------------------------------------------------------------
-
-const SYN: u8 = TcpFlags::SYN;
-const ACK: u8 = TcpFlags::ACK;
-const FIN: u8 = TcpFlags::FIN;
-const RST: u8 = TcpFlags::RST;
-const PSH: u8 = TcpFlags::PSH;
-
-fn seg(flags: u8, seq: u32, ack: u32, len: u32, window: u16) -> TcpSegment {
-    TcpSegment {
-        seq,
-        ack,
-        flags: TcpFlags(flags),
-        window,
-        payload_len: len,
-        options: HandshakeOptions::default(),
-    }
-}
-
-fn ep(port: u16) -> crate::decode::Endpoint {
-    crate::decode::Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-}
-
-/// A flow with its own store of rare parts, so tests read like the table's calls.
-struct TestFlow {
-    flow: Flow,
-    rares: Rares,
-}
-
-impl TestFlow {
-    fn on_tcp(&mut self, side: Side, seg: &TcpSegment, ts: Timestamp) -> bool {
-        self.flow.on_tcp(side, seg, ts, &mut self.rares)
-    }
-
-    fn on_icmp(&mut self, err: &IcmpError, ts: Timestamp) -> bool {
-        self.flow.on_icmp(err, ts, &mut self.rares)
-    }
-
-    fn record(&self, reason: EndReason) -> FlowRecord {
-        self.flow.record(reason, &self.rares)
-    }
-
-    fn finish(&mut self, reason: EndReason) -> FlowRecord {
-        self.flow.finish(reason, &self.rares)
-    }
-}
-
-impl std::ops::Deref for TestFlow {
-    type Target = Flow;
-    fn deref(&self) -> &Flow {
-        &self.flow
-    }
-}
-
-fn flow_between(client: crate::decode::Endpoint, server: crate::decode::Endpoint) -> TestFlow {
-    let mut rares = Rares::default();
-    let flow = Flow::new(1, client, server, Timestamp(1_000_000), false, &mut rares);
-    TestFlow { flow, rares }
-}
-
-fn flow() -> TestFlow {
-    flow_between(ep(40000), ep(61999))
-}
-
-/// A client at ISN 100 and a server at ISN 5000 complete the handshake; `at` is in µs.
-fn handshake(f: &mut TestFlow) {
-    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
-    f.on_tcp(
-        Server,
-        &seg(SYN | ACK, 5000, 101, 0, 65535),
-        Timestamp(1_000_040),
-    );
-    f.on_tcp(Client, &seg(ACK, 101, 5001, 0, 512), Timestamp(1_000_070));
-}
+// --- What entering a state records ----------------------------------------------------
 
 #[test]
 fn handshake_rtt_runs_from_the_answered_syn_to_the_final_ack() {
@@ -322,21 +249,6 @@ fn handshake_rtt_runs_from_the_answered_syn_to_the_final_ack() {
     assert_eq!(r.outcome, Outcome::Established);
     assert_eq!(r.handshake_rtt_us, Some(70));
     assert_eq!(r.history.as_str(), "ShA");
-}
-
-#[test]
-fn syn_retransmits_with_same_isn_are_one_attempt_with_gaps() {
-    let mut f = flow();
-    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
-    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(2_000_000));
-    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(4_000_000));
-    assert!(!f.is_new_connection(Client, &seg(SYN, 100, 0, 0, 65535)));
-    assert!(f.is_new_connection(Client, &seg(SYN, 999, 0, 0, 65535)));
-    let r = f.finish(EndReason::CaptureEnd);
-    assert_eq!(r.outcome, Outcome::Unanswered);
-    assert_eq!(r.syn_count, 3);
-    assert_eq!(r.syn_gaps_us.as_slice(), &[1_000_000, 2_000_000]);
-    assert_eq!(r.history.as_str(), "S");
 }
 
 #[test]
@@ -411,72 +323,6 @@ fn simultaneous_close_ends_closed_with_the_first_fin_seen() {
 }
 
 #[test]
-fn retransmitted_data_is_counted_per_direction() {
-    let mut f = flow();
-    handshake(&mut f);
-    f.on_tcp(
-        Client,
-        &seg(PSH | ACK, 101, 5001, 100, 512),
-        Timestamp(1_000_100),
-    );
-    f.on_tcp(
-        Client,
-        &seg(PSH | ACK, 101, 5001, 100, 512),
-        Timestamp(1_200_100),
-    );
-    let r = f.record(EndReason::CaptureEnd);
-    assert_eq!(r.retransmits, [1, 0]);
-    assert_eq!(r.history.as_str(), "ShADT");
-}
-
-#[test]
-fn keepalive_probe_is_not_a_retransmission() {
-    let mut f = flow();
-    handshake(&mut f);
-    // Linux keepalive: seq = snd_nxt - 1, no payload.
-    f.on_tcp(Client, &seg(ACK, 100, 5001, 0, 512), Timestamp(2_000_000));
-    assert_eq!(f.record(EndReason::CaptureEnd).retransmits, [0, 0]);
-}
-
-#[test]
-fn sequence_numbers_wrap_without_false_retransmissions() {
-    let mut f = flow();
-    let isn = u32::MAX - 5;
-    f.on_tcp(Client, &seg(SYN, isn, 0, 0, 65535), Timestamp(1_000_000));
-    f.on_tcp(
-        Server,
-        &seg(SYN | ACK, 7, isn.wrapping_add(1), 0, 65535),
-        Timestamp(1_000_010),
-    );
-    f.on_tcp(
-        Client,
-        &seg(ACK | PSH, isn.wrapping_add(1), 8, 100, 512),
-        Timestamp(1_000_020),
-    );
-    f.on_tcp(
-        Client,
-        &seg(ACK | PSH, isn.wrapping_add(101), 8, 100, 512),
-        Timestamp(1_000_030),
-    );
-    let r = f.record(EndReason::CaptureEnd);
-    assert_eq!(r.retransmits, [0, 0]);
-    assert_eq!(r.bytes[0], 200);
-}
-
-#[test]
-fn zero_window_is_counted_once_per_stall() {
-    let mut f = flow();
-    handshake(&mut f);
-    f.on_tcp(Server, &seg(ACK, 5001, 101, 0, 0), Timestamp(1_000_100));
-    f.on_tcp(Server, &seg(ACK, 5001, 101, 0, 0), Timestamp(1_000_200));
-    f.on_tcp(Server, &seg(ACK, 5001, 101, 0, 100), Timestamp(1_000_300));
-    f.on_tcp(Server, &seg(ACK, 5001, 101, 0, 0), Timestamp(1_000_400));
-    let r = f.record(EndReason::CaptureEnd);
-    assert_eq!(r.zero_windows, [0, 2]);
-    assert!(r.history.as_str().contains('w'));
-}
-
-#[test]
 fn reset_by_client_mid_transfer() {
     let mut f = flow();
     handshake(&mut f);
@@ -493,44 +339,6 @@ fn reset_by_client_mid_transfer() {
     let r = f.record(EndReason::Packets);
     assert_eq!(r.outcome, Outcome::Reset);
     assert_eq!(r.reset_by, Some(Client));
-}
-
-#[test]
-fn handshake_incomplete_counts_synack_retransmissions() {
-    let mut f = flow();
-    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
-    f.on_tcp(
-        Server,
-        &seg(SYN | ACK, 5000, 101, 0, 65535),
-        Timestamp(1_000_010),
-    );
-    f.on_tcp(
-        Server,
-        &seg(SYN | ACK, 5000, 101, 0, 65535),
-        Timestamp(2_000_010),
-    );
-    let r = f.finish(EndReason::CaptureEnd);
-    assert_eq!(r.outcome, Outcome::HandshakeIncomplete);
-    assert_eq!(r.synack_count, 2);
-    assert_eq!(r.handshake_rtt_us, None);
-}
-
-#[test]
-fn synack_before_syn_learns_the_client_isn_from_the_ack() {
-    let mut f = flow();
-    f.on_tcp(
-        Server,
-        &seg(SYN | ACK, 5000, 101, 0, 65535),
-        Timestamp(1_000_000),
-    );
-    let late_syn = seg(SYN, 100, 0, 0, 65535);
-    assert!(!f.is_new_connection(Client, &late_syn));
-    f.on_tcp(Client, &late_syn, Timestamp(1_000_001));
-    f.on_tcp(Client, &seg(ACK, 101, 5001, 0, 512), Timestamp(1_000_050));
-    let r = f.record(EndReason::CaptureEnd);
-    assert_eq!(r.outcome, Outcome::Established);
-    assert!(!r.midstream);
-    assert_eq!(r.syn_count, 1);
 }
 
 #[test]
@@ -573,93 +381,71 @@ fn tuple_is_held_through_time_wait_only() {
     assert!(!f.holds_tuple(Timestamp(1_000_500 + TIME_WAIT_US)));
 }
 
-#[test]
-fn handshake_options_are_kept_from_syn_and_synack() {
-    let mut f = flow();
-    let mut syn = seg(SYN, 100, 0, 0, 65535);
-    syn.options = HandshakeOptions {
-        mss: Some(65495),
-        window_scale: Some(7),
-        sack_permitted: true,
-        timestamps: true,
-    };
-    f.on_tcp(Client, &syn, Timestamp(1_000_000));
-    let r = f.record(EndReason::CaptureEnd);
-    assert_eq!(r.client_options.and_then(|o| o.mss), Some(65495));
-    assert_eq!(r.server_options, None);
-}
+// --- Tracing ------------------------------------------------------------------------------
 
-#[test]
-fn ipv6_endpoints_and_handshake_options_survive_the_compact_flow() {
-    use std::net::Ipv6Addr;
-    let c = crate::decode::Endpoint::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 40000);
-    let v = crate::decode::Endpoint::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 61999);
-    let mut f = flow_between(c, v);
-    let mut syn = seg(SYN, 100, 0, 0, 65535);
-    syn.options = HandshakeOptions {
-        mss: Some(65476),
-        window_scale: Some(7),
-        sack_permitted: true,
-        timestamps: false,
-    };
-    f.on_tcp(Client, &syn, Timestamp(1_000_000));
-    assert_eq!(f.flow.side_of(&v, &c, &f.rares), Some(Server));
-    assert_eq!(f.flow.side_of(&c, &v, &f.rares), Some(Client));
-    assert_eq!(f.flow.side_of(&c, &ep(61999), &f.rares), None);
-    let r = f.finish(EndReason::CaptureEnd);
-    assert_eq!((r.client, r.server), (c, v));
-    assert_eq!(r.client_options, Some(syn.options));
-    assert_eq!(r.server_options, None);
-}
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
-// --- history letters, as Zeek's update_history writes them ---------------------------
-
-fn history_of(segments: &[(Side, TcpSegment)]) -> String {
-    let mut f = flow();
-    for (i, (side, s)) in segments.iter().enumerate() {
-        f.on_tcp(*side, s, Timestamp(1_000_000 + i as u64 * 10));
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
     }
-    f.record(EndReason::CaptureEnd).history.as_str().to_string()
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[test]
-fn a_fin_carrying_the_last_data_is_f_without_d_as_in_zeek() {
-    let h = history_of(&[
-        (Client, seg(SYN, 100, 0, 0, 65535)),
-        (Server, seg(SYN | ACK, 5000, 101, 0, 65535)),
-        (Client, seg(ACK, 101, 5001, 0, 512)),
-        (Client, seg(FIN | ACK | PSH, 101, 5001, 20, 512)),
-    ]);
-    assert_eq!(h, "ShAF");
+fn every_state_change_is_traced_at_debug_with_the_flow_and_its_endpoints() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut f = flow();
+        handshake(&mut f);
+        // A second ACK changes nothing, so it leaves no line.
+        f.on_tcp(Client, &seg(ACK, 101, 5001, 0, 512), Timestamp(1_000_080));
+        f.finish(EndReason::CaptureEnd);
+    });
+    let text =
+        String::from_utf8(out.0.lock().map(|v| v.clone()).unwrap_or_default()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (line, change) in lines.iter().zip([
+        "New → SynSent",
+        "SynSent → SynReceived",
+        "SynReceived → Established",
+        "Established → Done(Established)",
+    ]) {
+        assert!(line.contains("DEBUG"), "{line}");
+        assert!(line.contains(change), "{line}");
+        assert!(line.contains("flow=1"), "{line}");
+        assert!(line.contains("client=127.0.0.1:40000"), "{line}");
+        assert!(line.contains("server=127.0.0.1:61999"), "{line}");
+    }
 }
 
 #[test]
-fn a_retransmitted_fin_is_one_f_a_fin_at_a_new_sequence_number_another() {
-    let h = history_of(&[
-        (Client, seg(FIN | ACK, 101, 5001, 0, 512)),
-        (Client, seg(FIN | ACK, 101, 5001, 0, 512)),
-        (Client, seg(FIN | ACK, 150, 5001, 0, 512)),
-    ]);
-    assert_eq!(h, "FF");
-}
-
-#[test]
-fn syn_with_fin_or_rst_is_q_and_fin_with_rst_is_i() {
-    assert_eq!(history_of(&[(Client, seg(SYN | FIN, 100, 0, 0, 512))]), "Q");
-    assert_eq!(history_of(&[(Client, seg(SYN | RST, 100, 0, 0, 512))]), "Q");
-    assert_eq!(
-        history_of(&[(Server, seg(FIN | RST | ACK, 5000, 101, 0, 0))]),
-        "i"
-    );
-}
-
-#[test]
-fn syn_letters_follow_the_ack_bit_not_the_side() {
-    // Simultaneous open, or roles the port cannot settle: the server's bare SYN is `s`,
-    // a client's SYN-ACK `H`.
-    let h = history_of(&[
-        (Client, seg(SYN | ACK, 100, 7, 0, 512)),
-        (Server, seg(SYN, 5000, 0, 0, 512)),
-    ]);
-    assert_eq!(h, "Hs");
+fn below_debug_a_state_change_leaves_no_line() {
+    // -v is info: the transitions are -vv only.
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut f = flow();
+        handshake(&mut f);
+    });
+    assert!(out.0.lock().map(|v| v.is_empty()).unwrap_or(false));
 }
