@@ -4,7 +4,8 @@
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
-use crate::diagnose::Diagnoser;
+use crate::diagnose::host::{self, HostFacts, Looker, LookupRequest};
+use crate::diagnose::{Diagnoser, FlowProcesses, Scope, Snapshot};
 use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::CaptureNow;
@@ -15,8 +16,8 @@ use crossbeam_channel::{bounded, RecvTimeoutError};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Batches in flight between the capture thread and the flow stage. Live, a batch is
 /// handed over whenever the kernel ring runs empty, so under light load it holds a
@@ -34,6 +35,12 @@ const TICK: Duration = Duration::from_millis(100);
 const STUCK: Duration = Duration::from_millis(500);
 /// How often the progress bar reads the capture's byte count.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// Live: how often the refresher thread looks at /proc.
+const REFRESH: Duration = Duration::from_secs(1);
+/// Live: how often it also walks every process (owners, other namespaces).
+const FULL_REFRESH: Duration = Duration::from_secs(10);
+/// Live: process lookups waiting for the attribution thread; more are dropped.
+const LOOKUP_QUEUE: usize = 64;
 
 /// A validated run configuration (built by `cli`, or by tests directly).
 #[derive(Clone, Debug)]
@@ -186,12 +193,25 @@ impl Prepared<'_> {
             },
             hasher,
         );
+        // System facts (/proc) only describe the machine we capture on, live.
+        let facts = if live {
+            HostFacts::first_look(cfg.port, cfg.attribution)
+        } else {
+            None
+        };
+        let scope = Scope {
+            port: cfg.port,
+            expression: cfg.filter_expr.clone(),
+            proxy: host::proxy_from_env(),
+        };
         let mut sink = Sink {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
             writer: writer.as_mut(),
-            // System facts (/proc) only describe the machine we capture on, live.
-            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution)
-                .with_expression(cfg.filter_expr.as_deref()),
+            refresher: facts
+                .as_ref()
+                .map(|_| Refresher::start(cfg.port, cfg.attribution)),
+            lookup: None,
+            diagnoser: Diagnoser::new(scope, facts, cfg.attribution),
             ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,
@@ -236,7 +256,10 @@ impl Prepared<'_> {
                             None => table.process(seg, &mut events),
                         };
                         if let (true, Some(id)) = (syn && live, id) {
-                            sink.diagnoser.syn_seen(id, seg.src, seg.dst);
+                            let now = Instant::now();
+                            if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {
+                                sink.look_up(req);
+                            }
                         }
                         // Before the events this segment caused: the ladder must hold the
                         // segment (a RST, the last ACK) that ended the flow.
@@ -317,18 +340,26 @@ impl Prepared<'_> {
         if live {
             sink.reporter.clock(wall_clock());
         }
-        let tally = sink.reporter.take_tally();
+        // The final diagnosis looks at the machine once more, completely.
+        let last_look = sink
+            .diagnoser
+            .has_host_facts()
+            .then(|| Snapshot::take(cfg.port, true, cfg.attribution));
+        let findings = sink.diagnoser.finish(last_look);
+        let (flows, problems) = (
+            sink.diagnoser.evidence().flows(),
+            sink.diagnoser.evidence().problems(),
+        );
         let source_name = cfg.source.name();
         let summary = Summary::new(
             &source_name,
             live,
             link.name(),
             cfg.port,
-            &tally,
+            sink.diagnoser.evidence(),
             &report,
             table.stats(),
         );
-        let findings = sink.diagnoser.finish();
         let summary = Summary {
             expression: cfg.filter_expr.as_deref(),
             system: sink.diagnoser.system_view(),
@@ -355,8 +386,8 @@ impl Prepared<'_> {
         Ok(RunResult {
             captured: report.packets,
             kernel: report.kernel,
-            flows: tally.flows(),
-            problems: tally.problems(),
+            flows,
+            problems,
             kernel_dropped: report.kernel.map_or(0, |k| k.dropped),
             internal_dropped: report.internal_dropped,
             capture_error: report.error,
@@ -370,6 +401,10 @@ struct Sink<'a, W: Write> {
     reporter: Reporter<W>,
     writer: Option<&'a mut PcapWriter>,
     diagnoser: Diagnoser,
+    /// Live: the latest look at /proc, taken off the flow stage.
+    refresher: Option<Refresher>,
+    /// Live: the thread naming processes behind client sockets, started on first use.
+    lookup: Option<Lookup>,
     ladder: Option<LadderRecorder>,
     output_closed: bool,
     stop: &'a AtomicBool,
@@ -384,6 +419,7 @@ impl<W: Write> Sink<'_, W> {
                     if let Some(w) = self.writer.as_deref_mut() {
                         w.flow_finished(r);
                     }
+                    self.lookups_done();
                     (
                         self.diagnoser.processes_of(r.id),
                         self.ladder.as_mut().and_then(|l| l.finish(r)),
@@ -408,9 +444,33 @@ impl<W: Write> Sink<'_, W> {
         Ok(())
     }
 
-    /// Live findings that became certain, printed at once.
+    /// Hands a process lookup to the attribution thread (dropped if it is behind).
+    fn look_up(&mut self, req: LookupRequest) {
+        let worker = self.lookup.get_or_insert_with(Lookup::start);
+        let _ = worker.requests.try_send(req);
+    }
+
+    /// Feeds the lookups that finished to the diagnosis.
+    fn lookups_done(&mut self) {
+        if let Some(worker) = &self.lookup {
+            while let Ok((id, procs)) = worker.results.try_recv() {
+                self.diagnoser.processes_found(id, procs);
+            }
+        }
+    }
+
+    /// Live findings that became certain, printed at once. Live findings use the latest
+    /// look the refresher took (at most `REFRESH` old) and never wait for /proc, but
+    /// the counters, cheap to read, are always fresh.
     fn findings(&mut self) -> Result<(), Error> {
-        for f in self.diagnoser.poll() {
+        let now = Instant::now();
+        if !self.diagnoser.poll_due(now) {
+            return Ok(());
+        }
+        if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
+            self.diagnoser.facts_refreshed(snapshot);
+        }
+        for f in self.diagnoser.poll(now, host::read_counters()) {
             if self.output_closed {
                 break;
             }
@@ -432,7 +492,7 @@ impl<W: Write> Sink<'_, W> {
             internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
             tracked: table.len() as u64,
         };
-        let res = self.reporter.live_tick(now);
+        let res = self.reporter.live_tick(now, self.diagnoser.evidence());
         self.result(res)
     }
 
@@ -448,6 +508,75 @@ impl<W: Write> Sink<'_, W> {
             }
             Err(e) => Err(Error::Output(e)),
         }
+    }
+}
+
+/// A thread that looks at /proc every `REFRESH` while a live capture runs, so that the
+/// flow stage never stalls on a /proc walk (tens of milliseconds with many processes).
+struct Refresher {
+    /// The latest look, replaced by each new one.
+    latest: Arc<Mutex<Option<Snapshot>>>,
+    /// Dropped with the sink: the thread then stops.
+    _stop: crossbeam_channel::Sender<()>,
+}
+
+impl Refresher {
+    fn start(port: u16, attribution: bool) -> Refresher {
+        let latest = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&latest);
+        let (stop, stopped) = bounded::<()>(0);
+        let spawned = std::thread::Builder::new()
+            .name("proc-refresh".to_string())
+            .spawn(move || {
+                let mut looker = Looker::new(port, attribution);
+                let mut full_at = Instant::now();
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                    let full = looker.needs_full() || full_at.elapsed() >= FULL_REFRESH;
+                    let snapshot = looker.look(full);
+                    if full {
+                        full_at = Instant::now();
+                    }
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "system facts will not be refreshed during the capture");
+        }
+        Refresher {
+            latest,
+            _stop: stop,
+        }
+    }
+
+    /// The look taken since the last call, if any.
+    fn latest(&self) -> Option<Snapshot> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// The helper thread that names the processes behind client sockets.
+struct Lookup {
+    requests: crossbeam_channel::Sender<LookupRequest>,
+    results: crossbeam_channel::Receiver<(u64, FlowProcesses)>,
+}
+
+impl Lookup {
+    fn start() -> Lookup {
+        let (requests, work) = bounded::<LookupRequest>(LOOKUP_QUEUE);
+        let (done, results) = bounded(1024);
+        let spawned = std::thread::Builder::new()
+            .name("attribution".to_string())
+            .spawn(move || {
+                for req in work {
+                    if done.send(req.run()).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no process attribution: cannot start its thread");
+        }
+        Lookup { requests, results }
     }
 }
 

@@ -22,8 +22,8 @@ use portsniff::decode::{
     decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
     TcpFlags, TcpSegment, Timestamp, Unreachable,
 };
+use portsniff::diagnose::Evidence;
 use portsniff::flow::{EndReason, FlowConfig, FlowEvent, FlowTable, Outcome, Side, TableStats};
-use portsniff::report::Tally;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
@@ -1057,7 +1057,7 @@ fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCaseError> {
         .iter()
         .all(|e| matches!(e, FlowEvent::Finished(r) if r.end == Some(EndReason::CaptureEnd))));
 
-    let mut tally = Tally::default();
+    let mut tally = Evidence::default();
     for r in &finished {
         tally.add(r);
     }
