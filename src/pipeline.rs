@@ -2,10 +2,12 @@
 //! of batches, and the flow stage and reporters on the calling thread. Nothing else in
 //! the crate knows about threads or channels.
 
+mod host_threads;
+
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
-use crate::diagnose::host::{self, HostFacts, Looker, LookupRequest};
-use crate::diagnose::{Diagnoser, FlowProcesses, Scope, Snapshot};
+use crate::diagnose::host::{self, HostFacts, LookupRequest};
+use crate::diagnose::{Diagnoser, Scope, Snapshot};
 use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::CaptureNow;
@@ -13,10 +15,11 @@ use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
 use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
 use crate::Error;
 use crossbeam_channel::{bounded, RecvTimeoutError};
+use host_threads::{Lookup, Refresher};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Batches in flight between the capture thread and the flow stage. Live, a batch is
@@ -35,12 +38,6 @@ const TICK: Duration = Duration::from_millis(100);
 const STUCK: Duration = Duration::from_millis(500);
 /// How often the progress bar reads the capture's byte count.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
-/// Live: how often the refresher thread looks at /proc.
-const REFRESH: Duration = Duration::from_secs(1);
-/// Live: how often it also walks every process (owners, other namespaces).
-const FULL_REFRESH: Duration = Duration::from_secs(10);
-/// Live: process lookups waiting for the attribution thread; more are dropped.
-const LOOKUP_QUEUE: usize = 64;
 
 /// A validated run configuration (built by `cli`, or by tests directly).
 #[derive(Clone, Debug)]
@@ -508,75 +505,6 @@ impl<W: Write> Sink<'_, W> {
             }
             Err(e) => Err(Error::Output(e)),
         }
-    }
-}
-
-/// A thread that looks at /proc every `REFRESH` while a live capture runs, so that the
-/// flow stage never stalls on a /proc walk (tens of milliseconds with many processes).
-struct Refresher {
-    /// The latest look, replaced by each new one.
-    latest: Arc<Mutex<Option<Snapshot>>>,
-    /// Dropped with the sink: the thread then stops.
-    _stop: crossbeam_channel::Sender<()>,
-}
-
-impl Refresher {
-    fn start(port: u16, attribution: bool) -> Refresher {
-        let latest = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&latest);
-        let (stop, stopped) = bounded::<()>(0);
-        let spawned = std::thread::Builder::new()
-            .name("proc-refresh".to_string())
-            .spawn(move || {
-                let mut looker = Looker::new(port, attribution);
-                let mut full_at = Instant::now();
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
-                    let full = looker.needs_full() || full_at.elapsed() >= FULL_REFRESH;
-                    let snapshot = looker.look(full);
-                    if full {
-                        full_at = Instant::now();
-                    }
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "system facts will not be refreshed during the capture");
-        }
-        Refresher {
-            latest,
-            _stop: stop,
-        }
-    }
-
-    /// The look taken since the last call, if any.
-    fn latest(&self) -> Option<Snapshot> {
-        self.latest.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
-
-/// The helper thread that names the processes behind client sockets.
-struct Lookup {
-    requests: crossbeam_channel::Sender<LookupRequest>,
-    results: crossbeam_channel::Receiver<(u64, FlowProcesses)>,
-}
-
-impl Lookup {
-    fn start() -> Lookup {
-        let (requests, work) = bounded::<LookupRequest>(LOOKUP_QUEUE);
-        let (done, results) = bounded(1024);
-        let spawned = std::thread::Builder::new()
-            .name("attribution".to_string())
-            .spawn(move || {
-                for req in work {
-                    if done.send(req.run()).is_err() {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no process attribution: cannot start its thread");
-        }
-        Lookup { requests, results }
     }
 }
 
