@@ -1,5 +1,5 @@
 //! Property tests: generated packets and segment sequences against the decoder, the flow
-//! table, the summary tally and (end to end) the real binary.
+//! table, the run's one count (diagnose::Evidence) and (end to end) the real binary.
 //!
 //! What they hold the code to:
 //! - decoding never panics, whatever the bytes and the link type, and what it returns is
