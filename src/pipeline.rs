@@ -2,9 +2,12 @@
 //! of batches, and the flow stage and reporters on the calling thread. Nothing else in
 //! the crate knows about threads or channels.
 
+mod host_threads;
+
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
-use crate::diagnose::Diagnoser;
+use crate::diagnose::host::{self, HostFacts, LookupRequest};
+use crate::diagnose::{Diagnoser, Scope, Snapshot};
 use crate::error::Error;
 use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
 use crate::report::ladder::LadderRecorder;
@@ -12,10 +15,11 @@ use crate::report::live::CaptureNow;
 use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
 use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
 use crossbeam_channel::{bounded, RecvTimeoutError};
+use host_threads::{Lookup, Refresher};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a run is built from; defined in [`crate::config`], named here too because
 /// `run` and `prepare` take it.
@@ -165,12 +169,25 @@ impl Prepared<'_> {
             },
             hasher,
         );
+        // System facts (/proc) only describe the machine we capture on, live.
+        let facts = if live {
+            HostFacts::first_look(cfg.port, cfg.attribution)
+        } else {
+            None
+        };
+        let scope = Scope {
+            port: cfg.port,
+            expression: cfg.filter_expr.clone(),
+            proxy: host::proxy_from_env(),
+        };
         let mut sink = Sink {
             reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
             writer: writer.as_mut(),
-            // System facts (/proc) only describe the machine we capture on, live.
-            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution)
-                .with_expression(cfg.filter_expr.as_deref()),
+            refresher: facts
+                .as_ref()
+                .map(|_| Refresher::start(cfg.port, cfg.attribution)),
+            lookup: None,
+            diagnoser: Diagnoser::new(scope, facts, cfg.attribution),
             ladder: cfg.ladder.map(LadderRecorder::new),
             output_closed: false,
             stop: &stop,
@@ -215,7 +232,10 @@ impl Prepared<'_> {
                             None => table.process(seg, &mut events),
                         };
                         if let (true, Some(id)) = (syn && live, id) {
-                            sink.diagnoser.syn_seen(id, seg.src, seg.dst);
+                            let now = Instant::now();
+                            if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {
+                                sink.look_up(req);
+                            }
                         }
                         // Before the events this segment caused: the ladder must hold the
                         // segment (a RST, the last ACK) that ended the flow.
@@ -295,18 +315,26 @@ impl Prepared<'_> {
         if live {
             sink.reporter.clock(wall_clock());
         }
-        let tally = sink.reporter.take_tally();
+        // The final diagnosis looks at the machine once more, completely.
+        let last_look = sink
+            .diagnoser
+            .has_host_facts()
+            .then(|| Snapshot::take(cfg.port, true, cfg.attribution));
+        let findings = sink.diagnoser.finish(last_look);
+        let (flows, problems) = (
+            sink.diagnoser.evidence().flows(),
+            sink.diagnoser.evidence().problems(),
+        );
         let source_name = cfg.source.name();
         let summary = Summary::new(
             &source_name,
             live,
             link.name(),
             cfg.port,
-            &tally,
+            sink.diagnoser.evidence(),
             &report,
             table.stats(),
         );
-        let findings = sink.diagnoser.finish();
         let summary = Summary {
             expression: cfg.filter_expr.as_deref(),
             system: sink.diagnoser.system_view(),
@@ -333,8 +361,8 @@ impl Prepared<'_> {
         Ok(RunResult {
             captured: report.packets,
             kernel: report.kernel,
-            flows: tally.flows(),
-            problems: tally.problems(),
+            flows,
+            problems,
             kernel_dropped: report.kernel.map_or(0, |k| k.dropped),
             internal_dropped: report.internal_dropped,
             capture_error: report.error,
@@ -348,6 +376,10 @@ struct Sink<'a, W: Write> {
     reporter: Reporter<W>,
     writer: Option<&'a mut PcapWriter>,
     diagnoser: Diagnoser,
+    /// Live: the latest look at /proc, taken off the flow stage.
+    refresher: Option<Refresher>,
+    /// Live: the thread naming processes behind client sockets, started on first use.
+    lookup: Option<Lookup>,
     ladder: Option<LadderRecorder>,
     output_closed: bool,
     stop: &'a AtomicBool,
@@ -362,6 +394,7 @@ impl<W: Write> Sink<'_, W> {
                     if let Some(w) = self.writer.as_deref_mut() {
                         w.flow_finished(r);
                     }
+                    self.lookups_done();
                     (
                         self.diagnoser.processes_of(r.id),
                         self.ladder.as_mut().and_then(|l| l.finish(r)),
@@ -386,9 +419,33 @@ impl<W: Write> Sink<'_, W> {
         Ok(())
     }
 
-    /// Live findings that became certain, printed at once.
+    /// Hands a process lookup to the attribution thread (dropped if it is behind).
+    fn look_up(&mut self, req: LookupRequest) {
+        let worker = self.lookup.get_or_insert_with(Lookup::start);
+        let _ = worker.requests.try_send(req);
+    }
+
+    /// Feeds the lookups that finished to the diagnosis.
+    fn lookups_done(&mut self) {
+        if let Some(worker) = &self.lookup {
+            while let Ok((id, procs)) = worker.results.try_recv() {
+                self.diagnoser.processes_found(id, procs);
+            }
+        }
+    }
+
+    /// Live findings that became certain, printed at once. Live findings use the latest
+    /// look the refresher took (at most `REFRESH` old) and never wait for /proc, but
+    /// the counters, cheap to read, are always fresh.
     fn findings(&mut self) -> Result<(), Error> {
-        for f in self.diagnoser.poll() {
+        let now = Instant::now();
+        if !self.diagnoser.poll_due(now) {
+            return Ok(());
+        }
+        if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
+            self.diagnoser.facts_refreshed(snapshot);
+        }
+        for f in self.diagnoser.poll(now, host::read_counters()) {
             if self.output_closed {
                 break;
             }
@@ -410,7 +467,7 @@ impl<W: Write> Sink<'_, W> {
             internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
             tracked: table.len() as u64,
         };
-        let res = self.reporter.live_tick(now);
+        let res = self.reporter.live_tick(now, self.diagnoser.evidence());
         self.result(res)
     }
 

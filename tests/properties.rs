@@ -1,5 +1,5 @@
 //! Property tests: generated packets and segment sequences against the decoder, the flow
-//! table, the summary tally and (end to end) the real binary.
+//! table, the run's one count (diagnose::Evidence) and (end to end) the real binary.
 //!
 //! What they hold the code to:
 //! - decoding never panics, whatever the bytes and the link type, and what it returns is
@@ -22,8 +22,8 @@ use portsniff::decode::{
     decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
     TcpFlags, TcpSegment, Timestamp, Unreachable,
 };
+use portsniff::diagnose::Evidence;
 use portsniff::flow::{EndReason, FlowConfig, FlowEvent, FlowTable, Outcome, Side, TableStats};
-use portsniff::report::Tally;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
@@ -1057,7 +1057,7 @@ fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCaseError> {
         .iter()
         .all(|e| matches!(e, FlowEvent::Finished(r) if r.end == Some(EndReason::CaptureEnd))));
 
-    let mut tally = Tally::default();
+    let mut tally = Evidence::default();
     for r in &finished {
         tally.add(r);
     }

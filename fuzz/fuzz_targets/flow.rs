@@ -23,7 +23,7 @@ use portsniff::decode::{
     Unreachable,
 };
 use portsniff::flow::{FlowConfig, FlowEvent, FlowTable};
-use portsniff::report::Tally;
+use portsniff::diagnose::Evidence;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -176,7 +176,7 @@ fuzz_target!(|data: &[u8]| {
     for id in ids.into_iter().flatten() {
         assert!(finished_at.contains_key(&id), "flow {id} never finished");
     }
-    let mut tally = Tally::default();
+    let mut tally = Evidence::default();
     let mut packets = 0;
     for ev in &events {
         if let FlowEvent::Finished(r) = ev {

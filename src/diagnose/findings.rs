@@ -1,8 +1,11 @@
-//! The findings vocabulary: what portsniff concludes, how sure it is, and what to do.
+//! The findings vocabulary: what portsniff concludes, how sure it is, who is involved,
+//! and the ranking of conclusions. What a finding rests on is in `cause`, how it is said
+//! in `wording`.
 
-use super::system::ProcessInfo;
+use super::cause::Cause;
+use super::host::ProcessInfo;
+use super::wording::{self, Words};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 /// A stable vocabulary: these names are part of the JSON interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,58 +102,32 @@ pub struct NamedProcess {
     pub role: Role,
 }
 
-/// One conclusion, with what it rests on and what to do next.
+/// One conclusion, with what it rests on and what to do next. Its kind and severity
+/// follow from its cause; its words (headline, explanation, next step) are produced from
+/// the cause by `wording`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
     pub kind: FindingKind,
     pub severity: Severity,
-    /// One line a tired developer reads first.
-    pub headline: String,
-    /// The reasoning, with the evidence in words.
-    pub explanation: String,
-    /// The same evidence as data, for scripts.
-    pub evidence: Map<String, Value>,
-    pub processes: Vec<NamedProcess>,
-    /// A command or a config change.
-    pub next_step: String,
     /// How many connections it explains: ranks findings of equal severity.
     pub weight: u64,
+    pub processes: Vec<NamedProcess>,
+    /// What it rests on; serializes as the JSON `evidence` object.
+    pub cause: Cause,
 }
 
 impl Finding {
-    pub fn new(kind: FindingKind, severity: Severity, weight: u64) -> Finding {
+    pub fn new(cause: Cause, weight: u64) -> Finding {
         Finding {
-            kind,
-            severity,
-            headline: String::new(),
-            explanation: String::new(),
-            evidence: Map::new(),
-            processes: Vec::new(),
-            next_step: String::new(),
+            kind: cause.kind(),
+            severity: cause.severity(),
             weight,
+            processes: Vec::new(),
+            cause,
         }
     }
 
-    pub fn headline(mut self, s: impl Into<String>) -> Finding {
-        self.headline = s.into();
-        self
-    }
-
-    pub fn explain(mut self, s: impl Into<String>) -> Finding {
-        self.explanation = s.into();
-        self
-    }
-
-    pub fn next(mut self, s: impl Into<String>) -> Finding {
-        self.next_step = s.into();
-        self
-    }
-
-    pub fn evidence(mut self, key: &str, value: impl Into<Value>) -> Finding {
-        self.evidence.insert(key.to_string(), value.into());
-        self
-    }
-
+    /// Names the processes behind it (each once, by pid).
     pub fn processes(mut self, procs: &[ProcessInfo], role: Role) -> Finding {
         for p in procs {
             if !self.processes.iter().any(|n| n.process.pid == p.pid) {
@@ -161,6 +138,26 @@ impl Finding {
             }
         }
         self
+    }
+
+    /// One line a tired developer reads first.
+    pub fn headline(&self) -> String {
+        wording::of(self).headline
+    }
+
+    /// The reasoning, with the evidence in words.
+    pub fn explanation(&self) -> String {
+        wording::of(self).explanation
+    }
+
+    /// A command or a config change.
+    pub fn next_step(&self) -> String {
+        wording::of(self).next_step
+    }
+
+    /// All three at once (one formatting pass).
+    pub fn words(&self) -> Words {
+        wording::of(self)
     }
 }
 

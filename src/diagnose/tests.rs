@@ -1,11 +1,13 @@
-//! The reasoning from evidence and system facts to findings, on hand-made facts: the
-//! namespace tests in `tests/diagnose.rs` prove the same against the real kernel.
+//! Hand-made inputs shared by the rules' tests (and other modules' tests), and the
+//! diagnoser's own scenarios: ranking, live polling, the end. The namespace tests in
+//! `tests/diagnose.rs` prove the rules against the real kernel.
 
-use super::system::{Listener, Snapshot};
+use super::host::{Listener, Snapshot};
 use super::*;
-use crate::flow::{EndReason, History, SynGaps};
+use crate::decode::Timestamp;
+use crate::flow::{EndReason, History, Outcome, Side, SynGaps};
 
-fn ep(s: &str) -> Endpoint {
+pub(crate) fn ep(s: &str) -> Endpoint {
     let a: std::net::SocketAddr = s.parse().unwrap();
     Endpoint::new(a.ip(), a.port())
 }
@@ -44,14 +46,15 @@ pub(crate) fn record(outcome: Outcome, server: &str) -> FlowRecord {
     }
 }
 
-fn refused(server: &str) -> FlowRecord {
+pub(crate) fn refused(server: &str) -> FlowRecord {
     FlowRecord {
         reset_by: Some(Side::Server),
         ..record(Outcome::Refused, server)
     }
 }
 
-fn listener(addr: &str) -> Listener {
+/// A listener owned by `java (pid 4567)`, its queue empty.
+pub(crate) fn listener(addr: &str) -> Listener {
     Listener {
         local: ep(addr),
         accept_queue: 0,
@@ -67,24 +70,15 @@ fn listener(addr: &str) -> Listener {
     }
 }
 
-fn facts(listeners: Vec<Listener>) -> Facts {
-    let snap = Snapshot {
+/// Host facts with these listeners, unchanged since the start.
+pub(crate) fn facts(listeners: Vec<Listener>) -> HostFacts {
+    HostFacts::from(Snapshot {
         listeners,
         ..Snapshot::default()
-    };
-    Facts {
-        start: snap.clone(),
-        now: snap,
-    }
+    })
 }
 
-fn kinds(ev: &Evidence, f: Option<&Facts>) -> Vec<FindingKind> {
-    let mut all = evaluate(ev, f, 61999);
-    findings::rank(&mut all);
-    all.into_iter().map(|f| f.kind).collect()
-}
-
-fn evidence(records: &[FlowRecord]) -> Evidence {
+pub(crate) fn evidence(records: &[FlowRecord]) -> Evidence {
     let mut ev = Evidence::default();
     for r in records {
         ev.add(r);
@@ -92,185 +86,21 @@ fn evidence(records: &[FlowRecord]) -> Evidence {
     ev
 }
 
-#[test]
-fn refused_with_no_listener_anywhere_is_nothing_listening() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    assert_eq!(
-        kinds(&ev, Some(&facts(vec![]))),
-        [FindingKind::NothingListening]
-    );
-    assert_eq!(kinds(&ev, None), [FindingKind::NothingListening]);
+/// A finding's JSON `evidence` object, as printed.
+pub(crate) fn evidence_json(f: &Finding) -> serde_json::Value {
+    serde_json::to_value(&f.cause).unwrap()
 }
 
-#[test]
-fn refused_on_ipv4_with_an_ipv6_only_listener_is_the_localhost_trap() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    let f = facts(vec![listener("[::1]:61999")]);
-    let found = evaluate(&ev, Some(&f), 61999);
-    assert_eq!(found[0].kind, FindingKind::ListenerOtherFamily);
-    assert_eq!(found[0].evidence["listener"], "[::1]:61999");
-    assert_eq!(found[0].processes[0].process.pid, 4567);
-    assert_eq!(found[0].processes[0].role, Role::Listener);
-}
-
-#[test]
-fn refused_on_ipv4_with_a_v6only_wildcard_listener_is_the_other_family() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    let f = facts(vec![listener("[::]:61999")]);
-    assert_eq!(kinds(&ev, Some(&f)), [FindingKind::ListenerOtherFamily]);
-}
-
-#[test]
-fn refused_while_bound_to_another_loopback_address() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    let f = facts(vec![listener("127.0.0.2:61999")]);
-    assert_eq!(kinds(&ev, Some(&f)), [FindingKind::ListenerOtherAddress]);
-}
-
-#[test]
-fn refused_although_a_matching_listener_exists_is_a_firewall() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    for addr in ["127.0.0.1:61999", "0.0.0.0:61999"] {
-        let f = facts(vec![listener(addr)]);
-        assert_eq!(
-            kinds(&ev, Some(&f)),
-            [FindingKind::RejectedByFirewall],
-            "{addr}"
-        );
+fn diagnose(records: &[FlowRecord], facts: Option<HostFacts>) -> Vec<Finding> {
+    let mut d = Diagnoser::new(Scope::port(61999), facts, false);
+    for r in records {
+        d.flow_finished(r);
     }
+    d.finish(None)
 }
 
-#[test]
-fn refused_here_while_listening_in_another_namespace() {
-    let ev = evidence(&[refused("127.0.0.1:61999")]);
-    let mut f = facts(vec![]);
-    f.now.foreign_listeners = vec![Listener {
-        namespace: Some("net:[4026532000]".into()),
-        ..listener("127.0.0.1:61999")
-    }];
-    let found = evaluate(&ev, Some(&f), 61999);
-    assert_eq!(found[0].kind, FindingKind::ListenerOtherNamespace);
-    assert_eq!(found[0].evidence["namespace"], "net:[4026532000]");
-}
-
-#[test]
-fn unanswered_with_listen_overflows_is_a_full_accept_queue_not_a_firewall() {
-    let ev = evidence(&[FlowRecord {
-        syn_count: 3,
-        ..record(Outcome::Unanswered, "127.0.0.1:61999")
-    }]);
-    let mut f = facts(vec![Listener {
-        accept_queue: 2,
-        backlog: Some(1),
-        ..listener("127.0.0.1:61999")
-    }]);
-    f.start.counters.insert("ListenOverflows", 10);
-    f.now.counters.insert("ListenOverflows", 14);
-    let found = evaluate(&ev, Some(&f), 61999);
-    assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].kind, FindingKind::AcceptQueueFull);
-    assert_eq!(found[0].evidence["listen_overflows"], 4);
-    assert!(
-        found[0].headline.contains("java (pid 4567)"),
-        "{}",
-        found[0].headline
-    );
-}
-
-#[test]
-fn unanswered_without_overflows_is_silently_dropped() {
-    let ev = evidence(&[record(Outcome::Unanswered, "127.0.0.1:61999")]);
-    let f = facts(vec![listener("127.0.0.1:61999")]);
-    assert_eq!(kinds(&ev, Some(&f)), [FindingKind::SilentlyDropped]);
-}
-
-#[test]
-fn synack_retransmitted_after_the_clients_ack_points_at_the_accept_queue_on_replay() {
-    let ev = evidence(&[FlowRecord {
-        synack_count: 3,
-        handshake_rtt_us: Some(40),
-        ..record(Outcome::Established, "127.0.0.1:61999")
-    }]);
-    assert_eq!(kinds(&ev, None), [FindingKind::AcceptQueueFull]);
-}
-
-#[test]
-fn reset_contexts_are_told_apart() {
-    let base = FlowRecord {
-        reset_by: Some(Side::Server),
-        ..record(Outcome::Reset, "127.0.0.1:61999")
-    };
-    let quiet = base;
-    assert_eq!(
-        ResetContext::of(&quiet, Side::Server),
-        ResetContext::AfterHandshake
-    );
-    let unread = FlowRecord {
-        bytes: [1000, 0],
-        last_payload_by: Some(Side::Client),
-        ..base
-    };
-    assert_eq!(
-        ResetContext::of(&unread, Side::Server),
-        ResetContext::UnreadData
-    );
-    let mid = FlowRecord {
-        bytes: [10, 5000],
-        last_payload_by: Some(Side::Server),
-        ..base
-    };
-    assert_eq!(
-        ResetContext::of(&mid, Side::Server),
-        ResetContext::MidTransfer
-    );
-    let found = evaluate(&evidence(&[unread]), None, 61999);
-    assert_eq!(found[0].kind, FindingKind::ResetByServer);
-    assert_eq!(found[0].evidence["context"], "unread_data");
-}
-
-#[test]
-fn a_zero_window_held_for_a_second_is_a_stalled_receiver() {
-    let ev = evidence(&[FlowRecord {
-        zero_window_us: [0, 2_500_000],
-        ..record(Outcome::Closed, "127.0.0.1:61999")
-    }]);
-    let found = evaluate(&ev, None, 61999);
-    assert_eq!(found[0].kind, FindingKind::ReceiverStalled);
-    assert_eq!(found[0].evidence["side"], "server");
-}
-
-#[test]
-fn no_traffic_names_where_the_syns_went() {
-    let mut ev = Evidence::default();
-    ev.syns_elsewhere.insert(ep("127.0.0.1:8080"), 3);
-    ev.syns_elsewhere.insert(ep("127.0.0.1:5432"), 1);
-    let found = evaluate(&ev, None, 61999);
-    assert_eq!(found[0].kind, FindingKind::NoTraffic);
-    assert_eq!(
-        found[0].evidence["syns_elsewhere"][0]["dst"],
-        "127.0.0.1:8080"
-    );
-    assert!(
-        found[0].explanation.contains("proxy port"),
-        "{}",
-        found[0].explanation
-    );
-}
-
-#[test]
-fn no_traffic_under_a_filter_expression_names_the_expression_first() {
-    let mut ev = Evidence::default();
-    ev.syns_elsewhere.insert(ep("127.0.0.1:8080"), 3);
-    ev.expression = Some("host 127.0.0.2".to_string());
-    let found = evaluate(&ev, None, 61999);
-    assert_eq!(found[0].kind, FindingKind::NoTraffic);
-    assert!(
-        found[0].headline.contains("\"host 127.0.0.2\""),
-        "{}",
-        found[0].headline
-    );
-    assert!(!found[0].headline.contains("pointed elsewhere"));
-    assert!(found[0].next_step.contains("without the expression"));
+fn kinds(found: &[Finding]) -> Vec<FindingKind> {
+    found.iter().map(|f| f.kind).collect()
 }
 
 #[test]
@@ -282,7 +112,7 @@ fn errors_rank_before_warnings_and_bigger_causes_first() {
     recs.extend((0..3).map(|_| refused("127.0.0.1:61999")));
     recs.push(record(Outcome::Unanswered, "127.0.0.1:61999"));
     assert_eq!(
-        kinds(&evidence(&recs), None),
+        kinds(&diagnose(&recs, None)),
         [
             FindingKind::NothingListening,
             FindingKind::SilentlyDropped,
@@ -293,52 +123,93 @@ fn errors_rank_before_warnings_and_bigger_causes_first() {
 
 #[test]
 fn healthy_traffic_has_no_findings() {
-    let ev = evidence(&[record(Outcome::Closed, "127.0.0.1:61999")]);
-    assert!(kinds(&ev, Some(&facts(vec![listener("127.0.0.1:61999")]))).is_empty());
-}
-
-fn time_wait(local: &str, remote: &str) -> system::PortSocket {
-    system::PortSocket {
-        local: ep(local),
-        remote: ep(remote),
-        state: system::SocketState::TimeWait,
-    }
+    let found = diagnose(
+        &[record(Outcome::Closed, "127.0.0.1:61999")],
+        Some(facts(vec![listener("127.0.0.1:61999")])),
+    );
+    assert!(found.is_empty(), "{found:#?}");
 }
 
 #[test]
-fn many_time_wait_sockets_on_the_server_are_a_buildup() {
-    let mut f = facts(vec![listener("127.0.0.1:61999")]);
-    f.now.sockets = (0..1500u32)
-        .map(|i| time_wait("127.0.0.1:61999", &format!("127.0.0.1:{}", 20000 + i)))
-        .collect();
-    let found = evaluate(&Evidence::default(), Some(&f), 61999);
-    let b = found
-        .iter()
-        .find(|x| x.kind == FindingKind::TimeWaitBuildup)
-        .expect("a build-up");
-    assert_eq!(b.evidence["holder"], "server");
-    assert_eq!(b.evidence["on_server"], 1500);
+fn a_replay_with_no_packets_on_the_port_ends_with_no_traffic() {
+    assert_eq!(kinds(&diagnose(&[], None)), [FindingKind::NoTraffic]);
 }
 
 #[test]
-fn client_time_wait_near_the_ephemeral_range_exhausts_ports() {
-    let mut f = facts(vec![listener("127.0.0.1:61999")]);
-    f.now.local_port_range = Some((40000, 40999));
-    f.now.sockets = (0..600u32)
-        .map(|i| time_wait(&format!("127.0.0.1:{}", 40000 + i), "127.0.0.1:61999"))
-        .collect();
-    let mut found = evaluate(&Evidence::default(), Some(&f), 61999);
-    findings::rank(&mut found);
+fn live_a_problem_is_reported_at_the_next_poll_and_only_once() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    assert!(!d.poll_due(t0), "nothing happened yet");
+    d.flow_finished(&refused("127.0.0.1:61999"));
+    assert!(d.poll_due(t0));
+    let first = d.poll(t0, Counters::new());
+    assert_eq!(kinds(&first), [FindingKind::NothingListening]);
+    d.flow_finished(&refused("127.0.0.1:61999"));
+    assert!(!d.poll_due(t0 + POLL / 2), "at most one poll per POLL");
+    assert!(d.poll(t0 + POLL, Counters::new()).is_empty(), "said once");
+}
+
+#[test]
+fn live_a_pending_notice_is_enough_to_say_the_syns_are_dropped() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"));
+    let found = d.poll(t0, Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
     assert_eq!(
-        found[0].kind,
-        FindingKind::EphemeralPortsExhausted,
-        "{found:#?}"
+        d.evidence().flows(),
+        0,
+        "a pending notice is not a finished flow"
     );
-    assert_eq!(found[0].evidence["port_range"], json!([40000, 40999]));
-    assert!(
-        !found.iter().any(|x| x.kind == FindingKind::TimeWaitBuildup),
-        "600 < 1000"
+}
+
+#[test]
+fn live_findings_about_the_whole_capture_wait_for_the_end() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.flow_finished(&FlowRecord {
+        reset_by: Some(Side::Server),
+        zero_window_us: [0, 2_000_000],
+        ..record(Outcome::Reset, "127.0.0.1:61999")
+    });
+    let live = kinds(&d.poll(t0, Counters::new()));
+    assert_eq!(live, [FindingKind::ResetByServer]);
+    let end = kinds(&d.finish(None));
+    assert!(end.contains(&FindingKind::ReceiverStalled), "{end:?}");
+}
+
+#[test]
+fn client_lookups_are_rate_limited_per_second() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(
+        Scope::port(61999),
+        Some(facts(vec![listener("127.0.0.1:61999")])),
+        true,
     );
+    let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
+    let asked: Vec<_> = (0..10)
+        .filter_map(|id| d.syn_seen(id, client, server, t0))
+        .collect();
+    assert_eq!(asked.len(), LOOKUPS_PER_SEC as usize);
+    assert_eq!(
+        asked[0].server.as_ref().map(|p| p.pid),
+        Some(4567),
+        "the listener's owner is known from the facts"
+    );
+    assert!(d
+        .syn_seen(11, client, server, t0 + Duration::from_secs(1))
+        .is_some());
+    d.processes_found(3, FlowProcesses::default());
+    assert_eq!(d.processes_of(3), Some(FlowProcesses::default()));
+    assert_eq!(d.processes_of(3), None, "forgotten once handed out");
+}
+
+#[test]
+fn replays_ask_for_no_lookups() {
+    let mut d = Diagnoser::new(Scope::port(61999), None, true);
+    let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
+    assert!(d.syn_seen(1, client, server, Instant::now()).is_none());
+    assert!(d.system_view().is_none());
 }
 
 #[test]
@@ -355,7 +226,7 @@ fn so_reuseport_listeners_show_as_one_group_with_their_backlog() {
     let first = bind(0);
     let port = first.local_addr().unwrap().as_socket().unwrap().port();
     let _second = bind(port);
-    let d = Diagnoser::new(port, true, true);
+    let d = Diagnoser::new(Scope::port(port), HostFacts::first_look(port, true), true);
     let view = d.system_view().expect("live facts on Linux");
     assert_eq!(view.listeners.len(), 2, "{view:?}");
     for l in &view.listeners {

@@ -2,7 +2,7 @@
 //! spelled as Wireshark prints them in the Info column, so a user can go from a
 //! portsniff line to the same packets in Wireshark (`tcp.analysis.retransmission`, …).
 
-use super::summary::Tally;
+use crate::diagnose::Evidence;
 use crate::flow::FlowRecord;
 
 /// One Wireshark TCP expert flag portsniff can see.
@@ -50,7 +50,7 @@ impl ExpertFlag {
     }
 
     /// The same count over every connection of the run.
-    pub fn count_in_tally(self, t: &Tally) -> u64 {
+    pub fn count_in_tally(self, t: &Evidence) -> u64 {
         match self {
             ExpertFlag::Retransmission => t.syn_retransmits + t.synack_retransmits + t.retransmits,
             ExpertFlag::ZeroWindow => t.zero_windows,

@@ -318,15 +318,16 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
 
 /// `{"type":"finding",…}`: the kind and severity names are a stable vocabulary.
 pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
+    let words = f.words();
     let v = json!({
         "type": "finding",
         "kind": f.kind.as_str(),
         "severity": f.severity.as_str(),
-        "headline": f.headline,
-        "explanation": f.explanation,
-        "evidence": f.evidence,
+        "headline": words.headline,
+        "explanation": words.explanation,
+        "evidence": f.cause,
         "processes": f.processes,
-        "next_step": f.next_step,
+        "next_step": words.next_step,
     });
     serde_json::to_writer(&mut *out, &v)?;
     out.write_all(b"\n")

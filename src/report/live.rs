@@ -9,9 +9,8 @@
 //! per second.
 //! The final summary and diagnosis still follow when the capture stops.
 
-use super::summary::Tally;
 use super::text::{human_duration, Style};
-use crate::diagnose::{findings, Finding};
+use crate::diagnose::{findings, Evidence, Finding};
 use crate::flow::Outcome;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -117,7 +116,7 @@ impl LiveView {
     pub fn draw(
         &mut self,
         out: &mut dyn Write,
-        tally: &Tally,
+        tally: &Evidence,
         now_counts: CaptureNow,
         style: Style,
         now: Instant,
@@ -159,7 +158,7 @@ impl LiveView {
 
     /// The table's text: one line each, no blank line inside (snapshots are separated by
     /// blank lines).
-    fn table(&mut self, t: &Tally, c: CaptureNow, style: Style, now: Instant) -> String {
+    fn table(&mut self, t: &Evidence, c: CaptureNow, style: Style, now: Instant) -> String {
         let (secs, prev, prev_packets) = match self.last {
             Some((at, prev, packets)) => (now.duration_since(at).as_secs_f64(), prev, packets),
             None => (
@@ -230,13 +229,13 @@ impl LiveView {
     }
 
     /// The most important live finding; before any, the most frequent problem outcome.
-    fn top_problem(&self, t: &Tally, style: Style) -> String {
+    fn top_problem(&self, t: &Evidence, style: Style) -> String {
         if let Some(f) = self.findings.first() {
             return format!(
                 "{} {}: {}",
                 super::text::severity(style, f.severity),
                 f.kind.as_str(),
-                f.headline
+                f.headline()
             );
         }
         let worst = Outcome::ALL
@@ -264,7 +263,7 @@ mod tests {
         }
     }
 
-    fn snapshot(view: &mut LiveView, t: &Tally, packets: u64, at: Instant) -> String {
+    fn snapshot(view: &mut LiveView, t: &Evidence, packets: u64, at: Instant) -> String {
         let mut out = Vec::new();
         let now = CaptureNow {
             port: 61999,
@@ -289,7 +288,7 @@ mod tests {
     #[test]
     fn snapshots_count_outcomes_and_rate_them_over_the_last_second() {
         let mut view = LiveView::new(Redraw::Snapshots);
-        let mut t = Tally::default();
+        let mut t = Evidence::default();
         let start = view.started;
         for id in 0..4 {
             t.add(&record(id, Outcome::Closed, Some(30 + id)));
@@ -325,17 +324,22 @@ mod tests {
         view.pending(8);
         view.finished(7);
         let f = Finding::new(
-            crate::diagnose::FindingKind::NothingListening,
-            crate::diagnose::Severity::Error,
+            crate::diagnose::Cause::NothingListening(crate::diagnose::cause::Refused {
+                refused: 3,
+                server: crate::diagnose::tests::ep("127.0.0.1:61999"),
+                port: 61999,
+                basis: crate::diagnose::cause::Basis::Host,
+            }),
             3,
-        )
-        .headline("3 connections refused");
+        );
         view.finding(&f);
         let at = view.started;
-        let text = snapshot(&mut view, &Tally::default(), 0, at);
+        let text = snapshot(&mut view, &Evidence::default(), 0, at);
         assert_eq!(row(&text, "pending")[1], "1");
         assert!(
-            text.contains("top problem     [error] nothing_listening: 3 connections refused"),
+            text.contains(
+                "top problem     [error] nothing_listening: 3 connections to 127.0.0.1:61999 refused"
+            ),
             "{text}"
         );
     }
@@ -344,7 +348,7 @@ mod tests {
     fn in_place_redraw_takes_the_alternate_screen_and_finish_gives_it_back() {
         let mut view = LiveView::new(Redraw::InPlace);
         let at = view.started;
-        let text = snapshot(&mut view, &Tally::default(), 0, at);
+        let text = snapshot(&mut view, &Evidence::default(), 0, at);
         assert!(text.starts_with(TAKE_SCREEN), "{text:?}");
         assert!(
             text.contains(HOME) && text.ends_with(ERASE_BELOW),

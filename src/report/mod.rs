@@ -16,10 +16,10 @@ pub mod text;
 pub mod zeek;
 
 pub use pcap_writer::PcapWriter;
-pub use summary::{Percentiles, Summary, Tally};
+pub use summary::{Percentiles, Summary};
 pub use text::Style;
 
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::{Evidence, Finding, FlowProcesses};
 use crate::flow::{FlowEvent, FlowRecord};
 use std::io::{self, Write};
 
@@ -69,7 +69,6 @@ pub struct Reporter<W: Write> {
     /// Live: flush after every line, people and pipes read as it happens. Replays flush
     /// when the buffer fills (a syscall per line cost ~10 % of a large replay).
     flush_each: bool,
-    tally: Tally,
     /// A JSON flow line is built here, then written in one call.
     line: Vec<u8>,
     /// When set (see [`defer_lines`](Self::defer_lines)): final records whose lines
@@ -94,7 +93,6 @@ impl<W: Write> Reporter<W> {
             style,
             only_problems,
             flush_each,
-            tally: Tally::default(),
             line: Vec::with_capacity(1024),
             deferred: None,
             live_view: match format {
@@ -119,9 +117,6 @@ impl<W: Write> Reporter<W> {
     /// A flow event, with the processes behind the flow when they are known.
     pub fn event(&mut self, ev: &FlowEvent, procs: Option<&FlowProcesses>) -> io::Result<()> {
         let r = ev.record();
-        if let FlowEvent::Finished(r) = ev {
-            self.tally.add(r);
-        }
         if let Some(view) = &mut self.live_view {
             match ev {
                 FlowEvent::Pending(r) => view.pending(r.id),
@@ -193,14 +188,15 @@ impl<W: Write> Reporter<W> {
         self.out.flush()
     }
 
-    /// `--live-summary`: redraws the table if a second has passed since the last one.
-    pub fn live_tick(&mut self, now_counts: live::CaptureNow) -> io::Result<()> {
+    /// `--live-summary`: redraws the table of `counts` if a second has passed since the
+    /// last one.
+    pub fn live_tick(&mut self, now_counts: live::CaptureNow, counts: &Evidence) -> io::Result<()> {
         let Some(view) = &mut self.live_view else {
             return Ok(());
         };
         let now = std::time::Instant::now();
         if view.due(now) {
-            view.draw(&mut self.out, &self.tally, now_counts, self.style, now)
+            view.draw(&mut self.out, counts, now_counts, self.style, now)
         } else {
             Ok(())
         }
@@ -259,11 +255,6 @@ impl<W: Write> Reporter<W> {
     /// Lines formatted by [`format_line`], written as they are.
     pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
         self.out.write_all(lines)
-    }
-
-    /// Hands over the accumulated counts to build the [`Summary`].
-    pub fn take_tally(&mut self) -> Tally {
-        std::mem::take(&mut self.tally)
     }
 
     pub fn into_inner(self) -> W {

@@ -244,8 +244,8 @@ pub fn write_live_finding(out: &mut dyn Write, f: &Finding, style: Style) -> io:
         style.paint("1", "⇒"),
         severity(style, f.severity),
         f.kind.as_str(),
-        f.headline,
-        f.next_step
+        f.headline(),
+        f.next_step()
     )
 }
 
@@ -263,15 +263,16 @@ pub fn write_diagnosis(
         return Ok(());
     }
     for (i, f) in findings.iter().enumerate() {
+        let words = f.words();
         writeln!(
             out,
             "  {}. {} {}: {}",
             i + 1,
             severity(style, f.severity),
             f.kind.as_str(),
-            f.headline
+            words.headline
         )?;
-        writeln!(out, "     {}", f.explanation)?;
+        writeln!(out, "     {}", words.explanation)?;
         for p in &f.processes {
             let role = match p.role {
                 crate::diagnose::Role::Listener => "listening",
@@ -284,7 +285,7 @@ pub fn write_diagnosis(
                 p.process.name, p.process.pid, p.process.user, p.process.cmdline
             )?;
         }
-        writeln!(out, "     next: {}", f.next_step)?;
+        writeln!(out, "     next: {}", words.next_step)?;
     }
     if !live {
         writeln!(

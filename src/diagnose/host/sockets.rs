@@ -1,16 +1,17 @@
-//! System facts for a live capture on Linux, read from /proc: who listens on the port (in
-//! this network namespace and in the others), with what queue, owned by which process;
-//! sockets on the port in TIME_WAIT, CLOSE_WAIT and SYN_RECV; the kernel's TCP counters.
+//! Sockets on the watched port, read from /proc and sock_diag: who listens (in this
+//! network namespace and in the others), with what queue, owned by which process; sockets
+//! on the port in TIME_WAIT, CLOSE_WAIT and SYN_RECV; the process behind a client socket.
 //!
-//! Everything here is best effort: a fact that cannot be read (no /proc, no permission
-//! to another user's /proc/PID/fd) is simply absent, and findings word themselves on
-//! what is known.
+//! Plain functions that read when called: they start no thread and keep no clock (the
+//! pipeline decides when to look). Everything is best effort: a fact that cannot be read
+//! (no /proc, no permission to another user's /proc/PID/fd) is simply absent.
 
+use super::counters::{read_counters, Counters};
 use crate::decode::Endpoint;
 use procfs::net::{TcpNetEntry, TcpState};
 use procfs::process::{FDTarget, Process};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 /// A process that owns a socket a finding talks about.
@@ -79,20 +80,22 @@ pub enum SocketState {
     Other,
 }
 
-/// The kernel counters that explain drops (/proc/net/netstat TcpExt, /proc/net/snmp Tcp).
-pub const COUNTERS: [&str; 9] = [
-    "ListenOverflows",
-    "ListenDrops",
-    "TCPReqQFullDrop",
-    "TCPBacklogDrop",
-    "TCPAbortOnData",
-    "TCPAbortOnClose",
-    "TCPTimeWaitOverflow",
-    "AttemptFails",
-    "OutRsts",
-];
-
-pub type Counters = BTreeMap<&'static str, u64>;
+impl SocketState {
+    /// The name the summary shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketState::TimeWait => "time_wait",
+            SocketState::CloseWait => "close_wait",
+            SocketState::SynRecv => "syn_recv",
+            SocketState::SynSent => "syn_sent",
+            SocketState::Established => "established",
+            SocketState::FinWait => "fin_wait",
+            SocketState::LastAck => "last_ack",
+            SocketState::Closing => "closing",
+            SocketState::Other => "other",
+        }
+    }
+}
 
 /// One look at the system.
 #[derive(Clone, Debug, Default)]
@@ -192,41 +195,6 @@ fn net_namespace(p: &Process) -> Option<u64> {
     std::fs::metadata(format!("/proc/{}/ns/net", p.pid()))
         .ok()
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-}
-
-/// Reads /proc/net/netstat and /proc/net/snmp: pairs of lines `Prefix: names…` and
-/// `Prefix: values…`. procfs parses /proc/net/snmp but not TcpExt, so both are read the
-/// same simple way here.
-pub fn read_counters() -> Counters {
-    let mut out = Counters::new();
-    for path in ["/proc/net/netstat", "/proc/net/snmp"] {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        for pair in lines.chunks(2) {
-            let [names, values] = pair else { continue };
-            for (name, value) in names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .skip(1)
-            {
-                if let Some(&known) = COUNTERS.iter().find(|&&c| c == name) {
-                    if let Ok(v) = value.parse::<u64>() {
-                        out.insert(known, v);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Counter growth between two readings (missing or shrinking counters read as 0).
-pub fn counter_delta(start: &Counters, end: &Counters) -> Counters {
-    end.iter()
-        .map(|(k, v)| (*k, v.saturating_sub(start.get(k).copied().unwrap_or(*v))))
-        .collect()
 }
 
 fn local_port_range() -> Option<(u16, u16)> {
@@ -444,18 +412,6 @@ pub fn owner_of(local: &Endpoint) -> Option<ProcessInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counters_are_read_from_proc_and_deltas_never_go_negative() {
-        let start = read_counters();
-        if std::path::Path::new("/proc/net/netstat").exists() {
-            assert!(start.contains_key("ListenOverflows"), "{start:?}");
-        }
-        let mut end = start.clone();
-        end.insert("ListenOverflows", 0);
-        let d = counter_delta(&start, &end);
-        assert_eq!(d.get("ListenOverflows"), Some(&0));
-    }
 
     #[test]
     fn a_listener_we_start_is_found_with_our_own_pid() {

@@ -1,0 +1,362 @@
+//! What happened, accumulated once: one [`Evidence::add`] per finished flow. The rules
+//! read it to decide, the summary and the live table lay out its counts, and the exit
+//! status follows from [`Evidence::problems`].
+//!
+//! Only counts of what the packets showed live here: no /proc facts (see `host`), no
+//! wording, no clock.
+
+use crate::decode::{Endpoint, Unreachable};
+use crate::flow::{FlowRecord, Outcome, Side};
+use hdrhistogram::Histogram;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// A zero window held this long means the application stopped reading.
+pub const STALL_US: u64 = 1_000_000;
+/// At most this many distinct destinations of SYNs elsewhere are remembered.
+const ELSEWHERE_CAP: usize = 256;
+
+/// How a RST came about, from the packets before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResetContext {
+    /// No data either way: right after the handshake.
+    AfterHandshake,
+    /// The last data came from the peer: the resetting side closed its socket with that
+    /// data unread, and Linux answers such a close with RST (RFC 2525 §2.17).
+    UnreadData,
+    /// Data flowed both ways, the resetter sent last.
+    MidTransfer,
+}
+
+impl ResetContext {
+    pub fn of(r: &FlowRecord, by: Side) -> ResetContext {
+        if r.bytes[0] + r.bytes[1] == 0 {
+            ResetContext::AfterHandshake
+        } else if r.last_payload_by == Some(by.other()) {
+            ResetContext::UnreadData
+        } else {
+            ResetContext::MidTransfer
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetContext::AfterHandshake => "after_handshake",
+            ResetContext::UnreadData => "unread_data",
+            ResetContext::MidTransfer => "mid_transfer",
+        }
+    }
+}
+
+impl Serialize for ResetContext {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Connection attempts answered by one kind of ICMP error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpSeen {
+    pub count: u64,
+    pub kind: Unreachable,
+    /// Who sent the first of them (a router, a firewall, the host itself).
+    pub from: IpAddr,
+}
+
+/// p50/p90/p99/max of a latency, in microseconds; `None` when nothing was measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50: Some(h.value_at_quantile(0.50)),
+            p90: Some(h.value_at_quantile(0.90)),
+            p99: Some(h.value_at_quantile(0.99)),
+            max: Some(h.max()),
+        }
+    }
+}
+
+/// 3 significant figures, auto-resizing: memory grows with the log of the largest value.
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
+}
+
+/// Records into an auto-resizing histogram. (`saturating_record` would clamp to the
+/// histogram's *current* range instead of growing it.)
+fn record(h: &mut Histogram<u64>, value: u64) {
+    if h.record(value).is_err() {
+        tracing::debug!(value, "latency out of the histogram's range");
+    }
+}
+
+/// What the packets said, accumulated over the run.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// Finished flows by [`Outcome::index`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    pub syn_retransmits: u64,
+    /// SYN-ACKs sent again, over every flow.
+    pub synack_retransmits: u64,
+    /// Data/FIN segments sent again.
+    pub retransmits: u64,
+    pub zero_windows: u64,
+    pub port_reused: u64,
+    pub midstream: u64,
+    /// Who tore an accepted connection down, and how, by (side, context).
+    pub(crate) resets: BTreeMap<(Side, ResetContext), u64>,
+    /// Who closed first, hence holds TIME_WAIT, by [`Side::index`].
+    pub(crate) closed_first: [u64; 2],
+    /// Refused connections per server endpoint.
+    pub(crate) refused: BTreeMap<Endpoint, u64>,
+    pub(crate) unanswered_syns: u64,
+    pub(crate) unanswered_servers: BTreeMap<Endpoint, u64>,
+    /// By ICMP kind name, so that findings come out in a stable order.
+    pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
+    /// Server endpoints that completed a handshake in this capture.
+    pub(crate) answered: BTreeMap<Endpoint, u64>,
+    pub(crate) handshake_stalled: u64,
+    /// SYN-ACKs sent again in the handshakes that stalled.
+    pub(crate) stalled_synack_retransmits: u64,
+    /// Connections whose server retransmitted its SYN-ACK after the client had ACKed: the
+    /// server dropped the final ACK, which Linux does when the accept queue is full.
+    pub(crate) ack_dropped: u64,
+    pub(crate) zero_window_stalls: [u64; 2],
+    pub(crate) longest_zero_window_us: [u64; 2],
+    pub(crate) syns_elsewhere: BTreeMap<Endpoint, u64>,
+    handshake_rtt: Histogram<u64>,
+    duration: Histogram<u64>,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence {
+            outcomes: [0; Outcome::ALL.len()],
+            syn_retransmits: 0,
+            synack_retransmits: 0,
+            retransmits: 0,
+            zero_windows: 0,
+            port_reused: 0,
+            midstream: 0,
+            resets: BTreeMap::new(),
+            closed_first: [0; 2],
+            refused: BTreeMap::new(),
+            unanswered_syns: 0,
+            unanswered_servers: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            handshake_stalled: 0,
+            stalled_synack_retransmits: 0,
+            ack_dropped: 0,
+            zero_window_stalls: [0; 2],
+            longest_zero_window_us: [0; 2],
+            syns_elsewhere: BTreeMap::new(),
+            handshake_rtt: histogram(),
+            duration: histogram(),
+        }
+    }
+}
+
+impl Evidence {
+    /// A flow's final record (or, for the live diagnosis, a pending one).
+    pub fn add(&mut self, r: &FlowRecord) {
+        self.outcomes[r.outcome.index()] += 1;
+        self.syn_retransmits += u64::from(r.syn_count.saturating_sub(1));
+        self.synack_retransmits += u64::from(r.synack_count.saturating_sub(1));
+        self.retransmits += u64::from(r.retransmits[0]) + u64::from(r.retransmits[1]);
+        self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
+        self.port_reused += u64::from(r.port_reused);
+        self.midstream += u64::from(r.midstream);
+        if r.handshake_rtt_us.is_some()
+            || r.synack_count > 0 && r.outcome != Outcome::HandshakeIncomplete
+        {
+            *self.answered.entry(r.server).or_default() += 1;
+        }
+        match r.outcome {
+            Outcome::Refused => *self.refused.entry(r.server).or_default() += 1,
+            Outcome::Unanswered => {
+                self.unanswered_syns += u64::from(r.syn_count);
+                *self.unanswered_servers.entry(r.server).or_default() += 1;
+            }
+            Outcome::Unreachable => {
+                if let Some(icmp) = r.icmp {
+                    self.unreachable
+                        .entry(icmp.kind.as_str())
+                        .or_insert(IcmpSeen {
+                            count: 0,
+                            kind: icmp.kind,
+                            from: icmp.reporter,
+                        })
+                        .count += 1;
+                }
+            }
+            Outcome::HandshakeIncomplete if r.synack_count > 1 => {
+                self.handshake_stalled += 1;
+                self.stalled_synack_retransmits += u64::from(r.synack_count - 1);
+            }
+            Outcome::HandshakeIncomplete
+            | Outcome::Established
+            | Outcome::Closed
+            | Outcome::HalfClosed
+            | Outcome::Reset => {}
+        }
+        // Who tore an accepted connection down; a refusal is already its own outcome.
+        if let (Outcome::Reset | Outcome::HandshakeIncomplete, Some(by)) = (r.outcome, r.reset_by) {
+            *self
+                .resets
+                .entry((by, ResetContext::of(r, by)))
+                .or_default() += 1;
+        }
+        if r.synack_count > 1 && r.handshake_rtt_us.is_some() {
+            self.ack_dropped += 1;
+        }
+        for side in [Side::Client, Side::Server] {
+            let i = side.index();
+            if r.zero_window_us[i] >= STALL_US {
+                self.zero_window_stalls[i] += 1;
+            }
+            self.longest_zero_window_us[i] =
+                self.longest_zero_window_us[i].max(r.zero_window_us[i]);
+        }
+        if let (Outcome::Closed, Some(side)) = (r.outcome, r.closed_first_by) {
+            self.closed_first[side.index()] += 1;
+        }
+        if let Some(rtt) = r.handshake_rtt_us {
+            record(&mut self.handshake_rtt, rtt);
+        }
+        record(&mut self.duration, r.duration_us());
+    }
+
+    /// A SYN to another port (or address) on the interface.
+    pub fn syn_elsewhere(&mut self, dst: Endpoint) {
+        if let Some(n) = self.syns_elsewhere.get_mut(&dst) {
+            *n += 1;
+        } else if self.syns_elsewhere.len() < ELSEWHERE_CAP {
+            self.syns_elsewhere.insert(dst, 1);
+        }
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+
+    /// Connections whose outcome is a problem ([`Outcome::is_problem`]): what makes the
+    /// exit status 1.
+    pub fn problems(&self) -> u64 {
+        Outcome::ALL
+            .iter()
+            .filter(|o| o.is_problem())
+            .map(|o| self.outcomes[o.index()])
+            .sum()
+    }
+
+    pub fn count(&self, o: Outcome) -> u64 {
+        self.outcomes[o.index()]
+    }
+
+    /// Accepted connections torn down by a RST from `s`.
+    pub fn resets_by(&self, s: Side) -> u64 {
+        self.resets
+            .iter()
+            .filter(|((by, _), _)| *by == s)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Closed connections that `s` closed first, so it holds their TIME_WAIT.
+    pub fn time_wait_on(&self, s: Side) -> u64 {
+        self.closed_first[s.index()]
+    }
+
+    /// Handshake RTT percentiles of the connections counted so far.
+    pub fn handshake_rtt(&self) -> Percentiles {
+        Percentiles::of(&self.handshake_rtt)
+    }
+
+    /// Connection duration percentiles.
+    pub fn duration(&self) -> Percentiles {
+        Percentiles::of(&self.duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::tests::{record, refused};
+
+    #[test]
+    fn reset_contexts_are_told_apart() {
+        let base = FlowRecord {
+            reset_by: Some(Side::Server),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        };
+        assert_eq!(
+            ResetContext::of(&base, Side::Server),
+            ResetContext::AfterHandshake
+        );
+        let unread = FlowRecord {
+            bytes: [1000, 0],
+            last_payload_by: Some(Side::Client),
+            ..base
+        };
+        assert_eq!(
+            ResetContext::of(&unread, Side::Server),
+            ResetContext::UnreadData
+        );
+        let mid = FlowRecord {
+            bytes: [10, 5000],
+            last_payload_by: Some(Side::Server),
+            ..base
+        };
+        assert_eq!(
+            ResetContext::of(&mid, Side::Server),
+            ResetContext::MidTransfer
+        );
+    }
+
+    #[test]
+    fn every_finished_flow_is_counted_once_and_problems_follow_the_outcomes() {
+        let mut ev = Evidence::default();
+        ev.add(&record(Outcome::Closed, "127.0.0.1:61999"));
+        ev.add(&refused("127.0.0.1:61999"));
+        ev.add(&FlowRecord {
+            reset_by: Some(Side::Client),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        });
+        assert_eq!(ev.flows(), 3);
+        assert_eq!(ev.problems(), 2, "a refusal and a reset");
+        assert_eq!(ev.count(Outcome::Refused), 1);
+        assert_eq!(
+            ev.resets_by(Side::Client),
+            1,
+            "a refusal is not a reset by the server"
+        );
+        assert_eq!(ev.resets_by(Side::Server), 0);
+    }
+
+    #[test]
+    fn syns_elsewhere_remember_a_bounded_number_of_destinations() {
+        let mut ev = Evidence::default();
+        for port in 0..(ELSEWHERE_CAP as u16 + 10) {
+            ev.syn_elsewhere(Endpoint::new([127, 0, 0, 1].into(), port));
+        }
+        ev.syn_elsewhere(Endpoint::new([127, 0, 0, 1].into(), 0));
+        assert_eq!(ev.syns_elsewhere.len(), ELSEWHERE_CAP);
+        assert_eq!(
+            ev.syns_elsewhere[&Endpoint::new([127, 0, 0, 1].into(), 0)],
+            2
+        );
+    }
+}

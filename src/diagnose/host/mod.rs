@@ -1,0 +1,192 @@
+//! The machine's side of the story, for a live capture on Linux: listeners, sockets,
+//! kernel counters, sysctls, network namespaces and the processes behind sockets.
+//!
+//! Everything here is read on request by plain functions ([`HostFacts::first_look`],
+//! [`Looker::look`], [`LookupRequest::run`], [`read_counters`]): this module starts no
+//! thread and reads no clock. The pipeline decides when to call them (on its helper
+//! threads) and feeds the results to the `Diagnoser`. A replay has no host facts.
+
+mod counters;
+mod sockets;
+
+pub use counters::{counter_delta, read_counters, Counter, Counters};
+pub use sockets::{owner_of, Listener, PortSocket, ProcessInfo, Snapshot, SocketState};
+
+use crate::decode::Endpoint;
+use std::collections::BTreeMap;
+
+/// What /proc showed: the first look, before any packet, and the latest.
+#[derive(Clone, Debug)]
+pub struct HostFacts {
+    pub start: Snapshot,
+    pub now: Snapshot,
+}
+
+impl HostFacts {
+    /// The first look: complete (other namespaces too) and synchronous, before any
+    /// packet, so that a finding made early does not rest on half the facts. `None`
+    /// where there is no /proc/net/tcp to read.
+    pub fn first_look(port: u16, attribution: bool) -> Option<HostFacts> {
+        std::path::Path::new("/proc/net/tcp")
+            .exists()
+            .then(|| HostFacts::from(Snapshot::take(port, true, attribution)))
+    }
+
+    /// How much `counter` grew since the first look.
+    pub fn delta(&self, counter: Counter) -> u64 {
+        counters::grew(&self.start.counters, &self.now.counters, counter)
+    }
+}
+
+impl From<Snapshot> for HostFacts {
+    /// Facts whose first and latest look are the same.
+    fn from(start: Snapshot) -> HostFacts {
+        HostFacts {
+            now: start.clone(),
+            start,
+        }
+    }
+}
+
+/// The refresher's work: each [`look`](Self::look) reads listeners, sockets and counters;
+/// a `full` one also walks every process's fds and namespaces (owners, other
+/// namespaces), whose names are carried over by socket inode in between. On 2 cores
+/// under a flood, a walk at every look starved the flow stage.
+pub struct Looker {
+    port: u16,
+    attribution: bool,
+    full: Option<Snapshot>,
+}
+
+impl Looker {
+    pub fn new(port: u16, attribution: bool) -> Looker {
+        Looker {
+            port,
+            attribution,
+            full: None,
+        }
+    }
+
+    /// Whether the next look must be a full one whatever the time (none yet).
+    pub fn needs_full(&self) -> bool {
+        self.full.is_none()
+    }
+
+    pub fn look(&mut self, full: bool) -> Snapshot {
+        match &self.full {
+            Some(f) if !full => {
+                let mut s = Snapshot::take(self.port, false, false);
+                s.carry_owners_from(f);
+                s
+            }
+            _ => {
+                let s = Snapshot::take(self.port, true, self.attribution);
+                self.full = Some(s.clone());
+                s
+            }
+        }
+    }
+}
+
+/// Processes behind a flow, when known (live).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowProcesses {
+    pub client: Option<ProcessInfo>,
+    pub server: Option<ProcessInfo>,
+}
+
+/// "Who owns the client socket of flow `id`": a walk of every process's fds, so the
+/// pipeline runs it away from the flow stage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LookupRequest {
+    pub id: u64,
+    pub client: Endpoint,
+    /// The listener's owner, already known from the facts.
+    pub server: Option<ProcessInfo>,
+}
+
+impl LookupRequest {
+    /// Does the lookup: the flow's id and its processes.
+    pub fn run(self) -> (u64, FlowProcesses) {
+        let procs = FlowProcesses {
+            client: owner_of(&self.client),
+            server: self.server,
+        };
+        (self.id, procs)
+    }
+}
+
+/// The proxy the environment sets for clients that honour it, if any: read once at the
+/// edge, since a client pointed at a proxy never reaches the port.
+pub fn proxy_from_env() -> Option<String> {
+    [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// One listener as the summary shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerView {
+    pub local: String,
+    pub accept_queue: u32,
+    pub backlog: Option<u32>,
+    /// Sockets listening on the same address and port (SO_REUSEPORT/SO_REUSEADDR group).
+    pub group: usize,
+    /// `None` for this network namespace.
+    pub namespace: Option<String>,
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// The machine's side of the story at the end of a live capture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemView {
+    pub listeners: Vec<ListenerView>,
+    /// Sockets on the port by (state, side holding them).
+    pub sockets: BTreeMap<(&'static str, &'static str), u64>,
+    /// Kernel counters that grew during the capture.
+    pub counters: Counters,
+}
+
+impl SystemView {
+    pub fn of(f: &HostFacts, port: u16) -> SystemView {
+        let all = || f.now.listeners.iter().chain(f.now.foreign_listeners.iter());
+        let listeners = all()
+            .map(|l| ListenerView {
+                local: l.local.to_string(),
+                accept_queue: l.accept_queue,
+                backlog: l.backlog,
+                // Several sockets on one address and port: an SO_REUSEPORT group (or
+                // SO_REUSEADDR sockets) sharing the incoming connections.
+                group: all()
+                    .filter(|o| o.local == l.local && o.namespace == l.namespace)
+                    .count(),
+                namespace: l.namespace.clone(),
+                processes: l.processes.clone(),
+            })
+            .collect();
+        let mut sockets = BTreeMap::new();
+        for s in &f.now.sockets {
+            let side = if s.local.port == port {
+                "server"
+            } else {
+                "client"
+            };
+            *sockets.entry((s.state.as_str(), side)).or_insert(0u64) += 1;
+        }
+        let counters = counter_delta(&f.start.counters, &f.now.counters)
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        SystemView {
+            listeners,
+            sockets,
+            counters,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Receivers that stopped reading: a zero window held for a second or more.
+
+use crate::diagnose::cause::{Cause, ZeroWindowStall};
+use crate::diagnose::evidence::Evidence;
+use crate::diagnose::findings::Finding;
+use crate::diagnose::host::HostFacts;
+use crate::diagnose::rules::Scope;
+use crate::flow::Side;
+
+pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Vec<Finding> {
+    [Side::Server, Side::Client]
+        .into_iter()
+        .filter(|side| ev.zero_window_stalls[side.index()] > 0)
+        .map(|side| {
+            let i = side.index();
+            let cause = Cause::ReceiverStalled(ZeroWindowStall {
+                side,
+                flows: ev.zero_window_stalls[i],
+                longest_zero_window_us: ev.longest_zero_window_us[i],
+            });
+            Finding::new(cause, ev.zero_window_stalls[i])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::findings::FindingKind;
+    use crate::diagnose::tests::*;
+    use crate::flow::{FlowRecord, Outcome};
+
+    #[test]
+    fn a_zero_window_held_for_a_second_is_a_stalled_receiver() {
+        let ev = evidence(&[FlowRecord {
+            zero_window_us: [0, 2_500_000],
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        }]);
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ReceiverStalled);
+        assert_eq!(evidence_json(&found[0])["side"], "server");
+        assert!(found[0].headline().contains("zero window held up to 2.5s"));
+    }
+
+    #[test]
+    fn a_brief_zero_window_is_flow_control_not_a_stall() {
+        let ev = evidence(&[FlowRecord {
+            zero_window_us: [999_999, 0],
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        }]);
+        assert!(findings(&ev, None, &Scope::port(61999)).is_empty());
+    }
+}

@@ -1,0 +1,508 @@
+//! How each finding is said: its headline, explanation and next step, produced from its
+//! typed cause, one function per cause. Deciding is the rules' job; nothing here chooses
+//! which finding to make.
+
+use super::cause::*;
+use super::evidence::ResetContext;
+use super::findings::{Finding, Role};
+use crate::decode::Unreachable;
+
+/// A finding in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Words {
+    pub headline: String,
+    pub explanation: String,
+    pub next_step: String,
+}
+
+fn say(headline: String, explanation: String, next_step: impl Into<String>) -> Words {
+    Words {
+        headline,
+        explanation,
+        next_step: next_step.into(),
+    }
+}
+
+pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// Said of conclusions a replay draws from packets alone.
+const PACKETS_ONLY: &str =
+    " (from the packets alone: a replay has no view of the machine's sockets)";
+
+/// The words of a finding, from its cause.
+pub(super) fn of(f: &Finding) -> Words {
+    match &f.cause {
+        Cause::RefusedDespiteListener(e) => refused_despite_listener(e),
+        Cause::ListenerOtherFamily(e) => listener_other_family(e),
+        Cause::ListenerOtherAddress(e) => listener_other_address(e),
+        Cause::ListenerOtherNamespace(e) => listener_other_namespace(e),
+        Cause::NothingListening(e) => nothing_listening(e),
+        Cause::AcceptQueueFull(e) => accept_queue_full(e, f),
+        Cause::HandshakeAcksDropped(e) => handshake_acks_dropped(e),
+        Cause::SilentlyDropped(e) => silently_dropped(e),
+        Cause::IcmpRejected(e) => icmp_rejected(e),
+        Cause::IcmpUnreachable(e) => icmp_unreachable(e),
+        Cause::HandshakeStalled(e) => handshake_stalled(e),
+        Cause::Reset(e) => reset(e),
+        Cause::ReceiverStalled(e) => receiver_stalled(e),
+        Cause::TimeWaitReuse(e) => time_wait_reuse(e),
+        Cause::TimeWaitBuildup(e) => time_wait_buildup(e),
+        Cause::ServerClosesFirst(e) => server_closes_first(e),
+        Cause::EphemeralPortsExhausted(e) => ports_exhausted(e),
+        Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
+        Cause::NoTraffic(e) => no_traffic(e),
+    }
+}
+
+fn refused_despite_listener(e: &RefusedWithListener) -> Words {
+    let (refused, server, listener, port) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.listener,
+        e.port,
+    );
+    say(
+        format!("{refused} to {server} refused although {listener} listens there: something in between answers with RST"),
+        format!(
+            "A listener on {listener} should have answered the SYNs with SYN-ACK, but the host answered with RST. \
+             That is what a firewall rule `REJECT --reject-with tcp-reset` does (or a listener that closed \
+             and reopened between the attempts)."
+        ),
+        format!("look for a REJECT rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}"),
+    )
+}
+
+fn listener_other_family(e: &RefusedWithListener) -> Words {
+    let (refused, server, listener) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.listener,
+    );
+    match e.basis {
+        Basis::Host => {
+            let family = if server.addr.is_ipv4() { "IPv6" } else { "IPv4" };
+            say(
+                format!("{refused} to {server} refused: the server listens on {listener} ({family} only)"),
+                format!(
+                    "Nothing listens on {server}, but {listener} does. The client and the server disagree on the \
+                     address family: typically `localhost` resolves to ::1 for one and 127.0.0.1 for the other, \
+                     or the server bound [::] with IPV6_V6ONLY."
+                ),
+                format!(
+                    "connect to {listener} instead, or make the server listen on both families (bind 0.0.0.0 and ::, or [::] without V6ONLY)"
+                ),
+            )
+        }
+        Basis::Packets => say(
+            format!("{refused} to {server} refused while connections to {listener} succeeded"),
+            format!(
+                "The server answers on {listener} but refuses {server}: it listens on one address family only. \
+                 Typically `localhost` resolves to ::1 for one program and 127.0.0.1 for another{PACKETS_ONLY}."
+            ),
+            format!("connect to {listener}, or make the server listen on both families"),
+        ),
+    }
+}
+
+fn listener_other_address(e: &RefusedWithListener) -> Words {
+    let (refused, server, listener, port) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.listener,
+        e.port,
+    );
+    match e.basis {
+        Basis::Host => say(
+            format!("{refused} to {server} refused: the server is bound to {listener} only"),
+            format!(
+                "A listener on port {port} exists but bound to {listener}, not to {} or a wildcard address, \
+                 so SYNs to {server} find no socket.",
+                server.addr
+            ),
+            format!(
+                "connect to {listener}, or bind the server to {} or 0.0.0.0",
+                server.addr
+            ),
+        ),
+        Basis::Packets => say(
+            format!("{refused} to {server} refused while connections to {listener} succeeded"),
+            format!(
+                "The server is bound to {} but not to {}{PACKETS_ONLY}.",
+                listener.addr, server.addr
+            ),
+            format!(
+                "connect to {listener}, or bind the server to {} or 0.0.0.0",
+                server.addr
+            ),
+        ),
+    }
+}
+
+fn listener_other_namespace(e: &RefusedInNamespace) -> Words {
+    let (refused, server, listener, port, ns) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.listener,
+        e.port,
+        &e.namespace,
+    );
+    say(
+        format!("{refused} to {server} refused: port {port} listens in another network namespace ({ns})"),
+        format!(
+            "Nothing listens on port {port} in this network namespace, but {listener} does in {ns} \
+             (a container or `ip netns`). Traffic on this side never reaches it unless the port is published or forwarded."
+        ),
+        format!(
+            "publish the port (docker run -p {port}:{port} …), or connect from inside that namespace: nsenter -t {} -n",
+            e.nsenter_pid
+        ),
+    )
+}
+
+fn nothing_listening(e: &Refused) -> Words {
+    let (refused, server, port) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.port,
+    );
+    let why = match e.basis {
+        Basis::Host => format!("No socket listens on port {port} in any address family here, nor in another network namespace."),
+        Basis::Packets => format!(
+            "The server host answered each SYN with RST, which is what a host does when no socket listens on that address and port{PACKETS_ONLY}."
+        ),
+    };
+    say(
+        format!("{refused} to {server} refused: nothing listens on port {port}"),
+        why,
+        format!(
+            "start the server, or check which port and address it binds: ss -ltnp 'sport = :{port}'"
+        ),
+    )
+}
+
+fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
+    let port = e.port;
+    let who = match &e.full {
+        Some(l) => {
+            let names: Vec<String> = f
+                .processes
+                .iter()
+                .filter(|p| p.role == Role::Listener)
+                .map(|p| format!("{} (pid {})", p.process.name, p.process.pid))
+                .collect();
+            if names.is_empty() {
+                format!("the listener on {}", l.listener)
+            } else {
+                names.join(", ")
+            }
+        }
+        None => format!("the listener on port {port}"),
+    };
+    say(
+        format!("the accept queue on port {port} is full: {who} is not calling accept() fast enough"),
+        format!(
+            "{} and {} went unanswered or were dropped while the listen queue was full \
+             (the kernel's ListenOverflows grew by {}, ListenDrops by {}). \
+             Linux drops SYNs and handshake ACKs once completed connections wait beyond the listen() backlog.",
+            plural(e.unanswered, "connection attempt", "connection attempts"),
+            plural(e.handshake_acks_dropped, "handshake ACK", "handshake ACKs"),
+            e.listen_overflows,
+            e.listen_drops,
+        ),
+        format!(
+            "check the server's accept loop (stuck or too slow?); watch `ss -ltn 'sport = :{port}'` (Recv-Q vs Send-Q); raise the backlog (listen(), net.core.somaxconn)"
+        ),
+    )
+}
+
+fn handshake_acks_dropped(e: &AcksDropped) -> Words {
+    say(
+        format!(
+            "the server dropped the final ACK of {}: its accept queue was probably full",
+            plural(e.handshake_acks_dropped, "handshake", "handshakes")
+        ),
+        format!(
+            "The client ACKed the SYN-ACK, yet the server retransmitted its SYN-ACK: Linux discards a \
+             handshake's last ACK when the listener's accept queue is full{PACKETS_ONLY}."
+        ),
+        format!(
+            "on the server: nstat -az TcpExtListenOverflows; ss -ltn 'sport = :{}'",
+            e.port
+        ),
+    )
+}
+
+fn silently_dropped(e: &Unanswered) -> Words {
+    let port = e.port;
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let because = match e.listening {
+        Some(true) => format!(
+            "A listener exists on port {port} and its queue is not full (ListenOverflows did not grow), so the SYNs are \
+             dropped before they reach it: a firewall DROP rule, or a route that black-holes them."
+        ),
+        Some(false) => format!(
+            "Nothing listens on port {port} here, yet no RST came back: something drops the SYNs before the host can refuse them \
+             (a firewall DROP rule), or they are routed somewhere that never answers."
+        ),
+        None => format!(
+            "No SYN-ACK, RST or ICMP error came back. A firewall DROP rule does this, and so does a listener whose accept queue is \
+             full{PACKETS_ONLY}."
+        ),
+    };
+    say(
+        format!(
+            "{} to {} got no answer at all: the SYNs are silently dropped",
+            plural(e.unanswered, "connection attempt", "connection attempts"),
+            servers.join(", ")
+        ),
+        format!(
+            "{} ({} SYNs including retransmissions) and nothing answered. {because}",
+            plural(e.unanswered, "attempt", "attempts"),
+            e.syns
+        ),
+        format!(
+            "look for a DROP rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}; on the server: nstat -az TcpExtListenOverflows"
+        ),
+    )
+}
+
+const ICMP_NEXT: &str = "list the filter rules on the path: iptables -S; nft list ruleset; check routes: ip route get <server address>";
+
+fn icmp_rejected(e: &IcmpErrors) -> Words {
+    let attempts = plural(e.unreachable, "connection attempt", "connection attempts");
+    let (what, from) = (e.icmp.as_str().replace('_', " "), e.icmp_from);
+    let reject_with = if e.icmp == Unreachable::AdminProhibited {
+        "admin-prohibited"
+    } else {
+        "port-unreachable"
+    };
+    say(
+        format!("{attempts} rejected by a firewall: ICMP {what} from {from}"),
+        format!(
+            "The SYNs were answered by ICMP {what} from {from}. Linux's TCP answers a closed port with RST, never \
+             with ICMP, so this comes from a filter: `REJECT --reject-with icmp-{reject_with}`."
+        ),
+        ICMP_NEXT,
+    )
+}
+
+fn icmp_unreachable(e: &IcmpErrors) -> Words {
+    let attempts = plural(e.unreachable, "connection attempt", "connection attempts");
+    let (what, from) = (e.icmp.as_str().replace('_', " "), e.icmp_from);
+    say(
+        format!("{attempts} failed: ICMP {what} from {from}"),
+        format!("{from} reported that it cannot deliver the SYNs ({what}): a routing problem or a host that is down."),
+        ICMP_NEXT,
+    )
+}
+
+fn handshake_stalled(e: &HandshakeStall) -> Words {
+    say(
+        format!(
+            "{} stalled in the handshake: the server's SYN-ACKs never got an ACK",
+            plural(e.flows, "connection", "connections")
+        ),
+        format!(
+            "The server answered with SYN-ACK and retransmitted it {} times, but the client's final ACK never came: the \
+             SYN-ACKs do not reach the client (asymmetric filtering, a wrong return route) or the client gave up.",
+            e.synack_retransmits
+        ),
+        "check the path from server to client: filters on the client's INPUT, reverse routes, NAT",
+    )
+}
+
+fn reset(e: &Resets) -> Words {
+    let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let (what, next) = match e.context {
+        ResetContext::UnreadData => (
+            match e.abort_on_close {
+                // Live, the kernel says which: TCPAbortOnClose counts closes with unread data.
+                Some(n) if n > 0 => format!(
+                    "the {who} closed its socket while the {peer}'s data was still unread, and Linux answers that close with RST \
+                     (RFC 2525 §2.17; the kernel's TCPAbortOnClose grew by {n})"
+                ),
+                _ => format!(
+                    "the {who} sent RST right after the {peer}'s last data: it closed its socket with that data unread (Linux \
+                     answers such a close with RST, RFC 2525 §2.17) or aborted on purpose (SO_LINGER 0)"
+                ),
+            },
+            format!("make the {who} read the whole request (or shut down writing and drain) before close()"),
+        ),
+        ResetContext::AfterHandshake => (
+            format!("the {who} reset the connection right after the handshake, before any data: it rejected the connection (an access rule, too many connections, an aborted accept)"),
+            format!("check the {who}'s logs for rejected connections at those times"),
+        ),
+        ResetContext::MidTransfer => (
+            format!("the {who} aborted the connection in the middle of the transfer (SO_LINGER 0 close, a crash, a timeout)"),
+            format!("check the {who}'s logs and timeouts at those times"),
+        ),
+    };
+    say(
+        format!(
+            "{} reset by the {who}: {}",
+            plural(e.resets, "connection", "connections"),
+            e.context.as_str().replace('_', " ")
+        ),
+        format!("Most were like this: {what}."),
+        next,
+    )
+}
+
+fn receiver_stalled(e: &ZeroWindowStall) -> Words {
+    let who = e.side.as_str();
+    say(
+        format!(
+            "the {who} stopped reading: zero window held up to {:.1}s",
+            e.longest_zero_window_us as f64 / 1e6
+        ),
+        format!(
+            "In {} the {who} advertised a zero receive window for a second or more: its application did not read \
+             what arrived, so the peer had to stop sending.",
+            plural(e.flows, "connection", "connections")
+        ),
+        format!("find what blocks the {who}'s reading loop (a slow consumer, a lock, a full downstream)"),
+    )
+}
+
+fn time_wait_reuse(e: &TimeWaitReuse) -> Words {
+    say(
+        format!(
+            "{} reused a 4-tuple still in TIME_WAIT",
+            plural(e.flows, "new connection", "new connections")
+        ),
+        "A client SYN with a new sequence number arrived on the same client port, server port and addresses as a \
+         connection that had just closed. The side that closed first holds that 4-tuple in TIME_WAIT for 60 s; \
+         Linux lets the new SYN through only when timestamps or sequence numbers allow it, otherwise it fails with \
+         EADDRNOTAVAIL or an old segment can corrupt the new connection."
+            .to_string(),
+        "let the client pick ephemeral ports (do not bind a fixed source port), or keep connections open and reuse them",
+    )
+}
+
+fn time_wait_buildup(e: &TimeWaitBuildup) -> Words {
+    let holder = e.holder.as_str();
+    say(
+        format!(
+            "{} sockets in TIME_WAIT on port {}, mostly on the {holder}",
+            e.time_wait, e.port
+        ),
+        format!(
+            "{} are held by the server side and {} by clients. The side that closes first keeps each \
+             connection in TIME_WAIT for 60 s; many short connections pile them up.",
+            e.on_server, e.on_client
+        ),
+        "reuse connections (keep-alive, pooling), or let the client close first",
+    )
+}
+
+fn server_closes_first(e: &ServerClosesFirst) -> Words {
+    let n = e.closed_first_by_server;
+    say(
+        format!("the server closed first {n} times: TIME_WAIT piles up on the server"),
+        format!("Every one of those connections leaves the server holding a TIME_WAIT socket for 60 s{PACKETS_ONLY}."),
+        "let clients close first, or reuse connections (keep-alive)",
+    )
+}
+
+fn ports_exhausted(e: &PortsExhausted) -> Words {
+    let (n, port, (lo, hi)) = (e.time_wait, e.port, e.port_range);
+    let range = u64::from(hi.saturating_sub(lo)) + 1;
+    say(
+        format!("{n} client sockets to port {port} in TIME_WAIT against {range} ephemeral ports: connect() will fail"),
+        format!(
+            "Each new connection to the same server address and port needs a free local port from \
+             ip_local_port_range ({lo}-{hi}); TIME_WAIT holds them for 60 s. Past the range, connect() fails with \
+             EADDRNOTAVAIL before any SYN is sent, so the capture shows nothing."
+        ),
+        "reuse connections; widen net.ipv4.ip_local_port_range; net.ipv4.tcp_tw_reuse=1 on the client",
+    )
+}
+
+fn no_traffic_filtered(e: &NoTrafficFiltered) -> Words {
+    let (expr, port) = (&e.expression, e.port);
+    say(
+        format!("nothing on port {port} matched the filter expression {expr:?}"),
+        format!(
+            "No packet to or from port {port} that also matches {expr:?} was captured. \
+             The expression narrows what portsniff sees, so the port's packets may have \
+             been there and been left out by it."
+        ),
+        format!(
+            "run again without the expression (or with a wider one) to see every \
+             connection to port {port}"
+        ),
+    )
+}
+
+fn no_traffic(e: &NoTraffic) -> Words {
+    let port = e.port;
+    let mut explanation = format!("No packet to or from port {port} was captured.");
+    if e.syns_elsewhere.is_empty() {
+        explanation.push_str(" No connection attempt to any other port was seen either: the client is not running, or it connects over another interface.");
+    } else {
+        let went: Vec<String> = e
+            .syns_elsewhere
+            .iter()
+            .map(|s| format!("{} ({})", s.dst, s.syns))
+            .collect();
+        explanation.push_str(&format!(
+            " Connection attempts went elsewhere instead: {}.",
+            went.join(", ")
+        ));
+        if e.syns_elsewhere
+            .iter()
+            .any(|s| matches!(s.dst.port, 3128 | 8080 | 8888 | 1080))
+        {
+            explanation.push_str(" Some went to a proxy port: check http_proxy / no_proxy.");
+        }
+    }
+    if let Some(p) = &e.proxy {
+        explanation.push_str(&format!(" A proxy is set in the environment ({p}): clients that honour it connect there, not to port {port}."));
+    }
+    if !e.listening_nearby.is_empty() {
+        let nearby: Vec<String> = e.listening_nearby.iter().map(ToString::to_string).collect();
+        explanation.push_str(&format!(" Listening here: {}.", nearby.join(", ")));
+    }
+    say(
+        format!("nothing reached port {port} during the capture: the client is pointed elsewhere"),
+        explanation,
+        "check the client's target host and port (config, DNS, /etc/hosts, proxy settings); capture on -i any if it uses another interface",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Side;
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        assert_eq!(plural(1, "connection", "connections"), "1 connection");
+        assert_eq!(plural(0, "connection", "connections"), "0 connections");
+        assert_eq!(plural(2, "connection", "connections"), "2 connections");
+    }
+
+    #[test]
+    fn a_reset_by_the_client_names_the_server_as_the_peer() {
+        let w = reset(&Resets {
+            resets: 2,
+            context: ResetContext::UnreadData,
+            abort_on_close: Some(3),
+            by: Side::Client,
+        });
+        assert_eq!(w.headline, "2 connections reset by the client: unread data");
+        assert!(
+            w.explanation
+                .contains("while the server's data was still unread"),
+            "{}",
+            w.explanation
+        );
+        assert!(w.explanation.contains("TCPAbortOnClose grew by 3"));
+    }
+}
