@@ -1,17 +1,20 @@
 //! Wires the stages together: a capture thread that reads and decodes, a bounded channel
-//! of batches, and the flow stage and reporters on the calling thread. Nothing else in
-//! the crate knows about threads or channels.
+//! of batches to the flow stage on a thread of its own, and a bounded channel of items to
+//! print to the report stage on the calling thread, which owns the output. Replay and
+//! live take the same path; live, items are handed over as soon as they exist (a line
+//! must appear at once), a replay hands them over in batches. Nothing else in the crate
+//! knows about threads or channels.
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport, Limits, Source};
 use crate::decode::{PairHasher, SegmentKind, Timestamp};
-use crate::diagnose::Diagnoser;
-use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
+use crate::diagnose::{Diagnoser, Finding, SystemView};
+use crate::flow::{FlowConfig, FlowEvent, FlowTable, TableStats};
 use crate::report::ladder::LadderRecorder;
-use crate::report::live::CaptureNow;
+use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
 use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
-use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
+use crate::report::{Format, Item, PcapWriter, Report, Style, Summary, Tally};
 use crate::Error;
-use crossbeam_channel::{bounded, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
 /// without it.
 const STUCK: Duration = Duration::from_millis(500);
+/// Item batches in flight to the report stage. Live, a batch is a line or two handed
+/// over at once; replays hand over full batches, and a few in flight keep both stages
+/// busy.
+const REPORT_BATCHES: usize = 256;
+const REPLAY_REPORT_BATCHES: usize = 4;
 /// How often the progress bar reads the capture's byte count.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
@@ -177,7 +185,7 @@ impl Prepared<'_> {
                 .map(|b| b.bar.clone()),
         );
 
-        let mut table = FlowTable::with_hasher(
+        let table = FlowTable::with_hasher(
             FlowConfig {
                 port: cfg.port,
                 max_flows: cfg.max_flows,
@@ -186,41 +194,209 @@ impl Prepared<'_> {
             },
             hasher,
         );
-        let mut sink = Sink {
-            reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
-            writer: writer.as_mut(),
-            // System facts (/proc) only describe the machine we capture on, live.
-            diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution)
-                .with_expression(cfg.filter_expr.as_deref()),
-            ladder: cfg.ladder.map(LadderRecorder::new),
-            output_closed: false,
-            stop: &stop,
-            port: cfg.port,
-        };
-        // A replay's flow stage is its slowest part: its flow lines are formatted on
-        // another thread (the capture thread leaves most of the second core idle), and
-        // written here, in order. Live, lines go out at once instead; ladders come
-        // between lines, so with them everything stays here.
-        let mut lines = (!live && sink.ladder.is_none() && sink.reporter.defer_lines())
-            .then(|| LineThread::start(cfg.format, cfg.style))
-            .transpose()?;
+        let mut report = Report::new(out, cfg.format, cfg.style, cfg.only_problems, live);
         // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
         // replay writes the same bytes every run.
         if live {
-            sink.reporter.clock(wall_clock());
+            report.clock(wall_clock());
         }
+        let depth = if live {
+            REPORT_BATCHES
+        } else {
+            REPLAY_REPORT_BATCHES
+        };
+        let (to_report, items_rx) = bounded::<Vec<Item>>(depth);
+        // Never full for long: at most `depth` + 1 batches exist once the first have
+        // come back.
+        let (recycle_items, spare_items) = bounded::<Vec<Item>>(depth + 2);
+        let stage = FlowStage {
+            cfg,
+            live,
+            batches: rx,
+            recycle: recycle_tx,
+            done: done_rx,
+            counters,
+            bar,
+            table,
+            stop: &stop,
+            sink: Sink {
+                writer: writer.as_mut(),
+                // System facts (/proc) only describe the machine we capture on, live.
+                diagnoser: Diagnoser::new(cfg.port, live, cfg.attribution)
+                    .with_expression(cfg.filter_expr.as_deref()),
+                ladder: cfg.ladder.map(LadderRecorder::new),
+                tally: Tally::default(),
+                cadence: cfg.format.redraws().then(Cadence::default),
+                port: cfg.port,
+                live,
+                items: Vec::with_capacity(Sink::batch_capacity(live)),
+                to_report,
+                spare: spare_items,
+            },
+        };
+        // The flow stage on a thread of its own, the report stage here: a replay's flow
+        // stage is its slowest part, and formatting its lines beside it (the capture
+        // thread leaves most of a second core idle) pays. The writer stays on the
+        // caller's thread.
+        let (done, mut output_closed) = std::thread::scope(|s| {
+            let flow = std::thread::Builder::new()
+                .name("flow".to_string())
+                .spawn_scoped(s, move || stage.run())
+                .map_err(Error::Thread)?;
+            let printed = print_all(&mut report, items_rx, &recycle_items, &stop);
+            let done = flow
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // The report stage's error first: the flow stage only failed because the
+            // report stage stopped taking its items.
+            let output_closed = printed?;
+            Ok::<_, Error>((done?, output_closed))
+        })?;
+        let FlowDone {
+            tally,
+            capture,
+            table: table_stats,
+            findings,
+            system,
+        } = done;
+
+        if live {
+            report.clock(wall_clock());
+        }
+        let source_name = cfg.source.name();
+        let summary = Summary::new(
+            &source_name,
+            live,
+            link.name(),
+            cfg.port,
+            &tally,
+            &capture,
+            table_stats,
+        );
+        let summary = Summary {
+            expression: cfg.filter_expr.as_deref(),
+            system,
+            credentials: live.then(crate::privileges::Credentials::current),
+            ..summary
+        };
+        if !output_closed {
+            if let Err(e) = report.finish(&findings, &summary) {
+                output_closed = closed_output(e, &stop)?;
+            }
+        }
+        if let Some(w) = writer {
+            let written = w.finish()?;
+            tracing::info!(packets = written, "capture file written");
+        }
+        tracing::info!(
+            captured = capture.packets,
+            filtered_out = capture.filtered_out,
+            received_by_filter = capture.kernel.map(|k| k.received),
+            dropped_by_kernel = capture.kernel.map(|k| k.dropped),
+            dropped_by_portsniff = capture.internal_dropped,
+            "capture ended"
+        );
+        Ok(RunResult {
+            captured: capture.packets,
+            kernel: capture.kernel,
+            flows: tally.flows(),
+            problems: tally.problems(),
+            kernel_dropped: capture.kernel.map_or(0, |k| k.dropped),
+            internal_dropped: capture.internal_dropped,
+            capture_error: capture.error,
+            output_closed,
+        })
+    }
+}
+
+/// The report stage's loop: prints each batch of items as it comes, in order, until the
+/// flow stage has handed over its last. Returns whether our standard output was closed;
+/// after that, items are taken and dropped so the flow stage can finish.
+fn print_all<W: Write>(
+    report: &mut Report<W>,
+    batches: Receiver<Vec<Item>>,
+    recycle: &Sender<Vec<Item>>,
+    stop: &AtomicBool,
+) -> Result<bool, Error> {
+    let mut closed = false;
+    for mut batch in batches {
+        if !closed {
+            for item in &batch {
+                if let Err(e) = report.print(item) {
+                    closed = closed_output(e, stop)?;
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        let _ = recycle.try_send(batch);
+    }
+    Ok(closed)
+}
+
+/// A closed stdout (`| head`) ends the run quietly, like tcpdump: `Ok(true)`. Other write
+/// errors are errors. Either way the capture is told to stop.
+fn closed_output(e: io::Error, stop: &AtomicBool) -> Result<bool, Error> {
+    stop.store(true, Ordering::SeqCst);
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(true)
+    } else {
+        Err(Error::Output(e))
+    }
+}
+
+/// What the flow stage hands back at the end, for the summary and the exit status.
+struct FlowDone {
+    tally: Tally,
+    capture: CaptureReport,
+    table: TableStats,
+    findings: Vec<Finding>,
+    system: Option<SystemView>,
+}
+
+/// The flow stage: batches of segments in, through the flow table, the diagnosis, the
+/// ladder recorder and the `-w` writer; items to print out, to the report stage.
+struct FlowStage<'a> {
+    cfg: &'a Config,
+    live: bool,
+    batches: Receiver<Batch>,
+    /// Emptied batches, back to the capture thread.
+    recycle: Sender<Batch>,
+    /// The capture thread's report, once it has stopped.
+    done: Receiver<CaptureReport>,
+    counters: Arc<capture::Progress>,
+    bar: Option<ProgressThread>,
+    table: FlowTable,
+    stop: &'a AtomicBool,
+    sink: Sink<'a>,
+}
+
+impl FlowStage<'_> {
+    fn run(self) -> Result<FlowDone, Error> {
+        let FlowStage {
+            cfg,
+            live,
+            batches,
+            recycle,
+            done,
+            counters,
+            bar,
+            mut table,
+            stop,
+            mut sink,
+        } = self;
         let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
         let mut received = 0u64;
         let mut stop_seen: Option<std::time::Instant> = None;
         loop {
-            match rx.recv_timeout(TICK) {
+            match batches.recv_timeout(TICK) {
                 Ok(batch) => {
                     received += batch.segments.len() as u64;
                     if let (false, Some(first), Some(last)) =
                         (live, batch.segments.first(), batch.segments.last())
                     {
-                        sink.reporter.clock(first.ts);
-                        sink.reporter.clock(last.ts);
+                        sink.items.push(Item::Clock(first.ts));
+                        sink.items.push(Item::Clock(last.ts));
                     }
                     for (i, seg) in batch.segments.iter().enumerate() {
                         let syn = match seg.kind {
@@ -253,19 +429,18 @@ impl Prepared<'_> {
                     if let Some(w) = sink.writer.as_deref_mut() {
                         w.flush()?;
                     }
-                    sink.findings()?;
-                    sink.live_tick(&counters, &table)?;
-                    if let Some(l) = lines.as_mut() {
-                        l.hand_over(&mut sink, false)?;
-                    }
-                    let _ = recycle_tx.try_send(batch);
+                    sink.findings();
+                    sink.redraw(&counters, &table);
+                    sink.batch_done()?;
+                    let _ = recycle.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if live {
                         table.tick(wall_clock(), &mut events);
                         sink.drain(&mut events)?;
-                        sink.findings()?;
-                        sink.live_tick(&counters, &table)?;
+                        sink.findings();
+                        sink.redraw(&counters, &table);
+                        sink.batch_done()?;
                     }
                     // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
                     // pipe nobody writes to): finish with what we have.
@@ -281,7 +456,7 @@ impl Prepared<'_> {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let report: CaptureReport = done_rx.recv_timeout(STUCK).unwrap_or_else(|_| {
+        let capture: CaptureReport = done.recv_timeout(STUCK).unwrap_or_else(|_| {
             // The reader is still blocked (or died): count what reached us.
             CaptureReport {
                 packets: received,
@@ -301,82 +476,57 @@ impl Prepared<'_> {
             events.push(ev);
             if events.len() >= 1024 && failed.is_none() {
                 failed = sink.drain(&mut events).err();
-                if let (Some(l), None) = (lines.as_mut(), &failed) {
-                    failed = l.hand_over(&mut sink, false).err();
-                }
             }
         });
         if let Some(e) = failed {
             return Err(e);
         }
         sink.drain(&mut events)?;
-        if let Some(l) = lines.take() {
-            l.finish(&mut sink)?;
-        }
-
-        if live {
-            sink.reporter.clock(wall_clock());
-        }
-        let tally = sink.reporter.take_tally();
-        let source_name = cfg.source.name();
-        let summary = Summary::new(
-            &source_name,
-            live,
-            link.name(),
-            cfg.port,
-            &tally,
-            &report,
-            table.stats(),
-        );
+        sink.hand_over()?;
         let findings = sink.diagnoser.finish();
-        let summary = Summary {
-            expression: cfg.filter_expr.as_deref(),
+        Ok(FlowDone {
+            tally: sink.tally,
+            capture,
+            table: table.stats(),
+            findings,
             system: sink.diagnoser.system_view(),
-            credentials: live.then(crate::privileges::Credentials::current),
-            ..summary
-        };
-        if !sink.output_closed {
-            let res = sink.reporter.finish(&findings, &summary);
-            sink.result(res)?;
-        }
-        let output_closed = sink.output_closed;
-        if let Some(w) = writer {
-            let written = w.finish()?;
-            tracing::info!(packets = written, "capture file written");
-        }
-        tracing::info!(
-            captured = report.packets,
-            filtered_out = report.filtered_out,
-            received_by_filter = report.kernel.map(|k| k.received),
-            dropped_by_kernel = report.kernel.map(|k| k.dropped),
-            dropped_by_portsniff = report.internal_dropped,
-            "capture ended"
-        );
-        Ok(RunResult {
-            captured: report.packets,
-            kernel: report.kernel,
-            flows: tally.flows(),
-            problems: tally.problems(),
-            kernel_dropped: report.kernel.map_or(0, |k| k.dropped),
-            internal_dropped: report.internal_dropped,
-            capture_error: report.error,
-            output_closed,
         })
     }
 }
 
-/// Where flow events go: the diagnosis, the reporter and the `-w` writer.
-struct Sink<'a, W: Write> {
-    reporter: Reporter<W>,
+/// Where flow events go: the diagnosis, the count, the `-w` writer, and the items for
+/// the report stage.
+struct Sink<'a> {
     writer: Option<&'a mut PcapWriter>,
     diagnoser: Diagnoser,
     ladder: Option<LadderRecorder>,
-    output_closed: bool,
-    stop: &'a AtomicBool,
+    /// Every finished connection, counted once as it ends.
+    tally: Tally,
+    /// `--live-summary`: when the next table is due.
+    cadence: Option<Cadence>,
     port: u16,
+    live: bool,
+    /// Items not yet handed over, in order.
+    items: Vec<Item>,
+    to_report: Sender<Vec<Item>>,
+    /// Emptied item vectors, back from the report stage.
+    spare: Receiver<Vec<Item>>,
 }
 
-impl<W: Write> Sink<'_, W> {
+impl Sink<'_> {
+    /// Items handed over at once in a replay: a batch keeps the channel's cost per line
+    /// small.
+    const BATCH: usize = 512;
+
+    /// Live, batches are a line or two: a vector that size need not be large.
+    fn batch_capacity(live: bool) -> usize {
+        if live {
+            16
+        } else {
+            Self::BATCH
+        }
+    }
+
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for ev in events.drain(..) {
             let (procs, ladder) = match &ev {
@@ -384,6 +534,7 @@ impl<W: Write> Sink<'_, W> {
                     if let Some(w) = self.writer.as_deref_mut() {
                         w.flow_finished(r);
                     }
+                    self.tally.add(r);
                     (
                         self.diagnoser.processes_of(r.id),
                         self.ladder.as_mut().and_then(|l| l.finish(r)),
@@ -391,167 +542,78 @@ impl<W: Write> Sink<'_, W> {
                 }
                 FlowEvent::Pending(_) => (None, None),
             };
-            // The flow's line first: findings may look at /proc, which takes milliseconds.
-            if !self.output_closed {
-                let res = self.reporter.event(&ev, procs.as_ref());
-                self.result(res)?;
-                if let Some(ladder) = &ladder {
-                    let res = self.reporter.ladder(ladder);
-                    self.result(res)?;
-                }
+            self.items.push(Item::Flow(ev, procs.map(Box::new)));
+            if let Some(l) = ladder {
+                self.items.push(Item::Ladder(Box::new(l)));
+            }
+            // Live, the flow's line goes out first: findings may look at /proc, which
+            // takes milliseconds.
+            if self.live {
+                self.hand_over()?;
             }
             match &ev {
                 FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
                 FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
             }
         }
+        if self.items.len() >= Self::BATCH {
+            self.hand_over()?;
+        }
         Ok(())
     }
 
-    /// Live findings that became certain, printed at once.
-    fn findings(&mut self) -> Result<(), Error> {
+    /// Live findings that became certain, printed after the lines of their batch.
+    fn findings(&mut self) {
         for f in self.diagnoser.poll() {
-            if self.output_closed {
-                break;
-            }
-            let res = self.reporter.finding(&f);
-            self.result(res)?;
+            self.items.push(Item::Finding(Box::new(f)));
         }
-        Ok(())
     }
 
     /// `--live-summary`: the table, when a second has passed.
-    fn live_tick(&mut self, counters: &capture::Progress, table: &FlowTable) -> Result<(), Error> {
-        if self.output_closed {
-            return Ok(());
+    fn redraw(&mut self, counters: &capture::Progress, table: &FlowTable) {
+        let Some(cadence) = &mut self.cadence else {
+            return;
+        };
+        let at = std::time::Instant::now();
+        if !cadence.due(at) {
+            return;
         }
-        let now = CaptureNow {
+        let capture = CaptureNow {
             port: self.port,
             packets: counters.packets.load(Ordering::Relaxed),
             kernel_dropped: counters.kernel_dropped.load(Ordering::Relaxed),
             internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
             tracked: table.len() as u64,
         };
-        let res = self.reporter.live_tick(now);
-        self.result(res)
+        self.items.push(Item::Redraw(Box::new(Tick {
+            at,
+            capture,
+            counts: Counts::of(&self.tally),
+        })));
     }
 
-    /// A closed stdout (`| head`) ends the run quietly, like tcpdump; other write
-    /// errors are errors.
-    fn result(&mut self, res: io::Result<()>) -> Result<(), Error> {
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.output_closed = true;
-                self.stop.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => Err(Error::Output(e)),
+    /// The end of an input batch or a live tick: live, everything goes out now.
+    fn batch_done(&mut self) -> Result<(), Error> {
+        if self.live {
+            self.hand_over()
+        } else {
+            Ok(())
         }
     }
-}
 
-/// A replay's flow lines, formatted on a thread of their own: the flow stage hands over
-/// its final records [`LINE_BATCH`] at a time and writes the formatted lines that come
-/// back, in the order they went. Vectors travel back and forth, so nothing is allocated
-/// once the first few batches have gone round.
-struct LineThread {
-    to_format: crossbeam_channel::Sender<(Vec<FlowRecord>, Vec<u8>)>,
-    formatted: crossbeam_channel::Receiver<(Vec<FlowRecord>, Vec<u8>)>,
-    /// Emptied vectors, ready for the next batch.
-    spare: Vec<(Vec<FlowRecord>, Vec<u8>)>,
-    in_flight: usize,
-    handle: std::thread::JoinHandle<()>,
-}
-
-impl LineThread {
-    /// Batches in flight: enough to keep the formatter busy while the flow stage works.
-    const DEPTH: usize = 4;
-
-    fn start(format: Format, style: Style) -> Result<LineThread, Error> {
-        let (to_format, work) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH);
-        // Never full: at most DEPTH + 1 batches exist, and the flow stage takes back
-        // what is ready before it hands over more.
-        let (done, formatted) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH + 2);
-        let handle = std::thread::Builder::new()
-            .name("lines".to_string())
-            .spawn(move || {
-                for (mut records, mut out) in work {
-                    for r in &records {
-                        report::format_line(format, style, r, &mut out);
-                    }
-                    records.clear();
-                    if done.send((records, out)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(Error::Thread)?;
-        Ok(LineThread {
-            to_format,
-            formatted,
-            spare: Vec::new(),
-            in_flight: 0,
-            handle,
-        })
-    }
-
-    /// Writes the lines that are ready; hands over the reporter's records once there are
-    /// a batch of them (or any, with `all`).
-    fn hand_over<W: Write>(&mut self, sink: &mut Sink<'_, W>, all: bool) -> Result<(), Error> {
-        while let Ok(done) = self.formatted.try_recv() {
-            self.write(sink, done)?;
+    /// Hands the items gathered so far to the report stage.
+    fn hand_over(&mut self) -> Result<(), Error> {
+        if self.items.is_empty() {
+            return Ok(());
         }
-        let waiting = sink.reporter.deferred_len();
-        if waiting >= report::LINE_BATCH || (all && waiting > 0) {
-            let (records, out) = self.spare.pop().unwrap_or_else(|| {
-                (
-                    Vec::with_capacity(report::LINE_BATCH),
-                    Vec::with_capacity(report::LINE_BATCH * 800),
-                )
-            });
-            let records = sink.reporter.take_deferred(records);
-            if self.in_flight >= Self::DEPTH {
-                let done = self.formatted.recv().map_err(|_| Self::died())?;
-                self.write(sink, done)?;
-            }
-            self.to_format
-                .send((records, out))
-                .map_err(|_| Self::died())?;
-            self.in_flight += 1;
-        }
-        Ok(())
-    }
-
-    fn write<W: Write>(
-        &mut self,
-        sink: &mut Sink<'_, W>,
-        (records, mut out): (Vec<FlowRecord>, Vec<u8>),
-    ) -> Result<(), Error> {
-        self.in_flight -= 1;
-        if !sink.output_closed {
-            let res = sink.reporter.write_lines(&out);
-            sink.result(res)?;
-        }
-        out.clear();
-        self.spare.push((records, out));
-        Ok(())
-    }
-
-    /// Hands over the rest and writes every line before the summary.
-    fn finish<W: Write>(mut self, sink: &mut Sink<'_, W>) -> Result<(), Error> {
-        self.hand_over(sink, true)?;
-        while self.in_flight > 0 {
-            let done = self.formatted.recv().map_err(|_| Self::died())?;
-            self.write(sink, done)?;
-        }
-        drop(self.to_format);
-        self.handle.join().map_err(|_| Self::died())?;
-        Ok(())
-    }
-
-    fn died() -> Error {
-        Error::Output(io::Error::other("the line-formatting thread stopped"))
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(Self::batch_capacity(self.live)));
+        let items = std::mem::replace(&mut self.items, next);
+        self.to_report
+            .send(items)
+            .map_err(|_| Error::Output(io::Error::other("the report stage stopped")))
     }
 }
 
