@@ -1,25 +1,38 @@
 //! Wires the stages together: a capture thread that reads and decodes, a bounded channel
-//! of batches, and the flow stage and reporters on the calling thread. Nothing else in
-//! the crate knows about threads or channels.
+//! of batches to the flow stage on a thread of its own, and a bounded channel of items to
+//! print to the report stage on the calling thread, which owns the output. Replay and
+//! live take the same path; live, items are handed over as soon as they exist (a line
+//! must appear at once), a replay hands them over in batches. Nothing else in the crate
+//! knows about threads or channels.
+//!
+//! The threads: `capture` (reads, decodes, hashes; `capture::Opened::run`), `flow` (the
+//! flow table, diagnosis, ladders and `-w` writer; [`flow_stage`]), the caller's thread
+//! (the report stage: [`print_all`]), and, when asked for, `progress` (the replay's bar;
+//! [`progress_thread`]) and the live diagnosis's `proc-refresh` and `attribution`
+//! ([`host_threads`]).
 
+mod flow_stage;
 mod host_threads;
+mod progress_thread;
 
-use crate::capture::{self, Batch, CaptureError, CaptureReport, Source};
-use crate::decode::{PairHasher, SegmentKind, Timestamp};
-use crate::diagnose::host::{self, HostFacts, LookupRequest};
-use crate::diagnose::{Diagnoser, Scope, Snapshot};
+use crate::capture::{self, Batch, CaptureError, CaptureReport};
+use crate::decode::{PairHasher, Timestamp};
+use crate::diagnose::host::{self, HostFacts};
+use crate::diagnose::{Diagnoser, Scope};
 use crate::error::Error;
-use crate::flow::{FlowConfig, FlowEvent, FlowRecord, FlowTable};
+use crate::flow::{FlowConfig, FlowTable};
 use crate::report::ladder::LadderRecorder;
-use crate::report::live::CaptureNow;
-use crate::report::progress::{self, AroundBar, Bar, ReplayBar};
-use crate::report::{self, Format, PcapWriter, Reporter, Style, Summary};
-use crossbeam_channel::{bounded, RecvTimeoutError};
-use host_threads::{Lookup, Refresher};
+use crate::report::live::Cadence;
+use crate::report::progress::{AroundBar, Bar};
+use crate::report::{Item, PcapWriter, Report, Summary};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use flow_stage::{FlowDone, FlowStage, Sink};
+use host_threads::Refresher;
+use progress_thread::ProgressThread;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a run is built from; defined in [`crate::config`], named here too because
 /// `run` and `prepare` take it.
@@ -34,13 +47,11 @@ const CHANNEL_BATCHES: usize = 256;
 /// Replay: the reader waits when the channel is full (nothing is lost), and full batches
 /// keep both threads busy; more in flight would only hold memory (~44 KiB a batch).
 const REPLAY_CHANNEL_BATCHES: usize = 16;
-/// How often the flow stage wakes without packets, to run its timers (live).
-const TICK: Duration = Duration::from_millis(100);
-/// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
-/// without it.
-const STUCK: Duration = Duration::from_millis(500);
-/// How often the progress bar reads the capture's byte count.
-const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// Item batches in flight to the report stage. Live, a batch is a line or two handed
+/// over at once; replays hand over full batches, and a few in flight keep both stages
+/// busy.
+const REPORT_BATCHES: usize = 256;
+const REPLAY_REPORT_BATCHES: usize = 4;
 
 /// How a run went, for the exit status.
 #[derive(Debug)]
@@ -62,7 +73,7 @@ pub struct RunResult {
     pub kernel: Option<capture::KernelStats>,
 }
 
-fn wall_clock() -> Timestamp {
+pub(crate) fn wall_clock() -> Timestamp {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -160,7 +171,7 @@ impl Prepared<'_> {
                 .map(|b| b.bar.clone()),
         );
 
-        let mut table = FlowTable::with_hasher(
+        let table = FlowTable::with_hasher(
             FlowConfig {
                 port: cfg.port,
                 max_flows: cfg.max_flows,
@@ -169,6 +180,17 @@ impl Prepared<'_> {
             },
             hasher,
         );
+        let mut report = Report::new(out, cfg.format, cfg.style, cfg.only_problems, live);
+        // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
+        // replay writes the same bytes every run.
+        if live {
+            report.clock(wall_clock());
+        }
+        let depth = if live {
+            REPORT_BATCHES
+        } else {
+            REPLAY_REPORT_BATCHES
+        };
         // System facts (/proc) only describe the machine we capture on, live.
         let facts = if live {
             HostFacts::first_look(cfg.port, cfg.attribution)
@@ -180,474 +202,143 @@ impl Prepared<'_> {
             expression: cfg.filter_expr.clone(),
             proxy: host::proxy_from_env(),
         };
-        let mut sink = Sink {
-            reporter: Reporter::new(out, cfg.format, cfg.style, cfg.only_problems, live),
-            writer: writer.as_mut(),
-            refresher: facts
-                .as_ref()
-                .map(|_| Refresher::start(cfg.port, cfg.attribution)),
-            lookup: None,
-            diagnoser: Diagnoser::new(scope, facts, cfg.attribution),
-            ladder: cfg.ladder.map(LadderRecorder::new),
-            output_closed: false,
+        let (to_report, items_rx) = bounded::<Vec<Item>>(depth);
+        // Never full for long: at most `depth` + 1 batches exist once the first have
+        // come back.
+        let (recycle_items, spare_items) = bounded::<Vec<Item>>(depth + 2);
+        let stage = FlowStage {
+            cfg,
+            live,
+            batches: rx,
+            recycle: recycle_tx,
+            done: done_rx,
+            counters,
+            bar,
+            table,
             stop: &stop,
-            port: cfg.port,
+            sink: Sink {
+                writer: writer.as_mut(),
+                refresher: facts
+                    .as_ref()
+                    .map(|_| Refresher::start(cfg.port, cfg.attribution)),
+                lookup: None,
+                diagnoser: Diagnoser::new(scope, facts, cfg.attribution),
+                ladder: cfg.ladder.map(LadderRecorder::new),
+                cadence: cfg.format.redraws().then(Cadence::default),
+                port: cfg.port,
+                live,
+                items: Vec::with_capacity(Sink::batch_capacity(live)),
+                to_report,
+                spare: spare_items,
+            },
         };
-        // A replay's flow stage is its slowest part: its flow lines are formatted on
-        // another thread (the capture thread leaves most of the second core idle), and
-        // written here, in order. Live, lines go out at once instead; ladders come
-        // between lines, so with them everything stays here.
-        let mut lines = (!live && sink.ladder.is_none() && sink.reporter.defer_lines())
-            .then(|| LineThread::start(cfg.format, cfg.style))
-            .transpose()?;
-        // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
-        // replay writes the same bytes every run.
-        if live {
-            sink.reporter.clock(wall_clock());
-        }
-        let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
-        let mut received = 0u64;
-        let mut stop_seen: Option<std::time::Instant> = None;
-        loop {
-            match rx.recv_timeout(TICK) {
-                Ok(batch) => {
-                    received += batch.segments.len() as u64;
-                    if let (false, Some(first), Some(last)) =
-                        (live, batch.segments.first(), batch.segments.last())
-                    {
-                        sink.reporter.clock(first.ts);
-                        sink.reporter.clock(last.ts);
-                    }
-                    for (i, seg) in batch.segments.iter().enumerate() {
-                        let syn = match seg.kind {
-                            SegmentKind::SynElsewhere => {
-                                sink.diagnoser.syn_elsewhere(seg.dst);
-                                continue;
-                            }
-                            SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
-                            SegmentKind::Icmp(_) => false,
-                        };
-                        let id = match batch.hashes.get(i) {
-                            Some(&hash) => table.process_hashed(seg, hash, &mut events),
-                            None => table.process(seg, &mut events),
-                        };
-                        if let (true, Some(id)) = (syn && live, id) {
-                            let now = Instant::now();
-                            if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {
-                                sink.look_up(req);
-                            }
-                        }
-                        // Before the events this segment caused: the ladder must hold the
-                        // segment (a RST, the last ACK) that ended the flow.
-                        if let (Some(l), Some(id)) = (sink.ladder.as_mut(), id) {
-                            l.segment(id, seg);
-                        }
-                        if let (Some(w), Some(raw)) =
-                            (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
-                        {
-                            w.packet(id, raw, batch.raw.data(raw));
-                        }
-                        sink.drain(&mut events)?;
-                    }
-                    if let Some(w) = sink.writer.as_deref_mut() {
-                        w.flush()?;
-                    }
-                    sink.findings()?;
-                    sink.live_tick(&counters, &table)?;
-                    if let Some(l) = lines.as_mut() {
-                        l.hand_over(&mut sink, false)?;
-                    }
-                    let _ = recycle_tx.try_send(batch);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if live {
-                        table.tick(wall_clock(), &mut events);
-                        sink.drain(&mut events)?;
-                        sink.findings()?;
-                        sink.live_tick(&counters, &table)?;
-                    }
-                    // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
-                    // pipe nobody writes to): finish with what we have.
-                    if stop.load(Ordering::Relaxed)
-                        && stop_seen
-                            .get_or_insert_with(std::time::Instant::now)
-                            .elapsed()
-                            > STUCK
-                    {
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        let report: CaptureReport = done_rx.recv_timeout(STUCK).unwrap_or_else(|_| {
-            // The reader is still blocked (or died): count what reached us.
-            CaptureReport {
-                packets: received,
-                decoded: received,
-                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::NoReport {
-                    interface: cfg.source.name(),
-                }),
-                ..CaptureReport::default()
-            }
-        });
-        // Gone before anything else is written: the last lines and the summary must not
-        // share the screen with it.
-        drop(bar);
-        let mut failed = None;
-        table.finish_all_with(|ev| {
-            events.push(ev);
-            if events.len() >= 1024 && failed.is_none() {
-                failed = sink.drain(&mut events).err();
-                if let (Some(l), None) = (lines.as_mut(), &failed) {
-                    failed = l.hand_over(&mut sink, false).err();
-                }
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        sink.drain(&mut events)?;
-        if let Some(l) = lines.take() {
-            l.finish(&mut sink)?;
-        }
+        // The flow stage on a thread of its own, the report stage here: a replay's flow
+        // stage is its slowest part, and formatting its lines beside it (the capture
+        // thread leaves most of a second core idle) pays. The writer stays on the
+        // caller's thread.
+        let (done, mut output_closed) = std::thread::scope(|s| {
+            let flow = std::thread::Builder::new()
+                .name("flow".to_string())
+                .spawn_scoped(s, move || stage.run())
+                .map_err(Error::Thread)?;
+            let printed = print_all(&mut report, items_rx, &recycle_items, &stop);
+            let done = flow
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // The report stage's error first: the flow stage only failed because the
+            // report stage stopped taking its items.
+            let output_closed = printed?;
+            Ok::<_, Error>((done?, output_closed))
+        })?;
+        let FlowDone {
+            diagnoser,
+            capture,
+            table: table_stats,
+            findings,
+        } = done;
+        let evidence = diagnoser.evidence();
 
         if live {
-            sink.reporter.clock(wall_clock());
+            report.clock(wall_clock());
         }
-        // The final diagnosis looks at the machine once more, completely.
-        let last_look = sink
-            .diagnoser
-            .has_host_facts()
-            .then(|| Snapshot::take(cfg.port, true, cfg.attribution));
-        let findings = sink.diagnoser.finish(last_look);
-        let (flows, problems) = (
-            sink.diagnoser.evidence().flows(),
-            sink.diagnoser.evidence().problems(),
-        );
         let source_name = cfg.source.name();
         let summary = Summary::new(
             &source_name,
             live,
             link.name(),
             cfg.port,
-            sink.diagnoser.evidence(),
-            &report,
-            table.stats(),
+            evidence,
+            &capture,
+            table_stats,
         );
         let summary = Summary {
             expression: cfg.filter_expr.as_deref(),
-            system: sink.diagnoser.system_view(),
+            system: diagnoser.system_view(),
             credentials: live.then(crate::privileges::Credentials::current),
             ..summary
         };
-        if !sink.output_closed {
-            let res = sink.reporter.finish(&findings, &summary);
-            sink.result(res)?;
+        if !output_closed {
+            if let Err(e) = report.finish(&findings, &summary) {
+                output_closed = closed_output(e, &stop)?;
+            }
         }
-        let output_closed = sink.output_closed;
         if let Some(w) = writer {
             let written = w.finish()?;
             tracing::info!(packets = written, "capture file written");
         }
         tracing::info!(
-            captured = report.packets,
-            filtered_out = report.filtered_out,
-            received_by_filter = report.kernel.map(|k| k.received),
-            dropped_by_kernel = report.kernel.map(|k| k.dropped),
-            dropped_by_portsniff = report.internal_dropped,
+            captured = capture.packets,
+            filtered_out = capture.filtered_out,
+            received_by_filter = capture.kernel.map(|k| k.received),
+            dropped_by_kernel = capture.kernel.map(|k| k.dropped),
+            dropped_by_portsniff = capture.internal_dropped,
             "capture ended"
         );
         Ok(RunResult {
-            captured: report.packets,
-            kernel: report.kernel,
-            flows,
-            problems,
-            kernel_dropped: report.kernel.map_or(0, |k| k.dropped),
-            internal_dropped: report.internal_dropped,
-            capture_error: report.error,
+            captured: capture.packets,
+            kernel: capture.kernel,
+            flows: evidence.flows(),
+            problems: evidence.problems(),
+            kernel_dropped: capture.kernel.map_or(0, |k| k.dropped),
+            internal_dropped: capture.internal_dropped,
+            capture_error: capture.error,
             output_closed,
         })
     }
 }
 
-/// Where flow events go: the diagnosis, the reporter and the `-w` writer.
-struct Sink<'a, W: Write> {
-    reporter: Reporter<W>,
-    writer: Option<&'a mut PcapWriter>,
-    diagnoser: Diagnoser,
-    /// Live: the latest look at /proc, taken off the flow stage.
-    refresher: Option<Refresher>,
-    /// Live: the thread naming processes behind client sockets, started on first use.
-    lookup: Option<Lookup>,
-    ladder: Option<LadderRecorder>,
-    output_closed: bool,
-    stop: &'a AtomicBool,
-    port: u16,
-}
-
-impl<W: Write> Sink<'_, W> {
-    fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
-        for ev in events.drain(..) {
-            let (procs, ladder) = match &ev {
-                FlowEvent::Finished(r) => {
-                    if let Some(w) = self.writer.as_deref_mut() {
-                        w.flow_finished(r);
-                    }
-                    self.lookups_done();
-                    (
-                        self.diagnoser.processes_of(r.id),
-                        self.ladder.as_mut().and_then(|l| l.finish(r)),
-                    )
-                }
-                FlowEvent::Pending(_) => (None, None),
-            };
-            // The flow's line first: findings may look at /proc, which takes milliseconds.
-            if !self.output_closed {
-                let res = self.reporter.event(&ev, procs.as_ref());
-                self.result(res)?;
-                if let Some(ladder) = &ladder {
-                    let res = self.reporter.ladder(ladder);
-                    self.result(res)?;
+/// The report stage's loop: prints each batch of items as it comes, in order, until the
+/// flow stage has handed over its last. Returns whether our standard output was closed;
+/// after that, items are taken and dropped so the flow stage can finish.
+fn print_all<W: Write>(
+    report: &mut Report<W>,
+    batches: Receiver<Vec<Item>>,
+    recycle: &Sender<Vec<Item>>,
+    stop: &AtomicBool,
+) -> Result<bool, Error> {
+    let mut closed = false;
+    for mut batch in batches {
+        if !closed {
+            for item in &batch {
+                if let Err(e) = report.print(item) {
+                    closed = closed_output(e, stop)?;
+                    break;
                 }
             }
-            match &ev {
-                FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
-                FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
-            }
         }
-        Ok(())
+        batch.clear();
+        let _ = recycle.try_send(batch);
     }
-
-    /// Hands a process lookup to the attribution thread (dropped if it is behind).
-    fn look_up(&mut self, req: LookupRequest) {
-        let worker = self.lookup.get_or_insert_with(Lookup::start);
-        let _ = worker.requests.try_send(req);
-    }
-
-    /// Feeds the lookups that finished to the diagnosis.
-    fn lookups_done(&mut self) {
-        if let Some(worker) = &self.lookup {
-            while let Ok((id, procs)) = worker.results.try_recv() {
-                self.diagnoser.processes_found(id, procs);
-            }
-        }
-    }
-
-    /// Live findings that became certain, printed at once. Live findings use the latest
-    /// look the refresher took (at most `REFRESH` old) and never wait for /proc, but
-    /// the counters, cheap to read, are always fresh.
-    fn findings(&mut self) -> Result<(), Error> {
-        let now = Instant::now();
-        if !self.diagnoser.poll_due(now) {
-            return Ok(());
-        }
-        if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
-            self.diagnoser.facts_refreshed(snapshot);
-        }
-        for f in self.diagnoser.poll(now, host::read_counters()) {
-            if self.output_closed {
-                break;
-            }
-            let res = self.reporter.finding(&f);
-            self.result(res)?;
-        }
-        Ok(())
-    }
-
-    /// `--live-summary`: the table, when a second has passed.
-    fn live_tick(&mut self, counters: &capture::Progress, table: &FlowTable) -> Result<(), Error> {
-        if self.output_closed {
-            return Ok(());
-        }
-        let now = CaptureNow {
-            port: self.port,
-            packets: counters.packets.load(Ordering::Relaxed),
-            kernel_dropped: counters.kernel_dropped.load(Ordering::Relaxed),
-            internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
-            tracked: table.len() as u64,
-        };
-        let res = self.reporter.live_tick(now, self.diagnoser.evidence());
-        self.result(res)
-    }
-
-    /// A closed stdout (`| head`) ends the run quietly, like tcpdump; other write
-    /// errors are errors.
-    fn result(&mut self, res: io::Result<()>) -> Result<(), Error> {
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.output_closed = true;
-                self.stop.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => Err(Error::Output(e)),
-        }
-    }
+    Ok(closed)
 }
 
-/// A replay's flow lines, formatted on a thread of their own: the flow stage hands over
-/// its final records [`LINE_BATCH`] at a time and writes the formatted lines that come
-/// back, in the order they went. Vectors travel back and forth, so nothing is allocated
-/// once the first few batches have gone round.
-struct LineThread {
-    to_format: crossbeam_channel::Sender<(Vec<FlowRecord>, Vec<u8>)>,
-    formatted: crossbeam_channel::Receiver<(Vec<FlowRecord>, Vec<u8>)>,
-    /// Emptied vectors, ready for the next batch.
-    spare: Vec<(Vec<FlowRecord>, Vec<u8>)>,
-    in_flight: usize,
-    handle: std::thread::JoinHandle<()>,
-}
-
-impl LineThread {
-    /// Batches in flight: enough to keep the formatter busy while the flow stage works.
-    const DEPTH: usize = 4;
-
-    fn start(format: Format, style: Style) -> Result<LineThread, Error> {
-        let (to_format, work) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH);
-        // Never full: at most DEPTH + 1 batches exist, and the flow stage takes back
-        // what is ready before it hands over more.
-        let (done, formatted) = bounded::<(Vec<FlowRecord>, Vec<u8>)>(Self::DEPTH + 2);
-        let handle = std::thread::Builder::new()
-            .name("lines".to_string())
-            .spawn(move || {
-                for (mut records, mut out) in work {
-                    for r in &records {
-                        report::format_line(format, style, r, &mut out);
-                    }
-                    records.clear();
-                    if done.send((records, out)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(Error::Thread)?;
-        Ok(LineThread {
-            to_format,
-            formatted,
-            spare: Vec::new(),
-            in_flight: 0,
-            handle,
-        })
-    }
-
-    /// Writes the lines that are ready; hands over the reporter's records once there are
-    /// a batch of them (or any, with `all`).
-    fn hand_over<W: Write>(&mut self, sink: &mut Sink<'_, W>, all: bool) -> Result<(), Error> {
-        while let Ok(done) = self.formatted.try_recv() {
-            self.write(sink, done)?;
-        }
-        let waiting = sink.reporter.deferred_len();
-        if waiting >= report::LINE_BATCH || (all && waiting > 0) {
-            let (records, out) = self.spare.pop().unwrap_or_else(|| {
-                (
-                    Vec::with_capacity(report::LINE_BATCH),
-                    Vec::with_capacity(report::LINE_BATCH * 800),
-                )
-            });
-            let records = sink.reporter.take_deferred(records);
-            if self.in_flight >= Self::DEPTH {
-                let done = self.formatted.recv().map_err(|_| Self::died())?;
-                self.write(sink, done)?;
-            }
-            self.to_format
-                .send((records, out))
-                .map_err(|_| Self::died())?;
-            self.in_flight += 1;
-        }
-        Ok(())
-    }
-
-    fn write<W: Write>(
-        &mut self,
-        sink: &mut Sink<'_, W>,
-        (records, mut out): (Vec<FlowRecord>, Vec<u8>),
-    ) -> Result<(), Error> {
-        self.in_flight -= 1;
-        if !sink.output_closed {
-            let res = sink.reporter.write_lines(&out);
-            sink.result(res)?;
-        }
-        out.clear();
-        self.spare.push((records, out));
-        Ok(())
-    }
-
-    /// Hands over the rest and writes every line before the summary.
-    fn finish<W: Write>(mut self, sink: &mut Sink<'_, W>) -> Result<(), Error> {
-        self.hand_over(sink, true)?;
-        while self.in_flight > 0 {
-            let done = self.formatted.recv().map_err(|_| Self::died())?;
-            self.write(sink, done)?;
-        }
-        drop(self.to_format);
-        self.handle.join().map_err(|_| Self::died())?;
-        Ok(())
-    }
-
-    fn died() -> Error {
-        Error::Output(io::Error::other("the line-formatting thread stopped"))
-    }
-}
-
-/// The replay's progress bar and the thread that moves it along.
-struct ProgressThread {
-    bar: ReplayBar,
-    done: crossbeam_channel::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ProgressThread {
-    /// Starts the bar when the config asks for one and the file's length is known (a
-    /// regular file; `-r /dev/fd/63` from a shell pipe has none).
-    fn start(
-        cfg: &Config,
-        counters: &Arc<capture::Progress>,
-    ) -> Result<Option<ProgressThread>, Error> {
-        let (Bar::Stderr { .. }, Source::File(Some(path))) = (cfg.progress, &cfg.source) else {
-            return Ok(None);
-        };
-        let Some(total) = std::fs::metadata(path)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-        else {
-            return Ok(None);
-        };
-        let bar = ReplayBar::new(total);
-        let (done, stopped) = bounded::<()>(1);
-        let (ticking, counters) = (bar.clone(), Arc::clone(counters));
-        let thread = std::thread::Builder::new()
-            .name("progress".to_string())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let mut shown = false;
-                // Until the run ends (a message, or the sender dropped on an early return).
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(PROGRESS_TICK) {
-                    ticking.set(counters.bytes.load(Ordering::Relaxed));
-                    if !shown && started.elapsed() >= progress::SHOW_AFTER {
-                        ticking.show();
-                        shown = true;
-                    }
-                }
-            })
-            .map_err(Error::Thread)?;
-        Ok(Some(ProgressThread {
-            bar,
-            done,
-            thread: Some(thread),
-        }))
-    }
-}
-
-impl Drop for ProgressThread {
-    /// Stops the thread and erases the bar, on every way out of the run (an error too,
-    /// so its message is not written after a half-drawn bar).
-    fn drop(&mut self) {
-        let _ = self.done.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.bar.clear();
+/// A closed stdout (`| head`) ends the run quietly, like tcpdump: `Ok(true)`. Other write
+/// errors are errors. Either way the capture is told to stop.
+fn closed_output(e: io::Error, stop: &AtomicBool) -> Result<bool, Error> {
+    stop.store(true, Ordering::SeqCst);
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(true)
+    } else {
+        Err(Error::Output(e))
     }
 }

@@ -1,14 +1,21 @@
 //! `--json`: one object per line, for `jq` and scripts. The schema is a stable interface,
 //! documented in the README; add fields, never rename or remove them.
+//!
+//! The flow line, written once per connection, is assembled by hand ([`write_flow`]: the
+//! measured hot path of a replay); the summary is typed structs ([`summary`]); a ladder
+//! is its own serde struct (`ladder::draw`). Nothing here decides what is printed when:
+//! the JSON printer (`printer::json`) does.
 
-use super::summary::{Percentiles, Summary};
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
 use crate::diagnose::{Finding, FlowProcesses, ProcessInfo};
-use crate::flow::{FlowRecord, Outcome, Side};
+use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use std::io::{self, Write};
 use std::net::IpAddr;
+
+mod summary;
+pub use summary::write_summary;
 
 #[derive(Serialize)]
 struct ProcessJson<'a> {
@@ -238,82 +245,6 @@ fn options(buf: &mut Vec<u8>, o: Option<HandshakeOptions>) {
     buf.extend_from_slice(b",\"timestamps\":");
     boolean(buf, o.timestamps);
     buf.push(b'}');
-}
-
-fn percentiles(p: &Percentiles) -> Value {
-    json!({"count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "max": p.max})
-}
-
-pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>) -> io::Result<()> {
-    let t = s.tally;
-    let outcomes: Map<String, Value> = Outcome::ALL
-        .iter()
-        .map(|o| (o.as_str().to_string(), json!(t.count(*o))))
-        .collect();
-    let skipped: Map<String, Value> = s
-        .skipped
-        .iter()
-        .map(|(r, n)| (r.as_str().to_string(), json!(n)))
-        .collect();
-    let v = json!({
-        "type": "summary",
-        "source": s.source,
-        "live": s.live,
-        "link_type": s.link,
-        "port": s.port,
-        "flows": t.flows(),
-        "problems": t.problems(),
-        "outcomes": outcomes,
-        "syn_retransmits": t.syn_retransmits,
-        "synack_retransmits": t.synack_retransmits,
-        "resets": {"client": t.resets_by(Side::Client), "server": t.resets_by(Side::Server)},
-        "time_wait": {"client": t.time_wait_on(Side::Client), "server": t.time_wait_on(Side::Server)},
-        "port_reused": t.port_reused,
-        "midstream": t.midstream,
-        "retransmits": t.retransmits,
-        "zero_windows": t.zero_windows,
-        "handshake_rtt_us": percentiles(&s.handshake_rtt),
-        "duration_us": percentiles(&s.duration),
-        "packets": {
-            "captured": s.packets,
-            "decoded": s.decoded,
-            "syns_elsewhere": s.syns_elsewhere,
-            "skipped": s.skipped.total(),
-            "skipped_by_reason": skipped,
-            "expression": s.expression,
-            "filtered_out": s.filtered_out,
-        },
-        "kernel": s.kernel.map(|k| json!({
-            "received": k.received, "dropped": k.dropped, "if_dropped": k.if_dropped,
-        })),
-        "internal_dropped": s.internal_dropped,
-        "flows_evicted": s.table.evicted,
-        "peak_flows": s.table.peak_flows,
-        "icmp_unmatched": s.table.icmp_unmatched,
-        "error": s.error,
-        "credentials": s.credentials.as_ref().map(|c| json!({
-            "uid": c.uid, "gid": c.gid,
-            "cap_effective": c.cap_effective, "cap_permitted": c.cap_permitted,
-            "cap_inheritable": c.cap_inheritable, "cap_bounding": c.cap_bounding,
-            "cap_ambient": c.cap_ambient,
-        })),
-        "system": s.system.as_ref().map(|sys| json!({
-            "listeners": sys.listeners.iter().map(|l| json!({
-                "local": l.local,
-                "accept_queue": l.accept_queue,
-                "backlog": l.backlog,
-                "group": l.group,
-                "namespace": l.namespace,
-                "processes": l.processes,
-            })).collect::<Vec<_>>(),
-            "sockets": sys.sockets.iter().map(|((state, side), n)| json!({
-                "state": state, "held_by": side, "count": n,
-            })).collect::<Vec<_>>(),
-            "counters_delta": sys.counters,
-        })),
-    });
-    serde_json::to_writer(&mut *out, &v)?;
-    out.write_all(b"\n")
 }
 
 /// `{"type":"finding",…}`: the kind and severity names are a stable vocabulary.

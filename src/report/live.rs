@@ -8,7 +8,13 @@
 //! printed whole, separated by a blank line, so a pipe or a file gets one readable block
 //! per second.
 //! The final summary and diagnosis still follow when the capture stops.
+//!
+//! The view counts nothing itself: each redraw is handed a [`Tick`] with the counts of
+//! finished connections and the capture's counters, taken by the flow stage when its
+//! [`Cadence`] says a table is due. It never reads clocks for the rates (the tick's
+//! instant is used), so a table is the same whichever thread draws it.
 
+use super::summary::Percentiles;
 use super::text::{human_duration, Style};
 use crate::diagnose::{findings, Evidence, Finding};
 use crate::flow::Outcome;
@@ -68,6 +74,59 @@ pub struct CaptureNow {
     pub tracked: u64,
 }
 
+/// The counts of finished connections a table shows, taken from the run's one count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// By [`Outcome::index`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    pub handshake_rtt: Percentiles,
+}
+
+impl Counts {
+    pub fn of(t: &Evidence) -> Counts {
+        Counts {
+            outcomes: t.outcomes,
+            handshake_rtt: t.handshake_rtt(),
+        }
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+
+    pub fn count(&self, o: Outcome) -> u64 {
+        self.outcomes[o.index()]
+    }
+}
+
+/// Everything one redraw shows, taken at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    pub at: Instant,
+    pub capture: CaptureNow,
+    pub counts: Counts,
+}
+
+/// When a table is due: at the first chance, then once every [`INTERVAL`]. Kept by the
+/// side that takes the counts, so they are only taken for a table that will be drawn.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cadence {
+    last: Option<Instant>,
+}
+
+impl Cadence {
+    /// Whether a table is due at `now`; if so, the next one is due an interval later.
+    pub fn due(&mut self, now: Instant) -> bool {
+        let due = self
+            .last
+            .is_none_or(|at| now.duration_since(at) >= INTERVAL);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 /// The live view's state between redraws.
 pub struct LiveView {
     redraw: Redraw,
@@ -91,12 +150,6 @@ impl LiveView {
         }
     }
 
-    /// Whether a second has passed since the last table.
-    pub fn due(&self, now: Instant) -> bool {
-        self.last
-            .is_none_or(|(at, _, _)| now.duration_since(at) >= INTERVAL)
-    }
-
     /// A live pending notice for flow `id`; `finished` when its final record comes.
     pub fn pending(&mut self, id: u64) {
         self.pending.insert(id);
@@ -113,16 +166,9 @@ impl LiveView {
     }
 
     /// Draws the table (in place or as the next snapshot).
-    pub fn draw(
-        &mut self,
-        out: &mut dyn Write,
-        tally: &Evidence,
-        now_counts: CaptureNow,
-        style: Style,
-        now: Instant,
-    ) -> io::Result<()> {
+    pub fn draw(&mut self, out: &mut dyn Write, tick: &Tick, style: Style) -> io::Result<()> {
         let first = self.last.is_none();
-        let table = self.table(tally, now_counts, style, now);
+        let table = self.table(&tick.counts, tick.capture, style, tick.at);
         match self.redraw {
             Redraw::InPlace => {
                 let mut screen = String::with_capacity(table.len() + 256);
@@ -158,7 +204,7 @@ impl LiveView {
 
     /// The table's text: one line each, no blank line inside (snapshots are separated by
     /// blank lines).
-    fn table(&mut self, t: &Evidence, c: CaptureNow, style: Style, now: Instant) -> String {
+    fn table(&mut self, t: &Counts, c: CaptureNow, style: Style, now: Instant) -> String {
         let (secs, prev, prev_packets) = match self.last {
             Some((at, prev, packets)) => (now.duration_since(at).as_secs_f64(), prev, packets),
             None => (
@@ -198,7 +244,7 @@ impl LiveView {
             "pending",
             self.pending.len()
         );
-        let rtt = t.handshake_rtt();
+        let rtt = t.handshake_rtt;
         let rtt = match (rtt.p50, rtt.p90, rtt.p99) {
             (Some(a), Some(b), Some(c)) => format!(
                 "p50 {}  p90 {}  p99 {}  ({} measured)",
@@ -229,7 +275,7 @@ impl LiveView {
     }
 
     /// The most important live finding; before any, the most frequent problem outcome.
-    fn top_problem(&self, t: &Evidence, style: Style) -> String {
+    fn top_problem(&self, t: &Counts, style: Style) -> String {
         if let Some(f) = self.findings.first() {
             return format!(
                 "{} {}: {}",
@@ -265,15 +311,18 @@ mod tests {
 
     fn snapshot(view: &mut LiveView, t: &Evidence, packets: u64, at: Instant) -> String {
         let mut out = Vec::new();
-        let now = CaptureNow {
-            port: 61999,
-            packets,
-            kernel_dropped: 0,
-            internal_dropped: 0,
-            tracked: 2,
+        let tick = Tick {
+            at,
+            capture: CaptureNow {
+                port: 61999,
+                packets,
+                kernel_dropped: 0,
+                internal_dropped: 0,
+                tracked: 2,
+            },
+            counts: Counts::of(t),
         };
-        view.draw(&mut out, t, now, Style { color: false }, at)
-            .unwrap();
+        view.draw(&mut out, &tick, Style { color: false }).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -296,8 +345,6 @@ mod tests {
         let first = snapshot(&mut view, &t, 40, start + Duration::from_secs(1));
         assert_eq!(row(&first, "closed"), ["closed", "4", "4.0"]);
         assert!(!first.contains("\n\n"), "no blank line inside a snapshot");
-        assert!(!view.due(start + Duration::from_millis(1500)));
-        assert!(view.due(start + Duration::from_secs(2)));
 
         t.add(&record(4, Outcome::Refused, None));
         t.add(&record(5, Outcome::Refused, None));
@@ -315,6 +362,16 @@ mod tests {
             "{second}"
         );
         assert!(second.contains("6 connections"), "{second}");
+    }
+
+    #[test]
+    fn a_table_is_due_at_once_then_once_a_second() {
+        let start = Instant::now();
+        let mut cadence = Cadence::default();
+        assert!(cadence.due(start + Duration::from_secs(1)));
+        assert!(!cadence.due(start + Duration::from_millis(1500)));
+        assert!(cadence.due(start + Duration::from_secs(2)));
+        assert!(!cadence.due(start + Duration::from_secs(2)));
     }
 
     #[test]

@@ -1,0 +1,331 @@
+//! The flow stage, on the `flow` thread: batches of segments in, through the flow
+//! table, the diagnosis, the ladder recorder and the `-w` writer; items to print out, to
+//! the report stage. Live, it also runs the timers and hands the diagnosis what the host
+//! threads found.
+
+use super::host_threads::{Lookup, Refresher};
+use super::progress_thread::ProgressThread;
+use super::{wall_clock, Config};
+use crate::capture::CaptureError;
+use crate::capture::{self, Batch, CaptureReport};
+use crate::decode::SegmentKind;
+use crate::diagnose::host::{self, LookupRequest};
+use crate::diagnose::{Diagnoser, Finding};
+use crate::error::Error;
+use crate::flow::{FlowEvent, FlowTable, TableStats};
+use crate::report::ladder::LadderRecorder;
+use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
+use crate::report::{Item, PcapWriter};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the flow stage wakes without packets, to run its timers (live).
+const TICK: Duration = Duration::from_millis(100);
+/// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
+/// without it.
+const STUCK: Duration = Duration::from_millis(500);
+
+/// What the flow stage hands back at the end, for the summary and the exit status.
+pub(super) struct FlowDone {
+    /// Holds the run's one count of finished connections ([`Diagnoser::evidence`]).
+    pub(super) diagnoser: Diagnoser,
+    pub(super) capture: CaptureReport,
+    pub(super) table: TableStats,
+    pub(super) findings: Vec<Finding>,
+}
+
+/// The flow stage: batches of segments in, through the flow table, the diagnosis, the
+/// ladder recorder and the `-w` writer; items to print out, to the report stage.
+pub(super) struct FlowStage<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) live: bool,
+    pub(super) batches: Receiver<Batch>,
+    /// Emptied batches, back to the capture thread.
+    pub(super) recycle: Sender<Batch>,
+    /// The capture thread's report, once it has stopped.
+    pub(super) done: Receiver<CaptureReport>,
+    pub(super) counters: Arc<capture::Progress>,
+    pub(super) bar: Option<ProgressThread>,
+    pub(super) table: FlowTable,
+    pub(super) stop: &'a AtomicBool,
+    pub(super) sink: Sink<'a>,
+}
+
+impl FlowStage<'_> {
+    pub(super) fn run(self) -> Result<FlowDone, Error> {
+        let FlowStage {
+            cfg,
+            live,
+            batches,
+            recycle,
+            done,
+            counters,
+            bar,
+            mut table,
+            stop,
+            mut sink,
+        } = self;
+        let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
+        let mut received = 0u64;
+        let mut stop_seen: Option<Instant> = None;
+        loop {
+            match batches.recv_timeout(TICK) {
+                Ok(batch) => {
+                    received += batch.segments.len() as u64;
+                    if let (false, Some(first), Some(last)) =
+                        (live, batch.segments.first(), batch.segments.last())
+                    {
+                        sink.items.push(Item::Clock(first.ts));
+                        sink.items.push(Item::Clock(last.ts));
+                    }
+                    for (i, seg) in batch.segments.iter().enumerate() {
+                        let syn = match seg.kind {
+                            SegmentKind::SynElsewhere => {
+                                sink.diagnoser.syn_elsewhere(seg.dst);
+                                continue;
+                            }
+                            SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
+                            SegmentKind::Icmp(_) => false,
+                        };
+                        let id = match batch.hashes.get(i) {
+                            Some(&hash) => table.process_hashed(seg, hash, &mut events),
+                            None => table.process(seg, &mut events),
+                        };
+                        if let (true, Some(id)) = (syn && live, id) {
+                            let now = Instant::now();
+                            if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {
+                                sink.look_up(req);
+                            }
+                        }
+                        // Before the events this segment caused: the ladder must hold the
+                        // segment (a RST, the last ACK) that ended the flow.
+                        if let (Some(l), Some(id)) = (sink.ladder.as_mut(), id) {
+                            l.segment(id, seg);
+                        }
+                        if let (Some(w), Some(raw)) =
+                            (sink.writer.as_deref_mut(), batch.raw.packets.get(i))
+                        {
+                            w.packet(id, raw, batch.raw.data(raw));
+                        }
+                        sink.drain(&mut events)?;
+                    }
+                    if let Some(w) = sink.writer.as_deref_mut() {
+                        w.flush()?;
+                    }
+                    sink.findings();
+                    sink.redraw(&counters, &table);
+                    sink.batch_done()?;
+                    let _ = recycle.try_send(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if live {
+                        table.tick(wall_clock(), &mut events);
+                        sink.drain(&mut events)?;
+                        sink.findings();
+                        sink.redraw(&counters, &table);
+                        sink.batch_done()?;
+                    }
+                    // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
+                    // pipe nobody writes to): finish with what we have.
+                    if stop.load(Ordering::Relaxed)
+                        && stop_seen.get_or_insert_with(Instant::now).elapsed() > STUCK
+                    {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let capture: CaptureReport = done.recv_timeout(STUCK).unwrap_or_else(|_| {
+            // The reader is still blocked (or died): count what reached us.
+            CaptureReport {
+                packets: received,
+                decoded: received,
+                error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::NoReport {
+                    interface: cfg.source.name(),
+                }),
+                ..CaptureReport::default()
+            }
+        });
+        // Gone before anything else is written: the last lines and the summary must not
+        // share the screen with it.
+        drop(bar);
+        let mut failed = None;
+        table.finish_all_with(|ev| {
+            events.push(ev);
+            if events.len() >= 1024 && failed.is_none() {
+                failed = sink.drain(&mut events).err();
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        sink.drain(&mut events)?;
+        sink.hand_over()?;
+        // The final diagnosis looks at the machine once more, completely.
+        let last_look = sink
+            .diagnoser
+            .has_host_facts()
+            .then(|| host::Snapshot::take(cfg.port, true, cfg.attribution));
+        let findings = sink.diagnoser.finish(last_look);
+        Ok(FlowDone {
+            diagnoser: sink.diagnoser,
+            capture,
+            table: table.stats(),
+            findings,
+        })
+    }
+}
+
+/// Where flow events go: the diagnosis, the count, the `-w` writer, and the items for
+/// the report stage.
+pub(super) struct Sink<'a> {
+    pub(super) writer: Option<&'a mut PcapWriter>,
+    /// Also holds the run's one count of finished connections.
+    pub(super) diagnoser: Diagnoser,
+    /// Live: the latest look at /proc, taken off the flow stage.
+    pub(super) refresher: Option<Refresher>,
+    /// Live: the thread naming processes behind client sockets, started on first use.
+    pub(super) lookup: Option<Lookup>,
+    pub(super) ladder: Option<LadderRecorder>,
+    /// `--live-summary`: when the next table is due.
+    pub(super) cadence: Option<Cadence>,
+    pub(super) port: u16,
+    pub(super) live: bool,
+    /// Items not yet handed over, in order.
+    pub(super) items: Vec<Item>,
+    pub(super) to_report: Sender<Vec<Item>>,
+    /// Emptied item vectors, back from the report stage.
+    pub(super) spare: Receiver<Vec<Item>>,
+}
+
+impl Sink<'_> {
+    /// Items handed over at once in a replay: a batch keeps the channel's cost per line
+    /// small.
+    const BATCH: usize = 512;
+
+    /// Live, batches are a line or two: a vector that size need not be large.
+    pub(super) fn batch_capacity(live: bool) -> usize {
+        if live {
+            16
+        } else {
+            Self::BATCH
+        }
+    }
+
+    fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
+        for ev in events.drain(..) {
+            let (procs, ladder) = match &ev {
+                FlowEvent::Finished(r) => {
+                    if let Some(w) = self.writer.as_deref_mut() {
+                        w.flow_finished(r);
+                    }
+                    self.lookups_done();
+                    (
+                        self.diagnoser.processes_of(r.id),
+                        self.ladder.as_mut().and_then(|l| l.finish(r)),
+                    )
+                }
+                FlowEvent::Pending(_) => (None, None),
+            };
+            self.items.push(Item::Flow(ev, procs.map(Box::new)));
+            if let Some(l) = ladder {
+                self.items.push(Item::Ladder(Box::new(l)));
+            }
+            // Live, the flow's line goes out first: findings may look at /proc, which
+            // takes milliseconds.
+            if self.live {
+                self.hand_over()?;
+            }
+            match &ev {
+                FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
+                FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
+            }
+        }
+        if self.items.len() >= Self::BATCH {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    /// Hands a process lookup to the attribution thread (dropped if it is behind).
+    fn look_up(&mut self, req: LookupRequest) {
+        let worker = self.lookup.get_or_insert_with(Lookup::start);
+        let _ = worker.requests.try_send(req);
+    }
+
+    /// Feeds the lookups that finished to the diagnosis.
+    fn lookups_done(&mut self) {
+        if let Some(worker) = &self.lookup {
+            while let Ok((id, procs)) = worker.results.try_recv() {
+                self.diagnoser.processes_found(id, procs);
+            }
+        }
+    }
+
+    /// Live findings that became certain, printed after the lines of their batch. They
+    /// use the latest look the refresher took (at most a second old) and never wait for
+    /// /proc, but the counters, cheap to read, are always fresh.
+    fn findings(&mut self) {
+        let now = Instant::now();
+        if !self.diagnoser.poll_due(now) {
+            return;
+        }
+        if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
+            self.diagnoser.facts_refreshed(snapshot);
+        }
+        for f in self.diagnoser.poll(now, host::read_counters()) {
+            self.items.push(Item::Finding(Box::new(f)));
+        }
+    }
+
+    /// `--live-summary`: the table, when a second has passed.
+    fn redraw(&mut self, counters: &capture::Progress, table: &FlowTable) {
+        let Some(cadence) = &mut self.cadence else {
+            return;
+        };
+        let at = Instant::now();
+        if !cadence.due(at) {
+            return;
+        }
+        let capture = CaptureNow {
+            port: self.port,
+            packets: counters.packets.load(Ordering::Relaxed),
+            kernel_dropped: counters.kernel_dropped.load(Ordering::Relaxed),
+            internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
+            tracked: table.len() as u64,
+        };
+        self.items.push(Item::Redraw(Box::new(Tick {
+            at,
+            capture,
+            counts: Counts::of(self.diagnoser.evidence()),
+        })));
+    }
+
+    /// The end of an input batch or a live tick: live, everything goes out now.
+    fn batch_done(&mut self) -> Result<(), Error> {
+        if self.live {
+            self.hand_over()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands the items gathered so far to the report stage.
+    fn hand_over(&mut self) -> Result<(), Error> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(Self::batch_capacity(self.live)));
+        let items = std::mem::replace(&mut self.items, next);
+        self.to_report
+            .send(items)
+            .map_err(|_| Error::Output(io::Error::other("the report stage stopped")))
+    }
+}

@@ -1,0 +1,65 @@
+//! JSON lines for programs: a `flow` object per connection (and live pending notices), a
+//! `ladder` object after its flow, `finding` objects as they become certain, and at the
+//! end the ranked findings then the `summary` line last. The schema lives in
+//! [`report::json`](crate::report::json).
+
+use super::Printer;
+use crate::diagnose::{Finding, FlowProcesses};
+use crate::flow::FlowEvent;
+use crate::report::json;
+use crate::report::ladder::Ladder;
+use crate::report::summary::Summary;
+use std::io::{self, Write};
+
+pub struct Json {
+    /// A flow line is assembled here, then written in one call; reused, so a line
+    /// allocates nothing once the buffer has grown.
+    line: Vec<u8>,
+}
+
+impl Json {
+    pub fn new() -> Json {
+        Json {
+            line: Vec::with_capacity(1024),
+        }
+    }
+}
+
+impl Default for Json {
+    fn default() -> Json {
+        Json::new()
+    }
+}
+
+impl Printer for Json {
+    fn flow(
+        &mut self,
+        out: &mut dyn Write,
+        ev: &FlowEvent,
+        procs: Option<&FlowProcesses>,
+    ) -> io::Result<()> {
+        self.line.clear();
+        json::write_flow(&mut self.line, ev.record(), procs);
+        out.write_all(&self.line)
+    }
+
+    fn ladder(&mut self, out: &mut dyn Write, ladder: &Ladder) -> io::Result<()> {
+        ladder.write_json(out)
+    }
+
+    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> io::Result<()> {
+        json::write_finding(out, f)
+    }
+
+    fn finish(
+        &mut self,
+        out: &mut dyn Write,
+        findings: &[Finding],
+        summary: &Summary<'_>,
+    ) -> io::Result<()> {
+        for f in findings {
+            json::write_finding(out, f)?;
+        }
+        json::write_summary(out, summary)
+    }
+}

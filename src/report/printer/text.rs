@@ -1,0 +1,58 @@
+//! Text for people: a line per connection as it ends (and live pending notices), ladders
+//! drawn below their line, live findings as they become certain, then the summary and
+//! the "Diagnosis" section. The wording lives in [`report::text`](crate::report::text).
+
+use super::Printer;
+use crate::diagnose::{Finding, FlowProcesses};
+use crate::flow::FlowEvent;
+use crate::report::ladder::Ladder;
+use crate::report::summary::Summary;
+use crate::report::text::{self, Style};
+use std::io::{self, Write};
+
+pub struct Text {
+    style: Style,
+    /// A flow line is written here, then to `out` in one call: its dozen pieces do not
+    /// each go through the output's layers.
+    line: Vec<u8>,
+}
+
+impl Text {
+    pub fn new(style: Style) -> Text {
+        Text {
+            style,
+            line: Vec::with_capacity(512),
+        }
+    }
+}
+
+impl Printer for Text {
+    fn flow(
+        &mut self,
+        out: &mut dyn Write,
+        ev: &FlowEvent,
+        procs: Option<&FlowProcesses>,
+    ) -> io::Result<()> {
+        self.line.clear();
+        text::write_flow(&mut self.line, ev.record(), procs, self.style)?;
+        out.write_all(&self.line)
+    }
+
+    fn ladder(&mut self, out: &mut dyn Write, ladder: &Ladder) -> io::Result<()> {
+        ladder.write_text(out, self.style)
+    }
+
+    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> io::Result<()> {
+        text::write_live_finding(out, f, self.style)
+    }
+
+    fn finish(
+        &mut self,
+        out: &mut dyn Write,
+        findings: &[Finding],
+        summary: &Summary<'_>,
+    ) -> io::Result<()> {
+        text::write_summary(out, summary, self.style)?;
+        text::write_diagnosis(out, findings, summary.live, self.style)
+    }
+}

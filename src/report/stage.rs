@@ -1,0 +1,112 @@
+//! The report stage: everything to print arrives here as [`Item`]s, in the order it
+//! happened, and one [`Printer`] lays it out on one writer. Replay and live take this
+//! same path; they differ only in how often the writer is flushed.
+//!
+//! The stage applies `--only-problems` to flow lines and flushes; it does not count,
+//! diagnose, or know which thread runs it or how items reach it (the pipeline does).
+
+use super::ladder::Ladder;
+use super::live::Tick;
+use super::printer::Printer;
+use super::summary::Summary;
+use super::{printer_for, Format, Style};
+use crate::decode::Timestamp;
+use crate::diagnose::{Finding, FlowProcesses};
+use crate::flow::FlowEvent;
+use std::io::{self, Write};
+
+/// One thing to print, in the order it happened.
+// Flow items are nearly all of them: boxing theirs would allocate per line, so only the
+// rare kinds are boxed and the size difference stays.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Item {
+    /// A flow event, with the processes behind the flow when they are known (live).
+    Flow(FlowEvent, Option<Box<FlowProcesses>>),
+    /// The sequence diagram of the flow whose [`Item::Flow`] came just before.
+    Ladder(Box<Ladder>),
+    /// A finding made certain during a live capture.
+    Finding(Box<Finding>),
+    /// `--live-summary`: a table is due.
+    Redraw(Box<Tick>),
+    /// The capture's clock moved (a file's packet time).
+    Clock(Timestamp),
+}
+
+/// The printer chosen for the run and the writer it prints on.
+pub struct Report<W: Write> {
+    out: W,
+    printer: Box<dyn Printer>,
+    only_problems: bool,
+    /// Live: flush after every line, people and pipes read as it happens. Replays flush
+    /// when the buffer fills (a syscall per line cost ~10 % of a large replay).
+    flush_each: bool,
+}
+
+impl<W: Write> Report<W> {
+    pub fn new(
+        out: W,
+        format: Format,
+        style: Style,
+        only_problems: bool,
+        flush_each: bool,
+    ) -> Report<W> {
+        Report {
+            out,
+            printer: printer_for(format, style),
+            only_problems,
+            flush_each,
+        }
+    }
+
+    /// Prints one item.
+    pub fn print(&mut self, item: &Item) -> io::Result<()> {
+        match item {
+            Item::Flow(ev, procs) => {
+                self.printer.observe(ev);
+                if self.only_problems && !ev.record().outcome.is_problem() {
+                    return Ok(());
+                }
+                self.printer.flow(&mut self.out, ev, procs.as_deref())?;
+                self.flush_live()
+            }
+            Item::Ladder(l) => {
+                self.printer.ladder(&mut self.out, l)?;
+                self.flush_live()
+            }
+            // Printed at once even in a replay: a finding is rare and worth seeing.
+            Item::Finding(f) => {
+                self.printer.finding(&mut self.out, f)?;
+                self.out.flush()
+            }
+            Item::Redraw(tick) => {
+                self.printer.redraw(&mut self.out, tick)?;
+                self.out.flush()
+            }
+            Item::Clock(ts) => {
+                self.printer.clock(*ts);
+                Ok(())
+            }
+        }
+    }
+
+    /// The capture's clock, outside the items: the wall clock at a live capture's start
+    /// and end.
+    pub fn clock(&mut self, ts: Timestamp) {
+        self.printer.clock(ts);
+    }
+
+    /// The final, ranked diagnosis and the summary, then everything flushed.
+    pub fn finish(&mut self, findings: &[Finding], s: &Summary<'_>) -> io::Result<()> {
+        self.printer.finish(&mut self.out, findings, s)?;
+        self.out.flush()
+    }
+
+    fn flush_live(&mut self) -> io::Result<()> {
+        if self.flush_each {
+            self.out.flush()
+        } else {
+            Ok(())
+        }
+    }
+}
