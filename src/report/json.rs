@@ -2,15 +2,15 @@
 //! documented in the README; add fields, never rename or remove them.
 //!
 //! The flow line, written once per connection, is assembled by hand ([`write_flow`]: the
-//! measured hot path of a replay); the summary is typed structs ([`summary`]); a ladder
+//! measured hot path of a replay); the summary ([`summary`]) and the finding line
+//! ([`write_finding`]) are typed structs whose field order is the schema; a ladder
 //! is its own serde struct (`ladder::draw`). Nothing here decides what is printed when:
 //! the JSON printer (`printer::json`) does.
 
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
-use crate::diagnose::{Finding, FlowProcesses, ProcessInfo};
+use crate::diagnose::{Cause, Finding, FlowProcesses, NamedProcess, ProcessInfo};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
-use serde_json::json;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -247,20 +247,34 @@ fn options(buf: &mut Vec<u8>, o: Option<HandshakeOptions>) {
     buf.push(b'}');
 }
 
-/// `{"type":"finding",…}`: the kind and severity names are a stable vocabulary.
+/// `{"type":"finding",…}`: the kind and severity names are a stable vocabulary, and
+/// the field order here is the documented schema (README, "JSON output").
+#[derive(Serialize)]
+struct FindingLine<'a> {
+    r#type: &'static str,
+    kind: &'static str,
+    severity: &'static str,
+    headline: &'a str,
+    explanation: &'a str,
+    evidence: &'a Cause,
+    processes: &'a [NamedProcess],
+    next_step: &'a str,
+}
+
+/// A finding as one JSON line.
 pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
     let words = f.words();
-    let v = json!({
-        "type": "finding",
-        "kind": f.kind.as_str(),
-        "severity": f.severity.as_str(),
-        "headline": words.headline,
-        "explanation": words.explanation,
-        "evidence": f.cause,
-        "processes": f.processes,
-        "next_step": words.next_step,
-    });
-    serde_json::to_writer(&mut *out, &v)?;
+    let line = FindingLine {
+        r#type: "finding",
+        kind: f.kind.as_str(),
+        severity: f.severity.as_str(),
+        headline: &words.headline,
+        explanation: &words.explanation,
+        evidence: &f.cause,
+        processes: &f.processes,
+        next_step: &words.next_step,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
 }
 
