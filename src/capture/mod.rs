@@ -9,19 +9,18 @@ mod error;
 mod file;
 mod filter;
 mod info;
+mod reader;
 
 pub use error::{CaptureError, Damage};
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
 
-use crate::decode::{
-    Decoder, LinkType, PairHasher, Segment, SegmentKind, SkipCounts, SkipReason, Timestamp,
-};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::decode::{Decoder, LinkType, PairHasher, Segment, SkipCounts};
+use crossbeam_channel::{Receiver, Sender};
 use file::FileReader;
 use pcap::{Active, Capture};
-use std::ops::ControlFlow;
-use std::os::fd::{AsFd, AsRawFd};
+use reader::Reader;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -429,225 +428,6 @@ impl Opened {
         }
         reader.flush();
         reader.report
-    }
-}
-
-/// The capture loop's state.
-struct Reader<'a> {
-    decoder: Decoder,
-    tx: &'a Sender<Batch>,
-    recycle: &'a Receiver<Batch>,
-    keep_raw: bool,
-    batch: Batch,
-    report: CaptureReport,
-    live: bool,
-    flush_each: bool,
-    max_packets: Option<u64>,
-    /// Live: when the current batch got its first segment.
-    batch_started: Option<Instant>,
-    user_filter: Option<UserFilter>,
-    progress: Option<Arc<Progress>>,
-    hasher: Option<PairHasher>,
-    /// Record bytes read so far (see [`Progress::bytes`]).
-    bytes: u64,
-    /// Live: when `pcap_stats` was last published.
-    stats_at: Instant,
-}
-
-impl Reader<'_> {
-    fn limit_reached(&self) -> bool {
-        self.max_packets.is_some_and(|n| self.report.packets >= n)
-    }
-
-    fn run_file(&mut self, file: &mut FileReader, stop: &AtomicBool, source: &Source) {
-        if stop.load(Ordering::Relaxed) || self.limit_reached() {
-            return;
-        }
-        let result = file.read(&mut |p| {
-            self.packet(p.ts_sec, p.ts_usec, p.len, p.data);
-            if stop.load(Ordering::Relaxed) || self.limit_reached() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        if let Err(file::ReadError::Damaged(damage)) = result {
-            self.report.error = Some(CaptureError::Truncated {
-                path: source.name(),
-                packets: self.report.packets,
-                damage,
-            });
-        }
-    }
-
-    fn run_live(
-        &mut self,
-        cap: &mut Capture<Active>,
-        stop: &AtomicBool,
-        duration: Option<Duration>,
-        source: &Source,
-    ) {
-        let deadline = duration.map(|d| Instant::now() + d);
-        let fd = cap.as_raw_fd();
-        while !stop.load(Ordering::Relaxed) && !self.limit_reached() {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            match cap.next_packet() {
-                Ok(p) => {
-                    let (sec, usec) = timeval(p.header);
-                    self.packet(sec, usec, p.header.len, p.data);
-                }
-                Err(pcap::Error::TimeoutExpired) => {
-                    self.publish_kernel_stats(cap);
-                    // The ring is empty. Hand over what we have once it is a millisecond
-                    // old (or big): a millisecond is nothing to a person watching, and
-                    // under a steady trickle it turns one wake-up and one channel slot
-                    // per packet into one per millisecond, so a short stall of the flow
-                    // stage is absorbed instead of dropped.
-                    let young = self
-                        .batch_started
-                        .is_some_and(|t| t.elapsed() < COALESCE && self.batch.segments.len() < 64);
-                    let wait = if young {
-                        1
-                    } else {
-                        self.flush();
-                        deadline.map_or(100, |d| {
-                            d.saturating_duration_since(Instant::now())
-                                .as_millis()
-                                .min(100) as i32
-                        })
-                    };
-                    poll_readable(fd, wait);
-                }
-                Err(e) => {
-                    self.report.error = Some(CaptureError::Live {
-                        interface: source.name(),
-                        source: e,
-                    });
-                    break;
-                }
-            }
-        }
-    }
-
-    /// One packet record: its time, its length on the wire, and the bytes captured.
-    fn packet(&mut self, sec: i64, usec: i64, len: u32, data: &[u8]) {
-        // Read either way: the progress bar follows the file, matched or not.
-        self.bytes += 16 + data.len() as u64;
-        if self.user_filter.as_ref().is_some_and(|f| !f.matches(data)) {
-            self.report.filtered_out += 1;
-            return;
-        }
-        self.report.packets += 1;
-        let ts = Timestamp::from_timeval(sec, usec);
-        match self.decoder.decode(ts, data) {
-            Ok(seg) => {
-                if seg.kind == SegmentKind::SynElsewhere {
-                    self.report.syns_elsewhere += 1;
-                } else {
-                    self.report.decoded += 1;
-                }
-                if self.live && self.batch.segments.is_empty() {
-                    self.batch_started = Some(Instant::now());
-                }
-                self.batch.segments.push(seg);
-                if let Some(h) = &self.hasher {
-                    self.batch.hashes.push(match seg.kind {
-                        SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => h.pair(&seg.src, &seg.dst),
-                        SegmentKind::SynElsewhere => 0,
-                    });
-                }
-                if self.keep_raw {
-                    let raw = &mut self.batch.raw;
-                    raw.packets.push(RawPacket {
-                        ts_sec: sec,
-                        ts_usec: usec,
-                        caplen: data.len() as u32,
-                        len,
-                        offset: raw.bytes.len(),
-                    });
-                    raw.bytes.extend_from_slice(data);
-                }
-                if self.flush_each || self.batch.segments.len() >= BATCH_SIZE {
-                    self.flush();
-                }
-            }
-            Err(reason) => self.skip(reason),
-        }
-    }
-
-    fn skip(&mut self, reason: SkipReason) {
-        self.report.skipped.add(reason);
-    }
-
-    /// Live view only, at most once a second: the kernel's drops so far.
-    fn publish_kernel_stats(&mut self, cap: &mut Capture<Active>) {
-        if let Some(p) = &self.progress {
-            if self.stats_at.elapsed() >= Duration::from_secs(1) {
-                self.stats_at = Instant::now();
-                if let Ok(s) = cap.stats() {
-                    p.kernel_dropped
-                        .store(u64::from(s.dropped), Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        self.batch_started = None;
-        if let Some(p) = &self.progress {
-            p.bytes.store(self.bytes, Ordering::Relaxed);
-            p.packets.store(self.report.packets, Ordering::Relaxed);
-            p.internal_dropped
-                .store(self.report.internal_dropped, Ordering::Relaxed);
-        }
-        if self.batch.segments.is_empty() {
-            return;
-        }
-        let mut next = self
-            .recycle
-            .try_recv()
-            .unwrap_or_else(|_| Batch::with_capacity(BATCH_SIZE));
-        next.clear();
-        let full = std::mem::replace(&mut self.batch, next);
-        if self.live {
-            // Never block a live capture on a slow consumer: the kernel would drop
-            // packets instead, silently. Drop here, and count it.
-            match self.tx.try_send(full) {
-                Ok(()) => {}
-                Err(TrySendError::Full(mut b)) => {
-                    self.report.internal_dropped += b.segments.len() as u64;
-                    b.clear();
-                    self.batch = b;
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        } else {
-            // Replay: back-pressure is free and loses nothing.
-            let _ = self.tx.send(full);
-        }
-    }
-}
-
-/// The record's time. `time_t` and `suseconds_t` are `i32` on some platforms (macOS
-/// `tv_usec`), `i64` on Linux: widen either way.
-#[allow(clippy::useless_conversion)]
-fn timeval(header: &pcap::PacketHeader) -> (i64, i64) {
-    (i64::from(header.ts.tv_sec), i64::from(header.ts.tv_usec))
-}
-
-/// Waits up to `timeout_ms` for the capture descriptor to become readable.
-fn poll_readable(fd: i32, timeout_ms: i32) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is a valid, initialised pollfd that lives for the whole call, and we
-    // pass a count of exactly one. A failure (EINTR on Ctrl-C) just ends the wait early.
-    unsafe {
-        libc::poll(&mut pfd, 1, timeout_ms.max(0));
     }
 }
 
