@@ -18,6 +18,12 @@ impl SeqNumber {
     pub fn at_or_before(self, other: SeqNumber) -> bool {
         self <= other
     }
+
+    /// How far `self` lies past `origin` (an ISN), modulo 2³²: the relative number tcpdump
+    /// and Wireshark print, never negative.
+    pub fn offset_from(self, origin: SeqNumber) -> u32 {
+        self.0.wrapping_sub(origin.0)
+    }
 }
 
 /// Not `Ord`: the order holds only within a window of 2³¹ (enough for one connection's
@@ -68,6 +74,12 @@ mod tests {
     use super::*;
 
     const NEAR_MAX: SeqNumber = SeqNumber(u32::MAX - 9);
+
+    #[test]
+    fn offset_from_an_isn_counts_across_the_wrap_and_is_never_negative() {
+        assert_eq!((NEAR_MAX + 20usize).offset_from(NEAR_MAX), 20);
+        assert_eq!(NEAR_MAX.offset_from(NEAR_MAX + 1usize), u32::MAX);
+    }
 
     #[test]
     fn a_number_past_the_wrap_is_after_one_before_it() {

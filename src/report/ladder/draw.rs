@@ -4,7 +4,7 @@
 
 use super::MAX_PACKETS;
 use crate::decode::{Endpoint, Segment, SegmentKind};
-use crate::flow::{FlowRecord, Side};
+use crate::flow::{FlowRecord, SeqNumber, Side};
 use crate::report::text::Style;
 use serde::Serialize;
 use std::io::{self, Write};
@@ -47,7 +47,7 @@ pub struct LadderPacket {
 
 /// `x` relative to `isn`, as tcpdump prints it; absolute when the ISN was not seen.
 fn relative(x: u32, isn: Option<u32>) -> u32 {
-    isn.map_or(x, |i| x.wrapping_sub(i))
+    isn.map_or(x, |i| SeqNumber(x).offset_from(SeqNumber(i)))
 }
 
 #[derive(Serialize)]
@@ -88,7 +88,7 @@ impl Ladder {
         // SYN-ACK, which acknowledges ISN + 1, is there.
         let c = Side::Client.index();
         if isn[c].is_none() {
-            isn[c] = synack_ack.map(|a| a.wrapping_sub(1));
+            isn[c] = synack_ack.map(|a| (SeqNumber(a) - 1usize).0);
         }
         let t0 = segs.first().map_or(rec.first_ts, |s| s.ts);
         // `if let` rather than `match`: only TCP segments and ICMP errors are drawn, and
