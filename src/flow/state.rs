@@ -226,17 +226,25 @@ impl Flow {
 
     /// The one place `state` changes, so that `-vv` (debug) traces every `old → new` with
     /// the flow it happened to. The fields are only formatted when debug is on.
+    #[inline]
     fn set_state(&mut self, next: State, rares: &Rares) {
         let old = self.state;
         if old != next {
-            tracing::debug!(
-                flow = self.id,
-                client = %self.client(rares),
-                server = %self.server(rares),
-                "{old:?} → {next:?}"
-            );
+            self.trace_change(old, next, rares);
+            self.state = next;
         }
-        self.state = next;
+    }
+
+    /// Out of line, so that the trace's call site (its field captures) does not weigh on
+    /// the inlined per-segment path; with debug off it returns after one level check.
+    #[inline(never)]
+    fn trace_change(&self, old: State, next: State, rares: &Rares) {
+        tracing::debug!(
+            flow = self.id,
+            client = %self.client(rares),
+            server = %self.server(rares),
+            "{old:?} → {next:?}"
+        );
     }
 
     /// Effects of entering a state: handshake timing, who reset, who closed first.

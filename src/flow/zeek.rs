@@ -145,8 +145,16 @@ impl ZeekEndpoints {
 
     /// One segment sent by `side` (Zeek's originator is the client), as
     /// `UpdateStateMachine` dispatches on the sender's state.
+    #[inline]
     pub fn on_segment(&mut self, side: Side, flags: TcpFlags, payload_len: u32) {
-        match self.state(side) {
+        let state = self.state(side);
+        // Once a side has started, only SYN, FIN and RST move it (every arm below keys on
+        // them): the data and ACK segments that make up most of a connection change
+        // nothing, and return here.
+        if state != Tcp::Inactive && !(flags.syn() || flags.fin() || flags.rst()) {
+            return;
+        }
+        match state {
             Tcp::Inactive => self.inactive(side, flags, payload_len),
             Tcp::SynSent | Tcp::SynAckSent => self.syn_sent(side, flags),
             Tcp::Established | Tcp::Partial => self.established(side, flags),
