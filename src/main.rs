@@ -3,14 +3,9 @@
 //! result to an exit status (0 nothing wrong, 1 problem connections seen, 2 error, 130
 //! after a second Ctrl-C).
 
-use portsniff::capture;
 use portsniff::cli::Cli;
-use portsniff::config::{Config, Terminal};
-use portsniff::privileges;
-use portsniff::report::pcap_writer::remove_unfinished;
-use portsniff::{Error, RunResult};
+use portsniff::{Config, Error, RunResult, Source, Terminal};
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -59,21 +54,9 @@ fn init_logging(verbose: u8, terminal: Terminal) {
         .init();
 }
 
-/// Switches user (sudo caller or `-Z`) and drops capabilities; the `-w` file is handed
-/// to that user first, as tcpdump does, so they can read and delete it.
-fn relinquish(config: &Config, write: Option<&Path>) -> Result<(), Error> {
-    let plan = privileges::plan(config.run_as.as_deref(), config.attribution)?;
-    if let (Some(user), Some(path)) = (&plan.become_user, write) {
-        if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
-            tracing::warn!(error = %e, "cannot hand the -w file to {}", user.name);
-        }
-    }
-    Ok(privileges::drop_privileges(&plan)?)
-}
-
 /// `-D`: the interfaces, one per line on stdout, as `tcpdump -D` prints them.
 fn list_interfaces() -> Result<(), Error> {
-    let lines = capture::interface_lines()?;
+    let lines = portsniff::interface_lines()?;
     let mut out = io::stdout().lock();
     for line in lines {
         if writeln!(out, "{line}").is_err() {
@@ -95,23 +78,22 @@ fn print_capture_stats(result: &RunResult) {
 /// A second Ctrl-C exits at once: no half-written `-w` file, and the screen that
 /// `--live-summary` took is given back.
 fn on_forced_exit() -> ! {
-    remove_unfinished();
-    portsniff::report::live::restore_terminal();
+    portsniff::undo_on_forced_exit();
     std::process::exit(EXIT_INTERRUPTED);
 }
 
 /// Opens the capture, gives up privileges, and runs to the end.
 fn run(config: &Config) -> Result<RunResult, Error> {
-    let prepared = portsniff::pipeline::prepare(config)?;
+    let prepared = portsniff::prepare(config)?;
     // The capture is open: give up what is no longer needed before reading a single
     // packet, and before any other thread exists (capabilities are per thread).
-    relinquish(config, prepared.write_path())?;
+    portsniff::relinquish(config, prepared.write_path())?;
     let stop = Arc::new(AtomicBool::new(false));
-    capture::install_stop_handler(Arc::clone(&stop), on_forced_exit)?;
+    portsniff::install_stop_handler(Arc::clone(&stop), on_forced_exit)?;
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and
     // tests wait for it before they start traffic.
     match &config.source {
-        capture::Source::Live { interface, .. } => eprintln!(
+        Source::Live { interface, .. } => eprintln!(
             "portsniff: listening on {interface}, link-type {}, port {} (Ctrl-C to stop)",
             prepared.link_name(),
             config.port

@@ -15,8 +15,10 @@
 //!
 //! This must run before any other thread exists: capability sets are per thread.
 
+use crate::config::Config;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid, User};
+use std::path::Path;
 use thiserror::Error;
 
 /// Why portsniff could not become who it should be or keep only what it needs; the
@@ -57,6 +59,20 @@ pub struct Account {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// Once the capture is open: switches user (the sudo caller or `-Z USER`) and drops the
+/// capabilities no longer needed. The `-w` file is handed to that user first, as tcpdump
+/// does, so they can read and delete it. Call it before any other thread exists:
+/// capabilities are per thread.
+pub fn relinquish(config: &Config, write: Option<&Path>) -> Result<(), PrivilegeError> {
+    let plan = plan(config.run_as.as_deref(), config.attribution)?;
+    if let (Some(user), Some(path)) = (&plan.become_user, write) {
+        if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
+            tracing::warn!(error = %e, "cannot hand the -w file to {}", user.name);
+        }
+    }
+    drop_privileges(&plan)
 }
 
 /// Decides who to become: `-Z USER` first, else the sudo caller when we are root.

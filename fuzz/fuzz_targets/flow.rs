@@ -23,7 +23,7 @@ use portsniff::decode::{
     Unreachable,
 };
 use portsniff::flow::{FlowConfig, FlowEvent, FlowTable};
-use portsniff::diagnose::Evidence;
+use portsniff::Evidence;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

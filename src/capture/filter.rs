@@ -43,10 +43,6 @@ impl UserFilter {
     pub fn matches(&self, data: &[u8]) -> bool {
         self.program.filter(data)
     }
-
-    pub fn expression(&self) -> &str {
-        &self.expression
-    }
 }
 
 /// Compiles `expression` on `cap`'s link type, so that a mistake is reported against

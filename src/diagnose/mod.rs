@@ -21,14 +21,13 @@ mod rules;
 mod wording;
 
 pub use cause::Cause;
-pub use evidence::{Evidence, Percentiles, ResetContext};
+pub use evidence::{Evidence, Percentiles};
 pub use findings::{Finding, FindingKind, NamedProcess, Role, Severity};
 pub use host::{
-    Counter, Counters, FlowProcesses, HostFacts, ListenerView, LookupRequest, ProcessInfo,
-    Snapshot, SystemView,
+    Counters, FlowProcesses, HostFacts, ListenerView, LookupRequest, ProcessInfo, Snapshot,
+    SystemView,
 };
 pub use rules::Scope;
-pub use wording::Words;
 
 use crate::decode::Endpoint;
 use crate::flow::FlowRecord;

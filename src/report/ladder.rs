@@ -18,7 +18,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-pub use draw::{Ladder, LadderPacket};
+pub use draw::Ladder;
 pub use record::LadderRecorder;
 
 /// Packets kept (and drawn) per flow: a failed connection shows its cause in its first

@@ -26,8 +26,15 @@ pub mod zeek;
 pub use pcap_writer::PcapWriter;
 pub use printer::Printer;
 pub use stage::{Item, Report};
-pub use summary::{Percentiles, Summary};
+pub use summary::Summary;
 pub use text::Style;
+
+/// What a forced exit (a second Ctrl-C, which ends the process at once) must still undo:
+/// the half-written `-w` temporary file, and the screen `--live-summary` took.
+pub fn undo_on_forced_exit() {
+    pcap_writer::remove_unfinished();
+    live::restore_terminal();
+}
 
 /// Text for people, JSON lines for programs, or a Zeek conn.log for Zeek pipelines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -231,7 +231,6 @@ pub(super) fn severity(style: Style, s: Severity) -> String {
     let code = match s {
         Severity::Error => "31;1",
         Severity::Warning => "33;1",
-        Severity::Info => "36",
     };
     style.paint(code, &format!("[{}]", s.as_str()))
 }

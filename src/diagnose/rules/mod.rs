@@ -30,6 +30,7 @@ pub struct Scope {
     pub proxy: Option<String>,
 }
 
+#[cfg(test)]
 impl Scope {
     pub fn port(port: u16) -> Scope {
         Scope {

@@ -1,6 +1,7 @@
 //! Recording and drawing together: segments in through a [`LadderRecorder`], a final
 //! record, and the drawn ladder (text and JSON) checked as a user would see it.
 
+use super::draw::LadderPacket;
 use super::*;
 use crate::decode::{Endpoint, Segment, SegmentKind};
 use crate::decode::{IcmpError, TcpFlags, TcpSegment, Timestamp, Unreachable};
