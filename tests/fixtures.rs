@@ -5,11 +5,10 @@
 //! Regenerate the golden files after an intended change with
 //! `PORTSNIFF_BLESS=1 cargo test --test fixtures`, then review the diff like code.
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::Value;
-use std::path::Path;
+use support::*;
 
 /// What a user must see for one flow of a fixture.
 struct Flow {
@@ -338,7 +337,7 @@ fn mixed_capture_summary_counts_every_outcome() {
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = fixtures_dir();
     let bless = std::env::var_os("PORTSNIFF_BLESS").is_some();
     let mut captures: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -360,7 +359,7 @@ fn every_fixture_matches_its_golden_json() {
             capture.file_stem().unwrap().to_str().unwrap()
         ));
         // A relative path, so the summary's "source" is the same on every machine.
-        let out = std::process::Command::new(bin())
+        let out = support::portsniff()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["-r", &format!("fixtures/{file}"), "--port", PORT, "--json"])
             .output()

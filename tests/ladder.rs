@@ -1,83 +1,83 @@
-//! `--ladder` on real captures: the fixtures are decoded and run through the flow table
-//! and the ladder recorder with the library directly, the way the pipeline wires them,
-//! and the drawings are checked line by line.
+//! `--ladder` and `--flow` on real captures: each fixture is replayed by the binary, the
+//! way a user asks for the drawings, and the drawings are checked line by line, as text
+//! and as `{"type":"ladder"}` JSON lines.
 
-use portsniff::decode::{Decoder, LinkType, Segment, Timestamp};
-use portsniff::flow::{FlowConfig, FlowEvent, FlowTable};
-use portsniff::report::ladder::{Ladder, LadderRecorder};
-use portsniff::report::Style;
-use std::path::PathBuf;
+mod support;
 
-const PORT: u16 = 61999;
+use serde_json::Value;
+use support::{fixture, json_lines, run, PORT};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+/// One ladder as the text report draws it: the header line (client, server) and one
+/// line per packet.
+struct Ladder {
+    text: String,
 }
 
-/// The record's time. `time_t` and `suseconds_t` are `i32` on some platforms (macOS
-/// `tv_usec`), `i64` on Linux: widen either way.
-#[allow(clippy::useless_conversion)]
-fn timestamp(h: &pcap::PacketHeader) -> Timestamp {
-    Timestamp::from_timeval(i64::from(h.ts.tv_sec), i64::from(h.ts.tv_usec))
-}
-
-/// Every segment of a capture file, decoded as the capture stage does.
-fn segments(name: &str) -> Vec<Segment> {
-    let mut cap = pcap::Capture::from_file(fixture(name)).expect("fixture opens");
-    let decoder = Decoder::new(LinkType::from_linktype(cap.get_datalink().0), PORT);
-    let mut out = Vec::new();
-    loop {
-        match cap.next_packet() {
-            Ok(p) => {
-                let ts = timestamp(p.header);
-                if let Ok(seg) = decoder.decode(ts, p.data) {
-                    out.push(seg);
-                }
-            }
-            Err(pcap::Error::NoMorePackets) => break,
-            Err(e) => panic!("reading {name}: {e}"),
-        }
+impl Ladder {
+    fn lines(&self) -> std::str::Lines<'_> {
+        self.text.lines()
     }
-    out
 }
 
-/// Replays `name` through a flow table and a recorder; returns every ladder drawn.
-fn ladders(name: &str, only_flow: Option<u16>) -> Vec<Ladder> {
-    let mut table = FlowTable::new(FlowConfig {
-        port: PORT,
-        max_flows: FlowConfig::DEFAULT_MAX_FLOWS,
-        syn_timeout_us: 3_000_000,
-        pending_notices: false,
-    });
-    let mut rec = LadderRecorder::new(only_flow);
-    let mut events = Vec::new();
-    let mut drawn = Vec::new();
-    let mut drain = |events: &mut Vec<FlowEvent>, rec: &mut LadderRecorder| {
-        for ev in events.drain(..) {
-            if let FlowEvent::Finished(r) = ev {
-                drawn.extend(rec.finish(&r));
+/// `portsniff -r FIXTURE --port 61999 ARGS…` in text: every ladder drawn, in order. A
+/// ladder starts with its `  client … server …` header and runs to the blank line after
+/// its last packet.
+fn ladders_text(name: &str, args: &[&str]) -> Vec<Ladder> {
+    let path = fixture(name);
+    let mut argv = vec!["-r", path.to_str().expect("UTF-8 path"), "--port", PORT];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut ladders = Vec::new();
+    let mut current: Option<String> = None;
+    for line in stdout.lines() {
+        if line.starts_with("  client ") {
+            current = Some(format!("{line}\n"));
+        } else if let Some(text) = current.as_mut() {
+            if line.contains('|') {
+                text.push_str(line);
+                text.push('\n');
+            } else {
+                ladders.push(Ladder {
+                    text: current.take().unwrap_or_default(),
+                });
             }
         }
-    };
-    for seg in segments(name) {
-        // The segment first: it may be the one that ended its flow (RST, last ACK).
-        if let Some(id) = table.process(&seg, &mut events) {
-            rec.segment(id, &seg);
-        }
-        drain(&mut events, &mut rec);
     }
-    table.finish_all(&mut events);
-    drain(&mut events, &mut rec);
-    drawn
+    ladders.extend(current.map(|text| Ladder { text }));
+    ladders
 }
 
-fn text(l: &Ladder) -> String {
-    let mut out = Vec::new();
-    l.write_text(&mut out, Style { color: false })
-        .expect("writes to a Vec");
-    String::from_utf8(out).expect("ASCII")
+/// `--ladder` in text: the ladders of the problem connections.
+fn ladders(name: &str) -> Vec<Ladder> {
+    ladders_text(name, &["--ladder"])
+}
+
+/// `--flow PORT` in text: the ladder of the connection from that client port only.
+fn ladder_of(name: &str, client_port: u16) -> Vec<Ladder> {
+    ladders_text(name, &["--flow", &client_port.to_string()])
+}
+
+/// The `{"type":"ladder"}` lines of a JSON replay with `args`.
+fn ladders_json(name: &str, args: &[&str]) -> Vec<Value> {
+    let path = fixture(name);
+    let mut argv = vec![
+        "-r",
+        path.to_str().expect("UTF-8 path"),
+        "--port",
+        PORT,
+        "--json",
+    ];
+    argv.extend_from_slice(args);
+    json_lines(&run(&argv).stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "ladder")
+        .collect()
 }
 
 /// The part of each packet line from the bar on, and the times, separately: times and
@@ -89,22 +89,22 @@ fn arrows(t: &str) -> Vec<String> {
         .collect()
 }
 
+/// The client port of the capture's (first) connection.
 fn client_port(name: &str) -> u16 {
-    let first = segments(name)[0];
-    if first.src.port == PORT {
-        first.dst.port
-    } else {
-        first.src.port
-    }
+    let (_, flows, _) = support::replay_json(name, &[]);
+    flows
+        .first()
+        .and_then(support::live::client_port)
+        .unwrap_or_else(|| panic!("{name} has a connection with a client address"))
 }
 
 #[test]
 fn refused_is_a_syn_and_a_reset() {
-    let l = ladders("refused.pcap", None);
+    let l = ladders("refused.pcap");
     assert_eq!(l.len(), 1);
-    let t = text(&l[0]);
+    let t = &l[0].text;
     println!("{t}");
-    assert!(t
+    assert!(l[0]
         .lines()
         .next()
         .unwrap_or("")
@@ -121,14 +121,16 @@ fn refused_is_a_syn_and_a_reset() {
         t.lines().nth(1).unwrap_or("").contains("    0.000 ms  |"),
         "{t}"
     );
-    assert!(!l[0].truncated);
+    let json = ladders_json("refused.pcap", &["--ladder"]);
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["truncated"], false);
 }
 
 #[test]
 fn unreachable_is_a_syn_and_an_icmp_error() {
-    let l = ladders("unreachable.pcap", None);
+    let l = ladders("unreachable.pcap");
     assert_eq!(l.len(), 1);
-    let t = text(&l[0]);
+    let t = &l[0].text;
     println!("{t}");
     assert_eq!(
         arrows(&t),
@@ -138,14 +140,15 @@ fn unreachable_is_a_syn_and_an_icmp_error() {
         ],
         "{t}"
     );
-    assert_eq!(l[0].packets[1].from, "server");
+    let json = ladders_json("unreachable.pcap", &["--ladder"]);
+    assert_eq!(json[0]["packets"][1]["from"], "server");
 }
 
 #[test]
 fn handshake_incomplete_shows_the_retransmissions() {
-    let l = ladders("handshake_incomplete.pcap", None);
+    let l = ladders("handshake_incomplete.pcap");
     assert_eq!(l.len(), 1);
-    let t = text(&l[0]);
+    let t = &l[0].text;
     println!("{t}");
     let a = arrows(&t);
     assert!(a[0].starts_with("|---- S  seq 0 win 65495 ---"), "{t}");
@@ -183,18 +186,22 @@ fn handshake_incomplete_shows_the_retransmissions() {
 
 #[test]
 fn a_healthy_flow_is_drawn_only_when_chosen() {
-    assert!(ladders("closed_client_first.pcap", None).is_empty());
+    assert!(ladders("closed_client_first.pcap").is_empty());
     let port = client_port("closed_client_first.pcap");
-    assert!(ladders("closed_client_first.pcap", Some(port.wrapping_add(1))).is_empty());
+    assert!(ladder_of("closed_client_first.pcap", port.wrapping_add(1)).is_empty());
 
-    let l = ladders("closed_client_first.pcap", Some(port));
+    let l = ladder_of("closed_client_first.pcap", port);
     assert_eq!(l.len(), 1);
-    assert_eq!(l[0].client, format!("127.0.0.1:{port}"));
-    assert_eq!(l[0].packets.len(), 11);
-    assert!(!l[0].truncated);
-    let t = text(&l[0]);
+    let t = &l[0].text;
     println!("{t}");
-    let a = arrows(&t);
+    assert!(
+        t.lines()
+            .next()
+            .unwrap_or("")
+            .contains(&format!("client 127.0.0.1:{port} ")),
+        "{t}"
+    );
+    let a = arrows(t);
     let expected: [&str; 11] = [
         "|---- S  seq 0 win 65495 ",
         "|<--- S. seq 0 ack 1 win 65483 ",
@@ -215,10 +222,11 @@ fn a_healthy_flow_is_drawn_only_when_chosen() {
     assert!(a[3].contains(" len 100 "), "{t}");
     assert!(a[5].contains(" len 200 "), "{t}");
 
-    let mut json = Vec::new();
-    l[0].write_json(&mut json).expect("writes to a Vec");
-    let v: serde_json::Value = serde_json::from_slice(&json).expect("one JSON line");
+    let json = ladders_json("closed_client_first.pcap", &["--flow", &port.to_string()]);
+    assert_eq!(json.len(), 1);
+    let v = &json[0];
     assert_eq!(v["type"], "ladder");
+    assert_eq!(v["client"], format!("127.0.0.1:{port}"));
     assert_eq!(v["packets"].as_array().map(Vec::len), Some(11));
     assert_eq!(v["packets"][10]["from"], "client");
     assert_eq!(v["packets"][10]["flags"], ".");

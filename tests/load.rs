@@ -21,33 +21,26 @@
 //! PORTSNIFF_LOAD_ARGS, extra portsniff arguments for the live runs (e.g.
 //! `--no-attribution`), to compare configurations by hand.
 
-#[allow(dead_code)]
-#[path = "../examples/gen_capture.rs"]
-mod gen;
-#[allow(dead_code)]
-#[path = "common/live_support.rs"]
-mod live_support;
-#[allow(dead_code)]
-#[path = "common/load_support.rs"]
-mod load_support;
+mod support;
 
-use gen::{Counts, GenOptions, Mode};
-use live_support::{
-    flows, have_root, live_command, portsniff_bin, skip, summary, which, Netns, ReservedPort,
-    Sniffer, EXIT_TIMEOUT,
-};
-use load_support::{
-    env_u64, mib, proc_comm, proc_status_kib, replay_command, run_streamed, RssSampler,
-};
+use support::gen;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use support::gen::{Counts, GenOptions, Mode};
+use support::live::{
+    flows, have_root, live_command, skip, summary, which, Netns, ReservedPort, Sniffer,
+    EXIT_TIMEOUT,
+};
+use support::load::{
+    env_u64, mib, proc_comm, proc_status_kib, replay_command, run_streamed, RssSampler,
+};
 
 /// The heavy tests (large replays, live captures) run one at a time: on a 2-core machine
 /// two of them at once would measure each other (CPU for a live capture's flow stage,
@@ -235,7 +228,7 @@ fn generated_mix_replays_identically_from_stdin() {
         ..GenOptions::new(MIX_PACKETS / 4, Mode::Mix)
     };
     let (file, c) = generate(dir.path(), "mix-stdin.pcap", &opts);
-    let mut cmd = Command::new(portsniff_bin());
+    let mut cmd = support::portsniff();
     cmd.args([
         "-r",
         "-",
@@ -828,7 +821,7 @@ fn syn_flood(test: &str) -> Option<Flood> {
     ];
     args.extend(extra.iter().map(String::as_str));
     let mut sniffer = Sniffer::spawn(
-        ns.command(Path::new(portsniff_bin()), &args),
+        ns.command(Path::new(support::bin()), &args),
         "ip netns exec NS portsniff -i lo --max-flows 1000",
     );
     sniffer.wait_for_banner();
@@ -1072,8 +1065,7 @@ fn verbose_logs_name_evictions_and_idle_timers_without_flooding_stderr() {
     // The refused fixture twice, the copy 10 s later: by then the first attempt's
     // tombstone (kept 5 s) is due, and the copy's first packet runs the timers.
     let fixture =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/refused.pcap"))
-            .expect("read fixtures/refused.pcap");
+        std::fs::read(support::fixture("refused.pcap")).expect("read fixtures/refused.pcap");
     assert_eq!(
         fixture[..4],
         [0xd4, 0xc3, 0xb2, 0xa1],

@@ -7,18 +7,11 @@
 //! portsniff's BPF filter applies to files too, so a record it rejects is never counted
 //! (see fixtures/malformed/README.md). The cases below state which records that drops.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-const PORT: &str = "61999";
-
-fn malformed(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join("malformed")
-        .join(name)
-}
+use support::{malformed_fixture as malformed, PORT};
 
 /// One run of the binary.
 struct Run {
@@ -29,14 +22,11 @@ struct Run {
 }
 
 fn portsniff(path: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_portsniff"))
+    let out = support::portsniff()
         .arg("-r")
         .arg(path)
         .args(["--port", PORT])
         .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .output()
         .expect("the portsniff binary runs");
     let run = Run {

@@ -18,6 +18,8 @@
 //! deeper search with `PROPTEST_CASES=5000 cargo test --test properties` (that overrides
 //! every block's count). The fuzz targets in `fuzz/` search the same ground much longer.
 
+mod support;
+
 use portsniff::decode::{
     decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
     TcpFlags, TcpSegment, Timestamp, Unreachable,
@@ -30,7 +32,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+use support::wire;
 
 const PORT: u16 = 61999;
 const SYN: u8 = TcpFlags::SYN;
@@ -54,182 +57,6 @@ fn config(cases: u32) -> ProptestConfig {
         cases,
         failure_persistence: None,
         ..ProptestConfig::default()
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Packet bytes: link layers, IPv4/IPv6, TCP and ICMP errors, built by hand.
-// ---------------------------------------------------------------------------------------
-
-mod wire {
-    use portsniff::decode::{HandshakeOptions, LinkType};
-    use std::net::IpAddr;
-
-    pub const PROTO_TCP: u8 = 6;
-    pub const PROTO_ICMP: u8 = 1;
-    pub const PROTO_ICMPV6: u8 = 58;
-
-    /// A TCP header with `options` (padded to whole words) and a data offset that covers
-    /// them; the payload is not included.
-    pub fn tcp(
-        sport: u16,
-        dport: u16,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        window: u16,
-        options: &[u8],
-    ) -> Vec<u8> {
-        let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
-            opts.push(0);
-        }
-        let words = 5 + opts.len() / 4;
-        let mut h = Vec::with_capacity(words * 4);
-        h.extend_from_slice(&sport.to_be_bytes());
-        h.extend_from_slice(&dport.to_be_bytes());
-        h.extend_from_slice(&seq.to_be_bytes());
-        h.extend_from_slice(&ack.to_be_bytes());
-        h.push((words as u8) << 4);
-        h.push(flags);
-        h.extend_from_slice(&window.to_be_bytes());
-        h.extend_from_slice(&[0, 0, 0, 0]); // checksum (never checked), urgent pointer
-        h.extend_from_slice(&opts);
-        h
-    }
-
-    /// The option bytes a SYN or SYN-ACK carries for `o`, after an unknown option (TFO
-    /// cookie request, kind 34) and NOPs, which the decoder must walk past.
-    pub fn handshake_options(o: &HandshakeOptions, unknown_first: bool) -> Vec<u8> {
-        let mut b = Vec::new();
-        if unknown_first {
-            b.extend_from_slice(&[34, 2, 1, 1]);
-        }
-        if let Some(mss) = o.mss {
-            b.push(2);
-            b.push(4);
-            b.extend_from_slice(&mss.to_be_bytes());
-        }
-        if o.sack_permitted {
-            b.extend_from_slice(&[4, 2]);
-        }
-        if o.timestamps {
-            b.extend_from_slice(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0]);
-        }
-        if let Some(ws) = o.window_scale {
-            b.extend_from_slice(&[1, 3, 3, ws]);
-        }
-        b
-    }
-
-    /// An IP header for `src → dst` whose length fields count `l4_len` bytes after it.
-    pub fn ip_header(src: IpAddr, dst: IpAddr, proto: u8, l4_len: usize) -> Vec<u8> {
-        match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let total = (20 + l4_len).min(usize::from(u16::MAX)) as u16;
-                let mut h = vec![0x45, 0];
-                h.extend_from_slice(&total.to_be_bytes());
-                h.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, proto, 0, 0]);
-                h.extend_from_slice(&s.octets());
-                h.extend_from_slice(&d.octets());
-                h
-            }
-            (s, d) => {
-                let (s, d) = (v6(s), v6(d));
-                let len = l4_len.min(usize::from(u16::MAX)) as u16;
-                let mut h = vec![0x60, 0, 0, 0];
-                h.extend_from_slice(&len.to_be_bytes());
-                h.push(proto);
-                h.push(64);
-                h.extend_from_slice(&s.octets());
-                h.extend_from_slice(&d.octets());
-                h
-            }
-        }
-    }
-
-    fn v6(a: IpAddr) -> std::net::Ipv6Addr {
-        match a {
-            IpAddr::V4(a) => a.to_ipv6_mapped(),
-            IpAddr::V6(a) => a,
-        }
-    }
-
-    /// A whole IP packet: header, `l4` and `zeros` bytes of payload.
-    pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], zeros: usize) -> Vec<u8> {
-        let mut p = ip_header(src, dst, proto, l4.len() + zeros);
-        p.extend_from_slice(l4);
-        p.resize(p.len() + zeros, 0);
-        p
-    }
-
-    /// An ICMP (v4 type 3) or ICMPv6 (type 1) destination-unreachable error from
-    /// `reporter` to `to`, quoting `quoted` (an IP packet, cut as routers do).
-    pub fn icmp_unreachable(reporter: IpAddr, to: IpAddr, code: u8, quoted: &[u8]) -> Vec<u8> {
-        let v4 = reporter.is_ipv4() && to.is_ipv4();
-        let mut icmp = vec![if v4 { 3 } else { 1 }, code, 0, 0, 0, 0, 0, 0];
-        icmp.extend_from_slice(quoted);
-        let proto = if v4 { PROTO_ICMP } else { PROTO_ICMPV6 };
-        ip_packet(reporter, to, proto, &icmp, 0)
-    }
-
-    /// The link-layer header of `link` in front of an IP packet.
-    pub fn frame(link: LinkType, ip: &[u8], vlan: bool) -> Vec<u8> {
-        let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
-        let ethertype: [u8; 2] = if v6 { [0x86, 0xdd] } else { [0x08, 0x00] };
-        let mut f = Vec::with_capacity(ip.len() + 24);
-        match link {
-            LinkType::Ethernet => {
-                f.extend_from_slice(&[0; 12]);
-                if vlan {
-                    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
-                }
-                f.extend_from_slice(&ethertype);
-            }
-            LinkType::Null => {
-                let family: u32 = if v6 { 30 } else { 2 };
-                f.extend_from_slice(&family.to_ne_bytes());
-            }
-            LinkType::Loop => {
-                let family: u32 = if v6 { 24 } else { 2 };
-                f.extend_from_slice(&family.to_be_bytes());
-            }
-            LinkType::LinuxSll => {
-                f.extend_from_slice(&[0, 0, 3, 4, 0, 6]);
-                f.extend_from_slice(&[0; 8]);
-                f.extend_from_slice(&ethertype);
-            }
-            LinkType::LinuxSll2 => {
-                f.extend_from_slice(&ethertype);
-                f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 6]);
-                f.extend_from_slice(&[0; 8]);
-            }
-            LinkType::Raw | LinkType::Unsupported(_) => {}
-        }
-        f.extend_from_slice(ip);
-        f
-    }
-
-    /// A classic pcap file (microsecond timestamps, little-endian) of `link`.
-    /// `records`: (µs since the epoch, captured bytes, original length).
-    pub fn pcap_file(link: LinkType, records: &[(u64, Vec<u8>, u32)]) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        f.extend_from_slice(&2u16.to_le_bytes());
-        f.extend_from_slice(&4u16.to_le_bytes());
-        f.extend_from_slice(&0i32.to_le_bytes());
-        f.extend_from_slice(&0u32.to_le_bytes());
-        f.extend_from_slice(&262_144u32.to_le_bytes());
-        f.extend_from_slice(&(link.linktype() as u32).to_le_bytes());
-        for (ts, data, len) in records {
-            let sec = u32::try_from(ts / 1_000_000).unwrap_or(u32::MAX);
-            f.extend_from_slice(&sec.to_le_bytes());
-            f.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
-            f.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            f.extend_from_slice(&len.to_le_bytes());
-            f.extend_from_slice(data);
-        }
-        f
     }
 }
 
@@ -1189,34 +1016,19 @@ fn failed_attempts_count_the_client_syn() {
 // End to end: the real binary
 // ---------------------------------------------------------------------------------------
 
-fn portsniff(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portsniff"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the portsniff binary runs")
-}
-
 fn replay(path: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["-r", path.to_str().expect("UTF-8 path"), "--port", "61999"];
     args.extend_from_slice(extra);
-    portsniff(&args)
+    support::run(&args)
 }
 
 fn json_lines(stdout: &[u8]) -> Result<Vec<Value>, TestCaseError> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {l}")))
-        })
-        .collect()
+    support::try_json_lines(stdout).map_err(TestCaseError::fail)
 }
 
 #[test]
 fn binary_output_is_deterministic_on_fixtures() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = support::fixtures_dir();
     for name in [
         "mixed.pcap",
         "closed.pcapng",

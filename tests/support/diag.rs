@@ -3,14 +3,12 @@
 //! portsniff capture inside the namespace, and a [`Report`] that reads portsniff's flow,
 //! finding and summary lines and asserts on them with the whole output in every message.
 //!
-//! Builds on `live_support.rs` (namespace guard, `Sniffer`, gates); included from
-//! `tests/diagnose.rs` with `#[path = "common/diag_support.rs"] mod diag_support;` next to
-//! `live_support`.
-#![allow(dead_code)] // not every test uses every helper
+//! Builds on [`super::live`] (namespace guard, `Sniffer`, gates).
 
-use crate::live_support::{
-    assert_no_capture_loss, client_port, connect_from_known_port, flows, have_root, portsniff_bin,
-    skip, summary, which, Finished, Line, Netns, Sniffer, EXIT_TIMEOUT,
+use super::bin;
+use super::live::{
+    assert_no_capture_loss, client_port, connect_from_known_port, flows, have_root, skip, summary,
+    which, Finished, Line, Netns, Sniffer, EXIT_TIMEOUT,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -502,7 +500,7 @@ pub fn start_capture(ns: &Netns, port: u16, duration_secs: u32, extra: &[&str]) 
         &duration,
     ];
     args.extend_from_slice(extra);
-    let cmd = ns.command(Path::new(portsniff_bin()), &args);
+    let cmd = ns.command(Path::new(bin()), &args);
     let mut sniffer = Sniffer::spawn(
         cmd,
         &format!("ip netns exec {} portsniff {}", ns.name, args.join(" ")),
@@ -526,7 +524,7 @@ impl Capture {
     pub fn with_text(mut self, ns: &Netns) -> Capture {
         let mut args: Vec<&str> = self.text_args.iter().map(String::as_str).collect();
         args.extend(["--color", "never"]);
-        let cmd = ns.command(Path::new(portsniff_bin()), &args);
+        let cmd = ns.command(Path::new(bin()), &args);
         let mut text = Sniffer::spawn(
             cmd,
             &format!("ip netns exec {} portsniff {}", ns.name, args.join(" ")),

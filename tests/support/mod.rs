@@ -1,0 +1,26 @@
+//! The test-support library every integration test binary uses, as `mod support;`:
+//!
+//! - [`run`]: the one way to run the `portsniff` binary and read its JSON lines, and the
+//!   fixtures' paths (its items are re-exported here: `support::run`, `support::replay_json`);
+//! - [`wire`]: packets and pcap files built by hand;
+//! - [`gen`]: the deterministic generator of large captures (also the `gen_capture`
+//!   example's engine);
+//! - [`live`]: the live harness: root and tool gates that skip on a developer machine and
+//!   fail under `CI=true`, reserved loopback ports, a `portsniff` child bounded in time and
+//!   killed on panic, network namespaces deleted whatever happens;
+//! - [`diag`]: the diagnosis harness on top of [`live`]: listener and client processes in
+//!   a namespace, a capture there, and the README recipes;
+//! - [`load`]: streamed replays of huge outputs and memory sampling.
+//!
+//! Nothing here decides what a test asserts: helpers run things and parse what portsniff
+//! printed; the expectations stay in the test files.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod diag;
+pub mod gen;
+pub mod live;
+pub mod load;
+pub mod run;
+pub mod wire;
+
+pub use run::*;
