@@ -110,7 +110,7 @@ fn refused_is_a_syn_and_a_reset() {
         .unwrap_or("")
         .contains("server 127.0.0.1:61999"));
     assert_eq!(
-        arrows(&t),
+        arrows(t),
         [
             "|---- S  seq 0 win 65495 ------------------------------>|",
             "|<--- R. seq 0 ack 1 win 0 -----------------------------|",
@@ -133,7 +133,7 @@ fn unreachable_is_a_syn_and_an_icmp_error() {
     let t = &l[0].text;
     println!("{t}");
     assert_eq!(
-        arrows(&t),
+        arrows(t),
         [
             "|---- S  seq 0 win 65495 ------------------------------>|",
             "|<--- ICMP port unreachable seq 0 ----------------------|",
@@ -150,7 +150,7 @@ fn handshake_incomplete_shows_the_retransmissions() {
     assert_eq!(l.len(), 1);
     let t = &l[0].text;
     println!("{t}");
-    let a = arrows(&t);
+    let a = arrows(t);
     assert!(a[0].starts_with("|---- S  seq 0 win 65495 ---"), "{t}");
     assert!(
         a[1].starts_with("|<--- S. seq 0 ack 1 win 65483 ---"),

@@ -4,8 +4,8 @@
 //! summary's packet counters. Nothing may panic, and what was read before any damage must
 //! still be reported.
 //!
-//! portsniff's BPF filter applies to files too, so a record it rejects is never counted
-//! (see fixtures/malformed/README.md). The cases below state which records that drops.
+//! A file is read unfiltered: every record is counted, and the decoder picks out the
+//! port's packets (see fixtures/malformed/README.md).
 
 mod support;
 
@@ -233,7 +233,7 @@ fn empty_file_is_a_clear_error() {
     assert!(run.stdout.is_empty(), "nothing was read: {}", run.stdout);
 }
 
-// --- 3: pcapng blocks libpcap does not know ---------------------------------------------
+// --- 3: pcapng blocks the reader does not know ---------------------------------------------
 
 #[test]
 fn pcapng_unknown_blocks_between_packets_are_skipped() {

@@ -796,6 +796,8 @@ fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCaseError> {
                     "syn gaps vs syn_count: {:?}",
                     r
                 );
+                // Zeek's letters (README, "update_history"): S/h handshake, A/D ack and
+                // data, F/R, T/W retransmission and zero window, Q/I multi-flag segments.
                 prop_assert!(
                     r.history
                         .as_str()
@@ -941,16 +943,11 @@ proptest! {
 
 /// A SYN sent *from* the watched port (an outbound `connect()` whose source port is the
 /// watched one: `nc -p 61999 HOST 40000`, or any connection whose ephemeral port happens
-/// to be the watched port when that lies in `ip_local_port_range`) was oriented with the
-/// peer as the client (`orient` in src/flow/table.rs), then taken by
-/// `(New, Server, Syn) => SynSent` in src/flow/state.rs, whose comment says this is
-/// "only possible when both ends use the watched port". The record then said
-/// `unanswered` with `syn_count` 0 and an empty history (also when the peer refuses with
-/// a RST: then `reset_by: client`), the arrow points the wrong way (`40000 → 61999`), and
-/// the diagnosis blames a firewall DROP on port 61999 for "1 attempt (0 SYNs including
-/// retransmissions)". The README defines `unanswered` and `refused` by the client's
-/// SYNs. Found by `flow_table_gives_every_flow_one_outcome`'s generator; the table now
-/// orients a flow by its first SYN or SYN-ACK.
+/// to be the watched port when that lies in `ip_local_port_range`) is that side's own
+/// attempt: the table orients a flow by its first SYN (its sender is the client) or
+/// SYN-ACK (its receiver is), whatever the ports (`orient` in src/flow/table.rs). The
+/// README defines `unanswered` and `refused` by the client's SYNs, so the record of a
+/// failed attempt counts that SYN.
 #[test]
 fn failed_attempts_count_the_client_syn() {
     let peer = Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
@@ -1199,8 +1196,8 @@ fn check_replay(
         p
     );
     prop_assert!(n(&p["captured"]) <= records.len() as u64);
-    // What libpcap delivers passed the BPF filter first, so at most what the library
-    // decoder makes of every record.
+    // A file is read unfiltered and decoded by the library's decoder, so at most what
+    // that decoder makes of every record.
     let decoder = Decoder::new(link, PORT);
     let decodable = records
         .iter()
