@@ -3,8 +3,8 @@
 //! sources), and live captures under sustained traffic (a soak of real connections on
 //! `lo`, and a SYN flood inside a network namespace).
 //!
-//! The captures come from `examples/gen_capture.rs`, included here as a module so the
-//! tests need no `cargo run`. The binary under test is the one `cargo test` builds (a
+//! The captures come from `support::gen` (the engine of `examples/gen_capture.rs`), so
+//! the tests need no `cargo run`. The binary under test is the one `cargo test` builds (a
 //! debug build), so the sizes are chosen to keep this file under ~60 s on a 2-core
 //! machine; `benches/soak.sh` runs the full sizes against a release build.
 //!
