@@ -2,10 +2,8 @@
 //! way a user asks for the drawings, and the drawings are checked line by line, as text
 //! and as `{"type":"ladder"}` JSON lines.
 
-mod support;
-
+use crate::support::{fixture, json_lines, run, PORT};
 use serde_json::Value;
-use support::{fixture, json_lines, run, PORT};
 
 /// One ladder as the text report draws it: the header line (client, server) and one
 /// line per packet.
@@ -91,10 +89,10 @@ fn arrows(t: &str) -> Vec<String> {
 
 /// The client port of the capture's (first) connection.
 fn client_port(name: &str) -> u16 {
-    let (_, flows, _) = support::replay_json(name, &[]);
+    let (_, flows, _) = crate::support::replay_json(name, &[]);
     flows
         .first()
-        .and_then(support::live::client_port)
+        .and_then(crate::support::live::client_port)
         .unwrap_or_else(|| panic!("{name} has a connection with a client address"))
 }
 

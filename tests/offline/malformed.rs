@@ -7,11 +7,9 @@
 //! A file is read unfiltered: every record is counted, and the decoder picks out the
 //! port's packets (see fixtures/malformed/README.md).
 
-mod support;
-
+use crate::support::{malformed_fixture as malformed, PORT};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use support::{malformed_fixture as malformed, PORT};
 
 /// One run of the binary.
 struct Run {
@@ -22,7 +20,7 @@ struct Run {
 }
 
 fn portsniff(path: &Path, args: &[&str]) -> Run {
-    let out = support::portsniff()
+    let out = crate::support::portsniff()
         .arg("-r")
         .arg(path)
         .args(["--port", PORT])

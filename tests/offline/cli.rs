@@ -1,11 +1,9 @@
 //! The command line as a user meets it: flags, errors and exit statuses, stdin, `-w`,
 //! `--only-problems`, `-c`, colour.
 
-mod support;
-
+use crate::support::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use support::*;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -149,7 +147,7 @@ fn capture_without_privileges_explains_sudo_and_setcap() {
 
 #[test]
 fn dash_reads_the_capture_from_standard_input() {
-    let mut child = support::portsniff()
+    let mut child = crate::support::portsniff()
         .args(["-r", "-", "--port", PORT, "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

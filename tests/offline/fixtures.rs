@@ -3,12 +3,10 @@
 //! reviewed golden file beside the capture, `fixtures/NAME.expected.json`).
 //!
 //! Regenerate the golden files after an intended change with
-//! `PORTSNIFF_BLESS=1 cargo test --test fixtures`, then review the diff like code.
+//! `PORTSNIFF_BLESS=1 cargo test --test offline fixtures::`, then review the diff like code.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// What a user must see for one flow of a fixture.
 struct Flow {
@@ -359,7 +357,7 @@ fn every_fixture_matches_its_golden_json() {
             capture.file_stem().unwrap().to_str().unwrap()
         ));
         // A relative path, so the summary's "source" is the same on every machine.
-        let out = support::portsniff()
+        let out = crate::support::portsniff()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["-r", &format!("fixtures/{file}"), "--port", PORT, "--json"])
             .output()
@@ -371,7 +369,7 @@ fn every_fixture_matches_its_golden_json() {
         }
         let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
             panic!(
-                "{} is missing: run PORTSNIFF_BLESS=1 cargo test --test fixtures",
+                "{} is missing: run PORTSNIFF_BLESS=1 cargo test --test offline fixtures::",
                 golden.display()
             )
         });

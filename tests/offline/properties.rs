@@ -15,11 +15,10 @@
 //!   that the problems call for).
 //!
 //! Case counts are modest so the file runs in seconds in a debug build; raise them for a
-//! deeper search with `PROPTEST_CASES=5000 cargo test --test properties` (that overrides
+//! deeper search with `PROPTEST_CASES=5000 cargo test --test offline properties::` (that overrides
 //! every block's count). The fuzz targets in `fuzz/` search the same ground much longer.
 
-mod support;
-
+use crate::support::wire;
 use portsniff::decode::{
     decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
     TcpFlags, TcpSegment, Timestamp, Unreachable,
@@ -33,7 +32,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Output;
-use support::wire;
 
 const PORT: u16 = 61999;
 const SYN: u8 = TcpFlags::SYN;
@@ -1016,16 +1014,16 @@ fn failed_attempts_count_the_client_syn() {
 fn replay(path: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["-r", path.to_str().expect("UTF-8 path"), "--port", "61999"];
     args.extend_from_slice(extra);
-    support::run(&args)
+    crate::support::run(&args)
 }
 
 fn json_lines(stdout: &[u8]) -> Result<Vec<Value>, TestCaseError> {
-    support::try_json_lines(stdout).map_err(TestCaseError::fail)
+    crate::support::try_json_lines(stdout).map_err(TestCaseError::fail)
 }
 
 #[test]
 fn binary_output_is_deterministic_on_fixtures() {
-    let dir = support::fixtures_dir();
+    let dir = crate::support::fixtures_dir();
     for name in [
         "mixed.pcap",
         "closed.pcapng",
