@@ -19,8 +19,9 @@ use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+use support::diag::recipe::check_recipe;
 use support::diag::{
-    check_recipe, fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
+    fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
     spawn_connecting_client, spawn_listener, start_capture, v4, LISTENER_MARK, TCP_LISTEN,
     TCP_SYN_SENT,
 };

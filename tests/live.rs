@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::live::{
@@ -461,20 +460,17 @@ fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
         "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &port_s, "--syn", "-j", "DROP",
     ]);
 
-    let sniffer_cmd = ns.command(
-        Path::new(support::bin()),
-        &[
-            "-i",
-            "lo",
-            "--port",
-            &port_s,
-            "--json",
-            "--syn-timeout",
-            "1",
-            "--duration",
-            "4",
-        ],
-    );
+    let sniffer_cmd = ns.portsniff(&[
+        "-i",
+        "lo",
+        "--port",
+        &port_s,
+        "--json",
+        "--syn-timeout",
+        "1",
+        "--duration",
+        "4",
+    ]);
     let mut sniffer = Sniffer::spawn(sniffer_cmd, "ip netns exec NS portsniff -i lo");
     sniffer.wait_for_banner();
 

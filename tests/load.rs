@@ -821,7 +821,7 @@ fn syn_flood(test: &str) -> Option<Flood> {
     ];
     args.extend(extra.iter().map(String::as_str));
     let mut sniffer = Sniffer::spawn(
-        ns.command(Path::new(support::bin()), &args),
+        ns.portsniff(&args),
         "ip netns exec NS portsniff -i lo --max-flows 1000",
     );
     sniffer.wait_for_banner();

@@ -13,7 +13,6 @@ use support::live;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -337,7 +336,7 @@ fn live_conn_log_has_final_rows_only_and_wall_clock_open_close() {
         "--format",
         "zeek",
     ];
-    let mut cmd = ns.command(Path::new(bin()), &args);
+    let mut cmd = ns.portsniff(&args);
     cmd.env("TZ", "UTC");
     let mut sniffer = live::Sniffer::spawn(cmd, "portsniff --format zeek");
     sniffer.wait_for_banner();

@@ -516,6 +516,16 @@ impl Netns {
         cmd
     }
 
+    /// `portsniff ARGS…` inside the namespace, with the environment of
+    /// [`super::portsniff`], not yet started.
+    pub fn portsniff(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(Path::new(super::bin()), args);
+        cmd.env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
     /// Runs `argv` inside the namespace and panics if it fails.
     pub fn run(&self, argv: &[&str]) {
         let program = which(argv[0]).unwrap_or_else(|| PathBuf::from(argv[0]));
