@@ -14,9 +14,9 @@
 //!   only the problem flows but the same summary with `--only-problems`, the exit status
 //!   that the problems call for).
 //!
-//! Case counts are modest so the file runs in seconds in a debug build; raise them for a
-//! deeper search with `PROPTEST_CASES=5000 cargo test --test offline properties::` (that overrides
-//! every block's count). The fuzz targets in `fuzz/` search the same ground much longer.
+//! Case counts are modest so they run in seconds in a debug build; raise them for a deeper
+//! search with `PROPTEST_CASES=5000 cargo test --test offline properties::` (that
+//! overrides every block's count). The fuzz targets in `fuzz/` search the same ground much longer.
 
 use crate::support::wire;
 use portsniff::decode::{
