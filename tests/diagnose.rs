@@ -11,20 +11,21 @@
 //! rules and sysctls are set only inside the test's own namespaces, which are deleted when
 //! the test ends (also on panic); helper processes are killed by PID.
 
+mod diag;
 mod support;
 
-use support::{diag, live};
+use support::live;
 
-use socket2::{Domain, Socket, Type};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
-use support::diag::recipe::check_recipe;
-use support::diag::{
+use diag::recipe::check_recipe;
+use diag::{
     fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
     spawn_connecting_client, spawn_listener, start_capture, v4, LISTENER_MARK, TCP_LISTEN,
     TCP_SYN_SENT,
 };
+use socket2::{Domain, Socket, Type};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 use support::live::{accept_within, connect_from_known_port, Netns};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -50,6 +50,7 @@ fn u(v: &serde_json::Value) -> u64 {
 
 mod load {
     mod flood;
+    mod harness;
     mod replay;
     mod soak;
 }

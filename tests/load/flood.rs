@@ -1,7 +1,7 @@
 //! A SYN flood from many sources inside a network namespace, captured live.
 
+use super::harness::{mib, proc_comm, proc_status_kib, RssSampler};
 use crate::support::live::{flows, have_root, skip, summary, which, Netns, Sniffer, EXIT_TIMEOUT};
-use crate::support::load::{mib, proc_comm, proc_status_kib, RssSampler};
 use crate::{extra_args, heavy, u};
 use serde_json::Value;
 use std::collections::VecDeque;

@@ -2,9 +2,9 @@
 //! for, memory bounded by `--max-flows` and not by the number of sources, logs that name
 //! evictions without flooding stderr.
 
+use super::harness::{env_u64, mib, replay_command, run_streamed};
 use crate::support::gen;
 use crate::support::gen::{Counts, GenOptions, Mode};
-use crate::support::load::{env_u64, mib, replay_command, run_streamed};
 use crate::{heavy, u};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

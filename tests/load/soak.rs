@@ -1,9 +1,9 @@
 //! A soak of real connections on `lo` at a steady rate, captured live.
 
+use super::harness::{env_u64, mib, proc_status_kib, RssSampler};
 use crate::support::live::{
     flows, have_root, live_command, summary, ReservedPort, Sniffer, EXIT_TIMEOUT,
 };
-use crate::support::load::{env_u64, mib, proc_status_kib, RssSampler};
 use crate::{extra_args, heavy, u};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! whatever happens.
 //!
 //! Tests in one binary run on parallel threads: every live test takes its ports from the
-//! kernel ([`ReservedPort`], [`connect_from_known_port`]) or from `diag::fresh_port`, and
+//! kernel ([`ReservedPort`], [`connect_from_known_port`]) or from `tests/diag`'s `fresh_port`, and
 //! its namespace names are unique per process and test ([`Netns::create`]), so none
 //! collides with another test's capture.
 

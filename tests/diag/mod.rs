@@ -3,14 +3,15 @@
 //! portsniff capture inside the namespace, and a [`Report`] that reads portsniff's flow,
 //! finding and summary lines and asserts on them with the whole output in every message.
 //!
-//! Builds on [`super::live`] (namespace guard, `Sniffer`, gates).
+//! Builds on [`crate::support::live`] (namespace guard, `Sniffer`, gates). Only
+//! `tests/diagnose.rs` uses it, so it lives beside that binary rather than in `support`.
 
 pub mod recipe;
 mod report;
 
 pub use report::{Recipe, Report};
 
-use super::live::{
+use crate::support::live::{
     assert_no_capture_loss, connect_from_known_port, have_root, skip, which, Netns, Sniffer,
     EXIT_TIMEOUT,
 };
@@ -138,6 +139,7 @@ pub const TCP_LISTEN: u8 = 0x0A;
 #[derive(Clone, Debug)]
 pub struct TcpSocket {
     pub local: SocketAddr,
+    #[allow(dead_code)] // read in failure messages, through Debug
     pub remote: SocketAddr,
     pub state: u8,
     /// For a listener: the connections waiting in its accept queue (`sk_ack_backlog`).

@@ -1,8 +1,8 @@
 //! What a diagnosis capture printed ([`Report`]: its flow, finding and summary lines), with
 //! assertions whose failure messages carry the whole output.
 
-use super::super::live::{client_port, flows, summary, Finished, Line};
 use super::{KINDS, ROLES, SEVERITIES};
+use crate::support::live::{client_port, flows, summary, Finished, Line};
 use serde_json::Value;
 use std::collections::HashMap;
 

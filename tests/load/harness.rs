@@ -1,4 +1,4 @@
-//! The load harness (`tests/load.rs`): a replay whose (possibly huge) JSON output is
+//! The load tests' harness: a replay whose (possibly huge) JSON output is
 //! counted as it streams instead of being kept, whose peak memory is read from the kernel
 //! when it is reaped (`wait4`), and a sampler of a live process's memory.
 
@@ -175,7 +175,7 @@ pub fn run_streamed(mut cmd: Command, what: &str, timeout: Duration) -> Streamed
 
 /// `portsniff -r FILE --port PORT --json` plus `extra`.
 pub fn replay_command(file: &Path, port: u16, extra: &[&str]) -> Command {
-    let mut cmd = super::portsniff();
+    let mut cmd = crate::support::portsniff();
     cmd.arg("-r")
         .arg(file)
         .args(["--port", &port.to_string(), "--json"])
