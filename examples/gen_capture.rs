@@ -7,14 +7,16 @@
 //! ```
 //!
 //! What the modes write, and the counts printed at the end, are documented in
-//! `tests/support/gen/mod.rs`.
+//! `tests/gen/mod.rs`.
 
-// The generator lives with the test-support library (`tests/support/`), which every test
-// binary includes as `mod support;`. An example cannot import from a test target, so this
-// is the one place that includes it by path.
-#[allow(dead_code)] // the tests use parts of the generator this command line does not
-#[path = "../tests/support/gen/mod.rs"]
+// The generator and the pcap builder it writes with are test modules (`tests/gen/`,
+// `tests/wire/`), declared by the load and view tests as `mod gen;`. An example cannot
+// import from a test target, so this is the one place that includes them by path (both
+// allow dead code: the tests use parts of them this command line does not).
+#[path = "../tests/gen/mod.rs"]
 mod gen;
+#[path = "../tests/wire/mod.rs"]
+mod wire;
 
 use gen::{generate_file, GenOptions, Mode};
 use std::fmt;

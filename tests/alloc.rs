@@ -3,6 +3,7 @@
 //! files of 2,000 and 200,000 packets.
 
 mod support;
+mod wire;
 
 use portsniff::capture::{Limits, Source};
 use portsniff::decode::{Decoder, LinkType, Timestamp};
@@ -12,7 +13,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::wire;
 
 struct Counting;
 

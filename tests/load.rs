@@ -3,7 +3,7 @@
 //! sources), and live captures under sustained traffic (a soak of real connections on
 //! `lo`, and a SYN flood inside a network namespace).
 //!
-//! The captures come from `support::gen` (the engine of `examples/gen_capture.rs`), so
+//! The captures come from `tests/gen` (the engine of `examples/gen_capture.rs`), so
 //! the tests need no `cargo run`. The binary under test is the one `cargo test` builds (a
 //! debug build), so the sizes are chosen to keep these tests under ~60 s on a 2-core
 //! machine; `benches/soak.sh` runs the full sizes against a release build.
@@ -21,7 +21,9 @@
 //! PORTSNIFF_LOAD_ARGS, extra portsniff arguments for the live runs (e.g.
 //! `--no-attribution`), to compare configurations by hand.
 
+mod gen;
 mod support;
+mod wire;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -10,6 +10,7 @@
 //! `cargo test --test offline fixtures::`.
 
 mod support;
+mod wire;
 
 mod offline {
     mod cli;

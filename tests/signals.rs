@@ -3,6 +3,7 @@
 //! capture file behind.
 
 mod support;
+mod wire;
 
 use support::live;
 
@@ -45,7 +46,7 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> (Option<i32>, 
 /// keeps the pipe open and silent: the reader blocks in read(), as with `tcpdump -w - |`.
 fn stuck_replay(records: usize, extra: &[&str]) -> (Child, std::process::ChildStdin) {
     let bytes = std::fs::read(fixture("mixed.pcap")).unwrap();
-    let end = support::wire::record_offsets(&bytes)[records];
+    let end = wire::record_offsets(&bytes)[records];
     let mut child = support::portsniff()
         .args(["-r", "-", "--port", PORT, "--json"])
         .args(extra)

@@ -5,9 +5,9 @@
 //! Terminal cases run the real binary under a pseudo-terminal made by `script`
 //! (util-linux), which copies everything written to the terminal into its own stdout.
 
+mod gen;
 mod support;
-
-use support::gen;
+mod wire;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
@@ -278,7 +278,7 @@ fn a_clean_capture_names_no_wireshark_flag() {
 /// to advertise a zero window, which the server's reply then opens again: one stall.
 fn zero_window_capture(dir: &Path) -> PathBuf {
     let mut bytes = std::fs::read(fixture("closed_client_first.pcap")).expect("fixture");
-    let frame = support::wire::record_offsets(&bytes)[4] + 16;
+    let frame = wire::record_offsets(&bytes)[4] + 16;
     let ip = frame + 14; // Ethernet (Linux lo)
     let tcp = ip + usize::from(bytes[ip] & 0x0f) * 4;
     assert_eq!(

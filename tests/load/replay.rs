@@ -3,8 +3,8 @@
 //! evictions without flooding stderr.
 
 use super::harness::{env_u64, mib, replay_command, run_streamed};
-use crate::support::gen;
-use crate::support::gen::{Counts, GenOptions, Mode};
+use crate::gen;
+use crate::gen::{Counts, GenOptions, Mode};
 use crate::{heavy, u};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@
 //! search with `PROPTEST_CASES=5000 cargo test --test offline properties::` (that
 //! overrides every block's count). The fuzz targets in `fuzz/` search the same ground much longer.
 
-use crate::support::wire;
+use crate::wire;
 use portsniff::decode::{
     decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
     TcpFlags, TcpSegment, Timestamp, Unreachable,

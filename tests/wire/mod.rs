@@ -1,9 +1,10 @@
 //! Packets and capture files built by hand: link layers (Ethernet, VLAN, BSD null and
 //! loop, Linux cooked v1 and v2), IPv4/IPv6, TCP with options, ICMP errors, and classic
-//! pcap files of them. Checksums are zero: portsniff never checks them (loopback
+//! pcap files of them (the generator in `tests/gen` writes its records with the same
+//! headers). Checksums are zero: portsniff never checks them (loopback
 //! checksums are offloaded, so a capture on `lo` has none to check either).
+#![allow(dead_code)] // each test binary that declares it uses its own subset
 
-use super::gen::pcap;
 use portsniff::decode::{HandshakeOptions, LinkType};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -152,13 +153,38 @@ pub fn frame(link: LinkType, ip: &[u8], vlan: bool) -> Vec<u8> {
     f
 }
 
+/// The 24-byte header of a classic pcap file: little-endian, microsecond timestamps
+/// (magic 0xa1b2c3d4), version 2.4, no time zone offset.
+pub fn file_header(linktype: u32, snaplen: u32) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone 0, sigfigs 0
+    h[16..20].copy_from_slice(&snaplen.to_le_bytes());
+    h[20..24].copy_from_slice(&linktype.to_le_bytes());
+    h
+}
+
+/// The 16-byte header of one record: its time (µs since the epoch), the bytes it holds
+/// (`caplen`) and the length the packet had on the wire (`len`).
+pub fn record_header(ts_us: u64, caplen: u32, len: u32) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    let sec = u32::try_from(ts_us / 1_000_000).unwrap_or(u32::MAX);
+    h[0..4].copy_from_slice(&sec.to_le_bytes());
+    h[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&caplen.to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
 /// A classic pcap file (microsecond timestamps, little-endian) of `link`.
 /// `records`: (µs since the epoch, captured bytes, original length).
 pub fn pcap_file(link: LinkType, records: &[(u64, Vec<u8>, u32)]) -> Vec<u8> {
     let mut f = Vec::new();
-    f.extend_from_slice(&pcap::file_header(link.linktype() as u32, 262_144));
+    f.extend_from_slice(&file_header(link.linktype() as u32, 262_144));
     for (ts, data, len) in records {
-        f.extend_from_slice(&pcap::record_header(*ts, data.len() as u32, *len));
+        f.extend_from_slice(&record_header(*ts, data.len() as u32, *len));
         f.extend_from_slice(data);
     }
     f

@@ -21,8 +21,8 @@
 //! payload sizes from the IP header, and leaving the payload bytes out keeps a 10M-packet
 //! file near 1 GB instead of several.
 //!
-//! Written by `pcap.rs` with `std` alone (no libpcap), into any `Write`: the load and
-//! view tests generate into a file or memory, `examples/gen_capture.rs` is the command
+//! Written by `pcap.rs` on `wire`'s pcap headers (no libpcap), into any `Write`: the load
+//! and view tests generate into a file or memory, `examples/gen_capture.rs` is the command
 //! line over [`generate_file`].
 //!
 //! Modes:
@@ -42,6 +42,7 @@
 //! traffic), so each one has exactly the outcome it was generated for. Client endpoints
 //! are never reused, so no connection is a port reuse: beyond the ephemeral range of
 //! 127.0.0.1 (or `::1`) the clients move on to 127.0.0.2, … (or `::2`, …).
+#![allow(dead_code)] // each test binary that declares it uses its own subset
 
 mod mix;
 pub mod pcap;

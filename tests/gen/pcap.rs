@@ -1,12 +1,13 @@
-//! Classic pcap writing: the file and record headers every test capture is made of, and
-//! the generator's per-packet writer, which fills one reused buffer in place (a debug
-//! build writes a million packets in about a second) instead of building each frame in a
-//! `Vec` as `support::wire` does for the few packets of a hand-made test.
+//! The generator's per-packet pcap writer: the headers come from `wire` (the one pcap
+//! builder), but each record is filled into one reused buffer in place (a debug build
+//! writes a million packets in about a second) instead of building each frame in a `Vec`
+//! as `wire` does for the few packets of a hand-made test.
 //!
 //! The format is written with `std`, not `pcap::Capture::dead(..).savefile(..)`: it is
 //! two fixed little headers, and this needs no libpcap, no FFI call per packet, and can
 //! stream into any `Write`.
 
+use crate::wire::{file_header, record_header};
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -16,30 +17,6 @@ pub(super) const SNAPLEN: u32 = 128;
 /// 2023-11-14 22:13:20 UTC: any fixed start keeps files identical run to run.
 pub(super) const START_US: u64 = 1_700_000_000_000_000;
 
-/// The 24-byte header of a classic pcap file: little-endian, microsecond timestamps
-/// (magic 0xa1b2c3d4), version 2.4, no time zone offset.
-pub fn file_header(linktype: u32, snaplen: u32) -> [u8; 24] {
-    let mut h = [0u8; 24];
-    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h[4..6].copy_from_slice(&2u16.to_le_bytes());
-    h[6..8].copy_from_slice(&4u16.to_le_bytes());
-    // thiszone 0, sigfigs 0
-    h[16..20].copy_from_slice(&snaplen.to_le_bytes());
-    h[20..24].copy_from_slice(&linktype.to_le_bytes());
-    h
-}
-
-/// The 16-byte header of one record: its time (µs since the epoch), the bytes it holds
-/// (`caplen`) and the length the packet had on the wire (`len`).
-pub fn record_header(ts_us: u64, caplen: u32, len: u32) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    let sec = u32::try_from(ts_us / 1_000_000).unwrap_or(u32::MAX);
-    h[0..4].copy_from_slice(&sec.to_le_bytes());
-    h[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-    h[8..12].copy_from_slice(&caplen.to_le_bytes());
-    h[12..16].copy_from_slice(&len.to_le_bytes());
-    h
-}
 pub(super) struct PcapOut<W: Write> {
     out: W,
     buf: [u8; 16 + SNAPLEN as usize],
