@@ -2,10 +2,13 @@
 //! decoder and flow table over a long connection, and the whole replay pipeline over
 //! files of 2,000 and 200,000 packets.
 
-use portsniff::capture::{Limits, Source};
+mod support;
+mod wire;
+
 use portsniff::decode::{Decoder, LinkType, Timestamp};
 use portsniff::flow::{FlowConfig, FlowEvent, FlowTable};
-use portsniff::report::{Format, Style};
+use portsniff::{Format, Style};
+use portsniff::{Limits, Source};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,17 +54,7 @@ fn frame(from_client: bool, flags: u8, seq: u32, ack: u32, payload: usize) -> Ve
     } else {
         (PORT, 40000)
     };
-    let mut f = vec![0u8; 12];
-    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
-    f.extend_from_slice(&((40 + payload) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&ack.to_be_bytes());
-    f.extend_from_slice(&[0x50, flags, 0x02, 0x00, 0, 0, 0, 0]);
-    f.resize(f.len() + payload, b'x');
-    f
+    wire::loopback_v4(sport, dport, flags, seq, ack, payload)
 }
 
 /// One connection: handshake, then `data` segments alternating direction.
@@ -120,19 +113,7 @@ fn decoding_and_tracking_an_established_connection_allocates_nothing_per_packet(
 
 /// A classic pcap file of `frames`, 10 µs apart.
 fn pcap_file(dir: &std::path::Path, name: &str, frames: &[Vec<u8>]) -> std::path::PathBuf {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    bytes.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    bytes.extend_from_slice(&262_144u32.to_le_bytes());
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        let t = i as u32 * 10;
-        bytes.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        bytes.extend_from_slice(&t.to_le_bytes());
-        bytes.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(f);
-    }
+    let bytes = wire::pcap_of_frames(LinkType::Ethernet, 1_700_000_000_000_000, frames);
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
@@ -145,7 +126,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         limits: Limits::default(),
         format: Format::Json,
         style: Style { color: false },
-        progress: portsniff::report::progress::Bar::Off,
+        progress: portsniff::Bar::Off,
         only_problems: false,
         run_as: None,
         attribution: false,

@@ -11,23 +11,22 @@
 //! rules and sysctls are set only inside the test's own namespaces, which are deleted when
 //! the test ends (also on panic); helper processes are killed by PID.
 
-#[path = "common/live_support.rs"]
-#[allow(dead_code)] // tests/live.rs uses the rest
-mod live_support;
+mod diag;
+mod support;
 
-#[path = "common/diag_support.rs"]
-mod diag_support;
+use support::live;
 
-use diag_support::{
-    check_recipe, fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
+use diag::recipe::check_recipe;
+use diag::{
+    fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
     spawn_connecting_client, spawn_listener, start_capture, v4, LISTENER_MARK, TCP_LISTEN,
     TCP_SYN_SENT,
 };
-use live_support::{accept_within, connect_from_known_port, Netns};
 use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
+use support::live::{accept_within, connect_from_known_port, Netns};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -265,7 +264,7 @@ fn ipv6_only_listener_reached_on_ipv4() {
         .join()
         .expect("probe thread");
     if !has_v6 {
-        live_support::skip(TEST, "::1 is not configured on lo in a new namespace");
+        live::skip(TEST, "::1 is not configured on lo in a new namespace");
         return;
     }
     let listener = spawn_listener(
@@ -541,7 +540,7 @@ fn exchange_from_port(listener: &TcpListener, server: SocketAddr, cport: u16) ->
     let mut reply = [0u8; 5];
     client.read_exact(&mut reply).expect("client reads");
     drop(client); // client FIN first: TIME_WAIT on the client
-    let rest = live_support::read_to_eof(&mut srv, 64).expect("server reads EOF");
+    let rest = live::read_to_eof(&mut srv, 64).expect("server reads EOF");
     assert!(rest.is_empty(), "test setup: unexpected bytes {rest:?}");
     drop(srv);
     // Let the last ACK of the close go out before anything else happens.
@@ -782,19 +781,19 @@ fn finding_helpers_keep_the_last_occurrence_of_each_kind() {
         finding("silently_dropped", "warning", 3), // final list: ranked second
         r#"{"type":"summary","flows":1}"#.to_string(),
     ];
-    let lines: Vec<(live_support::Line, serde_json::Value)> = texts
+    let lines: Vec<(live::Line, serde_json::Value)> = texts
         .iter()
         .map(|t| {
-            let line = live_support::Line {
+            let line = live::Line {
                 arrived: std::time::SystemTime::now(),
                 text: t.clone(),
             };
             (line, serde_json::from_str(t).expect("valid JSON"))
         })
         .collect();
-    let report = diag_support::Report {
+    let report = diag::Report {
         text: None,
-        run: live_support::Finished {
+        run: live::Finished {
             status: std::process::ExitStatus::from_raw(1 << 8),
             stdout: lines.iter().map(|(l, _)| l.clone()).collect(),
             stderr: String::new(),

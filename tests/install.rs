@@ -4,17 +4,14 @@
 //! Both run cargo with this test's own target directory, so they reuse what `cargo test`
 //! just built instead of building everything again.
 
-mod common;
-#[path = "common/live_support.rs"]
-#[allow(dead_code)] // tests/live.rs uses the rest
-mod live_support;
+mod support;
 
 use clap::CommandFactory;
-use common::{fixture, PORT};
-use live_support::{run_bounded, skip, which, Finished};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use support::live::{run_bounded, skip, which, Finished};
+use support::{fixture, PORT};
 
 /// A cold build of the example or the binary on a 2-core machine stays well inside this.
 const CARGO_TIMEOUT: Duration = Duration::from_secs(900);

@@ -6,21 +6,19 @@
 //! "skipping: needs root to capture" and pass, except in CI (`CI=true`), where they fail
 //! instead: a CI run that silently skipped them would prove nothing.
 
-#[path = "common/live_support.rs"]
-mod live_support;
+mod support;
 
-use live_support::{
-    accept_within, assert_no_capture_loss, client_port, connect_from_known_port, final_flows_from,
-    flows, have_root, live_command, portsniff_bin, read_to_eof, run_bounded, skip, summary, which,
-    Finished, Line, Netns, ReservedPort, Sniffer, EXIT_TIMEOUT,
-};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::live::{
+    accept_within, assert_no_capture_loss, client_port, connect_from_known_port, final_flows_from,
+    flows, have_root, live_command, read_to_eof, run_bounded, skip, summary, which, Finished, Line,
+    Netns, ReservedPort, Sniffer, EXIT_TIMEOUT,
+};
 
 /// Time for the last packets (the final ACK of a close) to go through the capture before
 /// we stop it.
@@ -299,7 +297,7 @@ fn live_capture_on_lo_reports_refused_clean_closes_and_reset() {
 
     // The -w file, written while capturing and flushed after Ctrl-C, gives the same
     // answers when replayed.
-    let mut replay_cmd = Command::new(portsniff_bin());
+    let mut replay_cmd = support::portsniff();
     replay_cmd.args(["-r", pcap_arg, "--port", &port.to_string(), "--json"]);
     let replay = run_bounded(replay_cmd, "portsniff -r out.pcap", EXIT_TIMEOUT);
     let replay_lines = replay.json();
@@ -462,20 +460,17 @@ fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
         "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &port_s, "--syn", "-j", "DROP",
     ]);
 
-    let sniffer_cmd = ns.command(
-        Path::new(portsniff_bin()),
-        &[
-            "-i",
-            "lo",
-            "--port",
-            &port_s,
-            "--json",
-            "--syn-timeout",
-            "1",
-            "--duration",
-            "4",
-        ],
-    );
+    let sniffer_cmd = ns.portsniff(&[
+        "-i",
+        "lo",
+        "--port",
+        &port_s,
+        "--json",
+        "--syn-timeout",
+        "1",
+        "--duration",
+        "4",
+    ]);
     let mut sniffer = Sniffer::spawn(sniffer_cmd, "ip netns exec NS portsniff -i lo");
     sniffer.wait_for_banner();
 

@@ -2,15 +2,14 @@
 //! inside real live runs through the credentials the summary reports (read from
 //! /proc/self/status at the end of the run).
 
-mod common;
-#[path = "common/live_support.rs"]
-#[allow(dead_code)]
-mod live_support;
+mod support;
 
-use common::*;
+use support::live;
+
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
+use support::*;
 
 /// CAP_SYS_PTRACE is capability 19: the only one kept, for process attribution.
 const PTRACE_ONLY: &str = "0000000000080000";
@@ -18,7 +17,7 @@ const NONE: &str = "0000000000000000";
 
 /// Root, or a skip that fails under `CI=true` (the gate every live test file shares).
 fn gate(test: &str) -> bool {
-    live_support::have_root(test)
+    live::have_root(test)
 }
 
 /// A short live run on `lo`; returns (exit code, summary line, stderr).
@@ -56,7 +55,7 @@ fn started_through_sudo_it_becomes_the_caller_and_keeps_only_ptrace() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let w = dir.path().join("out.pcap");
     let (code, s, err) = live(
-        Command::new(bin())
+        support::portsniff()
             .env("SUDO_UID", "65534")
             .env("SUDO_GID", "65534")
             .env("SUDO_USER", "nobody")
@@ -88,7 +87,7 @@ fn dash_z_with_no_attribution_keeps_no_capability_at_all() {
     if !gate("-Z") {
         return;
     }
-    let (code, s, err) = live(Command::new(bin()).args(["-Z", "nobody", "--no-attribution"]));
+    let (code, s, err) = live(support::portsniff().args(["-Z", "nobody", "--no-attribution"]));
     assert_eq!(code, Some(0), "{err}");
     let c = &s["credentials"];
     assert_eq!(c["uid"], 65534, "{c}");
@@ -108,7 +107,7 @@ fn root_without_sudo_stays_root_but_keeps_only_ptrace() {
     if !gate("root") {
         return;
     }
-    let (code, s, err) = live(Command::new(bin()).env_remove("SUDO_UID"));
+    let (code, s, err) = live(support::portsniff().env_remove("SUDO_UID"));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(s["credentials"]["uid"], 0);
     assert_eq!(
@@ -125,7 +124,7 @@ fn works_without_root_through_file_capabilities_and_then_drops_them() {
     }
     let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
     if !have("setcap") || !have("setpriv") {
-        live_support::skip("setcap", "setcap or setpriv missing");
+        live::skip("setcap", "setcap or setpriv missing");
         return;
     }
     let (_dir, exe) = world_runnable_copy();
@@ -196,7 +195,7 @@ fn payload_bytes_are_never_printed() {
             "1",
         ];
         args.extend_from_slice(extra);
-        let out = Command::new(bin())
+        let out = support::portsniff()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(&args)
             .output()

@@ -2,15 +2,15 @@
 //! `-w` errors. Each must end cleanly, keep what was read, and never leave a half-written
 //! capture file behind.
 
-mod common;
-#[path = "common/live_support.rs"]
-#[allow(dead_code)]
-mod live_support;
+mod support;
+mod wire;
 
-use common::*;
+use support::live;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::*;
 
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
@@ -46,13 +46,8 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> (Option<i32>, 
 /// keeps the pipe open and silent: the reader blocks in read(), as with `tcpdump -w - |`.
 fn stuck_replay(records: usize, extra: &[&str]) -> (Child, std::process::ChildStdin) {
     let bytes = std::fs::read(fixture("mixed.pcap")).unwrap();
-    // Classic pcap: 24-byte header, then 16-byte record headers with caplen at +8.
-    let mut end = 24;
-    for _ in 0..records {
-        let caplen = u32::from_le_bytes(bytes[end + 8..end + 12].try_into().unwrap()) as usize;
-        end += 16 + caplen;
-    }
-    let mut child = Command::new(bin())
+    let end = wire::record_offsets(&bytes)[records];
+    let mut child = support::portsniff()
         .args(["-r", "-", "--port", PORT, "--json"])
         .args(extra)
         .stdin(Stdio::piped())
@@ -126,7 +121,7 @@ fn second_ctrl_c_exits_at_once_and_leaves_no_capture_file() {
 
 #[test]
 fn sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file() {
-    if !live_support::have_root("sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file") {
+    if !live::have_root("sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -134,10 +129,9 @@ fn sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener); // nothing listens: connections are refused
-    let mut child = Command::new(bin())
+    let mut child = support::portsniff()
         .args(["-i", "lo", "--port", &port.to_string(), "--json", "-w"])
         .arg(&target)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -192,7 +186,7 @@ fn sigterm_ends_a_live_capture_cleanly_with_a_readable_w_file() {
 
 #[test]
 fn closed_stdout_pipe_ends_the_run_quietly() {
-    let mut child = Command::new(bin())
+    let mut child = support::portsniff()
         .args([
             "-r",
             fixture("mixed.pcap").to_str().unwrap(),

@@ -6,21 +6,17 @@
 //! naming that address, so traffic from other tests (or other programs) on 127.0.0.1
 //! cannot change what they see.
 
-mod common;
-#[path = "common/live_support.rs"]
-#[allow(dead_code)] // tests/live.rs uses the rest
-mod live_support;
-
-use common::*;
-use live_support::{
-    connect_from_known_port, final_flows_from, have_root, live_command, run_bounded, skip, summary,
-    which, Finished, ReservedPort, Sniffer, EXIT_TIMEOUT,
-};
+mod support;
 use serde_json::Value;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
+use support::live::{
+    connect_from_known_port, final_flows_from, have_root, live_command, run_bounded, skip, summary,
+    which, Finished, ReservedPort, Sniffer, EXIT_TIMEOUT,
+};
+use support::*;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -241,11 +237,9 @@ fn help_shows_the_three_everyday_uses_and_the_filter_expression() {
 // --- Logs --------------------------------------------------------------------------------
 
 fn replay_with(env: &[(&str, &str)], extra: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(bin());
+    let mut cmd = support::portsniff();
     cmd.args(["-r", &mixed(), "--port", PORT, "--json", "host 127.0.0.1"])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
+        .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -5,26 +5,21 @@
 //! Terminal cases run the real binary under a pseudo-terminal made by `script`
 //! (util-linux), which copies everything written to the terminal into its own stdout.
 
-mod common;
-
-#[allow(dead_code)]
-#[path = "../examples/gen_capture.rs"]
 mod gen;
-#[allow(dead_code)]
-#[path = "common/live_support.rs"]
-mod live_support;
+mod support;
+mod wire;
 
-use common::{bin, fixture, PORT};
-use live_support::{
-    accept_within, connect_from_known_port, have_root, read_to_eof, skip, which, ReservedPort,
-    Sniffer, EXIT_TIMEOUT,
-};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
+use support::live::{
+    accept_within, connect_from_known_port, have_root, read_to_eof, skip, which, ReservedPort,
+    Sniffer, EXIT_TIMEOUT,
+};
+use support::{bin, fixture, PORT};
 
 /// A generated mix large enough that the debug binary replays it for over a second (200k
 /// packets took only 0.25 s): the bar, shown after 0.3 s and redrawn every 100 ms, has
@@ -100,10 +95,9 @@ fn text(b: &[u8]) -> String {
 fn progress_bar_is_absent_when_stderr_is_a_pipe_in_text_and_json() {
     let file = big_capture().to_str().expect("UTF-8 temp path");
     for extra in [&[][..], &["--json"][..]] {
-        let out = Command::new(bin())
+        let out = support::portsniff()
             .args(["-r", file, "--port", PORT])
             .args(extra)
-            .stdin(Stdio::null())
             .output()
             .expect("portsniff runs");
         let err = text(&out.stderr);
@@ -225,10 +219,8 @@ fn no_colour_on_a_terminal_with_no_color_or_color_never() {
 // --- Wireshark expert flags ----------------------------------------------------------------
 
 fn replay_text(path: &Path) -> String {
-    let out = Command::new(bin())
+    let out = support::portsniff()
         .args(["-r", path.to_str().expect("UTF-8 path"), "--port", PORT])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
         .expect("portsniff runs");
     text(&out.stdout)
@@ -286,13 +278,7 @@ fn a_clean_capture_names_no_wireshark_flag() {
 /// to advertise a zero window, which the server's reply then opens again: one stall.
 fn zero_window_capture(dir: &Path) -> PathBuf {
     let mut bytes = std::fs::read(fixture("closed_client_first.pcap")).expect("fixture");
-    // Classic pcap: a 24-byte file header, then per record 16 bytes (incl_len at +8).
-    let mut at = 24;
-    for _ in 0..4 {
-        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16 + caplen;
-    }
-    let frame = at + 16;
+    let frame = wire::record_offsets(&bytes)[4] + 16;
     let ip = frame + 14; // Ethernet (Linux lo)
     let tcp = ip + usize::from(bytes[ip] & 0x0f) * 4;
     assert_eq!(
@@ -327,7 +313,7 @@ fn live_summary_is_a_usage_error_with_a_file_or_json() {
         &["-r", file, "--port", PORT, "--live-summary"][..],
         &["-i", "lo", "--port", PORT, "--live-summary", "--json"][..],
     ] {
-        let out = common::run(args);
+        let out = support::run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
         assert!(
@@ -359,7 +345,7 @@ fn live_summary_prints_a_snapshot_a_second_that_counts_the_connections() {
     }
     let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
     let (port, server) = (reserved.port(), reserved.addr);
-    let mut cmd = Command::new(bin());
+    let mut cmd = support::portsniff();
     cmd.args([
         "-i",
         "lo",

@@ -7,23 +7,19 @@
 //! Regenerate the golden files after an intended change with
 //! `PORTSNIFF_BLESS=1 cargo test --test zeek`, then review the diff like code.
 
-mod common;
+mod support;
 
-#[path = "common/live_support.rs"]
-#[allow(dead_code)] // tests/live.rs uses the rest
-mod live_support;
+use support::live;
 
-use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+use support::*;
 
 /// `portsniff -r fixtures/FILE --port 61999 ARGS…` in UTC (the header's `#open`/`#close`
 /// are local times, as Zeek writes them), from the crate's directory.
 fn replay_args(file: &str, args: &[&str]) -> std::process::Output {
-    Command::new(bin())
+    support::portsniff()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("TZ", "UTC")
         .args(["-r", &format!("fixtures/{file}"), "--port", PORT])
@@ -278,7 +274,7 @@ fn conn_log_keeps_the_exit_status_and_only_problems() {
 /// The whole conn.log of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_conn_log() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = fixtures_dir();
     let bless = std::env::var_os("PORTSNIFF_BLESS").is_some();
     let mut mismatches = Vec::new();
     for file in fixture_captures() {
@@ -309,14 +305,14 @@ fn every_fixture_matches_its_golden_conn_log() {
 #[test]
 fn live_conn_log_has_final_rows_only_and_wall_clock_open_close() {
     const TEST: &str = "live_conn_log_has_final_rows_only_and_wall_clock_open_close";
-    if !live_support::have_root(TEST) {
+    if !live::have_root(TEST) {
         return;
     }
-    if live_support::which("iptables").is_none() {
-        live_support::skip(TEST, "needs iptables for the DROP rule");
+    if live::which("iptables").is_none() {
+        live::skip(TEST, "needs iptables for the DROP rule");
         return;
     }
-    let Some(ns) = live_support::Netns::create(TEST) else {
+    let Some(ns) = live::Netns::create(TEST) else {
         return;
     };
     ns.run(&[
@@ -340,13 +336,13 @@ fn live_conn_log_has_final_rows_only_and_wall_clock_open_close() {
         "--format",
         "zeek",
     ];
-    let mut cmd = ns.command(Path::new(live_support::portsniff_bin()), &args);
+    let mut cmd = ns.portsniff(&args);
     cmd.env("TZ", "UTC");
-    let mut sniffer = live_support::Sniffer::spawn(cmd, "portsniff --format zeek");
+    let mut sniffer = live::Sniffer::spawn(cmd, "portsniff --format zeek");
     sniffer.wait_for_banner();
     let server: std::net::SocketAddr = format!("127.0.0.1:{PORT}").parse().unwrap();
-    let client = ns.on_thread(move || live_support::connect_from_known_port(server));
-    let run = sniffer.wait_exit(Duration::from_secs(2) + live_support::EXIT_TIMEOUT);
+    let client = ns.on_thread(move || live::connect_from_known_port(server));
+    let run = sniffer.wait_exit(Duration::from_secs(2) + live::EXIT_TIMEOUT);
     let after = utc_now();
     let (cport, res) = client.join().expect("client thread");
     assert!(

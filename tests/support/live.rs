@@ -1,9 +1,12 @@
-//! Helpers for the live capture tests (`tests/live.rs`): gates that skip (or fail, in CI)
-//! when the machine cannot capture, port reservation, a `portsniff` child that is waited
-//! for with a bound and killed if the test panics, JSON line parsing, and a network
-//! namespace that is deleted whatever happens.
+//! The live harness: gates that skip (or fail, under `CI=true`) when the machine cannot
+//! capture, port reservation, a `portsniff` child that is waited for with a bound and
+//! killed if the test panics, JSON line parsing, and a network namespace that is deleted
+//! whatever happens.
 //!
-//! Included with `#[path = "common/live_support.rs"] mod live_support;`.
+//! Tests in one binary run on parallel threads: every live test takes its ports from the
+//! kernel ([`ReservedPort`], [`connect_from_known_port`]) or from `tests/diag`'s `fresh_port`, and
+//! its namespace names are unique per process and test ([`Netns::create`]), so none
+//! collides with another test's capture.
 
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -23,10 +26,6 @@ pub const BANNER: &str = "portsniff: listening on ";
 pub const BANNER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long portsniff may take to exit after SIGINT (or after `--duration`).
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub fn portsniff_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_portsniff")
-}
 
 /// Whether we run in CI, where a live test must never skip silently.
 fn in_ci() -> bool {
@@ -411,7 +410,7 @@ pub fn run_bounded(cmd: Command, what: &str, timeout: Duration) -> Finished {
 
 /// `portsniff -i lo --port PORT --json` plus `extra`.
 pub fn live_command(port: u16, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(portsniff_bin());
+    let mut cmd = super::portsniff();
     cmd.args(["-i", "lo", "--port", &port.to_string(), "--json"])
         .args(extra);
     cmd
@@ -514,6 +513,16 @@ impl Netns {
         cmd.args(["netns", "exec", &self.name])
             .arg(program)
             .args(args);
+        cmd
+    }
+
+    /// `portsniff ARGS…` inside the namespace, with the environment of
+    /// [`super::portsniff`], not yet started.
+    pub fn portsniff(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(Path::new(super::bin()), args);
+        cmd.env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
         cmd
     }
 

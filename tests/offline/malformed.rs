@@ -4,21 +4,12 @@
 //! summary's packet counters. Nothing may panic, and what was read before any damage must
 //! still be reported.
 //!
-//! portsniff's BPF filter applies to files too, so a record it rejects is never counted
-//! (see fixtures/malformed/README.md). The cases below state which records that drops.
+//! A file is read unfiltered: every record is counted, and the decoder picks out the
+//! port's packets (see fixtures/malformed/README.md).
 
+use crate::support::{malformed_fixture as malformed, PORT};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-const PORT: &str = "61999";
-
-fn malformed(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join("malformed")
-        .join(name)
-}
 
 /// One run of the binary.
 struct Run {
@@ -29,14 +20,11 @@ struct Run {
 }
 
 fn portsniff(path: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_portsniff"))
+    let out = crate::support::portsniff()
         .arg("-r")
         .arg(path)
         .args(["--port", PORT])
         .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .output()
         .expect("the portsniff binary runs");
     let run = Run {
@@ -243,7 +231,7 @@ fn empty_file_is_a_clear_error() {
     assert!(run.stdout.is_empty(), "nothing was read: {}", run.stdout);
 }
 
-// --- 3: pcapng blocks libpcap does not know ---------------------------------------------
+// --- 3: pcapng blocks the reader does not know ---------------------------------------------
 
 #[test]
 fn pcapng_unknown_blocks_between_packets_are_skipped() {

@@ -1,9 +1,7 @@
 //! The command line as a user meets it: flags, errors and exit statuses, stdin, `-w`,
 //! `--only-problems`, `-c`, colour.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -112,15 +110,12 @@ fn unknown_interface_lists_the_ones_that_exist() {
 #[test]
 fn capture_without_privileges_explains_sudo_and_setcap() {
     // Run the binary as `nobody`: needs root to switch users.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let have_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    if !is_root || !have_setpriv {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must run this test as root with setpriv"
-        );
-        eprintln!("skipping: needs root and setpriv to drop to an unprivileged user");
+    const TEST: &str = "capture_without_privileges_explains_sudo_and_setcap";
+    if !crate::support::live::have_root(TEST) {
+        return;
+    }
+    if crate::support::live::which("setpriv").is_none() {
+        crate::support::live::skip(TEST, "needs setpriv to drop to an unprivileged user");
         return;
     }
     // The binary must be reachable by `nobody`: copy it somewhere world-readable.
@@ -149,7 +144,7 @@ fn capture_without_privileges_explains_sudo_and_setcap() {
 
 #[test]
 fn dash_reads_the_capture_from_standard_input() {
-    let mut child = Command::new(bin())
+    let mut child = crate::support::portsniff()
         .args(["-r", "-", "--port", PORT, "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,5 +1,6 @@
-//! Shared helpers for the integration tests: run the real binary, parse its JSON lines.
-#![allow(dead_code)] // each test binary uses its own subset
+//! Running the real binary: [`portsniff`] is the one command every test starts it with
+//! (live, replay, under a namespace or a terminal), [`json_lines`] reads what it printed,
+//! and the fixtures' paths.
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -7,19 +8,41 @@ use std::process::{Command, Output, Stdio};
 
 pub const PORT: &str = "61999";
 
+/// The path of the `portsniff` binary cargo built for this test run.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portsniff")
 }
 
+/// `portsniff` with the environment the tests' expectations assume: no colour
+/// (`NO_COLOR=1`), no `RUST_LOG` inherited from the developer's shell (it would add log
+/// lines to stderr), and no standard input (a replay of `-` must be asked for).
+/// Callers add arguments, and override any of these (`.stdin(Stdio::piped())`).
+pub fn portsniff() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The path of `fixtures/malformed/NAME`.
+pub fn malformed_fixture(name: &str) -> PathBuf {
+    fixture("malformed").join(name)
+}
+
+/// The directory of the committed captures and their golden outputs.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The path of `fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    fixtures_dir().join(name)
 }
 
 /// The file names of every capture in `fixtures/` (not `fixtures/malformed/`), sorted.
 pub fn fixture_captures() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = fixtures_dir();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("fixtures/ is readable")
         .filter_map(|e| e.ok())
@@ -30,21 +53,25 @@ pub fn fixture_captures() -> Vec<String> {
     names
 }
 
-/// Runs portsniff with `args`, no stdin, and returns its output.
+/// Runs [`portsniff`] with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin())
+    portsniff()
         .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .output()
         .expect("the portsniff binary runs")
 }
 
 /// Parses JSON lines, failing the test on any line that is not JSON.
 pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    try_json_lines(stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses JSON lines; the error names the first line that is not JSON (for property
+/// tests, which must return their failure rather than panic).
+pub fn try_json_lines(stdout: &[u8]) -> Result<Vec<Value>, String> {
     String::from_utf8_lossy(stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON ({e}): {l}")))
         .collect()
 }
 

@@ -3,13 +3,10 @@
 //! reviewed golden file beside the capture, `fixtures/NAME.expected.json`).
 //!
 //! Regenerate the golden files after an intended change with
-//! `PORTSNIFF_BLESS=1 cargo test --test fixtures`, then review the diff like code.
+//! `PORTSNIFF_BLESS=1 cargo test --test offline fixtures::`, then review the diff like code.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::Value;
-use std::path::Path;
 
 /// What a user must see for one flow of a fixture.
 struct Flow {
@@ -338,7 +335,7 @@ fn mixed_capture_summary_counts_every_outcome() {
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = fixtures_dir();
     let bless = std::env::var_os("PORTSNIFF_BLESS").is_some();
     let mut captures: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -360,7 +357,7 @@ fn every_fixture_matches_its_golden_json() {
             capture.file_stem().unwrap().to_str().unwrap()
         ));
         // A relative path, so the summary's "source" is the same on every machine.
-        let out = std::process::Command::new(bin())
+        let out = crate::support::portsniff()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["-r", &format!("fixtures/{file}"), "--port", PORT, "--json"])
             .output()
@@ -372,7 +369,7 @@ fn every_fixture_matches_its_golden_json() {
         }
         let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
             panic!(
-                "{} is missing: run PORTSNIFF_BLESS=1 cargo test --test fixtures",
+                "{} is missing: run PORTSNIFF_BLESS=1 cargo test --test offline fixtures::",
                 golden.display()
             )
         });

@@ -1,8 +1,6 @@
-//! Helpers for the load tests (`tests/load.rs`): a replay whose (possibly huge) JSON
-//! output is counted as it streams instead of being kept, whose peak memory is read from
-//! the kernel when it is reaped (`wait4`), and a sampler of a live process's memory.
-//!
-//! Included with `#[path = "common/load_support.rs"] mod load_support;`.
+//! The load tests' harness: a replay whose (possibly huge) JSON output is
+//! counted as it streams instead of being kept, whose peak memory is read from the kernel
+//! when it is reaped (`wait4`), and a sampler of a live process's memory.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -177,12 +175,11 @@ pub fn run_streamed(mut cmd: Command, what: &str, timeout: Duration) -> Streamed
 
 /// `portsniff -r FILE --port PORT --json` plus `extra`.
 pub fn replay_command(file: &Path, port: u16, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portsniff"));
+    let mut cmd = crate::support::portsniff();
     cmd.arg("-r")
         .arg(file)
         .args(["--port", &port.to_string(), "--json"])
-        .args(extra)
-        .stdin(Stdio::null());
+        .args(extra);
     cmd
 }
 
