@@ -185,10 +185,13 @@ impl Flow {
         let ctl = Control::of(seg);
         let was = self.state;
         self.account(side, seg, ctl, ts, rares);
-        // Zeek's endpoint states run beside ours, on every segment, for `conn_state`.
+        // Zeek's endpoint states run beside ours, for `conn_state`; most segments (data
+        // and ACKs of a started side) cannot move them and are skipped without a write.
         let mut zeek = self.facts.zeek();
-        zeek.on_segment(side, seg.flags, seg.payload_len);
-        self.facts.set_zeek(zeek);
+        if zeek.moved_by(side, seg.flags) {
+            zeek.update(side, seg.flags, seg.payload_len);
+            self.facts.set_zeek(zeek);
+        }
         // RFC 9293 §3.6: the peer's FIN is acknowledged by an ACK one past it.
         let acks_peer_fin = seg.flags.ack()
             && self
@@ -236,7 +239,7 @@ impl Flow {
     }
 
     /// Out of line, so that the trace's call site (its field captures) does not weigh on
-    /// the inlined per-segment path; with debug off it returns after one level check.
+    /// the inlined per-segment path; with debug off it returns after the level check.
     #[inline(never)]
     fn trace_change(&self, old: State, next: State, rares: &Rares) {
         tracing::debug!(

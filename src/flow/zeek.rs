@@ -147,14 +147,32 @@ impl ZeekEndpoints {
     /// `UpdateStateMachine` dispatches on the sender's state.
     #[inline]
     pub fn on_segment(&mut self, side: Side, flags: TcpFlags, payload_len: u32) {
-        let state = self.state(side);
-        // Once a side has started, only SYN, FIN and RST move it (every arm below keys on
-        // them): the data and ACK segments that make up most of a connection change
-        // nothing, and return here.
-        if state != Tcp::Inactive && !(flags.syn() || flags.fin() || flags.rst()) {
-            return;
+        if self.moved_by(side, flags) {
+            self.update(side, flags, payload_len);
         }
-        match state {
+    }
+
+    /// Whether a segment with `flags` from `side` may change the states. Once a side has
+    /// started, only SYN, FIN and RST move it (every arm of [`update`](Self::update)
+    /// keys on them): the data and ACK segments that make up most of a connection do
+    /// not, and the flow skips them after two bit tests.
+    #[inline]
+    pub fn moved_by(self, side: Side, flags: TcpFlags) -> bool {
+        const CONTROL: u8 = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
+        flags.0 & CONTROL != 0 || !self.started(side)
+    }
+
+    /// Whether `side` has left Zeek's INACTIVE state (`Tcp::Inactive` is 0).
+    #[inline]
+    fn started(self, side: Side) -> bool {
+        (self.0 >> Self::shift(side, false)) & 7 != 0
+    }
+
+    /// The dispatch on the sender's state (`UpdateStateMachine`), for a segment that
+    /// [`moved_by`](Self::moved_by) says may change it.
+    #[inline(never)]
+    pub fn update(&mut self, side: Side, flags: TcpFlags, payload_len: u32) {
+        match self.state(side) {
             Tcp::Inactive => self.inactive(side, flags, payload_len),
             Tcp::SynSent | Tcp::SynAckSent => self.syn_sent(side, flags),
             Tcp::Established | Tcp::Partial => self.established(side, flags),
