@@ -87,7 +87,11 @@ fn run(config: &Config) -> Result<RunResult, Error> {
     let prepared = portsniff::prepare(config)?;
     // The capture is open: give up what is no longer needed before reading a single
     // packet, and before any other thread exists (capabilities are per thread).
-    portsniff::relinquish(config, prepared.write_path())?;
+    portsniff::relinquish(
+        config.run_as.as_deref(),
+        config.attribution,
+        prepared.write_path(),
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     portsniff::install_stop_handler(Arc::clone(&stop), on_forced_exit)?;
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and

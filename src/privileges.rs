@@ -15,7 +15,6 @@
 //!
 //! This must run before any other thread exists: capability sets are per thread.
 
-use crate::config::Config;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Uid, User};
 use std::path::Path;
@@ -61,12 +60,17 @@ pub struct Account {
     pub gid: u32,
 }
 
-/// Once the capture is open: switches user (the sudo caller or `-Z USER`) and drops the
-/// capabilities no longer needed. The `-w` file is handed to that user first, as tcpdump
-/// does, so they can read and delete it. Call it before any other thread exists:
-/// capabilities are per thread.
-pub fn relinquish(config: &Config, write: Option<&Path>) -> Result<(), PrivilegeError> {
-    let plan = plan(config.run_as.as_deref(), config.attribution)?;
+/// Once the capture is open: switches user (the sudo caller, or `run_as` from `-Z USER`)
+/// and drops the capabilities no longer needed (CAP_SYS_PTRACE stays with
+/// `attribution`). The `-w` file is handed to that user first, as tcpdump does, so they
+/// can read and delete it. Call it before any other thread exists: capabilities are per
+/// thread.
+pub fn relinquish(
+    run_as: Option<&str>,
+    attribution: bool,
+    write: Option<&Path>,
+) -> Result<(), PrivilegeError> {
+    let plan = plan(run_as, attribution)?;
     if let (Some(user), Some(path)) = (&plan.become_user, write) {
         if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
             tracing::warn!(error = %e, "cannot hand the -w file to {}", user.name);
