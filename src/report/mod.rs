@@ -68,7 +68,7 @@ pub fn printer_for(format: Format, style: Style) -> Box<dyn Printer> {
         Format::Text => Box::new(printer::text::Text::new(style)),
         Format::Json => Box::new(printer::json::Json::new()),
         Format::LiveSummary(redraw) => Box::new(printer::live::Live::new(redraw, style)),
-        Format::Zeek => Box::new(printer::zeek::Zeek::new()),
-        Format::ZeekJson => Box::new(printer::zeek_json::ZeekJson::new()),
+        Format::Zeek => Box::new(printer::zeek::Zeek::tsv()),
+        Format::ZeekJson => Box::new(printer::zeek::Zeek::json()),
     }
 }

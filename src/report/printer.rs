@@ -23,7 +23,6 @@ pub mod json;
 pub mod live;
 pub mod text;
 pub mod zeek;
-pub mod zeek_json;
 
 /// How one output format lays out a run. Methods are called in the order things
 /// happened: flow events (each followed by its ladder, if drawn), live findings after

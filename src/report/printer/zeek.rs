@@ -1,7 +1,9 @@
-//! `--format zeek`: Zeek's conn.log as TSV, for `zeek-cut`. Final connections only: a
-//! pending notice, a ladder (refused by the command line), a finding or the summary has
-//! no place in a conn.log (the exit status still tells). The row and header are
-//! [`report::zeek`](crate::report::zeek)'s.
+//! `--format zeek` and `--format zeek-json`: Zeek's conn.log, as TSV for `zeek-cut` or as
+//! JSON lines (`LogAscii::use_json=T`). Final connections only: a pending notice, a
+//! ladder (refused by the command line), a finding or the summary has no place in a
+//! conn.log (the exit status still tells). The two differ only in how a row is encoded,
+//! which [`report::zeek`](crate::report::zeek)'s `ConnLog` decides, so they share this
+//! printer.
 
 use super::Printer;
 use crate::decode::Timestamp;
@@ -17,16 +19,18 @@ pub struct Zeek {
 }
 
 impl Zeek {
-    pub fn new() -> Zeek {
+    /// The TSV log, with its `#` header and `#close` line.
+    pub fn tsv() -> Zeek {
         Zeek {
             log: ConnLog::new(false),
         }
     }
-}
 
-impl Default for Zeek {
-    fn default() -> Zeek {
-        Zeek::new()
+    /// JSON lines: one object per connection, no header or `#close`.
+    pub fn json() -> Zeek {
+        Zeek {
+            log: ConnLog::new(true),
+        }
     }
 }
 
@@ -51,7 +55,7 @@ impl Printer for Zeek {
         Ok(())
     }
 
-    /// Only `#close` (and the header, if no connection was written).
+    /// TSV: only `#close` (and the header, if no connection was written); JSON: nothing.
     fn finish(
         &mut self,
         mut out: &mut dyn Write,
