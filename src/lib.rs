@@ -9,6 +9,8 @@
 //!  decode in place                connection, timers, eviction     │          summary, -w pcap
 //!                                                                  ▼            ▲
 //!                                   diagnose: flow records + /proc facts ──Finding
+//!                                                 ▲
+//!  kernel witness (BPF on tracepoints) ──KernelEvents──▶ flow (joined per connection)
 //! ```
 //!
 //! [`cli`] turns arguments (and the terminal facts `main` reads) into a [`Config`];
@@ -27,6 +29,7 @@ pub mod decode;
 mod diagnose;
 mod error;
 pub mod flow;
+mod kernel;
 mod pipeline;
 mod privileges;
 mod report;

@@ -8,7 +8,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// Which end of the connection did something.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     /// The endpoint that sent the first SYN (or, mid-stream, the one not on the port).
     Client,

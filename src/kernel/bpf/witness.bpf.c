@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * portsniff's kernel witness: what the kernel did to the watched port's packets and
+ * sockets that a packet capture cannot see. Attached to stable tracepoints (BTF-typed,
+ * tp_btf): skb:kfree_skb (a drop and its reason), tcp:tcp_send_reset and
+ * tcp:tcp_receive_reset, sock:inet_sock_set_state, tcp:tcp_retransmit_synack and
+ * tcp:tcp_retransmit_skb.
+ *
+ * The tracepoints are global, so everything is filtered here, in the kernel: TCP (or an
+ * ICMP error quoting TCP) with the watched port on either side, in the watched network
+ * namespace. Traffic on other ports costs a header read and a comparison. What passes
+ * goes to user space as one fixed-size record in a ring buffer; a record the ring has no
+ * room for is counted in `lost`, never silently missing.
+ *
+ * Field layout of struct witness_event is mirrored in src/kernel/event.rs (a test there
+ * checks the size); keep both in step.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_ICMPV6 58
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* Set by user space before loading (the only object in .rodata, at offset 0; mirrored
+ * by Config in src/kernel/witness.rs): the inode number of the network namespace being
+ * captured (0: any namespace) and the port (host order). */
+const volatile struct {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+} config = {};
+#define watched_port (config.port)
+#define watched_netns (config.netns)
+
+enum witness_kind {
+	WITNESS_DROP = 1,
+	WITNESS_RESET_SENT = 2,
+	WITNESS_RESET_RECEIVED = 3,
+	WITNESS_STATE = 4,
+	WITNESS_SYNACK_RETRANSMIT = 5,
+	WITNESS_RETRANSMIT = 6,
+};
+
+/* Bits of witness_event.flags. */
+#define WF_HAS_SOCKET 1 /* a reset sent by a socket (not a reply to a packet) */
+#define WF_HAS_PACKET 2 /* the tuple, seq and flags come from a packet's headers */
+#define WF_PROCESS 4 /* pid and comm are the process that caused the event */
+#define WF_RECEIVED 8 /* the dropped packet came in from a device (ingress) */
+
+struct witness_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
+	__u64 location; /* kfree_skb: the kernel address that dropped it */
+	__u32 reason; /* drop reason, reset reason, or the new socket state */
+	__u32 pid;
+	__u32 seq;
+	__u16 sport; /* host order; as the packet travels (socket events: local) */
+	__u16 dport;
+	__u8 kind;
+	__u8 family; /* 4 or 6 */
+	__u8 tcp_flags;
+	__u8 icmp_type; /* nonzero: an ICMP error quoting the TCP segment */
+	__u8 icmp_code;
+	__u8 old_state;
+	__u8 flags;
+	__u8 pad;
+	__u8 saddr[16]; /* IPv4 in the first four bytes */
+	__u8 daddr[16];
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} events SEC(".maps");
+
+/* Records the ring had no room for, per CPU (user space sums them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline bool in_watched_netns(__u32 inum)
+{
+	/* An unknown namespace (0) passes: better a stray event than a missing one, and
+	 * the port must match too. */
+	return watched_netns == 0 || inum == 0 || inum == watched_netns;
+}
+
+static __always_inline __u32 netns_of_sock(const struct sock *sk)
+{
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline __u32 netns_of_skb(const struct sk_buff *skb)
+{
+	/* A received packet has its device; one sent by a local socket may not have one
+	 * yet (a SYN-ACK dropped in OUTPUT) but has its socket. */
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	return netns_of_sock(BPF_CORE_READ(skb, sk));
+}
+
+static __always_inline bool port_matches(__u16 sport, __u16 dport)
+{
+	return sport == watched_port || dport == watched_port;
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		*n += 1;
+}
+
+struct ip4 {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 len;
+	__be16 id;
+	__be16 frag;
+	__u8 ttl;
+	__u8 proto;
+	__be16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct ip6 {
+	__be32 ver_class_flow;
+	__be16 len;
+	__u8 next;
+	__u8 hops;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct tcp_head {
+	__be16 sport;
+	__be16 dport;
+	__be32 seq;
+	__be32 ack;
+	__u8 off;
+	__u8 flags;
+};
+
+struct icmp_head {
+	__u8 type;
+	__u8 code;
+	__be16 check;
+	__be32 rest;
+};
+
+/* Reads the TCP header at `at`, or the one quoted by an ICMP error, into `e`. Returns
+ * false when the packet is not the watched port's. */
+static __always_inline bool read_tcp(const unsigned char *at, struct witness_event *e)
+{
+	struct tcp_head th;
+	if (bpf_probe_read_kernel(&th, sizeof(th), at))
+		return false;
+	e->sport = bpf_ntohs(th.sport);
+	e->dport = bpf_ntohs(th.dport);
+	e->seq = bpf_ntohl(th.seq);
+	e->tcp_flags = th.flags;
+	return port_matches(e->sport, e->dport);
+}
+
+static __always_inline bool read_ip4(const unsigned char *at, struct witness_event *e,
+				     __u8 *proto, __u32 *hlen)
+{
+	struct ip4 iph;
+	if (bpf_probe_read_kernel(&iph, sizeof(iph), at))
+		return false;
+	if ((iph.ver_ihl >> 4) != 4 || (iph.ver_ihl & 0xf) < 5)
+		return false;
+	e->family = 4;
+	__builtin_memcpy(e->saddr, &iph.saddr, 4);
+	__builtin_memcpy(e->daddr, &iph.daddr, 4);
+	*proto = iph.proto;
+	*hlen = (iph.ver_ihl & 0xf) * 4;
+	return true;
+}
+
+static __always_inline bool read_ip6(const unsigned char *at, struct witness_event *e,
+				     __u8 *proto)
+{
+	struct ip6 iph;
+	if (bpf_probe_read_kernel(&iph, sizeof(iph), at))
+		return false;
+	if ((bpf_ntohl(iph.ver_class_flow) >> 28) != 6)
+		return false;
+	e->family = 6;
+	__builtin_memcpy(e->saddr, iph.saddr, 16);
+	__builtin_memcpy(e->daddr, iph.daddr, 16);
+	/* Extension headers before TCP are rare on a service port: not followed. */
+	*proto = iph.next;
+	return true;
+}
+
+/* Fills the tuple, seq and flags of `e` from the packet in `skb` when it is TCP (or an
+ * ICMP error quoting TCP) on the watched port. */
+static __always_inline bool read_packet(const struct sk_buff *skb, struct witness_event *e)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u8 first, proto = 0;
+	__u32 hlen = 0;
+	if (!head || nh == (__u16)~0U)
+		return false;
+	const unsigned char *ip = head + nh;
+	if (bpf_probe_read_kernel(&first, 1, ip))
+		return false;
+	if ((first >> 4) == 4) {
+		if (!read_ip4(ip, e, &proto, &hlen))
+			return false;
+		if (proto == IPPROTO_TCP)
+			return read_tcp(ip + hlen, e);
+		if (proto != IPPROTO_ICMP)
+			return false;
+		struct icmp_head ih;
+		if (bpf_probe_read_kernel(&ih, sizeof(ih), ip + hlen))
+			return false;
+		/* Destination unreachable, time exceeded, parameter problem. */
+		if (ih.type != 3 && ih.type != 11 && ih.type != 12)
+			return false;
+		e->icmp_type = ih.type;
+		e->icmp_code = ih.code;
+		const unsigned char *inner = ip + hlen + sizeof(ih);
+		if (!read_ip4(inner, e, &proto, &hlen) || proto != IPPROTO_TCP)
+			return false;
+		return read_tcp(inner + hlen, e);
+	}
+	if ((first >> 4) == 6) {
+		if (!read_ip6(ip, e, &proto))
+			return false;
+		if (proto == IPPROTO_TCP)
+			return read_tcp(ip + sizeof(struct ip6), e);
+		if (proto != IPPROTO_ICMPV6)
+			return false;
+		struct icmp_head ih;
+		if (bpf_probe_read_kernel(&ih, sizeof(ih), ip + sizeof(struct ip6)))
+			return false;
+		/* Destination unreachable, time exceeded, parameter problem. */
+		if (ih.type != 1 && ih.type != 3 && ih.type != 4)
+			return false;
+		e->icmp_type = ih.type;
+		e->icmp_code = ih.code;
+		const unsigned char *inner = ip + sizeof(struct ip6) + sizeof(ih);
+		if (!read_ip6(inner, e, &proto) || proto != IPPROTO_TCP)
+			return false;
+		return read_tcp(inner + sizeof(struct ip6), e);
+	}
+	return false;
+}
+
+/* Fills the tuple of `e` from a socket's common part: local → remote. */
+static __always_inline bool read_sock_common(const struct sock_common *skc,
+					     struct witness_event *e)
+{
+	unsigned short family = BPF_CORE_READ(skc, skc_family);
+	e->sport = BPF_CORE_READ(skc, skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	if (!port_matches(e->sport, e->dport))
+		return false;
+	if (family == AF_INET) {
+		__be32 s = BPF_CORE_READ(skc, skc_rcv_saddr);
+		__be32 d = BPF_CORE_READ(skc, skc_daddr);
+		e->family = 4;
+		__builtin_memcpy(e->saddr, &s, 4);
+		__builtin_memcpy(e->daddr, &d, 4);
+		return true;
+	}
+	if (family == AF_INET6) {
+		e->family = 6;
+		BPF_CORE_READ_INTO((struct in6_addr *)e->saddr, skc, skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)e->daddr, skc, skc_v6_daddr);
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void swap_tuple(struct witness_event *e)
+{
+	__u8 tmp[16];
+	__u16 port = e->sport;
+	e->sport = e->dport;
+	e->dport = port;
+	__builtin_memcpy(tmp, e->saddr, 16);
+	__builtin_memcpy(e->saddr, e->daddr, 16);
+	__builtin_memcpy(e->daddr, tmp, 16);
+}
+
+static __always_inline void submit(struct witness_event *e)
+{
+	e->ts_ns = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		count_lost();
+}
+
+static __always_inline void with_process(struct witness_event *e)
+{
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	e->flags |= WF_PROCESS;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(witness_drop, struct sk_buff *skb, void *location, int reason)
+{
+	struct witness_event e = {};
+	if (!read_packet(skb, &e))
+		return 0;
+	if (!in_watched_netns(netns_of_skb(skb)))
+		return 0;
+	e.kind = WITNESS_DROP;
+	e.flags = WF_HAS_PACKET;
+	/* skb_iif is set when a device hands the packet in and stays 0 on a packet a local
+	 * socket sends (OUTPUT, POSTROUTING, the qdisc), whatever its device by then. */
+	if (BPF_CORE_READ(skb, skb_iif))
+		e.flags |= WF_RECEIVED;
+	e.reason = reason;
+	e.location = (__u64)location;
+	submit(&e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(witness_reset_sent, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct witness_event e = {};
+	if (skb) {
+		/* A reply to a packet (no socket for it, a bad segment): the tuple is the
+		 * packet's, turned around to be the reset's. */
+		if (!read_packet(skb, &e))
+			return 0;
+		swap_tuple(&e);
+		e.flags = WF_HAS_PACKET;
+		if (!in_watched_netns(sk ? netns_of_sock(sk) : netns_of_skb(skb)))
+			return 0;
+	} else if (sk) {
+		/* The socket itself resets its connection (an abortive close, SO_LINGER 0,
+		 * close with unread data): the process closing it is current. */
+		if (!read_sock_common(&sk->__sk_common, &e))
+			return 0;
+		if (!in_watched_netns(netns_of_sock(sk)))
+			return 0;
+		e.flags = WF_HAS_SOCKET;
+		with_process(&e);
+	} else {
+		return 0;
+	}
+	e.kind = WITNESS_RESET_SENT;
+	if (bpf_core_enum_value_exists(enum sk_rst_reason, SK_RST_REASON_NOT_SPECIFIED))
+		e.reason = (__u32)ctx[2];
+	else
+		e.reason = ~0U;
+	submit(&e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(witness_reset_received, struct sock *sk)
+{
+	struct witness_event e = {};
+	if (!read_sock_common(&sk->__sk_common, &e))
+		return 0;
+	if (!in_watched_netns(netns_of_sock(sk)))
+		return 0;
+	e.kind = WITNESS_RESET_RECEIVED;
+	e.flags = WF_HAS_SOCKET;
+	submit(&e);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(witness_state, const struct sock *sk, int oldstate, int newstate)
+{
+	struct witness_event e = {};
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (!read_sock_common(&sk->__sk_common, &e))
+		return 0;
+	if (!in_watched_netns(netns_of_sock(sk)))
+		return 0;
+	e.kind = WITNESS_STATE;
+	e.flags = WF_HAS_SOCKET;
+	e.reason = newstate;
+	e.old_state = oldstate;
+	/* listen(), connect() and close() run in the process that owns the socket: name
+	 * it. Other changes happen in softirq, where current is whoever was interrupted. */
+	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN || newstate == TCP_SYN_SENT)
+		with_process(&e);
+	submit(&e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(witness_synack_retransmit, const struct sock *sk, const struct request_sock *req)
+{
+	struct witness_event e = {};
+	if (!read_sock_common(&req->__req_common, &e))
+		return 0;
+	if (!in_watched_netns(netns_of_sock(sk)))
+		return 0;
+	e.kind = WITNESS_SYNACK_RETRANSMIT;
+	e.flags = WF_HAS_SOCKET;
+	e.tcp_flags = 0x12; /* SYN|ACK */
+	submit(&e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(witness_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct witness_event e = {};
+	if (!read_sock_common(&sk->__sk_common, &e))
+		return 0;
+	if (!in_watched_netns(netns_of_sock(sk)))
+		return 0;
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+	e.kind = WITNESS_RETRANSMIT;
+	e.flags = WF_HAS_SOCKET;
+	e.seq = BPF_CORE_READ(cb, seq);
+	e.tcp_flags = BPF_CORE_READ(cb, tcp_flags) & 0xff;
+	submit(&e);
+	return 0;
+}

@@ -1,0 +1,359 @@
+//! The kernel's word on one connection: the witness's events joined to a flow by its
+//! endpoints and time, aggregated into [`KernelFacts`] (the flow line's `kernel` object,
+//! whose schema the README documents), and the table that holds events until their
+//! connection ends.
+
+use super::event::{EventKind, KernelEvent, Path, TcpState};
+use super::names::Names;
+use crate::decode::{Endpoint, Timestamp};
+use crate::flow::{FlowRecord, Side};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Events arriving this long before a flow's first packet or after its last still
+/// belong to it: a drop is witnessed a few microseconds after the capture saw the
+/// packet, a TIME_WAIT socket closes a minute after the last one.
+const SLACK_US: u64 = 2_000_000;
+/// Events kept for connections not yet ended, at most (a flood of spoofed sources must
+/// not grow this without bound); the oldest go first and are counted.
+const MAX_EVENTS: usize = 1 << 16;
+/// Events whose connection never showed up are forgotten after this long.
+const KEEP_US: u64 = 120_000_000;
+/// A connection's facts keep this many distinct drops and resets; more are counted in
+/// the last one's `count`.
+const MAX_FACTS: usize = 16;
+
+/// What the kernel did to one connection, in the order it happened.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KernelFacts {
+    /// Packets of the connection the kernel dropped, grouped by reason, place, direction
+    /// and kind of segment.
+    pub drops: Vec<DropFact>,
+    /// Resets TCP itself sent (a reset sent by a firewall's REJECT is not here: the
+    /// kernel's TCP did not send it).
+    pub resets_sent: Vec<ResetFact>,
+    /// Which sides' sockets took a reset and closed.
+    pub resets_received: Vec<Side>,
+    /// Each side's socket states, as the kernel moved them (`SYN_SENT→ESTABLISHED→…`);
+    /// `None` for a side whose socket is not in this network namespace.
+    pub states: States,
+    /// SYN-ACKs the listener sent again because no ACK came.
+    pub synack_retransmits: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct States {
+    pub client: Option<String>,
+    pub server: Option<String>,
+}
+
+/// Packets dropped for one reason at one place.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DropFact {
+    /// `enum skb_drop_reason` without its prefix: `NETFILTER_DROP`, `NO_SOCKET`, …
+    pub reason: String,
+    /// The kernel function that dropped them (`nf_hook_slow`), where kallsyms says.
+    #[serde(rename = "where")]
+    pub place: Option<String>,
+    /// `ingress` (received from a device) or `egress` (sent by a local socket).
+    pub path: PathName,
+    /// `c2s` (client to server) or `s2c`.
+    pub dir: Dir,
+    /// `SYN`, `SYN-ACK`, `ACK`, `data`, `FIN`, `RST`, or `ICMP` (an ICMP error quoting
+    /// the connection).
+    pub what: &'static str,
+    pub count: u32,
+    #[serde(serialize_with = "seconds")]
+    pub first_ts: Timestamp,
+    #[serde(serialize_with = "seconds")]
+    pub last_ts: Timestamp,
+    /// The raw reason number, for the rules (names differ between kernels; numbers
+    /// between builds do not matter there).
+    #[serde(skip)]
+    pub reason_code: u32,
+}
+
+/// A reset TCP sent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResetFact {
+    pub by: Side,
+    /// `reply`: TCP answered a packet with it (no socket for the packet, a segment out
+    /// of place); `socket`: a socket reset its own connection (an abortive close: SO_LINGER
+    /// 0, unread data at close, the process died).
+    pub origin: ResetOrigin,
+    /// `enum sk_rst_reason` without its prefix (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …),
+    /// `None` on kernels before 6.10.
+    pub reason: Option<String>,
+    /// The process closing the socket, for `socket` resets.
+    pub pid: Option<u32>,
+    pub process: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetOrigin {
+    Reply,
+    Socket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    C2s,
+    S2c,
+}
+
+impl Dir {
+    /// The side that sent the packet.
+    pub fn sender(self) -> Side {
+        match self {
+            Dir::C2s => Side::Client,
+            Dir::S2c => Side::Server,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathName {
+    Ingress,
+    Egress,
+}
+
+fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(ts.as_secs_f64())
+}
+
+impl KernelFacts {
+    /// Nothing witnessed.
+    pub fn is_empty(&self) -> bool {
+        self.drops.is_empty()
+            && self.resets_sent.is_empty()
+            && self.resets_received.is_empty()
+            && self.synack_retransmits == 0
+            && self.states == States::default()
+    }
+
+    /// Drops of packets `sender` sent.
+    pub fn drops_from(&self, sender: Side) -> impl Iterator<Item = &DropFact> {
+        self.drops.iter().filter(move |d| d.dir.sender() == sender)
+    }
+
+    /// The reset TCP sent for `side`, if it did.
+    pub fn reset_by(&self, side: Side) -> Option<&ResetFact> {
+        self.resets_sent.iter().find(|r| r.by == side)
+    }
+
+    /// Joins `events` (in arrival order) to the connection `r`.
+    pub fn of(r: &FlowRecord, events: &[KernelEvent], names: &Names) -> KernelFacts {
+        let mut f = KernelFacts::default();
+        let side_of = |e: &Endpoint| -> Option<Side> {
+            if *e == r.client {
+                Some(Side::Client)
+            } else if *e == r.server {
+                Some(Side::Server)
+            } else {
+                None
+            }
+        };
+        for e in events {
+            match e.kind {
+                EventKind::Drop {
+                    reason,
+                    location,
+                    path,
+                } => {
+                    let Some(mut sender) = side_of(&e.src) else {
+                        continue;
+                    };
+                    // An ICMP error quotes the segment it answers: it travels the other
+                    // way.
+                    if e.icmp.is_some() {
+                        sender = sender.other();
+                    }
+                    let dir = match sender {
+                        Side::Client => Dir::C2s,
+                        Side::Server => Dir::S2c,
+                    };
+                    let what = segment_kind(e);
+                    let path = match path {
+                        Path::Ingress => PathName::Ingress,
+                        Path::Egress => PathName::Egress,
+                    };
+                    let place = names.function_at(location).map(str::to_string);
+                    let same = |d: &&mut DropFact| {
+                        d.reason_code == reason
+                            && d.place == place
+                            && d.path == path
+                            && d.dir == dir
+                            && d.what == what
+                    };
+                    if let Some(d) = f.drops.iter_mut().find(same) {
+                        d.count += 1;
+                        d.last_ts = e.ts;
+                    } else if f.drops.len() < MAX_FACTS {
+                        f.drops.push(DropFact {
+                            reason: names.reasons.drop_name(reason),
+                            place,
+                            path,
+                            dir,
+                            what,
+                            count: 1,
+                            first_ts: e.ts,
+                            last_ts: e.ts,
+                            reason_code: reason,
+                        });
+                    } else if let Some(d) = f.drops.last_mut() {
+                        d.count += 1;
+                    }
+                }
+                EventKind::ResetSent { reason, by_socket } => {
+                    let Some(by) = side_of(&e.src) else { continue };
+                    if f.resets_sent.len() >= MAX_FACTS {
+                        continue;
+                    }
+                    f.resets_sent.push(ResetFact {
+                        by,
+                        origin: if by_socket {
+                            ResetOrigin::Socket
+                        } else {
+                            ResetOrigin::Reply
+                        },
+                        reason: names.reasons.reset_name(reason),
+                        pid: e.process.map(|p| p.pid),
+                        process: e.process.map(|p| p.comm().to_string()),
+                    });
+                }
+                EventKind::ResetReceived => {
+                    if let Some(side) = side_of(&e.src) {
+                        if !f.resets_received.contains(&side) {
+                            f.resets_received.push(side);
+                        }
+                    }
+                }
+                EventKind::State { old, new } => {
+                    let slot = match side_of(&e.src) {
+                        Some(Side::Client) => &mut f.states.client,
+                        Some(Side::Server) => &mut f.states.server,
+                        None => continue,
+                    };
+                    let path = slot.get_or_insert_with(|| old.as_str().to_string());
+                    path.push('→');
+                    path.push_str(new.as_str());
+                }
+                EventKind::SynAckRetransmit => f.synack_retransmits += 1,
+                EventKind::Retransmit => {}
+            }
+        }
+        f
+    }
+}
+
+/// The kind of segment a witnessed packet was, in the words the flow lines use.
+fn segment_kind(e: &KernelEvent) -> &'static str {
+    let fl = e.flags;
+    if e.icmp.is_some() {
+        "ICMP"
+    } else if fl.syn() && fl.ack() {
+        "SYN-ACK"
+    } else if fl.syn() {
+        "SYN"
+    } else if fl.rst() {
+        "RST"
+    } else if fl.fin() {
+        "FIN"
+    } else if fl.0 & crate::decode::TcpFlags::PSH != 0 {
+        "data"
+    } else {
+        "ACK"
+    }
+}
+
+/// The two endpoints of a connection, in a fixed order: the key a packet and its answer
+/// share.
+type Pair = (Endpoint, Endpoint);
+
+fn pair(a: Endpoint, b: Endpoint) -> Pair {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Events waiting for their connection to end, by endpoint pair.
+#[derive(Debug, Default)]
+pub struct Witnessed {
+    by_pair: HashMap<Pair, Vec<KernelEvent>>,
+    held: usize,
+    /// Events forgotten before their connection ended (the table was full, or no
+    /// connection came for them).
+    pub forgotten: u64,
+}
+
+impl Witnessed {
+    /// Keeps an event for the connection it belongs to. Listener state changes (no
+    /// remote end) are not a connection's: the caller handles them.
+    pub fn add(&mut self, e: KernelEvent) {
+        if self.held >= MAX_EVENTS {
+            // Full (a flood): keep the last ten seconds, or nothing held before; one
+            // sweep frees room for many events.
+            self.forget_before(Timestamp(e.ts.0.saturating_sub(10_000_000)));
+            if self.held >= MAX_EVENTS {
+                self.forget_before(e.ts.add_micros(1));
+            }
+        }
+        self.by_pair.entry(pair(e.src, e.dst)).or_default().push(e);
+        self.held += 1;
+    }
+
+    /// The facts of connection `r`, which ended: its events leave the table (later ones,
+    /// a new connection on the same endpoints, stay).
+    pub fn take(&mut self, r: &FlowRecord, names: &Names) -> KernelFacts {
+        let key = pair(r.client, r.server);
+        let Some(events) = self.by_pair.get_mut(&key) else {
+            return KernelFacts::default();
+        };
+        let until = r.last_ts.add_micros(SLACK_US);
+        let from = Timestamp(r.first_ts.0.saturating_sub(SLACK_US));
+        let mine: Vec<KernelEvent> = events
+            .iter()
+            .filter(|e| e.ts >= from && e.ts <= until)
+            .copied()
+            .collect();
+        // Older events belonged to an earlier connection on these endpoints that ended
+        // without them; newer ones to the next.
+        events.retain(|e| e.ts > until);
+        self.held -= mine.len();
+        if events.is_empty() {
+            self.by_pair.remove(&key);
+        }
+        KernelFacts::of(r, &mine, names)
+    }
+
+    /// The facts so far of a connection still going (a pending notice), leaving its
+    /// events in place.
+    pub fn peek(&self, r: &FlowRecord, names: &Names) -> KernelFacts {
+        match self.by_pair.get(&pair(r.client, r.server)) {
+            Some(events) => KernelFacts::of(r, events, names),
+            None => KernelFacts::default(),
+        }
+    }
+
+    /// Forgets events older than [`KEEP_US`] before `now`.
+    pub fn expire(&mut self, now: Timestamp) {
+        self.forget_before(Timestamp(now.0.saturating_sub(KEEP_US)));
+    }
+
+    fn forget_before(&mut self, before: Timestamp) {
+        let mut dropped = 0usize;
+        self.by_pair.retain(|_, events| {
+            let n = events.len();
+            events.retain(|e| e.ts >= before);
+            dropped += n - events.len();
+            !events.is_empty()
+        });
+        self.held -= dropped;
+        self.forgotten += dropped as u64;
+    }
+}

@@ -1,0 +1,159 @@
+//! The BPF side: loading `bpf/witness.bpf.c` (compiled by build.rs), attaching it to the
+//! tracepoints, and reading its ring buffer. Attached while portsniff still has its
+//! privileges (before `-Z` or the sudo caller's identity); reading needs none. Every
+//! attachment is an fd-based link, so the kernel detaches it when the process ends,
+//! however it ends; dropping the [`Witness`] detaches it at once.
+
+use super::event::{Clock, KernelEvent};
+use super::Unavailable;
+use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBuffer, RingBufferBuilder};
+use std::cell::RefCell;
+use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The program, as clang built it for this build.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/witness.bpf.o"));
+
+/// `config` in the program's .rodata: netns inode (u32), port (u16), padding.
+const CONFIG_SIZE: usize = 8;
+
+/// The attached witness. Dropping it detaches every program.
+pub struct Witness {
+    // Links first: they are dropped (detached) before the object is closed.
+    links: Vec<Link>,
+    object: Object,
+    clock: Clock,
+}
+
+impl Witness {
+    /// Loads and attaches the witness for `port` in the current network namespace.
+    pub fn attach(port: u16) -> Result<Witness, Unavailable> {
+        route_libbpf_messages();
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(Unavailable::NoBtf);
+        }
+        if !super::permitted() {
+            return Err(Unavailable::NotPermitted);
+        }
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .map(|m| m.ino() as u32)
+            .unwrap_or(0);
+        // libelf reads the object in place: give it its own (heap-aligned) copy.
+        let bytes = OBJECT.to_vec();
+        let mut open = ObjectBuilder::default()
+            .open_memory(&bytes)
+            .map_err(|e| Unavailable::load("open", e))?;
+        let mut configured = false;
+        for mut map in open.maps_mut() {
+            if !map.name().to_string_lossy().ends_with(".rodata") {
+                continue;
+            }
+            if let Some(data) = map.initial_value_mut() {
+                if data.len() >= CONFIG_SIZE {
+                    data[0..4].copy_from_slice(&netns.to_ne_bytes());
+                    data[4..6].copy_from_slice(&port.to_ne_bytes());
+                    configured = true;
+                }
+            }
+        }
+        if !configured {
+            return Err(Unavailable::Load {
+                step: "configure",
+                message: "the program has no .rodata config (a build mismatch)".into(),
+            });
+        }
+        let object = open.load().map_err(|e| Unavailable::load("load", e))?;
+        let mut links = Vec::new();
+        for prog in object.progs_mut() {
+            let link = prog.attach().map_err(|e| Unavailable::load("attach", e))?;
+            links.push(link);
+        }
+        tracing::info!(port, netns, programs = links.len(), "kernel witness attached");
+        Ok(Witness {
+            links,
+            object,
+            clock: Clock::now(),
+        })
+    }
+
+    /// Records the ring buffer had no room for, summed over CPUs.
+    pub fn lost(&self) -> u64 {
+        let Some(map) = self
+            .object
+            .maps()
+            .find(|m| m.name().to_string_lossy() == "lost")
+        else {
+            return 0;
+        };
+        match map.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    /// A reader of the ring buffer, for the thread that polls it.
+    pub fn reader(&self) -> Result<Reader<'_>, Unavailable> {
+        let pending = Rc::new(RefCell::new(Vec::new()));
+        let sink = Rc::clone(&pending);
+        let clock = self.clock;
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name().to_string_lossy() == "events")
+            .ok_or_else(|| Unavailable::Load {
+                step: "ring buffer",
+                message: "no events map".into(),
+            })?;
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&map, move |raw: &[u8]| {
+                if let Some(e) = KernelEvent::parse(raw, &clock) {
+                    sink.borrow_mut().push(e);
+                }
+                0
+            })
+            .map_err(|e| Unavailable::load("ring buffer", e))?;
+        let ring = builder
+            .build()
+            .map_err(|e| Unavailable::load("ring buffer", e))?;
+        Ok(Reader { ring, pending })
+    }
+
+    /// How many programs are attached.
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+}
+
+/// Reads the witness's ring buffer (on one thread: it is not `Send`).
+pub struct Reader<'w> {
+    ring: RingBuffer<'w>,
+    pending: Rc<RefCell<Vec<KernelEvent>>>,
+}
+
+impl Reader<'_> {
+    /// Waits up to `timeout` for records, and moves every record ready into `out`.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<KernelEvent>) {
+        if let Err(e) = self.ring.poll(timeout) {
+            tracing::debug!(error = %e, "kernel witness ring buffer poll");
+        }
+        out.append(&mut self.pending.borrow_mut());
+    }
+}
+
+/// libbpf's own messages (verifier logs, BTF notes) go to `tracing` (`-v`), never raw to
+/// stderr.
+fn route_libbpf_messages() {
+    libbpf_rs::set_print(Some((
+        libbpf_rs::PrintLevel::Debug,
+        |level, message: String| match level {
+            libbpf_rs::PrintLevel::Warn => tracing::debug!(target: "libbpf", "{}", message.trim_end()),
+            _ => tracing::trace!(target: "libbpf", "{}", message.trim_end()),
+        },
+    )));
+}
