@@ -157,6 +157,12 @@ pub struct Cli {
     #[arg(long)]
     pub no_attribution: bool,
 
+    /// Live: do not load the kernel witness (a BPF program on the kernel's drop, reset and
+    /// socket-state tracepoints that gives each connection the kernel's own reasons).
+    /// Findings are then inferred from packets and /proc alone.
+    #[arg(long)]
+    pub no_kernel_events: bool,
+
     /// Live: instead of a line per connection, redraw a one-screen table every second
     /// (outcomes and rates, handshake RTT, top problem, packets and drops); on a pipe,
     /// one snapshot a second separated by blank lines. The summary still ends the run.
@@ -316,6 +322,7 @@ impl Cli {
             only_problems: self.only_problems,
             run_as: self.user,
             attribution: !self.no_attribution,
+            kernel_events: !self.no_kernel_events,
             ladder: (self.ladder || self.flow.is_some()).then_some(self.flow),
             write: self.write,
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),

@@ -36,6 +36,8 @@ pub struct Config {
     pub run_as: Option<String>,
     /// Name processes behind sockets (live); off with `--no-attribution`.
     pub attribution: bool,
+    /// Live: attach the kernel witness; off with `--no-kernel-events`.
+    pub kernel_events: bool,
     /// `--ladder` (`Some(None)`: every problem flow) or `--flow PORT` (`Some(Some(port))`).
     pub ladder: Option<Option<u16>>,
     /// `-w FILE`: also write the port's packets to this pcap file.

@@ -109,6 +109,13 @@ fn run(config: &Config) -> Result<RunResult, Error> {
             config.port
         ),
     }
+    // Said once: what this run cannot tell, and why.
+    if let (true, Some(why)) = (config.source.is_live(), prepared.kernel_events_missing()) {
+        eprintln!(
+            "portsniff: no kernel events: {why}; drop reasons, reset origins and listener \
+             changes are inferred from packets and /proc instead"
+        );
+    }
     // 64 KiB: a big replay writes ~100 MB of JSON; 8 KiB meant a syscall every ~10 lines.
     let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     prepared.run(out, stop)

@@ -13,6 +13,7 @@
 
 mod flow_stage;
 mod host_threads;
+mod kernel_thread;
 mod progress_thread;
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport};
@@ -21,13 +22,16 @@ use crate::diagnose::host::{self, HostFacts};
 use crate::diagnose::{Diagnoser, Scope};
 use crate::error::Error;
 use crate::flow::{FlowConfig, FlowTable};
+use crate::kernel::{Names, Unavailable, Witnessed};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::Cadence;
 use crate::report::progress::{AroundBar, Bar};
-use crate::report::{Item, PcapWriter, Report, Summary};
+use crate::report::{Item, KernelEventsView, PcapWriter, Report, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flow_stage::{FlowDone, FlowStage, Sink};
+use flow_stage::{FlowDone, FlowStage, KernelSide, Sink};
 use host_threads::Refresher;
+pub(crate) use kernel_thread::KernelCounts;
+use kernel_thread::KernelThread;
 use progress_thread::ProgressThread;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +55,9 @@ const REPLAY_CHANNEL_BATCHES: usize = 16;
 /// over at once; replays hand over full batches, and a few in flight keep both stages
 /// busy.
 const REPORT_BATCHES: usize = 256;
+/// Batches of kernel events in flight to the flow stage. A batch is what one wake of the
+/// `kernel` thread found: under a flood, hundreds of events.
+const KERNEL_BATCHES: usize = 1024;
 const REPLAY_REPORT_BATCHES: usize = 4;
 
 /// How a run went, for the exit status.
@@ -86,6 +93,39 @@ pub struct Prepared<'a> {
     cfg: &'a Config,
     opened: capture::Opened,
     writer: Option<PcapWriter>,
+    /// The kernel witness, attached while still privileged; or why there is none.
+    witness: Result<Witnessed_, Unavailable>,
+}
+
+/// An attached witness and the names for its numbers.
+#[cfg(feature = "kernel-witness")]
+struct Witnessed_ {
+    witness: crate::kernel::Witness,
+    names: Arc<Names>,
+}
+#[cfg(not(feature = "kernel-witness"))]
+struct Witnessed_ {
+    names: Arc<Names>,
+}
+
+/// Attaches the kernel witness for a live capture, or says why not.
+fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
+    if !cfg.source.is_live() {
+        return Err(Unavailable::Replay);
+    }
+    if !cfg.kernel_events {
+        return Err(Unavailable::TurnedOff);
+    }
+    #[cfg(feature = "kernel-witness")]
+    {
+        let witness = crate::kernel::Witness::attach(cfg.port)?;
+        Ok(Witnessed_ {
+            witness,
+            names: Arc::new(Names::of_kernel()),
+        })
+    }
+    #[cfg(not(feature = "kernel-witness"))]
+    Err(Unavailable::NotBuilt)
 }
 
 /// Opens the capture and the `-w` file: every error a user can cause by their arguments
@@ -96,10 +136,15 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
         Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
         None => None,
     };
+    let witness = attach_witness(cfg);
+    if let Err(why) = &witness {
+        tracing::debug!(%why, "no kernel witness");
+    }
     Ok(Prepared {
         cfg,
         opened,
         writer,
+        witness,
     })
 }
 
@@ -114,6 +159,11 @@ impl Prepared<'_> {
         self.writer.as_ref().map(|w| w.file_path())
     }
 
+    /// Why this run has no kernel events, if it has none.
+    pub fn kernel_events_missing(&self) -> Option<&Unavailable> {
+        self.witness.as_ref().err()
+    }
+
     /// The link type being read, e.g. `EN10MB`.
     pub fn link_name(&self) -> &'static str {
         self.opened.link().name()
@@ -125,6 +175,7 @@ impl Prepared<'_> {
             cfg,
             mut opened,
             mut writer,
+            witness,
         } = self;
         let counters = opened.progress();
         let link = opened.link();
@@ -206,6 +257,27 @@ impl Prepared<'_> {
         // Never full for long: at most `depth` + 1 batches exist once the first have
         // come back.
         let (recycle_items, spare_items) = bounded::<Vec<Item>>(depth + 2);
+        let kernel_missing = witness.as_ref().err().cloned();
+        let kernel = match witness {
+            Ok(w) => {
+                let (events_tx, events) = bounded(KERNEL_BATCHES);
+                #[cfg(feature = "kernel-witness")]
+                let thread = Some(KernelThread::start(w.witness, events_tx)?);
+                #[cfg(not(feature = "kernel-witness"))]
+                let thread: Option<KernelThread> = {
+                    drop(events_tx);
+                    None
+                };
+                Some(KernelSide {
+                    thread,
+                    events,
+                    witnessed: Witnessed::default(),
+                    names: w.names,
+                    held: Default::default(),
+                })
+            }
+            Err(_) => None,
+        };
         let stage = FlowStage {
             cfg,
             live,
@@ -230,6 +302,7 @@ impl Prepared<'_> {
                 items: Vec::with_capacity(Sink::batch_capacity(live)),
                 to_report,
                 spare: spare_items,
+                kernel,
             },
         };
         // The flow stage on a thread of its own, the report stage here: a replay's flow
@@ -255,6 +328,7 @@ impl Prepared<'_> {
             capture,
             table: table_stats,
             findings,
+            kernel: kernel_counts,
         } = done;
         let evidence = diagnoser.evidence();
 
@@ -275,6 +349,7 @@ impl Prepared<'_> {
             expression: cfg.filter_expr.as_deref(),
             system: diagnoser.system_view(),
             credentials: live.then(crate::privileges::Credentials::current),
+            kernel_events: KernelEventsView::new(kernel_missing.as_ref(), kernel_counts),
             ..summary
         };
         if !output_closed {

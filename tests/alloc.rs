@@ -130,6 +130,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         only_problems: false,
         run_as: None,
         attribution: false,
+        kernel_events: false,
         ladder: None,
         write: None,
         max_flows: 1000,

@@ -5,6 +5,7 @@
 //! Only counts of what the packets showed live here: no /proc facts (see `host`), no
 //! wording, no clock.
 
+use super::kernel::KernelEvidence;
 use crate::decode::{Endpoint, Unreachable};
 use crate::flow::{FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
@@ -138,6 +139,8 @@ pub struct Evidence {
     pub(crate) syns_elsewhere: BTreeMap<Endpoint, u64>,
     handshake_rtt: Histogram<u64>,
     duration: Histogram<u64>,
+    /// What the kernel witness said (empty without it).
+    pub(crate) kernel: KernelEvidence,
 }
 
 impl Default for Evidence {
@@ -165,6 +168,7 @@ impl Default for Evidence {
             syns_elsewhere: BTreeMap::new(),
             handshake_rtt: histogram(),
             duration: histogram(),
+            kernel: KernelEvidence::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod cause;
 pub mod evidence;
 pub mod findings;
 pub mod host;
+pub mod kernel;
 mod rules;
 mod wording;
 
@@ -31,6 +32,7 @@ pub use rules::Scope;
 
 use crate::decode::Endpoint;
 use crate::flow::FlowRecord;
+use crate::kernel::{KernelEvent, KernelFacts};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -145,8 +147,14 @@ impl Diagnoser {
 
     /// A flow's final record: counted once, here. Live, a problem makes the next
     /// [`poll`](Self::poll) look for findings.
-    pub fn flow_finished(&mut self, r: &FlowRecord) {
+    pub fn flow_finished(&mut self, r: &FlowRecord, kernel: Option<&KernelFacts>) {
         self.ev.add(r);
+        if let Some(k) = kernel {
+            self.ev.kernel.add(r, k);
+            if self.facts.is_some() && (!k.drops.is_empty() || !k.resets_sent.is_empty()) {
+                self.dirty = true;
+            }
+        }
         if self.facts.is_some() && (r.outcome.is_problem() || r.port_reused) {
             self.dirty = true;
         }
@@ -157,6 +165,14 @@ impl Diagnoser {
     pub fn flow_pending(&mut self, r: &FlowRecord) {
         if self.facts.is_some() && self.pending.len() < 64 {
             self.pending.push(*r);
+            self.dirty = true;
+        }
+    }
+
+    /// The kernel witnessed a listener on the port appear or go away.
+    pub fn listener_changed(&mut self, e: &KernelEvent) {
+        self.ev.kernel.listener_changed(e);
+        if self.facts.is_some() {
             self.dirty = true;
         }
     }

@@ -94,7 +94,7 @@ pub(crate) fn evidence_json(f: &Finding) -> serde_json::Value {
 fn diagnose(records: &[FlowRecord], facts: Option<HostFacts>) -> Vec<Finding> {
     let mut d = Diagnoser::new(Scope::port(61999), facts, false);
     for r in records {
-        d.flow_finished(r);
+        d.flow_finished(r, None);
     }
     d.finish(None)
 }
@@ -140,11 +140,11 @@ fn live_a_problem_is_reported_at_the_next_poll_and_only_once() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
     assert!(!d.poll_due(t0), "nothing happened yet");
-    d.flow_finished(&refused("127.0.0.1:61999"));
+    d.flow_finished(&refused("127.0.0.1:61999"), None);
     assert!(d.poll_due(t0));
     let first = d.poll(t0, Counters::new());
     assert_eq!(kinds(&first), [FindingKind::NothingListening]);
-    d.flow_finished(&refused("127.0.0.1:61999"));
+    d.flow_finished(&refused("127.0.0.1:61999"), None);
     assert!(!d.poll_due(t0 + POLL / 2), "at most one poll per POLL");
     assert!(d.poll(t0 + POLL, Counters::new()).is_empty(), "said once");
 }
@@ -167,11 +167,14 @@ fn live_a_pending_notice_is_enough_to_say_the_syns_are_dropped() {
 fn live_findings_about_the_whole_capture_wait_for_the_end() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
-    d.flow_finished(&FlowRecord {
-        reset_by: Some(Side::Server),
-        zero_window_us: [0, 2_000_000],
-        ..record(Outcome::Reset, "127.0.0.1:61999")
-    });
+    d.flow_finished(
+        &FlowRecord {
+            reset_by: Some(Side::Server),
+            zero_window_us: [0, 2_000_000],
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        },
+        None,
+    );
     let live = kinds(&d.poll(t0, Counters::new()));
     assert_eq!(live, [FindingKind::ResetByServer]);
     let end = kinds(&d.finish(None));

@@ -110,7 +110,10 @@ pub enum EventKind {
     /// connection (an abortive close); otherwise it answered a packet (no socket for
     /// it, a segment out of place). `reason`: `enum sk_rst_reason`, where the kernel has
     /// it.
-    ResetSent { reason: Option<u32>, by_socket: bool },
+    ResetSent {
+        reason: Option<u32>,
+        by_socket: bool,
+    },
     /// `tcp:tcp_receive_reset`: a socket took a reset and closed.
     ResetReceived,
     /// `sock:inet_sock_set_state`.
@@ -130,6 +133,14 @@ pub struct Process {
 }
 
 impl Process {
+    /// Built by hand in tests.
+    #[cfg(test)]
+    pub fn test(comm: &str, pid: u32) -> Process {
+        let mut c = [0u8; 16];
+        c[..comm.len()].copy_from_slice(comm.as_bytes());
+        Process { pid, comm: c }
+    }
+
     /// The command name, as `ps -o comm` shows it.
     pub fn comm(&self) -> &str {
         let end = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
@@ -203,8 +214,9 @@ impl KernelEvent {
         let pid = u32_at(20);
         let seq = u32_at(24);
         let (sport, dport) = (u16_at(28), u16_at(30));
-        let (kind, family, tcp_flags, icmp_type, icmp_code, old_state, flags) =
-            (raw[32], raw[33], raw[34], raw[35], raw[36], raw[37], raw[38]);
+        let (kind, family, tcp_flags, icmp_type, icmp_code, old_state, flags) = (
+            raw[32], raw[33], raw[34], raw[35], raw[36], raw[37], raw[38],
+        );
         let addr = |at: usize| -> Option<IpAddr> {
             match family {
                 4 => Some(IpAddr::V4(Ipv4Addr::new(

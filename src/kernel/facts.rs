@@ -3,7 +3,7 @@
 //! whose schema the README documents), and the table that holds events until their
 //! connection ends.
 
-use super::event::{EventKind, KernelEvent, Path, TcpState};
+use super::event::{EventKind, KernelEvent, Path};
 use super::names::Names;
 use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Side};
@@ -125,15 +125,6 @@ fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error
 }
 
 impl KernelFacts {
-    /// Nothing witnessed.
-    pub fn is_empty(&self) -> bool {
-        self.drops.is_empty()
-            && self.resets_sent.is_empty()
-            && self.resets_received.is_empty()
-            && self.synack_retransmits == 0
-            && self.states == States::default()
-    }
-
     /// Drops of packets `sender` sent.
     pub fn drops_from(&self, sender: Side) -> impl Iterator<Item = &DropFact> {
         self.drops.iter().filter(move |d| d.dir.sender() == sender)
@@ -355,5 +346,204 @@ impl Witnessed {
         });
         self.held -= dropped;
         self.forgotten += dropped as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpFlags;
+    use crate::diagnose::tests::record;
+    use crate::flow::Outcome;
+    use crate::kernel::event::{Process, TcpState};
+    use crate::kernel::names::{Reasons, Symbols};
+
+    fn names() -> Names {
+        Names::with(
+            Reasons::with(
+                &[(12, "NETFILTER_DROP"), (7, "TCP_LISTEN_OVERFLOW")],
+                &[(1, "NO_SOCKET")],
+            ),
+            Symbols::read("ffffffff81a00000 t nf_hook_slow\n".as_bytes()),
+        )
+    }
+
+    fn ep(s: &str) -> Endpoint {
+        let (addr, port) = s.rsplit_once(':').unwrap();
+        Endpoint::new(addr.parse().unwrap(), port.parse().unwrap())
+    }
+
+    fn event(ts: u64, kind: EventKind, src: &str, dst: &str, flags: u8) -> KernelEvent {
+        KernelEvent {
+            ts: Timestamp(ts),
+            kind,
+            src: ep(src),
+            dst: ep(dst),
+            seq: 0,
+            flags: TcpFlags(flags),
+            icmp: None,
+            process: None,
+        }
+    }
+
+    const C: &str = "127.0.0.1:40000";
+    const S: &str = "127.0.0.1:61999";
+
+    fn drop(ts: u64, src: &str, dst: &str, flags: u8, path: Path) -> KernelEvent {
+        let kind = EventKind::Drop {
+            reason: 12,
+            location: 0xffff_ffff_81a0_0010,
+            path,
+        };
+        event(ts, kind, src, dst, flags)
+    }
+
+    fn flow(outcome: Outcome, first: u64, last: u64) -> FlowRecord {
+        FlowRecord {
+            client: ep(C),
+            server: ep(S),
+            first_ts: Timestamp(first),
+            last_ts: Timestamp(last),
+            ..record(outcome, S)
+        }
+    }
+
+    #[test]
+    fn three_dropped_syns_are_one_fact_with_their_count_and_times() {
+        let evs: Vec<_> = (0..3)
+            .map(|i| drop(1_000 + i * 1_000_000, C, S, TcpFlags::SYN, Path::Ingress))
+            .collect();
+        let f = KernelFacts::of(&flow(Outcome::Unanswered, 1_000, 2_001_000), &evs, &names());
+        assert_eq!(f.drops.len(), 1);
+        let d = &f.drops[0];
+        assert_eq!(
+            (d.reason.as_str(), d.place.as_deref(), d.what, d.count),
+            ("NETFILTER_DROP", Some("nf_hook_slow"), "SYN", 3)
+        );
+        assert_eq!((d.dir, d.path), (Dir::C2s, PathName::Ingress));
+        assert_eq!(
+            (d.first_ts, d.last_ts),
+            (Timestamp(1_000), Timestamp(2_001_000))
+        );
+    }
+
+    #[test]
+    fn a_syn_ack_dropped_on_its_way_out_is_the_servers_on_egress() {
+        let evs = [drop(5, S, C, TcpFlags::SYN | TcpFlags::ACK, Path::Egress)];
+        let f = KernelFacts::of(&flow(Outcome::Unanswered, 0, 10), &evs, &names());
+        assert_eq!((f.drops[0].what, f.drops[0].dir), ("SYN-ACK", Dir::S2c));
+        assert_eq!(f.drops[0].path, PathName::Egress);
+        assert_eq!(f.drops_from(Side::Server).count(), 1);
+    }
+
+    #[test]
+    fn an_icmp_error_quoting_the_syn_travels_from_server_to_client() {
+        let mut e = drop(5, C, S, TcpFlags::SYN, Path::Ingress);
+        e.icmp = Some((3, 1));
+        let f = KernelFacts::of(&flow(Outcome::Unreachable, 0, 10), &[e], &names());
+        assert_eq!((f.drops[0].what, f.drops[0].dir), ("ICMP", Dir::S2c));
+    }
+
+    #[test]
+    fn resets_tell_a_reply_from_a_socket_closed_by_its_process() {
+        let reply = event(
+            5,
+            EventKind::ResetSent {
+                reason: Some(1),
+                by_socket: false,
+            },
+            S,
+            C,
+            TcpFlags::RST,
+        );
+        let mut abort = event(
+            6,
+            EventKind::ResetSent {
+                reason: None,
+                by_socket: true,
+            },
+            C,
+            S,
+            TcpFlags::RST,
+        );
+        abort.process = Some(Process::test("curl", 77));
+        let f = KernelFacts::of(&flow(Outcome::Reset, 0, 10), &[reply, abort], &names());
+        let by_server = f.reset_by(Side::Server).unwrap();
+        assert_eq!(
+            (by_server.origin, by_server.reason.as_deref()),
+            (ResetOrigin::Reply, Some("NO_SOCKET"))
+        );
+        let by_client = f.reset_by(Side::Client).unwrap();
+        assert_eq!(by_client.origin, ResetOrigin::Socket);
+        assert_eq!(
+            (by_client.process.as_deref(), by_client.pid),
+            (Some("curl"), Some(77))
+        );
+    }
+
+    #[test]
+    fn socket_states_are_kept_per_side_in_order() {
+        let st = |ts, src, dst, old, new| event(ts, EventKind::State { old, new }, src, dst, 0);
+        let evs = [
+            st(1, C, S, TcpState::SynSent, TcpState::Established),
+            st(2, S, C, TcpState::SynRecv, TcpState::Established),
+            st(3, C, S, TcpState::Established, TcpState::FinWait1),
+        ];
+        let f = KernelFacts::of(&flow(Outcome::Closed, 0, 10), &evs, &names());
+        assert_eq!(
+            f.states.client.as_deref(),
+            Some("SYN_SENT→ESTABLISHED→FIN_WAIT1")
+        );
+        assert_eq!(f.states.server.as_deref(), Some("SYN_RECV→ESTABLISHED"));
+    }
+
+    #[test]
+    fn a_connection_takes_only_its_own_events_and_the_next_one_on_the_same_ports_keeps_its() {
+        let mut w = Witnessed::default();
+        let n = names();
+        w.add(drop(1_000, C, S, TcpFlags::SYN, Path::Ingress));
+        // The same endpoints, a minute later: another connection.
+        w.add(drop(60_000_000, C, S, TcpFlags::SYN, Path::Ingress));
+        let first = w.take(&flow(Outcome::Unanswered, 1_000, 1_000), &n);
+        assert_eq!(first.drops[0].count, 1);
+        let pending = w.peek(&flow(Outcome::Unanswered, 60_000_000, 60_000_000), &n);
+        assert_eq!(pending.drops[0].count, 1);
+        let second = w.take(&flow(Outcome::Unanswered, 60_000_000, 60_000_000), &n);
+        assert_eq!(second.drops[0].first_ts, Timestamp(60_000_000));
+        assert_eq!(
+            w.take(&flow(Outcome::Unanswered, 0, 0), &n),
+            KernelFacts::default()
+        );
+    }
+
+    #[test]
+    fn events_no_connection_claims_are_forgotten_and_counted() {
+        let mut w = Witnessed::default();
+        w.add(drop(
+            1_000,
+            "10.0.0.9:1234",
+            S,
+            TcpFlags::SYN,
+            Path::Ingress,
+        ));
+        w.expire(Timestamp(1_000 + KEEP_US + 1));
+        assert_eq!(w.forgotten, 1);
+        assert_eq!(w.held, 0);
+    }
+
+    #[test]
+    fn a_flood_of_events_stays_within_the_cap() {
+        let mut w = Witnessed::default();
+        for i in 0..(MAX_EVENTS as u64 + 10) {
+            let src = format!(
+                "10.0.{}.{}:{}",
+                i / 60_000 % 250,
+                i / 250 % 250,
+                1024 + i % 60_000
+            );
+            w.add(drop(i, &src, S, TcpFlags::SYN, Path::Ingress));
+        }
+        assert!(w.held <= MAX_EVENTS);
+        assert!(w.forgotten > 0);
     }
 }

@@ -21,11 +21,11 @@ pub mod names;
 #[cfg(feature = "kernel-witness")]
 mod witness;
 
-pub use event::{EventKind, KernelEvent, Path, Process, TcpState};
-pub use facts::{DropFact, KernelFacts, ResetFact, ResetOrigin, Witnessed};
+pub use event::{EventKind, KernelEvent, TcpState};
+pub use facts::{KernelFacts, ResetOrigin, Witnessed};
 pub use names::Names;
 #[cfg(feature = "kernel-witness")]
-pub use witness::{Reader, Witness};
+pub use witness::Witness;
 
 use std::fmt;
 

@@ -155,6 +155,7 @@ impl Symbols {
         s
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
     }
@@ -187,7 +188,10 @@ ffffffffc0100000 t nft_do_chain	[nf_tables]
     fn an_address_is_named_by_the_function_it_falls_in() {
         let s = Symbols::read(KALLSYMS.as_bytes());
         assert_eq!(s.function_at(0xffff_ffff_81a0_0123), Some("nf_hook_slow"));
-        assert_eq!(s.function_at(0xffff_ffff_81a0_0400), Some("nf_hook_slow_list"));
+        assert_eq!(
+            s.function_at(0xffff_ffff_81a0_0400),
+            Some("nf_hook_slow_list")
+        );
         assert_eq!(s.function_at(0xffff_ffff_c010_0042), Some("nft_do_chain"));
         assert_eq!(s.function_at(0x1000), None);
     }

@@ -69,7 +69,12 @@ impl Witness {
             let link = prog.attach().map_err(|e| Unavailable::load("attach", e))?;
             links.push(link);
         }
-        tracing::info!(port, netns, programs = links.len(), "kernel witness attached");
+        tracing::info!(
+            port,
+            netns,
+            programs = links.len(),
+            "kernel witness attached"
+        );
         Ok(Witness {
             links,
             object,
@@ -152,7 +157,9 @@ fn route_libbpf_messages() {
     libbpf_rs::set_print(Some((
         libbpf_rs::PrintLevel::Debug,
         |level, message: String| match level {
-            libbpf_rs::PrintLevel::Warn => tracing::debug!(target: "libbpf", "{}", message.trim_end()),
+            libbpf_rs::PrintLevel::Warn => {
+                tracing::debug!(target: "libbpf", "{}", message.trim_end())
+            }
             _ => tracing::trace!(target: "libbpf", "{}", message.trim_end()),
         },
     )));

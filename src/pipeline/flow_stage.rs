@@ -4,6 +4,7 @@
 //! threads found.
 
 use super::host_threads::{Lookup, Refresher};
+use super::kernel_thread::{KernelCounts, KernelThread};
 use super::progress_thread::ProgressThread;
 use super::{wall_clock, Config};
 use crate::capture::CaptureError;
@@ -13,10 +14,12 @@ use crate::diagnose::host::{self, LookupRequest};
 use crate::diagnose::{Diagnoser, Finding};
 use crate::error::Error;
 use crate::flow::{FlowEvent, FlowTable, TableStats};
-use crate::report::ladder::LadderRecorder;
+use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
+use crate::report::ladder::{Ladder, LadderRecorder};
 use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
-use crate::report::{Item, PcapWriter};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crate::report::{FlowContext, Item, PcapWriter};
+use crossbeam_channel::{select, Receiver, Sender};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +30,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
 /// without it.
 const STUCK: Duration = Duration::from_millis(500);
+/// With the kernel witness, how long a connection's line waits for the kernel's events
+/// about its last packets: the witness sees a drop or a reset microseconds after the
+/// capture does, but the two reach this thread by different paths.
+const HOLD: Duration = Duration::from_millis(10);
 
 /// What the flow stage hands back at the end, for the summary and the exit status.
 pub(super) struct FlowDone {
@@ -35,6 +42,8 @@ pub(super) struct FlowDone {
     pub(super) capture: CaptureReport,
     pub(super) table: TableStats,
     pub(super) findings: Vec<Finding>,
+    /// The kernel witness's counts, when it ran.
+    pub(super) kernel: Option<KernelCounts>,
 }
 
 /// The flow stage: batches of segments in, through the flow table, the diagnosis, the
@@ -71,8 +80,27 @@ impl FlowStage<'_> {
         let mut events: Vec<FlowEvent> = Vec::with_capacity(64);
         let mut received = 0u64;
         let mut stop_seen: Option<Instant> = None;
+        let mut kernel_rx = sink
+            .kernel
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |k| k.events.clone());
         loop {
-            match batches.recv_timeout(TICK) {
+            let wait = sink.kernel.as_ref().map_or(TICK, |k| k.wait(TICK));
+            let got = select! {
+                recv(batches) -> m => m.map_err(|_| Got::Disconnected),
+                recv(kernel_rx) -> m => Err(match m {
+                    Ok(evs) => Got::Kernel(evs),
+                    Err(_) => Got::KernelGone,
+                }),
+                default(wait) => Err(Got::Timeout),
+            };
+            match got {
+                Err(Got::Kernel(evs)) => {
+                    sink.witnessed(evs);
+                    sink.release_held(false)?;
+                    sink.batch_done()?;
+                }
+                Err(Got::KernelGone) => kernel_rx = crossbeam_channel::never(),
                 Ok(batch) => {
                     received += batch.segments.len() as u64;
                     if let (false, Some(first), Some(last)) =
@@ -119,15 +147,17 @@ impl FlowStage<'_> {
                     if let Some(w) = sink.writer.as_deref_mut() {
                         w.flush()?;
                     }
+                    sink.release_held(false)?;
                     sink.findings();
                     sink.redraw(&counters, &table);
                     sink.batch_done()?;
                     let _ = recycle.try_send(batch);
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                Err(Got::Timeout) => {
                     if live {
                         table.tick(wall_clock(), &mut events);
                         sink.drain(&mut events)?;
+                        sink.release_held(false)?;
                         sink.findings();
                         sink.redraw(&counters, &table);
                         sink.batch_done()?;
@@ -140,7 +170,7 @@ impl FlowStage<'_> {
                         break;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(Got::Disconnected) => break,
             }
         }
         let capture: CaptureReport = done.recv_timeout(STUCK).unwrap_or_else(|_| {
@@ -157,6 +187,9 @@ impl FlowStage<'_> {
         // Gone before anything else is written: the last lines and the summary must not
         // share the screen with it.
         drop(bar);
+        // The witness's last events, then every connection still held for them.
+        let kernel_counts = sink.stop_witness();
+        sink.release_held(true)?;
         let mut failed = None;
         table.finish_all_with(|ev| {
             events.push(ev);
@@ -168,6 +201,7 @@ impl FlowStage<'_> {
             return Err(e);
         }
         sink.drain(&mut events)?;
+        sink.release_held(true)?;
         sink.hand_over()?;
         // The final diagnosis looks at the machine once more, completely.
         let last_look = sink
@@ -180,7 +214,45 @@ impl FlowStage<'_> {
             capture,
             table: table.stats(),
             findings,
+            kernel: kernel_counts,
         })
+    }
+}
+
+/// What woke the flow stage, besides a batch of segments.
+enum Got {
+    Kernel(Vec<KernelEvent>),
+    KernelGone,
+    Timeout,
+    Disconnected,
+}
+
+/// The kernel witness's side of the flow stage: its events, held until their connection
+/// ends, and the connections' lines held until the events about their last packets are
+/// in.
+pub(super) struct KernelSide {
+    pub(super) thread: Option<KernelThread>,
+    pub(super) events: Receiver<Vec<KernelEvent>>,
+    pub(super) witnessed: Witnessed,
+    pub(super) names: std::sync::Arc<Names>,
+    /// Flow events waiting for [`HOLD`] to pass, in order.
+    pub(super) held: VecDeque<Held>,
+}
+
+pub(super) struct Held {
+    due: Instant,
+    ev: FlowEvent,
+    procs: Option<crate::diagnose::FlowProcesses>,
+    ladder: Option<Ladder>,
+}
+
+impl KernelSide {
+    /// How long the flow stage may sleep: until the first held line is due.
+    fn wait(&self, tick: Duration) -> Duration {
+        match self.held.front() {
+            Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
+            None => tick,
+        }
     }
 }
 
@@ -204,6 +276,8 @@ pub(super) struct Sink<'a> {
     pub(super) to_report: Sender<Vec<Item>>,
     /// Emptied item vectors, back from the report stage.
     pub(super) spare: Receiver<Vec<Item>>,
+    /// Live, with the kernel witness attached.
+    pub(super) kernel: Option<KernelSide>,
 }
 
 impl Sink<'_> {
@@ -235,24 +309,99 @@ impl Sink<'_> {
                 }
                 FlowEvent::Pending(_) => (None, None),
             };
-            self.items.push(Item::Flow(ev, procs.map(Box::new)));
-            if let Some(l) = ladder {
-                self.items.push(Item::Ladder(Box::new(l)));
-            }
-            // Live, the flow's line goes out first: findings may look at /proc, which
-            // takes milliseconds.
-            if self.live {
-                self.hand_over()?;
-            }
-            match &ev {
-                FlowEvent::Finished(r) => self.diagnoser.flow_finished(r),
-                FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
+            match &mut self.kernel {
+                // The kernel's events about this connection's last packets may still be
+                // on their way: its line waits for them (in order with the others).
+                Some(k) => k.held.push_back(Held {
+                    due: Instant::now() + HOLD,
+                    ev,
+                    procs,
+                    ladder,
+                }),
+                None => self.emit(ev, procs, ladder, None)?,
             }
         }
         if self.items.len() >= Self::BATCH {
             self.hand_over()?;
         }
         Ok(())
+    }
+
+    /// One flow event's items, then its place in the diagnosis.
+    fn emit(
+        &mut self,
+        ev: FlowEvent,
+        processes: Option<crate::diagnose::FlowProcesses>,
+        ladder: Option<Ladder>,
+        kernel: Option<KernelFacts>,
+    ) -> Result<(), Error> {
+        let context = (processes.is_some() || kernel.is_some())
+            .then(|| Box::new(FlowContext { processes, kernel }));
+        let kernel_facts = context.as_ref().and_then(|c| c.kernel.clone());
+        self.items.push(Item::Flow(ev, context));
+        if let Some(l) = ladder {
+            self.items.push(Item::Ladder(Box::new(l)));
+        }
+        // Live, the flow's line goes out first: findings may look at /proc, which
+        // takes milliseconds.
+        if self.live {
+            self.hand_over()?;
+        }
+        match &ev {
+            FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel_facts.as_ref()),
+            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
+        }
+        Ok(())
+    }
+
+    /// The witness's events: each kept for its connection; a listener's appearance or
+    /// disappearance goes to the diagnosis at once.
+    fn witnessed(&mut self, events: Vec<KernelEvent>) {
+        let Some(k) = &mut self.kernel else { return };
+        for e in events {
+            tracing::trace!(ts = e.ts.0, src = %e.src, dst = %e.dst, kind = ?e.kind, flags = %e.flags, "kernel event");
+            if let EventKind::State { old, new } = e.kind {
+                if new == TcpState::Listen || old == TcpState::Listen {
+                    self.diagnoser.listener_changed(&e);
+                    continue;
+                }
+            }
+            k.witnessed.add(e);
+        }
+    }
+
+    /// Emits the held flow events that are due (all of them with `all`), each with the
+    /// kernel's facts about it.
+    fn release_held(&mut self, all: bool) -> Result<(), Error> {
+        let now = Instant::now();
+        loop {
+            let Some(k) = &mut self.kernel else {
+                return Ok(());
+            };
+            if !all && k.held.front().is_none_or(|h| h.due > now) {
+                return Ok(());
+            }
+            let Some(h) = k.held.pop_front() else {
+                return Ok(());
+            };
+            let facts = match &h.ev {
+                FlowEvent::Finished(r) => k.witnessed.take(r, &k.names),
+                FlowEvent::Pending(r) => k.witnessed.peek(r, &k.names),
+            };
+            if let FlowEvent::Finished(r) = &h.ev {
+                k.witnessed.expire(r.last_ts);
+            }
+            self.emit(h.ev, h.procs, h.ladder, Some(facts))?;
+        }
+    }
+
+    /// Stops the witness (detaching it) and takes its last events.
+    fn stop_witness(&mut self) -> Option<KernelCounts> {
+        let k = self.kernel.as_mut()?;
+        let counts = k.thread.take().map(KernelThread::finish);
+        let rest: Vec<KernelEvent> = k.events.try_iter().flatten().collect();
+        self.witnessed(rest);
+        counts
     }
 
     /// Hands a process lookup to the attribution thread (dropped if it is behind).

@@ -7,8 +7,9 @@
 //! is its own serde struct (`ladder::draw`). Nothing here decides what is printed when:
 //! the JSON printer (`printer::json`) does.
 
+use super::FlowContext;
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
-use crate::diagnose::{Cause, Finding, FlowProcesses, NamedProcess, ProcessInfo};
+use crate::diagnose::{Cause, Finding, NamedProcess, ProcessInfo};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -44,7 +45,8 @@ fn side(s: Option<Side>) -> Option<&'static str> {
 /// (6,700 instructions a line). Keys are now literals joined at compile time with their
 /// quotes, colon and the comma before them, and appended into reserved space. Process
 /// names go through serde_json.
-pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, procs: Option<&FlowProcesses>) {
+pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContext>) {
+    let procs = context.and_then(|c| c.processes.as_ref());
     /// `,"key":` as one literal.
     macro_rules! key {
         ($k:literal) => {
@@ -137,6 +139,12 @@ pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, procs: Option<&FlowProcesse
     if let Some(p) = procs.and_then(|p| p.server.as_ref()) {
         key!("server_process");
         serialize(buf, &ProcessJson::from(p));
+    }
+    // The kernel's word (README: "The kernel object"); null without the witness.
+    key!("kernel");
+    match context.and_then(|c| c.kernel.as_ref()) {
+        Some(k) => serialize(buf, k),
+        None => buf.extend_from_slice(b"null"),
     }
     buf.extend_from_slice(b"}\n");
 }

@@ -25,8 +25,8 @@ pub mod zeek;
 
 pub use pcap_writer::PcapWriter;
 pub use printer::Printer;
-pub use stage::{Item, Report};
-pub use summary::Summary;
+pub use stage::{FlowContext, Item, Report};
+pub use summary::{KernelEventsView, Summary};
 pub use text::Style;
 
 /// What a forced exit (a second Ctrl-C, which ends the process at once) must still undo:

@@ -15,8 +15,9 @@ use super::ladder::Ladder;
 use super::live::Tick;
 use super::summary::Summary;
 use crate::decode::Timestamp;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::Finding;
 use crate::flow::FlowEvent;
+use crate::report::FlowContext;
 use std::io::{self, Write};
 
 pub mod json;
@@ -34,7 +35,7 @@ pub trait Printer {
         &mut self,
         out: &mut dyn Write,
         ev: &FlowEvent,
-        procs: Option<&FlowProcesses>,
+        context: Option<&FlowContext>,
     ) -> io::Result<()>;
 
     /// A connection's sequence diagram, right after its flow's line.

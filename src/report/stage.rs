@@ -13,6 +13,7 @@ use super::{printer_for, Format, Style};
 use crate::decode::Timestamp;
 use crate::diagnose::{Finding, FlowProcesses};
 use crate::flow::FlowEvent;
+use crate::kernel::KernelFacts;
 use std::io::{self, Write};
 
 /// One thing to print, in the order it happened.
@@ -21,8 +22,8 @@ use std::io::{self, Write};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Item {
-    /// A flow event, with the processes behind the flow when they are known (live).
-    Flow(FlowEvent, Option<Box<FlowProcesses>>),
+    /// A flow event, with what is known beside its packets (live).
+    Flow(FlowEvent, Option<Box<FlowContext>>),
     /// The sequence diagram of the flow whose [`Item::Flow`] came just before.
     Ladder(Box<Ladder>),
     /// A finding made certain during a live capture.
@@ -31,6 +32,15 @@ pub enum Item {
     Redraw(Box<Tick>),
     /// The capture's clock moved (a file's packet time).
     Clock(Timestamp),
+}
+
+/// What is known about a connection beside its packets, live.
+#[derive(Debug, Default)]
+pub struct FlowContext {
+    /// The processes behind its sockets.
+    pub processes: Option<FlowProcesses>,
+    /// The kernel's word on it (the witness was attached; empty when it saw nothing).
+    pub kernel: Option<KernelFacts>,
 }
 
 /// The printer chosen for the run and the writer it prints on.
@@ -62,12 +72,12 @@ impl<W: Write> Report<W> {
     /// Prints one item.
     pub fn print(&mut self, item: &Item) -> io::Result<()> {
         match item {
-            Item::Flow(ev, procs) => {
+            Item::Flow(ev, context) => {
                 self.printer.observe(ev);
                 if self.only_problems && !ev.record().outcome.is_problem() {
                     return Ok(());
                 }
-                self.printer.flow(&mut self.out, ev, procs.as_deref())?;
+                self.printer.flow(&mut self.out, ev, context.as_deref())?;
                 self.flush_live()
             }
             Item::Ladder(l) => {

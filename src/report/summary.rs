@@ -35,6 +35,34 @@ pub struct Summary<'a> {
     pub system: Option<SystemView>,
     /// Live: what the process ran with after dropping privileges.
     pub credentials: Option<crate::privileges::Credentials>,
+    /// Whether the kernel witness ran, and what it saw or why not.
+    pub kernel_events: KernelEventsView,
+}
+
+/// The summary's `kernel_events`: on with its counts, or off with the reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelEventsView {
+    pub enabled: bool,
+    pub why: Option<String>,
+    /// Events read from the witness.
+    pub events: u64,
+    /// Events the ring buffer had no room for, or portsniff could not take in time.
+    pub lost: u64,
+}
+
+impl KernelEventsView {
+    pub fn new(
+        missing: Option<&crate::kernel::Unavailable>,
+        counts: Option<crate::pipeline::KernelCounts>,
+    ) -> KernelEventsView {
+        let counts = counts.unwrap_or_default();
+        KernelEventsView {
+            enabled: missing.is_none(),
+            why: missing.map(|m| m.to_string()),
+            events: counts.events,
+            lost: counts.lost,
+        }
+    }
 }
 
 impl<'a> Summary<'a> {
@@ -67,6 +95,7 @@ impl<'a> Summary<'a> {
             error: capture.error.as_ref().map(|e| e.to_string()),
             system: None,
             credentials: None,
+            kernel_events: KernelEventsView::default(),
         }
     }
 }

@@ -2,9 +2,11 @@
 
 use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
+use super::FlowContext;
 use crate::decode::Timestamp;
-use crate::diagnose::{Finding, FlowProcesses, Severity};
+use crate::diagnose::{Finding, Severity};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
+use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -192,9 +194,10 @@ fn traffic(r: &FlowRecord) -> String {
 pub fn write_flow(
     out: &mut dyn Write,
     r: &FlowRecord,
-    procs: Option<&FlowProcesses>,
+    context: Option<&FlowContext>,
     style: Style,
 ) -> io::Result<()> {
+    let procs = context.and_then(|c| c.processes.as_ref());
     let pending = if r.is_final() { "" } else { " (pending)" };
     let who = match procs {
         Some(p) if p.client.is_some() || p.server.is_some() => {
@@ -224,7 +227,82 @@ pub fn write_flow(
         explain(r),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
-    )
+    )?;
+    if let Some(k) = context.and_then(|c| c.kernel.as_ref()) {
+        for line in kernel_lines(r, k) {
+            writeln!(out, "    {} {line}", style.dim("kernel:"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's word on a connection, one line per thing it did that a reader of the
+/// flow line needs: drops, resets and where they came from. Socket states and SYN-ACK
+/// retransmissions stay in the JSON.
+pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts) -> Vec<String> {
+    let mut lines = Vec::new();
+    for d in &k.drops {
+        let sender = d.dir.sender();
+        let many = if d.count == 1 {
+            format!("{} from the {}", d.what, sender.as_str())
+        } else {
+            format!("{} {}s from the {}", d.count, d.what, sender.as_str())
+        };
+        let place = match d.path {
+            PathName::Ingress => "on arrival".to_string(),
+            PathName::Egress => format!("on the {}'s way out", sender.as_str()),
+        };
+        let func = d
+            .place
+            .as_deref()
+            .map_or(String::new(), |f| format!(" (in {f})"));
+        lines.push(format!("{many} dropped {place}: {}{func}", d.reason));
+    }
+    for reset in &k.resets_sent {
+        let why = reset
+            .reason
+            .as_deref()
+            .map_or(String::new(), |r| format!(": {r}"));
+        lines.push(match reset.origin {
+            ResetOrigin::Reply => format!(
+                "RST sent by the {}'s TCP in reply to a segment{why}",
+                reset.by.as_str()
+            ),
+            ResetOrigin::Socket => {
+                let who = match (&reset.process, reset.pid) {
+                    (Some(name), Some(pid)) => format!(" by {name} (pid {pid})"),
+                    _ => String::new(),
+                };
+                format!(
+                    "RST sent by the {}'s socket as it was closed{who}{why}",
+                    reset.by.as_str()
+                )
+            }
+        });
+    }
+    // A reset in the capture that this host's TCP did not send: something else made it.
+    if let Some(side) = r.reset_by {
+        if k.reset_by(side).is_none() {
+            let netfilter = k
+                .drops_from(side.other())
+                .any(|d| d.reason == "NETFILTER_DROP");
+            lines.push(if netfilter {
+                format!(
+                    "the {}'s RST was not sent by TCP: netfilter dropped the {}'s packet and \
+                     answered it (a REJECT --reject-with tcp-reset rule)",
+                    side.as_str(),
+                    side.other().as_str()
+                )
+            } else {
+                format!(
+                    "the {}'s RST was not sent by this host's TCP (a firewall REJECT, or \
+                     another host on the path)",
+                    side.as_str()
+                )
+            });
+        }
+    }
+    lines
 }
 
 pub(super) fn severity(style: Style, s: Severity) -> String {
@@ -480,6 +558,17 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
                 .map(|(k, v)| format!("{k} +{v}"))
                 .collect();
             writeln!(out, "  kernel counters {}", c.join(", "))?;
+        }
+    }
+    if s.live {
+        let k = &s.kernel_events;
+        match &k.why {
+            None => writeln!(
+                out,
+                "  kernel events   {} witnessed, kernel events lost {}",
+                k.events, k.lost
+            )?,
+            Some(why) => writeln!(out, "  kernel events   off: {why}")?,
         }
     }
     if let Some(c) = &s.credentials {

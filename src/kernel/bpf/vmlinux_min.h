@@ -70,6 +70,12 @@ struct sock {
 	__u16 sk_protocol;
 };
 
+/* The local port a socket had: kept after the port is released at close (skc_num is
+ * zeroed first), set when connect() picks one. */
+struct inet_sock {
+	__be16 inet_sport;
+};
+
 struct request_sock {
 	struct sock_common __req_common;
 };

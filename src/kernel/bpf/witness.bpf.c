@@ -396,6 +396,12 @@ int BPF_PROG(witness_state, const struct sock *sk, int oldstate, int newstate)
 		return 0;
 	if (!read_sock_common(&sk->__sk_common, &e))
 		return 0;
+	/* Closing releases the port before the state changes: take the port the socket
+	 * had. A connect() not yet given a port (CLOSE→SYN_SENT) names no connection. */
+	if (e.sport == 0)
+		e.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	if (e.sport == 0)
+		return 0;
 	if (!in_watched_netns(netns_of_sock(sk)))
 		return 0;
 	e.kind = WITNESS_STATE;

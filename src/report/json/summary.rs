@@ -11,7 +11,7 @@ use crate::diagnose::Evidence;
 use crate::diagnose::{ListenerView, ProcessInfo, SystemView};
 use crate::flow::{Outcome, Side};
 use crate::privileges::Credentials;
-use crate::report::summary::{Percentiles, Summary};
+use crate::report::summary::{KernelEventsView, Percentiles, Summary};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -55,6 +55,7 @@ struct SummaryLine<'a> {
     error: Option<&'a str>,
     credentials: Option<CredentialsJson<'a>>,
     system: Option<System<'a>>,
+    kernel_events: &'a KernelEventsView,
 }
 
 impl<'a> SummaryLine<'a> {
@@ -102,6 +103,7 @@ impl<'a> SummaryLine<'a> {
             error: s.error.as_deref(),
             credentials: s.credentials.as_ref().map(CredentialsJson::from),
             system: s.system.as_ref().map(System::from),
+            kernel_events: &s.kernel_events,
         }
     }
 }

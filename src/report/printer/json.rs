@@ -4,11 +4,12 @@
 //! [`report::json`](crate::report::json).
 
 use super::Printer;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::Finding;
 use crate::flow::FlowEvent;
 use crate::report::json;
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
+use crate::report::FlowContext;
 use std::io::{self, Write};
 
 pub struct Json {
@@ -36,10 +37,10 @@ impl Printer for Json {
         &mut self,
         out: &mut dyn Write,
         ev: &FlowEvent,
-        procs: Option<&FlowProcesses>,
+        context: Option<&FlowContext>,
     ) -> io::Result<()> {
         self.line.clear();
-        json::write_flow(&mut self.line, ev.record(), procs);
+        json::write_flow(&mut self.line, ev.record(), context);
         out.write_all(&self.line)
     }
 

@@ -4,12 +4,13 @@
 //! user's own screen.
 
 use super::Printer;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::Finding;
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::live::{LiveView, Redraw, Tick};
 use crate::report::summary::Summary;
 use crate::report::text::{self, Style};
+use crate::report::FlowContext;
 use std::io::{self, Write};
 
 pub struct Live {
@@ -39,7 +40,7 @@ impl Printer for Live {
         &mut self,
         _out: &mut dyn Write,
         _ev: &FlowEvent,
-        _procs: Option<&FlowProcesses>,
+        _context: Option<&FlowContext>,
     ) -> io::Result<()> {
         Ok(())
     }

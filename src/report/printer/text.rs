@@ -3,11 +3,12 @@
 //! the "Diagnosis" section. The wording lives in [`report::text`](crate::report::text).
 
 use super::Printer;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::Finding;
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
 use crate::report::text::{self, Style};
+use crate::report::FlowContext;
 use std::io::{self, Write};
 
 pub struct Text {
@@ -31,10 +32,10 @@ impl Printer for Text {
         &mut self,
         out: &mut dyn Write,
         ev: &FlowEvent,
-        procs: Option<&FlowProcesses>,
+        context: Option<&FlowContext>,
     ) -> io::Result<()> {
         self.line.clear();
-        text::write_flow(&mut self.line, ev.record(), procs, self.style)?;
+        text::write_flow(&mut self.line, ev.record(), context, self.style)?;
         out.write_all(&self.line)
     }
 

@@ -7,11 +7,12 @@
 
 use super::Printer;
 use crate::decode::Timestamp;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::Finding;
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
 use crate::report::zeek::ConnLog;
+use crate::report::FlowContext;
 use std::io::{self, Write};
 
 pub struct Zeek {
@@ -39,7 +40,7 @@ impl Printer for Zeek {
         &mut self,
         mut out: &mut dyn Write,
         ev: &FlowEvent,
-        _procs: Option<&FlowProcesses>,
+        _context: Option<&FlowContext>,
     ) -> io::Result<()> {
         match ev {
             FlowEvent::Finished(r) => self.log.write_flow(&mut out, r),
