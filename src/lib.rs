@@ -37,6 +37,8 @@ mod report;
 pub use capture::{install_stop_handler, interface_lines, Limits, Source};
 pub use config::{Config, Terminal};
 pub use diagnose::Evidence;
+// The firewall reader, whole: the live test reads a namespace's ruleset with it.
+pub use diagnose::host::firewall;
 pub use error::Error;
 pub use pipeline::{prepare, run, Prepared, RunResult};
 pub use privileges::relinquish;

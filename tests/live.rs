@@ -8,8 +8,10 @@
 
 mod support;
 
-/// Scenarios of their own: IPv6, and a namespace with a firewall rule.
+/// Scenarios of their own: IPv6, a namespace with a firewall rule, and the firewall
+/// reader inside a namespace.
 mod live {
+    mod firewall;
     mod ipv6;
     mod namespace;
 }

@@ -1,12 +1,15 @@
 //! The machine's side of the story, for a live capture on Linux: listeners, sockets,
-//! kernel counters, sysctls, network namespaces and the processes behind sockets.
+//! kernel counters, sysctls, network namespaces, the processes behind sockets, and the
+//! firewall rules that can drop or reject the port's traffic.
 //!
 //! Everything here is read on request by plain functions ([`HostFacts::first_look`],
-//! [`Looker::look`], [`LookupRequest::run`], [`read_counters`]): this module starts no
-//! thread and reads no clock. The pipeline decides when to call them (on its helper
+//! [`Looker::look`], [`LookupRequest::run`], [`read_counters`],
+//! [`firewall::Ruleset::read`]): this module starts no thread and reads no clock (but for
+//! the deadline of the firewall's commands). The pipeline decides when to call them (on its helper
 //! threads) and feeds the results to the `Diagnoser`. A replay has no host facts.
 
 mod counters;
+pub mod firewall;
 mod sockets;
 
 pub use counters::{counter_delta, read_counters, Counter, Counters};
