@@ -271,11 +271,16 @@ static __always_inline bool read_packet(const struct sk_buff *skb, struct witnes
 
 /* Fills the tuple of `e` from a socket's common part: local → remote. */
 static __always_inline bool read_sock_common(const struct sock_common *skc,
-					     struct witness_event *e)
+					     const struct sock *sk_of, struct witness_event *e)
 {
 	unsigned short family = BPF_CORE_READ(skc, skc_family);
 	e->sport = BPF_CORE_READ(skc, skc_num);
 	e->dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	/* Closing releases the local port (skc_num = 0) before the state change and the
+	 * reset of an abortive close are traced: take the port the socket had. A connect()
+	 * not yet given a port (CLOSE→SYN_SENT) has none either way. */
+	if (e->sport == 0 && sk_of)
+		e->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk_of, inet_sport));
 	if (!port_matches(e->sport, e->dport))
 		return false;
 	if (family == AF_INET) {
@@ -356,7 +361,7 @@ int BPF_PROG(witness_reset_sent, const struct sock *sk, const struct sk_buff *sk
 	} else if (sk) {
 		/* The socket itself resets its connection (an abortive close, SO_LINGER 0,
 		 * close with unread data): the process closing it is current. */
-		if (!read_sock_common(&sk->__sk_common, &e))
+		if (!read_sock_common(&sk->__sk_common, sk, &e))
 			return 0;
 		if (!in_watched_netns(netns_of_sock(sk)))
 			return 0;
@@ -378,7 +383,7 @@ SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(witness_reset_received, struct sock *sk)
 {
 	struct witness_event e = {};
-	if (!read_sock_common(&sk->__sk_common, &e))
+	if (!read_sock_common(&sk->__sk_common, sk, &e))
 		return 0;
 	if (!in_watched_netns(netns_of_sock(sk)))
 		return 0;
@@ -394,12 +399,9 @@ int BPF_PROG(witness_state, const struct sock *sk, int oldstate, int newstate)
 	struct witness_event e = {};
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	if (!read_sock_common(&sk->__sk_common, &e))
+	if (!read_sock_common(&sk->__sk_common, sk, &e))
 		return 0;
-	/* Closing releases the port before the state changes: take the port the socket
-	 * had. A connect() not yet given a port (CLOSE→SYN_SENT) names no connection. */
-	if (e.sport == 0)
-		e.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	/* A connect() not yet given a port (CLOSE→SYN_SENT) names no connection. */
 	if (e.sport == 0)
 		return 0;
 	if (!in_watched_netns(netns_of_sock(sk)))
@@ -420,7 +422,7 @@ SEC("tp_btf/tcp_retransmit_synack")
 int BPF_PROG(witness_synack_retransmit, const struct sock *sk, const struct request_sock *req)
 {
 	struct witness_event e = {};
-	if (!read_sock_common(&req->__req_common, &e))
+	if (!read_sock_common(&req->__req_common, 0, &e))
 		return 0;
 	if (!in_watched_netns(netns_of_sock(sk)))
 		return 0;
@@ -435,7 +437,7 @@ SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(witness_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct witness_event e = {};
-	if (!read_sock_common(&sk->__sk_common, &e))
+	if (!read_sock_common(&sk->__sk_common, sk, &e))
 		return 0;
 	if (!in_watched_netns(netns_of_sock(sk)))
 		return 0;
