@@ -18,6 +18,7 @@ mod progress_thread;
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport};
 use crate::decode::{PairHasher, Timestamp};
+use crate::diagnose::host::firewall::Ruleset;
 use crate::diagnose::host::{self, HostFacts};
 use crate::diagnose::{Diagnoser, Scope};
 use crate::error::Error;
@@ -95,6 +96,8 @@ pub struct Prepared<'a> {
     writer: Option<PcapWriter>,
     /// The kernel witness, attached while still privileged; or why there is none.
     witness: Result<Witnessed_, Unavailable>,
+    /// Live: the firewall rules for the port, read while still privileged.
+    firewall: Option<Ruleset>,
 }
 
 /// An attached witness and the names for its numbers.
@@ -140,11 +143,21 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
     if let Err(why) = &witness {
         tracing::debug!(%why, "no kernel witness");
     }
+    // Read now: after the privileges go, the ruleset cannot be read.
+    let firewall = cfg
+        .source
+        .is_live()
+        .then(|| Ruleset::read(cfg.port))
+        .and_then(|r| {
+            r.map_err(|e| tracing::info!(error = %e, "firewall rules not read"))
+                .ok()
+        });
     Ok(Prepared {
         cfg,
         opened,
         writer,
         witness,
+        firewall,
     })
 }
 
@@ -176,6 +189,7 @@ impl Prepared<'_> {
             mut opened,
             mut writer,
             witness,
+            firewall,
         } = self;
         let counters = opened.progress();
         let link = opened.link();
@@ -244,7 +258,10 @@ impl Prepared<'_> {
         };
         // System facts (/proc) only describe the machine we capture on, live.
         let facts = if live {
-            HostFacts::first_look(cfg.port, cfg.attribution)
+            HostFacts::first_look(cfg.port, cfg.attribution).map(|f| HostFacts {
+                firewall: firewall.map(Arc::new),
+                ..f
+            })
         } else {
             None
         };

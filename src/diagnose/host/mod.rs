@@ -26,6 +26,9 @@ use std::collections::BTreeMap;
 pub struct HostFacts {
     pub start: Snapshot,
     pub now: Snapshot,
+    /// The DROP and REJECT rules that can touch the port, read once while portsniff was
+    /// still privileged (reading a ruleset needs CAP_NET_ADMIN, which is not kept).
+    pub firewall: Option<std::sync::Arc<firewall::Ruleset>>,
 }
 
 impl HostFacts {
@@ -50,6 +53,7 @@ impl From<Snapshot> for HostFacts {
         HostFacts {
             now: start.clone(),
             start,
+            firewall: None,
         }
     }
 }
