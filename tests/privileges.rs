@@ -63,6 +63,10 @@ fn started_through_sudo_it_becomes_the_caller_and_keeps_only_ptrace() {
             .arg(&w),
     );
     assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        s["kernel_events"]["enabled"], true,
+        "the witness is attached before the switch to the caller: {s}"
+    );
     let c = &s["credentials"];
     assert_eq!(c["uid"], 65534, "runs as the sudo caller: {c}");
     assert_eq!(c["gid"], 65534, "{c}");
@@ -157,6 +161,111 @@ fn works_without_root_through_file_capabilities_and_then_drops_them() {
         "capture open, capabilities gone: {c}"
     );
     assert_eq!(c["cap_permitted"], NONE, "{c}");
+    // Without CAP_BPF the witness is off, and the run says why rather than failing.
+    assert_eq!(s["kernel_events"]["enabled"], false, "{s}");
+    let why = s["kernel_events"]["why"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("CAP_BPF"),
+        "names the missing capability: {why}"
+    );
+    assert!(
+        err.contains("no kernel events") && err.contains("CAP_BPF"),
+        "said once on stderr: {err}"
+    );
+}
+
+#[test]
+fn file_capabilities_with_bpf_attach_the_witness_and_then_drop_everything() {
+    if !gate("setcap bpf") {
+        return;
+    }
+    let (_dir, exe) = world_runnable_copy();
+    let set = Command::new("setcap")
+        .args(["cap_net_raw,cap_net_admin,cap_bpf,cap_perfmon=eip"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "setcap: {}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let (code, s, err) = live(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .env_remove("SUDO_UID"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        s["kernel_events"]["enabled"], true,
+        "CAP_BPF and CAP_PERFMON are enough for the witness: {s} {err}"
+    );
+    let c = &s["credentials"];
+    for set in [
+        "cap_effective",
+        "cap_permitted",
+        "cap_inheritable",
+        "cap_ambient",
+    ] {
+        assert_eq!(
+            c[set], NONE,
+            "no capability kept for the attached programs: {set}: {c}"
+        );
+    }
+}
+
+#[test]
+fn after_dash_z_the_attached_witness_still_names_the_kernels_drops() {
+    if !gate("-Z witness") {
+        return;
+    }
+    let Some(ns) = live::Netns::create("-Z witness") else {
+        return;
+    };
+    ns.run(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "61996", "-j", "DROP",
+    ]);
+    let mut sniffer = live::Sniffer::spawn(
+        ns.portsniff(&[
+            "-i",
+            "lo",
+            "--port",
+            "61996",
+            "--json",
+            "-Z",
+            "nobody",
+            "--syn-timeout",
+            "1",
+        ]),
+        "portsniff -Z nobody",
+    );
+    sniffer.wait_for_banner();
+    // One connection attempt, inside the namespace, given up after its second SYN.
+    let client = ns.on_thread(|| {
+        let addr: std::net::SocketAddr = "127.0.0.1:61996".parse().unwrap();
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(1500)).is_err()
+    });
+    assert!(client.join().unwrap(), "the DROP rule stops the connection");
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(std::time::Duration::from_secs(10));
+    let lines = run.json();
+    let summary = &lines.last().expect("a summary").1;
+    assert_eq!(summary["credentials"]["uid"], 65534, "{summary}");
+    assert_eq!(summary["kernel_events"]["enabled"], true, "{summary}");
+    let flow = lines
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["type"] == "flow" && v["final"] == true)
+        .unwrap_or_else(|| panic!("a final flow line: {}", run.stdout_text()));
+    let drops = &flow["kernel"]["drops"];
+    assert_eq!(drops[0]["reason"], "NETFILTER_DROP", "{flow}");
+    assert_eq!(drops[0]["what"], "SYN", "{flow}");
+    assert_eq!(drops[0]["dir"], "c2s", "{flow}");
+    assert!(
+        drops[0]["count"].as_u64().unwrap_or(0) >= 2,
+        "both SYNs: {flow}"
+    );
 }
 
 #[test]
