@@ -15,6 +15,10 @@
 //! Live only, and only where the kernel allows it; otherwise [`Unavailable`] says why,
 //! once, and the diagnosis infers as before.
 
+// Built without the witness, the records and names are still the types the reporters
+// and the diagnosis know, but nothing makes them.
+#![cfg_attr(not(feature = "kernel-witness"), allow(dead_code))]
+
 pub mod event;
 pub mod facts;
 pub mod names;

@@ -2,14 +2,23 @@
 //! the flow stage in batches. It owns the attached [`Witness`]: when it ends, the
 //! programs are detached.
 
+// Built without the witness there is no thread to start; the types stay for the flow
+// stage, which then never holds one.
+#![cfg_attr(not(feature = "kernel-witness"), allow(dead_code))]
+
+#[cfg(feature = "kernel-witness")]
 use crate::error::Error;
+#[cfg(feature = "kernel-witness")]
 use crate::kernel::{KernelEvent, Witness};
+#[cfg(feature = "kernel-witness")]
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+#[cfg(feature = "kernel-witness")]
 use std::time::Duration;
 
+#[cfg(feature = "kernel-witness")]
 /// How long one wait on the ring buffer lasts: the thread notices `stop` this often. An
 /// event wakes it at once.
 const POLL: Duration = Duration::from_millis(50);
@@ -30,6 +39,7 @@ pub(super) struct KernelThread {
 }
 
 impl KernelThread {
+    #[cfg(feature = "kernel-witness")]
     pub(super) fn start(
         witness: Witness,
         events: Sender<Vec<KernelEvent>>,
@@ -52,6 +62,7 @@ impl KernelThread {
     }
 }
 
+#[cfg(feature = "kernel-witness")]
 fn read_all(
     witness: Witness,
     to_flow: &Sender<Vec<KernelEvent>>,
