@@ -277,6 +277,9 @@ fn pair(a: Endpoint, b: Endpoint) -> Pair {
 pub struct Witnessed {
     by_pair: HashMap<Pair, Vec<KernelEvent>>,
     held: usize,
+    /// When [`expire`](Self::expire) last swept the table: a sweep visits every entry,
+    /// so it runs at most once a second, not once a connection.
+    swept: Timestamp,
     /// Events forgotten before their connection ended (the table was full, or no
     /// connection came for them).
     pub forgotten: u64,
@@ -331,8 +334,12 @@ impl Witnessed {
         }
     }
 
-    /// Forgets events older than [`KEEP_US`] before `now`.
+    /// Forgets events older than [`KEEP_US`] before `now` (at most once a second).
     pub fn expire(&mut self, now: Timestamp) {
+        if now.micros_since(self.swept) < 1_000_000 {
+            return;
+        }
+        self.swept = now;
         self.forget_before(Timestamp(now.0.saturating_sub(KEEP_US)));
     }
 
