@@ -8,11 +8,12 @@
 
 mod support;
 
-/// Scenarios of their own: IPv6, a namespace with a firewall rule, and the firewall
-/// reader inside a namespace.
+/// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
+/// inside a namespace, and the kernel's word on drops.
 mod live {
     mod firewall;
     mod ipv6;
+    mod kernel_drops;
     mod namespace;
 }
 
