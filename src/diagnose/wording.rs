@@ -356,8 +356,13 @@ fn rule_said(site: &DropSite, port: u16) -> String {
             } else {
                 "the likeliest rule for"
             };
+            let when = match site.path {
+                PathKey::Ingress => "as it arrives",
+                PathKey::Egress => "as it leaves",
+            };
             said.push_str(&format!(
-                " In the ruleset read when portsniff started, {which} TCP {way} port {port} at the {hooks} hooks is {r}"
+                " In the ruleset read when portsniff started, {which} TCP {way} port {port} {when} is {r} (hook {})",
+                r.hook
             ));
             if r.policy {
                 said.push_str(": no rule decided for these packets, so the chain's policy dropped them");
