@@ -9,10 +9,12 @@
 mod support;
 
 /// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
-/// inside a namespace, and the kernel witness's scope (namespaces, ports).
+/// inside a namespace, the kernel witness's scope (namespaces, ports) and its word on
+/// drops.
 mod live {
     mod firewall;
     mod ipv6;
+    mod kernel_drops;
     mod kernel_scope;
     mod namespace;
 }

@@ -9,6 +9,8 @@
 
 use super::evidence::ResetContext;
 use super::findings::{FindingKind, Severity};
+use super::host::firewall::FirewallRule;
+use super::kernel::PathKey;
 use crate::decode::{Endpoint, Unreachable};
 use crate::flow::Side;
 use serde::{Serialize, Serializer};
@@ -41,6 +43,12 @@ pub enum Cause {
     /// A replay: SYN-ACKs retransmitted after the client's ACK.
     HandshakeAcksDropped(AcksDropped),
     SilentlyDropped(Unanswered),
+    /// Live, witnessed: the kernel dropped the client's SYNs, and said why.
+    SynsDropped(DroppedSyns),
+    /// Live, witnessed: the kernel dropped the server's packets on their way out.
+    RepliesDropped(DroppedReplies),
+    /// Live, witnessed: the kernel discarded SYNs for their addresses (martians).
+    InvalidSource(MartianSyns),
     /// ICMP port/protocol unreachable or admin prohibited: a filter's REJECT.
     IcmpRejected(IcmpErrors),
     /// ICMP network/host unreachable (or another code): routing or a host down.
@@ -73,7 +81,9 @@ impl Cause {
             Cause::AcceptQueueFull(_) | Cause::HandshakeAcksDropped(_) => {
                 FindingKind::AcceptQueueFull
             }
-            Cause::SilentlyDropped(_) => FindingKind::SilentlyDropped,
+            Cause::SilentlyDropped(_) | Cause::SynsDropped(_) => FindingKind::SilentlyDropped,
+            Cause::RepliesDropped(_) => FindingKind::RepliesDropped,
+            Cause::InvalidSource(_) => FindingKind::InvalidSource,
             Cause::IcmpUnreachable(_) => FindingKind::NetworkUnreachable,
             Cause::HandshakeStalled(_) => FindingKind::HandshakeStalled,
             Cause::Reset(r) => match r.by {
@@ -90,8 +100,15 @@ impl Cause {
 
     /// Errors make connections fail; warnings are wrong or about to be. A full accept
     /// queue inferred from packets alone is only a warning: the kernel was not asked.
+    /// Drops the connections got past (a retransmission went through) are warnings.
     pub fn severity(&self) -> Severity {
         match self {
+            Cause::SynsDropped(d) if d.unanswered == 0 => Severity::Warning,
+            Cause::RepliesDropped(d) if d.connections == d.recovered => Severity::Warning,
+            Cause::InvalidSource(d) if d.unanswered == 0 => Severity::Warning,
+            Cause::SynsDropped(_) | Cause::RepliesDropped(_) | Cause::InvalidSource(_) => {
+                Severity::Error
+            }
             Cause::RefusedDespiteListener(_)
             | Cause::ListenerOtherFamily(_)
             | Cause::ListenerOtherAddress(_)
@@ -186,8 +203,27 @@ pub struct QueueOverflow {
     /// The listener seen with its queue over the backlog, when one was.
     #[serde(flatten)]
     pub full: Option<FullListener>,
+    /// Live, with the witness: the packets the kernel dropped for the full queue (absent
+    /// without the witness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<OverflowDrops>,
     #[serde(skip)]
     pub port: u16,
+}
+
+/// What the kernel dropped with reason `TCP_LISTEN_OVERFLOW`: the handshake's last ACK
+/// (or the first data) of a connection the full queue had no room for. SYNs meeting a
+/// full queue are discarded without a drop reason, so only the counters count them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverflowDrops {
+    pub reason: &'static str,
+    #[serde(rename = "where")]
+    pub place: Option<String>,
+    /// The kinds of segment dropped (`ACK`, `data`), most first.
+    pub what: Vec<&'static str>,
+    pub packets: u64,
+    /// Connections they belonged to.
+    pub flows: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -218,6 +254,153 @@ pub struct Unanswered {
     /// Live: whether anything listens on the port here.
     #[serde(skip)]
     pub listening: Option<bool>,
+}
+
+/// Whether the firewall's rules were looked at for a drop, and how that went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RulesetSeen {
+    /// The drop was not netfilter's: no rule to look for.
+    NotAsked,
+    /// Read when portsniff started; `unread`: what part could not be (a tool failing).
+    Read { unread: Option<String> },
+    /// Not read (not privileged enough, or no tool).
+    NotRead,
+}
+
+/// Where the kernel dropped packets, why, and the firewall rule when one was found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DropSite {
+    /// `enum skb_drop_reason` without its prefix.
+    pub reason: String,
+    /// The kernel function that dropped them.
+    #[serde(rename = "where")]
+    pub place: Option<String>,
+    /// `ingress` (arriving) or `egress` (leaving).
+    #[serde(serialize_with = "path_name")]
+    pub path: PathKey,
+    /// The netfilter hook of the rule found (`input`, `output`…); `null` when none was.
+    pub hook: Option<&'static str>,
+    /// The chain holding that rule.
+    pub chain: Option<String>,
+    /// The rule, found in the ruleset read when portsniff started: the likeliest one for
+    /// the port at the hooks on that path.
+    #[serde(serialize_with = "firewall_rule")]
+    pub rule: Option<FirewallRule>,
+    #[serde(skip)]
+    pub ruleset: RulesetSeen,
+    /// Which way the dropped packets went: to the port (the client's) or from it.
+    #[serde(skip)]
+    pub to_port: bool,
+}
+
+/// Witnessed: SYNs of the client the kernel dropped, for one reason on one path.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DroppedSyns {
+    /// Connection attempts that never got an answer.
+    pub unanswered: u64,
+    /// SYNs dropped, retransmissions included.
+    pub syns: u64,
+    #[serde(serialize_with = "display_all")]
+    pub servers: Vec<Endpoint>,
+    /// Connections that got through on a retransmitted SYN.
+    pub recovered: u64,
+    #[serde(flatten)]
+    pub site: DropSite,
+    #[serde(skip)]
+    pub port: u16,
+    /// Live: whether anything listens on the port here.
+    #[serde(skip)]
+    pub listening: Option<bool>,
+}
+
+/// Witnessed: the server's packets the kernel dropped on their way out.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DroppedReplies {
+    /// Connections that lost packets this way.
+    pub connections: u64,
+    /// Of those, attempts that never got an answer to their SYNs.
+    pub unanswered: u64,
+    /// Of those, connections that got through on a retransmission.
+    pub recovered: u64,
+    pub packets: u64,
+    /// The kinds of segment dropped (`SYN-ACK`, `data`, `RST`…), most first.
+    pub what: Vec<&'static str>,
+    #[serde(serialize_with = "display_all")]
+    pub servers: Vec<Endpoint>,
+    #[serde(flatten)]
+    pub site: DropSite,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+/// Witnessed: SYNs the kernel discarded for their source (or destination) address.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MartianSyns {
+    /// Connection attempts that never got an answer.
+    pub unanswered: u64,
+    /// Packets discarded.
+    pub syns: u64,
+    /// Distinct source addresses (counted up to a cap: see `sources_capped`).
+    pub sources: u64,
+    pub sources_capped: bool,
+    /// A few of them.
+    #[serde(serialize_with = "display_all")]
+    pub examples: Vec<IpAddr>,
+    /// By reason, most packets first.
+    pub reasons: Vec<ReasonCount>,
+    #[serde(serialize_with = "display_all")]
+    pub servers: Vec<Endpoint>,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    #[serde(rename = "where")]
+    pub place: Option<String>,
+    pub packets: u64,
+    pub flows: u64,
+}
+
+fn path_name<S: Serializer>(v: &PathKey, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
+/// A rule as the JSON evidence shows it: which tool, table and chain, its text as the
+/// tool prints it, and how sure the match is.
+fn firewall_rule<S: Serializer>(v: &Option<FirewallRule>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Rule<'a> {
+        tool: &'static str,
+        table: &'a str,
+        chain: &'a str,
+        hook: &'static str,
+        text: &'a str,
+        handle: Option<u64>,
+        verdict: String,
+        /// Reached through these jumps, outermost first.
+        via: Vec<&'a str>,
+        names_port: bool,
+        conditional: bool,
+        policy: bool,
+    }
+    match v {
+        None => s.serialize_none(),
+        Some(r) => s.serialize_some(&Rule {
+            tool: r.tool.as_str(),
+            table: &r.table,
+            chain: &r.chain,
+            hook: r.hook.as_str(),
+            text: &r.text,
+            handle: r.handle,
+            verdict: r.verdict.to_string(),
+            via: r.via.iter().map(|j| j.text.as_str()).collect(),
+            names_port: r.names_port,
+            conditional: r.conditional,
+            policy: r.policy,
+        }),
+    }
 }
 
 /// Connection attempts answered by one kind of ICMP destination-unreachable error.

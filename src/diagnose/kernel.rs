@@ -6,7 +6,8 @@ use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Outcome, Side};
 use crate::kernel::facts::{Dir, PathName};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, ResetOrigin, TcpState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// Drops of one kind: (reason, kernel function, path, direction, segment kind).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,18 +25,97 @@ pub enum PathKey {
     Egress,
 }
 
-/// How many, in how many connections, when, and one server endpoint they were for.
+impl PathKey {
+    /// As the flow lines' `path`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKey::Ingress => "ingress",
+            PathKey::Egress => "egress",
+        }
+    }
+}
+
+/// Packets dropped in connections of one fate, and how many connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fate {
+    pub flows: u64,
+    pub packets: u64,
+}
+
+/// How many, in how many connections, when, and for which endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DropTally {
     pub packets: u64,
     pub flows: u64,
     /// Flows whose connection still completed (the drop was retried past).
     pub flows_recovered: u64,
+    /// Of those, the connections that never got an answer at all, and their packets.
+    pub unanswered: Fate,
+    /// The connections that completed anyway, and their packets.
+    pub recovered: Fate,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
+    /// The first server endpoint they were for.
     pub server: Endpoint,
-    /// Distinct client addresses seen (up to a cap: a flood's sources).
-    pub clients: u64,
+    /// Server endpoints, the first [`ENDPOINTS_CAP`].
+    pub servers: BTreeSet<Endpoint>,
+    /// Distinct client addresses, the first [`SOURCES_CAP`] (a flood's sources).
+    pub clients: BTreeSet<IpAddr>,
+}
+
+impl DropTally {
+    /// Distinct client addresses, and whether there may be more (the cap was reached).
+    pub fn client_count(&self) -> (u64, bool) {
+        (self.clients.len() as u64, self.clients.len() >= SOURCES_CAP)
+    }
+}
+
+/// What kind of thing dropped a packet, from the kernel's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropClass {
+    /// The packet's addresses cannot be right here (`ip_route_input` calls them martian):
+    /// a spoofed source, a source that is this host's own, a reverse path through another
+    /// interface. A flood or a routing story.
+    Martian,
+    /// The listener's accept queue was full (`tcp_check_req`: the handshake ACK found no
+    /// room).
+    ListenOverflow,
+    /// TCP itself set the segment aside as not fitting its connection (old, duplicate,
+    /// out of window, after close) or found no socket for it: part of TCP's ordinary
+    /// work, answered by TCP where an answer is due.
+    Tcp,
+    /// Something on the packet's path: a firewall rule, a queue, routing, neighbour
+    /// resolution, a BPF program, a checksum.
+    Path,
+}
+
+impl DropClass {
+    /// The class of `enum skb_drop_reason` name `reason` (without its prefix).
+    pub fn of(reason: &str) -> DropClass {
+        match reason {
+            "IP_INVALID_SOURCE" | "IP_RPFILTER" | "IP_LOCAL_SOURCE" | "IP_LOCALNET"
+            | "IP_INVALID_DEST" => DropClass::Martian,
+            "TCP_LISTEN_OVERFLOW" => DropClass::ListenOverflow,
+            // Checksums and signatures are the packet's fault, not the connection's.
+            "TCP_CSUM" | "TCP_MD5NOTFOUND" | "TCP_MD5UNEXPECTED" | "TCP_MD5FAILURE"
+            | "TCP_AONOTFOUND" | "TCP_AOUNEXPECTED" | "TCP_AOKEYNOTFOUND" | "TCP_AOFAILURE"
+            | "TCP_AUTH_HDR" | "TCP_MINTTL" => DropClass::Path,
+            "NO_SOCKET" | "NOT_SPECIFIED" | "QUEUE_PURGE" | "SOCKET_CLOSE" => DropClass::Tcp,
+            r if r.starts_with("TCP_") => DropClass::Tcp,
+            _ => DropClass::Path,
+        }
+    }
+}
+
+/// Unanswered connections that the witness saw the kernel drop a packet of (the
+/// client's SYN, or the server's answer on its way out): the drop findings explain them,
+/// and inference covers only the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Explained {
+    pub flows: u64,
+    /// Their SYNs, retransmissions included.
+    pub syns: u64,
+    pub servers: BTreeMap<Endpoint, u64>,
 }
 
 /// Where a reset in the capture came from.
@@ -53,6 +133,16 @@ pub enum ResetSource {
     /// Not this host's TCP, and no netfilter drop seen: another host, or a REJECT on a
     /// path the witness does not see.
     NotLocalTcp,
+}
+
+/// Whether a connection that got no answer has a witnessed drop the drop findings
+/// explain: one of the client's SYNs (for any reason), or one of the server's packets on
+/// its way out (for a reason on the path).
+fn explains_silence(k: &KernelFacts) -> bool {
+    k.drops.iter().any(|d| match d.dir.sender() {
+        Side::Client => d.what == "SYN",
+        Side::Server => d.path == PathName::Egress && DropClass::of(&d.reason) == DropClass::Path,
+    })
 }
 
 /// A listener on the port appeared or went away (a socket entered or left LISTEN).
@@ -75,10 +165,15 @@ pub struct KernelEvidence {
     /// SYN-ACK retransmissions the kernel made.
     pub synack_retransmits: u64,
     pub listener_changes: Vec<ListenerChange>,
+    /// Unanswered connections whose drop the kernel witnessed.
+    pub explained: Explained,
 }
 
-/// Distinct client addresses counted per drop kind, at most.
-const CLIENTS_CAP: u64 = 1 << 20;
+/// Distinct client addresses kept per drop kind, at most: enough to say "from thousands
+/// of sources" without growing with a flood.
+pub const SOURCES_CAP: usize = 4096;
+/// Server endpoints kept per drop kind, at most.
+pub const ENDPOINTS_CAP: usize = 16;
 
 impl KernelEvidence {
     pub fn add(&mut self, r: &FlowRecord, k: &KernelFacts) {
@@ -102,18 +197,43 @@ impl KernelEvidence {
                 packets: 0,
                 flows: 0,
                 flows_recovered: 0,
+                unanswered: Fate::default(),
+                recovered: Fate::default(),
                 first_ts: d.first_ts,
                 last_ts: d.last_ts,
                 server: r.server,
-                clients: 0,
+                servers: BTreeSet::new(),
+                clients: BTreeSet::new(),
             });
-            t.packets += u64::from(d.count);
+            let packets = u64::from(d.count);
+            let recovered = r.outcome == Outcome::Established || r.handshake_rtt_us.is_some();
+            t.packets += packets;
             t.flows += 1;
-            t.flows_recovered +=
-                u64::from(r.outcome == Outcome::Established || r.handshake_rtt_us.is_some());
+            t.flows_recovered += u64::from(recovered);
+            let fate = if r.outcome == Outcome::Unanswered {
+                Some(&mut t.unanswered)
+            } else if recovered {
+                Some(&mut t.recovered)
+            } else {
+                None
+            };
+            if let Some(fate) = fate {
+                fate.flows += 1;
+                fate.packets += packets;
+            }
             t.first_ts = t.first_ts.min(d.first_ts);
             t.last_ts = t.last_ts.max(d.last_ts);
-            t.clients = (t.clients + 1).min(CLIENTS_CAP);
+            if t.servers.len() < ENDPOINTS_CAP {
+                t.servers.insert(r.server);
+            }
+            if t.clients.len() < SOURCES_CAP {
+                t.clients.insert(r.client.addr);
+            }
+        }
+        if r.outcome == Outcome::Unanswered && explains_silence(k) {
+            self.explained.flows += 1;
+            self.explained.syns += u64::from(r.syn_count);
+            *self.explained.servers.entry(r.server).or_default() += 1;
         }
         if let Some(side) = r.reset_by {
             let source = match k.reset_by(side) {
@@ -138,6 +258,11 @@ impl KernelEvidence {
         }
     }
 
+    /// Unanswered connections the witness has no drop for: what inference must explain.
+    pub fn unexplained(&self, unanswered: u64) -> u64 {
+        unanswered.saturating_sub(self.explained.flows)
+    }
+
     /// A socket on the port entered or left LISTEN.
     pub fn listener_changed(&mut self, e: &KernelEvent) {
         let EventKind::State { old, new } = e.kind else {
@@ -153,4 +278,47 @@ impl KernelEvidence {
             process: e.process.map(|p| (p.comm().to_string(), p.pid)),
         });
     }
+}
+
+/// What a drop reason means, in a few plain words, for the reasons a user of this tool
+/// meets; `None` for the others (the name then speaks for itself).
+pub fn reason_in_words(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "NETFILTER_DROP" => "a firewall rule",
+        "NO_SOCKET" => "no socket for them: nothing listens there",
+        "TCP_LISTEN_OVERFLOW" => "the listener's accept queue was full",
+        "IP_RPFILTER" => {
+            "reverse-path filter: the route back to the source leaves by another interface"
+        }
+        "IP_INVALID_SOURCE" => "a source address that cannot send (martian)",
+        "IP_LOCAL_SOURCE" => "a source address that is this host's own",
+        "IP_LOCALNET" => "a 127.0.0.0/8 source arriving from outside",
+        "IP_INVALID_DEST" => "a destination address that cannot receive (martian)",
+        "OTHERHOST" => "addressed to another host's link-layer address",
+        "QDISC_DROP" | "QDISC_OVERLIMIT" | "QDISC_CONGESTED" => {
+            "the interface's queueing discipline (queue full, or a tc rule)"
+        }
+        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_CREATEFAIL" | "NEIGH_DEAD" => {
+            "the next hop's link-layer address (ARP/NDP) could not be resolved"
+        }
+        "IP_INNOROUTES" | "IP_OUTNOROUTES" => "no route",
+        "IP_INADDRERRORS" => "an address this host does not accept",
+        "XDP" => "an XDP program",
+        "TC_INGRESS" | "TC_EGRESS" => "a tc filter",
+        "BPF_CGROUP_EGRESS" => "a cgroup BPF program",
+        "SOCKET_FILTER" => "the socket's BPF filter",
+        "SECURITY_HOOK" => "a security module (SELinux, AppArmor, …)",
+        "XFRM_POLICY" => "an IPsec policy",
+        "IP_CSUM" | "TCP_CSUM" | "SKB_CSUM" => "a bad checksum",
+        "TCP_MD5NOTFOUND" | "TCP_MD5UNEXPECTED" | "TCP_MD5FAILURE" => {
+            "a TCP-MD5 signature missing or wrong"
+        }
+        "CPU_BACKLOG" => "the CPU's input backlog was full (net.core.netdev_max_backlog)",
+        "FULL_RING" => "the device's ring was full",
+        "SOCKET_RCVBUFF" => "the socket's receive buffer was full",
+        "PROTO_MEM" | "NOMEM" => "memory pressure",
+        "PKT_TOO_BIG" => "too big for the path (MTU)",
+        "NOT_SPECIFIED" => "the kernel gave no specific reason",
+        _ => return None,
+    })
 }

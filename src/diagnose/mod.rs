@@ -52,8 +52,9 @@ pub struct Diagnoser {
     /// Live: problems arrived since the last poll.
     dirty: bool,
     polled: Option<Instant>,
-    /// Live pending notices since the last poll.
-    pending: Vec<FlowRecord>,
+    /// Live pending notices since the last poll, with what the kernel said of them so
+    /// far.
+    pending: Vec<(FlowRecord, Option<KernelFacts>)>,
     ev: Evidence,
     emitted: HashSet<FindingKind>,
     processes: HashMap<u64, FlowProcesses>,
@@ -161,10 +162,11 @@ impl Diagnoser {
     }
 
     /// A live "still unanswered" notice: already enough to say the SYNs are dropped, and
-    /// whether by a full queue. Kept only for the next poll: its final record follows.
-    pub fn flow_pending(&mut self, r: &FlowRecord) {
+    /// whether by a full queue; with the kernel's facts so far, by what. Kept only for the
+    /// next poll: its final record follows.
+    pub fn flow_pending(&mut self, r: &FlowRecord, kernel: Option<&KernelFacts>) {
         if self.facts.is_some() && self.pending.len() < 64 {
-            self.pending.push(*r);
+            self.pending.push((*r, kernel.cloned()));
             self.dirty = true;
         }
     }
@@ -208,8 +210,11 @@ impl Diagnoser {
             &self.ev
         } else {
             let mut ev = self.ev.clone();
-            for r in self.pending.drain(..) {
+            for (r, k) in self.pending.drain(..) {
                 ev.add(&r);
+                if let Some(k) = k {
+                    ev.kernel.add(&r, &k);
+                }
             }
             with_pending = ev;
             &with_pending

@@ -153,13 +153,41 @@ fn live_a_problem_is_reported_at_the_next_poll_and_only_once() {
 fn live_a_pending_notice_is_enough_to_say_the_syns_are_dropped() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
-    d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"));
+    d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"), None);
     let found = d.poll(t0, Counters::new());
     assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
     assert_eq!(
         d.evidence().flows(),
         0,
         "a pending notice is not a finished flow"
+    );
+}
+
+#[test]
+fn live_a_pending_notice_with_the_kernels_drops_names_what_dropped_them_already() {
+    use crate::kernel::facts::{Dir, DropFact, PathName};
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    let k = KernelFacts {
+        drops: vec![DropFact {
+            reason: "NETFILTER_DROP".into(),
+            place: Some("nft_do_chain".into()),
+            path: PathName::Egress,
+            dir: Dir::S2c,
+            what: "SYN-ACK",
+            count: 2,
+            first_ts: Timestamp(1),
+            last_ts: Timestamp(2),
+            reason_code: 0,
+        }],
+        ..KernelFacts::default()
+    };
+    d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"), Some(&k));
+    let found = d.poll(t0, Counters::new());
+    assert_eq!(
+        kinds(&found),
+        [FindingKind::RepliesDropped],
+        "the first finding printed is already the kernel's, not an inferred silent drop"
     );
 }
 

@@ -5,6 +5,8 @@
 use super::cause::*;
 use super::evidence::ResetContext;
 use super::findings::{Finding, Role};
+use super::host::firewall::{FirewallRule, Tool};
+use super::kernel::{reason_in_words, PathKey};
 use crate::decode::Unreachable;
 
 /// A finding in words.
@@ -46,6 +48,9 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::AcceptQueueFull(e) => accept_queue_full(e, f),
         Cause::HandshakeAcksDropped(e) => handshake_acks_dropped(e),
         Cause::SilentlyDropped(e) => silently_dropped(e),
+        Cause::SynsDropped(e) => syns_dropped(e),
+        Cause::RepliesDropped(e) => replies_dropped(e),
+        Cause::InvalidSource(e) => invalid_source(e),
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
         Cause::HandshakeStalled(e) => handshake_stalled(e),
@@ -188,28 +193,47 @@ fn nothing_listening(e: &Refused) -> Words {
 
 fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
     let port = e.port;
+    let names: Vec<String> = f
+        .processes
+        .iter()
+        .filter(|p| p.role == Role::Listener)
+        .map(|p| format!("{} (pid {})", p.process.name, p.process.pid))
+        .collect();
     let who = match &e.full {
-        Some(l) => {
-            let names: Vec<String> = f
-                .processes
-                .iter()
-                .filter(|p| p.role == Role::Listener)
-                .map(|p| format!("{} (pid {})", p.process.name, p.process.pid))
-                .collect();
-            if names.is_empty() {
-                format!("the listener on {}", l.listener)
-            } else {
-                names.join(", ")
-            }
-        }
+        _ if !names.is_empty() => names.join(", "),
+        Some(l) => format!("the listener on {}", l.listener),
         None => format!("the listener on port {port}"),
+    };
+    // Said whenever the witness was on, dropped packets or not, so that the words do not
+    // change with how a race between clients went.
+    let kernel = match &e.kernel {
+        Some(k) if k.packets > 0 => {
+            let place = k.place.as_deref().map_or(String::new(), |p| format!(" in {p}"));
+            let dropped = match k.what.first().copied() {
+                None | Some("ACK") => plural(k.packets, "handshake ACK", "handshake ACKs"),
+                Some(what) => segments(k.packets, what),
+            };
+            format!(
+                " The kernel dropped {dropped} with reason {}{place} (retransmitted ones included): clients whose \
+                 side of the handshake completed, who believe they are connected, found no room in the queue. \
+                 SYNs meeting a full queue are discarded without a drop reason: only the counters count them.",
+                k.reason,
+            )
+        }
+        Some(k) => format!(
+            " The kernel dropped {} with reason {}: the attempts that got no answer were turned away at the SYN, \
+             which a full queue discards without a drop reason, so only the counters count them.",
+            plural(0, "handshake ACK", "handshake ACKs"),
+            k.reason,
+        ),
+        None => String::new(),
     };
     say(
         format!("the accept queue on port {port} is full: {who} is not calling accept() fast enough"),
         format!(
             "{} and {} went unanswered or were dropped while the listen queue was full \
              (the kernel's ListenOverflows grew by {}, ListenDrops by {}). \
-             Linux drops SYNs and handshake ACKs once completed connections wait beyond the listen() backlog.",
+             Linux drops SYNs and handshake ACKs once completed connections wait beyond the listen() backlog.{kernel}",
             plural(e.unanswered, "connection attempt", "connection attempts"),
             plural(e.handshake_acks_dropped, "handshake ACK", "handshake ACKs"),
             e.listen_overflows,
@@ -269,6 +293,299 @@ fn silently_dropped(e: &Unanswered) -> Words {
         format!(
             "look for a DROP rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}; on the server: nstat -az TcpExtListenOverflows"
         ),
+    )
+}
+
+/// `3 SYNs`, `1 SYN-ACK`, `2 data segments`: a count of one kind of segment.
+fn segments(n: u64, what: &str) -> String {
+    match what {
+        "data" => plural(n, "data segment", "data segments"),
+        "ICMP" => plural(n, "ICMP error", "ICMP errors"),
+        w => plural(n, w, &format!("{w}s")),
+    }
+}
+
+/// `(nft_do_chain, INPUT)`: the kernel function and, when a rule was found, its chain;
+/// otherwise which way the packets were going.
+fn where_dropped(site: &DropSite) -> String {
+    let at = match (&site.rule, site.path) {
+        (Some(r), _) if matches!(r.tool, Tool::Iptables | Tool::Ip6tables) => r.chain.clone(),
+        (Some(r), _) => format!("{} hook", r.hook),
+        (None, PathKey::Ingress) => "on arrival".to_string(),
+        (None, PathKey::Egress) => "on the way out".to_string(),
+    };
+    match &site.place {
+        Some(place) => format!("({place}, {at})"),
+        None => format!("({at})"),
+    }
+}
+
+/// `NETFILTER_DROP (nft_do_chain, INPUT): iptables -t filter rule "…"`.
+fn dropped_by(site: &DropSite) -> String {
+    let rule = site
+        .rule
+        .as_ref()
+        .map_or(String::new(), |r| format!(": {r}"));
+    format!("{} {}{rule}", site.reason, where_dropped(site))
+}
+
+/// `reason NETFILTER_DROP in nft_do_chain (a firewall rule)`.
+fn reason_with_place(site: &DropSite) -> String {
+    let place = site
+        .place
+        .as_deref()
+        .map_or(String::new(), |p| format!(" in {p}"));
+    let words = reason_in_words(&site.reason).map_or(String::new(), |w| format!(" ({w})"));
+    format!("reason {}{place}{words}", site.reason)
+}
+
+/// For a firewall's drop, which rule did it, or why none is named: sentences for an
+/// explanation (empty for other reasons).
+fn rule_said(site: &DropSite, port: u16) -> String {
+    let mut said = String::new();
+    let (way, hooks) = match (site.to_port, site.path) {
+        (true, PathKey::Ingress) => ("to", "prerouting and input"),
+        (true, PathKey::Egress) => ("to", "output and postrouting"),
+        (false, PathKey::Ingress) => ("from", "prerouting and input"),
+        (false, PathKey::Egress) => ("from", "output and postrouting"),
+    };
+    match (&site.rule, &site.ruleset) {
+        (Some(r), _) => {
+            let which = if r.names_port && !r.conditional {
+                "the rule that drops"
+            } else {
+                "the likeliest rule for"
+            };
+            let when = match site.path {
+                PathKey::Ingress => "as it arrives",
+                PathKey::Egress => "as it leaves",
+            };
+            said.push_str(&format!(
+                " In the ruleset read when portsniff started, {which} TCP {way} port {port} {when} is {r} (hook {})",
+                r.hook
+            ));
+            if r.policy {
+                said.push_str(": no rule decided for these packets, so the chain's policy dropped them");
+            }
+            said.push('.');
+            if r.conditional {
+                said.push_str(" It also matches on other things (addresses, state, flags), so it is the likeliest rule, not a certainty.");
+            }
+        }
+        (None, RulesetSeen::Read { unread }) => {
+            said.push_str(&format!(
+                " The ruleset read when portsniff started had no DROP rule for TCP {way} port {port} at the {hooks} hooks: \
+                 it may have changed since, or a rule drops these packets on other grounds (a mark, a set, an address)."
+            ));
+            if let Some(why) = unread {
+                said.push_str(&format!(" Part of it could not be read: {why}."));
+            }
+        }
+        (None, RulesetSeen::NotRead) => said.push_str(
+            " The ruleset could not be read when portsniff started (it needs root or CAP_NET_ADMIN), so no rule is named.",
+        ),
+        (None, RulesetSeen::NotAsked) => {}
+    }
+    said
+}
+
+/// How to see the rule (read-only), and the command that would remove it, as advice.
+fn rule_next_step(r: &FirewallRule, port: u16, to_port: bool) -> String {
+    const NEVER: &str = "(portsniff never changes the ruleset)";
+    match r.tool {
+        Tool::Iptables | Tool::Ip6tables => {
+            let (tool, table, chain) = (r.tool.as_str(), &r.table, &r.chain);
+            let see = format!(
+                "see it and its packet counters: {tool} -t {table} -L {chain} -v -n --line-numbers"
+            );
+            if r.policy {
+                let dport = if to_port { "--dport" } else { "--sport" };
+                format!("{see}; to let the port through {NEVER}: {tool} -t {table} -I {chain} -p tcp {dport} {port} -j ACCEPT")
+            } else {
+                let delete = r.text.strip_prefix("-A ").map_or_else(
+                    || r.text.clone(),
+                    |rest| format!("{tool} -t {table} -D {rest}"),
+                );
+                format!("{see}; to remove it {NEVER}: {delete}")
+            }
+        }
+        Tool::Nft => {
+            let (table, chain) = (&r.table, &r.chain);
+            let see = format!("see it: nft -a list chain {table} {chain}");
+            match (r.policy, r.handle) {
+                (true, _) => {
+                    let dir = if to_port { "dport" } else { "sport" };
+                    format!("{see}; to let the port through {NEVER}: nft insert rule {table} {chain} tcp {dir} {port} accept")
+                }
+                (false, Some(h)) => format!(
+                    "{see}; to remove it {NEVER}: nft delete rule {table} {chain} handle {h}"
+                ),
+                (false, None) => format!(
+                    "{see} (the -a shows its handle, for nft delete rule {table} {chain} handle N)"
+                ),
+            }
+        }
+    }
+}
+
+/// The next step for a drop: the rule's commands, or where to look for that reason.
+fn drop_next_step(site: &DropSite, port: u16) -> String {
+    if let Some(r) = &site.rule {
+        return rule_next_step(r, port, site.to_port);
+    }
+    match site.reason.as_str() {
+        "NETFILTER_DROP" => {
+            "list the rules as they are now: iptables-save; nft -a list ruleset (look for drop rules at the hooks named above)".to_string()
+        }
+        "NO_SOCKET" => format!("see what listens: ss -ltnp 'sport = :{port}'"),
+        r if r.starts_with("QDISC_") => "see the queueing disciplines and their drops: tc -s qdisc show".to_string(),
+        r if r.starts_with("NEIGH_") => "see the neighbour table: ip neigh show; check the route: ip route get <peer address>".to_string(),
+        "OTHERHOST" => "check the link-layer address the sender uses for this host: ip neigh on the sender, ip link here".to_string(),
+        "IP_INNOROUTES" | "IP_OUTNOROUTES" => "check the route: ip route get <peer address>".to_string(),
+        "XDP" | "TC_INGRESS" | "TC_EGRESS" | "BPF_CGROUP_EGRESS" => {
+            "list the BPF programs attached: bpftool net show; bpftool cgroup tree".to_string()
+        }
+        "CPU_BACKLOG" => "raise net.core.netdev_max_backlog; watch /proc/net/softnet_stat".to_string(),
+        _ => "watch the kernel's drop counters grow: nstat -az; ip -s link".to_string(),
+    }
+}
+
+fn syns_dropped(e: &DroppedSyns) -> Words {
+    let port = e.port;
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let servers = servers.join(", ");
+    let syns = segments(e.syns, "SYN");
+    let way = match e.site.path {
+        PathKey::Ingress => "as they arrived",
+        PathKey::Egress => "on their way out of the client's host",
+    };
+    let headline = if e.unanswered > 0 {
+        format!(
+            "{} to {servers} got no answer: {syns} dropped by the kernel: {}",
+            plural(e.unanswered, "connection attempt", "connection attempts"),
+            dropped_by(&e.site)
+        )
+    } else {
+        format!(
+            "{syns} to {servers} dropped by the kernel: {}",
+            dropped_by(&e.site)
+        )
+    };
+    let outcome = match (e.unanswered, e.recovered) {
+        (0, r) => format!(
+            "{} got through on a retransmitted SYN, a second or more late.",
+            plural(r, "connection", "connections")
+        ),
+        (u, 0) => format!("{} never got an answer.", plural(u, "attempt", "attempts")),
+        (u, r) => format!(
+            "{} never got an answer; {} got through on a retransmitted SYN.",
+            plural(u, "attempt", "attempts"),
+            plural(r, "connection", "connections")
+        ),
+    };
+    let listener = match e.listening {
+        Some(true) if e.site.reason != "NO_SOCKET" => {
+            format!(" A listener exists on port {port}: it would answer if the SYNs reached it.")
+        }
+        _ => String::new(),
+    };
+    say(
+        headline,
+        format!(
+            "The kernel witnessed the client's SYNs dropped {way}, with {}.{} {outcome}{listener}",
+            reason_with_place(&e.site),
+            rule_said(&e.site, port),
+        ),
+        drop_next_step(&e.site, port),
+    )
+}
+
+fn replies_dropped(e: &DroppedReplies) -> Words {
+    let port = e.port;
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let what = e.what.first().copied().unwrap_or("packet");
+    let dropped = if e.what.len() > 1 {
+        plural(e.packets, "packet", "packets")
+    } else {
+        segments(e.packets, what)
+    };
+    let story = if e.unanswered > 0 {
+        format!(
+            "The SYNs arrived and the server answered, but its answers never left the host, so {} got no \
+             answer and the client kept retrying. The block is on the way back, not on the way in.",
+            plural(e.unanswered, "connection attempt", "connection attempts")
+        )
+    } else if e.connections == e.recovered {
+        format!(
+            "{} got past it on a retransmission, late.",
+            plural(e.recovered, "connection", "connections")
+        )
+    } else {
+        format!(
+            "{} lost the server's packets this way, so the client waited for what never came.",
+            plural(e.connections, "connection", "connections")
+        )
+    };
+    say(
+        format!(
+            "{dropped} from {} dropped on the server's way out: {}",
+            servers.join(", "),
+            dropped_by(&e.site)
+        ),
+        format!(
+            "The kernel witnessed the server's {} dropped before they left the host, with {}.{} {story}",
+            e.what
+                .iter()
+                .map(|w| segments(2, w).trim_start_matches("2 ").to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason_with_place(&e.site),
+            rule_said(&e.site, port),
+        ),
+        drop_next_step(&e.site, port),
+    )
+}
+
+fn invalid_source(e: &MartianSyns) -> Words {
+    let sources = if e.sources_capped {
+        format!("{} or more source addresses", e.sources)
+    } else {
+        plural(e.sources, "source address", "source addresses")
+    };
+    let reasons: Vec<String> = e
+        .reasons
+        .iter()
+        .map(|r| {
+            let place = r
+                .place
+                .as_deref()
+                .map_or(String::new(), |p| format!(" in {p}"));
+            let words = reason_in_words(&r.reason).map_or(String::new(), |w| format!(" ({w})"));
+            format!("{} ×{}{place}{words}", r.reason, r.packets)
+        })
+        .collect();
+    let names: Vec<&str> = e.reasons.iter().map(|r| r.reason.as_str()).collect();
+    let examples: Vec<String> = e.examples.iter().map(ToString::to_string).collect();
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    say(
+        format!(
+            "{} to {} from {sources} discarded by the kernel as martians ({}): spoofed or misrouted sources, not a firewall",
+            segments(e.syns, "SYN"),
+            servers.join(", "),
+            names.join(", ")
+        ),
+        format!(
+            "Before any firewall rule or socket saw them, the kernel's routing discarded these SYNs as martians: {}. \
+             Sources: {}{}. Spoofed sources are what a SYN flood uses, and the kernel discarding them is the defence working; \
+             a real client would instead have its return route through another interface (asymmetric routing, with \
+             rp_filter on), or an address this host cannot answer.",
+            reasons.join("; "),
+            examples.join(", "),
+            if e.sources > examples.len() as u64 { ", …" } else { "" },
+        ),
+        "if these clients are real: ip route get <source> (which interface the answer would leave by); \
+         sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.<interface>.rp_filter (2 = loose); \
+         if not (a flood): nothing to fix here, the kernel discards them; watch nstat -az TcpExtIPReversePathFilter",
     )
 }
 

@@ -360,7 +360,7 @@ impl Sink<'_> {
         }
         match &ev {
             FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel_facts.as_ref()),
-            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r),
+            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r, kernel_facts.as_ref()),
         }
         Ok(())
     }

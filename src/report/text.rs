@@ -77,14 +77,20 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// The plain-words explanation of one flow.
-pub fn explain(r: &FlowRecord) -> String {
+pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
     let c = Side::Client.index();
     let s = Side::Server.index();
     let mut why = match r.outcome {
         Outcome::Unanswered => {
             let span = human_duration(r.last_ts.micros_since(r.first_ts));
+            // Where the kernel saw the drops, its lines below say where and why: no guess.
+            let guess = if kernel.is_some_and(|k| !k.drops.is_empty()) {
+                "dropped on this host (the kernel's word below)"
+            } else {
+                "dropped on the way (firewall DROP) or by a full listen queue"
+            };
             let mut w = format!(
-                "{} and no answer over {span}: dropped on the way (firewall DROP) or by a full listen queue",
+                "{} and no answer over {span}: {guess}",
                 plural(u64::from(r.syn_count), "SYN", "SYNs")
             );
             if r.reset_by == Some(Side::Client) {
@@ -227,7 +233,7 @@ pub fn write_flow(
         context
             .and_then(|c| c.kernel.as_ref())
             .and_then(|k| explain_witnessed(r, k))
-            .unwrap_or_else(|| explain(r)),
+            .unwrap_or_else(|| explain(r, context.and_then(|c| c.kernel.as_ref()))),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
     )?;

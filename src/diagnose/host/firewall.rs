@@ -453,6 +453,28 @@ impl Ruleset {
             .map(|(_, r)| r)
     }
 
+    /// The rule most likely responsible for a packet dropped at one of `hooks` (in the
+    /// order the kernel meets them: the witness knows the packet's path, not the hook),
+    /// among those whose verdict `verdict` accepts. Ranked as [`matching`](Self::matching)
+    /// ranks, the hooks' order breaking ties before the priority: a rule naming the port
+    /// at a later hook is likelier than a blanket rule at an earlier one.
+    pub fn matching_any(
+        &self,
+        hooks: &[Hook],
+        to_port: bool,
+        verdict: impl Fn(&Verdict) -> bool,
+    ) -> Option<&FirewallRule> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let at = hooks.iter().position(|h| *h == r.hook)?;
+                (r.direction.includes(to_port) && verdict(&r.verdict)).then_some((i, at, r))
+            })
+            .min_by_key(|(i, at, r)| (r.rank(), *at, r.priority, *i))
+            .map(|(_, _, r)| r)
+    }
+
     pub fn rules(&self) -> &[FirewallRule] {
         &self.rules
     }

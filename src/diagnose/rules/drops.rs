@@ -1,17 +1,36 @@
 //! SYNs with no answer at all, and handshake ACKs the server threw away: a full accept
 //! queue (the kernel's ListenOverflows says so, live) or a filter's DROP rule.
+//!
+//! Where the kernel witness saw the drops, its word comes first: the drop reason and
+//! place, the firewall rule behind a `NETFILTER_DROP` (from the ruleset read when
+//! portsniff started), the server's answers dropped on their way out, and sources the
+//! kernel discarded as martians. Inference from packets and counters explains only the
+//! unanswered connections the witness saw no drop for (and everything in a replay).
 
-use crate::diagnose::cause::{AcksDropped, Cause, FullListener, QueueOverflow, Unanswered};
+use crate::diagnose::cause::{
+    AcksDropped, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener, MartianSyns,
+    OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
+};
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
+use crate::diagnose::host::firewall::{FirewallRule, Hook, Verdict};
 use crate::diagnose::host::{Counter, HostFacts};
+use crate::diagnose::kernel::{DropClass, DropKey, DropTally, KernelEvidence, PathKey};
 use crate::diagnose::rules::Scope;
-use crate::flow::Outcome;
+use crate::flow::{Outcome, Side};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Source addresses named in an `invalid_source` finding, at most.
+const EXAMPLES: usize = 5;
 
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
     let port = scope.port;
-    let unanswered = ev.count(Outcome::Unanswered);
+    let k = &ev.kernel;
+    // With the witness, the unanswered connections whose drop it saw are explained by
+    // the kernel's findings below; inference is left with the others.
+    let unanswered = k.unexplained(ev.count(Outcome::Unanswered));
     let mut out = Vec::new();
+    let overflow_drops = (k.flows > 0).then(|| overflow_drops(k));
     let overflows = facts.map_or(0, |f| f.delta(Counter::ListenOverflows));
     let listen_drops = facts.map_or(0, |f| f.delta(Counter::ListenDrops));
     let full = facts.and_then(|f| {
@@ -22,13 +41,30 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
             .find(|l| l.queue_full())
             .or_else(|| (overflows > 0).then(|| f.now.listeners.first()).flatten())
     });
-    let affected = unanswered + ev.ack_dropped;
-    if affected > 0 && (overflows > 0 || full.is_some()) {
+    // The handshake ACKs dropped: the kernel's count where it was asked, else inferred
+    // from SYN-ACKs retransmitted after the client's ACK.
+    let acks_dropped = overflow_drops
+        .as_ref()
+        .map_or(ev.ack_dropped, |(d, _)| d.flows);
+    let witnessed_overflow = overflow_drops.as_ref().is_some_and(|(d, _)| d.packets > 0);
+    let affected = unanswered + acks_dropped;
+    if affected > 0 && (overflows > 0 || full.is_some() || witnessed_overflow) {
         // Linux drops SYNs and handshake ACKs once the accept queue is over the backlog
         // (`sk_acceptq_is_full`), and counts each in ListenOverflows.
+        let server = overflow_drops.as_ref().and_then(|(_, s)| *s);
+        // The listener the kernel's drops were for, when none was seen full.
+        let listener = full.or_else(|| {
+            let f = facts?;
+            let server = server?;
+            f.now
+                .listeners
+                .iter()
+                .chain(f.start.listeners.iter())
+                .find(|l| l.accepts(&server))
+        });
         let cause = Cause::AcceptQueueFull(QueueOverflow {
             unanswered,
-            handshake_acks_dropped: ev.ack_dropped,
+            handshake_acks_dropped: acks_dropped,
             listen_overflows: overflows,
             listen_drops,
             full: full.map(|l| FullListener {
@@ -36,12 +72,15 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
                 accept_queue: l.accept_queue,
                 backlog: l.backlog,
             }),
+            kernel: overflow_drops.map(|(d, _)| d),
             port,
         });
-        let procs = full.map_or(&[][..], |l| &l.processes[..]);
+        let procs = listener.map_or(&[][..], |l| &l.processes[..]);
         out.push(Finding::new(cause, affected).processes(procs, Role::Listener));
+        out.extend(witnessed(k, facts, port));
         return out;
     }
+    out.extend(witnessed(k, facts, port));
     if ev.ack_dropped > 0 && facts.is_none() {
         let cause = Cause::HandshakeAcksDropped(AcksDropped {
             handshake_acks_dropped: ev.ack_dropped,
@@ -52,15 +91,283 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     if unanswered == 0 {
         return out;
     }
+    let mut servers = ev.unanswered_servers.clone();
+    for (server, n) in &k.explained.servers {
+        if let Some(left) = servers.get_mut(server) {
+            *left = left.saturating_sub(*n);
+        }
+    }
     let cause = Cause::SilentlyDropped(Unanswered {
         unanswered,
-        syns: ev.unanswered_syns,
-        servers: ev.unanswered_servers.keys().copied().collect(),
+        syns: ev.unanswered_syns.saturating_sub(k.explained.syns),
+        servers: servers
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(s, _)| s)
+            .collect(),
         port,
         listening: facts.map(|f| !f.now.listeners.is_empty()),
     });
     out.push(Finding::new(cause, unanswered));
     out
+}
+
+/// The packets the kernel dropped with `TCP_LISTEN_OVERFLOW`, and a server endpoint
+/// they were for.
+fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::Endpoint>) {
+    let mut d = OverflowDrops {
+        reason: "TCP_LISTEN_OVERFLOW",
+        place: None,
+        what: Vec::new(),
+        packets: 0,
+        flows: 0,
+    };
+    let mut server = None;
+    let mut by_what: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut top = 0;
+    for (key, t) in &k.drops {
+        if DropClass::of(&key.reason) != DropClass::ListenOverflow {
+            continue;
+        }
+        d.packets += t.packets;
+        // A connection's ACK and data dropped for the same full queue are one connection.
+        d.flows = d.flows.max(t.flows);
+        *by_what.entry(key.what).or_default() += t.packets;
+        if t.packets > top {
+            top = t.packets;
+            d.place.clone_from(&key.place);
+            server = Some(t.server);
+        }
+    }
+    d.what = most_first(by_what);
+    (d, server)
+}
+
+/// Segment kinds by packets, most first.
+fn most_first(by_what: BTreeMap<&'static str, u64>) -> Vec<&'static str> {
+    let mut v: Vec<_> = by_what.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.into_iter().map(|(w, _)| w).collect()
+}
+
+/// Drops of one reason on one path, merged over the places and segment kinds.
+#[derive(Default)]
+struct Group {
+    packets: u64,
+    flows: u64,
+    unanswered: u64,
+    recovered: u64,
+    servers: BTreeSet<crate::decode::Endpoint>,
+    /// The place with the most packets.
+    place: Option<String>,
+    place_packets: u64,
+    what: BTreeMap<&'static str, u64>,
+}
+
+impl Group {
+    /// All of `t`'s drops.
+    fn add(&mut self, key: &DropKey, t: &DropTally) {
+        self.add_some(
+            key,
+            t,
+            t.packets,
+            t.flows,
+            t.unanswered.flows,
+            t.recovered.flows,
+        );
+    }
+
+    /// Some of `t`'s drops: `packets` in `flows` connections.
+    fn add_some(
+        &mut self,
+        key: &DropKey,
+        t: &DropTally,
+        packets: u64,
+        flows: u64,
+        unanswered: u64,
+        recovered: u64,
+    ) {
+        self.packets += packets;
+        self.flows += flows;
+        self.unanswered += unanswered;
+        self.recovered += recovered;
+        self.servers.extend(t.servers.iter().copied());
+        *self.what.entry(key.what).or_default() += packets;
+        if packets > self.place_packets {
+            self.place_packets = packets;
+            self.place.clone_from(&key.place);
+        }
+    }
+}
+
+/// The findings the witness's drops support: the client's SYNs dropped (and why), the
+/// server's answers dropped on their way out, and martian sources.
+fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Finding> {
+    let mut syns: BTreeMap<(&str, PathKey), Group> = BTreeMap::new();
+    let mut replies: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut martians: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut sources = BTreeSet::new();
+    let mut sources_capped = false;
+    for (key, t) in &k.drops {
+        let class = DropClass::of(&key.reason);
+        match (key.sender, class) {
+            (_, DropClass::ListenOverflow) => {}
+            (Side::Client, DropClass::Martian) => {
+                martians.entry(&key.reason).or_default().add(key, t);
+                sources.extend(t.clients.iter().copied());
+                sources_capped |= t.client_count().1;
+            }
+            // A SYN that stopped its connection, whatever the reason; one the connection
+            // got past only when the path dropped it (TCP setting aside a duplicate SYN
+            // is ordinary). Refusals and ICMP errors are other findings' stories.
+            (Side::Client, _) if key.what == "SYN" => {
+                let recovered = if class == DropClass::Path {
+                    t.recovered
+                } else {
+                    Default::default()
+                };
+                let (packets, flows) = (
+                    t.unanswered.packets + recovered.packets,
+                    t.unanswered.flows + recovered.flows,
+                );
+                if flows > 0 {
+                    syns.entry((&key.reason, key.path)).or_default().add_some(
+                        key,
+                        t,
+                        packets,
+                        flows,
+                        t.unanswered.flows,
+                        recovered.flows,
+                    );
+                }
+            }
+            (Side::Server, DropClass::Path) if key.path == PathKey::Egress => {
+                replies.entry(&key.reason).or_default().add(key, t);
+            }
+            _ => {}
+        }
+    }
+    let listening = facts.map(|f| !f.now.listeners.is_empty());
+    let mut out = Vec::new();
+    for ((reason, path), g) in syns {
+        let site = site(facts, reason, path, true, g.place.clone());
+        let cause = Cause::SynsDropped(DroppedSyns {
+            unanswered: g.unanswered,
+            syns: g.packets,
+            servers: g.servers.iter().copied().collect(),
+            recovered: g.recovered,
+            site,
+            port,
+            listening,
+        });
+        out.push(Finding::new(cause, g.unanswered.max(g.recovered)));
+    }
+    for (reason, g) in replies {
+        let site = site(facts, reason, PathKey::Egress, false, g.place.clone());
+        let cause = Cause::RepliesDropped(DroppedReplies {
+            connections: g.flows,
+            unanswered: g.unanswered,
+            recovered: g.recovered,
+            packets: g.packets,
+            what: most_first(g.what),
+            servers: g.servers.iter().copied().collect(),
+            site,
+            port,
+        });
+        out.push(Finding::new(cause, g.flows));
+    }
+    if !martians.is_empty() {
+        let mut reasons: Vec<ReasonCount> = martians
+            .iter()
+            .map(|(reason, g)| ReasonCount {
+                reason: reason.to_string(),
+                place: g.place.clone(),
+                packets: g.packets,
+                flows: g.flows,
+            })
+            .collect();
+        reasons.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+        let servers: BTreeSet<_> = martians
+            .values()
+            .flat_map(|g| g.servers.iter().copied())
+            .collect();
+        let unanswered = martians.values().map(|g| g.unanswered).sum();
+        let cause = Cause::InvalidSource(MartianSyns {
+            unanswered,
+            syns: martians.values().map(|g| g.packets).sum(),
+            sources: sources.len() as u64,
+            sources_capped,
+            examples: sources.iter().take(EXAMPLES).copied().collect(),
+            reasons,
+            servers: servers.into_iter().collect(),
+            port,
+        });
+        let flows = martians.values().map(|g| g.flows).sum();
+        out.push(Finding::new(cause, flows));
+    }
+    out
+}
+
+/// Where packets to the port (`to_port`) or from it were dropped, with the firewall rule
+/// that likely did it for a `NETFILTER_DROP`.
+fn site(
+    facts: Option<&HostFacts>,
+    reason: &str,
+    path: PathKey,
+    to_port: bool,
+    place: Option<String>,
+) -> DropSite {
+    let (rule, ruleset) = if reason == "NETFILTER_DROP" {
+        match facts.and_then(|f| f.firewall.as_deref()) {
+            Some(set) => {
+                let unread = set.unread().first().map(ToString::to_string);
+                (
+                    rule_for(set, path, to_port).cloned(),
+                    RulesetSeen::Read { unread },
+                )
+            }
+            None => (None, RulesetSeen::NotRead),
+        }
+    } else {
+        (None, RulesetSeen::NotAsked)
+    };
+    DropSite {
+        reason: reason.to_string(),
+        place,
+        path,
+        hook: rule.as_ref().map(|r| r.hook.as_str()),
+        chain: rule.as_ref().map(|r| r.chain.clone()),
+        rule,
+        ruleset,
+        to_port,
+    }
+}
+
+/// The rule that likely dropped a packet on `path`: the witness knows whether it was
+/// arriving or leaving, not the hook, so the hooks on that path are tried in the order
+/// the kernel meets them. A silent drop is a DROP rule's doing (a REJECT answers); a
+/// packet arriving is also looked for in FORWARD, last, when no input-side rule fits (the
+/// server is then beyond this host).
+fn rule_for(
+    set: &crate::diagnose::host::firewall::Ruleset,
+    path: PathKey,
+    to_port: bool,
+) -> Option<&FirewallRule> {
+    let drop = |v: &Verdict| *v == Verdict::Drop;
+    match path {
+        PathKey::Ingress => set
+            .matching_any(
+                &[Hook::Ingress, Hook::Prerouting, Hook::Input],
+                to_port,
+                drop,
+            )
+            .or_else(|| set.matching_any(&[Hook::Forward], to_port, drop)),
+        PathKey::Egress => set.matching_any(
+            &[Hook::Output, Hook::Postrouting, Hook::Egress],
+            to_port,
+            drop,
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +441,467 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].kind, FindingKind::AcceptQueueFull);
         assert_eq!(found[0].severity, Severity::Warning, "inferred, not known");
+    }
+
+    // The kernel witness's scenarios: `Evidence` with the kernel's facts added by hand,
+    // as the flow stage adds them, and rulesets parsed from what the tools print.
+
+    use crate::decode::Timestamp;
+    use crate::diagnose::host::firewall::{Ruleset, Tool};
+    use crate::kernel::facts::{Dir, DropFact, PathName};
+    use crate::kernel::KernelFacts;
+
+    /// One kind of drop in a connection: (reason, kernel function, path, direction, what,
+    /// count).
+    type Drop = (&'static str, &'static str, PathName, Dir, &'static str, u32);
+
+    fn facts_of(drops: &[Drop]) -> KernelFacts {
+        KernelFacts {
+            drops: drops
+                .iter()
+                .map(|&(reason, place, path, dir, what, count)| DropFact {
+                    reason: reason.to_string(),
+                    place: Some(place.to_string()),
+                    path,
+                    dir,
+                    what,
+                    count,
+                    first_ts: Timestamp(1),
+                    last_ts: Timestamp(2),
+                    reason_code: 0,
+                })
+                .collect(),
+            ..KernelFacts::default()
+        }
+    }
+
+    /// Evidence of these connections, each with the kernel's facts about it.
+    fn witnessed(flows: &[(FlowRecord, &[Drop])]) -> Evidence {
+        let mut ev = Evidence::default();
+        for (r, drops) in flows {
+            ev.add(r);
+            ev.kernel.add(r, &facts_of(drops));
+        }
+        ev
+    }
+
+    fn unanswered_from(client: &str) -> FlowRecord {
+        FlowRecord {
+            client: ep(client),
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        }
+    }
+
+    const SYNS_DROPPED_AT_INPUT: Drop = (
+        "NETFILTER_DROP",
+        "nft_do_chain",
+        PathName::Ingress,
+        Dir::C2s,
+        "SYN",
+        3,
+    );
+
+    /// What `iptables-save` prints with one rule of `rules` per line, in table filter.
+    fn iptables(rules: &[&str]) -> Ruleset {
+        let text = format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{}\nCOMMIT\n",
+            rules.join("\n")
+        );
+        Ruleset::parse_iptables_save(&text, Tool::Iptables, 61999)
+    }
+
+    fn with_firewall(set: Ruleset) -> HostFacts {
+        HostFacts {
+            firewall: Some(std::sync::Arc::new(set)),
+            ..facts(vec![listener("127.0.0.1:61999")])
+        }
+    }
+
+    fn kinds(found: &[Finding]) -> Vec<FindingKind> {
+        found.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn syns_dropped_by_an_iptables_input_rule_name_the_rule_and_how_to_remove_it() {
+        let ev = witnessed(&[(unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT])]);
+        let f = with_firewall(iptables(&["-A INPUT -p tcp -m tcp --dport 61999 -j DROP"]));
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&found), [FindingKind::SilentlyDropped], "{found:#?}");
+        let d = &found[0];
+        assert_eq!(d.severity, Severity::Error);
+        assert_eq!(
+            d.headline(),
+            "1 connection attempt to 127.0.0.1:61999 got no answer: 3 SYNs dropped by the kernel: \
+             NETFILTER_DROP (nft_do_chain, INPUT): iptables -t filter rule \
+             \"-A INPUT -p tcp -m tcp --dport 61999 -j DROP\""
+        );
+        let e = evidence_json(d);
+        assert_eq!(
+            (
+                &e["reason"],
+                &e["where"],
+                &e["path"],
+                &e["hook"],
+                &e["chain"]
+            ),
+            (
+                &"NETFILTER_DROP".into(),
+                &"nft_do_chain".into(),
+                &"ingress".into(),
+                &"input".into(),
+                &"INPUT".into()
+            )
+        );
+        assert_eq!(
+            e["rule"]["text"],
+            "-A INPUT -p tcp -m tcp --dport 61999 -j DROP"
+        );
+        assert_eq!((&e["unanswered"], &e["syns"]), (&1.into(), &3.into()));
+        assert!(
+            d.next_step()
+                .contains("to remove it (portsniff never changes the ruleset): iptables -t filter -D INPUT -p tcp -m tcp --dport 61999 -j DROP"),
+            "{}",
+            d.next_step()
+        );
+        assert!(d
+            .next_step()
+            .starts_with("see it and its packet counters: iptables -t filter -L INPUT"));
+    }
+
+    #[test]
+    fn syns_dropped_by_an_nft_rule_name_it_with_its_handle() {
+        let ev = witnessed(&[(unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT])]);
+        let nft = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/firewall/nft.json"
+        ));
+        let set = Ruleset::parse_nft_json(nft, 61999).expect("nft's own JSON");
+        let found = findings(&ev, Some(&with_firewall(set)), &scope());
+        let d = &found[0];
+        assert_eq!(d.kind, FindingKind::SilentlyDropped);
+        let e = evidence_json(d);
+        assert_eq!(e["rule"]["tool"], "nft");
+        assert_eq!(e["hook"], "input");
+        let handle = e["rule"]["handle"]
+            .as_u64()
+            .expect("nft rules have handles");
+        assert!(
+            d.headline()
+                .contains("NETFILTER_DROP (nft_do_chain, input hook): nft rule"),
+            "{}",
+            d.headline()
+        );
+        assert!(
+            d.next_step().ends_with(&format!("handle {handle}")),
+            "{}",
+            d.next_step()
+        );
+    }
+
+    #[test]
+    fn a_netfilter_drop_with_no_rule_for_the_port_says_the_ruleset_read_at_start_had_none() {
+        let ev = witnessed(&[(unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT])]);
+        let f = with_firewall(iptables(&["-A INPUT -p tcp -m tcp --dport 80 -j DROP"]));
+        let found = findings(&ev, Some(&f), &scope());
+        let d = &found[0];
+        assert_eq!(d.kind, FindingKind::SilentlyDropped);
+        assert!(evidence_json(d)["rule"].is_null());
+        assert!(
+            d.headline()
+                .ends_with("NETFILTER_DROP (nft_do_chain, on arrival)"),
+            "{}",
+            d.headline()
+        );
+        assert!(
+            d.explanation().contains(
+                "The ruleset read when portsniff started had no DROP rule for TCP to port 61999"
+            ) && d.explanation().contains("it may have changed since"),
+            "{}",
+            d.explanation()
+        );
+    }
+
+    #[test]
+    fn a_netfilter_drop_with_the_ruleset_unread_says_why_no_rule_is_named() {
+        let ev = witnessed(&[(unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT])]);
+        let f = facts(vec![listener("127.0.0.1:61999")]);
+        let found = findings(&ev, Some(&f), &scope());
+        assert!(
+            found[0]
+                .explanation()
+                .contains("The ruleset could not be read"),
+            "{}",
+            found[0].explanation()
+        );
+    }
+
+    #[test]
+    fn a_blanket_conditional_rule_does_not_outrank_the_rule_naming_the_port() {
+        let ev = witnessed(&[(unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT])]);
+        let f = with_firewall(iptables(&[
+            "-A INPUT -m conntrack --ctstate INVALID -j DROP",
+            "-A INPUT -p tcp -m tcp --dport 61999 -j DROP",
+        ]));
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(
+            evidence_json(&found[0])["rule"]["text"],
+            "-A INPUT -p tcp -m tcp --dport 61999 -j DROP"
+        );
+    }
+
+    #[test]
+    fn syn_acks_dropped_in_output_are_the_servers_replies_not_dropped_syns() {
+        let ev = witnessed(&[(
+            unanswered_from("127.0.0.1:40000"),
+            &[(
+                "NETFILTER_DROP",
+                "nft_do_chain",
+                PathName::Egress,
+                Dir::S2c,
+                "SYN-ACK",
+                5,
+            )],
+        )]);
+        let f = with_firewall(iptables(&[
+            "-A INPUT -p tcp -m tcp --dport 61998 -j DROP",
+            "-A OUTPUT -p tcp -m tcp --sport 61999 -j DROP",
+        ]));
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&found), [FindingKind::RepliesDropped], "{found:#?}");
+        let d = &found[0];
+        assert_eq!(d.severity, Severity::Error);
+        assert_eq!(
+            d.headline(),
+            "5 SYN-ACKs from 127.0.0.1:61999 dropped on the server's way out: NETFILTER_DROP \
+             (nft_do_chain, OUTPUT): iptables -t filter rule \"-A OUTPUT -p tcp -m tcp --sport 61999 -j DROP\""
+        );
+        assert!(
+            !d.headline().contains("SYNs dropped") && d.explanation().contains("on the way back"),
+            "{}",
+            d.explanation()
+        );
+        let e = evidence_json(d);
+        assert_eq!(
+            (&e["path"], &e["hook"]),
+            (&"egress".into(), &"output".into())
+        );
+        assert_eq!(e["what"], serde_json::json!(["SYN-ACK"]));
+        assert!(d
+            .next_step()
+            .contains("iptables -t filter -D OUTPUT -p tcp -m tcp --sport 61999 -j DROP"));
+    }
+
+    #[test]
+    fn handshake_acks_dropped_for_listen_overflow_name_the_listeners_pid() {
+        let ev = witnessed(&[(
+            FlowRecord {
+                handshake_rtt_us: Some(200_000),
+                ..record(Outcome::Established, "127.0.0.1:61999")
+            },
+            &[(
+                "TCP_LISTEN_OVERFLOW",
+                "tcp_v4_rcv",
+                PathName::Ingress,
+                Dir::C2s,
+                "ACK",
+                2,
+            )],
+        )]);
+        // The queue was not seen full and the counters were not read: the kernel's word
+        // alone.
+        let f = facts(vec![listener("0.0.0.0:61999")]);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&found), [FindingKind::AcceptQueueFull], "{found:#?}");
+        let d = &found[0];
+        assert_eq!(d.severity, Severity::Error);
+        assert!(
+            d.headline()
+                .contains("java (pid 4567) is not calling accept()"),
+            "{}",
+            d.headline()
+        );
+        let e = evidence_json(d);
+        assert_eq!(e["kernel"]["reason"], "TCP_LISTEN_OVERFLOW");
+        assert_eq!(e["kernel"]["where"], "tcp_v4_rcv");
+        assert_eq!(
+            (&e["kernel"]["packets"], &e["kernel"]["flows"]),
+            (&2.into(), &1.into())
+        );
+        assert_eq!(e["handshake_acks_dropped"], 1);
+        assert!(
+            d.explanation().contains(
+                "The kernel dropped 2 handshake ACKs with reason TCP_LISTEN_OVERFLOW in tcp_v4_rcv"
+            ),
+            "{}",
+            d.explanation()
+        );
+    }
+
+    #[test]
+    fn spoofed_sources_are_an_invalid_source_finding_never_a_firewall() {
+        let rpf: Drop = (
+            "IP_RPFILTER",
+            "ip_rcv_finish_core",
+            PathName::Ingress,
+            Dir::C2s,
+            "SYN",
+            1,
+        );
+        let ev = witnessed(&[
+            (unanswered_from("192.0.2.1:40000"), &[rpf]),
+            (unanswered_from("192.0.2.2:40000"), &[rpf]),
+            (unanswered_from("198.51.100.7:40001"), &[rpf]),
+            (
+                unanswered_from("10.0.0.1:40002"),
+                &[(
+                    "IP_LOCAL_SOURCE",
+                    "ip_rcv_finish_core",
+                    PathName::Ingress,
+                    Dir::C2s,
+                    "SYN",
+                    1,
+                )],
+            ),
+        ]);
+        // A DROP rule for the port exists, and still is not blamed.
+        let f = with_firewall(iptables(&["-A INPUT -p tcp -m tcp --dport 61999 -j DROP"]));
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&found), [FindingKind::InvalidSource], "{found:#?}");
+        let d = &found[0];
+        assert_eq!(
+            d.headline(),
+            "4 SYNs to 127.0.0.1:61999 from 4 source addresses discarded by the kernel as martians \
+             (IP_RPFILTER, IP_LOCAL_SOURCE): spoofed or misrouted sources, not a firewall"
+        );
+        let e = evidence_json(d);
+        assert_eq!((&e["sources"], &e["unanswered"]), (&4.into(), &4.into()));
+        assert_eq!(e["reasons"][0]["reason"], "IP_RPFILTER");
+        assert_eq!(e["reasons"][0]["packets"], 3);
+        assert!(!d.explanation().contains("iptables") && !d.next_step().contains("iptables"));
+        assert!(d.next_step().contains("rp_filter"));
+    }
+
+    #[test]
+    fn a_qdisc_drop_is_said_in_plain_words() {
+        let ev = witnessed(&[(
+            unanswered_from("127.0.0.1:40000"),
+            &[(
+                "QDISC_DROP",
+                "__dev_queue_xmit",
+                PathName::Egress,
+                Dir::C2s,
+                "SYN",
+                3,
+            )],
+        )]);
+        let found = findings(&ev, Some(&facts(vec![])), &scope());
+        let d = &found[0];
+        assert_eq!(d.kind, FindingKind::SilentlyDropped);
+        assert!(
+            d.headline()
+                .ends_with("QDISC_DROP (__dev_queue_xmit, on the way out)"),
+            "{}",
+            d.headline()
+        );
+        assert!(
+            d.explanation()
+                .contains("the interface's queueing discipline"),
+            "{}",
+            d.explanation()
+        );
+        assert!(d.next_step().contains("tc -s qdisc show"));
+        assert!(evidence_json(d)["rule"].is_null(), "not a firewall's drop");
+    }
+
+    #[test]
+    fn a_syn_the_path_dropped_before_a_retransmission_got_through_is_a_warning() {
+        let ev = witnessed(&[(
+            FlowRecord {
+                syn_count: 2,
+                handshake_rtt_us: Some(30),
+                ..record(Outcome::Closed, "127.0.0.1:61999")
+            },
+            &[(
+                "QDISC_DROP",
+                "__dev_queue_xmit",
+                PathName::Egress,
+                Dir::C2s,
+                "SYN",
+                1,
+            )],
+        )]);
+        let found = findings(&ev, Some(&facts(vec![])), &scope());
+        assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert!(found[0]
+            .headline()
+            .starts_with("1 SYN to 127.0.0.1:61999 dropped by the kernel"));
+    }
+
+    #[test]
+    fn tcp_setting_aside_a_duplicate_syn_of_a_connection_that_completed_is_no_finding() {
+        let ev = witnessed(&[(
+            FlowRecord {
+                handshake_rtt_us: Some(30),
+                ..record(Outcome::Closed, "127.0.0.1:61999")
+            },
+            &[(
+                "TCP_OLD_SEQUENCE",
+                "tcp_validate_incoming",
+                PathName::Ingress,
+                Dir::C2s,
+                "SYN",
+                1,
+            )],
+        )]);
+        assert!(findings(&ev, Some(&facts(vec![])), &scope()).is_empty());
+    }
+
+    #[test]
+    fn a_reject_rules_refusal_is_not_a_silent_drop() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            &[(
+                "NETFILTER_DROP",
+                "nft_do_chain",
+                PathName::Ingress,
+                Dir::C2s,
+                "SYN",
+                1,
+            )],
+        )]);
+        let found = findings(&ev, Some(&facts(vec![])), &scope());
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn unanswered_attempts_the_witness_saw_no_drop_for_are_left_to_inference() {
+        let ev = witnessed(&[
+            (unanswered_from("127.0.0.1:40000"), &[SYNS_DROPPED_AT_INPUT]),
+            (
+                FlowRecord {
+                    server: ep("127.0.0.2:61999"),
+                    ..unanswered_from("127.0.0.1:40001")
+                },
+                &[],
+            ),
+        ]);
+        let f = with_firewall(iptables(&["-A INPUT -p tcp -m tcp --dport 61999 -j DROP"]));
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(
+            kinds(&found),
+            [FindingKind::SilentlyDropped, FindingKind::SilentlyDropped]
+        );
+        let inferred = evidence_json(&found[1]);
+        assert_eq!(
+            (&inferred["unanswered"], &inferred["syns"]),
+            (&1.into(), &3.into())
+        );
+        assert_eq!(inferred["servers"], serde_json::json!(["127.0.0.2:61999"]));
+        assert!(
+            inferred.get("reason").is_none(),
+            "inference has no kernel reason"
+        );
     }
 }

@@ -249,6 +249,32 @@ fn iptables_raw_prerouting_drop_is_met_before_filter() {
 }
 
 #[test]
+fn a_packet_arriving_finds_the_raw_prerouting_rule_before_filter_input() {
+    let drop = |v: &Verdict| *v == Verdict::Drop;
+    let arriving = [Hook::Ingress, Hook::Prerouting, Hook::Input];
+    let set = v4(61982);
+    let rule = set.matching_any(&arriving, true, drop).unwrap();
+    assert_eq!((rule.table.as_str(), rule.hook), ("raw", Hook::Prerouting));
+    // For 61999 nothing at prerouting names the port: INPUT's rule does, and beats both
+    // the blanket `--ctstate INVALID` rule and the forward policy.
+    let set = v4(61999);
+    let rule = set.matching_any(&arriving, true, drop).unwrap();
+    assert_eq!(rule.text, "-A INPUT -p tcp -m tcp --dport 61999 -j DROP");
+}
+
+#[test]
+fn the_verdict_filter_leaves_reject_rules_out_of_a_silent_drop() {
+    let arriving = [Hook::Prerouting, Hook::Input];
+    let set = v4(61998);
+    let any = set.matching_any(&arriving, true, |_| true).unwrap();
+    assert!(any.verdict.resets(), "{any:?}");
+    let drop = set
+        .matching_any(&arriving, true, |v| *v == Verdict::Drop)
+        .unwrap();
+    assert!(!drop.names_port, "only a blanket DROP is left: {drop:?}");
+}
+
+#[test]
 fn iptables_conditional_blanket_rule_comes_after_explicit_ones() {
     // -m conntrack --ctstate INVALID -j DROP also sits in INPUT.
     let set = v4(61999);
