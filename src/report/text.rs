@@ -76,8 +76,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-/// The plain-words explanation of one flow.
-pub fn explain(r: &FlowRecord) -> String {
+/// The plain-words explanation of one flow; `kernel`: the witness's facts about it, which
+/// the packets' guess must not contradict.
+pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
     let c = Side::Client.index();
     let s = Side::Server.index();
     let mut why = match r.outcome {
@@ -93,6 +94,11 @@ pub fn explain(r: &FlowRecord) -> String {
                 w.push_str("; the client may still be retrying");
             }
             w
+        }
+        // The kernel saw no RST from the server's TCP: a firewall or another host sent it
+        // (its `kernel:` line says which), so "nothing listens" would be a guess against it.
+        Outcome::Refused if kernel.is_some_and(|k| k.reset_by(Side::Server).is_none()) => {
+            format!("SYN answered by a RST that {}'s TCP did not send", r.server)
         }
         Outcome::Refused => format!(
             "SYN answered by RST: nothing listens on {} (check the address family and bind address)",
@@ -224,7 +230,7 @@ pub fn write_flow(
         style.outcome(r.outcome),
         pending,
         who,
-        explain(r),
+        explain(r, context.and_then(|c| c.kernel.as_ref())),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
     )?;
