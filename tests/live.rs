@@ -8,11 +8,13 @@
 
 mod support;
 
-/// Scenarios of their own: IPv6, a namespace with a firewall rule, and the firewall
-/// reader inside a namespace.
+/// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
+/// inside a namespace, and the kernel witness's word on resets, ICMP errors, its fallback
+/// and its detaching.
 mod live {
     mod firewall;
     mod ipv6;
+    mod kernel_resets;
     mod namespace;
 }
 
