@@ -98,7 +98,7 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
         // The kernel saw no RST from the server's TCP: a firewall or another host sent it
         // (its `kernel:` line says which), so "nothing listens" would be a guess against it.
         Outcome::Refused if kernel.is_some_and(|k| k.reset_by(Side::Server).is_none()) => {
-            format!("SYN answered by a RST that {}'s TCP did not send", r.server)
+            "SYN answered by a RST this host's TCP did not send".to_string()
         }
         Outcome::Refused => format!(
             "SYN answered by RST: nothing listens on {} (check the address family and bind address)",
