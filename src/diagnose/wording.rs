@@ -63,10 +63,18 @@ pub(super) fn of(f: &Finding) -> Words {
     }
 }
 
+fn the_syns(n: u64) -> &'static str {
+    if n == 1 {
+        "the SYN"
+    } else {
+        "the SYNs"
+    }
+}
+
 /// Where netfilter stopped a packet, in words.
 fn stopped_at(hook: Hook) -> &'static str {
     match hook {
-        Hook::Output | Hook::Postrouting | Hook::Egress => "as this host sent them, in OUTPUT",
+        Hook::Output | Hook::Postrouting | Hook::Egress => "on the way out, in OUTPUT",
         Hook::Ingress | Hook::Prerouting | Hook::Input | Hook::Forward => "on arrival, in INPUT",
     }
 }
@@ -95,8 +103,9 @@ fn rejected_with_reset(e: &FirewallResets) -> Words {
         (Some(reason), _) => say(
             format!("{refused} to {server} rejected by a firewall rule: netfilter dropped the SYN and answered with a RST, not TCP"),
             format!(
-                "The kernel saw netfilter drop the SYNs {} ({reason}), and TCP send no reset: the RST the client got came \
+                "The kernel saw netfilter drop {} {} ({reason}), and TCP send no reset: the RST the client got came \
                  from a `REJECT --reject-with tcp-reset` rule, which a client cannot tell from \"connection refused\".{listener}{rule}",
+                the_syns(e.refused),
                 stopped_at(e.hook)
             ),
             next,
@@ -403,9 +412,10 @@ fn icmp_rejected_locally(e: &IcmpErrors, local: &LocalReject) -> Words {
         (Some(reason), _) => (
             format!("{attempts} to {server} rejected by a firewall rule on this host: ICMP {what} from {from}"),
             format!(
-                "The kernel saw netfilter drop the SYNs {} ({reason}), and ICMP {what} come back from {from}: a REJECT \
-                 rule on this host answered them ({with}). Whatever its code says, this is not a routing problem or a \
+                "The kernel saw netfilter drop {} {} ({reason}), and ICMP {what} come back from {from}: a REJECT \
+                 rule on this host answered ({with}). Whatever its code says, this is not a routing problem or a \
                  host that is down.",
+                the_syns(e.unreachable),
                 stopped_at(local.hook)
             ),
         ),

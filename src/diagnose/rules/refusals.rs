@@ -363,9 +363,7 @@ COMMIT
         )]);
         let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
         assert_eq!(found[0].kind, FindingKind::RejectedByFirewall);
-        assert!(found[0]
-            .explanation()
-            .contains("as this host sent them, in OUTPUT"));
+        assert!(found[0].explanation().contains("on the way out, in OUTPUT"));
         assert_eq!(evidence_json(&found[0])["rule"], serde_json::Value::Null);
     }
 
