@@ -278,8 +278,13 @@ impl Prepared<'_> {
         let kernel = match witness {
             Ok(w) => {
                 let (events_tx, events) = bounded(KERNEL_BATCHES);
+                let drained = Arc::new(kernel_thread::Drained::new().map_err(Error::Thread)?);
                 #[cfg(feature = "kernel-witness")]
-                let thread = Some(KernelThread::start(w.witness, events_tx)?);
+                let thread = Some(KernelThread::start(
+                    w.witness,
+                    events_tx,
+                    Arc::clone(&drained),
+                )?);
                 #[cfg(not(feature = "kernel-witness"))]
                 let thread: Option<KernelThread> = {
                     drop(events_tx);
@@ -291,6 +296,7 @@ impl Prepared<'_> {
                     witnessed: Witnessed::default(),
                     names: w.names,
                     held: Default::default(),
+                    drained,
                 })
             }
             Err(_) => None,

@@ -200,3 +200,65 @@ fn bash_completion_is_valid_and_completes_a_flag() {
         String::from_utf8_lossy(&complete.stderr)
     );
 }
+
+/// `cargo install --path . --no-default-features` (README, Install): a build without the
+/// kernel witness (no build script work, no libbpf, no clang) still captures and
+/// replays, and every live run says why it has no kernel events. Built in a target directory of its own, so the suite's
+/// binaries (with the witness) are not replaced.
+#[test]
+fn a_build_without_the_kernel_witness_works_and_says_what_it_lacks() {
+    let target = target_dir().join("no-witness");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.args([
+        "build",
+        "--offline",
+        "--locked",
+        "--no-default-features",
+        "--bin",
+        "portsniff",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .env("CARGO_TARGET_DIR", &target);
+    let run = run_bounded(cmd, "cargo build --no-default-features", CARGO_TIMEOUT);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "build without the witness:\n{}",
+        run.stderr
+    );
+    let exe = target.join("debug").join("portsniff");
+
+    let replay = Command::new(&exe)
+        .args(["-r", fixture("mixed.pcap").to_str().unwrap(), "--port"])
+        .arg(PORT.to_string())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        summary.contains(r#""kernel_events":{"enabled":false,"why":"a capture file holds packets, not kernel events""#),
+        "a replay never has kernel events: {summary}"
+    );
+
+    if !support::live::have_root("a_build_without_the_kernel_witness") {
+        return;
+    }
+    let live = Command::new(&exe)
+        .args(["-i", "lo", "--port", "61990", "--duration", "0.3", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&live.stderr);
+    assert!(
+        stderr.contains("no kernel events: this portsniff was built without the kernel witness"),
+        "said once on stderr: {stderr}"
+    );
+    let out = String::from_utf8_lossy(&live.stdout);
+    assert!(
+        out.contains(r#""kernel_events":{"enabled":false,"why":"this portsniff was built without the kernel witness""#),
+        "and in the summary: {out}"
+    );
+}

@@ -9,12 +9,13 @@
 mod support;
 
 /// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
-/// inside a namespace, and the kernel witness's word on resets, ICMP errors, its fallback
-/// and its detaching.
+/// inside a namespace, the kernel witness's scope (namespaces, ports), and its word on
+/// resets, ICMP errors, its fallback and its detaching.
 mod live {
     mod firewall;
     mod ipv6;
     mod kernel_resets;
+    mod kernel_scope;
     mod namespace;
 }
 

@@ -5,49 +5,39 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::{Mutex, OnceLock};
 
 /// Everything that turns the witness's numbers into words, shared by the stages that
 /// name what the kernel did.
 #[derive(Debug, Default)]
 pub struct Names {
     pub reasons: Reasons,
-    /// /proc/kallsyms, opened while portsniff had its privileges and read on the first
-    /// drop to name (it takes ~0.1 s, which a run without drops never pays).
-    kallsyms: Mutex<Option<File>>,
-    symbols: OnceLock<Symbols>,
+    symbols: Symbols,
 }
 
 impl Names {
-    /// The running kernel's names (call while still privileged: kallsyms is opened here).
+    /// The running kernel's names. Call while still privileged: the kernel shows
+    /// kallsyms' addresses only to a privileged reader. Reading it takes 0.1–0.2 s (the
+    /// kernel formats 120,000 lines), paid here at start rather than by the first drop
+    /// to name, which would hold up that connection's line.
     #[cfg(feature = "kernel-witness")]
     pub fn of_kernel() -> Names {
         Names {
             reasons: Reasons::from_kernel(),
-            kallsyms: Mutex::new(File::open("/proc/kallsyms").ok()),
-            symbols: OnceLock::new(),
+            symbols: File::open("/proc/kallsyms")
+                .map(Symbols::read)
+                .unwrap_or_default(),
         }
     }
 
     /// Built by hand in tests.
     #[cfg(test)]
     pub fn with(reasons: Reasons, symbols: Symbols) -> Names {
-        let n = Names {
-            reasons,
-            ..Names::default()
-        };
-        let _ = n.symbols.set(symbols);
-        n
+        Names { reasons, symbols }
     }
 
     /// The kernel function at `addr`, e.g. `nf_hook_slow`.
     pub fn function_at(&self, addr: u64) -> Option<&str> {
-        self.symbols
-            .get_or_init(|| {
-                let file = self.kallsyms.lock().ok().and_then(|mut f| f.take());
-                file.map(Symbols::read).unwrap_or_default()
-            })
-            .function_at(addr)
+        self.symbols.function_at(addr)
     }
 }
 

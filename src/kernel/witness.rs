@@ -10,7 +10,6 @@ use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBuffer, Ring
 use std::cell::RefCell;
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// The program, as clang built it for this build.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/witness.bpf.o"));
@@ -150,12 +149,20 @@ pub struct Reader<'w> {
 }
 
 impl Reader<'_> {
-    /// Waits up to `timeout` for records, and moves every record ready into `out`.
-    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<KernelEvent>) {
-        if let Err(e) = self.ring.poll(timeout) {
-            tracing::debug!(error = %e, "kernel witness ring buffer poll");
+    /// Moves every record the kernel has committed into `out`, without waiting.
+    pub fn consume(&mut self, out: &mut Vec<KernelEvent>) {
+        if let Err(e) = self.ring.consume() {
+            tracing::debug!(error = %e, "kernel witness ring buffer consume");
         }
         out.append(&mut self.pending.borrow_mut());
+    }
+
+    /// An fd that is readable while records wait (an epoll fd over the ring buffer), to
+    /// wait on beside others; valid as long as the reader.
+    pub fn ready_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: libbpf owns this epoll fd for the life of the ring buffer, which this
+        // borrow cannot outlive.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.epoll_fd()) }
     }
 }
 

@@ -4,7 +4,7 @@
 //! threads found.
 
 use super::host_threads::{Lookup, Refresher};
-use super::kernel_thread::{KernelCounts, KernelThread};
+use super::kernel_thread::{Drained, KernelCounts, KernelThread};
 use super::progress_thread::ProgressThread;
 use super::{wall_clock, Config};
 use crate::capture::CaptureError;
@@ -30,10 +30,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
 /// without it.
 const STUCK: Duration = Duration::from_millis(500);
-/// With the kernel witness, how long a connection's line waits for the kernel's events
-/// about its last packets: the witness sees a drop or a reset microseconds after the
-/// capture does, but the two reach this thread by different paths.
-const HOLD: Duration = Duration::from_millis(10);
+/// With the kernel witness, a connection's line waits until the kernel thread has read
+/// every event the kernel produced before the line was made (its watermark, [`Drained`]):
+/// the witness sees a drop or a reset microseconds after the capture does, but the two
+/// reach this thread by different paths. At most this long, should the kernel thread
+/// stall.
+const MAX_HOLD: Duration = Duration::from_millis(200);
 
 /// What the flow stage hands back at the end, for the summary and the exit status.
 pub(super) struct FlowDone {
@@ -235,11 +237,14 @@ pub(super) struct KernelSide {
     pub(super) events: Receiver<Vec<KernelEvent>>,
     pub(super) witnessed: Witnessed,
     pub(super) names: std::sync::Arc<Names>,
-    /// Flow events waiting for [`HOLD`] to pass, in order.
+    /// Flow events waiting for the kernel's events about them, in order.
     pub(super) held: VecDeque<Held>,
+    pub(super) drained: std::sync::Arc<Drained>,
 }
 
 pub(super) struct Held {
+    /// On the watermark's clock: when the line was made.
+    made: u64,
     due: Instant,
     ev: FlowEvent,
     procs: Option<crate::diagnose::FlowProcesses>,
@@ -247,7 +252,9 @@ pub(super) struct Held {
 }
 
 impl KernelSide {
-    /// How long the flow stage may sleep: until the first held line is due.
+    /// How long the flow stage may sleep: the kernel thread answers a nudge with a batch
+    /// (empty if need be), which wakes it; the first held line's deadline bounds the wait
+    /// should it not.
     fn wait(&self, tick: Duration) -> Duration {
         match self.held.front() {
             Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
@@ -312,12 +319,16 @@ impl Sink<'_> {
             match &mut self.kernel {
                 // The kernel's events about this connection's last packets may still be
                 // on their way: its line waits for them (in order with the others).
-                Some(k) => k.held.push_back(Held {
-                    due: Instant::now() + HOLD,
-                    ev,
-                    procs,
-                    ladder,
-                }),
+                Some(k) => {
+                    k.held.push_back(Held {
+                        made: k.drained.now(),
+                        due: Instant::now() + MAX_HOLD,
+                        ev,
+                        procs,
+                        ladder,
+                    });
+                    k.drained.nudge();
+                }
                 None => self.emit(ev, procs, ladder, None)?,
             }
         }
@@ -373,12 +384,23 @@ impl Sink<'_> {
     /// Emits the held flow events that are due (all of them with `all`), each with the
     /// kernel's facts about it.
     fn release_held(&mut self, all: bool) -> Result<(), Error> {
+        let Some(k) = &mut self.kernel else {
+            return Ok(());
+        };
+        if k.held.is_empty() {
+            return Ok(());
+        }
+        // The mark first, then the events it covers (the thread sends, then marks).
+        let drained = k.drained.until();
+        let late: Vec<KernelEvent> = k.events.try_iter().flatten().collect();
+        self.witnessed(late);
         let now = Instant::now();
         loop {
             let Some(k) = &mut self.kernel else {
                 return Ok(());
             };
-            if !all && k.held.front().is_none_or(|h| h.due > now) {
+            let ready = |h: &Held| h.made <= drained || h.due <= now;
+            if !all && !k.held.front().is_some_and(ready) {
                 return Ok(());
             }
             let Some(h) = k.held.pop_front() else {

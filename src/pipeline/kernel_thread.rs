@@ -1,6 +1,15 @@
 //! The `kernel` thread: reads the kernel witness's ring buffer and hands its events to
 //! the flow stage in batches. It owns the attached [`Witness`]: when it ends, the
 //! programs are detached.
+//!
+//! It also keeps a watermark, [`Drained`]: a time before which every event the kernel
+//! produced has been handed over. A connection's line waits until the watermark passes
+//! the moment the line was made, so the kernel's events about its last packets (a
+//! REJECT's drop comes microseconds after its RST, by another path) are joined to it
+//! however busy the machine is. The flow stage nudges the thread when a line starts
+//! waiting (an eventfd beside the ring buffer in one epoll set); the thread then reads
+//! what the kernel has committed, moves the mark and answers at once, so a line waits
+//! two thread wake-ups, not a polling period.
 
 // Built without the witness there is no thread to start; the types stay for the flow
 // stage, which then never holds one.
@@ -12,16 +21,15 @@ use crate::error::Error;
 use crate::kernel::{KernelEvent, Witness};
 #[cfg(feature = "kernel-witness")]
 use crossbeam_channel::{Sender, TrySendError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-#[cfg(feature = "kernel-witness")]
-use std::time::Duration;
+use std::time::Instant;
 
+/// The longest wait without events or nudges: the thread notices `stop` this often.
 #[cfg(feature = "kernel-witness")]
-/// How long one wait on the ring buffer lasts: the thread notices `stop` this often. An
-/// event wakes it at once.
-const POLL: Duration = Duration::from_millis(50);
+const IDLE_WAIT_MS: u16 = 250;
 
 /// What the witness saw, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,9 +41,52 @@ pub(crate) struct KernelCounts {
     pub(crate) lost: u64,
 }
 
+/// The kernel thread's watermark and the flow stage's nudge, shared by both.
+#[derive(Debug)]
+pub(super) struct Drained {
+    base: Instant,
+    /// Nanoseconds since `base` before which every event has been sent to the flow stage.
+    until_ns: AtomicU64,
+    /// Written by the flow stage to wake the thread (and by `finish`, to stop it).
+    nudge: EventFd,
+}
+
+impl Drained {
+    pub(super) fn new() -> std::io::Result<Drained> {
+        Ok(Drained {
+            base: Instant::now(),
+            until_ns: AtomicU64::new(0),
+            nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+        })
+    }
+
+    /// Now, on the watermark's clock.
+    pub(super) fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Every event produced before the returned time has been sent. Read it *before*
+    /// taking the events from the channel: the thread sends a batch, then moves the mark.
+    pub(super) fn until(&self) -> u64 {
+        self.until_ns.load(Ordering::SeqCst)
+    }
+
+    /// Asks the thread for a fresh mark (a line is waiting for it).
+    pub(super) fn nudge(&self) {
+        // A full counter (2^64 - 2 nudges) would mean the thread is gone: nothing to do.
+        let _ = self.nudge.write(1);
+    }
+
+    /// No events will come any more: every line may go.
+    fn release_all(&self) {
+        self.until_ns.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
 pub(super) struct KernelThread {
     handle: JoinHandle<KernelCounts>,
     stop: Arc<AtomicBool>,
+    drained: Arc<Drained>,
 }
 
 impl KernelThread {
@@ -43,19 +94,30 @@ impl KernelThread {
     pub(super) fn start(
         witness: Witness,
         events: Sender<Vec<KernelEvent>>,
+        drained: Arc<Drained>,
     ) -> Result<KernelThread, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let shared = Arc::clone(&drained);
         let handle = std::thread::Builder::new()
             .name("kernel".to_string())
-            .spawn(move || read_all(witness, &events, &stopped))
+            .spawn(move || {
+                let counts = read_all(witness, &events, &shared, &stopped);
+                shared.release_all();
+                counts
+            })
             .map_err(Error::Thread)?;
-        Ok(KernelThread { handle, stop })
+        Ok(KernelThread {
+            handle,
+            stop,
+            drained,
+        })
     }
 
     /// Stops reading, detaches the programs and returns the counts.
     pub(super) fn finish(self) -> KernelCounts {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
+        self.drained.nudge();
         self.handle
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -66,8 +128,10 @@ impl KernelThread {
 fn read_all(
     witness: Witness,
     to_flow: &Sender<Vec<KernelEvent>>,
+    drained: &Drained,
     stop: &AtomicBool,
 ) -> KernelCounts {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
     let mut counts = KernelCounts::default();
     let mut reader = match witness.reader() {
         Ok(r) => r,
@@ -76,11 +140,33 @@ fn read_all(
             return counts;
         }
     };
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).and_then(|ep| {
+        ep.add(reader.ready_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
+        ep.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        Ok(ep)
+    });
+    let epoll = match epoll {
+        Ok(ep) => ep,
+        Err(e) => {
+            tracing::warn!(error = %e, "kernel witness: cannot wait on its ring buffer");
+            return counts;
+        }
+    };
+    let mut ready = [EpollEvent::empty(); 2];
     let mut batch = Vec::with_capacity(256);
     loop {
-        let last = stop.load(Ordering::Relaxed);
-        reader.poll(if last { Duration::ZERO } else { POLL }, &mut batch);
-        if !batch.is_empty() {
+        if let Err(e) = epoll.wait(&mut ready, IDLE_WAIT_MS) {
+            if e != nix::errno::Errno::EINTR {
+                tracing::warn!(error = %e, "kernel witness: wait failed");
+                break;
+            }
+        }
+        // A nudge is answered even with no events: the flow stage waits for the mark.
+        let nudged = drained.nudge.read().is_ok();
+        // Whatever the kernel committed before `mark` is read by this consume.
+        let mark = drained.now();
+        reader.consume(&mut batch);
+        if !batch.is_empty() || nudged {
             let n = batch.len() as u64;
             counts.events += n;
             match to_flow.try_send(std::mem::replace(&mut batch, Vec::with_capacity(256))) {
@@ -89,7 +175,8 @@ fn read_all(
                 Err(TrySendError::Disconnected(_)) => break,
             }
         }
-        if last {
+        drained.until_ns.fetch_max(mark, Ordering::SeqCst);
+        if stop.load(Ordering::SeqCst) {
             break;
         }
     }

@@ -76,9 +76,8 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-/// The plain-words explanation of one flow; `kernel`: the witness's facts about it, which
-/// the packets' guess must not contradict.
-pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
+/// The plain-words explanation of one flow.
+pub fn explain(r: &FlowRecord) -> String {
     let c = Side::Client.index();
     let s = Side::Server.index();
     let mut why = match r.outcome {
@@ -94,11 +93,6 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
                 w.push_str("; the client may still be retrying");
             }
             w
-        }
-        // The kernel saw no RST from the server's TCP: a firewall or another host sent it
-        // (its `kernel:` line says which), so "nothing listens" would be a guess against it.
-        Outcome::Refused if kernel.is_some_and(|k| k.reset_by(Side::Server).is_none()) => {
-            "SYN answered by a RST this host's TCP did not send".to_string()
         }
         Outcome::Refused => format!(
             "SYN answered by RST: nothing listens on {} (check the address family and bind address)",
@@ -230,7 +224,10 @@ pub fn write_flow(
         style.outcome(r.outcome),
         pending,
         who,
-        explain(r, context.and_then(|c| c.kernel.as_ref())),
+        context
+            .and_then(|c| c.kernel.as_ref())
+            .and_then(|k| explain_witnessed(r, k))
+            .unwrap_or_else(|| explain(r)),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
     )?;
@@ -240,6 +237,47 @@ pub fn write_flow(
         }
     }
     Ok(())
+}
+
+/// The flow line's explanation where the kernel's facts settle what the packets only
+/// suggest: who really sent a refusal's RST, what dropped the unanswered SYNs. `None`:
+/// the packets' explanation stands.
+pub fn explain_witnessed(r: &FlowRecord, k: &KernelFacts) -> Option<String> {
+    let reason_of = |sender: Side| k.drops_from(sender).next().map(|d| d.reason.clone());
+    match r.outcome {
+        Outcome::Refused => {
+            if k.reset_by(Side::Server).is_some() {
+                // TCP itself answered: the packets' "nothing listens" is the kernel's too.
+                return None;
+            }
+            let netfilter = k
+                .drops_from(Side::Client)
+                .any(|d| d.reason == "NETFILTER_DROP");
+            Some(if netfilter {
+                "SYN answered by a RST from a firewall REJECT rule, not from the server's TCP"
+                    .to_string()
+            } else {
+                format!(
+                    "SYN answered by a RST that {}'s TCP did not send (another host or a middlebox)",
+                    r.server
+                )
+            })
+        }
+        Outcome::Unanswered => {
+            let span = human_duration(r.last_ts.micros_since(r.first_ts));
+            let syns = plural(u64::from(r.syn_count), "SYN", "SYNs");
+            if let Some(reason) = reason_of(Side::Server) {
+                Some(format!(
+                    "{syns} and no answer over {span}: the server's replies were dropped by the kernel ({reason})"
+                ))
+            } else {
+                reason_of(Side::Client).map(|reason| {
+                    format!("{syns} and no answer over {span}: the kernel dropped them ({reason})")
+                })
+            }
+        }
+        _ => None,
+    }
 }
 
 /// The kernel's word on a connection, one line per thing it did that a reader of the
@@ -593,6 +631,110 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod kernel {
+        use super::super::*;
+        use crate::decode::Timestamp;
+        use crate::diagnose::tests::record;
+        use crate::kernel::facts::{Dir, DropFact, PathName, ResetFact};
+
+        fn drop(
+            what: &'static str,
+            dir: Dir,
+            path: PathName,
+            reason: &str,
+            count: u32,
+        ) -> DropFact {
+            DropFact {
+                reason: reason.to_string(),
+                place: Some("nft_do_chain".to_string()),
+                path,
+                dir,
+                what,
+                count,
+                first_ts: Timestamp(1),
+                last_ts: Timestamp(2),
+                reason_code: 0,
+            }
+        }
+
+        fn refused() -> FlowRecord {
+            FlowRecord {
+                reset_by: Some(Side::Server),
+                ..record(Outcome::Refused, "127.0.0.1:61999")
+            }
+        }
+
+        #[test]
+        fn a_refusal_netfilter_answered_is_not_called_nothing_listening() {
+            let k = KernelFacts {
+                drops: vec![drop(
+                    "SYN",
+                    Dir::C2s,
+                    PathName::Ingress,
+                    "NETFILTER_DROP",
+                    1,
+                )],
+                ..KernelFacts::default()
+            };
+            let why = explain_witnessed(&refused(), &k).unwrap();
+            assert!(why.contains("firewall REJECT rule"), "{why}");
+            let lines = kernel_lines(&refused(), &k);
+            assert_eq!(
+                lines[0],
+                "SYN from the client dropped on arrival: NETFILTER_DROP (in nft_do_chain)"
+            );
+            assert!(lines[1].contains("not sent by TCP"), "{lines:?}");
+        }
+
+        #[test]
+        fn a_refusal_tcp_answered_keeps_the_packets_explanation() {
+            let k = KernelFacts {
+                resets_sent: vec![ResetFact {
+                    by: Side::Server,
+                    origin: ResetOrigin::Reply,
+                    reason: Some("NO_SOCKET".to_string()),
+                    pid: None,
+                    process: None,
+                }],
+                ..KernelFacts::default()
+            };
+            assert_eq!(explain_witnessed(&refused(), &k), None);
+            assert_eq!(
+                kernel_lines(&refused(), &k),
+                ["RST sent by the server's TCP in reply to a segment: NO_SOCKET"]
+            );
+        }
+
+        #[test]
+        fn unanswered_syns_name_what_dropped_them_and_where() {
+            let r = FlowRecord {
+                syn_count: 3,
+                last_ts: Timestamp(2_000_001),
+                ..record(Outcome::Unanswered, "127.0.0.1:61999")
+            };
+            let k = KernelFacts {
+                drops: vec![drop(
+                    "SYN-ACK",
+                    Dir::S2c,
+                    PathName::Egress,
+                    "NETFILTER_DROP",
+                    3,
+                )],
+                ..KernelFacts::default()
+            };
+            let why = explain_witnessed(&r, &k).unwrap();
+            assert!(why.starts_with("3 SYNs and no answer over"), "{why}");
+            assert!(
+                why.ends_with("the server's replies were dropped by the kernel (NETFILTER_DROP)"),
+                "{why}"
+            );
+            assert_eq!(
+                kernel_lines(&r, &k),
+                ["3 SYN-ACKs from the server dropped on the server's way out: NETFILTER_DROP (in nft_do_chain)"]
+            );
+        }
+    }
 
     #[test]
     fn every_outcome_is_coloured_problems_red_or_yellow_clean_ones_green() {
