@@ -112,8 +112,9 @@ fn run(config: &Config) -> Result<RunResult, Error> {
     // Said once: what this run cannot tell, and why.
     if let (true, Some(why)) = (config.source.is_live(), prepared.kernel_events_missing()) {
         eprintln!(
-            "portsniff: no kernel events: {why}; drop reasons, reset origins and listener \
-             changes are inferred from packets and /proc instead"
+            "portsniff: no kernel events: {why}\n\
+             portsniff: without them, the kernel's drop reasons, where each RST came from and \
+             socket states are not seen; findings infer them from packets and /proc instead"
         );
     }
     // 64 KiB: a big replay writes ~100 MB of JSON; 8 KiB meant a syscall every ~10 lines.

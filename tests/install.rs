@@ -230,7 +230,7 @@ fn a_build_without_the_kernel_witness_works_and_says_what_it_lacks() {
 
     let replay = Command::new(&exe)
         .args(["-r", fixture("mixed.pcap").to_str().unwrap(), "--port"])
-        .arg(PORT.to_string())
+        .arg(PORT)
         .arg("--json")
         .output()
         .unwrap();

@@ -9,12 +9,13 @@
 mod support;
 
 /// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
-/// inside a namespace, the kernel witness's scope (namespaces, ports) and its word on
-/// drops.
+/// inside a namespace, and the kernel witness: its scope (namespaces, ports), its word on
+/// drops, resets and ICMP errors, its fallback and its detaching.
 mod live {
     mod firewall;
     mod ipv6;
     mod kernel_drops;
+    mod kernel_resets;
     mod kernel_scope;
     mod namespace;
 }

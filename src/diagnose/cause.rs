@@ -9,8 +9,8 @@
 
 use super::evidence::ResetContext;
 use super::findings::{FindingKind, Severity};
-use super::host::firewall::FirewallRule;
-use super::kernel::PathKey;
+use super::host::firewall::{FirewallRule, Hook};
+use super::kernel::{PathKey, ResetSource};
 use crate::decode::{Endpoint, Unreachable};
 use crate::flow::Side;
 use serde::{Serialize, Serializer};
@@ -30,14 +30,19 @@ pub enum Basis {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Cause {
-    /// RST from the server host while a listener that should take the SYNs exists.
-    RefusedDespiteListener(RefusedWithListener),
+    /// RSTs a firewall's `REJECT --reject-with tcp-reset` sent: the kernel saw netfilter
+    /// drop the SYN and TCP send no reset, or (inferred) a listener that should have
+    /// answered exists.
+    RejectedWithReset(FirewallResets),
     /// Refused on one address family while the server listens on the other.
     ListenerOtherFamily(RefusedWithListener),
     /// Refused on one address while the server is bound to another.
     ListenerOtherAddress(RefusedWithListener),
     ListenerOtherNamespace(RefusedInNamespace),
     NothingListening(Refused),
+    /// Live, with the kernel witness: RSTs in the server's name that this host's TCP did
+    /// not send and its firewall did not either: another host or a middlebox.
+    RefusedElsewhere(RefusedElsewhere),
     /// Live: SYNs or handshake ACKs dropped while the accept queue overflowed.
     AcceptQueueFull(QueueOverflow),
     /// A replay: SYN-ACKs retransmitted after the client's ACK.
@@ -49,7 +54,8 @@ pub enum Cause {
     RepliesDropped(DroppedReplies),
     /// Live, witnessed: the kernel discarded SYNs for their addresses (martians).
     InvalidSource(MartianSyns),
-    /// ICMP port/protocol unreachable or admin prohibited: a filter's REJECT.
+    /// ICMP port/protocol unreachable or admin prohibited, or any ICMP error the server's
+    /// own host sent (a REJECT rule there): a filter's REJECT.
     IcmpRejected(IcmpErrors),
     /// ICMP network/host unreachable (or another code): routing or a host down.
     IcmpUnreachable(IcmpErrors),
@@ -71,13 +77,12 @@ impl Cause {
     /// The finding kind this cause is reported as (several causes share a kind).
     pub fn kind(&self) -> FindingKind {
         match self {
-            Cause::RefusedDespiteListener(_) | Cause::IcmpRejected(_) => {
-                FindingKind::RejectedByFirewall
-            }
+            Cause::RejectedWithReset(_) | Cause::IcmpRejected(_) => FindingKind::RejectedByFirewall,
             Cause::ListenerOtherFamily(_) => FindingKind::ListenerOtherFamily,
             Cause::ListenerOtherAddress(_) => FindingKind::ListenerOtherAddress,
             Cause::ListenerOtherNamespace(_) => FindingKind::ListenerOtherNamespace,
             Cause::NothingListening(_) => FindingKind::NothingListening,
+            Cause::RefusedElsewhere(_) => FindingKind::RefusedElsewhere,
             Cause::AcceptQueueFull(_) | Cause::HandshakeAcksDropped(_) => {
                 FindingKind::AcceptQueueFull
             }
@@ -109,7 +114,8 @@ impl Cause {
             Cause::SynsDropped(_) | Cause::RepliesDropped(_) | Cause::InvalidSource(_) => {
                 Severity::Error
             }
-            Cause::RefusedDespiteListener(_)
+            Cause::RejectedWithReset(_)
+            | Cause::RefusedElsewhere(_)
             | Cause::ListenerOtherFamily(_)
             | Cause::ListenerOtherAddress(_)
             | Cause::ListenerOtherNamespace(_)
@@ -140,6 +146,13 @@ fn display_all<T: Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Err
     s.collect_seq(v.iter().map(ToString::to_string))
 }
 
+fn display_opt<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 fn side<S: Serializer>(v: &Side, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
@@ -154,10 +167,45 @@ pub struct Refused {
     pub refused: u64,
     #[serde(serialize_with = "display")]
     pub server: Endpoint,
+    /// Live, with the kernel witness: TCP's own reset and its reason (`origin`,
+    /// `reset_reason` in the JSON); absent otherwise.
+    #[serde(flatten)]
+    pub kernel: Option<ResetSource>,
     #[serde(skip)]
     pub port: u16,
     #[serde(skip)]
     pub basis: Basis,
+}
+
+/// Connections refused by a firewall's REJECT with a TCP reset.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FirewallResets {
+    pub refused: u64,
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    /// The listener the rule keeps the connections from, when one exists.
+    #[serde(serialize_with = "display_opt")]
+    pub listener: Option<Endpoint>,
+    /// The rule most likely responsible, as its tool prints it (from the ruleset read at
+    /// the start); null when none was found or the ruleset could not be read.
+    pub rule: Option<String>,
+    /// `NETFILTER_DROP` when the kernel witnessed the SYN dropped by netfilter (and no
+    /// reset sent by TCP); null when inferred from a listener that should have answered.
+    pub drop_reason: Option<String>,
+    /// Where netfilter stopped the SYN: INPUT on arrival, OUTPUT as this host sent it.
+    #[serde(skip)]
+    pub hook: Hook,
+}
+
+/// Connections refused by RSTs that did not come from this host.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RefusedElsewhere {
+    pub refused: u64,
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    /// A listener here that the SYNs should have reached, when one exists.
+    #[serde(serialize_with = "display_opt")]
+    pub listener: Option<Endpoint>,
 }
 
 /// Connections refused, and the listener that exists elsewhere (or that answered).
@@ -411,6 +459,29 @@ pub struct IcmpErrors {
     pub icmp: Unreachable,
     #[serde(serialize_with = "display")]
     pub icmp_from: IpAddr,
+    /// When the errors came from a REJECT rule on the server's own host: its keys
+    /// (`server`, `listener`, `rule`, `drop_reason`); absent otherwise.
+    #[serde(flatten)]
+    pub local: Option<LocalReject>,
+}
+
+/// A REJECT rule on the server's own host answered the SYNs with ICMP.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LocalReject {
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    /// Live: the listener the rule keeps the connections from, when one exists.
+    #[serde(serialize_with = "display_opt")]
+    pub listener: Option<Endpoint>,
+    /// The rule most likely responsible, as its tool prints it; null when unknown.
+    pub rule: Option<String>,
+    /// `NETFILTER_DROP` when the kernel witnessed netfilter drop the SYNs; null when
+    /// inferred from the errors' source being the server's own address.
+    pub drop_reason: Option<String>,
+    #[serde(skip)]
+    pub hook: Hook,
+    #[serde(skip)]
+    pub basis: Basis,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -426,6 +497,13 @@ pub struct Resets {
     pub context: ResetContext,
     /// Live: growth of the kernel's TCPAbortOnClose; `null` in a replay.
     pub abort_on_close: Option<u64>,
+    /// Live, with the kernel witness: where most of these RSTs came from (`origin`, and
+    /// `reset_reason`, `process`, `pid` where the kernel gave them); absent otherwise.
+    #[serde(flatten)]
+    pub kernel: Option<ResetSource>,
+    /// For RSTs a firewall sent: the REJECT rule most likely responsible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     #[serde(skip)]
     pub by: Side,
 }

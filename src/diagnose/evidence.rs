@@ -63,6 +63,11 @@ pub struct IcmpSeen {
     pub kind: Unreachable,
     /// Who sent the first of them (a router, a firewall, the host itself).
     pub from: IpAddr,
+    /// The server the first of them was about.
+    pub server: Endpoint,
+    /// How many were sent by the very address they reported about: the server's own
+    /// host, which never reports itself unreachable unless a REJECT rule makes it.
+    pub from_destination: u64,
 }
 
 /// p50/p90/p99/max of a latency, in microseconds; `None` when nothing was measured.
@@ -196,14 +201,18 @@ impl Evidence {
             }
             Outcome::Unreachable => {
                 if let Some(icmp) = r.icmp {
-                    self.unreachable
+                    let seen = self
+                        .unreachable
                         .entry(icmp.kind.as_str())
                         .or_insert(IcmpSeen {
                             count: 0,
                             kind: icmp.kind,
                             from: icmp.reporter,
-                        })
-                        .count += 1;
+                            server: r.server,
+                            from_destination: 0,
+                        });
+                    seen.count += 1;
+                    seen.from_destination += u64::from(icmp.reporter == r.server.addr);
                 }
             }
             Outcome::HandshakeIncomplete if r.synack_count > 1 => {

@@ -11,6 +11,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FindingKind {
     NothingListening,
+    RefusedElsewhere,
     ListenerOtherFamily,
     ListenerOtherAddress,
     ListenerOtherNamespace,
@@ -34,6 +35,7 @@ impl FindingKind {
     pub fn as_str(self) -> &'static str {
         match self {
             FindingKind::NothingListening => "nothing_listening",
+            FindingKind::RefusedElsewhere => "refused_elsewhere",
             FindingKind::ListenerOtherFamily => "listener_other_family",
             FindingKind::ListenerOtherAddress => "listener_other_address",
             FindingKind::ListenerOtherNamespace => "listener_other_namespace",

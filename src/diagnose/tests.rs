@@ -6,6 +6,8 @@ use super::host::{Listener, Snapshot};
 use super::*;
 use crate::decode::Timestamp;
 use crate::flow::{EndReason, History, Outcome, Side, SynGaps};
+use crate::kernel::facts::{Dir, DropFact, PathName, ResetFact};
+use crate::kernel::ResetOrigin;
 
 pub(crate) fn ep(s: &str) -> Endpoint {
     let a: std::net::SocketAddr = s.parse().unwrap();
@@ -84,6 +86,68 @@ pub(crate) fn evidence(records: &[FlowRecord]) -> Evidence {
         ev.add(r);
     }
     ev
+}
+
+/// The kernel witness's facts of one connection: `by`'s TCP sent a reset.
+pub(crate) fn kernel_reset(
+    by: Side,
+    origin: ResetOrigin,
+    reason: &str,
+    process: Option<(&str, u32)>,
+) -> KernelFacts {
+    KernelFacts {
+        resets_sent: vec![ResetFact {
+            by,
+            origin,
+            reason: Some(reason.to_string()),
+            pid: process.map(|(_, pid)| pid),
+            process: process.map(|(name, _)| name.to_string()),
+        }],
+        ..KernelFacts::default()
+    }
+}
+
+/// The kernel witness's facts of one connection: netfilter dropped a packet of kind
+/// `what` that `sender` sent, on `path`, and TCP sent no reset.
+pub(crate) fn netfilter_drop(sender: Side, what: &'static str, path: PathName) -> KernelFacts {
+    KernelFacts {
+        drops: vec![DropFact {
+            reason: "NETFILTER_DROP".into(),
+            place: Some("nft_do_chain".into()),
+            path,
+            dir: match sender {
+                Side::Client => Dir::C2s,
+                Side::Server => Dir::S2c,
+            },
+            what,
+            count: 1,
+            first_ts: Timestamp(1),
+            last_ts: Timestamp(1),
+            reason_code: 6,
+        }],
+        ..KernelFacts::default()
+    }
+}
+
+/// Evidence from connections the kernel witness saw, each with its facts.
+pub(crate) fn witnessed(flows: &[(FlowRecord, KernelFacts)]) -> Evidence {
+    let mut ev = Evidence::default();
+    for (r, k) in flows {
+        ev.add(r);
+        ev.kernel.add(r, k);
+    }
+    ev
+}
+
+/// Host facts whose firewall holds what `iptables-save` printed.
+pub(crate) fn with_firewall(mut f: HostFacts, iptables_save: &str) -> HostFacts {
+    use super::host::firewall::{Ruleset, Tool};
+    f.firewall = Some(std::sync::Arc::new(Ruleset::parse_iptables_save(
+        iptables_save,
+        Tool::Iptables,
+        61999,
+    )));
+    f
 }
 
 /// A finding's JSON `evidence` object, as printed.

@@ -5,9 +5,9 @@
 use super::cause::*;
 use super::evidence::ResetContext;
 use super::findings::{Finding, Role};
-use super::host::firewall::{FirewallRule, Tool};
-use super::kernel::{reason_in_words, PathKey};
-use crate::decode::Unreachable;
+use super::host::firewall::{FirewallRule, Hook, Tool};
+use super::kernel::{reason_in_words, PathKey, ResetSource};
+use crate::decode::{Endpoint, Unreachable};
 
 /// A finding in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,8 @@ const PACKETS_ONLY: &str =
 /// The words of a finding, from its cause.
 pub(super) fn of(f: &Finding) -> Words {
     match &f.cause {
-        Cause::RefusedDespiteListener(e) => refused_despite_listener(e),
+        Cause::RejectedWithReset(e) => rejected_with_reset(e),
+        Cause::RefusedElsewhere(e) => refused_elsewhere(e),
         Cause::ListenerOtherFamily(e) => listener_other_family(e),
         Cause::ListenerOtherAddress(e) => listener_other_address(e),
         Cause::ListenerOtherNamespace(e) => listener_other_namespace(e),
@@ -65,22 +66,103 @@ pub(super) fn of(f: &Finding) -> Words {
     }
 }
 
-fn refused_despite_listener(e: &RefusedWithListener) -> Words {
-    let (refused, server, listener, port) = (
+fn the_syns(n: u64) -> &'static str {
+    if n == 1 {
+        "the SYN"
+    } else {
+        "the SYNs"
+    }
+}
+
+/// Where netfilter stopped a packet, in words.
+fn stopped_at(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Output | Hook::Postrouting | Hook::Egress => "on the way out, in OUTPUT",
+        Hook::Ingress | Hook::Prerouting | Hook::Input | Hook::Forward => "on arrival, in INPUT",
+    }
+}
+
+fn rejected_with_reset(e: &FirewallResets) -> Words {
+    let (refused, server, port) = (
         plural(e.refused, "connection", "connections"),
         e.server,
-        e.listener,
-        e.port,
+        e.server.port,
     );
-    say(
-        format!("{refused} to {server} refused although {listener} listens there: something in between answers with RST"),
-        format!(
-            "A listener on {listener} should have answered the SYNs with SYN-ACK, but the host answered with RST. \
-             That is what a firewall rule `REJECT --reject-with tcp-reset` does (or a listener that closed \
-             and reopened between the attempts)."
+    let listener = match e.listener {
+        Some(l) => {
+            format!(" A listener on {l} exists: without the rule the connection would succeed.")
+        }
+        None => String::new(),
+    };
+    let rule = match &e.rule {
+        Some(r) => format!(" The rule: {r}."),
+        None => String::new(),
+    };
+    let next = match &e.rule {
+        Some(r) => format!("if these connections should pass, remove or narrow {r}"),
+        None => format!("look for a REJECT rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}"),
+    };
+    match (&e.drop_reason, e.listener) {
+        (Some(reason), _) => say(
+            format!("{refused} to {server} rejected by a firewall rule: netfilter dropped the SYN and answered with a RST, not TCP"),
+            format!(
+                "The kernel saw netfilter drop {} {} ({reason}), and TCP send no reset: the RST the client got came \
+                 from a `REJECT --reject-with tcp-reset` rule, which a client cannot tell from \"connection refused\".{listener}{rule}",
+                the_syns(e.refused),
+                stopped_at(e.hook)
+            ),
+            next,
         ),
-        format!("look for a REJECT rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}"),
+        (None, listener) => {
+            let listener = listener.map_or_else(|| "a listener".to_string(), |l| l.to_string());
+            say(
+                format!("{refused} to {server} refused although {listener} listens there: something in between answers with RST"),
+                format!(
+                    "A listener on {listener} should have answered the SYNs with SYN-ACK, but the host answered with RST. \
+                     That is what a firewall rule `REJECT --reject-with tcp-reset` does (or a listener that closed \
+                     and reopened between the attempts).{rule}"
+                ),
+                next,
+            )
+        }
+    }
+}
+
+fn refused_elsewhere(e: &RefusedElsewhere) -> Words {
+    let (refused, server, port) = (
+        plural(e.refused, "connection", "connections"),
+        e.server,
+        e.server.port,
+    );
+    let listener = match e.listener {
+        Some(l) => format!(" A listener on {l} exists here: the SYNs never reached it."),
+        None => String::new(),
+    };
+    say(
+        format!("{refused} to {server} refused, but not by this host: the RST came from another host or a middlebox"),
+        format!(
+            "The kernel saw this host's TCP send no RST for these connections and its firewall drop none of their \
+             packets, so the RST came from outside this network namespace: {server}'s own host if it is remote (nothing \
+             listens there, or its firewall rejects), or a middlebox on the path answering for it (a load balancer, a \
+             firewall appliance, a NAT).{listener}"
+        ),
+        format!(
+            "on {}'s host: ss -ltn 'sport = :{port}' and its firewall; then the load balancers and firewalls on the path",
+            server.addr
+        ),
     )
+}
+
+/// What the kernel's TCP said when it answered a SYN with RST.
+fn tcp_refusal(server: Endpoint, kernel: &ResetSource) -> String {
+    match kernel.reason() {
+        Some(r @ "NO_SOCKET") => {
+            format!("The kernel answered with a RST: no socket for {server} ({r}). ")
+        }
+        Some(r) => format!("The kernel's TCP answered the SYN with a RST ({r}). "),
+        None => "The kernel's TCP answered the SYN with a RST (this kernel gives no reason). "
+            .to_string(),
+    }
 }
 
 fn listener_other_family(e: &RefusedWithListener) -> Words {
@@ -176,8 +258,12 @@ fn nothing_listening(e: &Refused) -> Words {
         e.server,
         e.port,
     );
+    let kernel = match &e.kernel {
+        Some(k) => tcp_refusal(server, k),
+        None => String::new(),
+    };
     let why = match e.basis {
-        Basis::Host => format!("No socket listens on port {port} in any address family here, nor in another network namespace."),
+        Basis::Host => format!("{kernel}No socket listens on port {port} in any address family here, nor in another network namespace."),
         Basis::Packets => format!(
             "The server host answered each SYN with RST, which is what a host does when no socket listens on that address and port{PACKETS_ONLY}."
         ),
@@ -592,6 +678,9 @@ fn invalid_source(e: &MartianSyns) -> Words {
 const ICMP_NEXT: &str = "list the filter rules on the path: iptables -S; nft list ruleset; check routes: ip route get <server address>";
 
 fn icmp_rejected(e: &IcmpErrors) -> Words {
+    if let Some(local) = &e.local {
+        return icmp_rejected_locally(e, local);
+    }
     let attempts = plural(e.unreachable, "connection attempt", "connection attempts");
     let (what, from) = (e.icmp.as_str().replace('_', " "), e.icmp_from);
     let reject_with = if e.icmp == Unreachable::AdminProhibited {
@@ -607,6 +696,72 @@ fn icmp_rejected(e: &IcmpErrors) -> Words {
         ),
         ICMP_NEXT,
     )
+}
+
+/// The `--reject-with` value that sends this ICMP error, as iptables (or ip6tables)
+/// names it.
+fn reject_with(kind: Unreachable, v6: bool) -> String {
+    let name = match (kind, v6) {
+        (Unreachable::Network, false) => "icmp-net-unreachable",
+        (Unreachable::Host, false) => "icmp-host-unreachable",
+        (Unreachable::Protocol, false) => "icmp-proto-unreachable",
+        (Unreachable::Port, false) => "icmp-port-unreachable",
+        (Unreachable::AdminProhibited, false) => "icmp-admin-prohibited",
+        (Unreachable::Network, true) => "icmp6-no-route",
+        (Unreachable::Host, true) => "icmp6-addr-unreachable",
+        (Unreachable::Port | Unreachable::Protocol, true) => "icmp6-port-unreachable",
+        (Unreachable::AdminProhibited, true) => "icmp6-adm-prohibited",
+        (Unreachable::Other { icmp_type, code }, _) => {
+            return format!("an ICMP error of type {icmp_type} code {code}")
+        }
+    };
+    format!("`--reject-with {name}`")
+}
+
+fn icmp_rejected_locally(e: &IcmpErrors, local: &LocalReject) -> Words {
+    let attempts = plural(e.unreachable, "connection attempt", "connection attempts");
+    let (what, from, server) = (e.icmp.as_str().replace('_', " "), e.icmp_from, local.server);
+    let port = server.port;
+    let with = reject_with(e.icmp, server.addr.is_ipv6());
+    let (headline, how) = match (&local.drop_reason, local.basis) {
+        (Some(reason), _) => (
+            format!("{attempts} to {server} rejected by a firewall rule on this host: ICMP {what} from {from}"),
+            format!(
+                "The kernel saw netfilter drop {} {} ({reason}), and ICMP {what} come back from {from}: a REJECT \
+                 rule on this host answered ({with}). Whatever its code says, this is not a routing problem or a \
+                 host that is down.",
+                the_syns(e.unreachable),
+                stopped_at(local.hook)
+            ),
+        ),
+        (None, basis) => (
+            format!("{attempts} to {server} rejected by a firewall rule on the server's host: ICMP {what} from {from} itself"),
+            format!(
+                "The ICMP {what} came from {from}, the server's own address. A host does not report itself unreachable: \
+                 a REJECT rule on it ({with}), or a firewall answering in its name, sent the error. This is not a \
+                 routing problem or a host that is down{}.",
+                if basis == Basis::Packets { PACKETS_ONLY } else { "" }
+            ),
+        ),
+    };
+    let listener = match local.listener {
+        Some(l) => {
+            format!(" A listener on {l} exists: without the rule the connection would succeed.")
+        }
+        None => String::new(),
+    };
+    let rule = match &local.rule {
+        Some(r) => format!(" The rule: {r}."),
+        None => String::new(),
+    };
+    let next = match &local.rule {
+        Some(r) => format!("if these connections should pass, remove or narrow {r}"),
+        None => format!(
+            "on {}'s host, look for a REJECT rule: iptables -S | grep -- '{port}'; nft list ruleset | grep {port}",
+            server.addr
+        ),
+    };
+    say(headline, format!("{how}{listener}{rule}"), next)
 }
 
 fn icmp_unreachable(e: &IcmpErrors) -> Words {
@@ -660,15 +815,144 @@ fn reset(e: &Resets) -> Words {
             format!("check the {who}'s logs and timeouts at those times"),
         ),
     };
-    say(
-        format!(
-            "{} reset by the {who}: {}",
-            plural(e.resets, "connection", "connections"),
-            e.context.as_str().replace('_', " ")
+    match &e.kernel {
+        Some(k) => reset_witnessed(e, k, next),
+        None => say(
+            format!(
+                "{} reset by the {who}: {}",
+                plural(e.resets, "connection", "connections"),
+                e.context.as_str().replace('_', " ")
+            ),
+            format!("Most were like this: {what}."),
+            next,
         ),
-        format!("Most were like this: {what}."),
-        next,
-    )
+    }
+}
+
+/// Resets whose origin the kernel witnessed: `next` is the packets' advice, for what the
+/// kernel leaves open.
+fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
+    let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let n = plural(e.resets, "connection", "connections");
+    // When, from the packets: only the moment, the kernel says the why.
+    let when = match e.context {
+        ResetContext::AfterHandshake => "right after the handshake, before any data".to_string(),
+        ResetContext::UnreadData => format!("right after the {peer}'s last data"),
+        ResetContext::MidTransfer => "in the middle of the transfer".to_string(),
+    };
+    let packets = format!(" Most came {when}.");
+    match k {
+        ResetSource::SocketClose { reason, process } => {
+            let actor = process.as_ref().map_or_else(
+                || format!("the {who}'s process"),
+                |(name, pid)| format!("{name} (pid {pid})"),
+            );
+            let reason_name = reason.as_deref().unwrap_or("no reason given by this kernel");
+            // What the socket's owner did, and why Linux answers that with RST. The
+            // timers' reasons happen in no process's name: the actor is not said.
+            let (act, why, next) = match reason.as_deref() {
+                Some("TCP_ABORT_ON_CLOSE") => (
+                    format!("{actor} closed its socket with the {peer}'s data unread"),
+                    match e.abort_on_close {
+                        Some(n) if n > 0 => format!(
+                            "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17; \
+                             the kernel's TCPAbortOnClose grew by {n})"
+                        ),
+                        _ => "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17)".to_string(),
+                    },
+                    format!("make {actor} read the whole request (or shut down writing and drain) before close()"),
+                ),
+                Some("TCP_STATE") => (
+                    format!("{actor} closed its socket with SO_LINGER 0 (or disconnected it)"),
+                    "a close with SO_LINGER set to 0 (or a disconnect: connect(AF_UNSPEC), `ss -K`) aborts the connection \
+                     with a RST instead of a FIN"
+                        .to_string(),
+                    format!("unless the abort is meant, drop SO_LINGER 0 from {actor}'s sockets and close normally (shutdown, then close)"),
+                ),
+                Some("TCP_DISCONNECT_WITH_DATA") => (
+                    format!("{actor} disconnected its socket with data still unsent"),
+                    "a disconnect while data waits to be sent aborts the connection with a RST".to_string(),
+                    next,
+                ),
+                Some("TCP_KEEPALIVE_TIMEOUT") => (
+                    format!("the {who}'s keepalive probes went unanswered"),
+                    format!("the {peer} stopped answering keepalive probes, so the {who}'s kernel gave the connection up"),
+                    format!("check that the {peer} is alive, and the idle timeouts of NATs and firewalls on the path"),
+                ),
+                Some("TCP_ABORT_ON_LINGER") => (
+                    format!("the {who}'s socket waited in FIN_WAIT2 past its linger time"),
+                    format!("the {peer} never closed its side within TCP_LINGER2 / net.ipv4.tcp_fin_timeout"),
+                    format!("make the {peer} close its side when it is done"),
+                ),
+                Some("TCP_ABORT_ON_MEMORY") => (
+                    format!("the {who}'s kernel ran out of memory for closed sockets"),
+                    "too many orphaned sockets, or TCP memory pressure (net.ipv4.tcp_max_orphans, tcp_mem)".to_string(),
+                    "check `ss -s` for orphans and TCP memory, and raise net.ipv4.tcp_mem or tcp_max_orphans".to_string(),
+                ),
+                _ => (
+                    format!("{actor} closed its socket"),
+                    "the socket reset its own connection as it was closed".to_string(),
+                    next,
+                ),
+            };
+            say(
+                format!("{n} reset by the {who}: {act}: the kernel reset the connection ({reason_name})"),
+                format!("The kernel saw the {who}'s own socket send the RST, {when}: {why}."),
+                next,
+            )
+        }
+        ResetSource::TcpReply { reason } => {
+            let meaning = match reason.as_deref() {
+                Some("NO_SOCKET") => ": no socket for it any more (the application had closed it, or its process was gone)",
+                Some("TCP_ABORT_ON_DATA") => ": data arrived after the application had closed its socket",
+                Some("TCP_TIMEWAIT_SOCKET") => ": a segment for a connection already in TIME_WAIT",
+                Some(
+                    "TCP_INVALID_ACK_SEQUENCE" | "TCP_OLD_ACK" | "TCP_TOO_OLD_ACK" | "TCP_ACK_UNSENT_DATA",
+                ) => ": it acknowledged data never sent (a half-open connection: the two sides' states out of step)",
+                Some("TCP_RFC7323_PAWS") => ": it failed the timestamp check (PAWS, RFC 7323)",
+                Some("TCP_FLAGS" | "INVALID_SYN") => ": its flags did not fit the connection's state",
+                _ => "",
+            };
+            let reason_name = reason.as_deref().unwrap_or("no reason given by this kernel");
+            say(
+                format!("{n} reset by the {who}: its TCP answered a segment with RST ({reason_name})"),
+                format!("The kernel saw the {who}'s TCP answer a segment of the {peer}'s with RST{meaning}.{packets}"),
+                next,
+            )
+        }
+        ResetSource::FirewallReject { path } => {
+            let rule = match &e.rule {
+                Some(r) => format!(" The rule: {r}."),
+                None => String::new(),
+            };
+            let next = match &e.rule {
+                Some(r) => format!("if these connections should stay open, remove or narrow {r}"),
+                None => "look for a REJECT --reject-with tcp-reset rule: iptables -S; nft list ruleset".to_string(),
+            };
+            say(
+                format!("{n} reset by a firewall rule in the {who}'s name: netfilter dropped the {peer}'s packet and answered with a RST"),
+                format!(
+                    "The kernel saw netfilter drop the {peer}'s packets {}, and TCP send no reset: a `REJECT --reject-with \
+                     tcp-reset` rule tore the connection down (one that catches packets of open connections: a connection \
+                     state match, or a rule added while they were open).{rule}",
+                    stopped_at(super::rules::hook_of(*path))
+                ),
+                next,
+            )
+        }
+        ResetSource::NotLocalTcp => say(
+            format!("{n} reset in the {who}'s name, but not by this host: the RST came from another host or a middlebox"),
+            format!(
+                "The kernel saw this host's TCP send no RST for these connections and its firewall drop none of their \
+                 packets: the RST came from outside this network namespace, the {who}'s own host if it is remote, or a \
+                 middlebox on the path (NATs, load balancers and firewalls reset connections idle past their timeout).{packets}"
+            ),
+            format!(
+                "check the {who}'s host, and the idle timeouts of NATs, load balancers and firewalls on the path (TCP \
+                 keepalives shorter than those timeouts keep connections open)"
+            ),
+        ),
+    }
 }
 
 fn receiver_stalled(e: &ZeroWindowStall) -> Words {
@@ -811,6 +1095,8 @@ mod tests {
             resets: 2,
             context: ResetContext::UnreadData,
             abort_on_close: Some(3),
+            kernel: None,
+            rule: None,
             by: Side::Client,
         });
         assert_eq!(w.headline, "2 connections reset by the client: unread data");

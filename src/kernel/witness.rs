@@ -32,9 +32,7 @@ impl Witness {
         if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(Unavailable::NoBtf);
         }
-        if !super::permitted() {
-            return Err(Unavailable::NotPermitted);
-        }
+        super::permitted()?;
         let netns = std::fs::metadata("/proc/self/ns/net")
             .map(|m| m.ino() as u32)
             .unwrap_or(0);
@@ -42,7 +40,7 @@ impl Witness {
         let bytes = OBJECT.to_vec();
         let mut open = ObjectBuilder::default()
             .open_memory(&bytes)
-            .map_err(|e| Unavailable::load("open", e))?;
+            .map_err(|e| Unavailable::load("opening the program", e))?;
         let mut configured = false;
         for mut map in open.maps_mut() {
             if !map.name().to_string_lossy().ends_with(".rodata") {
@@ -58,14 +56,24 @@ impl Witness {
         }
         if !configured {
             return Err(Unavailable::Load {
-                step: "configure",
+                step: "configuring the program".into(),
                 message: "the program has no .rodata config (a build mismatch)".into(),
             });
         }
-        let object = open.load().map_err(|e| Unavailable::load("load", e))?;
+        let object = open.load().map_err(|e| {
+            let lockdown = std::fs::read_to_string("/sys/kernel/security/lockdown");
+            if lockdown.is_ok_and(|l| super::locked_down(&l)) {
+                Unavailable::LockedDown
+            } else {
+                Unavailable::load("loading the program", e)
+            }
+        })?;
         let mut links = Vec::new();
         for prog in object.progs_mut() {
-            let link = prog.attach().map_err(|e| Unavailable::load("attach", e))?;
+            let name = prog.name().to_string_lossy().into_owned();
+            let link = prog
+                .attach()
+                .map_err(|e| Unavailable::load(format!("attaching {name}"), e))?;
             links.push(link);
         }
         tracing::info!(
@@ -110,7 +118,7 @@ impl Witness {
             .maps()
             .find(|m| m.name().to_string_lossy() == "events")
             .ok_or_else(|| Unavailable::Load {
-                step: "ring buffer",
+                step: "ring buffer".into(),
                 message: "no events map".into(),
             })?;
         let mut builder = RingBufferBuilder::new();

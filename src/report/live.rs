@@ -384,6 +384,7 @@ mod tests {
             crate::diagnose::Cause::NothingListening(crate::diagnose::cause::Refused {
                 refused: 3,
                 server: crate::diagnose::tests::ep("127.0.0.1:61999"),
+                kernel: None,
                 port: 61999,
                 basis: crate::diagnose::cause::Basis::Host,
             }),

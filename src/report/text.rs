@@ -263,10 +263,8 @@ pub fn explain_witnessed(r: &FlowRecord, k: &KernelFacts) -> Option<String> {
                 "SYN answered by a RST from a firewall REJECT rule, not from the server's TCP"
                     .to_string()
             } else {
-                format!(
-                    "SYN answered by a RST that {}'s TCP did not send (another host or a middlebox)",
-                    r.server
-                )
+                "SYN answered by a RST this host's TCP did not send (another host or a middlebox)"
+                    .to_string()
             })
         }
         Outcome::Unanswered => {

@@ -88,6 +88,7 @@ pub const CLIENT_MARK: &str = "psd-client";
 /// The finding kinds portsniff may print.
 pub const KINDS: &[&str] = &[
     "nothing_listening",
+    "refused_elsewhere",
     "listener_other_family",
     "listener_other_address",
     "listener_other_namespace",

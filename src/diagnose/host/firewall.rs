@@ -475,6 +475,20 @@ impl Ruleset {
             .map(|(_, _, r)| r)
     }
 
+    /// The REJECT rule most likely behind an answer sent for a packet stopped at `hook`:
+    /// a TCP RST (`resets`) or an ICMP error (a reject whose answer the tool left to its
+    /// default sends ICMP). Ranked as [`matching`](Self::matching) ranks.
+    pub fn rejecting(&self, hook: Hook, to_port: bool, resets: bool) -> Option<&FirewallRule> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.hook == hook && r.direction.includes(to_port))
+            .filter(|(_, r)| matches!(r.verdict, Verdict::Reject { .. }))
+            .filter(|(_, r)| r.verdict.resets() == resets)
+            .min_by_key(|(i, r)| (r.rank(), r.priority, *i))
+            .map(|(_, r)| r)
+    }
+
     pub fn rules(&self) -> &[FirewallRule] {
         &self.rules
     }

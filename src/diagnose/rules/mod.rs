@@ -17,7 +17,9 @@ mod unreachables;
 
 use super::evidence::Evidence;
 use super::findings::Finding;
+use super::host::firewall::Hook;
 use super::host::HostFacts;
+use super::kernel::PathKey;
 
 /// What the user asked to watch, and the environment it ran in: read once at the edge.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +57,41 @@ pub const RULES: [Rule; 8] = [
     time_wait::findings,
     no_traffic::findings,
 ];
+
+/// The netfilter hook where a packet the kernel saw dropped on `path` was stopped: INPUT
+/// for one that arrived, OUTPUT for one this host sent.
+pub(super) fn hook_of(path: PathKey) -> Hook {
+    match path {
+        PathKey::Ingress => Hook::Input,
+        PathKey::Egress => Hook::Output,
+    }
+}
+
+/// The firewall rule most likely behind an answer (a TCP RST if `resets`, else ICMP) to
+/// a packet stopped at `hook` (one going to the port if `to_port`, the client's), as its
+/// tool prints it: a REJECT of that kind at that hook, or at another hook on the same
+/// path (a reject in FORWARD, in nft's prerouting), else the rule
+/// [`Ruleset::matching`](super::host::firewall::Ruleset::matching) names there. `None`
+/// when the ruleset was not read or holds nothing for the port.
+fn rejecting_rule(
+    facts: Option<&HostFacts>,
+    hook: Hook,
+    to_port: bool,
+    resets: bool,
+) -> Option<String> {
+    let set = facts?.firewall.as_ref()?;
+    let same_path: &[Hook] = match hook {
+        Hook::Output | Hook::Postrouting | Hook::Egress => &[Hook::Output, Hook::Postrouting],
+        Hook::Ingress | Hook::Prerouting | Hook::Input | Hook::Forward => {
+            &[Hook::Input, Hook::Prerouting, Hook::Forward]
+        }
+    };
+    std::iter::once(hook)
+        .chain(same_path.iter().copied())
+        .find_map(|h| set.rejecting(h, to_port, resets))
+        .or_else(|| set.matching(hook, to_port))
+        .map(ToString::to_string)
+}
 
 /// All findings the evidence supports, unranked.
 pub fn evaluate(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {

@@ -1,89 +1,209 @@
-//! Refused connections (the server host answered the SYN with RST): is nothing
-//! listening, or is the listener on another address, family or network namespace, or
-//! does something in between answer for it?
+//! Refused connections (a RST answered the SYN in the server's name): the kernel's word
+//! first, on where that RST came from. This host's TCP (no socket for the SYN: is
+//! nothing listening, or is the listener on another address, family or network
+//! namespace?), a firewall's REJECT (netfilter dropped the SYN and answered it), or
+//! neither (another host or a middlebox). Without the kernel witness, the same
+//! questions are answered from the listeners alone.
 
-use crate::diagnose::cause::{Basis, Cause, Refused, RefusedInNamespace, RefusedWithListener};
+use super::{hook_of, rejecting_rule};
+use crate::decode::Endpoint;
+use crate::diagnose::cause::{
+    Basis, Cause, FirewallResets, Refused, RefusedElsewhere, RefusedInNamespace,
+    RefusedWithListener,
+};
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
-use crate::diagnose::host::HostFacts;
+use crate::diagnose::host::firewall::Hook;
+use crate::diagnose::host::{HostFacts, ProcessInfo};
+use crate::diagnose::kernel::{PathKey, ResetSource};
 use crate::diagnose::rules::Scope;
 
+/// One server's refusals, split by where the kernel says their RSTs came from.
+#[derive(Default)]
+struct Sources {
+    /// This host's TCP: how many, and the most common of its resets.
+    tcp: u64,
+    tcp_source: Option<(ResetSource, u64)>,
+    /// A REJECT rule: how many, and where netfilter stopped most of the SYNs.
+    firewall: u64,
+    firewall_path: Option<(PathKey, u64)>,
+    /// Neither.
+    elsewhere: u64,
+}
+
+impl Sources {
+    fn of(ev: &Evidence, server: Endpoint) -> Sources {
+        let mut s = Sources::default();
+        for ((to, source), &n) in &ev.kernel.refusals {
+            if *to != server {
+                continue;
+            }
+            match source {
+                ResetSource::TcpReply { .. } | ResetSource::SocketClose { .. } => {
+                    s.tcp += n;
+                    most(&mut s.tcp_source, source.clone(), n);
+                }
+                ResetSource::FirewallReject { path } => {
+                    s.firewall += n;
+                    most(&mut s.firewall_path, *path, n);
+                }
+                ResetSource::NotLocalTcp => s.elsewhere += n,
+            }
+        }
+        s
+    }
+}
+
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
-    let port = scope.port;
     let mut out = Vec::new();
     for (&server, &refused) in &ev.refused {
-        let with = |listener| RefusedWithListener {
-            refused,
-            server,
-            listener,
-            port,
-            basis: if facts.is_some() {
-                Basis::Host
-            } else {
-                Basis::Packets
-            },
+        let kernel = Sources::of(ev, server);
+        // Live, the listener the SYNs were meant for, if the last look found one.
+        let meant_for = facts.and_then(|f| f.now.listeners.iter().find(|l| l.accepts(&server)));
+        let named = |f: Finding| match meant_for {
+            Some(l) => f.processes(&l.processes, Role::Listener),
+            None => f,
         };
-        let nothing = |basis| {
-            Finding::new(
-                Cause::NothingListening(Refused {
-                    refused,
-                    server,
-                    port,
-                    basis,
-                }),
-                refused,
-            )
-        };
-        let finding = match facts {
-            Some(f) => {
-                let here = &f.now.listeners;
-                if let Some(l) = here.iter().find(|l| l.accepts(&server)) {
-                    // A listener that should have taken the SYNs: the RST came from a
-                    // filter (`REJECT --reject-with tcp-reset`), not from the stack.
-                    Finding::new(Cause::RefusedDespiteListener(with(l.local)), refused)
-                        .processes(&l.processes, Role::Listener)
-                } else if let Some(l) = here
-                    .iter()
-                    .find(|l| l.local.addr.is_ipv4() != server.addr.is_ipv4())
-                {
-                    Finding::new(Cause::ListenerOtherFamily(with(l.local)), refused)
-                        .processes(&l.processes, Role::Listener)
-                } else if let Some(l) = here.first() {
-                    Finding::new(Cause::ListenerOtherAddress(with(l.local)), refused)
-                        .processes(&l.processes, Role::Listener)
-                } else if let Some(l) = f.now.foreign_listeners.first() {
-                    let cause = Cause::ListenerOtherNamespace(RefusedInNamespace {
-                        refused,
+        if kernel.firewall > 0 {
+            let hook = kernel
+                .firewall_path
+                .map_or(Hook::Input, |(p, _)| hook_of(p));
+            let cause = Cause::RejectedWithReset(FirewallResets {
+                refused: kernel.firewall,
+                server,
+                listener: meant_for.map(|l| l.local),
+                rule: rejecting_rule(facts, hook, true, true),
+                drop_reason: Some("NETFILTER_DROP".into()),
+                hook,
+            });
+            out.push(named(Finding::new(cause, kernel.firewall)));
+        }
+        if kernel.elsewhere > 0 {
+            let cause = Cause::RefusedElsewhere(RefusedElsewhere {
+                refused: kernel.elsewhere,
+                server,
+                listener: meant_for.map(|l| l.local),
+            });
+            out.push(named(Finding::new(cause, kernel.elsewhere)));
+        }
+        if kernel.tcp > 0 {
+            // The kernel's TCP found no socket for the SYN: a listener the last look
+            // found for this address was not there yet (or not any more).
+            let source = kernel.tcp_source.map(|(s, _)| s);
+            out.push(no_socket(ev, facts, scope, server, kernel.tcp, source));
+        }
+        let unwitnessed = refused.saturating_sub(kernel.tcp + kernel.firewall + kernel.elsewhere);
+        if unwitnessed > 0 {
+            out.push(match meant_for {
+                // A listener that should have taken the SYNs: the RST came from a filter
+                // (`REJECT --reject-with tcp-reset`), not from the stack.
+                Some(l) => named(Finding::new(
+                    Cause::RejectedWithReset(FirewallResets {
+                        refused: unwitnessed,
                         server,
-                        listener: l.local,
-                        namespace: l.namespace.clone().unwrap_or_default(),
-                        port,
-                        nsenter_pid: l.processes.first().map_or(0, |p| p.pid),
-                    });
-                    Finding::new(cause, refused).processes(&l.processes, Role::Listener)
-                } else {
-                    nothing(Basis::Host)
-                }
-            }
-            None => {
-                // Packets alone: did connections to the same port on another address or
-                // family succeed in this very capture?
-                let other = ev
-                    .answered
-                    .keys()
-                    .find(|s| s.port == server.port && s.addr != server.addr);
-                match other {
-                    Some(&ok) if ok.addr.is_ipv4() != server.addr.is_ipv4() => {
-                        Finding::new(Cause::ListenerOtherFamily(with(ok)), refused)
-                    }
-                    Some(&ok) => Finding::new(Cause::ListenerOtherAddress(with(ok)), refused),
-                    None => nothing(Basis::Packets),
-                }
-            }
-        };
-        out.push(finding);
+                        listener: Some(l.local),
+                        rule: rejecting_rule(facts, Hook::Input, true, true),
+                        drop_reason: None,
+                        hook: Hook::Input,
+                    }),
+                    unwitnessed,
+                )),
+                None => no_socket(ev, facts, scope, server, unwitnessed, None),
+            });
+        }
     }
     out
+}
+
+/// Keeps `value` in `slot` if it is the most common so far.
+fn most<T>(slot: &mut Option<(T, u64)>, value: T, n: u64) {
+    if slot.as_ref().is_none_or(|(_, m)| n > *m) {
+        *slot = Some((value, n));
+    }
+}
+
+/// `refused` connections to `server` that found no socket: where the listener is
+/// instead, if anywhere. `kernel`: the reset TCP sent, when the witness saw it.
+fn no_socket(
+    ev: &Evidence,
+    facts: Option<&HostFacts>,
+    scope: &Scope,
+    server: Endpoint,
+    refused: u64,
+    kernel: Option<ResetSource>,
+) -> Finding {
+    let port = scope.port;
+    let with = |listener| RefusedWithListener {
+        refused,
+        server,
+        listener,
+        port,
+        basis: if facts.is_some() {
+            Basis::Host
+        } else {
+            Basis::Packets
+        },
+    };
+    let nothing = |basis| {
+        Finding::new(
+            Cause::NothingListening(Refused {
+                refused,
+                server,
+                kernel: kernel.clone(),
+                port,
+                basis,
+            }),
+            refused,
+        )
+    };
+    let listed = |procs: &[ProcessInfo], cause| {
+        Finding::new(cause, refused).processes(procs, Role::Listener)
+    };
+    match facts {
+        Some(f) => {
+            let here: Vec<_> = f
+                .now
+                .listeners
+                .iter()
+                .filter(|l| !l.accepts(&server))
+                .collect();
+            if let Some(l) = here
+                .iter()
+                .find(|l| l.local.addr.is_ipv4() != server.addr.is_ipv4())
+            {
+                listed(&l.processes, Cause::ListenerOtherFamily(with(l.local)))
+            } else if let Some(l) = here.first() {
+                listed(&l.processes, Cause::ListenerOtherAddress(with(l.local)))
+            } else if let Some(l) = f.now.foreign_listeners.first() {
+                let cause = Cause::ListenerOtherNamespace(RefusedInNamespace {
+                    refused,
+                    server,
+                    listener: l.local,
+                    namespace: l.namespace.clone().unwrap_or_default(),
+                    port,
+                    nsenter_pid: l.processes.first().map_or(0, |p| p.pid),
+                });
+                listed(&l.processes, cause)
+            } else {
+                nothing(Basis::Host)
+            }
+        }
+        None => {
+            // Packets alone: did connections to the same port on another address or
+            // family succeed in this very capture?
+            let other = ev
+                .answered
+                .keys()
+                .find(|s| s.port == server.port && s.addr != server.addr);
+            match other {
+                Some(&ok) if ok.addr.is_ipv4() != server.addr.is_ipv4() => {
+                    Finding::new(Cause::ListenerOtherFamily(with(ok)), refused)
+                }
+                Some(&ok) => Finding::new(Cause::ListenerOtherAddress(with(ok)), refused),
+                None => nothing(Basis::Packets),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +212,9 @@ mod tests {
     use crate::diagnose::findings::FindingKind;
     use crate::diagnose::host::Listener;
     use crate::diagnose::tests::*;
-    use crate::flow::{FlowRecord, Outcome};
+    use crate::flow::{FlowRecord, Outcome, Side};
+    use crate::kernel::facts::PathName;
+    use crate::kernel::{KernelFacts, ResetOrigin};
 
     fn kinds(ev: &Evidence, f: Option<&HostFacts>) -> Vec<FindingKind> {
         findings(ev, f, &Scope::port(61999))
@@ -162,6 +284,140 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::ListenerOtherNamespace);
         assert_eq!(evidence_json(&found[0])["namespace"], "net:[4026532000]");
         assert!(found[0].next_step().contains("nsenter -t 4567 -n"));
+    }
+
+    const REJECT_TCP_RESET: &str = "*filter
+:INPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 61999 -j REJECT --reject-with tcp-reset
+COMMIT
+";
+
+    #[test]
+    fn refused_with_a_reset_tcp_sent_for_no_socket_is_nothing_listening_in_the_kernels_words() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            kernel_reset(Side::Server, ResetOrigin::Reply, "NO_SOCKET", None),
+        )]);
+        let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].kind, FindingKind::NothingListening);
+        assert!(
+            found[0].explanation().starts_with(
+                "The kernel answered with a RST: no socket for 127.0.0.1:61999 (NO_SOCKET)."
+            ),
+            "{}",
+            found[0].explanation()
+        );
+        let json = evidence_json(&found[0]);
+        assert_eq!(
+            (&json["origin"], &json["reset_reason"]),
+            (&"reply".into(), &"NO_SOCKET".into())
+        );
+    }
+
+    #[test]
+    fn a_tcp_reset_reject_with_nothing_listening_is_the_firewall_not_nothing_listening() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            netfilter_drop(Side::Client, "SYN", PathName::Ingress),
+        )]);
+        let f = with_firewall(facts(vec![]), REJECT_TCP_RESET);
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::RejectedByFirewall]);
+        let json = evidence_json(&found[0]);
+        assert_eq!(json["drop_reason"], "NETFILTER_DROP");
+        assert_eq!(json["listener"], serde_json::Value::Null);
+        assert_eq!(
+            json["rule"],
+            "iptables -t filter rule \"-A INPUT -p tcp -m tcp --dport 61999 -j REJECT --reject-with tcp-reset\""
+        );
+        assert!(found[0]
+            .explanation()
+            .contains("on arrival, in INPUT (NETFILTER_DROP)"));
+        assert!(found[0]
+            .next_step()
+            .contains("remove or narrow iptables -t filter rule"));
+    }
+
+    #[test]
+    fn a_tcp_reset_reject_in_front_of_a_listener_names_both() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            netfilter_drop(Side::Client, "SYN", PathName::Ingress),
+        )]);
+        let f = with_firewall(facts(vec![listener("0.0.0.0:61999")]), REJECT_TCP_RESET);
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::RejectedByFirewall);
+        assert_eq!(evidence_json(&found[0])["listener"], "0.0.0.0:61999");
+        assert_eq!(found[0].processes[0].process.pid, 4567);
+        assert!(found[0].explanation().contains(
+            "A listener on 0.0.0.0:61999 exists: without the rule the connection would succeed."
+        ));
+    }
+
+    #[test]
+    fn a_reject_in_output_is_said_to_stop_the_syn_as_it_leaves() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            netfilter_drop(Side::Client, "SYN", PathName::Egress),
+        )]);
+        let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::RejectedByFirewall);
+        assert!(found[0].explanation().contains("on the way out, in OUTPUT"));
+        assert_eq!(evidence_json(&found[0])["rule"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_kernels_no_socket_outweighs_a_listener_the_last_look_found() {
+        // The listener came up after the refusal: the kernel's reset says there was no
+        // socket, so this is no firewall.
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            kernel_reset(Side::Server, ResetOrigin::Reply, "NO_SOCKET", None),
+        )]);
+        let f = facts(vec![listener("127.0.0.1:61999")]);
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::NothingListening]);
+    }
+
+    #[test]
+    fn a_refusal_neither_tcp_nor_the_firewall_here_sent_came_from_elsewhere() {
+        let ev = witnessed(&[(refused("10.0.0.5:61999"), KernelFacts::default())]);
+        let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, FindingKind::RefusedElsewhere);
+        assert!(found[0].headline().contains("not by this host"));
+        assert!(
+            found[0].explanation().contains("another host")
+                || found[0].explanation().contains("middlebox")
+        );
+        assert!(found[0].next_step().starts_with("on 10.0.0.5's host"));
+    }
+
+    #[test]
+    fn refusals_of_different_origins_are_told_apart() {
+        let ev = witnessed(&[
+            (
+                refused("127.0.0.1:61999"),
+                kernel_reset(Side::Server, ResetOrigin::Reply, "NO_SOCKET", None),
+            ),
+            (
+                refused("127.0.0.1:61999"),
+                netfilter_drop(Side::Client, "SYN", PathName::Ingress),
+            ),
+            (
+                refused("127.0.0.1:61999"),
+                netfilter_drop(Side::Client, "SYN", PathName::Ingress),
+            ),
+        ]);
+        let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
+        let weights: Vec<_> = found.iter().map(|f| (f.kind, f.weight)).collect();
+        assert_eq!(
+            weights,
+            [
+                (FindingKind::RejectedByFirewall, 2),
+                (FindingKind::NothingListening, 1)
+            ]
+        );
     }
 
     #[test]

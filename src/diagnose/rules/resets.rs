@@ -1,11 +1,16 @@
 //! Accepted connections torn down by a RST, per side: what most of them looked like
 //! (right after the handshake, with the peer's data unread, mid-transfer), and live, the
-//! kernel's word on closes with unread data (TCPAbortOnClose).
+//! kernel's word: which socket reset its own connection as its process closed it, and
+//! why (the witness's `sk_rst_reason`), or whether TCP answered a segment, a firewall
+//! answered for it, or the RST came from elsewhere; without the witness, the kernel's
+//! count of closes with unread data (TCPAbortOnClose).
 
+use super::{hook_of, rejecting_rule};
 use crate::diagnose::cause::{Cause, Resets};
 use crate::diagnose::evidence::{Evidence, ResetContext};
 use crate::diagnose::findings::Finding;
 use crate::diagnose::host::{Counter, HostFacts};
+use crate::diagnose::kernel::ResetSource;
 use crate::diagnose::rules::Scope;
 use crate::flow::Side;
 
@@ -23,11 +28,28 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
             }
         }
         let Some((context, _)) = top else { continue };
+        // The kernel's word on most of them, when the witness ran.
+        let mut witnessed: Option<(&ResetSource, u64)> = None;
+        for ((by, source), &n) in &ev.kernel.resets {
+            if *by == side && witnessed.is_none_or(|(_, m)| n > m) {
+                witnessed = Some((source, n));
+            }
+        }
+        let kernel = witnessed.map(|(s, _)| s.clone());
+        // A RST in this side's name that netfilter sent for the peer's packet.
+        let rule = match &kernel {
+            Some(ResetSource::FirewallReject { path }) => {
+                rejecting_rule(facts, hook_of(*path), side == Side::Server, true)
+            }
+            _ => None,
+        };
         let cause = Cause::Reset(Resets {
             resets: total,
             context,
             // Linux counts a close() with unread data, answered with RST, here.
             abort_on_close: facts.map(|f| f.delta(Counter::TcpAbortOnClose)),
+            kernel,
+            rule,
             by: side,
         });
         out.push(Finding::new(cause, total));
@@ -41,6 +63,8 @@ mod tests {
     use crate::diagnose::findings::FindingKind;
     use crate::diagnose::tests::*;
     use crate::flow::{FlowRecord, Outcome};
+    use crate::kernel::facts::PathName;
+    use crate::kernel::{KernelFacts, ResetOrigin};
 
     fn reset_by(side: Side, bytes: [u64; 2], last: Option<Side>) -> FlowRecord {
         FlowRecord {
@@ -80,5 +104,148 @@ mod tests {
         let found = findings(&evidence(&[unread]), Some(&f), &Scope::port(61999));
         assert_eq!(evidence_json(&found[0])["abort_on_close"], 5);
         assert!(found[0].explanation().contains("TCPAbortOnClose grew by 5"));
+    }
+
+    #[test]
+    fn closing_with_unread_data_names_the_process_and_the_kernels_reason() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let k = kernel_reset(
+            Side::Server,
+            ResetOrigin::Socket,
+            "TCP_ABORT_ON_CLOSE",
+            Some(("python3", 4242)),
+        );
+        let found = findings(&witnessed(&[(unread, k)]), None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByServer);
+        assert_eq!(
+            found[0].headline(),
+            "1 connection reset by the server: python3 (pid 4242) closed its socket with the \
+             client's data unread: the kernel reset the connection (TCP_ABORT_ON_CLOSE)"
+        );
+        let json = evidence_json(&found[0]);
+        assert_eq!(json["origin"], "socket");
+        assert_eq!(json["reset_reason"], "TCP_ABORT_ON_CLOSE");
+        assert_eq!(
+            (&json["process"], &json["pid"]),
+            (&"python3".into(), &4242.into())
+        );
+        assert!(found[0]
+            .next_step()
+            .contains("make python3 (pid 4242) read the whole request"));
+    }
+
+    #[test]
+    fn an_so_linger_zero_close_is_an_abort_by_its_process_not_a_rejected_connection() {
+        let quiet = reset_by(Side::Server, [0, 0], None);
+        let k = kernel_reset(
+            Side::Server,
+            ResetOrigin::Socket,
+            "TCP_STATE",
+            Some(("nginx", 77)),
+        );
+        let found = findings(&witnessed(&[(quiet, k)]), None, &Scope::port(61999));
+        let w = found[0].words();
+        assert!(
+            w.headline.ends_with(
+                "nginx (pid 77) closed its socket with SO_LINGER 0 (or disconnected it): the kernel \
+                 reset the connection (TCP_STATE)"
+            ),
+            "{}",
+            w.headline
+        );
+        assert!(
+            w.explanation.contains("right after the handshake"),
+            "{}",
+            w.explanation
+        );
+        assert!(!w.explanation.contains("access rule"), "{}", w.explanation);
+    }
+
+    #[test]
+    fn a_keepalive_timeout_does_not_blame_whichever_process_was_running() {
+        let quiet = reset_by(Side::Client, [10, 10], Some(Side::Client));
+        let k = kernel_reset(
+            Side::Client,
+            ResetOrigin::Socket,
+            "TCP_KEEPALIVE_TIMEOUT",
+            Some(("swapper/1", 0)),
+        );
+        let found = findings(&witnessed(&[(quiet, k)]), None, &Scope::port(61999));
+        assert!(
+            !found[0].headline().contains("swapper"),
+            "{}",
+            found[0].headline()
+        );
+        assert!(found[0]
+            .headline()
+            .contains("keepalive probes went unanswered"));
+    }
+
+    #[test]
+    fn a_reset_tcp_sent_for_a_closed_socket_says_so() {
+        let late = reset_by(Side::Server, [10, 10], Some(Side::Client));
+        let k = kernel_reset(Side::Server, ResetOrigin::Reply, "NO_SOCKET", None);
+        let found = findings(&witnessed(&[(late, k)]), None, &Scope::port(61999));
+        assert!(found[0]
+            .headline()
+            .contains("its TCP answered a segment with RST (NO_SOCKET)"));
+        assert!(found[0].explanation().contains("no socket for it any more"));
+        assert_eq!(evidence_json(&found[0])["origin"], "reply");
+    }
+
+    #[test]
+    fn a_reset_netfilter_sent_mid_connection_names_the_reject_rule() {
+        let mid = reset_by(Side::Server, [10, 5000], Some(Side::Server));
+        let k = netfilter_drop(Side::Client, "data", PathName::Ingress);
+        let f = with_firewall(
+            facts(vec![]),
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 61999 -m state --state ESTABLISHED -j REJECT --reject-with tcp-reset\nCOMMIT\n",
+        );
+        let found = findings(&witnessed(&[(mid, k)]), Some(&f), &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByServer);
+        assert!(found[0]
+            .headline()
+            .contains("reset by a firewall rule in the server's name"));
+        let json = evidence_json(&found[0]);
+        assert_eq!(json["origin"], "firewall");
+        assert!(
+            json["rule"]
+                .as_str()
+                .unwrap()
+                .contains("--reject-with tcp-reset"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_reset_neither_tcp_nor_the_firewall_here_sent_came_from_elsewhere() {
+        let idle = reset_by(Side::Server, [10, 10], Some(Side::Server));
+        let found = findings(
+            &witnessed(&[(idle, KernelFacts::default())]),
+            None,
+            &Scope::port(61999),
+        );
+        assert!(found[0].headline().contains("not by this host"));
+        assert!(found[0].explanation().contains("middlebox"));
+        assert_eq!(evidence_json(&found[0])["origin"], "elsewhere");
+    }
+
+    #[test]
+    fn refusals_are_not_counted_among_the_resets_of_accepted_connections() {
+        let ev = witnessed(&[(
+            refused("127.0.0.1:61999"),
+            kernel_reset(Side::Server, ResetOrigin::Reply, "NO_SOCKET", None),
+        )]);
+        assert!(ev.kernel.resets.is_empty());
+        assert!(findings(&ev, None, &Scope::port(61999)).is_empty());
+    }
+
+    #[test]
+    fn a_replay_has_no_kernel_keys_in_its_evidence() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let found = findings(&evidence(&[unread]), None, &Scope::port(61999));
+        let json = evidence_json(&found[0]);
+        let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["resets", "context", "abort_on_close"]);
     }
 }

@@ -649,3 +649,48 @@ fn command_not_installed_is_said_so() {
     let err = command::run("portsniff-no-such-tool", DEADLINE).unwrap_err();
     assert!(matches!(err, FirewallError::NotInstalled { .. }), "{err}");
 }
+
+/// A DROP and two REJECTs on the same port, as a user who tried several might leave them.
+const DROP_THEN_REJECTS: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 61999 -j DROP
+-A INPUT -p tcp -m tcp --dport 61999 -j REJECT --reject-with icmp-host-unreachable
+-A INPUT -p tcp -m tcp --dport 61999 -j REJECT --reject-with tcp-reset
+COMMIT
+";
+
+#[test]
+fn a_reset_the_kernel_saw_netfilter_send_is_blamed_on_the_tcp_reset_reject() {
+    let set = Ruleset::parse_iptables_save(DROP_THEN_REJECTS, Tool::Iptables, 61999);
+    assert!(set
+        .matching(Hook::Input, true)
+        .unwrap()
+        .text
+        .ends_with("-j DROP"));
+    let rule = set.rejecting(Hook::Input, true, true).unwrap();
+    assert!(rule.text.ends_with("--reject-with tcp-reset"), "{rule}");
+}
+
+#[test]
+fn an_icmp_error_from_the_server_itself_is_blamed_on_the_icmp_reject() {
+    let set = Ruleset::parse_iptables_save(DROP_THEN_REJECTS, Tool::Iptables, 61999);
+    let rule = set.rejecting(Hook::Input, true, false).unwrap();
+    assert!(
+        rule.text.ends_with("--reject-with icmp-host-unreachable"),
+        "{rule}"
+    );
+}
+
+#[test]
+fn a_drop_rule_sends_no_answer_and_is_no_rejecting_rule() {
+    let set = Ruleset::parse_iptables_save(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 61999 -j DROP\nCOMMIT\n",
+        Tool::Iptables,
+        61999,
+    );
+    assert!(set.matching(Hook::Input, true).is_some());
+    assert_eq!(set.rejecting(Hook::Input, true, true), None);
+    assert_eq!(set.rejecting(Hook::Input, true, false), None);
+}
