@@ -18,7 +18,7 @@ pub struct Streamed {
     pub final_flows: u64,
     /// `{"type":"flow","final":false,…}` lines (live pending notices).
     pub pending: u64,
-    /// Final flow lines ending with `"ended_by":"evicted"}`.
+    /// Final flow lines with `"ended_by":"evicted"`.
     pub evicted: u64,
     /// Other lines (findings, ladders): not counted above.
     pub other: u64,
@@ -49,11 +49,13 @@ impl Streamed {
     fn count(&mut self, line: &[u8]) {
         const FINAL: &[u8] = b"{\"type\":\"flow\",\"final\":true,";
         const PENDING: &[u8] = b"{\"type\":\"flow\",\"final\":false,";
-        const EVICTED: &[u8] = b"\"ended_by\":\"evicted\"}";
+        // `ended_by` comes after every counter, before the processes and the kernel's
+        // facts: search the line's tail, not its end.
+        const EVICTED: &[u8] = b"\"ended_by\":\"evicted\",";
         self.lines += 1;
         if line.starts_with(FINAL) {
             self.final_flows += 1;
-            if line.ends_with(EVICTED) {
+            if line.windows(EVICTED.len()).rev().any(|w| w == EVICTED) {
                 self.evicted += 1;
             }
         } else if line.starts_with(PENDING) {
