@@ -258,9 +258,14 @@ impl Prepared<'_> {
         };
         // System facts (/proc) only describe the machine we capture on, live.
         let facts = if live {
-            HostFacts::first_look(cfg.port, cfg.attribution).map(|f| HostFacts {
-                firewall: firewall.map(Arc::new),
-                ..f
+            let taken = wall_clock();
+            HostFacts::first_look(cfg.port, cfg.attribution).map(|mut f| {
+                f.start.taken = taken;
+                f.now.taken = taken;
+                HostFacts {
+                    firewall: firewall.map(Arc::new),
+                    ..f
+                }
             })
         } else {
             None
@@ -344,7 +349,7 @@ impl Prepared<'_> {
             diagnoser,
             capture,
             table: table_stats,
-            findings,
+            diagnosis,
             kernel: kernel_counts,
         } = done;
         let evidence = diagnoser.evidence();
@@ -370,7 +375,7 @@ impl Prepared<'_> {
             ..summary
         };
         if !output_closed {
-            if let Err(e) = report.finish(&findings, &summary) {
+            if let Err(e) = report.finish(&diagnosis, &summary) {
                 output_closed = closed_output(e, &stop)?;
             }
         }

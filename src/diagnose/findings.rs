@@ -4,6 +4,7 @@
 
 use super::cause::Cause;
 use super::host::ProcessInfo;
+use super::listeners::FactChange;
 use super::wording::{self, Words};
 use serde::Serialize;
 
@@ -115,6 +116,10 @@ pub struct Finding {
     pub processes: Vec<NamedProcess>,
     /// What it rests on; serializes as the JSON `evidence` object.
     pub cause: Cause,
+    /// The final diagnosis only: listener changes after the moment it rests on (the
+    /// refusals it explains, or when it was printed live), so that it is never read as
+    /// a statement about now when the facts have moved.
+    pub facts_changed: Vec<FactChange>,
 }
 
 impl Finding {
@@ -125,6 +130,7 @@ impl Finding {
             weight,
             processes: Vec::new(),
             cause,
+            facts_changed: Vec::new(),
         }
     }
 

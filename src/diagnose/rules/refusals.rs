@@ -1,6 +1,10 @@
 //! Refused connections (the server host answered the SYN with RST): is nothing
 //! listening, or is the listener on another address, family or network namespace, or
 //! does something in between answer for it?
+//!
+//! Live, a refusal is judged by the listeners when it happened
+//! ([`HostFacts::listeners_when_refused`]): a server started a moment later did not
+//! refuse it, and one that stopped since did.
 
 use crate::diagnose::cause::{Basis, Cause, Refused, RefusedInNamespace, RefusedWithListener};
 use crate::diagnose::evidence::Evidence;
@@ -36,7 +40,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         };
         let finding = match facts {
             Some(f) => {
-                let here = &f.now.listeners;
+                let here = f.listeners_when_refused(&server);
                 if let Some(l) = here.iter().find(|l| l.accepts(&server)) {
                     // A listener that should have taken the SYNs: the RST came from a
                     // filter (`REJECT --reject-with tcp-reset`), not from the stack.
@@ -128,6 +132,21 @@ mod tests {
         let ev = evidence(&[refused("127.0.0.1:61999")]);
         let f = facts(vec![listener("[::]:61999")]);
         assert_eq!(kinds(&ev, Some(&f)), [FindingKind::ListenerOtherFamily]);
+    }
+
+    #[test]
+    fn refused_is_judged_by_the_listeners_when_it_happened_not_now() {
+        let ev = evidence(&[refused("127.0.0.1:61999")]);
+        // The server was on ::1 at the refusal, and has stopped since.
+        let mut f = facts(vec![]);
+        f.refused_at
+            .insert(ep("127.0.0.1:61999"), vec![listener("[::1]:61999")]);
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::ListenerOtherFamily]);
+        // Nothing listened at the refusal; a listener that matches started after it:
+        // not a firewall.
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.refused_at.insert(ep("127.0.0.1:61999"), vec![]);
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::NothingListening]);
     }
 
     #[test]
