@@ -122,9 +122,15 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
     #[cfg(feature = "kernel-witness")]
     {
         let witness = crate::kernel::Witness::attach(cfg.port)?;
+        let names = Names::of_kernel();
+        // Reading /proc/kallsyms takes ~0.1 s (a second unoptimised): done on the first
+        // drop to name, it stalled the flow stage in front of that connection's line and
+        // every line behind it, past the 50 ms a refusal has to reach the screen. Before
+        // the banner, nobody waits for it.
+        let _ = names.function_at(0);
         Ok(Witnessed_ {
             witness,
-            names: Arc::new(Names::of_kernel()),
+            names: Arc::new(names),
         })
     }
     #[cfg(not(feature = "kernel-witness"))]

@@ -13,7 +13,8 @@ use std::sync::{Mutex, OnceLock};
 pub struct Names {
     pub reasons: Reasons,
     /// /proc/kallsyms, opened while portsniff had its privileges and read on the first
-    /// drop to name (it takes ~0.1 s, which a run without drops never pays).
+    /// function to name (~0.1 s; a live capture asks before it starts, so that no line
+    /// waits for it).
     kallsyms: Mutex<Option<File>>,
     symbols: OnceLock<Symbols>,
 }
