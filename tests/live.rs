@@ -8,11 +8,13 @@
 
 mod support;
 
-/// Scenarios of their own: IPv6, a namespace with a firewall rule, and the firewall
-/// reader inside a namespace.
+/// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
+/// inside a namespace, and the facts at the moment of a refusal (listeners started just
+/// before it, updates when they change).
 mod live {
     mod firewall;
     mod ipv6;
+    mod kernel_moment;
     mod namespace;
 }
 
