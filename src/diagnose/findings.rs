@@ -51,6 +51,21 @@ impl FindingKind {
         }
     }
 
+    /// Findings that rest on what listens on the port (whether, where, with what
+    /// queue): a listener starting or stopping after their moment is news to them.
+    pub fn rests_on_listeners(self) -> bool {
+        matches!(
+            self,
+            FindingKind::NothingListening
+                | FindingKind::ListenerOtherFamily
+                | FindingKind::ListenerOtherAddress
+                | FindingKind::ListenerOtherNamespace
+                | FindingKind::RejectedByFirewall
+                | FindingKind::SilentlyDropped
+                | FindingKind::AcceptQueueFull
+        )
+    }
+
     /// Findings that only make sense once the capture is over (they are about absence
     /// or accumulation); all others may be printed live as soon as they are found.
     pub fn needs_whole_capture(self) -> bool {

@@ -73,7 +73,8 @@ pub struct Superseded {
     /// As it was printed.
     pub live: Finding,
     pub printed_at: Timestamp,
-    /// What changed after it was printed (empty: the rest of the capture outweighed it).
+    /// The listener changes after it was printed (empty: none; the whole capture and the
+    /// last, complete look at the machine outweighed it).
     pub changes: Vec<FactChange>,
 }
 
@@ -305,17 +306,24 @@ impl Diagnoser {
         }
     }
 
-    /// Live: listener changes after the moment of printed findings, each said once.
-    /// Changes before the first finding's moment are not news: it rests on them.
+    /// Live: listener changes after the moment of printed findings that rest on the
+    /// listeners, each said once. Changes before the first such finding's moment are
+    /// not news: it rests on them.
     pub fn updates(&mut self) -> Vec<Update> {
         let Some(t) = &self.listeners else {
             return Vec::new();
         };
         let from = std::mem::replace(&mut self.said, t.next_seq());
-        if self.printed.is_empty() {
+        let earlier: Vec<FindingKind> = self
+            .printed
+            .iter()
+            .map(|(_, f)| f.kind)
+            .filter(|k| k.rests_on_listeners())
+            .collect();
+        if earlier.is_empty() {
+            self.unsaid.clear();
             return Vec::new();
         }
-        let earlier: Vec<FindingKind> = self.printed.iter().map(|(_, f)| f.kind).collect();
         let unsaid = std::mem::take(&mut self.unsaid);
         unsaid
             .into_iter()
@@ -394,9 +402,16 @@ impl Diagnoser {
         // The new findings rest on the listener changes up to their moment; a change
         // after it (a server started between a refusal and this poll) is still news, and
         // so is any change not yet said if findings were printed before.
-        let moment = out.iter().map(|f| self.moment_of(f, wall)).min();
+        let moment = out
+            .iter()
+            .filter(|f| f.kind.rests_on_listeners())
+            .map(|f| self.moment_of(f, wall))
+            .min();
         if let (Some(t), Some(moment)) = (&self.listeners, moment) {
-            let before = !self.printed.is_empty();
+            let before = self
+                .printed
+                .iter()
+                .any(|(_, f)| f.kind.rests_on_listeners());
             self.unsaid.extend(
                 t.changes_from(self.said)
                     .filter(|c| before || c.from > moment)
@@ -443,6 +458,7 @@ impl Diagnoser {
                 .find(|(_, p)| p.kind == f.kind)
                 .map(|(at, _)| *at);
             let moment = match (f.cause.refused_server(), printed) {
+                _ if !f.kind.rests_on_listeners() => None,
                 (Some(server), _) => self.refused_at.get(&server).copied(),
                 (None, printed) => printed,
             };
@@ -457,7 +473,11 @@ impl Diagnoser {
             .map(|(at, p)| Superseded {
                 live: p.clone(),
                 printed_at: *at,
-                changes: latest(*at),
+                changes: if p.kind.rests_on_listeners() {
+                    latest(*at)
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         Diagnosis {

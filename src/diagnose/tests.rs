@@ -400,3 +400,22 @@ fn listener_changes_before_any_finding_are_not_updates() {
     d.listener_changed(&listen_event("127.0.0.1:61999", true, 1_000), None);
     assert!(d.updates().is_empty());
 }
+
+#[test]
+fn a_listener_change_is_no_update_to_findings_that_do_not_rest_on_listeners() {
+    let t0 = Instant::now();
+    let mut d = live(vec![listener("127.0.0.1:61999")]);
+    d.flow_finished(
+        &FlowRecord {
+            reset_by: Some(Side::Server),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        },
+        None,
+    );
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::ResetByServer]);
+    d.listener_changed(&listen_event("127.0.0.1:61999", false, 2_000), None);
+    assert!(d.updates().is_empty());
+    let end = d.finish(None);
+    assert!(end.findings.iter().all(|f| f.facts_changed.is_empty()));
+}

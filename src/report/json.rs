@@ -345,8 +345,8 @@ pub fn write_update(out: &mut dyn Write, u: &Update) -> io::Result<()> {
 }
 
 /// `{"type":"update","final":true,"change":"superseded",…}`: a live finding the final
-/// diagnosis does not repeat, and the changes since it was printed (empty: the rest of
-/// the capture outweighed it).
+/// diagnosis does not repeat, and the listener changes since it was printed (empty: the
+/// whole capture and the last look outweighed it).
 #[derive(Serialize)]
 struct SupersededLine<'a> {
     r#type: &'static str,

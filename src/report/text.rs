@@ -460,7 +460,7 @@ pub fn write_diagnosis(
         if s.changes.is_empty() {
             writeln!(
                 out,
-                "     why: the rest of the capture outweighed it (no listener changed since); the findings above are the whole capture's"
+                "     why: the whole capture and a complete last look at the machine (other namespaces too) support the findings above instead; no listener on the port changed since it was printed"
             )?;
         }
         for c in &s.changes {
