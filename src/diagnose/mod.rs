@@ -314,6 +314,10 @@ impl Diagnoser {
             return Vec::new();
         };
         let from = std::mem::replace(&mut self.said, t.next_seq());
+        // Called after every batch: nothing new must cost nothing (no allocation).
+        if from == self.said && self.unsaid.is_empty() {
+            return Vec::new();
+        }
         let earlier: Vec<FindingKind> = self
             .printed
             .iter()
