@@ -305,24 +305,20 @@ impl LiveView {
 
 /// The table's listener line: `python3 (pid 4242) on [::1]:61999 since 12:00:02.400000`.
 fn listener_line(c: &FactChange) -> String {
-    let who = c
-        .process
-        .as_ref()
-        .map(|p| format!("{} (pid {})", p.name, p.pid));
+    let (ep, at) = (c.endpoint, clock(c.at));
     let since = if c.exact { "since" } else { "first seen" };
-    match (c.kind, who) {
-        (ChangeKind::ListenerStarted, Some(who)) => {
-            format!("{who} on {} {since} {}", c.endpoint, clock(c.at))
+    match (c.kind, &c.process) {
+        (ChangeKind::ListenerStarted, Some(p)) => {
+            format!("{} (pid {}) on {ep} {since} {at}", p.name, p.pid)
         }
-        (ChangeKind::ListenerStarted, None) => format!("on {} {since} {}", c.endpoint, clock(c.at)),
-        (ChangeKind::ListenerStopped, Some(who)) => format!(
-            "none on {} since {} ({who} stopped)",
-            c.endpoint,
-            clock(c.at)
-        ),
-        (ChangeKind::ListenerStopped, None) => {
-            format!("none on {} since {}", c.endpoint, clock(c.at))
+        (ChangeKind::ListenerStarted, None) => format!("on {ep} {since} {at}"),
+        (ChangeKind::ListenerStopped, Some(p)) => {
+            format!(
+                "none on {ep} since {at} ({}, pid {}, stopped)",
+                p.name, p.pid
+            )
         }
+        (ChangeKind::ListenerStopped, None) => format!("none on {ep} since {at}"),
     }
 }
 
