@@ -122,6 +122,8 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
     #[cfg(feature = "kernel-witness")]
     {
         let witness = crate::kernel::Witness::attach(cfg.port)?;
+        // Reads /proc/kallsyms now, before the banner, while still privileged
+        // (Names::of_kernel says why not later).
         Ok(Witnessed_ {
             witness,
             names: Arc::new(Names::of_kernel()),
@@ -258,9 +260,14 @@ impl Prepared<'_> {
         };
         // System facts (/proc) only describe the machine we capture on, live.
         let facts = if live {
-            HostFacts::first_look(cfg.port, cfg.attribution).map(|f| HostFacts {
-                firewall: firewall.map(Arc::new),
-                ..f
+            let taken = wall_clock();
+            HostFacts::first_look(cfg.port, cfg.attribution).map(|mut f| {
+                f.start.taken = taken;
+                f.now.taken = taken;
+                HostFacts {
+                    firewall: firewall.map(Arc::new),
+                    ..f
+                }
             })
         } else {
             None
@@ -350,7 +357,7 @@ impl Prepared<'_> {
             diagnoser,
             capture,
             table: table_stats,
-            findings,
+            diagnosis,
             kernel: kernel_counts,
         } = done;
         let evidence = diagnoser.evidence();
@@ -376,7 +383,7 @@ impl Prepared<'_> {
             ..summary
         };
         if !output_closed {
-            if let Err(e) = report.finish(&findings, &summary) {
+            if let Err(e) = report.finish(&diagnosis, &summary) {
                 output_closed = closed_output(e, &stop)?;
             }
         }

@@ -10,11 +10,13 @@ mod support;
 
 /// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
 /// inside a namespace, and the kernel witness: its scope (namespaces, ports), its word on
-/// drops, resets and ICMP errors, its fallback and its detaching.
+/// drops, resets and ICMP errors, its fallback and its detaching, and the facts at the
+/// moment of a refusal (listeners started just before it, updates when they change).
 mod live {
     mod firewall;
     mod ipv6;
     mod kernel_drops;
+    mod kernel_moment;
     mod kernel_resets;
     mod kernel_scope;
     mod namespace;

@@ -103,6 +103,18 @@ impl Cause {
         }
     }
 
+    /// The server endpoint of a refusal finding: its refusals are judged at their moment.
+    pub fn refused_server(&self) -> Option<Endpoint> {
+        match self {
+            Cause::ListenerOtherFamily(e) | Cause::ListenerOtherAddress(e) => Some(e.server),
+            Cause::RejectedWithReset(e) => Some(e.server),
+            Cause::RefusedElsewhere(e) => Some(e.server),
+            Cause::ListenerOtherNamespace(e) => Some(e.server),
+            Cause::NothingListening(e) => Some(e.server),
+            _ => None,
+        }
+    }
+
     /// Errors make connections fail; warnings are wrong or about to be. A full accept
     /// queue inferred from packets alone is only a warning: the kernel was not asked.
     /// Drops the connections got past (a retransmission went through) are warnings.

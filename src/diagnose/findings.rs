@@ -4,6 +4,7 @@
 
 use super::cause::Cause;
 use super::host::ProcessInfo;
+use super::listeners::FactChange;
 use super::wording::{self, Words};
 use serde::Serialize;
 
@@ -54,6 +55,21 @@ impl FindingKind {
             FindingKind::EphemeralPortsExhausted => "ephemeral_ports_exhausted",
             FindingKind::NoTraffic => "no_traffic",
         }
+    }
+
+    /// Findings that rest on what listens on the port (whether, where, with what
+    /// queue): a listener starting or stopping after their moment is news to them.
+    pub fn rests_on_listeners(self) -> bool {
+        matches!(
+            self,
+            FindingKind::NothingListening
+                | FindingKind::ListenerOtherFamily
+                | FindingKind::ListenerOtherAddress
+                | FindingKind::ListenerOtherNamespace
+                | FindingKind::RejectedByFirewall
+                | FindingKind::SilentlyDropped
+                | FindingKind::AcceptQueueFull
+        )
     }
 
     /// Findings that only make sense once the capture is over (they are about absence
@@ -121,6 +137,10 @@ pub struct Finding {
     pub processes: Vec<NamedProcess>,
     /// What it rests on; serializes as the JSON `evidence` object.
     pub cause: Cause,
+    /// The final diagnosis only: listener changes after the moment it rests on (the
+    /// refusals it explains, or when it was printed live), so that it is never read as
+    /// a statement about now when the facts have moved.
+    pub facts_changed: Vec<FactChange>,
 }
 
 impl Finding {
@@ -131,6 +151,7 @@ impl Finding {
             weight,
             processes: Vec::new(),
             cause,
+            facts_changed: Vec::new(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `rules`: one cause family per file, pure functions from evidence and facts to
 //!   findings.
 //! - [`cause`] and `wording`: what a finding rests on, typed, and how it is said.
+//! - [`listeners`]: the port's listeners over time, so that a refusal is judged by the
+//!   listeners at its moment and a live finding whose facts change gets an update.
 //!
 //! It consumes the flow stage's records and never touches packets or output formats. It
 //! starts no thread and reads no clock: the pipeline runs the host reads on its helper
@@ -18,6 +20,7 @@ pub mod evidence;
 pub mod findings;
 pub mod host;
 pub mod kernel;
+pub mod listeners;
 mod rules;
 mod wording;
 
@@ -28,12 +31,15 @@ pub use host::{
     Counters, FlowProcesses, HostFacts, ListenerView, LookupRequest, ProcessInfo, Snapshot,
     SystemView,
 };
+pub use listeners::{ChangeKind, FactChange};
 pub use rules::Scope;
 
-use crate::decode::Endpoint;
+use crate::decode::{Endpoint, Timestamp};
 use crate::flow::FlowRecord;
-use crate::kernel::{KernelEvent, KernelFacts};
-use std::collections::{HashMap, HashSet};
+use crate::flow::Outcome;
+use crate::kernel::{EventKind, KernelEvent, KernelFacts, TcpState};
+use listeners::Timeline;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Live: most often that findings are looked for while problems keep coming.
@@ -43,6 +49,42 @@ const POLL: Duration = Duration::from_millis(100);
 const LOOKUPS_PER_SEC: u32 = 4;
 /// Live: most flows whose processes are remembered until their final record.
 const PROCESSES_CAP: usize = 10_000;
+/// Live: most often the port's sockets are looked at for a problem. A look is one
+/// sock_diag dump (tens of microseconds); a flood of refusals must not make it one per
+/// connection, and 10 ms is still "at the moment" next to the 1 s of the refresher.
+const LOOK_EVERY: Duration = Duration::from_millis(10);
+/// Live: most server endpoints whose last refusal time is remembered (beyond, a refusal
+/// is judged by the listeners now).
+const REFUSED_AT_CAP: usize = 256;
+/// Most changes said under one finding of the final diagnosis (the latest ones).
+const CHANGES_SAID: usize = 8;
+
+/// The final diagnosis: the ranked findings (each with what changed after the moment it
+/// rests on), and the live findings it no longer repeats, with why.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Diagnosis {
+    pub findings: Vec<Finding>,
+    pub superseded: Vec<Superseded>,
+}
+
+/// A live finding the final diagnosis does not repeat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Superseded {
+    /// As it was printed.
+    pub live: Finding,
+    pub printed_at: Timestamp,
+    /// The listener changes after it was printed (empty: none; the whole capture and the
+    /// last, complete look at the machine outweighed it).
+    pub changes: Vec<FactChange>,
+}
+
+/// Live: a fact changed after findings were printed that rested on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub change: FactChange,
+    /// The live findings printed before the change, in the order printed.
+    pub earlier: Vec<FindingKind>,
+}
 
 /// Accumulates evidence and turns it into findings.
 pub struct Diagnoser {
@@ -60,6 +102,21 @@ pub struct Diagnoser {
     processes: HashMap<u64, FlowProcesses>,
     /// The current second of lookups: when it began, how many were asked.
     lookups: Option<(Instant, u32)>,
+    /// Live: the port's listeners over the run.
+    listeners: Option<Timeline>,
+    /// Live: when the last connection to each server endpoint was refused: the moment
+    /// its refusals are judged at.
+    refused_at: BTreeMap<Endpoint, Timestamp>,
+    /// Live: a problem arrived that the port's sockets were not looked at for yet.
+    look_wanted: bool,
+    looked: Option<Instant>,
+    /// Live findings as printed, with when.
+    printed: Vec<(Timestamp, Finding)>,
+    /// Listener changes numbered below this were said (in a finding or an update).
+    said: u64,
+    /// Changes already behind `said` that are still news: they came after the moment
+    /// a finding printed later rests on (a refusal judged after a listener started).
+    unsaid: Vec<FactChange>,
 }
 
 impl Diagnoser {
@@ -69,7 +126,6 @@ impl Diagnoser {
     pub fn new(scope: Scope, facts: Option<HostFacts>, attribution: bool) -> Diagnoser {
         Diagnoser {
             scope,
-            facts,
             attribution,
             dirty: false,
             polled: None,
@@ -78,6 +134,16 @@ impl Diagnoser {
             emitted: HashSet::new(),
             processes: HashMap::new(),
             lookups: None,
+            listeners: facts
+                .as_ref()
+                .map(|f| Timeline::first_look(&f.now.listeners, f.now.taken)),
+            facts,
+            refused_at: BTreeMap::new(),
+            look_wanted: false,
+            looked: None,
+            printed: Vec::new(),
+            said: 0,
+            unsaid: Vec::new(),
         }
     }
 
@@ -153,12 +219,28 @@ impl Diagnoser {
         if let Some(k) = kernel {
             self.ev.kernel.add(r, k);
             if self.facts.is_some() && (!k.drops.is_empty() || !k.resets_sent.is_empty()) {
-                self.dirty = true;
+                self.problem();
             }
         }
-        if self.facts.is_some() && (r.outcome.is_problem() || r.port_reused) {
-            self.dirty = true;
+        if self.facts.is_none() {
+            return;
         }
+        if r.outcome == Outcome::Refused
+            && (self.refused_at.len() < REFUSED_AT_CAP || self.refused_at.contains_key(&r.server))
+        {
+            // The RST's time: the listeners are judged as they were then.
+            self.refused_at.insert(r.server, r.last_ts);
+        }
+        if r.outcome.is_problem() || r.port_reused {
+            self.problem();
+        }
+    }
+
+    /// Live: a refusal, drop or reset arrived: findings are looked for at the next poll,
+    /// and the port's sockets are looked at now.
+    fn problem(&mut self) {
+        self.dirty = true;
+        self.look_wanted = true;
     }
 
     /// A live "still unanswered" notice: already enough to say the SYNs are dropped, and
@@ -167,22 +249,121 @@ impl Diagnoser {
     pub fn flow_pending(&mut self, r: &FlowRecord, kernel: Option<&KernelFacts>) {
         if self.facts.is_some() && self.pending.len() < 64 {
             self.pending.push((*r, kernel.cloned()));
-            self.dirty = true;
+            self.problem();
         }
     }
 
-    /// The kernel witnessed a listener on the port appear or go away.
-    pub fn listener_changed(&mut self, e: &KernelEvent) {
+    /// The kernel witnessed a listener on the port appear or go away (a socket entered
+    /// or left LISTEN); `process`: who called listen() or close(), as the pipeline could
+    /// name it.
+    pub fn listener_changed(&mut self, e: &KernelEvent, process: Option<ProcessInfo>) {
         self.ev.kernel.listener_changed(e);
-        if self.facts.is_some() {
+        let EventKind::State { old, new } = e.kind else {
+            return;
+        };
+        if let (Some(f), Some(t)) = (&mut self.facts, &mut self.listeners) {
+            let listening = new == TcpState::Listen && old != TcpState::Listen;
+            t.witnessed(e.src, listening, e.ts, process);
+            f.now.listeners = t.current();
             self.dirty = true;
+            // Checked against a look at once: an event lost to a full ring buffer would
+            // otherwise leave the listeners wrong until the refresher's next look.
+            self.look_wanted = true;
         }
     }
 
-    /// A newer look at the machine (from the pipeline's refresher).
-    pub fn facts_refreshed(&mut self, snapshot: Snapshot) {
-        if let Some(f) = &mut self.facts {
+    /// A newer look at the machine (from the pipeline's refresher), taken at
+    /// `snapshot.taken`.
+    pub fn facts_refreshed(&mut self, mut snapshot: Snapshot) {
+        if let (Some(f), Some(t)) = (&mut self.facts, &mut self.listeners) {
+            t.look(&snapshot.listeners, snapshot.taken);
+            snapshot.listeners = t.current();
             f.now = snapshot;
+        }
+    }
+
+    /// Live: whether the pipeline should look at the port's sockets now
+    /// ([`host::listeners_now`]): a problem arrived since the last look, and looks are
+    /// at most every `LOOK_EVERY`.
+    pub fn look_due(&self, now: Instant) -> bool {
+        self.look_wanted
+            && self
+                .looked
+                .is_none_or(|t| now.duration_since(t) >= LOOK_EVERY)
+    }
+
+    /// Live: the port's listening sockets, read at `at` (wall clock) and `now`; `None`
+    /// when they could not be read (the refresher's looks stand).
+    pub fn sockets_looked(
+        &mut self,
+        listeners: Option<Vec<host::Listener>>,
+        at: Timestamp,
+        now: Instant,
+    ) {
+        self.look_wanted = false;
+        self.looked = Some(now);
+        if let (Some(f), Some(t), Some(ls)) = (&mut self.facts, &mut self.listeners, listeners) {
+            t.look(&ls, at);
+            f.now.listeners = t.current();
+        }
+    }
+
+    /// Live: listener changes after the moment of printed findings that rest on the
+    /// listeners, each said once. Changes before the first such finding's moment are
+    /// not news: it rests on them.
+    pub fn updates(&mut self) -> Vec<Update> {
+        let Some(t) = &self.listeners else {
+            return Vec::new();
+        };
+        let from = std::mem::replace(&mut self.said, t.next_seq());
+        // Called after every batch: nothing new must cost nothing (no allocation).
+        if from == self.said && self.unsaid.is_empty() {
+            return Vec::new();
+        }
+        let earlier: Vec<FindingKind> = self
+            .printed
+            .iter()
+            .map(|(_, f)| f.kind)
+            .filter(|k| k.rests_on_listeners())
+            .collect();
+        if earlier.is_empty() {
+            self.unsaid.clear();
+            return Vec::new();
+        }
+        let unsaid = std::mem::take(&mut self.unsaid);
+        unsaid
+            .into_iter()
+            .chain(t.changes_from(from).cloned())
+            .map(|change| Update {
+                change,
+                earlier: earlier.clone(),
+            })
+            .collect()
+    }
+
+    /// The moment a finding rests on: its refusals' last RST, or `printed` (the facts
+    /// when it was made).
+    fn moment_of(&self, f: &Finding, printed: Timestamp) -> Timestamp {
+        f.cause
+            .refused_server()
+            .and_then(|s| self.refused_at.get(&s).copied())
+            .unwrap_or(printed)
+    }
+
+    /// Live: the latest listener change, for the live table.
+    pub fn last_listener_change(&self) -> Option<&FactChange> {
+        self.listeners.as_ref()?.last_change()
+    }
+
+    /// Before the rules run: each refused server endpoint with the listeners at its
+    /// last refusal.
+    fn judge_refusals_at_their_moment(&mut self) {
+        if let (Some(f), Some(t)) = (&mut self.facts, &self.listeners) {
+            f.refused_at = self
+                .refused_at
+                .iter()
+                .map(|(server, ts)| (*server, t.at(*ts)))
+                .collect();
         }
     }
 
@@ -195,8 +376,9 @@ impl Diagnoser {
 
     /// Live: the findings that recent problems made certain, each printed once.
     /// `counters`: the kernel's counters read just now (they tell a DROP rule from a full
-    /// queue, and reading them is cheap). Only when [`poll_due`](Self::poll_due).
-    pub fn poll(&mut self, now: Instant, counters: Counters) -> Vec<Finding> {
+    /// queue, and reading them is cheap). `wall`: the wall clock now, for when each was
+    /// printed. Only when [`poll_due`](Self::poll_due).
+    pub fn poll(&mut self, now: Instant, wall: Timestamp, counters: Counters) -> Vec<Finding> {
         if !self.poll_due(now) {
             return Vec::new();
         }
@@ -205,10 +387,7 @@ impl Diagnoser {
         if let Some(f) = &mut self.facts {
             f.now.counters = counters;
         }
-        let with_pending;
-        let ev = if self.pending.is_empty() {
-            &self.ev
-        } else {
+        let with_pending = (!self.pending.is_empty()).then(|| {
             let mut ev = self.ev.clone();
             for (r, k) in self.pending.drain(..) {
                 ev.add(&r);
@@ -216,15 +395,40 @@ impl Diagnoser {
                     ev.kernel.add(&r, &k);
                 }
             }
-            with_pending = ev;
-            &with_pending
-        };
+            ev
+        });
+        self.judge_refusals_at_their_moment();
+        let ev = with_pending.as_ref().unwrap_or(&self.ev);
         let mut out = Vec::new();
         for f in rules::evaluate(ev, self.facts.as_ref(), &self.scope) {
             if !f.kind.needs_whole_capture() && self.emitted.insert(f.kind) {
                 out.push(f);
             }
         }
+        if out.is_empty() {
+            return out;
+        }
+        // The new findings rest on the listener changes up to their moment; a change
+        // after it (a server started between a refusal and this poll) is still news, and
+        // so is any change not yet said if findings were printed before.
+        let moment = out
+            .iter()
+            .filter(|f| f.kind.rests_on_listeners())
+            .map(|f| self.moment_of(f, wall))
+            .min();
+        if let (Some(t), Some(moment)) = (&self.listeners, moment) {
+            let before = self
+                .printed
+                .iter()
+                .any(|(_, f)| f.kind.rests_on_listeners());
+            self.unsaid.extend(
+                t.changes_from(self.said)
+                    .filter(|c| before || c.from > moment)
+                    .cloned(),
+            );
+            self.said = t.next_seq();
+        }
+        self.printed.extend(out.iter().map(|f| (wall, f.clone())));
         out
     }
 
@@ -234,14 +438,61 @@ impl Diagnoser {
     }
 
     /// The final, ranked diagnosis. `last_look`: a complete look at the machine taken
-    /// just now (live), so the diagnosis rests on the facts at the end.
-    pub fn finish(&mut self, last_look: Option<Snapshot>) -> Vec<Finding> {
+    /// just now (live), so the diagnosis rests on the facts at the end, except that each
+    /// refusal is judged by the listeners at its moment. A finding whose facts changed
+    /// after that moment (or after it was printed live) says what changed; a live finding
+    /// it no longer repeats is listed as superseded, with why.
+    pub fn finish(&mut self, last_look: Option<Snapshot>) -> Diagnosis {
         if let Some(snapshot) = last_look {
             self.facts_refreshed(snapshot);
         }
+        self.judge_refusals_at_their_moment();
         let mut all = rules::evaluate(&self.ev, self.facts.as_ref(), &self.scope);
         findings::rank(&mut all);
-        all
+        let Some(t) = &self.listeners else {
+            return Diagnosis {
+                findings: all,
+                superseded: Vec::new(),
+            };
+        };
+        let latest = |after: Timestamp| -> Vec<FactChange> {
+            let changes: Vec<FactChange> = t.changes_after(after).cloned().collect();
+            let skip = changes.len().saturating_sub(CHANGES_SAID);
+            changes.into_iter().skip(skip).collect()
+        };
+        for f in &mut all {
+            let printed = self
+                .printed
+                .iter()
+                .find(|(_, p)| p.kind == f.kind)
+                .map(|(at, _)| *at);
+            let moment = match (f.cause.refused_server(), printed) {
+                _ if !f.kind.rests_on_listeners() => None,
+                (Some(server), _) => self.refused_at.get(&server).copied(),
+                (None, printed) => printed,
+            };
+            if let Some(moment) = moment {
+                f.facts_changed = latest(moment);
+            }
+        }
+        let superseded = self
+            .printed
+            .iter()
+            .filter(|(_, p)| !all.iter().any(|f| f.kind == p.kind))
+            .map(|(at, p)| Superseded {
+                live: p.clone(),
+                printed_at: *at,
+                changes: if p.kind.rests_on_listeners() {
+                    latest(*at)
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        Diagnosis {
+            findings: all,
+            superseded,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::decode::Timestamp;
 use crate::flow::{EndReason, History, Outcome, Side, SynGaps};
 use crate::kernel::facts::{Dir, DropFact, PathName, ResetFact};
 use crate::kernel::ResetOrigin;
+use listeners::ChangeKind;
 
 pub(crate) fn ep(s: &str) -> Endpoint {
     let a: std::net::SocketAddr = s.parse().unwrap();
@@ -160,7 +161,7 @@ fn diagnose(records: &[FlowRecord], facts: Option<HostFacts>) -> Vec<Finding> {
     for r in records {
         d.flow_finished(r, None);
     }
-    d.finish(None)
+    d.finish(None).findings
 }
 
 fn kinds(found: &[Finding]) -> Vec<FindingKind> {
@@ -206,11 +207,14 @@ fn live_a_problem_is_reported_at_the_next_poll_and_only_once() {
     assert!(!d.poll_due(t0), "nothing happened yet");
     d.flow_finished(&refused("127.0.0.1:61999"), None);
     assert!(d.poll_due(t0));
-    let first = d.poll(t0, Counters::new());
+    let first = d.poll(t0, Timestamp(0), Counters::new());
     assert_eq!(kinds(&first), [FindingKind::NothingListening]);
     d.flow_finished(&refused("127.0.0.1:61999"), None);
     assert!(!d.poll_due(t0 + POLL / 2), "at most one poll per POLL");
-    assert!(d.poll(t0 + POLL, Counters::new()).is_empty(), "said once");
+    assert!(
+        d.poll(t0 + POLL, Timestamp(0), Counters::new()).is_empty(),
+        "said once"
+    );
 }
 
 #[test]
@@ -218,7 +222,7 @@ fn live_a_pending_notice_is_enough_to_say_the_syns_are_dropped() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
     d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"), None);
-    let found = d.poll(t0, Counters::new());
+    let found = d.poll(t0, Timestamp(0), Counters::new());
     assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
     assert_eq!(
         d.evidence().flows(),
@@ -247,7 +251,7 @@ fn live_a_pending_notice_with_the_kernels_drops_names_what_dropped_them_already(
         ..KernelFacts::default()
     };
     d.flow_pending(&record(Outcome::Unanswered, "127.0.0.1:61999"), Some(&k));
-    let found = d.poll(t0, Counters::new());
+    let found = d.poll(t0, Timestamp(0), Counters::new());
     assert_eq!(
         kinds(&found),
         [FindingKind::RepliesDropped],
@@ -267,9 +271,9 @@ fn live_findings_about_the_whole_capture_wait_for_the_end() {
         },
         None,
     );
-    let live = kinds(&d.poll(t0, Counters::new()));
+    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
     assert_eq!(live, [FindingKind::ResetByServer]);
-    let end = kinds(&d.finish(None));
+    let end = kinds(&d.finish(None).findings);
     assert!(end.contains(&FindingKind::ReceiverStalled), "{end:?}");
 }
 
@@ -332,4 +336,178 @@ fn so_reuseport_listeners_show_as_one_group_with_their_backlog() {
             .iter()
             .any(|p| p.pid == std::process::id() as i32));
     }
+}
+
+/// The witness's word that a socket on `addr` entered (or left) LISTEN at `ts`.
+fn listen_event(addr: &str, listening: bool, ts: u64) -> crate::kernel::KernelEvent {
+    use crate::kernel::{EventKind, KernelEvent, TcpState};
+    let (old, new) = if listening {
+        (TcpState::Close, TcpState::Listen)
+    } else {
+        (TcpState::Listen, TcpState::Close)
+    };
+    KernelEvent {
+        ts: Timestamp(ts),
+        kind: EventKind::State { old, new },
+        src: ep(addr),
+        dst: ep("0.0.0.0:0"),
+        seq: 0,
+        flags: crate::decode::TcpFlags(0),
+        icmp: None,
+        process: None,
+    }
+}
+
+fn python() -> ProcessInfo {
+    ProcessInfo {
+        pid: 4242,
+        name: "python3".into(),
+        cmdline: "python3 -m http.server".into(),
+        user: "root".into(),
+    }
+}
+
+/// A refusal whose RST came at `ts`.
+fn refused_at(server: &str, ts: u64) -> FlowRecord {
+    FlowRecord {
+        first_ts: Timestamp(ts),
+        last_ts: Timestamp(ts),
+        ..refused(server)
+    }
+}
+
+/// A live diagnoser whose first look, at 100, saw `listeners`.
+fn live(listeners: Vec<Listener>) -> Diagnoser {
+    let mut f = facts(listeners);
+    f.now.taken = Timestamp(100);
+    Diagnoser::new(Scope::port(61999), Some(f), false)
+}
+
+#[test]
+fn live_a_refusal_just_after_a_listener_started_on_the_other_family_says_so_and_names_it() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.listener_changed(&listen_event("[::1]:61999", true, 1_000), Some(python()));
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_500), None);
+    let found = d.poll(t0, Timestamp(1_600), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::ListenerOtherFamily]);
+    assert_eq!(found[0].processes[0].process, python());
+    assert!(d.updates().is_empty(), "the finding already rests on it");
+}
+
+#[test]
+fn live_a_problem_asks_for_a_look_at_the_sockets_at_most_every_10_ms() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    assert!(!d.look_due(t0));
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_500), None);
+    assert!(d.look_due(t0));
+    // The look at the moment found the server, which the refresher had not seen yet.
+    let found = Listener {
+        processes: vec![],
+        ..listener("[::1]:61999")
+    };
+    d.sockets_looked(Some(vec![found]), Timestamp(1_600), t0);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_700), None);
+    assert!(!d.look_due(t0 + LOOK_EVERY / 2));
+    assert!(d.look_due(t0 + LOOK_EVERY));
+    let found = d.poll(t0, Timestamp(1_800), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::ListenerOtherFamily]);
+}
+
+#[test]
+fn live_a_listener_started_after_a_printed_refusal_is_an_update_said_once() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_000), None);
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    d.listener_changed(
+        &listen_event("127.0.0.1:61999", true, 2_000),
+        Some(python()),
+    );
+    let updates = d.updates();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].change.kind, ChangeKind::ListenerStarted);
+    assert_eq!(updates[0].change.at, Timestamp(2_000));
+    assert_eq!(updates[0].earlier, [FindingKind::NothingListening]);
+    assert!(d.updates().is_empty(), "said once");
+    // The final diagnosis judges the refusal by its moment (not a firewall: nothing
+    // listened then) and says what changed since.
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::NothingListening]);
+    assert_eq!(end.findings[0].facts_changed.len(), 1);
+    assert!(end.superseded.is_empty());
+}
+
+#[test]
+fn the_final_diagnosis_keeps_the_listener_a_refusal_met_after_it_stopped() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.listener_changed(&listen_event("[::1]:61999", true, 1_000), Some(python()));
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_500), None);
+    let live = kinds(&d.poll(t0, Timestamp(1_600), Counters::new()));
+    assert_eq!(live, [FindingKind::ListenerOtherFamily]);
+    d.listener_changed(&listen_event("[::1]:61999", false, 3_000), Some(python()));
+    assert_eq!(d.updates()[0].change.kind, ChangeKind::ListenerStopped);
+    // The last look finds nothing listening.
+    let end = d.finish(Some(Snapshot {
+        taken: Timestamp(5_000),
+        ..Snapshot::default()
+    }));
+    assert_eq!(kinds(&end.findings), [FindingKind::ListenerOtherFamily]);
+    let changed = &end.findings[0].facts_changed;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].kind, changed[0].at),
+        (ChangeKind::ListenerStopped, Timestamp(3_000))
+    );
+}
+
+#[test]
+fn a_live_finding_the_final_diagnosis_does_not_repeat_is_listed_as_superseded_with_why() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.listener_changed(&listen_event("[::1]:61999", true, 1_000), Some(python()));
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_500), None);
+    d.poll(t0, Timestamp(1_600), Counters::new());
+    d.listener_changed(&listen_event("[::1]:61999", false, 3_000), Some(python()));
+    // Refused again after the server stopped: the endpoint is judged at its last
+    // refusal now.
+    d.flow_finished(&refused_at("127.0.0.1:61999", 4_000), None);
+    let live = kinds(&d.poll(t0 + POLL, Timestamp(4_100), Counters::new()));
+    assert_eq!(live, [FindingKind::NothingListening]);
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::NothingListening]);
+    assert_eq!(end.superseded.len(), 1);
+    let s = &end.superseded[0];
+    assert_eq!(s.live.kind, FindingKind::ListenerOtherFamily);
+    assert_eq!(s.printed_at, Timestamp(1_600));
+    assert_eq!(s.changes[0].kind, ChangeKind::ListenerStopped);
+}
+
+#[test]
+fn listener_changes_before_any_finding_are_not_updates() {
+    let mut d = live(vec![]);
+    d.listener_changed(&listen_event("127.0.0.1:61999", true, 1_000), None);
+    assert!(d.updates().is_empty());
+}
+
+#[test]
+fn a_listener_change_is_no_update_to_findings_that_do_not_rest_on_listeners() {
+    let t0 = Instant::now();
+    let mut d = live(vec![listener("127.0.0.1:61999")]);
+    d.flow_finished(
+        &FlowRecord {
+            reset_by: Some(Side::Server),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        },
+        None,
+    );
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::ResetByServer]);
+    d.listener_changed(&listen_event("127.0.0.1:61999", false, 2_000), None);
+    assert!(d.updates().is_empty());
+    let end = d.finish(None);
+    assert!(end.findings.iter().all(|f| f.facts_changed.is_empty()));
 }

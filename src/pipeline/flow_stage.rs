@@ -11,7 +11,7 @@ use crate::capture::CaptureError;
 use crate::capture::{self, Batch, CaptureReport};
 use crate::decode::SegmentKind;
 use crate::diagnose::host::{self, LookupRequest};
-use crate::diagnose::{Diagnoser, Finding};
+use crate::diagnose::{Diagnoser, Diagnosis};
 use crate::error::Error;
 use crate::flow::{FlowEvent, FlowTable, TableStats};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
@@ -43,7 +43,7 @@ pub(super) struct FlowDone {
     pub(super) diagnoser: Diagnoser,
     pub(super) capture: CaptureReport,
     pub(super) table: TableStats,
-    pub(super) findings: Vec<Finding>,
+    pub(super) diagnosis: Diagnosis,
     /// The kernel witness's counts, when it ran.
     pub(super) kernel: Option<KernelCounts>,
 }
@@ -100,6 +100,7 @@ impl FlowStage<'_> {
                 Err(Got::Kernel(evs)) => {
                     sink.witnessed(evs);
                     sink.release_held(false)?;
+                    sink.findings();
                     sink.batch_done()?;
                 }
                 Err(Got::KernelGone) => kernel_rx = crossbeam_channel::never(),
@@ -206,16 +207,19 @@ impl FlowStage<'_> {
         sink.release_held(true)?;
         sink.hand_over()?;
         // The final diagnosis looks at the machine once more, completely.
-        let last_look = sink
-            .diagnoser
-            .has_host_facts()
-            .then(|| host::Snapshot::take(cfg.port, true, cfg.attribution));
-        let findings = sink.diagnoser.finish(last_look);
+        let last_look = sink.diagnoser.has_host_facts().then(|| {
+            let taken = wall_clock();
+            host::Snapshot {
+                taken,
+                ..host::Snapshot::take(cfg.port, true, cfg.attribution)
+            }
+        });
+        let diagnosis = sink.diagnoser.finish(last_look);
         Ok(FlowDone {
             diagnoser: sink.diagnoser,
             capture,
             table: table.stats(),
-            findings,
+            diagnosis,
             kernel: kernel_counts,
         })
     }
@@ -366,14 +370,25 @@ impl Sink<'_> {
     }
 
     /// The witness's events: each kept for its connection; a listener's appearance or
-    /// disappearance goes to the diagnosis at once.
+    /// disappearance goes to the diagnosis at once, with the process that called listen()
+    /// or close() named from /proc while it is still there (one process's files: rare,
+    /// and cheap next to the lines it corrects).
     fn witnessed(&mut self, events: Vec<KernelEvent>) {
         let Some(k) = &mut self.kernel else { return };
         for e in events {
             tracing::trace!(ts = e.ts.0, src = %e.src, dst = %e.dst, kind = ?e.kind, flags = %e.flags, "kernel event");
             if let EventKind::State { old, new } = e.kind {
-                if new == TcpState::Listen || old == TcpState::Listen {
-                    self.diagnoser.listener_changed(&e);
+                if new == TcpState::Listen || (old == TcpState::Listen && new == TcpState::Close) {
+                    let process = e.process.map(|p| {
+                        host::describe_process(i32::try_from(p.pid).unwrap_or(0), p.comm())
+                    });
+                    self.diagnoser.listener_changed(&e, process);
+                    continue;
+                }
+                // A connection's socket cloned from the listener: `inet_csk_clone_lock`
+                // moves the copy's LISTEN to SYN_RECV. Not the listener going away, and
+                // its connection's states begin at SYN_RECV.
+                if old == TcpState::Listen {
                     continue;
                 }
             }
@@ -441,19 +456,41 @@ impl Sink<'_> {
         }
     }
 
-    /// Live findings that became certain, printed after the lines of their batch. They
-    /// use the latest look the refresher took (at most a second old) and never wait for
-    /// /proc, but the counters, cheap to read, are always fresh.
+    /// Live findings that became certain, printed after the lines of their batch, and
+    /// updates when facts they rested on changed. They never wait for /proc: the
+    /// refresher's look (up to a second old) is the background, but the port's listeners
+    /// are read at the moment of a problem (a sock_diag dump, microseconds) and the
+    /// witness keeps them exact in between; the counters, cheap to read, are always
+    /// fresh.
     fn findings(&mut self) {
-        let now = Instant::now();
-        if !self.diagnoser.poll_due(now) {
-            return;
+        // The witness's events that have arrived first (a listen() just before a refusal
+        // among them): a look at the sockets must not overtake the kernel's word about
+        // the same listener, and the poll judges by everything known now.
+        if let Some(k) = &self.kernel {
+            let waiting: Vec<Vec<KernelEvent>> = k.events.try_iter().collect();
+            for events in waiting {
+                self.witnessed(events);
+            }
         }
+        let now = Instant::now();
         if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
             self.diagnoser.facts_refreshed(snapshot);
         }
-        for f in self.diagnoser.poll(now, host::read_counters()) {
-            self.items.push(Item::Finding(Box::new(f)));
+        if self.diagnoser.look_due(now) {
+            let at = wall_clock();
+            let listeners = host::listeners_now(self.port);
+            self.diagnoser.sockets_looked(listeners, at, now);
+        }
+        if self.diagnoser.poll_due(now) {
+            for f in self
+                .diagnoser
+                .poll(now, wall_clock(), host::read_counters())
+            {
+                self.items.push(Item::Finding(Box::new(f)));
+            }
+        }
+        for u in self.diagnoser.updates() {
+            self.items.push(Item::Update(Box::new(u)));
         }
     }
 
@@ -477,6 +514,7 @@ impl Sink<'_> {
             at,
             capture,
             counts: Counts::of(self.diagnoser.evidence()),
+            listener: self.diagnoser.last_listener_change().cloned(),
         })));
     }
 

@@ -3,6 +3,7 @@
 //! host reads `diagnose::host` offers; the flow stage takes their results when it polls
 //! and hands them to the `Diagnoser`, so it never waits for /proc.
 
+use super::wall_clock;
 use crate::diagnose::host::{Looker, LookupRequest};
 use crate::diagnose::{FlowProcesses, Snapshot};
 use crossbeam_channel::{bounded, RecvTimeoutError};
@@ -37,7 +38,13 @@ impl Refresher {
                 let mut full_at = Instant::now();
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
                     let full = looker.needs_full() || full_at.elapsed() >= FULL_REFRESH;
-                    let snapshot = looker.look(full);
+                    // Stamped before the look: what it saw was true from about then,
+                    // and the diagnosis orders it against the witness's events by it.
+                    let taken = wall_clock();
+                    let snapshot = Snapshot {
+                        taken,
+                        ..looker.look(full)
+                    };
                     if full {
                         full_at = Instant::now();
                     }

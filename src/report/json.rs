@@ -9,7 +9,7 @@
 
 use super::FlowContext;
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
-use crate::diagnose::{Cause, Finding, NamedProcess, ProcessInfo};
+use crate::diagnose::{Cause, FactChange, Finding, NamedProcess, ProcessInfo, Superseded, Update};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -260,6 +260,8 @@ fn options(buf: &mut Vec<u8>, o: Option<HandshakeOptions>) {
 #[derive(Serialize)]
 struct FindingLine<'a> {
     r#type: &'static str,
+    /// `false` for a finding printed live, `true` in the final diagnosis.
+    r#final: bool,
     kind: &'static str,
     severity: &'static str,
     headline: &'a str,
@@ -267,13 +269,45 @@ struct FindingLine<'a> {
     evidence: &'a Cause,
     processes: &'a [NamedProcess],
     next_step: &'a str,
+    facts_changed: Vec<ChangeJson<'a>>,
 }
 
-/// A finding as one JSON line.
-pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
+/// A listener change: `{"change","listener","at","exact","process"}`.
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    change: &'static str,
+    #[serde(serialize_with = "display")]
+    listener: Endpoint,
+    /// Seconds since the epoch; the kernel's time of listen()/close() when `exact`,
+    /// else when a look first saw the change.
+    at: f64,
+    exact: bool,
+    process: Option<&'a ProcessInfo>,
+}
+
+impl<'a> From<&'a FactChange> for ChangeJson<'a> {
+    fn from(c: &'a FactChange) -> ChangeJson<'a> {
+        ChangeJson {
+            change: c.kind.as_str(),
+            listener: c.endpoint,
+            // Microseconds as f64 seconds print back exactly (see `timestamp`).
+            at: c.at.as_secs_f64(),
+            exact: c.exact,
+            process: c.process.as_ref(),
+        }
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// A finding as one JSON line; `last`: part of the final diagnosis.
+pub fn write_finding(out: &mut dyn Write, f: &Finding, last: bool) -> io::Result<()> {
     let words = f.words();
     let line = FindingLine {
         r#type: "finding",
+        r#final: last,
         kind: f.kind.as_str(),
         severity: f.severity.as_str(),
         headline: &words.headline,
@@ -281,6 +315,58 @@ pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
         evidence: &f.cause,
         processes: &f.processes,
         next_step: &words.next_step,
+        facts_changed: f.facts_changed.iter().map(ChangeJson::from).collect(),
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+/// `{"type":"update","final":false,"change":"listener_started"|"listener_stopped",…}`: a
+/// fact live findings rested on changed.
+#[derive(Serialize)]
+struct UpdateLine<'a> {
+    r#type: &'static str,
+    r#final: bool,
+    #[serde(flatten)]
+    change: ChangeJson<'a>,
+    /// The live findings printed before the change.
+    earlier_findings: Vec<&'static str>,
+}
+
+pub fn write_update(out: &mut dyn Write, u: &Update) -> io::Result<()> {
+    let line = UpdateLine {
+        r#type: "update",
+        r#final: false,
+        change: ChangeJson::from(&u.change),
+        earlier_findings: u.earlier.iter().map(|k| k.as_str()).collect(),
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+/// `{"type":"update","final":true,"change":"superseded",…}`: a live finding the final
+/// diagnosis does not repeat, and the listener changes since it was printed (empty: the
+/// whole capture and the last look outweighed it).
+#[derive(Serialize)]
+struct SupersededLine<'a> {
+    r#type: &'static str,
+    r#final: bool,
+    change: &'static str,
+    finding: &'static str,
+    headline: String,
+    printed_at: f64,
+    facts_changed: Vec<ChangeJson<'a>>,
+}
+
+pub fn write_superseded(out: &mut dyn Write, s: &Superseded) -> io::Result<()> {
+    let line = SupersededLine {
+        r#type: "update",
+        r#final: true,
+        change: "superseded",
+        finding: s.live.kind.as_str(),
+        headline: s.live.headline(),
+        printed_at: s.printed_at.as_secs_f64(),
+        facts_changed: s.changes.iter().map(ChangeJson::from).collect(),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -289,6 +375,99 @@ pub fn write_finding(out: &mut dyn Write, f: &Finding) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnose::{ChangeKind, FindingKind, Superseded, Update};
+
+    fn stopped() -> FactChange {
+        FactChange {
+            kind: ChangeKind::ListenerStopped,
+            endpoint: crate::diagnose::tests::ep("[::1]:61999"),
+            at: Timestamp(1_700_000_005_100_000),
+            exact: true,
+            from: Timestamp(1_700_000_005_100_000),
+            process: Some(ProcessInfo {
+                pid: 4242,
+                name: "python3".into(),
+                cmdline: "python3 server.py".into(),
+                user: "root".into(),
+            }),
+            seq: 0,
+        }
+    }
+
+    fn refused_finding() -> Finding {
+        crate::diagnose::Finding::new(
+            Cause::NothingListening(crate::diagnose::cause::Refused {
+                refused: 1,
+                server: crate::diagnose::tests::ep("127.0.0.1:61999"),
+                kernel: None,
+                port: 61999,
+                basis: crate::diagnose::cause::Basis::Host,
+            }),
+            1,
+        )
+    }
+
+    fn line(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> serde_json::Value {
+        let mut out = Vec::new();
+        write(&mut out).unwrap();
+        assert!(out.ends_with(b"\n"));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_finding_line_says_whether_it_is_live_or_final_and_what_changed_since() {
+        let live = line(|o| write_finding(o, &refused_finding(), false));
+        assert_eq!(live["final"], false);
+        assert_eq!(live["facts_changed"], serde_json::json!([]));
+        let mut f = refused_finding();
+        f.facts_changed.push(stopped());
+        let last = line(|o| write_finding(o, &f, true));
+        assert_eq!(last["final"], true);
+        assert_eq!(
+            last["facts_changed"][0],
+            serde_json::json!({"change":"listener_stopped","listener":"[::1]:61999","at":1700000005.1,
+                "exact":true,"process":{"pid":4242,"name":"python3","cmdline":"python3 server.py","user":"root"}})
+        );
+        let keys: Vec<&String> = last.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys[..3],
+            ["type", "final", "kind"],
+            "serde_json keeps the order: {keys:?}"
+        );
+    }
+
+    #[test]
+    fn an_update_line_names_the_change_and_the_findings_printed_before_it() {
+        let u = Update {
+            change: stopped(),
+            earlier: vec![FindingKind::ListenerOtherFamily],
+        };
+        let v = line(|o| write_update(o, &u));
+        assert_eq!(v["type"], "update");
+        assert_eq!(v["final"], false);
+        assert_eq!(v["change"], "listener_stopped");
+        assert_eq!(v["listener"], "[::1]:61999");
+        assert_eq!(v["process"]["pid"], 4242);
+        assert_eq!(
+            v["earlier_findings"],
+            serde_json::json!(["listener_other_family"])
+        );
+    }
+
+    #[test]
+    fn a_superseded_live_finding_is_a_final_update_with_why() {
+        let s = Superseded {
+            live: refused_finding(),
+            printed_at: Timestamp(1_700_000_002_400_000),
+            changes: vec![stopped()],
+        };
+        let v = line(|o| write_superseded(o, &s));
+        assert_eq!((&v["type"], &v["final"]), (&"update".into(), &true.into()));
+        assert_eq!(v["change"], "superseded");
+        assert_eq!(v["finding"], "nothing_listening");
+        assert_eq!(v["printed_at"], 1_700_000_002.4);
+        assert_eq!(v["facts_changed"][0]["change"], "listener_stopped");
+    }
 
     fn ts_text(micros: u64) -> String {
         let mut buf = b"\"t\":".to_vec();

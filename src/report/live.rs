@@ -1,6 +1,7 @@
 //! `--live-summary`: instead of a line per connection, a one-screen table redrawn every
-//! second (outcome counts and rates, handshake RTT percentiles, the top problem, packets
-//! and drops), for watching a port while reproducing a bug.
+//! second (outcome counts and rates, handshake RTT percentiles, the top problem, the
+//! last change of listener, packets and drops), for watching a port while reproducing a
+//! bug.
 //!
 //! On a terminal the table is redrawn in place on the alternate screen, as `top` and
 //! `less` do (cursor home, then each line erased to its end, so nothing flickers), and
@@ -15,8 +16,8 @@
 //! instant is used), so a table is the same whichever thread draws it.
 
 use super::summary::Percentiles;
-use super::text::{human_duration, Style};
-use crate::diagnose::{findings, Evidence, Finding};
+use super::text::{clock, human_duration, Style};
+use crate::diagnose::{findings, ChangeKind, Evidence, FactChange, Finding};
 use crate::flow::Outcome;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -100,11 +101,13 @@ impl Counts {
 }
 
 /// Everything one redraw shows, taken at one instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tick {
     pub at: Instant,
     pub capture: CaptureNow,
     pub counts: Counts,
+    /// Live: the latest listener change on the port, when one was seen.
+    pub listener: Option<FactChange>,
 }
 
 /// When a table is due: at the first chance, then once every [`INTERVAL`]. Kept by the
@@ -168,7 +171,7 @@ impl LiveView {
     /// Draws the table (in place or as the next snapshot).
     pub fn draw(&mut self, out: &mut dyn Write, tick: &Tick, style: Style) -> io::Result<()> {
         let first = self.last.is_none();
-        let table = self.table(&tick.counts, tick.capture, style, tick.at);
+        let table = self.table(tick, style);
         match self.redraw {
             Redraw::InPlace => {
                 let mut screen = String::with_capacity(table.len() + 256);
@@ -204,7 +207,8 @@ impl LiveView {
 
     /// The table's text: one line each, no blank line inside (snapshots are separated by
     /// blank lines).
-    fn table(&mut self, t: &Counts, c: CaptureNow, style: Style, now: Instant) -> String {
+    fn table(&mut self, tick: &Tick, style: Style) -> String {
+        let (t, c, now) = (&tick.counts, tick.capture, tick.at);
         let (secs, prev, prev_packets) = match self.last {
             Some((at, prev, packets)) => (now.duration_since(at).as_secs_f64(), prev, packets),
             None => (
@@ -257,6 +261,9 @@ impl LiveView {
         };
         let _ = writeln!(s, "  handshake RTT   {rtt}");
         let _ = writeln!(s, "  top problem     {}", self.top_problem(t, style));
+        if let Some(change) = &tick.listener {
+            let _ = writeln!(s, "  listener        {}", listener_line(change));
+        }
         let _ = writeln!(
             s,
             "  packets         {} captured ({:.0}/s), {} dropped by the kernel, {} by portsniff",
@@ -296,6 +303,25 @@ impl LiveView {
     }
 }
 
+/// The table's listener line: `python3 (pid 4242) on [::1]:61999 since 12:00:02.400000`.
+fn listener_line(c: &FactChange) -> String {
+    let (ep, at) = (c.endpoint, clock(c.at));
+    let since = if c.exact { "since" } else { "first seen" };
+    match (c.kind, &c.process) {
+        (ChangeKind::ListenerStarted, Some(p)) => {
+            format!("{} (pid {}) on {ep} {since} {at}", p.name, p.pid)
+        }
+        (ChangeKind::ListenerStarted, None) => format!("on {ep} {since} {at}"),
+        (ChangeKind::ListenerStopped, Some(p)) => {
+            format!(
+                "none on {ep} since {at} ({}, pid {}, stopped)",
+                p.name, p.pid
+            )
+        }
+        (ChangeKind::ListenerStopped, None) => format!("none on {ep} since {at}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +347,7 @@ mod tests {
                 tracked: 2,
             },
             counts: Counts::of(t),
+            listener: None,
         };
         view.draw(&mut out, &tick, Style { color: false }).unwrap();
         String::from_utf8(out).unwrap()
@@ -398,6 +425,43 @@ mod tests {
             text.contains(
                 "top problem     [error] nothing_listening: 3 connections to 127.0.0.1:61999 refused"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_table_shows_the_last_change_of_listener() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        let at = view.started;
+        let ts = crate::decode::Timestamp(1_700_000_002_400_000);
+        let change = FactChange {
+            kind: ChangeKind::ListenerStarted,
+            endpoint: crate::diagnose::tests::ep("[::1]:61999"),
+            at: ts,
+            exact: true,
+            from: ts,
+            process: Some(crate::diagnose::ProcessInfo {
+                pid: 4242,
+                name: "python3".into(),
+                cmdline: "python3 server.py".into(),
+                user: "root".into(),
+            }),
+            seq: 0,
+        };
+        let mut out = Vec::new();
+        let tick = Tick {
+            at,
+            capture: CaptureNow::default(),
+            counts: Counts::default(),
+            listener: Some(change),
+        };
+        view.draw(&mut out, &tick, Style { color: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(&format!(
+                "  listener        python3 (pid 4242) on [::1]:61999 since {}",
+                clock(ts)
+            )),
             "{text}"
         );
     }

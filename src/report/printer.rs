@@ -15,7 +15,7 @@ use super::ladder::Ladder;
 use super::live::Tick;
 use super::summary::Summary;
 use crate::decode::Timestamp;
-use crate::diagnose::Finding;
+use crate::diagnose::{Diagnosis, Finding, Update};
 use crate::flow::FlowEvent;
 use crate::report::FlowContext;
 use std::io::{self, Write};
@@ -44,11 +44,19 @@ pub trait Printer {
     /// A finding made certain during a live capture.
     fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> io::Result<()>;
 
-    /// The final, ranked diagnosis and the summary.
+    /// Live: a fact that printed findings rested on changed (a listener started or
+    /// stopped). A format that shows live findings must show this too: a finding is
+    /// never left standing on facts that moved without a word.
+    fn update(&mut self, _out: &mut dyn Write, _u: &Update) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The final, ranked diagnosis (with the live findings it no longer repeats, and
+    /// why) and the summary.
     fn finish(
         &mut self,
         out: &mut dyn Write,
-        findings: &[Finding],
+        diagnosis: &Diagnosis,
         summary: &Summary<'_>,
     ) -> io::Result<()>;
 

@@ -11,7 +11,7 @@ use super::printer::Printer;
 use super::summary::Summary;
 use super::{printer_for, Format, Style};
 use crate::decode::Timestamp;
-use crate::diagnose::{Finding, FlowProcesses};
+use crate::diagnose::{Diagnosis, Finding, FlowProcesses, Update};
 use crate::flow::FlowEvent;
 use crate::kernel::KernelFacts;
 use std::io::{self, Write};
@@ -28,6 +28,8 @@ pub enum Item {
     Ladder(Box<Ladder>),
     /// A finding made certain during a live capture.
     Finding(Box<Finding>),
+    /// Live: a fact printed findings rested on changed.
+    Update(Box<Update>),
     /// `--live-summary`: a table is due.
     Redraw(Box<Tick>),
     /// The capture's clock moved (a file's packet time).
@@ -89,6 +91,10 @@ impl<W: Write> Report<W> {
                 self.printer.finding(&mut self.out, f)?;
                 self.out.flush()
             }
+            Item::Update(u) => {
+                self.printer.update(&mut self.out, u)?;
+                self.out.flush()
+            }
             Item::Redraw(tick) => {
                 self.printer.redraw(&mut self.out, tick)?;
                 self.out.flush()
@@ -107,8 +113,8 @@ impl<W: Write> Report<W> {
     }
 
     /// The final, ranked diagnosis and the summary, then everything flushed.
-    pub fn finish(&mut self, findings: &[Finding], s: &Summary<'_>) -> io::Result<()> {
-        self.printer.finish(&mut self.out, findings, s)?;
+    pub fn finish(&mut self, diagnosis: &Diagnosis, s: &Summary<'_>) -> io::Result<()> {
+        self.printer.finish(&mut self.out, diagnosis, s)?;
         self.out.flush()
     }
 

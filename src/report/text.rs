@@ -4,7 +4,7 @@ use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
-use crate::diagnose::{Finding, Severity};
+use crate::diagnose::{ChangeKind, Diagnosis, FactChange, Finding, ProcessInfo, Severity, Update};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
 use std::fmt::Write as _;
@@ -57,7 +57,7 @@ pub fn human_duration(us: u64) -> String {
 }
 
 /// Local wall-clock time like tcpdump's default: `20:53:18.123456`.
-fn clock(ts: Timestamp) -> String {
+pub(super) fn clock(ts: Timestamp) -> String {
     let micros = i64::try_from(ts.as_micros()).unwrap_or(i64::MAX);
     match jiff::Timestamp::from_microsecond(micros) {
         Ok(t) => t
@@ -374,18 +374,99 @@ pub fn write_live_finding(out: &mut dyn Write, f: &Finding, style: Style) -> io:
     )
 }
 
-/// The "Diagnosis" section: ranked findings, each with its evidence and next step.
+/// `python3, pid 4242` or `python3 (pid 4242)`.
+fn who(p: &ProcessInfo, parenthesised: bool) -> String {
+    if parenthesised {
+        format!("{} (pid {})", p.name, p.pid)
+    } else {
+        format!("{}, pid {}", p.name, p.pid)
+    }
+}
+
+/// A listener change as a live update says it: what is true from now on.
+pub fn change_now(c: &FactChange) -> String {
+    let at = clock(c.at);
+    let ep = c.endpoint;
+    match (c.kind, &c.process, c.exact) {
+        (ChangeKind::ListenerStarted, Some(p), true) => {
+            format!("now listens on {ep} ({}) since {at}", who(p, false))
+        }
+        (ChangeKind::ListenerStarted, Some(p), false) => {
+            format!(
+                "now listens on {ep} ({}; first seen at {at})",
+                who(p, false)
+            )
+        }
+        (ChangeKind::ListenerStarted, None, true) => format!("now listens on {ep} since {at}"),
+        (ChangeKind::ListenerStarted, None, false) => {
+            format!("now listens on {ep} (first seen at {at})")
+        }
+        (ChangeKind::ListenerStopped, Some(p), true) => format!(
+            "nothing listens on {ep} any more ({} stopped at {at})",
+            who(p, false)
+        ),
+        (ChangeKind::ListenerStopped, Some(p), false) => format!(
+            "nothing listens on {ep} any more ({}; gone by {at})",
+            who(p, false)
+        ),
+        (ChangeKind::ListenerStopped, None, true) => {
+            format!("nothing listens on {ep} any more (stopped at {at})")
+        }
+        (ChangeKind::ListenerStopped, None, false) => {
+            format!("nothing listens on {ep} any more (gone by {at})")
+        }
+    }
+}
+
+/// A listener change as the final diagnosis tells it: what happened, when.
+pub fn change_then(c: &FactChange) -> String {
+    let at = clock(c.at);
+    let ep = c.endpoint;
+    let by = c
+        .process
+        .as_ref()
+        .map_or_else(|| "a socket".to_string(), |p| who(p, true));
+    match (c.kind, c.exact) {
+        (ChangeKind::ListenerStarted, true) => format!("{by} started listening on {ep} at {at}"),
+        (ChangeKind::ListenerStarted, false) => {
+            format!("{by} started listening on {ep} (first seen at {at})")
+        }
+        (ChangeKind::ListenerStopped, true) => format!("{by} stopped listening on {ep} at {at}"),
+        (ChangeKind::ListenerStopped, false) => {
+            format!("{by} stopped listening on {ep} (gone by {at})")
+        }
+    }
+}
+
+/// A live update: a fact that live findings rested on changed.
+pub fn write_update(out: &mut dyn Write, u: &Update, style: Style) -> io::Result<()> {
+    let earlier: Vec<&str> = u.earlier.iter().map(|k| k.as_str()).collect();
+    let predates = match earlier.as_slice() {
+        [] => String::new(),
+        [one] => format!("; {one} above describes what came before it"),
+        many => format!("; {} above describe what came before it", many.join(", ")),
+    };
+    writeln!(
+        out,
+        "  {} {}{predates}",
+        style.paint("1", "⇒ update:"),
+        change_now(&u.change)
+    )
+}
+
+/// The "Diagnosis" section: ranked findings, each with its evidence and next step, what
+/// changed since the moment it rests on, then the live findings it no longer repeats.
 pub fn write_diagnosis(
     out: &mut dyn Write,
-    findings: &[Finding],
+    diagnosis: &Diagnosis,
     live: bool,
     style: Style,
 ) -> io::Result<()> {
+    let findings = &diagnosis.findings;
     writeln!(out)?;
     writeln!(out, "{}", style.paint("1", "Diagnosis"))?;
     if findings.is_empty() {
         writeln!(out, "  nothing wrong seen.")?;
-        return Ok(());
     }
     for (i, f) in findings.iter().enumerate() {
         let words = f.words();
@@ -411,6 +492,28 @@ pub fn write_diagnosis(
             )?;
         }
         writeln!(out, "     next: {}", words.next_step)?;
+        for c in &f.facts_changed {
+            writeln!(out, "     since then: {}", change_then(c))?;
+        }
+    }
+    for s in &diagnosis.superseded {
+        writeln!(
+            out,
+            "  {} {} (printed at {}): {}",
+            style.paint("1", "said live, no longer the diagnosis:"),
+            s.live.kind.as_str(),
+            clock(s.printed_at),
+            s.live.headline()
+        )?;
+        if s.changes.is_empty() {
+            writeln!(
+                out,
+                "     why: the whole capture and a complete last look at the machine (other namespaces too) support the findings above instead; no listener on the port changed since it was printed"
+            )?;
+        }
+        for c in &s.changes {
+            writeln!(out, "     why: since then {}", change_then(c))?;
+        }
     }
     if !live {
         writeln!(
@@ -635,6 +738,93 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnose::{FindingKind, Superseded};
+
+    fn change(kind: ChangeKind, exact: bool, named: bool) -> FactChange {
+        FactChange {
+            kind,
+            endpoint: crate::diagnose::tests::ep("[::1]:61999"),
+            at: Timestamp(1_700_000_002_400_000),
+            exact,
+            from: Timestamp(1_700_000_002_400_000),
+            process: named.then(|| ProcessInfo {
+                pid: 4242,
+                name: "python3".into(),
+                cmdline: "python3 server.py".into(),
+                user: "root".into(),
+            }),
+            seq: 0,
+        }
+    }
+
+    fn nothing_listening() -> Finding {
+        Finding::new(
+            crate::diagnose::Cause::NothingListening(crate::diagnose::cause::Refused {
+                refused: 1,
+                server: crate::diagnose::tests::ep("127.0.0.1:61999"),
+                kernel: None,
+                port: 61999,
+                basis: crate::diagnose::cause::Basis::Host,
+            }),
+            1,
+        )
+    }
+
+    #[test]
+    fn an_update_says_what_is_true_now_who_and_since_when() {
+        let at = clock(Timestamp(1_700_000_002_400_000));
+        let u = Update {
+            change: change(ChangeKind::ListenerStarted, true, true),
+            earlier: vec![FindingKind::NothingListening],
+        };
+        let mut out = Vec::new();
+        write_update(&mut out, &u, Style { color: false }).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("  ⇒ update: now listens on [::1]:61999 (python3, pid 4242) since {at}; nothing_listening above describes what came before it\n")
+        );
+        assert_eq!(
+            change_now(&change(ChangeKind::ListenerStopped, true, true)),
+            format!("nothing listens on [::1]:61999 any more (python3, pid 4242 stopped at {at})")
+        );
+        assert_eq!(
+            change_now(&change(ChangeKind::ListenerStarted, false, false)),
+            format!("now listens on [::1]:61999 (first seen at {at})"),
+            "a look, not the kernel: when it was seen, not when it began"
+        );
+    }
+
+    #[test]
+    fn the_diagnosis_says_what_changed_since_and_which_live_findings_it_drops_and_why() {
+        let mut f = nothing_listening();
+        f.facts_changed
+            .push(change(ChangeKind::ListenerStarted, true, true));
+        let d = Diagnosis {
+            findings: vec![f],
+            superseded: vec![Superseded {
+                live: nothing_listening(),
+                printed_at: Timestamp(1_700_000_001_000_000),
+                changes: vec![change(ChangeKind::ListenerStopped, false, true)],
+            }],
+        };
+        let mut out = Vec::new();
+        write_diagnosis(&mut out, &d, true, Style { color: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "     since then: python3 (pid 4242) started listening on [::1]:61999 at "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  said live, no longer the diagnosis: nothing_listening (printed at "),
+            "{text}"
+        );
+        assert!(
+            text.contains("     why: since then python3 (pid 4242) stopped listening on [::1]:61999 (gone by "),
+            "{text}"
+        );
+    }
 
     mod kernel {
         use super::super::*;

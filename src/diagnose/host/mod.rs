@@ -3,20 +3,23 @@
 //! firewall rules that can drop or reject the port's traffic.
 //!
 //! Everything here is read on request by plain functions ([`HostFacts::first_look`],
-//! [`Looker::look`], [`LookupRequest::run`], [`read_counters`],
+//! [`Looker::look`], [`listeners_now`], [`LookupRequest::run`], [`read_counters`],
 //! [`firewall::Ruleset::read`]): this module starts no thread and reads no clock (but for
-//! the deadline of the firewall's commands). The pipeline decides when to call them (on its helper
-//! threads) and feeds the results to the `Diagnoser`. A replay has no host facts.
+//! the deadline of the firewall's commands). The pipeline decides when to call them (on
+//! its helper threads, or on the flow stage for the cheap ones), stamps them with the
+//! time, and feeds the results to the `Diagnoser`. A replay has no host facts.
 
 mod counters;
 pub mod firewall;
 mod sockets;
 
 pub use counters::{counter_delta, read_counters, Counter, Counters};
-pub use sockets::{owner_of, ProcessInfo, Snapshot, SocketState};
 /// Built by hand in the rules' tests.
 #[cfg(test)]
-pub use sockets::{Listener, PortSocket};
+pub use sockets::PortSocket;
+pub use sockets::{
+    describe_process, listeners_now, owner_of, Listener, ProcessInfo, Snapshot, SocketState,
+};
 
 use crate::decode::Endpoint;
 use std::collections::BTreeMap;
@@ -29,6 +32,10 @@ pub struct HostFacts {
     /// The DROP and REJECT rules that can touch the port, read once while portsniff was
     /// still privileged (reading a ruleset needs CAP_NET_ADMIN, which is not kept).
     pub firewall: Option<std::sync::Arc<firewall::Ruleset>>,
+    /// Live: the listeners when the last connection to each server endpoint was refused
+    /// (the `Diagnoser` keeps them over time); a refusal is judged by these, not by the
+    /// listeners now, which may have started or stopped since.
+    pub refused_at: BTreeMap<Endpoint, Vec<Listener>>,
 }
 
 impl HostFacts {
@@ -39,6 +46,14 @@ impl HostFacts {
         std::path::Path::new("/proc/net/tcp")
             .exists()
             .then(|| HostFacts::from(Snapshot::take(port, true, attribution)))
+    }
+
+    /// The listeners when connections to `server` were refused, as far as known; the
+    /// listeners now otherwise.
+    pub fn listeners_when_refused(&self, server: &Endpoint) -> &[Listener] {
+        self.refused_at
+            .get(server)
+            .map_or(&self.now.listeners, Vec::as_slice)
     }
 
     /// How much `counter` grew since the first look.
@@ -54,6 +69,7 @@ impl From<Snapshot> for HostFacts {
             now: start.clone(),
             start,
             firewall: None,
+            refused_at: BTreeMap::new(),
         }
     }
 }

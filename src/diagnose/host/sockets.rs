@@ -7,7 +7,7 @@
 //! (no /proc, no permission to another user's /proc/PID/fd) is simply absent.
 
 use super::counters::{read_counters, Counters};
-use crate::decode::Endpoint;
+use crate::decode::{Endpoint, Timestamp};
 use procfs::net::{TcpNetEntry, TcpState};
 use procfs::process::{FDTarget, Process};
 use serde::Serialize;
@@ -108,6 +108,9 @@ pub struct Snapshot {
     pub other_listening_ports: Vec<Endpoint>,
     pub counters: Counters,
     pub local_port_range: Option<(u16, u16)>,
+    /// When it was taken (wall clock), stamped by the caller: this module reads no
+    /// clock. 0 when unknown (tests).
+    pub taken: Timestamp,
 }
 
 fn endpoint(a: SocketAddr) -> Endpoint {
@@ -252,7 +255,7 @@ impl Snapshot {
         let backlogs = if snap.listeners.is_empty() {
             HashMap::new()
         } else {
-            listen_backlogs()
+            listen_backlogs(port)
         };
         for l in snap.listeners.iter_mut() {
             l.backlog = backlogs.get(&l.inode).copied();
@@ -323,9 +326,21 @@ fn foreign_listeners(port: u16) -> Vec<Listener> {
     out
 }
 
-/// Backlogs of this namespace's listening TCP sockets by inode, from one NETLINK_SOCK_DIAG
-/// dump per family (what `ss -lnt` shows as Send-Q). Empty on any error.
-fn listen_backlogs() -> HashMap<u64, u32> {
+/// One listening socket as sock_diag reports it.
+struct DiagListener {
+    local: Endpoint,
+    /// Connections waiting for accept() (`ss -lnt` Recv-Q).
+    accept_queue: u32,
+    /// The listen() backlog (`ss -lnt` Send-Q).
+    backlog: u32,
+    inode: u64,
+}
+
+/// The port's listening TCP sockets in this network namespace, from one NETLINK_SOCK_DIAG
+/// dump per family. The port is in the request: the kernel skips other listeners
+/// (`inet_diag_dump_icsk` compares `idiag_sport` when it is set), so a busy machine's
+/// hundreds of listeners cost nothing. `None` on any error.
+fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
     use netlink_packet_core::{
         NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
     };
@@ -334,17 +349,16 @@ fn listen_backlogs() -> HashMap<u64, u32> {
     use netlink_packet_sock_diag::SockDiagMessage;
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
-    let mut out = HashMap::new();
-    let Ok(mut socket) = Socket::new(NETLINK_SOCK_DIAG) else {
-        return out;
-    };
-    if socket.bind_auto().is_err() || socket.connect(&SocketAddr::new(0, 0)).is_err() {
-        return out;
-    }
-    for (family, id) in [
+    let mut out = Vec::new();
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).ok()?;
+    socket.bind_auto().ok()?;
+    socket.connect(&SocketAddr::new(0, 0)).ok()?;
+    let mut rx = vec![0u8; 1 << 16];
+    for (family, mut id) in [
         (AF_INET, SocketId::new_v4()),
         (AF_INET6, SocketId::new_v6()),
     ] {
+        id.source_port = port;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut request = NetlinkMessage::new(
@@ -361,27 +375,32 @@ fn listen_backlogs() -> HashMap<u64, u32> {
         request.finalize();
         let mut buf = vec![0; request.buffer_len()];
         request.serialize(&mut buf[..]);
-        if socket.send(&buf[..], 0).is_err() {
-            return out;
-        }
-        let mut rx = vec![0u8; 1 << 16];
-        // Bounded: a dump of listeners ends with NLMSG_DONE long before this.
+        socket.send(&buf[..], 0).ok()?;
+        // Bounded: a dump of one port's listeners ends with NLMSG_DONE long before this.
         'dump: for _ in 0..1024 {
-            let Ok(size) = socket.recv(&mut &mut rx[..], 0) else {
-                break;
-            };
+            let size = socket.recv(&mut &mut rx[..], 0).ok()?;
             let mut offset = 0;
             while offset < size {
-                let Ok(msg) = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[offset..size])
-                else {
-                    break 'dump;
-                };
+                let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[offset..size]).ok()?;
                 let len = msg.header.length as usize;
                 match msg.payload {
                     NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                        out.insert(u64::from(r.header.inode), r.header.send_queue);
+                        let id = &r.header.socket_id;
+                        // Checked again: an older kernel may not filter the dump.
+                        if id.source_port == port {
+                            out.push(DiagListener {
+                                local: endpoint(std::net::SocketAddr::new(
+                                    id.source_address,
+                                    id.source_port,
+                                )),
+                                accept_queue: r.header.recv_queue,
+                                backlog: r.header.send_queue,
+                                inode: u64::from(r.header.inode),
+                            });
+                        }
                     }
-                    NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => break 'dump,
+                    NetlinkPayload::Done(_) => break 'dump,
+                    NetlinkPayload::Error(_) => return None,
                     _ => {}
                 }
                 if len == 0 {
@@ -391,7 +410,58 @@ fn listen_backlogs() -> HashMap<u64, u32> {
             }
         }
     }
-    out
+    Some(out)
+}
+
+/// Backlogs of the port's listening sockets by inode (what `ss -lnt` shows as Send-Q).
+/// Empty on any error.
+fn listen_backlogs(port: u16) -> HashMap<u64, u32> {
+    dump_listening(port)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.inode, l.backlog))
+        .collect()
+}
+
+/// The port's listeners in this network namespace right now, with their queues: one
+/// sock_diag dump per family, tens of microseconds, no /proc. For the moment of a
+/// problem, when the refresher's look can be a second old. Owners are not named (that
+/// needs a walk of every process's fds): the caller carries them over by inode. `None`
+/// when sock_diag cannot be read.
+pub fn listeners_now(port: u16) -> Option<Vec<Listener>> {
+    Some(
+        dump_listening(port)?
+            .into_iter()
+            .map(|l| Listener {
+                local: l.local,
+                accept_queue: l.accept_queue,
+                backlog: Some(l.backlog),
+                inode: l.inode,
+                processes: Vec::new(),
+                namespace: None,
+            })
+            .collect(),
+    )
+}
+
+/// Process `pid` as /proc shows it now; `comm` (what the kernel called it when it acted)
+/// when it is already gone or cannot be read.
+pub fn describe_process(pid: i32, comm: &str) -> ProcessInfo {
+    match Process::new(pid) {
+        Ok(p) if p.stat().is_ok() => {
+            let mut info = process_info(&p);
+            if info.cmdline.is_empty() {
+                info.cmdline = comm.to_string();
+            }
+            info
+        }
+        _ => ProcessInfo {
+            pid,
+            name: comm.to_string(),
+            cmdline: comm.to_string(),
+            user: String::new(),
+        },
+    }
 }
 
 /// The process holding the socket whose local end is `local`, if it still exists.
@@ -434,6 +504,26 @@ mod tests {
                 .any(|p| p.pid == std::process::id() as i32),
             "{listener:?}"
         );
+    }
+
+    #[test]
+    fn a_look_at_the_moment_finds_the_ports_listeners_only_with_their_queues() {
+        let l = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let _other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let now = listeners_now(port).expect("sock_diag readable");
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(now[0].local.to_string(), format!("[::1]:{port}"));
+        assert_eq!(now[0].backlog, Some(128));
+        assert_ne!(now[0].inode, 0);
+    }
+
+    #[test]
+    fn a_process_gone_is_described_by_the_name_the_kernel_gave() {
+        let me = describe_process(std::process::id() as i32, "x");
+        assert!(!me.user.is_empty() && me.name != "x", "{me:?}");
+        let gone = describe_process(i32::MAX, "python3");
+        assert_eq!((gone.name.as_str(), gone.pid), ("python3", i32::MAX));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! namespace?), a firewall's REJECT (netfilter dropped the SYN and answered it), or
 //! neither (another host or a middlebox). Without the kernel witness, the same
 //! questions are answered from the listeners alone.
+//!
+//! Live, a refusal is judged by the listeners when it happened
+//! ([`HostFacts::listeners_when_refused`]): a server started a moment later did not
+//! refuse it, and one that stopped since did.
 
 use super::{hook_of, rejecting_rule};
 use crate::decode::Endpoint;
@@ -58,8 +62,13 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     let mut out = Vec::new();
     for (&server, &refused) in &ev.refused {
         let kernel = Sources::of(ev, server);
-        // Live, the listener the SYNs were meant for, if the last look found one.
-        let meant_for = facts.and_then(|f| f.now.listeners.iter().find(|l| l.accepts(&server)));
+        // Live, the listener the SYNs were meant for, if one listened when they were
+        // refused.
+        let meant_for = facts.and_then(|f| {
+            f.listeners_when_refused(&server)
+                .iter()
+                .find(|l| l.accepts(&server))
+        });
         let named = |f: Finding| match meant_for {
             Some(l) => f.processes(&l.processes, Role::Listener),
             None => f,
@@ -162,8 +171,7 @@ fn no_socket(
     match facts {
         Some(f) => {
             let here: Vec<_> = f
-                .now
-                .listeners
+                .listeners_when_refused(&server)
                 .iter()
                 .filter(|l| !l.accepts(&server))
                 .collect();
@@ -443,5 +451,20 @@ COMMIT
         };
         let ev = evidence(&[refused("127.0.0.2:61999"), ok]);
         assert_eq!(kinds(&ev, None), [FindingKind::ListenerOtherAddress]);
+    }
+
+    #[test]
+    fn refused_is_judged_by_the_listeners_when_it_happened_not_now() {
+        let ev = evidence(&[refused("127.0.0.1:61999")]);
+        // The server was on ::1 at the refusal, and has stopped since.
+        let mut f = facts(vec![]);
+        f.refused_at
+            .insert(ep("127.0.0.1:61999"), vec![listener("[::1]:61999")]);
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::ListenerOtherFamily]);
+        // Nothing listened at the refusal; a listener that matches started after it:
+        // not a firewall.
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.refused_at.insert(ep("127.0.0.1:61999"), vec![]);
+        assert_eq!(kinds(&ev, Some(&f)), [FindingKind::NothingListening]);
     }
 }

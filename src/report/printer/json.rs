@@ -1,10 +1,12 @@
 //! JSON lines for programs: a `flow` object per connection (and live pending notices), a
-//! `ladder` object after its flow, `finding` objects as they become certain, and at the
-//! end the ranked findings then the `summary` line last. The schema lives in
+//! `ladder` object after its flow, `finding` objects as they become certain (`"final":
+//! false`) and `update` objects when their facts change, and at the end the ranked
+//! findings (`"final":true`), the live findings they supersede, then the `summary` line
+//! last. The schema lives in
 //! [`report::json`](crate::report::json).
 
 use super::Printer;
-use crate::diagnose::Finding;
+use crate::diagnose::{Diagnosis, Finding, Update};
 use crate::flow::FlowEvent;
 use crate::report::json;
 use crate::report::ladder::Ladder;
@@ -49,17 +51,24 @@ impl Printer for Json {
     }
 
     fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> io::Result<()> {
-        json::write_finding(out, f)
+        json::write_finding(out, f, false)
+    }
+
+    fn update(&mut self, out: &mut dyn Write, u: &Update) -> io::Result<()> {
+        json::write_update(out, u)
     }
 
     fn finish(
         &mut self,
         out: &mut dyn Write,
-        findings: &[Finding],
+        diagnosis: &Diagnosis,
         summary: &Summary<'_>,
     ) -> io::Result<()> {
-        for f in findings {
-            json::write_finding(out, f)?;
+        for f in &diagnosis.findings {
+            json::write_finding(out, f, true)?;
+        }
+        for s in &diagnosis.superseded {
+            json::write_superseded(out, s)?;
         }
         json::write_summary(out, summary)
     }

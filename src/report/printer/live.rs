@@ -4,7 +4,7 @@
 //! user's own screen.
 
 use super::Printer;
-use crate::diagnose::Finding;
+use crate::diagnose::{Diagnosis, Finding};
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::live::{LiveView, Redraw, Tick};
@@ -62,11 +62,11 @@ impl Printer for Live {
     fn finish(
         &mut self,
         out: &mut dyn Write,
-        findings: &[Finding],
+        diagnosis: &Diagnosis,
         summary: &Summary<'_>,
     ) -> io::Result<()> {
         self.view.finish(out)?;
         text::write_summary(out, summary, self.style)?;
-        text::write_diagnosis(out, findings, summary.live, self.style)
+        text::write_diagnosis(out, diagnosis, summary.live, self.style)
     }
 }

@@ -1,9 +1,9 @@
 //! Text for people: a line per connection as it ends (and live pending notices), ladders
-//! drawn below their line, live findings as they become certain, then the summary and
-//! the "Diagnosis" section. The wording lives in [`report::text`](crate::report::text).
+//! drawn below their line, live findings as they become certain and updates when their facts change, then
+//! the summary and the "Diagnosis" section. The wording lives in [`report::text`](crate::report::text).
 
 use super::Printer;
-use crate::diagnose::Finding;
+use crate::diagnose::{Diagnosis, Finding, Update};
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
@@ -47,13 +47,17 @@ impl Printer for Text {
         text::write_live_finding(out, f, self.style)
     }
 
+    fn update(&mut self, out: &mut dyn Write, u: &Update) -> io::Result<()> {
+        text::write_update(out, u, self.style)
+    }
+
     fn finish(
         &mut self,
         out: &mut dyn Write,
-        findings: &[Finding],
+        diagnosis: &Diagnosis,
         summary: &Summary<'_>,
     ) -> io::Result<()> {
         text::write_summary(out, summary, self.style)?;
-        text::write_diagnosis(out, findings, summary.live, self.style)
+        text::write_diagnosis(out, diagnosis, summary.live, self.style)
     }
 }

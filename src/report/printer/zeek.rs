@@ -7,7 +7,7 @@
 
 use super::Printer;
 use crate::decode::Timestamp;
-use crate::diagnose::Finding;
+use crate::diagnose::{Diagnosis, Finding};
 use crate::flow::FlowEvent;
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
@@ -60,7 +60,7 @@ impl Printer for Zeek {
     fn finish(
         &mut self,
         mut out: &mut dyn Write,
-        _findings: &[Finding],
+        _diagnosis: &Diagnosis,
         _summary: &Summary<'_>,
     ) -> io::Result<()> {
         self.log.finish(&mut out)
