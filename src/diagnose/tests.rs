@@ -21,6 +21,7 @@ pub(crate) fn record(outcome: Outcome, server: &str) -> FlowRecord {
     FlowRecord {
         id: 1,
         client: ep("127.0.0.1:40000"),
+        client_isn: None,
         server: ep(server),
         outcome,
         // Not read by the diagnosis; the Zeek printer's tests set their own.

@@ -244,6 +244,9 @@ pub struct FlowRecord {
     /// Unique per connection within a run, in order of first packet.
     pub id: u64,
     pub client: Endpoint,
+    /// The client's initial sequence number, when its SYN was seen: what tells this
+    /// connection's SYNs from those of another on the same endpoints.
+    pub client_isn: Option<u32>,
     pub server: Endpoint,
     pub outcome: Outcome,
     /// What Zeek's conn.log would call this connection, from Zeek's own endpoint states

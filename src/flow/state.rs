@@ -365,6 +365,7 @@ impl Flow {
         FlowRecord {
             id: self.id,
             client: self.client(rares),
+            client_isn: self.client_isn().map(|isn| isn.0),
             server: self.server(rares),
             outcome: self.state.outcome(),
             conn_state: self.facts.zeek().conn_state(&self.history, self.bytes),

@@ -240,6 +240,19 @@ impl KernelFacts {
     }
 }
 
+/// A client SYN whose sequence number is not `r`'s initial one: another connection's on
+/// the same endpoints (a retry from the same port), whatever the times say.
+fn another_syn(r: &FlowRecord, e: &KernelEvent) -> bool {
+    let syn = e.flags.syn() && !e.flags.ack() && e.icmp.is_none();
+    match (
+        syn && e.src == r.client && matches!(e.kind, EventKind::Drop { .. }),
+        r.client_isn,
+    ) {
+        (true, Some(isn)) => e.seq != isn,
+        _ => false,
+    }
+}
+
 /// The kind of segment a witnessed packet was, in the words the flow lines use.
 fn segment_kind(e: &KernelEvent) -> &'static str {
     let fl = e.flags;
@@ -312,12 +325,12 @@ impl Witnessed {
         let from = Timestamp(r.first_ts.0.saturating_sub(SLACK_US));
         let mine: Vec<KernelEvent> = events
             .iter()
-            .filter(|e| e.ts >= from && e.ts <= until)
+            .filter(|e| e.ts >= from && e.ts <= until && !another_syn(r, e))
             .copied()
             .collect();
         // Older events belonged to an earlier connection on these endpoints that ended
-        // without them; newer ones to the next.
-        events.retain(|e| e.ts > until);
+        // without them; newer ones, and SYNs of another connection, to the next.
+        events.retain(|e| e.ts > until || (e.ts >= from && another_syn(r, e)));
         self.held -= mine.len();
         if events.is_empty() {
             self.by_pair.remove(&key);
@@ -520,6 +533,38 @@ mod tests {
         assert_eq!(
             w.take(&flow(Outcome::Unanswered, 0, 0), &n),
             KernelFacts::default()
+        );
+    }
+
+    #[test]
+    fn a_retry_from_the_same_port_keeps_its_own_dropped_syn() {
+        let mut w = Witnessed::default();
+        let n = names();
+        let syn = |ts, seq| KernelEvent {
+            seq,
+            ..drop(ts, C, S, TcpFlags::SYN, Path::Ingress)
+        };
+        // Two connections from the same port 100 ms apart, both ended when their
+        // lines are released: each takes the SYN with its own sequence number.
+        w.add(syn(1_000, 111));
+        w.add(syn(101_000, 222));
+        let first = FlowRecord {
+            client_isn: Some(111),
+            ..flow(Outcome::Unanswered, 1_000, 1_000)
+        };
+        let second = FlowRecord {
+            client_isn: Some(222),
+            ..flow(Outcome::Unanswered, 101_000, 101_000)
+        };
+        let f1 = w.take(&first, &n);
+        assert_eq!(
+            (f1.drops.len(), f1.drops[0].first_ts),
+            (1, Timestamp(1_000))
+        );
+        let f2 = w.take(&second, &n);
+        assert_eq!(
+            (f2.drops.len(), f2.drops[0].first_ts),
+            (1, Timestamp(101_000))
         );
     }
 

@@ -21,6 +21,7 @@ fn rec(letters: &str, outcome: Outcome, conn_state: ConnState) -> FlowRecord {
     FlowRecord {
         id: 7,
         client: Endpoint::new(lo, 40000),
+        client_isn: None,
         server: Endpoint::new(lo, 61999),
         outcome,
         conn_state,
