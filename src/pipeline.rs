@@ -136,7 +136,15 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
 /// Opens the capture and the `-w` file: every error a user can cause by their arguments
 /// or permissions happens here, before any output.
 pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
-    let opened = capture::open(&cfg.source, cfg.port, cfg.filter_expr.as_deref())?;
+    // A docker-style port map: the capture follows the port's DNAT backend too. Read
+    // before the capture opens (its filter names the backend), while still privileged.
+    let dnat = if cfg.source.is_live() {
+        crate::diagnose::host::firewall::nat::read(cfg.port)
+    } else {
+        Vec::new()
+    };
+    let backend = dnat.first().map(|d| d.to);
+    let opened = capture::open(&cfg.source, cfg.port, backend, cfg.filter_expr.as_deref())?;
     let writer = match &cfg.write {
         Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
         None => None,
@@ -153,7 +161,8 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
         .and_then(|r| {
             r.map_err(|e| tracing::info!(error = %e, "firewall rules not read"))
                 .ok()
-        });
+        })
+        .map(|r| r.with_dnat(dnat));
     Ok(Prepared {
         cfg,
         opened,
@@ -193,6 +202,11 @@ impl Prepared<'_> {
             witness,
             firewall,
         } = self;
+        // Where a DNAT rule forwards the port: flows to it are shown translated.
+        let backend = firewall
+            .as_ref()
+            .and_then(|r| r.dnat().first())
+            .map(|d| crate::decode::Endpoint::new(d.to.ip(), d.to.port()));
         let counters = opened.progress();
         let link = opened.link();
         let live = cfg.source.is_live();
@@ -328,6 +342,7 @@ impl Prepared<'_> {
                 ladder: cfg.ladder.map(LadderRecorder::new),
                 cadence: cfg.format.redraws().then(Cadence::default),
                 port: cfg.port,
+                backend,
                 live,
                 items: Vec::with_capacity(Sink::batch_capacity(live)),
                 to_report,

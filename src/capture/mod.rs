@@ -15,11 +15,12 @@ pub use error::{CaptureError, Damage};
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
 
-use crate::decode::{Decoder, LinkType, PairHasher, Segment, SkipCounts};
+use crate::decode::{Decoder, Endpoint, LinkType, PairHasher, Segment, SkipCounts};
 use crossbeam_channel::{Receiver, Sender};
 use file::FileReader;
 use pcap::{Active, Capture};
 use reader::Reader;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -213,20 +214,32 @@ pub struct Opened {
 /// `tcp port` does not walk IPv6 extension headers and would drop them; and SYNs to any
 /// other port, a trickle that tells where clients go when nothing reaches the port
 /// (`tcp[]` only reads IPv4, hence the explicit offset 40 + 13 for IPv6 flags).
-pub fn bpf_filter(port: u16) -> String {
-    format!(
+/// With a DNAT backend for the port, its TCP too: after the translation the packets carry
+/// the backend's address and port, and `-i any` or the bridge sees them only so.
+pub fn bpf_filter(port: u16, backend: Option<SocketAddr>) -> String {
+    let own = format!(
         "tcp port {port} or icmp[icmptype] == icmp-unreach \
          or icmp6[icmp6type] == icmp6-destinationunreach \
          or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60)) \
          or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) \
          or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
-    )
+    );
+    match backend {
+        Some(b) => format!("{own} or (tcp and host {} and port {})", b.ip(), b.port()),
+        None => own,
+    }
 }
 
 /// Opens a live interface (with the kernel BPF filter for `port`, narrowed by the user's
-/// `expression`) or a capture file (the expression then applies per record).
-pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Opened, CaptureError> {
-    let filter = filter::combine(&bpf_filter(port), expression);
+/// `expression`) or a capture file (the expression then applies per record). `backend`:
+/// where a DNAT rule forwards the port (live), whose packets are the port's too.
+pub fn open(
+    source: &Source,
+    port: u16,
+    backend: Option<SocketAddr>,
+    expression: Option<&str>,
+) -> Result<Opened, CaptureError> {
+    let filter = filter::combine(&bpf_filter(port, backend), expression);
     let handle = match source {
         Source::Live {
             interface,
@@ -282,7 +295,8 @@ pub fn open(source: &Source, port: u16, expression: Option<&str>) -> Result<Open
     Ok(Opened {
         handle,
         source: source.clone(),
-        decoder: Decoder::new(link, port),
+        decoder: Decoder::new(link, port)
+            .with_backend(backend.map(|b| Endpoint::new(b.ip(), b.port()))),
         filter,
         user_filter,
         flush_each,

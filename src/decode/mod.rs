@@ -339,11 +339,22 @@ impl SkipCounts {
 pub struct Decoder {
     link: LinkType,
     port: u16,
+    /// Where a DNAT rule forwards the port: its TCP is the port's too.
+    backend: Option<Endpoint>,
 }
 
 impl Decoder {
     pub fn new(link: LinkType, port: u16) -> Decoder {
-        Decoder { link, port }
+        Decoder {
+            link,
+            port,
+            backend: None,
+        }
+    }
+
+    /// Also decodes the TCP to and from `backend`, the port's DNAT destination.
+    pub fn with_backend(self, backend: Option<Endpoint>) -> Decoder {
+        Decoder { backend, ..self }
     }
 
     pub fn link(&self) -> LinkType {
@@ -353,7 +364,22 @@ impl Decoder {
     /// Decodes one captured packet. `data` is what libpcap captured (caplen bytes).
     pub fn decode(&self, ts: Timestamp, data: &[u8]) -> Result<Segment, SkipReason> {
         let ip = self.link.ip_bytes(data)?;
-        decode_ip(ts, ip, self.port)
+        let seg = decode_ip(ts, ip, self.port);
+        match (seg, self.backend) {
+            // Translated packets carry the backend's port: decode them for that port.
+            (
+                Err(SkipReason::OtherPort)
+                | Ok(Segment {
+                    kind: SegmentKind::SynElsewhere,
+                    ..
+                }),
+                Some(b),
+            ) => match decode_ip(ts, ip, b.port) {
+                Ok(s) if s.src == b || s.dst == b => Ok(s),
+                _ => seg,
+            },
+            _ => seg,
+        }
     }
 }
 

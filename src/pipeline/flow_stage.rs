@@ -281,6 +281,8 @@ pub(super) struct Sink<'a> {
     /// `--live-summary`: when the next table is due.
     pub(super) cadence: Option<Cadence>,
     pub(super) port: u16,
+    /// Where a DNAT rule forwards the port: a flow to it is the port's, translated.
+    pub(super) backend: Option<crate::decode::Endpoint>,
     pub(super) live: bool,
     /// Items not yet handed over, in order.
     pub(super) items: Vec<Item>,
@@ -350,8 +352,24 @@ impl Sink<'_> {
         ladder: Option<Ladder>,
         kernel: Option<KernelFacts>,
     ) -> Result<(), Error> {
-        let context = (processes.is_some() || kernel.is_some())
-            .then(|| Box::new(FlowContext { processes, kernel }));
+        let record = match &ev {
+            FlowEvent::Finished(r) | FlowEvent::Pending(r) => r,
+        };
+        let translated_to =
+            self.backend
+                .filter(|b| record.server == *b)
+                .map(|to| crate::report::Translated {
+                    port: self.port,
+                    to,
+                });
+        let context =
+            (processes.is_some() || kernel.is_some() || translated_to.is_some()).then(|| {
+                Box::new(FlowContext {
+                    processes,
+                    kernel,
+                    translated_to,
+                })
+            });
         let kernel_facts = context.as_ref().and_then(|c| c.kernel.clone());
         self.items.push(Item::Flow(ev, context));
         if let Some(l) = ladder {

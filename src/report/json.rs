@@ -64,6 +64,10 @@ pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContex
     endpoint(buf, r.client);
     key!("server");
     endpoint(buf, r.server);
+    if let Some(t) = context.and_then(|c| c.translated_to) {
+        key!("translated_to");
+        endpoint(buf, t.to);
+    }
     key!("outcome");
     text(buf, r.outcome.as_str());
     key!("reset_by");

@@ -10,7 +10,7 @@ use super::live::Tick;
 use super::printer::Printer;
 use super::summary::Summary;
 use super::{printer_for, Format, Style};
-use crate::decode::Timestamp;
+use crate::decode::{Endpoint, Timestamp};
 use crate::diagnose::{Diagnosis, Finding, FlowProcesses, Update};
 use crate::flow::FlowEvent;
 use crate::kernel::KernelFacts;
@@ -43,6 +43,29 @@ pub struct FlowContext {
     pub processes: Option<FlowProcesses>,
     /// The kernel's word on it (the witness was attached; empty when it saw nothing).
     pub kernel: Option<KernelFacts>,
+    /// The DNAT backend the connection was forwarded to (a port map), when it was.
+    pub translated_to: Option<Translated>,
+}
+
+/// A connection to the watched port that a DNAT rule forwarded to a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translated {
+    /// The port the client addressed.
+    pub port: u16,
+    /// Where the connection really went.
+    pub to: Endpoint,
+}
+
+impl Translated {
+    /// `host:P ⇒ backend:Q`; `*:P` when only the translated packets were seen (a local
+    /// client's, translated before any capture point).
+    pub fn describe(&self, server: Endpoint) -> String {
+        if server == self.to {
+            format!("*:{} ⇒ {}", self.port, self.to)
+        } else {
+            format!("{server} ⇒ {}", self.to)
+        }
+    }
 }
 
 /// The printer chosen for the run and the writer it prints on.

@@ -226,7 +226,10 @@ pub fn write_flow(
         "{} {} → {} {}{}{} {} {}{}",
         clock(r.first_ts),
         r.client,
-        r.server,
+        match context.and_then(|c| c.translated_to) {
+            Some(t) => t.describe(r.server),
+            None => r.server.to_string(),
+        },
         style.outcome(r.outcome),
         pending,
         who,

@@ -14,6 +14,7 @@
 
 mod command;
 mod iptables;
+pub mod nat;
 mod nft;
 #[cfg(test)]
 mod tests;
@@ -367,6 +368,8 @@ pub struct Ruleset {
     rules: Vec<FirewallRule>,
     /// What could not be read (a tool missing, failing, or holding rules it cannot show).
     unread: Vec<FirewallError>,
+    /// The nat table's DNAT rules for the port (where it is forwarded).
+    dnat: Vec<nat::Dnat>,
 }
 
 impl Ruleset {
@@ -487,6 +490,16 @@ impl Ruleset {
             .filter(|(_, r)| r.verdict.resets() == resets)
             .min_by_key(|(i, r)| (r.rank(), r.priority, *i))
             .map(|(_, r)| r)
+    }
+
+    /// The ruleset with the nat table's DNAT rules for the port.
+    pub fn with_dnat(self, dnat: Vec<nat::Dnat>) -> Ruleset {
+        Ruleset { dnat, ..self }
+    }
+
+    /// The DNAT rules that forward the port elsewhere (a docker-style port map).
+    pub fn dnat(&self) -> &[nat::Dnat] {
+        &self.dnat
     }
 
     pub fn rules(&self) -> &[FirewallRule] {
