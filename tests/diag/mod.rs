@@ -493,11 +493,22 @@ pub struct Capture {
 /// Starts `ip netns exec NS portsniff -i lo --port PORT --json --duration SECS EXTRA…` and
 /// waits for its "listening on" banner.
 pub fn start_capture(ns: &Netns, port: u16, duration_secs: u32, extra: &[&str]) -> Capture {
+    start_capture_on(ns, "lo", port, duration_secs, extra)
+}
+
+/// [`start_capture`] on another interface (`any`, a veth).
+pub fn start_capture_on(
+    ns: &Netns,
+    interface: &str,
+    port: u16,
+    duration_secs: u32,
+    extra: &[&str],
+) -> Capture {
     let port = port.to_string();
     let duration = duration_secs.to_string();
     let mut args = vec![
         "-i",
-        "lo",
+        interface,
         "--port",
         &port,
         "--json",

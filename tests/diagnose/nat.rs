@@ -1,0 +1,121 @@
+//! Containers and NAT: a docker-style port map (DNAT in PREROUTING and OUTPUT from the
+//! host's namespace to a server in a container's namespace, joined by a veth pair).
+
+use crate::diag::start_capture_on;
+use crate::*;
+use std::net::{IpAddr, Ipv4Addr, Shutdown};
+
+const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const CTR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+/// The host's and the container's namespaces, joined by a veth pair, with connections to
+/// the host's `port` forwarded to the container's `backend_port`.
+fn port_map(test: &str, port: u16, backend_port: u16) -> Option<(Netns, Netns)> {
+    if !prerequisites(test, &["iptables", "iptables-save"]) {
+        return None;
+    }
+    let host = Netns::create(test)?;
+    let ctr = Netns::create(test)?;
+    let (h, c) = (
+        format!("h{}", &host.name[4..]),
+        format!("c{}", &ctr.name[4..]),
+    );
+    let (h, c) = (&h[..h.len().min(15)], &c[..c.len().min(15)]);
+    host.run(&[
+        "ip", "link", "add", h, "type", "veth", "peer", "name", c, "netns", &ctr.name,
+    ]);
+    host.run(&["ip", "addr", "add", "10.77.0.1/24", "dev", h]);
+    host.run(&["ip", "link", "set", h, "up"]);
+    ctr.run(&["ip", "addr", "add", "10.77.0.2/24", "dev", c]);
+    ctr.run(&["ip", "link", "set", c, "up"]);
+    ctr.run(&["ip", "route", "add", "default", "via", "10.77.0.1"]);
+    let to = format!("{CTR_IP}:{backend_port}");
+    let port = port.to_string();
+    for chain in ["PREROUTING", "OUTPUT"] {
+        host.run(&[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            chain,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ]);
+    }
+    Some((host, ctr))
+}
+
+#[test]
+fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
+    const TEST: &str = "a_healthy_port_map_counts_as_the_ports_connections_with_the_translation";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    // The container's server: answers each of 3 connections, then stops.
+    let server = ctr.on_thread(move || {
+        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
+        for _ in 0..3 {
+            let mut s = accept_within(&l, IO_TIMEOUT);
+            let mut buf = [0u8; 2];
+            let _ = s.read_exact(&mut buf);
+            let _ = s.write_all(b"ok");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
+    let clients: Vec<u16> = host
+        .on_thread(move || {
+            (0..3)
+                .map(|_| {
+                    let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
+                    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                        .unwrap_or_else(|e| panic!("test setup: connect to {addr}: {e}"));
+                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    s.write_all(b"hi").unwrap();
+                    let mut buf = [0u8; 2];
+                    s.read_exact(&mut buf).expect("the container's answer");
+                    let _ = s.shutdown(Shutdown::Both);
+                    s.local_addr().unwrap().port()
+                })
+                .collect()
+        })
+        .join()
+        .expect("client thread");
+    server.join().expect("server thread");
+    let report = capture.finish();
+
+    for c in &clients {
+        let f = report.assert_outcome(*c, "closed", "a connection through the port map");
+        assert_eq!(
+            f["translated_to"],
+            format!("{CTR_IP}:{backend_port}"),
+            "the flow line should show where the DNAT sent it: {f}\n{}",
+            report.context()
+        );
+    }
+    assert_eq!(
+        report.summary()["flows"],
+        3,
+        "the 3 connections are the port's: {}",
+        report.context()
+    );
+    report.assert_absent(
+        "no_traffic",
+        "every connection to the port went through the map",
+    );
+    report.assert_exit(0, "every connection succeeded");
+    let text = &report.text.as_ref().expect("text run").output;
+    assert!(
+        text.contains(&format!(":{port} ⇒ {CTR_IP}:{backend_port}")),
+        "the text line should read 'client → *:P ⇒ container:Q':\n{text}"
+    );
+}
