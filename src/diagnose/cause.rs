@@ -40,6 +40,9 @@ pub enum Cause {
     ListenerOtherAddress(RefusedWithListener),
     ListenerOtherNamespace(RefusedInNamespace),
     NothingListening(Refused),
+    /// Live: refused at the backend a DNAT rule forwards the port to (a port map whose
+    /// container is down or listens on another port).
+    ForwardedNothingListening(ForwardedRefused),
     /// Live, with the kernel witness: RSTs in the server's name that this host's TCP did
     /// not send and its firewall did not either: another host or a middlebox.
     RefusedElsewhere(RefusedElsewhere),
@@ -81,7 +84,9 @@ impl Cause {
             Cause::ListenerOtherFamily(_) => FindingKind::ListenerOtherFamily,
             Cause::ListenerOtherAddress(_) => FindingKind::ListenerOtherAddress,
             Cause::ListenerOtherNamespace(_) => FindingKind::ListenerOtherNamespace,
-            Cause::NothingListening(_) => FindingKind::NothingListening,
+            Cause::NothingListening(_) | Cause::ForwardedNothingListening(_) => {
+                FindingKind::NothingListening
+            }
             Cause::RefusedElsewhere(_) => FindingKind::RefusedElsewhere,
             Cause::AcceptQueueFull(_) | Cause::HandshakeAcksDropped(_) => {
                 FindingKind::AcceptQueueFull
@@ -111,6 +116,7 @@ impl Cause {
             Cause::RefusedElsewhere(e) => Some(e.server),
             Cause::ListenerOtherNamespace(e) => Some(e.server),
             Cause::NothingListening(e) => Some(e.server),
+            Cause::ForwardedNothingListening(e) => Some(e.server),
             _ => None,
         }
     }
@@ -132,6 +138,7 @@ impl Cause {
             | Cause::ListenerOtherAddress(_)
             | Cause::ListenerOtherNamespace(_)
             | Cause::NothingListening(_)
+            | Cause::ForwardedNothingListening(_)
             | Cause::AcceptQueueFull(_)
             | Cause::SilentlyDropped(_)
             | Cause::IcmpRejected(_)
@@ -187,6 +194,27 @@ pub struct Refused {
     pub port: u16,
     #[serde(skip)]
     pub basis: Basis,
+}
+
+/// Connections to the port refused at the backend a DNAT rule forwards it to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ForwardedRefused {
+    pub refused: u64,
+    /// The backend, where the refused connections went (`translated_to` on their lines).
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    /// The port the clients addressed.
+    pub forwarded_port: u16,
+    /// The DNAT rule, as `iptables-save` prints it.
+    pub rule: String,
+    /// `net:[INODE]` holding the backend's address; null when no process sits there.
+    pub namespace: Option<String>,
+    /// What listens in that namespace instead (`10.77.0.2:81`).
+    #[serde(serialize_with = "display_all")]
+    pub listening_there: Vec<Endpoint>,
+    /// The first listener's process, for the wording.
+    #[serde(skip)]
+    pub listener_process: Option<(String, i32)>,
 }
 
 /// Connections refused by a firewall's REJECT with a TCP reset.

@@ -46,6 +46,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::ListenerOtherAddress(e) => listener_other_address(e),
         Cause::ListenerOtherNamespace(e) => listener_other_namespace(e),
         Cause::NothingListening(e) => nothing_listening(e),
+        Cause::ForwardedNothingListening(e) => forwarded_nothing_listening(e),
         Cause::AcceptQueueFull(e) => accept_queue_full(e, f),
         Cause::HandshakeAcksDropped(e) => handshake_acks_dropped(e),
         Cause::SilentlyDropped(e) => silently_dropped(e),
@@ -249,6 +250,39 @@ fn listener_other_namespace(e: &RefusedInNamespace) -> Words {
             "publish the port (docker run -p {port}:{port} …), or connect from inside that namespace: nsenter -t {} -n",
             e.nsenter_pid
         ),
+    )
+}
+
+fn forwarded_nothing_listening(e: &ForwardedRefused) -> Words {
+    let (refused, port, backend) = (
+        plural(e.refused, "connection", "connections"),
+        e.forwarded_port,
+        e.server,
+    );
+    let ns = match &e.namespace {
+        Some(ns) => format!(" in {ns}"),
+        None => String::new(),
+    };
+    let instead = match (e.listening_there.first(), &e.listener_process) {
+        (Some(l), Some((name, pid))) => format!("; {name} (pid {pid}) listens on {} in that namespace", l.port),
+        (Some(l), None) => format!("; {l} listens in that namespace"),
+        (None, _) if e.namespace.is_some() => "; nothing listens in that namespace at all".to_string(),
+        (None, _) => "; no process sits in a network namespace holding that address (the container may be stopped)".to_string(),
+    };
+    let next = match e.listening_there.first() {
+        Some(l) => format!(
+            "point the port map at the port the server uses ({}:{}), or make the server listen on {backend}",
+            backend.addr, l.port
+        ),
+        None => format!("start the container's server on {backend}, or fix the port map"),
+    };
+    say(
+        format!("{refused} to port {port} refused: host:{port} is forwarded to {backend}{ns}, where nothing listens"),
+        format!(
+            "A DNAT rule (`{}`) forwards port {port} to {backend}{ns}: nothing listens there{instead}.",
+            e.rule
+        ),
+        next,
     )
 }
 

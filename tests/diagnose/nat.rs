@@ -119,3 +119,100 @@ fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
         "the text line should read 'client → *:P ⇒ container:Q':\n{text}"
     );
 }
+
+/// Connects from the host's namespace to HOST_IP:`port`, which must be refused; returns
+/// the client port.
+fn refused_through_the_map(host: &Netns, port: u16) -> u16 {
+    refused_client(host, SocketAddr::new(IpAddr::V4(HOST_IP), port))
+}
+
+#[test]
+fn a_port_map_whose_backend_is_down_names_the_translation_and_the_backend() {
+    const TEST: &str = "a_port_map_whose_backend_is_down_names_the_translation_and_the_backend";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, _ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    let capture = start_capture_on(&host, "any", port, 3, &[]);
+    let cport = refused_through_the_map(&host, port);
+    let report = capture.finish();
+
+    let f = report.assert_outcome(
+        cport,
+        "refused",
+        "a connection to a map whose backend is down",
+    );
+    assert_eq!(
+        f["translated_to"],
+        format!("{CTR_IP}:{backend_port}"),
+        "{f}"
+    );
+    report.assert_exit(1, "a connection was refused");
+    let d = report.finding("nothing_listening");
+    assert_eq!(
+        report.evidence_str(d, "server"),
+        format!("{CTR_IP}:{backend_port}"),
+        "evidence.server should be the backend: {d}\n{}",
+        report.context()
+    );
+    assert_eq!(
+        report.evidence_u64(d, "forwarded_port"),
+        u64::from(port),
+        "{d}"
+    );
+    let headline = d["headline"].as_str().unwrap_or_default();
+    assert!(
+        headline.contains(&format!(
+            "host:{port} is forwarded to {CTR_IP}:{backend_port}"
+        )),
+        "the finding should name the translation and the backend: {d}\n{}",
+        report.context()
+    );
+    report.assert_absent(
+        "refused_elsewhere",
+        "the backend's own host refused, through the map",
+    );
+    report.assert_absent("no_traffic", "the connection went through the map");
+}
+
+#[test]
+fn a_port_map_whose_backend_listens_on_another_port_names_the_process() {
+    const TEST: &str = "a_port_map_whose_backend_listens_on_another_port_names_the_process";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    let wrong = SocketAddr::new(IpAddr::V4(CTR_IP), backend_port + 1);
+    let listener = spawn_listener(&ctr, wrong, 16, false);
+    let capture = start_capture_on(&host, "any", port, 3, &[]);
+    let cport = refused_through_the_map(&host, port);
+    let report = capture.finish();
+
+    report.assert_outcome(
+        cport,
+        "refused",
+        "a connection to a map whose backend port is wrong",
+    );
+    report.assert_exit(1, "a connection was refused");
+    let d = report.finding("nothing_listening");
+    let ns = report.evidence_str(d, "namespace");
+    assert!(ns.starts_with("net:["), "evidence.namespace: {d}");
+    assert_eq!(
+        d["evidence"]["listening_there"][0],
+        wrong.to_string(),
+        "evidence.listening_there should hold what listens in the backend's namespace: {d}"
+    );
+    report.assert_names_process(d, listener.pid(), "listener", LISTENER_MARK);
+    let why = d["explanation"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "python3 (pid {}) listens on {} in that namespace",
+            listener.pid(),
+            backend_port + 1
+        )),
+        "the finding should name the process on Q+1: {d}\n{}",
+        report.context()
+    );
+}

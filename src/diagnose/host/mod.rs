@@ -18,7 +18,8 @@ pub use counters::{counter_delta, read_counters, Counter, Counters};
 #[cfg(test)]
 pub use sockets::PortSocket;
 pub use sockets::{
-    describe_process, listeners_now, owner_of, Listener, ProcessInfo, Snapshot, SocketState,
+    backend_namespace, describe_process, listeners_now, owner_of, Listener, ProcessInfo, Snapshot,
+    SocketState,
 };
 
 use crate::decode::Endpoint;

@@ -547,3 +547,74 @@ mod tests {
         );
     }
 }
+
+/// The network namespace (other than ours) that holds `addr` as a local address, and
+/// every listener in it (with owners): where a DNAT backend should be listening. `None`
+/// when no process sits in such a namespace (a stopped container has none).
+pub fn backend_namespace(addr: IpAddr) -> Option<(String, Vec<Listener>)> {
+    let own = net_namespace(&Process::myself().ok()?)?;
+    let mut seen = HashSet::from([own]);
+    for p in procfs::process::all_processes().ok()?.flatten() {
+        let Some(ns) = net_namespace(&p) else {
+            continue;
+        };
+        if !seen.insert(ns) || !holds_address(p.pid(), addr) {
+            continue;
+        }
+        let mut listeners: Vec<Listener> = tcp_entries(Some(&p))
+            .into_iter()
+            .filter(|e| e.state == TcpState::Listen)
+            .map(|e| Listener {
+                local: endpoint(e.local_address),
+                accept_queue: e.rx_queue,
+                backlog: None,
+                inode: e.inode,
+                processes: Vec::new(),
+                namespace: Some(format!("net:[{ns}]")),
+            })
+            .collect();
+        let owners = socket_owners(&listeners.iter().map(|l| l.inode).collect());
+        for l in &mut listeners {
+            l.processes = owners.get(&l.inode).cloned().unwrap_or_default();
+        }
+        return Some((format!("net:[{ns}]"), listeners));
+    }
+    None
+}
+
+/// Whether `addr` is a local address in process `pid`'s network namespace: its
+/// `/32 host LOCAL` entry in `fib_trie` (IPv4), or its line in `if_inet6` (IPv6).
+fn holds_address(pid: i32, addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie"))
+            .is_ok_and(|t| fib_trie_holds(&t, v4)),
+        IpAddr::V6(v6) => {
+            std::fs::read_to_string(format!("/proc/{pid}/net/if_inet6")).is_ok_and(|t| {
+                let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+                t.lines().any(|l| l.starts_with(&hex))
+            })
+        }
+    }
+}
+
+fn fib_trie_holds(text: &str, addr: std::net::Ipv4Addr) -> bool {
+    let leaf = format!("|-- {addr}");
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(l) = lines.next() {
+        if l == leaf && lines.peek().is_some_and(|n| n.ends_with("host LOCAL")) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod backend_tests {
+    #[test]
+    fn an_address_is_local_where_fib_trie_has_its_host_local_leaf() {
+        let t = "Main:\n  +-- 10.77.0.0/24 2 0 2\n     |-- 10.77.0.0\n        /24 link UNICAST\n     |-- 10.77.0.2\n        /32 host LOCAL\n     |-- 10.77.0.255\n        /32 link BROADCAST\n";
+        assert!(super::fib_trie_holds(t, [10, 77, 0, 2].into()));
+        assert!(!super::fib_trie_holds(t, [10, 77, 0, 255].into()));
+        assert!(!super::fib_trie_holds(t, [10, 77, 0, 1].into()));
+    }
+}

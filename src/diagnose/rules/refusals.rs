@@ -12,7 +12,7 @@
 use super::{hook_of, rejecting_rule};
 use crate::decode::Endpoint;
 use crate::diagnose::cause::{
-    Basis, Cause, FirewallResets, Refused, RefusedElsewhere, RefusedInNamespace,
+    Basis, Cause, FirewallResets, ForwardedRefused, Refused, RefusedElsewhere, RefusedInNamespace,
     RefusedWithListener,
 };
 use crate::diagnose::evidence::Evidence;
@@ -61,6 +61,10 @@ impl Sources {
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
     let mut out = Vec::new();
     for (&server, &refused) in &ev.refused {
+        if let Some(f) = forwarded(facts, scope, server, refused) {
+            out.push(f);
+            continue;
+        }
         let kernel = Sources::of(ev, server);
         // Live, the listener the SYNs were meant for, if one listened when they were
         // refused.
@@ -122,6 +126,43 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         }
     }
     out
+}
+
+/// Refusals at the backend a DNAT rule forwards the port to: the translation, the
+/// backend's namespace and what listens there instead.
+fn forwarded(
+    facts: Option<&HostFacts>,
+    scope: &Scope,
+    server: Endpoint,
+    refused: u64,
+) -> Option<Finding> {
+    let dnat = facts?
+        .firewall
+        .as_ref()?
+        .dnat()
+        .iter()
+        .find(|d| Endpoint::new(d.to.ip(), d.to.port()) == server)?;
+    let (namespace, listeners) = match &dnat.backend {
+        Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
+        None => (None, &[][..]),
+    };
+    let first = listeners.iter().find(|l| !l.processes.is_empty());
+    let cause = Cause::ForwardedNothingListening(ForwardedRefused {
+        refused,
+        server,
+        forwarded_port: scope.port,
+        rule: dnat.rule.clone(),
+        namespace,
+        listening_there: listeners.iter().map(|l| l.local).collect(),
+        listener_process: first
+            .and_then(|l| l.processes.first())
+            .map(|p| (p.name.clone(), p.pid)),
+    });
+    let finding = Finding::new(cause, refused);
+    Some(match first {
+        Some(l) => finding.processes(&l.processes, Role::Listener),
+        None => finding,
+    })
 }
 
 /// Keeps `value` in `slot` if it is the most common so far.
@@ -292,6 +333,36 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::ListenerOtherNamespace);
         assert_eq!(evidence_json(&found[0])["namespace"], "net:[4026532000]");
         assert!(found[0].next_step().contains("nsenter -t 4567 -n"));
+    }
+
+    #[test]
+    fn a_port_map_whose_backend_listens_on_another_port_names_the_translation_and_the_process() {
+        use crate::diagnose::host::firewall::{nat, Ruleset};
+        let ev = evidence(&[refused("10.77.0.2:80")]);
+        let mut f = facts(vec![]);
+        let mut dnat = nat::parse(
+            "*nat\n-A PREROUTING -p tcp -m tcp --dport 61999 -j DNAT --to-destination 10.77.0.2:80\nCOMMIT\n",
+            61999,
+        );
+        dnat[0].backend = Some(("net:[4026532000]".into(), vec![listener("0.0.0.0:81")]));
+        f.firewall = Some(std::sync::Arc::new(Ruleset::default().with_dnat(dnat)));
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, FindingKind::NothingListening);
+        let json = evidence_json(&found[0]);
+        assert_eq!(json["server"], "10.77.0.2:80");
+        assert_eq!(json["namespace"], "net:[4026532000]");
+        assert_eq!(json["listening_there"][0], "0.0.0.0:81");
+        let why = found[0].explanation();
+        assert!(
+            why.contains("java (pid 4567) listens on 81 in that namespace"),
+            "{why}"
+        );
+        let headline = found[0].headline();
+        assert!(
+            headline.contains("host:61999 is forwarded to 10.77.0.2:80 in net:[4026532000]"),
+            "{headline}"
+        );
     }
 
     const REJECT_TCP_RESET: &str = "*filter

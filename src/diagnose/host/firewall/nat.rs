@@ -20,13 +20,23 @@ pub struct Dnat {
     pub to: SocketAddr,
     /// The rule as `iptables-save` prints it.
     pub rule: String,
+    /// Live, looked at when the capture started: the network namespace holding the
+    /// backend's address (`net:[INODE]`) and every listener in it, when a process sits
+    /// there.
+    pub backend: Option<(String, Vec<crate::diagnose::host::Listener>)>,
 }
 
 /// Runs `iptables-save -t nat` (read-only) and keeps the DNAT rules for TCP to `port`,
 /// one per backend. Empty when the tool is missing, fails (not root) or has none.
 pub fn read(port: u16) -> Vec<Dnat> {
     match command::run("iptables-save -t nat", Duration::from_secs(3)) {
-        Ok(text) => parse(&text, port),
+        Ok(text) => {
+            let mut found = parse(&text, port);
+            for d in &mut found {
+                d.backend = crate::diagnose::host::backend_namespace(d.to.ip());
+            }
+            found
+        }
         Err(e) => {
             tracing::info!(error = %e, "nat table not read");
             Vec::new()
@@ -95,6 +105,7 @@ fn rule(line: &str, port: u16) -> Option<Dnat> {
         port,
         to: SocketAddr::new(addr, to_port),
         rule: line.to_string(),
+        backend: None,
     })
 }
 
