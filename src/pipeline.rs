@@ -11,6 +11,7 @@
 //! [`progress_thread`]) and the live diagnosis's `proc-refresh` and `attribution`
 //! ([`host_threads`]).
 
+mod dnat_copies;
 mod flow_stage;
 mod host_threads;
 mod kernel_thread;
@@ -343,6 +344,7 @@ impl Prepared<'_> {
                 cadence: cfg.format.redraws().then(Cadence::default),
                 port: cfg.port,
                 backend,
+                copies: dnat_copies::DnatCopies::new(cfg.port, backend),
                 live,
                 items: Vec::with_capacity(Sink::batch_capacity(live)),
                 to_report,

@@ -283,6 +283,8 @@ pub(super) struct Sink<'a> {
     pub(super) port: u16,
     /// Where a DNAT rule forwards the port: a flow to it is the port's, translated.
     pub(super) backend: Option<crate::decode::Endpoint>,
+    /// With a DNAT backend: the copies `-i any` sees of each forwarded connection.
+    pub(super) copies: Option<super::dnat_copies::DnatCopies>,
     pub(super) live: bool,
     /// Items not yet handed over, in order.
     pub(super) items: Vec<Item>,
@@ -309,6 +311,12 @@ impl Sink<'_> {
 
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for ev in events.drain(..) {
+            // The same forwarded connection seen again after the DNAT: one flow, not two.
+            if let (FlowEvent::Finished(r), Some(c)) = (&ev, &mut self.copies) {
+                if c.is_second_copy(r) {
+                    continue;
+                }
+            }
             let (procs, ladder) = match &ev {
                 FlowEvent::Finished(r) => {
                     if let Some(w) = self.writer.as_deref_mut() {
@@ -355,13 +363,15 @@ impl Sink<'_> {
         let record = match &ev {
             FlowEvent::Finished(r) | FlowEvent::Pending(r) => r,
         };
-        let translated_to =
-            self.backend
-                .filter(|b| record.server == *b)
-                .map(|to| crate::report::Translated {
-                    port: self.port,
-                    to,
-                });
+        let translated_to = self
+            .backend
+            // Before the translation (host:P) or after it (the backend): the rule forwards
+            // the port's connections.
+            .filter(|b| record.server == *b || record.server.port == self.port)
+            .map(|to| crate::report::Translated {
+                port: self.port,
+                to,
+            });
         let context =
             (processes.is_some() || kernel.is_some() || translated_to.is_some()).then(|| {
                 Box::new(FlowContext {

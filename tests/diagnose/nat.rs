@@ -216,3 +216,100 @@ fn a_port_map_whose_backend_listens_on_another_port_names_the_process() {
         report.context()
     );
 }
+
+#[test]
+fn any_interface_counts_each_forwarded_connection_once() {
+    const TEST: &str = "any_interface_counts_each_forwarded_connection_once";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    // A client namespace routed through the host: its connections are seen before the
+    // DNAT (to 10.78.0.1:P, coming in) and after it (to the container, going out).
+    let Some(client) = Netns::create(TEST) else {
+        return;
+    };
+    let (h, k) = (
+        format!("k{}", &host.name[4..]),
+        format!("k{}", &client.name[4..]),
+    );
+    let (h, k) = (&h[..h.len().min(15)], &k[..k.len().min(15)]);
+    host.run(&[
+        "ip",
+        "link",
+        "add",
+        h,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        k,
+        "netns",
+        &client.name,
+    ]);
+    host.run(&["ip", "addr", "add", "10.78.0.1/24", "dev", h]);
+    host.run(&["ip", "link", "set", h, "up"]);
+    client.run(&["ip", "addr", "add", "10.78.0.2/24", "dev", k]);
+    client.run(&["ip", "link", "set", k, "up"]);
+    client.run(&["ip", "route", "add", "default", "via", "10.78.0.1"]);
+    host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+
+    const N: usize = 3;
+    let server = ctr.on_thread(move || {
+        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
+        for _ in 0..N {
+            let mut s = accept_within(&l, IO_TIMEOUT);
+            let mut buf = [0u8; 2];
+            let _ = s.read_exact(&mut buf);
+            let _ = s.write_all(b"ok");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let capture = start_capture_on(&host, "any", port, 3, &[]);
+    let clients: Vec<u16> = client
+        .on_thread(move || {
+            (0..N)
+                .map(|_| {
+                    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 78, 0, 1)), port);
+                    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                        .unwrap_or_else(|e| panic!("test setup: connect to {addr}: {e}"));
+                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    s.write_all(b"hi").unwrap();
+                    let mut buf = [0u8; 2];
+                    s.read_exact(&mut buf).expect("the container's answer");
+                    s.local_addr().unwrap().port()
+                })
+                .collect()
+        })
+        .join()
+        .expect("client thread");
+    server.join().expect("server thread");
+    let report = capture.finish();
+
+    for c in &clients {
+        let f = report.one_final_from(*c, "a forwarded connection seen on two interfaces");
+        assert_eq!(f["outcome"], "closed", "{f}");
+        assert_eq!(
+            f["translated_to"],
+            format!("{CTR_IP}:{backend_port}"),
+            "{f}"
+        );
+    }
+    let s = report.summary();
+    assert_eq!(
+        s["flows"],
+        N,
+        "one flow per connection made: {}",
+        report.context()
+    );
+    let tw =
+        s["time_wait"]["client"].as_u64().unwrap() + s["time_wait"]["server"].as_u64().unwrap();
+    assert_eq!(
+        tw,
+        N as u64,
+        "one TIME_WAIT per connection: {}",
+        report.context()
+    );
+    report.assert_exit(0, "every connection succeeded");
+}

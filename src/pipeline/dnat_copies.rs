@@ -1,0 +1,117 @@
+//! `-i any` on a host that forwards the port (a DNAT port map) sees each forwarded
+//! connection twice: before the translation, to host:P on the interface it came in by,
+//! and after it, to the backend on the interface it leaves by. Both copies carry the same
+//! client endpoint and initial sequence number. The second copy to finish is the same
+//! connection again: the flow stage drops it, so the lines, the summary's connection
+//! count and its TIME_WAIT counts are the connections made.
+//!
+//! A local client's connection is translated before any capture point (OUTPUT DNAT):
+//! it has one copy, to the backend, and stays unmatched here until it ages out.
+
+use crate::decode::{Endpoint, Timestamp};
+use crate::flow::FlowRecord;
+use std::collections::HashMap;
+
+/// Unmatched copies kept at most; beyond it the ones older than [`KEEP_US`] go.
+const CAP: usize = 4096;
+/// How long an unmatched copy waits for its twin (both finish within microseconds).
+const KEEP_US: u64 = 2_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copy_ {
+    /// To host:P, before the translation.
+    Before,
+    /// To the backend, after it.
+    After,
+}
+
+/// The copies of forwarded connections seen finishing, waiting for their twins.
+#[derive(Debug)]
+pub(super) struct DnatCopies {
+    port: u16,
+    backend: Endpoint,
+    waiting: HashMap<(Endpoint, u32), (Copy_, Timestamp)>,
+}
+
+impl DnatCopies {
+    /// `None` without a DNAT backend for the port: nothing to merge.
+    pub(super) fn new(port: u16, backend: Option<Endpoint>) -> Option<DnatCopies> {
+        backend.map(|backend| DnatCopies {
+            port,
+            backend,
+            waiting: HashMap::with_capacity(CAP),
+        })
+    }
+
+    /// Whether `r` is the second copy of a connection whose first copy already finished
+    /// (same client endpoint and ISN, one to host:P and one to the backend).
+    pub(super) fn is_second_copy(&mut self, r: &FlowRecord) -> bool {
+        let Some(isn) = r.client_isn else {
+            return false;
+        };
+        let copy = if r.server == self.backend {
+            Copy_::After
+        } else if r.server.port == self.port {
+            Copy_::Before
+        } else {
+            return false;
+        };
+        let key = (r.client, isn);
+        match self.waiting.get(&key) {
+            Some(&(other, _)) if other != copy => {
+                self.waiting.remove(&key);
+                true
+            }
+            _ => {
+                if self.waiting.len() >= CAP {
+                    let now = r.last_ts;
+                    self.waiting
+                        .retain(|_, (_, ts)| now.micros_since(*ts) < KEEP_US);
+                    if self.waiting.len() >= CAP {
+                        self.waiting.clear();
+                    }
+                }
+                self.waiting.insert(key, (copy, r.last_ts));
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::tests::record;
+    use crate::flow::Outcome;
+
+    fn ep(s: &str) -> Endpoint {
+        let a: std::net::SocketAddr = s.parse().unwrap();
+        Endpoint::new(a.ip(), a.port())
+    }
+
+    fn copy(server: &str, isn: u32) -> FlowRecord {
+        FlowRecord {
+            client: ep("10.78.0.2:47652"),
+            server: ep(server),
+            client_isn: Some(isn),
+            ..record(Outcome::Closed, server)
+        }
+    }
+
+    #[test]
+    fn the_translated_twin_of_a_forwarded_connection_is_dropped_whichever_finishes_first() {
+        let mut d = DnatCopies::new(8080, Some(ep("10.77.0.2:80"))).unwrap();
+        assert!(!d.is_second_copy(&copy("10.78.0.1:8080", 7)));
+        assert!(d.is_second_copy(&copy("10.77.0.2:80", 7)));
+        assert!(!d.is_second_copy(&copy("10.77.0.2:80", 8)));
+        assert!(d.is_second_copy(&copy("10.78.0.1:8080", 8)));
+    }
+
+    #[test]
+    fn another_connection_on_the_same_endpoints_is_not_a_twin() {
+        let mut d = DnatCopies::new(8080, Some(ep("10.77.0.2:80"))).unwrap();
+        assert!(!d.is_second_copy(&copy("10.77.0.2:80", 1)));
+        assert!(!d.is_second_copy(&copy("10.77.0.2:80", 1)));
+        assert!(!d.is_second_copy(&copy("10.78.0.1:8080", 2)));
+    }
+}
