@@ -200,9 +200,13 @@ pub struct Refused {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ForwardedRefused {
     pub refused: u64,
-    /// The backend, where the refused connections went (`translated_to` on their lines).
+    /// The server of the refused connections as their lines show it: the backend for a
+    /// local client's, host:P when the client's SYN was seen before the translation.
     #[serde(serialize_with = "display")]
     pub server: Endpoint,
+    /// The backend, where the refused connections went (`translated_to` on their lines).
+    #[serde(serialize_with = "display")]
+    pub backend: Endpoint,
     /// The port the clients addressed.
     pub forwarded_port: u16,
     /// The DNAT rule, as `iptables-save` prints it.

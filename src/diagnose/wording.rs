@@ -257,7 +257,7 @@ fn forwarded_nothing_listening(e: &ForwardedRefused) -> Words {
     let (refused, port, backend) = (
         plural(e.refused, "connection", "connections"),
         e.forwarded_port,
-        e.server,
+        e.backend,
     );
     let ns = match &e.namespace {
         Some(ns) => format!(" in {ns}"),

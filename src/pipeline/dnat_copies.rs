@@ -5,10 +5,14 @@
 //! connection again: the flow stage drops it, so the lines, the summary's connection
 //! count and its TIME_WAIT counts are the connections made.
 //!
+//! The copy after the DNAT often finishes first: it is shown with the address the client
+//! used (its SYN's destination before the translation, remembered here), so the line reads
+//! `client → host:P ⇒ backend:Q` whichever copy is kept.
+//!
 //! A local client's connection is translated before any capture point (OUTPUT DNAT):
 //! it has one copy, to the backend, and stays unmatched here until it ages out.
 
-use crate::decode::{Endpoint, Timestamp};
+use crate::decode::{Endpoint, Segment, SegmentKind, Timestamp};
 use crate::flow::FlowRecord;
 use std::collections::HashMap;
 
@@ -31,6 +35,8 @@ pub(super) struct DnatCopies {
     port: u16,
     backend: Endpoint,
     waiting: HashMap<(Endpoint, u32), (Copy_, Timestamp)>,
+    /// By client endpoint and ISN: the host:P its SYN was addressed to, before the DNAT.
+    addressed: HashMap<(Endpoint, u32), Endpoint>,
 }
 
 impl DnatCopies {
@@ -40,7 +46,31 @@ impl DnatCopies {
             port,
             backend,
             waiting: HashMap::with_capacity(CAP),
+            addressed: HashMap::with_capacity(CAP),
         })
+    }
+
+    /// A client's SYN: remembers where it was addressed when that is host:P (before the
+    /// translation). No allocation: the map is reserved, and emptied when full.
+    pub(super) fn syn(&mut self, seg: &Segment) {
+        let SegmentKind::Tcp(t) = seg.kind else {
+            return;
+        };
+        if seg.dst.port != self.port || seg.dst == self.backend {
+            return;
+        }
+        if self.addressed.len() >= CAP {
+            self.addressed.clear();
+        }
+        self.addressed.insert((seg.src, t.seq), seg.dst);
+    }
+
+    /// Where the client addressed the connection `r` (host:P), when `r` is the copy after
+    /// the translation and its SYN was seen before it.
+    pub(super) fn addressed(&mut self, r: &FlowRecord) -> Option<Endpoint> {
+        let key = (r.client, r.client_isn?);
+        let before = self.addressed.remove(&key)?;
+        (r.server == self.backend).then_some(before)
     }
 
     /// Whether `r` is the second copy of a connection whose first copy already finished
@@ -105,6 +135,36 @@ mod tests {
         assert!(d.is_second_copy(&copy("10.77.0.2:80", 7)));
         assert!(!d.is_second_copy(&copy("10.77.0.2:80", 8)));
         assert!(d.is_second_copy(&copy("10.78.0.1:8080", 8)));
+    }
+
+    #[test]
+    fn the_copy_after_the_translation_is_shown_with_the_address_the_client_used() {
+        use crate::decode::{HandshakeOptions, TcpFlags, TcpSegment};
+        let mut d = DnatCopies::new(8080, Some(ep("10.77.0.2:80"))).unwrap();
+        let syn = |dst: &str| Segment {
+            ts: Timestamp(1),
+            src: ep("10.78.0.2:47652"),
+            dst: ep(dst),
+            kind: SegmentKind::Tcp(TcpSegment {
+                seq: 7,
+                ack: 0,
+                flags: TcpFlags(TcpFlags::SYN),
+                window: 0,
+                payload_len: 0,
+                options: HandshakeOptions::default(),
+            }),
+        };
+        d.syn(&syn("10.78.0.1:8080"));
+        d.syn(&syn("10.77.0.2:80"));
+        assert_eq!(
+            d.addressed(&copy("10.77.0.2:80", 7)),
+            Some(ep("10.78.0.1:8080"))
+        );
+        assert_eq!(
+            d.addressed(&copy("10.77.0.2:80", 7)),
+            None,
+            "forgotten once used"
+        );
     }
 
     #[test]

@@ -125,6 +125,9 @@ impl FlowStage<'_> {
                             Some(&hash) => table.process_hashed(seg, hash, &mut events),
                             None => table.process(seg, &mut events),
                         };
+                        if let (true, Some(c)) = (syn, sink.copies.as_mut()) {
+                            c.syn(seg);
+                        }
                         if let (true, Some(id)) = (syn && live, id) {
                             let now = Instant::now();
                             if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {
@@ -310,11 +313,15 @@ impl Sink<'_> {
     }
 
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
-        for ev in events.drain(..) {
-            // The same forwarded connection seen again after the DNAT: one flow, not two.
-            if let (FlowEvent::Finished(r), Some(c)) = (&ev, &mut self.copies) {
+        for mut ev in events.drain(..) {
+            // The same forwarded connection seen again after the DNAT: one flow, not two,
+            // shown with the address the client used.
+            if let (FlowEvent::Finished(r), Some(c)) = (&mut ev, &mut self.copies) {
                 if c.is_second_copy(r) {
                     continue;
+                }
+                if let Some(before) = c.addressed(r) {
+                    r.server = before;
                 }
             }
             let (procs, ladder) = match &ev {

@@ -151,9 +151,9 @@ fn a_port_map_whose_backend_is_down_names_the_translation_and_the_backend() {
     report.assert_exit(1, "a connection was refused");
     let d = report.finding("nothing_listening");
     assert_eq!(
-        report.evidence_str(d, "server"),
+        report.evidence_str(d, "backend"),
         format!("{CTR_IP}:{backend_port}"),
-        "evidence.server should be the backend: {d}\n{}",
+        "evidence.backend should be the backend: {d}\n{}",
         report.context()
     );
     assert_eq!(
@@ -294,6 +294,11 @@ fn any_interface_counts_each_forwarded_connection_once() {
             f["translated_to"],
             format!("{CTR_IP}:{backend_port}"),
             "{f}"
+        );
+        assert_eq!(
+            f["server"],
+            format!("10.78.0.1:{port}"),
+            "the merged flow shows the address the client used: {f}"
         );
     }
     let s = report.summary();

@@ -136,12 +136,18 @@ fn forwarded(
     server: Endpoint,
     refused: u64,
 ) -> Option<Finding> {
-    let dnat = facts?
-        .firewall
-        .as_ref()?
-        .dnat()
+    let facts = facts?;
+    // Refused at the backend (the copy after the translation), or to host:P with no
+    // listener of its own (the copy before it, `-i any`): both are the port map's.
+    let no_listener_here = !facts
+        .listeners_when_refused(&server)
         .iter()
-        .find(|d| Endpoint::new(d.to.ip(), d.to.port()) == server)?;
+        .any(|l| l.accepts(&server));
+    let dnat = facts.firewall.as_ref()?.dnat().iter().find(|d| {
+        let backend = Endpoint::new(d.to.ip(), d.to.port());
+        backend == server || (server.port == d.port && no_listener_here)
+    })?;
+    let backend = Endpoint::new(dnat.to.ip(), dnat.to.port());
     let (namespace, listeners) = match &dnat.backend {
         Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
         None => (None, &[][..]),
@@ -150,6 +156,7 @@ fn forwarded(
     let cause = Cause::ForwardedNothingListening(ForwardedRefused {
         refused,
         server,
+        backend,
         forwarded_port: scope.port,
         rule: dnat.rule.clone(),
         namespace,
@@ -351,6 +358,7 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::NothingListening);
         let json = evidence_json(&found[0]);
         assert_eq!(json["server"], "10.77.0.2:80");
+        assert_eq!(json["backend"], "10.77.0.2:80");
         assert_eq!(json["namespace"], "net:[4026532000]");
         assert_eq!(json["listening_there"][0], "0.0.0.0:81");
         let why = found[0].explanation();
