@@ -99,6 +99,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("ipv6_closed.pcap", &["SF"]),
     // "REJ: Connection attempt rejected."
     ("ipv6_refused.pcap", &["REJ"]),
+    ("ipv6_unreachable_retried.pcap", &["SF"]),
     // No SYN, but both FINs: Zeek's conn_state looks at the endpoint states only.
     ("midstream.pcap", &["SF"]),
     // "RSTR: Responder sent a RST."
@@ -116,6 +117,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // An ICMP error is no TCP reply (Zeek logs it as its own icmp connection).
     ("unreachable.pcap", &["S0"]),
     ("unreachable_admin.pcap", &["S0"]),
+    // A host-unreachable error, then the same SYN again, answered: one connection.
+    ("unreachable_retried.pcap", &["SF"]),
 ];
 
 #[test]

@@ -332,6 +332,29 @@ fn mixed_capture_summary_counts_every_outcome() {
     assert_eq!(s["packets"]["decoded"], 43);
 }
 
+#[test]
+fn syn_retried_after_host_unreachable_and_answered_is_one_closed_connection() {
+    for file in ["unreachable_retried.pcap", "ipv6_unreachable_retried.pcap"] {
+        let (flows, s) = check(file, 0, &[CLOSED_BY_CLIENT]);
+        let f = &flows[0];
+        assert_eq!(f["syn_count"], 2, "{file}");
+        assert_eq!(
+            f["icmp"], "host_unreachable",
+            "{file}: the error stays in the record"
+        );
+        assert_eq!(
+            (f["bytes_c2s"].as_u64(), f["bytes_s2c"].as_u64()),
+            (Some(100), Some(200)),
+            "{file}"
+        );
+        assert!(
+            f["duration_us"].as_u64().unwrap() > 1_000_000,
+            "{file}: the duration runs from the first SYN: {f}"
+        );
+        assert_eq!(s["outcomes"]["unreachable"], 0, "{file}");
+    }
+}
+
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {
