@@ -90,6 +90,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("closed_client_first.pcap", &["SF"]),
     ("closed_server_first.pcap", &["SF"]),
     // "S1: Connection established, not terminated."
+    // Zeek: "S0: Connection attempt seen, no reply."
+    ("cut_by_count.pcap", &["S0"]),
     ("established.pcap", &["S1"]),
     // "S2: Connection established and close attempt by originator seen (but no reply
     // from responder)."

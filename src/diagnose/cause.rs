@@ -71,6 +71,8 @@ pub enum Cause {
     /// Nothing seen under the user's filter expression.
     NoTrafficFiltered(NoTrafficFiltered),
     NoTraffic(NoTraffic),
+    /// Attempts still waiting when the capture ended: no evidence either way.
+    CaptureCutShort(CutShort),
 }
 
 impl Cause {
@@ -100,6 +102,7 @@ impl Cause {
             Cause::TimeWaitBuildup(_) | Cause::ServerClosesFirst(_) => FindingKind::TimeWaitBuildup,
             Cause::EphemeralPortsExhausted(_) => FindingKind::EphemeralPortsExhausted,
             Cause::NoTrafficFiltered(_) | Cause::NoTraffic(_) => FindingKind::NoTraffic,
+            Cause::CaptureCutShort(_) => FindingKind::PartialView,
         }
     }
 
@@ -145,7 +148,8 @@ impl Cause {
             | Cause::TimeWaitBuildup(_)
             | Cause::ServerClosesFirst(_)
             | Cause::NoTrafficFiltered(_)
-            | Cause::NoTraffic(_) => Severity::Warning,
+            | Cause::NoTraffic(_)
+            | Cause::CaptureCutShort(_) => Severity::Warning,
         }
     }
 }
@@ -566,6 +570,14 @@ pub struct PortsExhausted {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NoTrafficFiltered {
     pub expression: String,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CutShort {
+    /// Attempts with one SYN, not retransmitted, when the capture ended.
+    pub waiting: u64,
     #[serde(skip)]
     pub port: u16,
 }

@@ -7,7 +7,7 @@
 
 use super::kernel::KernelEvidence;
 use crate::decode::{Endpoint, Unreachable};
-use crate::flow::{FlowRecord, Outcome, Side};
+use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -108,6 +108,13 @@ fn record(h: &mut Histogram<u64>, value: u64) {
     }
 }
 
+/// Whether an unanswered attempt was cut short by the capture's end (see
+/// [`Evidence::unanswered_cut`]): its SYN was never retransmitted, so the capture ended
+/// less than one retransmission timeout after it.
+fn cut_short(r: &FlowRecord) -> bool {
+    r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1
+}
+
 /// What the packets said, accumulated over the run.
 #[derive(Clone, Debug)]
 pub struct Evidence {
@@ -129,6 +136,11 @@ pub struct Evidence {
     pub(crate) refused: BTreeMap<Endpoint, u64>,
     pub(crate) unanswered_syns: u64,
     pub(crate) unanswered_servers: BTreeMap<Endpoint, u64>,
+    /// Unanswered attempts the capture's end cut short: one SYN, never retransmitted, and
+    /// the capture ended (`-c`, `--duration`, the file) before the client's first
+    /// retransmission timer (1 s, RFC 6298 §2.1) could fire. An answer may have come
+    /// after the end: they are no evidence of a drop, and not counted in `unanswered_*`.
+    pub(crate) unanswered_cut: u64,
     /// By ICMP kind name, so that findings come out in a stable order.
     pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
     /// Server endpoints that completed a handshake in this capture.
@@ -163,6 +175,7 @@ impl Default for Evidence {
             refused: BTreeMap::new(),
             unanswered_syns: 0,
             unanswered_servers: BTreeMap::new(),
+            unanswered_cut: 0,
             unreachable: BTreeMap::new(),
             answered: BTreeMap::new(),
             handshake_stalled: 0,
@@ -195,6 +208,7 @@ impl Evidence {
         }
         match r.outcome {
             Outcome::Refused => *self.refused.entry(r.server).or_default() += 1,
+            Outcome::Unanswered if cut_short(r) => self.unanswered_cut += 1,
             Outcome::Unanswered => {
                 self.unanswered_syns += u64::from(r.syn_count);
                 *self.unanswered_servers.entry(r.server).or_default() += 1;
@@ -267,12 +281,14 @@ impl Evidence {
 
     /// Connections whose outcome is a problem ([`Outcome::is_problem`]): what makes the
     /// exit status 1.
+    /// Failed connections; an attempt the capture's end cut short is not known to fail.
     pub fn problems(&self) -> u64 {
-        Outcome::ALL
+        let failed: u64 = Outcome::ALL
             .iter()
             .filter(|o| o.is_problem())
             .map(|o| self.outcomes[o.index()])
-            .sum()
+            .sum();
+        failed - self.unanswered_cut
     }
 
     pub fn count(&self, o: Outcome) -> u64 {

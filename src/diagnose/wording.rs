@@ -63,6 +63,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::EphemeralPortsExhausted(e) => ports_exhausted(e),
         Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
         Cause::NoTraffic(e) => no_traffic(e),
+        Cause::CaptureCutShort(e) => capture_cut_short(e),
     }
 }
 
@@ -1037,6 +1038,24 @@ fn no_traffic_filtered(e: &NoTrafficFiltered) -> Words {
         format!(
             "run again without the expression (or with a wider one) to see every \
              connection to port {port}"
+        ),
+    )
+}
+
+fn capture_cut_short(e: &CutShort) -> Words {
+    let (n, port) = (e.waiting, e.port);
+    let attempts = plural(n, "connection attempt", "connection attempts");
+    say(
+        format!("the capture ended before an answer to {attempts} to port {port} could arrive"),
+        format!(
+            "{attempts} sent one SYN and the capture stopped (-c, --duration or the end \
+             of the file) before the client's first retransmission (1 s): the answer may \
+             have come just after the end. {} no evidence of a drop or a firewall.",
+            if n == 1 { "It is" } else { "They are" }
+        ),
+        format!(
+            "capture for longer (a larger -c or --duration) to see whether port {port} \
+             answers"
         ),
     )
 }

@@ -355,6 +355,27 @@ fn syn_retried_after_host_unreachable_and_answered_is_one_closed_connection() {
     }
 }
 
+#[test]
+fn syn_cut_by_the_capture_end_is_a_partial_view_not_a_firewall() {
+    let (code, flows, s) = replay_json("cut_by_count.pcap", &[]);
+    assert_eq!(code, 0, "an attempt cut short is not a failure");
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["outcome"], "unanswered");
+    assert_eq!(flows[0]["ended_by"], "capture_end");
+    assert_eq!(s["problems"], 0);
+    let findings = replay_findings("cut_by_count.pcap");
+    let kinds: Vec<&str> = findings
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["partial_view"], "never silently_dropped");
+    assert_eq!(findings[0]["severity"], "warning");
+    assert!(findings[0]["headline"]
+        .as_str()
+        .unwrap()
+        .contains("the capture ended before an answer"));
+}
+
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {
