@@ -112,6 +112,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // "RSTO: Connection established, originator aborted (sent a RST)."
     ("reset_by_client.pcap", &["RSTO"]),
     ("reset_by_server.pcap", &["RSTR"]),
+    // Every packet cut inside its TCP header: no connection at all.
+    ("snaplen40.pcap", &[]),
     ("snaplen60.pcap", &["SF"]),
     ("truncated.pcap", &["REJ", "REJ", "REJ", "S2"]),
     // "S0: Connection attempt seen, no reply."

@@ -141,6 +141,12 @@ pub struct Evidence {
     /// retransmission timer (1 s, RFC 6298 §2.1) could fire. An answer may have come
     /// after the end: they are no evidence of a drop, and not counted in `unanswered_*`.
     pub(crate) unanswered_cut: u64,
+    /// Packets seen from each side over every connection, by [`Side::index`]: a side
+    /// never seen means a one-sided view (a filter such as `dst port P`).
+    pub(crate) packets_from: [u64; 2],
+    /// Packets the capture cut inside their IP or TCP header (the snaplen): they reached
+    /// no connection. Known when the capture ends ([`crate::diagnose::Diagnoser::capture_ended`]).
+    pub(crate) truncated: u64,
     /// By ICMP kind name, so that findings come out in a stable order.
     pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
     /// Server endpoints that completed a handshake in this capture.
@@ -176,6 +182,8 @@ impl Default for Evidence {
             unanswered_syns: 0,
             unanswered_servers: BTreeMap::new(),
             unanswered_cut: 0,
+            packets_from: [0; 2],
+            truncated: 0,
             unreachable: BTreeMap::new(),
             answered: BTreeMap::new(),
             handshake_stalled: 0,
@@ -201,6 +209,9 @@ impl Evidence {
         self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
         self.port_reused += u64::from(r.port_reused);
         self.midstream += u64::from(r.midstream);
+        for (seen, n) in self.packets_from.iter_mut().zip(r.packets) {
+            *seen += n;
+        }
         if r.handshake_rtt_us.is_some()
             || r.synack_count > 0 && r.outcome != Outcome::HandshakeIncomplete
         {

@@ -8,6 +8,7 @@ use super::findings::{Finding, Role};
 use super::host::firewall::{FirewallRule, Hook, Tool};
 use super::kernel::{reason_in_words, PathKey, ResetSource};
 use crate::decode::{Endpoint, Unreachable};
+use crate::flow::Side;
 
 /// A finding in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
         Cause::NoTraffic(e) => no_traffic(e),
         Cause::CaptureCutShort(e) => capture_cut_short(e),
+        Cause::OneSidedView(e) => one_sided_view(e),
+        Cause::TruncatedView(e) => truncated_view(e),
     }
 }
 
@@ -1057,6 +1060,41 @@ fn capture_cut_short(e: &CutShort) -> Words {
             "capture for longer (a larger -c or --duration) to see whether port {port} \
              answers"
         ),
+    )
+}
+
+fn one_sided_view(e: &OneSided) -> Words {
+    let (expr, port) = (&e.expression, e.port);
+    let (seen, unseen) = match e.seen {
+        Side::Client => ("the clients'", "the server's answers (SYN-ACK, RST, data)"),
+        Side::Server => ("the server's", "the clients' SYNs, ACKs and data"),
+    };
+    say(
+        format!("the filter expression {expr:?} shows only one direction: nothing can be judged about port {port}'s answers"),
+        format!(
+            "Only {seen} packets matched {expr:?}; {unseen} were left out by the \
+             expression, not necessarily by the network. Whether connections were \
+             refused, dropped or completed cannot be judged from this view, so no such \
+             finding is given."
+        ),
+        format!("run again with an expression that keeps both directions, e.g. 'port {port}' instead of 'dst port {port}'"),
+    )
+}
+
+fn truncated_view(e: &TruncatedView) -> Words {
+    let (n, port) = (e.truncated, e.port);
+    let packets = plural(n, "packet was", "packets were");
+    say(
+        format!("{packets} cut inside their headers by the snaplen: their connections cannot be judged"),
+        format!(
+            "The capture kept too few bytes of {} to read the whole IP and TCP header \
+             (ports, sequence numbers, flags), so portsniff could not tie {} to a \
+             connection on port {port}. Connections whose packets were cut may be \
+             missing or look unanswered; no finding rests on them.",
+            if n == 1 { "it" } else { "them" },
+            if n == 1 { "it" } else { "them" }
+        ),
+        "capture again with a larger snaplen (-s 96 or more keeps every TCP header; the default keeps whole packets)",
     )
 }
 

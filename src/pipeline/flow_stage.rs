@@ -214,6 +214,8 @@ impl FlowStage<'_> {
                 ..host::Snapshot::take(cfg.port, true, cfg.attribution)
             }
         });
+        sink.diagnoser
+            .capture_ended(capture.skipped.get(crate::decode::SkipReason::Truncated));
         let diagnosis = sink.diagnoser.finish(last_look);
         Ok(FlowDone {
             diagnoser: sink.diagnoser,

@@ -93,7 +93,12 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         });
         out.push(Finding::new(cause, ev.ack_dropped));
     }
-    if unanswered == 0 {
+    // Without the answers' direction (or with packets cut by the snaplen) "no answer" is
+    // what the view shows, not what happened: the `view` rule says so instead.
+    if unanswered == 0
+        || super::view::one_sided(ev, scope).is_some()
+        || super::view::mostly_truncated(ev)
+    {
         return out;
     }
     let mut servers = ev.unanswered_servers.clone();
