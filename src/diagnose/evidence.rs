@@ -6,7 +6,7 @@
 //! wording, no clock.
 
 use super::kernel::KernelEvidence;
-use crate::decode::{Endpoint, Unreachable};
+use crate::decode::{Endpoint, Timestamp, Unreachable};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
@@ -108,12 +108,18 @@ fn record(h: &mut Histogram<u64>, value: u64) {
     }
 }
 
-/// Whether an unanswered attempt was cut short by the capture's end (see
-/// [`Evidence::unanswered_cut`]): its SYN was never retransmitted, so the capture ended
-/// less than one retransmission timeout after it.
-fn cut_short(r: &FlowRecord) -> bool {
-    r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1
+/// Whether an unanswered attempt may have been cut short by the capture's end (see
+/// [`Evidence::unanswered_cut`]): its SYN was never retransmitted and the capture ended
+/// with it still waiting. Whether it waited less than a retransmission timeout is known
+/// only once the capture's end time is ([`Evidence::capture_ended`]).
+fn waiting_at_end(r: &FlowRecord) -> bool {
+    r.outcome == Outcome::Unanswered && r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1
 }
+
+/// The client's first SYN retransmission comes after 1 s (RFC 6298 §2.1, Linux
+/// TCP_TIMEOUT_INIT): a SYN alone that waited less is no evidence of a drop; one that
+/// waited longer with no retransmission is (a client that gave up, a spoofed source).
+const FIRST_RTO_US: u64 = 1_000_000;
 
 /// What the packets said, accumulated over the run.
 #[derive(Clone, Debug)]
@@ -141,6 +147,9 @@ pub struct Evidence {
     /// retransmission timer (1 s, RFC 6298 §2.1) could fire. An answer may have come
     /// after the end: they are no evidence of a drop, and not counted in `unanswered_*`.
     pub(crate) unanswered_cut: u64,
+    /// When each never-retransmitted SYN still waiting at the capture's end was sent,
+    /// until [`Evidence::capture_ended`] sorts the cut ones out.
+    waiting_since: Vec<Timestamp>,
     /// Packets seen from each side over every connection, by [`Side::index`]: a side
     /// never seen means a one-sided view (a filter such as `dst port P`).
     pub(crate) packets_from: [u64; 2],
@@ -182,6 +191,7 @@ impl Default for Evidence {
             unanswered_syns: 0,
             unanswered_servers: BTreeMap::new(),
             unanswered_cut: 0,
+            waiting_since: Vec::new(),
             packets_from: [0; 2],
             truncated: 0,
             unreachable: BTreeMap::new(),
@@ -219,8 +229,10 @@ impl Evidence {
         }
         match r.outcome {
             Outcome::Refused => *self.refused.entry(r.server).or_default() += 1,
-            Outcome::Unanswered if cut_short(r) => self.unanswered_cut += 1,
             Outcome::Unanswered => {
+                if waiting_at_end(r) {
+                    self.waiting_since.push(r.last_ts);
+                }
                 self.unanswered_syns += u64::from(r.syn_count);
                 *self.unanswered_servers.entry(r.server).or_default() += 1;
             }
@@ -292,6 +304,21 @@ impl Evidence {
 
     /// Connections whose outcome is a problem ([`Outcome::is_problem`]): what makes the
     /// exit status 1.
+    /// The capture ended at `end` (its clock: the last packet, or live the wall clock),
+    /// having cut `truncated` packets inside their headers: attempts whose lone SYN had
+    /// waited less than the first retransmission timeout are cut short, not failed.
+    pub fn capture_ended(&mut self, end: Timestamp, truncated: u64) {
+        self.truncated = truncated;
+        let cut = self
+            .waiting_since
+            .iter()
+            .filter(|&&sent| end.micros_since(sent) < FIRST_RTO_US)
+            .count() as u64;
+        self.unanswered_cut = cut;
+        self.unanswered_syns = self.unanswered_syns.saturating_sub(cut);
+        self.waiting_since = Vec::new();
+    }
+
     /// Failed connections; an attempt the capture's end cut short is not known to fail.
     pub fn problems(&self) -> u64 {
         let failed: u64 = Outcome::ALL
@@ -299,7 +326,7 @@ impl Evidence {
             .filter(|o| o.is_problem())
             .map(|o| self.outcomes[o.index()])
             .sum();
-        failed - self.unanswered_cut
+        failed.saturating_sub(self.unanswered_cut)
     }
 
     pub fn count(&self, o: Outcome) -> u64 {

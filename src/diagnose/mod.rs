@@ -437,10 +437,10 @@ impl Diagnoser {
         Some(SystemView::of(self.facts.as_ref()?, self.scope.port))
     }
 
-    /// What the capture reported when it ended: `truncated` packets were cut inside their
-    /// headers by the snaplen and reached no connection.
-    pub fn capture_ended(&mut self, truncated: u64) {
-        self.ev.truncated = truncated;
+    /// The capture ended at `end` (the flow table's clock); `truncated` packets were cut
+    /// inside their headers by the snaplen and reached no connection.
+    pub fn capture_ended(&mut self, end: Timestamp, truncated: u64) {
+        self.ev.capture_ended(end, truncated);
     }
 
     /// The final, ranked diagnosis. `last_look`: a complete look at the machine taken

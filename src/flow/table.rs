@@ -221,6 +221,11 @@ impl FlowTable {
         }
     }
 
+    /// The table's clock: the latest packet time, or live the latest tick.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
     /// Moves the clock forward (a live timer tick) and runs what expired.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<FlowEvent>) {
         self.advance(now, out);

@@ -87,9 +87,9 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
             let guess = if kernel.is_some_and(|k| !k.drops.is_empty()) {
                 "dropped on this host (the kernel's word below)"
             } else if r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1 {
-                // Never retransmitted: the capture ended within the client's first
-                // retransmission timeout, so an answer may simply have come too late.
-                "the capture ended before an answer could arrive"
+                // Never retransmitted: no evidence of a drop by itself. Whether it waited
+                // long enough to count is the diagnosis's (`partial_view`) to say.
+                "still waiting when the capture ended"
             } else {
                 "dropped on the way (firewall DROP) or by a full listen queue"
             };

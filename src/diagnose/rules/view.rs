@@ -76,9 +76,16 @@ mod tests {
         }
     }
 
+    /// Evidence of `r` in a capture that ended `after_us` after its last packet.
+    fn ended_after(r: crate::flow::FlowRecord, after_us: u64) -> Evidence {
+        let mut ev = evidence(&[r]);
+        ev.capture_ended(r.last_ts.add_micros(after_us), 0);
+        ev
+    }
+
     #[test]
     fn syn_cut_by_the_capture_end_is_not_silently_dropped() {
-        let ev = evidence(&[waiting_at_capture_end(1)]);
+        let ev = ended_after(waiting_at_capture_end(1), 200_000);
         let found = all(&ev, None, &Scope::port(61999));
         let kinds: Vec<FindingKind> = found.iter().map(|f| f.kind).collect();
         assert_eq!(kinds, [FindingKind::PartialView]);
@@ -95,8 +102,20 @@ mod tests {
     }
 
     #[test]
+    fn lone_syns_that_waited_past_the_first_retransmission_time_are_silently_dropped() {
+        // A spoofed-source flood: one SYN per source, never retransmitted.
+        let ev = ended_after(waiting_at_capture_end(1), 5_000_000);
+        let kinds: Vec<FindingKind> = all(&ev, None, &Scope::port(61999))
+            .iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, [FindingKind::SilentlyDropped]);
+        assert_eq!(ev.problems(), 1);
+    }
+
+    #[test]
     fn retransmitted_syns_at_the_capture_end_are_still_silently_dropped() {
-        let ev = evidence(&[waiting_at_capture_end(3)]);
+        let ev = ended_after(waiting_at_capture_end(3), 200_000);
         let kinds: Vec<FindingKind> = all(&ev, None, &Scope::port(61999))
             .iter()
             .map(|f| f.kind)
