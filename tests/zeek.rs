@@ -90,6 +90,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("closed_client_first.pcap", &["SF"]),
     ("closed_server_first.pcap", &["SF"]),
     // "S1: Connection established, not terminated."
+    // Zeek: "S0: Connection attempt seen, no reply."
+    ("cut_by_count.pcap", &["S0"]),
     ("established.pcap", &["S1"]),
     // "S2: Connection established and close attempt by originator seen (but no reply
     // from responder)."
@@ -99,6 +101,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("ipv6_closed.pcap", &["SF"]),
     // "REJ: Connection attempt rejected."
     ("ipv6_refused.pcap", &["REJ"]),
+    ("ipv6_unreachable_retried.pcap", &["SF"]),
     // No SYN, but both FINs: Zeek's conn_state looks at the endpoint states only.
     ("midstream.pcap", &["SF"]),
     // "RSTR: Responder sent a RST."
@@ -109,6 +112,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // "RSTO: Connection established, originator aborted (sent a RST)."
     ("reset_by_client.pcap", &["RSTO"]),
     ("reset_by_server.pcap", &["RSTR"]),
+    // Every packet cut inside its TCP header: no connection at all.
+    ("snaplen40.pcap", &[]),
     ("snaplen60.pcap", &["SF"]),
     ("truncated.pcap", &["REJ", "REJ", "REJ", "S2"]),
     // "S0: Connection attempt seen, no reply."
@@ -116,6 +121,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // An ICMP error is no TCP reply (Zeek logs it as its own icmp connection).
     ("unreachable.pcap", &["S0"]),
     ("unreachable_admin.pcap", &["S0"]),
+    // A host-unreachable error, then the same SYN again, answered: one connection.
+    ("unreachable_retried.pcap", &["SF"]),
 ];
 
 #[test]

@@ -200,6 +200,14 @@ impl Unreachable {
         }
     }
 
+    /// RFC 1122 §4.2.3.9: net and host unreachable are soft errors, which "MUST NOT"
+    /// abort a connection: a client may keep retransmitting its SYN until its own timeout
+    /// (Windows does, and so does any client whose copy of the error is lost on its way).
+    /// Port and protocol unreachable, and an administrative prohibition, end the attempt.
+    pub fn is_soft(self) -> bool {
+        matches!(self, Unreachable::Network | Unreachable::Host)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Unreachable::Network => "network_unreachable",

@@ -74,6 +74,12 @@ pub enum Cause {
     /// Nothing seen under the user's filter expression.
     NoTrafficFiltered(NoTrafficFiltered),
     NoTraffic(NoTraffic),
+    /// Attempts still waiting when the capture ended: no evidence either way.
+    CaptureCutShort(CutShort),
+    /// The filter expression let only one side's packets through.
+    OneSidedView(OneSided),
+    /// The snaplen cut packets inside their headers.
+    TruncatedView(TruncatedView),
 }
 
 impl Cause {
@@ -105,6 +111,9 @@ impl Cause {
             Cause::TimeWaitBuildup(_) | Cause::ServerClosesFirst(_) => FindingKind::TimeWaitBuildup,
             Cause::EphemeralPortsExhausted(_) => FindingKind::EphemeralPortsExhausted,
             Cause::NoTrafficFiltered(_) | Cause::NoTraffic(_) => FindingKind::NoTraffic,
+            Cause::CaptureCutShort(_) | Cause::OneSidedView(_) | Cause::TruncatedView(_) => {
+                FindingKind::PartialView
+            }
         }
     }
 
@@ -152,7 +161,10 @@ impl Cause {
             | Cause::TimeWaitBuildup(_)
             | Cause::ServerClosesFirst(_)
             | Cause::NoTrafficFiltered(_)
-            | Cause::NoTraffic(_) => Severity::Warning,
+            | Cause::NoTraffic(_)
+            | Cause::CaptureCutShort(_)
+            | Cause::OneSidedView(_)
+            | Cause::TruncatedView(_) => Severity::Warning,
         }
     }
 }
@@ -598,6 +610,31 @@ pub struct PortsExhausted {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NoTrafficFiltered {
     pub expression: String,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CutShort {
+    /// Attempts with one SYN, not retransmitted, when the capture ended.
+    pub waiting: u64,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OneSided {
+    pub expression: String,
+    /// The side whose packets were seen: `client` or `server`.
+    pub seen: Side,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TruncatedView {
+    /// Packets cut inside their headers.
+    pub truncated: u64,
     #[serde(skip)]
     pub port: u16,
 }

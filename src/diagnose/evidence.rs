@@ -6,8 +6,8 @@
 //! wording, no clock.
 
 use super::kernel::KernelEvidence;
-use crate::decode::{Endpoint, Unreachable};
-use crate::flow::{FlowRecord, Outcome, Side};
+use crate::decode::{Endpoint, Timestamp, Unreachable};
+use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -108,6 +108,19 @@ fn record(h: &mut Histogram<u64>, value: u64) {
     }
 }
 
+/// Whether an unanswered attempt may have been cut short by the capture's end (see
+/// [`Evidence::unanswered_cut`]): its SYN was never retransmitted and the capture ended
+/// with it still waiting. Whether it waited less than a retransmission timeout is known
+/// only once the capture's end time is ([`Evidence::capture_ended`]).
+fn waiting_at_end(r: &FlowRecord) -> bool {
+    r.outcome == Outcome::Unanswered && r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1
+}
+
+/// The client's first SYN retransmission comes after 1 s (RFC 6298 §2.1, Linux
+/// TCP_TIMEOUT_INIT): a SYN alone that waited less is no evidence of a drop; one that
+/// waited longer with no retransmission is (a client that gave up, a spoofed source).
+const FIRST_RTO_US: u64 = 1_000_000;
+
 /// What the packets said, accumulated over the run.
 #[derive(Clone, Debug)]
 pub struct Evidence {
@@ -129,6 +142,20 @@ pub struct Evidence {
     pub(crate) refused: BTreeMap<Endpoint, u64>,
     pub(crate) unanswered_syns: u64,
     pub(crate) unanswered_servers: BTreeMap<Endpoint, u64>,
+    /// Unanswered attempts the capture's end cut short: one SYN, never retransmitted, and
+    /// the capture ended (`-c`, `--duration`, the file) before the client's first
+    /// retransmission timer (1 s, RFC 6298 §2.1) could fire. An answer may have come
+    /// after the end: they are no evidence of a drop, and not counted in `unanswered_*`.
+    pub(crate) unanswered_cut: u64,
+    /// When each never-retransmitted SYN still waiting at the capture's end was sent,
+    /// until [`Evidence::capture_ended`] sorts the cut ones out.
+    waiting_since: Vec<Timestamp>,
+    /// Packets seen from each side over every connection, by [`Side::index`]: a side
+    /// never seen means a one-sided view (a filter such as `dst port P`).
+    pub(crate) packets_from: [u64; 2],
+    /// Packets the capture cut inside their IP or TCP header (the snaplen): they reached
+    /// no connection. Known when the capture ends ([`crate::diagnose::Diagnoser::capture_ended`]).
+    pub(crate) truncated: u64,
     /// By ICMP kind name, so that findings come out in a stable order.
     pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
     /// Server endpoints that completed a handshake in this capture.
@@ -163,6 +190,10 @@ impl Default for Evidence {
             refused: BTreeMap::new(),
             unanswered_syns: 0,
             unanswered_servers: BTreeMap::new(),
+            unanswered_cut: 0,
+            waiting_since: Vec::new(),
+            packets_from: [0; 2],
+            truncated: 0,
             unreachable: BTreeMap::new(),
             answered: BTreeMap::new(),
             handshake_stalled: 0,
@@ -188,6 +219,9 @@ impl Evidence {
         self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
         self.port_reused += u64::from(r.port_reused);
         self.midstream += u64::from(r.midstream);
+        for (seen, n) in self.packets_from.iter_mut().zip(r.packets) {
+            *seen += n;
+        }
         if r.handshake_rtt_us.is_some()
             || r.synack_count > 0 && r.outcome != Outcome::HandshakeIncomplete
         {
@@ -196,6 +230,9 @@ impl Evidence {
         match r.outcome {
             Outcome::Refused => *self.refused.entry(r.server).or_default() += 1,
             Outcome::Unanswered => {
+                if waiting_at_end(r) {
+                    self.waiting_since.push(r.last_ts);
+                }
                 self.unanswered_syns += u64::from(r.syn_count);
                 *self.unanswered_servers.entry(r.server).or_default() += 1;
             }
@@ -267,12 +304,29 @@ impl Evidence {
 
     /// Connections whose outcome is a problem ([`Outcome::is_problem`]): what makes the
     /// exit status 1.
+    /// The capture ended at `end` (its clock: the last packet, or live the wall clock),
+    /// having cut `truncated` packets inside their headers: attempts whose lone SYN had
+    /// waited less than the first retransmission timeout are cut short, not failed.
+    pub fn capture_ended(&mut self, end: Timestamp, truncated: u64) {
+        self.truncated = truncated;
+        let cut = self
+            .waiting_since
+            .iter()
+            .filter(|&&sent| end.micros_since(sent) < FIRST_RTO_US)
+            .count() as u64;
+        self.unanswered_cut = cut;
+        self.unanswered_syns = self.unanswered_syns.saturating_sub(cut);
+        self.waiting_since = Vec::new();
+    }
+
+    /// Failed connections; an attempt the capture's end cut short is not known to fail.
     pub fn problems(&self) -> u64 {
-        Outcome::ALL
+        let failed: u64 = Outcome::ALL
             .iter()
             .filter(|o| o.is_problem())
             .map(|o| self.outcomes[o.index()])
-            .sum()
+            .sum();
+        failed.saturating_sub(self.unanswered_cut)
     }
 
     pub fn count(&self, o: Outcome) -> u64 {

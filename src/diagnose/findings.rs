@@ -30,6 +30,7 @@ pub enum FindingKind {
     TimeWaitBuildup,
     EphemeralPortsExhausted,
     NoTraffic,
+    PartialView,
 }
 
 impl FindingKind {
@@ -54,6 +55,7 @@ impl FindingKind {
             FindingKind::TimeWaitBuildup => "time_wait_buildup",
             FindingKind::EphemeralPortsExhausted => "ephemeral_ports_exhausted",
             FindingKind::NoTraffic => "no_traffic",
+            FindingKind::PartialView => "partial_view",
         }
     }
 
@@ -78,6 +80,7 @@ impl FindingKind {
         matches!(
             self,
             FindingKind::NoTraffic
+                | FindingKind::PartialView
                 | FindingKind::TimeWaitBuildup
                 | FindingKind::EphemeralPortsExhausted
                 | FindingKind::ReceiverStalled

@@ -437,6 +437,12 @@ impl Diagnoser {
         Some(SystemView::of(self.facts.as_ref()?, self.scope.port))
     }
 
+    /// The capture ended at `end` (the flow table's clock); `truncated` packets were cut
+    /// inside their headers by the snaplen and reached no connection.
+    pub fn capture_ended(&mut self, end: Timestamp, truncated: u64) {
+        self.ev.capture_ended(end, truncated);
+    }
+
     /// The final, ranked diagnosis. `last_look`: a complete look at the machine taken
     /// just now (live), so the diagnosis rests on the facts at the end, except that each
     /// refusal is judged by the listeners at its moment. A finding whose facts changed

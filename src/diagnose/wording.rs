@@ -8,6 +8,7 @@ use super::findings::{Finding, Role};
 use super::host::firewall::{FirewallRule, Hook, Tool};
 use super::kernel::{reason_in_words, PathKey, ResetSource};
 use crate::decode::{Endpoint, Unreachable};
+use crate::flow::Side;
 
 /// A finding in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::EphemeralPortsExhausted(e) => ports_exhausted(e),
         Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
         Cause::NoTraffic(e) => no_traffic(e),
+        Cause::CaptureCutShort(e) => capture_cut_short(e),
+        Cause::OneSidedView(e) => one_sided_view(e),
+        Cause::TruncatedView(e) => truncated_view(e),
     }
 }
 
@@ -1072,6 +1076,59 @@ fn no_traffic_filtered(e: &NoTrafficFiltered) -> Words {
             "run again without the expression (or with a wider one) to see every \
              connection to port {port}"
         ),
+    )
+}
+
+fn capture_cut_short(e: &CutShort) -> Words {
+    let (n, port) = (e.waiting, e.port);
+    let attempts = plural(n, "connection attempt", "connection attempts");
+    say(
+        format!("the capture ended before an answer to {attempts} to port {port} could arrive"),
+        format!(
+            "{attempts} sent one SYN and the capture stopped (-c, --duration or the end \
+             of the file) before the client's first retransmission (1 s): the answer may \
+             have come just after the end. {} no evidence of a drop or a firewall.",
+            if n == 1 { "It is" } else { "They are" }
+        ),
+        format!(
+            "capture for longer (a larger -c or --duration) to see whether port {port} \
+             answers"
+        ),
+    )
+}
+
+fn one_sided_view(e: &OneSided) -> Words {
+    let (expr, port) = (&e.expression, e.port);
+    let (seen, unseen) = match e.seen {
+        Side::Client => ("the clients'", "the server's answers (SYN-ACK, RST, data)"),
+        Side::Server => ("the server's", "the clients' SYNs, ACKs and data"),
+    };
+    say(
+        format!("the filter expression {expr:?} shows only one direction: nothing can be judged about port {port}'s answers"),
+        format!(
+            "Only {seen} packets matched {expr:?}; {unseen} were left out by the \
+             expression, not necessarily by the network. Whether connections were \
+             refused, dropped or completed cannot be judged from this view, so no such \
+             finding is given."
+        ),
+        format!("run again with an expression that keeps both directions, e.g. 'port {port}' instead of 'dst port {port}'"),
+    )
+}
+
+fn truncated_view(e: &TruncatedView) -> Words {
+    let (n, port) = (e.truncated, e.port);
+    let packets = plural(n, "packet was", "packets were");
+    say(
+        format!("{packets} cut inside their headers by the snaplen: their connections cannot be judged"),
+        format!(
+            "The capture kept too few bytes of {} to read the whole IP and TCP header \
+             (ports, sequence numbers, flags), so portsniff could not tie {} to a \
+             connection on port {port}. Connections whose packets were cut may be \
+             missing or look unanswered; no finding rests on them.",
+            if n == 1 { "it" } else { "them" },
+            if n == 1 { "it" } else { "them" }
+        ),
+        "capture again with a larger snaplen (-s 96 or more keeps every TCP header; the default keeps whole packets)",
     )
 }
 

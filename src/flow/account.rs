@@ -82,7 +82,8 @@ impl Flow {
             | Control::Rst
             | Control::Fin
             | Control::Segment
-            | Control::Unreachable => {}
+            | Control::Unreachable
+            | Control::SoftUnreachable => {}
         }
     }
 

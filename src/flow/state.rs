@@ -28,6 +28,11 @@ pub enum State {
     New,
     /// Client SYN seen, no answer (client SYN-SENT).
     SynSent,
+    /// The SYN was answered by a soft ICMP error (net or host unreachable, RFC 1122
+    /// §4.2.3.9): the client may still retransmit the same SYN and get through, so the
+    /// attempt stays open a little ([`SYN_ERROR_WAIT_US`]) before it is reported
+    /// unreachable.
+    SynError,
     /// Server SYN-ACK seen, the client's ACK not yet (server SYN-RECEIVED).
     SynReceived,
     Established,
@@ -49,6 +54,7 @@ impl State {
     pub fn outcome(self) -> Outcome {
         match self {
             State::New | State::SynSent => Outcome::Unanswered,
+            State::SynError => Outcome::Unreachable,
             State::SynReceived => Outcome::HandshakeIncomplete,
             State::Established => Outcome::Established,
             State::FinWait { .. } => Outcome::HalfClosed,
@@ -71,8 +77,12 @@ pub enum Control {
     Fin,
     /// A segment with none of SYN, FIN, RST: an ACK, data, a window update.
     Segment,
-    /// An ICMP destination-unreachable error quoting this flow's segment.
+    /// An ICMP destination-unreachable error quoting this flow's segment, a hard error
+    /// (port, protocol, prohibited) that ends a connection attempt.
     Unreachable,
+    /// A soft one (net, host: [`crate::decode::Unreachable::is_soft`]), after which the
+    /// client may retry.
+    SoftUnreachable,
 }
 
 impl Control {
@@ -110,7 +120,7 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         (New, _, Segment) => Established,
         (New, s, Fin) => FinWait { first: s },
         (New, _, Rst) => Done(Outcome::Reset),
-        (New, _, Unreachable) => Done(Outcome::Unreachable),
+        (New, _, Unreachable | SoftUnreachable) => Done(Outcome::Unreachable),
 
         // RFC 9293 §3.10.7.3: a RST acknowledging the SYN is the server host refusing
         // the connection: nothing listens there (or a firewall's `REJECT --reject-with
@@ -119,7 +129,8 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         // The client gave up (connect timeout, Ctrl-C) before any answer: Zeek RSTOS0.
         (SynSent, Client, Rst) => Done(Outcome::Unanswered),
         (SynSent, Server, Unreachable) => Done(Outcome::Unreachable),
-        (SynSent, Client, Unreachable) => SynSent,
+        (SynSent, Server, SoftUnreachable) => SynError,
+        (SynSent, Client, Unreachable | SoftUnreachable) => SynSent,
         (SynSent, Server, SynAck) => SynReceived,
         // Retransmissions; a SYN with a new ISN is a new connection, split off by the table.
         (SynSent, Client, Syn) | (SynSent, Server, Syn) | (SynSent, Client, SynAck) => SynSent,
@@ -128,11 +139,25 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         (SynSent, _, Segment) => Established,
         (SynSent, s, Fin) => FinWait { first: s },
 
+        // After a soft error the client keeps trying (RFC 1122 §4.2.3.9): a retransmitted
+        // SYN (same ISN; a new ISN is split off by the table) or another soft error keeps
+        // the attempt open, an answer carries it on with the error in its record.
+        (SynError, Client, Syn) | (SynError, Server, Syn) | (SynError, Client, SynAck) => SynError,
+        (SynError, Server, SoftUnreachable) | (SynError, Client, Unreachable) => SynError,
+        (SynError, Client, SoftUnreachable) => SynError,
+        (SynError, Server, Unreachable) => Done(Outcome::Unreachable),
+        (SynError, Server, SynAck) => SynReceived,
+        (SynError, Server, Rst) => Done(Outcome::Refused),
+        // The client gave up on the error and said so.
+        (SynError, Client, Rst) => Done(Outcome::Unreachable),
+        (SynError, _, Segment) => Established,
+        (SynError, s, Fin) => FinWait { first: s },
+
         // A SYN retransmitted after the SYN-ACK (the SYN-ACK got lost on its way), or a
         // SYN-ACK retransmitted because the final ACK did not arrive (RFC 9293 §3.8.1).
         (SynReceived, Client, Syn) | (SynReceived, Server, SynAck) => SynReceived,
         (SynReceived, Server, Syn) | (SynReceived, Client, SynAck) => SynReceived,
-        (SynReceived, _, Unreachable) => SynReceived,
+        (SynReceived, _, Unreachable | SoftUnreachable) => SynReceived,
         // The final ACK (possibly carrying data). A server cannot send data before it is
         // ESTABLISHED, so its data also proves the ACK arrived even if we missed it.
         (SynReceived, _, Segment) => Established,
@@ -144,7 +169,7 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         (Established, _, Rst) => Done(Outcome::Reset),
         (Established, s, Fin) => FinWait { first: s },
         (Established, _, Syn) | (Established, _, SynAck) => Established,
-        (Established, _, Segment) | (Established, _, Unreachable) => Established,
+        (Established, _, Segment | Unreachable | SoftUnreachable) => Established,
 
         // Data after a FIN is unwanted by a closed socket: Linux answers with RST
         // (RFC 9293 §3.6.1 "the application has closed"), the classic reset-on-close.
@@ -152,7 +177,7 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         (FinWait { first }, s, Fin) if s != first => LastAck { first },
         (FinWait { first }, _, Fin) => FinWait { first },
         (FinWait { first }, _, Syn) | (FinWait { first }, _, SynAck) => FinWait { first },
-        (FinWait { first }, _, Segment) | (FinWait { first }, _, Unreachable) => FinWait { first },
+        (FinWait { first }, _, Segment | Unreachable | SoftUnreachable) => FinWait { first },
 
         // Both FINs seen: the close happened even if the last ACK is replaced by a RST
         // (a socket closed with unread data answers the peer's late segment that way).
@@ -165,10 +190,10 @@ pub fn transition(state: State, side: Side, ctl: Control, acks_peer_fin: bool) -
         }
         (LastAck { first }, _, Segment) | (LastAck { first }, _, Fin) => LastAck { first },
         (LastAck { first }, _, Syn) | (LastAck { first }, _, SynAck) => LastAck { first },
-        (LastAck { first }, _, Unreachable) => LastAck { first },
+        (LastAck { first }, _, Unreachable | SoftUnreachable) => LastAck { first },
 
         // A tombstone: the record is out, nothing changes it.
-        (Done(o), _, Syn | SynAck | Rst | Fin | Segment | Unreachable) => Done(o),
+        (Done(o), _, Syn | SynAck | Rst | Fin | Segment | Unreachable | SoftUnreachable) => Done(o),
     }
 }
 
@@ -215,7 +240,12 @@ impl Flow {
         {
             return false;
         }
-        let next = transition(was, Side::Server, Control::Unreachable, false);
+        let ctl = if err.kind.is_soft() {
+            Control::SoftUnreachable
+        } else {
+            Control::Unreachable
+        };
+        let next = transition(was, Side::Server, ctl, false);
         if next != was {
             rares.get_or_make(&mut self.rare).icmp = Some(IcmpAnswer {
                 kind: err.kind,
@@ -290,6 +320,11 @@ impl Flow {
             return false;
         }
         match (self.client_isn(), self.state) {
+            // The attempt was reported refused or unreachable, yet the client sends its
+            // SYN again: a stack that retries after a RST (Windows does, RFC 9293 lets
+            // it), or a retry after a soft error later than [`SYN_ERROR_WAIT_US`]. It is
+            // another try, with its own outcome, not a packet of the reported one.
+            (Some(_), State::Done(Outcome::Refused | Outcome::Unreachable)) => true,
             (Some(isn), _) => isn != SeqNumber(seg.seq),
             (None, State::New) => false,
             (None, _) => true,
@@ -303,7 +338,8 @@ impl Flow {
         match self.state {
             State::Established | State::FinWait { .. } | State::LastAck { .. } => true,
             State::Done(Outcome::Closed) => now.micros_since(self.last_ts) < TIME_WAIT_US,
-            State::New | State::SynSent | State::SynReceived | State::Done(_) => false,
+            State::New | State::SynSent | State::SynError | State::SynReceived => false,
+            State::Done(_) => false,
         }
     }
 
@@ -323,6 +359,7 @@ impl Flow {
             // Linux gives up on a connect after `tcp_syn_retries` (6: ~127 s); the longest
             // gap between two SYNs is 64 s, so an idle SYN_SENT past that is over.
             State::New | State::SynSent | State::SynReceived => 75 * SEC,
+            State::SynError => SYN_ERROR_WAIT_US,
             State::Established => 300 * SEC,
             // `tcp_fin_timeout` (60 s) bounds FIN-WAIT-2 on Linux; give it some slack.
             State::FinWait { .. } => 120 * SEC,
@@ -395,6 +432,11 @@ impl Flow {
 }
 
 const SEC: u64 = 1_000_000;
+/// How long an attempt answered by a soft ICMP error waits for the client's next SYN:
+/// the SYN retransmission timer starts at 1 s (RFC 6298 §2.1, Linux TCP_TIMEOUT_INIT)
+/// and Linux's first retries stay 1 s apart (`tcp_syn_linear_timeouts`); a later retry
+/// starts a new attempt ([`Flow::is_new_connection`]) rather than being lost.
+pub const SYN_ERROR_WAIT_US: u64 = 3 * SEC;
 /// Linux's TCP_TIMEWAIT_LEN.
 pub const TIME_WAIT_US: u64 = 60 * SEC;
 

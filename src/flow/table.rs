@@ -52,7 +52,7 @@ const SWEEP_INTERVAL_US: u64 = 250_000;
 
 /// Lists by idle timeout (see `Flow::idle_timeout_us`): every state in a class shares its
 /// timeout, so each list is ordered by expiry.
-const CLASSES: usize = 6;
+const CLASSES: usize = 7;
 const HANDSHAKE: usize = 0;
 /// Tombstones, dropped first when the table is full: closed (TIME_WAIT) and others.
 const TOMBSTONES: [usize; 2] = [5, 4];
@@ -65,6 +65,7 @@ fn class_of(state: State) -> usize {
         State::LastAck { .. } => 3,
         State::Done(Outcome::Closed) => 4,
         State::Done(_) => 5,
+        State::SynError => 6,
     }
 }
 
@@ -220,6 +221,11 @@ impl FlowTable {
         }
     }
 
+    /// The table's clock: the latest packet time, or live the latest tick.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
     /// Moves the clock forward (a live timer tick) and runs what expired.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<FlowEvent>) {
         self.advance(now, out);
@@ -295,9 +301,14 @@ impl FlowTable {
                     forgotten += 1;
                 } else {
                     ended += 1;
-                    out.push(FlowEvent::Finished(
-                        flow.finish(EndReason::IdleTimeout, &self.rares),
-                    ));
+                    // An attempt answered by a soft error whose client did not retry:
+                    // the ICMP error is its end, not idleness.
+                    let reason = if flow.state() == State::SynError {
+                        EndReason::Packets
+                    } else {
+                        EndReason::IdleTimeout
+                    };
+                    out.push(FlowEvent::Finished(flow.finish(reason, &self.rares)));
                 }
                 self.remove(slot);
             }

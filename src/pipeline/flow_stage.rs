@@ -196,6 +196,13 @@ impl FlowStage<'_> {
         // The witness's last events, then every connection still held for them.
         let kernel_counts = sink.stop_witness();
         sink.release_held(true)?;
+        // When the capture ended, for the attempts still waiting: a replay's last packet,
+        // live the wall clock.
+        let table_end = if live {
+            table.clock().max(wall_clock())
+        } else {
+            table.clock()
+        };
         let mut failed = None;
         table.finish_all_with(|ev| {
             events.push(ev);
@@ -217,6 +224,10 @@ impl FlowStage<'_> {
                 ..host::Snapshot::take(cfg.port, true, cfg.attribution)
             }
         });
+        sink.diagnoser.capture_ended(
+            table_end,
+            capture.skipped.get(crate::decode::SkipReason::Truncated),
+        );
         let diagnosis = sink.diagnoser.finish(last_look);
         Ok(FlowDone {
             diagnoser: sink.diagnoser,

@@ -86,6 +86,10 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
             // Where the kernel saw the drops, its lines below say where and why: no guess.
             let guess = if kernel.is_some_and(|k| !k.drops.is_empty()) {
                 "dropped on this host (the kernel's word below)"
+            } else if r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1 {
+                // Never retransmitted: no evidence of a drop by itself. Whether it waited
+                // long enough to count is the diagnosis's (`partial_view`) to say.
+                "still waiting when the capture ended"
             } else {
                 "dropped on the way (firewall DROP) or by a full listen queue"
             };

@@ -332,6 +332,96 @@ fn mixed_capture_summary_counts_every_outcome() {
     assert_eq!(s["packets"]["decoded"], 43);
 }
 
+#[test]
+fn syn_retried_after_host_unreachable_and_answered_is_one_closed_connection() {
+    for file in ["unreachable_retried.pcap", "ipv6_unreachable_retried.pcap"] {
+        let (flows, s) = check(file, 0, &[CLOSED_BY_CLIENT]);
+        let f = &flows[0];
+        assert_eq!(f["syn_count"], 2, "{file}");
+        assert_eq!(
+            f["icmp"], "host_unreachable",
+            "{file}: the error stays in the record"
+        );
+        assert_eq!(
+            (f["bytes_c2s"].as_u64(), f["bytes_s2c"].as_u64()),
+            (Some(100), Some(200)),
+            "{file}"
+        );
+        assert!(
+            f["duration_us"].as_u64().unwrap() > 1_000_000,
+            "{file}: the duration runs from the first SYN: {f}"
+        );
+        assert_eq!(s["outcomes"]["unreachable"], 0, "{file}");
+    }
+}
+
+#[test]
+fn syn_cut_by_the_capture_end_is_a_partial_view_not_a_firewall() {
+    let (code, flows, s) = replay_json("cut_by_count.pcap", &[]);
+    assert_eq!(code, 0, "an attempt cut short is not a failure");
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["outcome"], "unanswered");
+    assert_eq!(flows[0]["ended_by"], "capture_end");
+    assert_eq!(s["problems"], 0);
+    let findings = replay_findings("cut_by_count.pcap");
+    let kinds: Vec<&str> = findings
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["partial_view"], "never silently_dropped");
+    assert_eq!(findings[0]["severity"], "warning");
+    assert!(findings[0]["headline"]
+        .as_str()
+        .unwrap()
+        .contains("the capture ended before an answer"));
+}
+
+/// The finding lines of a replay with `extra` arguments (a trailing expression).
+fn findings_with(name: &str, extra: &[&str]) -> Vec<Value> {
+    let path = fixture(name);
+    let mut args = vec!["-r", path.to_str().unwrap(), "--port", "61999", "--json"];
+    args.extend_from_slice(extra);
+    json_lines(&run(&args).stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "finding")
+        .collect()
+}
+
+#[test]
+fn filter_hiding_the_answers_warns_of_a_one_sided_view_and_judges_nothing() {
+    let found = findings_with("mixed.pcap", &["dst", "port", "61999"]);
+    let one_sided: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["evidence"]["expression"] == "dst port 61999")
+        .collect();
+    assert_eq!(one_sided.len(), 1, "{found:#?}");
+    assert_eq!(one_sided[0]["kind"], "partial_view");
+    assert_eq!(one_sided[0]["evidence"]["seen"], "client");
+    assert!(one_sided[0]["headline"]
+        .as_str()
+        .unwrap()
+        .contains("shows only one direction"));
+    for f in &found {
+        assert_eq!(
+            f["kind"], "partial_view",
+            "no verdict on a one-sided view: {f}"
+        );
+        assert_ne!(f["severity"], "error", "{f}");
+    }
+}
+
+#[test]
+fn snaplen_too_short_for_tcp_headers_warns_instead_of_no_traffic() {
+    let (_, flows, s) = replay_json("snaplen40.pcap", &[]);
+    assert!(flows.is_empty());
+    assert_eq!(s["packets"]["skipped_by_reason"]["truncated"], 11);
+    let found = replay_findings("snaplen40.pcap");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["kind"], "partial_view");
+    assert_eq!(found[0]["evidence"]["truncated"], 11);
+    assert!(found[0]["next_step"].as_str().unwrap().contains("snaplen"));
+}
+
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {

@@ -28,7 +28,12 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     let k = &ev.kernel;
     // With the witness, the unanswered connections whose drop it saw are explained by
     // the kernel's findings below; inference is left with the others.
-    let unanswered = k.unexplained(ev.count(Outcome::Unanswered));
+    // Attempts the capture's end cut short say nothing about drops (the `view` rule
+    // says so): only those the client retransmitted count.
+    let unanswered = k.unexplained(
+        ev.count(Outcome::Unanswered)
+            .saturating_sub(ev.unanswered_cut),
+    );
     let mut out = Vec::new();
     let overflow_drops = (k.flows > 0).then(|| overflow_drops(k));
     let overflows = facts.map_or(0, |f| f.delta(Counter::ListenOverflows));
@@ -88,7 +93,12 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         });
         out.push(Finding::new(cause, ev.ack_dropped));
     }
-    if unanswered == 0 {
+    // Without the answers' direction (or with packets cut by the snaplen) "no answer" is
+    // what the view shows, not what happened: the `view` rule says so instead.
+    if unanswered == 0
+        || super::view::one_sided(ev, scope).is_some()
+        || super::view::mostly_truncated(ev)
+    {
         return out;
     }
     let mut servers = ev.unanswered_servers.clone();

@@ -14,6 +14,7 @@ mod refusals;
 mod resets;
 mod time_wait;
 mod unreachables;
+mod view;
 
 use super::evidence::Evidence;
 use super::findings::Finding;
@@ -47,7 +48,7 @@ pub type Rule = fn(&Evidence, Option<&HostFacts>, &Scope) -> Vec<Finding>;
 
 /// Every rule, in the order their findings are listed before ranking (ties in rank keep
 /// it).
-pub const RULES: [Rule; 8] = [
+pub const RULES: [Rule; 9] = [
     refusals::findings,
     drops::findings,
     unreachables::findings,
@@ -56,6 +57,7 @@ pub const RULES: [Rule; 8] = [
     receivers::findings,
     time_wait::findings,
     no_traffic::findings,
+    view::findings,
 ];
 
 /// The netfilter hook where a packet the kernel saw dropped on `path` was stopped: INPUT

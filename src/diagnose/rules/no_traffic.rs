@@ -12,7 +12,8 @@ use crate::diagnose::rules::Scope;
 const NAMED: usize = 10;
 
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
-    if ev.flows() > 0 {
+    // Packets cut inside their headers may have been the port's: the `view` rule says so.
+    if ev.flows() > 0 || super::view::truncated(ev) {
         return Vec::new();
     }
     let port = scope.port;

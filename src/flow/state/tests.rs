@@ -70,6 +70,58 @@ fn unreachable_when_syn_answered_by_icmp() {
 }
 
 #[test]
+fn soft_icmp_error_keeps_the_attempt_open_for_a_retry() {
+    assert_eq!(t(SynSent, Server, SoftUnreachable), SynError);
+    assert_eq!(SynError.outcome(), Outcome::Unreachable);
+}
+
+#[test]
+fn soft_icmp_error_as_first_event_is_unreachable() {
+    assert_eq!(t(New, Server, SoftUnreachable), Done(Outcome::Unreachable));
+}
+
+#[test]
+fn syn_retransmitted_after_a_soft_error_keeps_the_attempt() {
+    for (side, ctl) in [
+        (Client, Syn),
+        (Server, Syn),
+        (Client, SynAck),
+        (Server, SoftUnreachable),
+        (Client, SoftUnreachable),
+        (Client, Unreachable),
+    ] {
+        assert_eq!(t(SynError, side, ctl), SynError, "{side:?} {ctl:?}");
+    }
+}
+
+#[test]
+fn synack_after_a_soft_error_carries_the_handshake_on() {
+    assert_eq!(t(SynError, Server, SynAck), SynReceived);
+}
+
+#[test]
+fn traffic_after_a_soft_error_and_a_missed_synack_means_established() {
+    assert_eq!(t(SynError, Client, Segment), Established);
+    assert_eq!(t(SynError, Server, Segment), Established);
+    assert_eq!(t(SynError, Client, Fin), FinWait { first: Client });
+}
+
+#[test]
+fn hard_icmp_error_after_a_soft_one_ends_the_attempt_unreachable() {
+    assert_eq!(t(SynError, Server, Unreachable), Done(Outcome::Unreachable));
+}
+
+#[test]
+fn rst_answering_a_retry_after_a_soft_error_is_refused() {
+    assert_eq!(t(SynError, Server, Rst), Done(Outcome::Refused));
+}
+
+#[test]
+fn client_giving_up_after_a_soft_error_is_unreachable() {
+    assert_eq!(t(SynError, Client, Rst), Done(Outcome::Unreachable));
+}
+
+#[test]
 fn icmp_error_travelling_to_the_server_does_not_end_the_attempt() {
     assert_eq!(t(SynSent, Client, Unreachable), SynSent);
 }
@@ -448,4 +500,60 @@ fn below_debug_a_state_change_leaves_no_line() {
         handshake(&mut f);
     });
     assert!(out.0.lock().map(|v| v.is_empty()).unwrap_or(false));
+}
+
+fn host_unreachable(quoted_seq: u32) -> IcmpError {
+    IcmpError {
+        reporter: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        kind: Unreachable::Host,
+        quoted_seq,
+    }
+}
+
+#[test]
+fn same_isn_answered_after_host_unreachable_is_one_completed_connection() {
+    let mut f = flow();
+    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
+    assert!(!f.on_icmp(&host_unreachable(100), Timestamp(1_000_010)));
+    assert_eq!(f.state(), SynError);
+    // The client's retransmission one RTO later gets through.
+    assert!(!f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(2_000_000)));
+    f.on_tcp(
+        Server,
+        &seg(SYN | ACK, 5000, 101, 0, 65535),
+        Timestamp(2_000_040),
+    );
+    f.on_tcp(Client, &seg(ACK, 101, 5001, 0, 512), Timestamp(2_000_070));
+    let r = f.finish(EndReason::CaptureEnd);
+    assert_eq!(r.outcome, Outcome::Established);
+    assert_eq!(r.syn_count, 2);
+    assert_eq!(r.history.as_str(), "ShA");
+    assert_eq!(r.icmp.map(|i| i.kind), Some(Unreachable::Host));
+    assert_eq!(r.handshake_rtt_us, Some(70));
+}
+
+#[test]
+fn host_unreachable_without_a_retry_ends_unreachable() {
+    let mut f = flow();
+    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
+    f.on_icmp(&host_unreachable(100), Timestamp(1_000_010));
+    let r = f.finish(EndReason::Packets);
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert_eq!(r.history.as_str(), "S");
+    assert_eq!(r.icmp.map(|i| i.kind), Some(Unreachable::Host));
+}
+
+#[test]
+fn same_isn_syn_after_a_refusal_is_another_try_not_a_packet_of_the_refused_one() {
+    let mut f = flow();
+    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
+    f.on_tcp(Server, &seg(RST | ACK, 0, 101, 0, 0), Timestamp(1_000_020));
+    assert!(f.is_new_connection(Client, &seg(SYN, 100, 0, 0, 65535)));
+}
+
+#[test]
+fn same_isn_syn_on_an_open_attempt_is_a_retransmission() {
+    let mut f = flow();
+    f.on_tcp(Client, &seg(SYN, 100, 0, 0, 65535), Timestamp(1_000_000));
+    assert!(!f.is_new_connection(Client, &seg(SYN, 100, 0, 0, 65535)));
 }

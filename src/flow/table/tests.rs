@@ -224,6 +224,71 @@ fn icmp_error_ends_the_attempt_it_quotes() {
     assert_eq!(recs[0].end, Some(EndReason::Packets));
 }
 
+impl Script {
+    fn icmp(&mut self, ms: u64, cport: u16, kind: Unreachable, quoted_seq: u32) {
+        let icmp = Segment {
+            ts: Timestamp(1_700_000_000_000_000 + ms * 1000),
+            src: ep(cport),
+            dst: ep(PORT),
+            kind: SegmentKind::Icmp(IcmpError {
+                reporter: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                kind,
+                quoted_seq,
+            }),
+        };
+        self.table.process(&icmp, &mut self.events);
+    }
+}
+
+#[test]
+fn syn_retransmitted_after_host_unreachable_and_answered_is_one_closed_connection() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.icmp(1, 40000, Unreachable::Host, 100);
+    s.c(1000, 40000, SYN, 100, 0, 0);
+    s.s(1001, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(1002, 40000, ACK, 101, 9001, 0);
+    s.c(1003, 40000, FIN | ACK, 101, 9001, 0);
+    s.s(1004, 40000, FIN | ACK, 9001, 102, 0);
+    s.c(1005, 40000, ACK, 102, 9002, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 1);
+    let r = recs[0];
+    assert_eq!(r.outcome, Outcome::Closed);
+    assert_eq!(r.syn_count, 2);
+    assert_eq!(r.packets, [5, 2]);
+    assert_eq!(r.icmp.map(|i| i.kind), Some(Unreachable::Host));
+    assert_eq!(r.last_ts.micros_since(r.first_ts), 1_005_000);
+}
+
+#[test]
+fn host_unreachable_not_retried_is_reported_after_a_short_wait() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.icmp(1, 40000, Unreachable::Host, 100);
+    s.clean(4_000, 40001, 1);
+    let r = s.events[0].record();
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert_eq!(r.end, Some(EndReason::Packets));
+    assert_eq!(r.client.port, 40000);
+}
+
+#[test]
+fn same_isn_syn_after_a_refusal_starts_another_try() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, RST | ACK, 0, 101, 0);
+    s.c(500, 40000, SYN, 100, 0, 0);
+    s.s(501, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(502, 40000, ACK, 101, 9001, 0);
+    let recs = s.finals();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].outcome, Outcome::Refused);
+    assert_eq!(recs[1].outcome, Outcome::Established);
+    assert_eq!(recs[1].client_isn, Some(100));
+    assert!(!recs[1].port_reused);
+}
+
 #[test]
 fn icmp_error_for_an_unknown_flow_is_counted_not_tracked() {
     let mut s = Script::new(cfg());
