@@ -52,6 +52,9 @@ pub enum Cause {
     SynsDropped(DroppedSyns),
     /// Live, witnessed: the kernel dropped the server's packets on their way out.
     RepliesDropped(DroppedReplies),
+    /// Connections that completed only on a retransmitted SYN: connect() took a second
+    /// or more.
+    SlowConnect(SlowConnects),
     /// Live, witnessed: the kernel discarded SYNs for their addresses (martians).
     InvalidSource(MartianSyns),
     /// ICMP port/protocol unreachable or admin prohibited, or any ICMP error the server's
@@ -88,6 +91,7 @@ impl Cause {
             }
             Cause::SilentlyDropped(_) | Cause::SynsDropped(_) => FindingKind::SilentlyDropped,
             Cause::RepliesDropped(_) => FindingKind::RepliesDropped,
+            Cause::SlowConnect(_) => FindingKind::SlowConnect,
             Cause::InvalidSource(_) => FindingKind::InvalidSource,
             Cause::IcmpUnreachable(_) => FindingKind::NetworkUnreachable,
             Cause::HandshakeStalled(_) => FindingKind::HandshakeStalled,
@@ -138,7 +142,10 @@ impl Cause {
             | Cause::IcmpUnreachable(_)
             | Cause::HandshakeStalled(_)
             | Cause::EphemeralPortsExhausted(_) => Severity::Error,
+            // Every slow connect completed: a warning, which leaves the exit status to
+            // the connections that failed (README, "Exit status").
             Cause::HandshakeAcksDropped(_)
+            | Cause::SlowConnect(_)
             | Cause::Reset(_)
             | Cause::ReceiverStalled(_)
             | Cause::TimeWaitReuse(_)
@@ -371,6 +378,55 @@ pub struct DroppedSyns {
     /// Live: whether anything listens on the port here.
     #[serde(skip)]
     pub listening: Option<bool>,
+}
+
+/// A likely cause of slow connects, in the order the finding gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowCause {
+    /// A `limit`/`hashlimit` match (or a rate-limiting DROP) letting some SYNs through.
+    RateLimit,
+    /// The listener's SYN queue full (`TCPReqQFullDrop`, `ListenDrops`).
+    SynQueue,
+    /// Packets lost on the way (a lossy link, a congested queue).
+    LossyPath,
+}
+
+/// Kernel drops of SYNs in connections that completed anyway, for one reason on one
+/// path.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecoveredDrops {
+    /// SYNs dropped in those connections.
+    pub syns: u64,
+    /// Connections they were dropped in.
+    pub connections: u64,
+    #[serde(flatten)]
+    pub site: DropSite,
+}
+
+/// Connections that completed only after their SYN was retransmitted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlowConnects {
+    /// Connections that needed SYN retransmissions.
+    pub slow: u64,
+    /// Connections that completed a handshake, slow ones included.
+    pub completed: u64,
+    /// connect() time of the slow ones, first SYN to the client's ACK, in microseconds.
+    pub connect_delay_p50_us: Option<u64>,
+    pub connect_delay_max_us: Option<u64>,
+    /// How many got through on each SYN, by its number ("2": the first retransmission).
+    pub through_on_syn: std::collections::BTreeMap<u32, u64>,
+    /// The likely causes, likeliest first.
+    pub likely_causes: Vec<SlowCause>,
+    /// The firewall rule that limits SYNs to the port, when one was read.
+    #[serde(serialize_with = "firewall_rule")]
+    pub limit_rule: Option<FirewallRule>,
+    /// SYN queue counters that grew during the capture (live).
+    pub syn_queue_drops: u64,
+    /// Live, witnessed: the kernel's drops of those connections' SYNs.
+    pub kernel: Vec<RecoveredDrops>,
+    #[serde(skip)]
+    pub port: u16,
 }
 
 /// Witnessed: the server's packets the kernel dropped on their way out.

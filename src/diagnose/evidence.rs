@@ -95,6 +95,18 @@ impl Percentiles {
     }
 }
 
+/// A completed connection's connect delay if it needed its SYN sent again: the SYN gaps
+/// up to the answered SYN plus the handshake RTT from it, i.e. from the first SYN to the
+/// client's final ACK, which is when the client's connect() returned.
+pub(crate) fn slow_connect_delay(r: &FlowRecord) -> Option<u64> {
+    let rtt = r.handshake_rtt_us?;
+    if r.syn_count < 2 {
+        return None;
+    }
+    let gaps: u64 = r.syn_gaps_us.as_slice().iter().map(|&g| u64::from(g)).sum();
+    Some(gaps + rtt)
+}
+
 /// 3 significant figures, auto-resizing: memory grows with the log of the largest value.
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
@@ -142,6 +154,15 @@ pub struct Evidence {
     pub(crate) zero_window_stalls: [u64; 2],
     pub(crate) longest_zero_window_us: [u64; 2],
     pub(crate) syns_elsewhere: BTreeMap<Endpoint, u64>,
+    /// Connections that completed only after their SYN was sent again (a slow connect).
+    pub(crate) slow_connects: u64,
+    /// Of those, how many got through on each SYN (2: the first retransmission).
+    pub(crate) slow_through: BTreeMap<u32, u64>,
+    /// Connections that completed a handshake, slow or not.
+    pub(crate) connected: u64,
+    /// Slow connects' connect delay: from the first SYN to the client's ACK of the
+    /// SYN-ACK, which is what the client's connect() waited.
+    connect_delay: Histogram<u64>,
     handshake_rtt: Histogram<u64>,
     duration: Histogram<u64>,
     /// What the kernel witness said (empty without it).
@@ -171,6 +192,10 @@ impl Default for Evidence {
             zero_window_stalls: [0; 2],
             longest_zero_window_us: [0; 2],
             syns_elsewhere: BTreeMap::new(),
+            slow_connects: 0,
+            slow_through: BTreeMap::new(),
+            connected: 0,
+            connect_delay: histogram(),
             handshake_rtt: histogram(),
             duration: histogram(),
             kernel: KernelEvidence::default(),
@@ -248,6 +273,12 @@ impl Evidence {
         }
         if let Some(rtt) = r.handshake_rtt_us {
             record(&mut self.handshake_rtt, rtt);
+            self.connected += 1;
+            if let Some(delay) = slow_connect_delay(r) {
+                self.slow_connects += 1;
+                *self.slow_through.entry(r.syn_count).or_default() += 1;
+                record(&mut self.connect_delay, delay);
+            }
         }
         record(&mut self.duration, r.duration_us());
     }
@@ -296,6 +327,11 @@ impl Evidence {
     /// Handshake RTT percentiles of the connections counted so far.
     pub fn handshake_rtt(&self) -> Percentiles {
         Percentiles::of(&self.handshake_rtt)
+    }
+
+    /// Slow connects' connect delay percentiles (first SYN to the client's ACK).
+    pub fn connect_delay(&self) -> Percentiles {
+        Percentiles::of(&self.connect_delay)
     }
 
     /// Connection duration percentiles.

@@ -51,6 +51,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::SilentlyDropped(e) => silently_dropped(e),
         Cause::SynsDropped(e) => syns_dropped(e),
         Cause::RepliesDropped(e) => replies_dropped(e),
+        Cause::SlowConnect(e) => slow_connect(e, f),
         Cause::InvalidSource(e) => invalid_source(e),
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
@@ -584,6 +585,113 @@ fn syns_dropped(e: &DroppedSyns) -> Words {
         ),
         drop_next_step(&e.site, port),
     )
+}
+
+/// `1.0 s`, `250 ms`.
+fn seconds(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.1} s", us as f64 / 1e6)
+    } else {
+        format!("{} ms", us / 1000)
+    }
+}
+
+/// `2nd`, `3rd`, `4th`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
+    let port = e.port;
+    let delay = match (e.connect_delay_p50_us, e.connect_delay_max_us) {
+        (Some(p50), Some(max)) if max > p50 => {
+            format!(
+                "connect() took {} (median), up to {}",
+                seconds(p50),
+                seconds(max)
+            )
+        }
+        (_, Some(max)) => format!("connect() took {}", seconds(max)),
+        _ => "connect() took a second or more".to_string(),
+    };
+    let headline = format!(
+        "{} of {} to port {port} got through only on a retransmitted SYN: {delay}",
+        e.slow,
+        plural(e.completed, "connection", "connections"),
+    );
+    let pattern: Vec<String> = e
+        .through_on_syn
+        .iter()
+        .map(|(syn, n)| format!("{n} on the {} SYN", ordinal(*syn)))
+        .collect();
+    let mut x = format!(
+        "Their first SYN got no answer and the client sent it again (Linux waits 1 s, then 2 s, 4 s…);          they got through {}. Nothing failed, but every such connect waited a second or more.",
+        pattern.join(", ")
+    );
+    for d in &e.kernel {
+        x.push_str(&format!(
+            " The kernel witnessed {} of {} of these connections dropped: {}.",
+            segments(d.syns, "SYN"),
+            d.connections,
+            dropped_by(&d.site)
+        ));
+    }
+    let causes: Vec<String> = e
+        .likely_causes
+        .iter()
+        .map(|c| match c {
+            SlowCause::RateLimit => match &e.limit_rule {
+                Some(r) => format!("a rate limit on new connections: {r}"),
+                None => "a rate limit on new connections (an iptables `limit`/`hashlimit` match, an nft `limit rate`, a cloud or proxy connection limit) that drops SYNs over the rate".to_string(),
+            },
+            SlowCause::SynQueue => {
+                if e.syn_queue_drops > 0 {
+                    format!(
+                        "the listener's SYN queue full: the kernel counted {} (TCPReqQFullDrop/ListenDrops)",
+                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs")
+                    )
+                } else {
+                    "the listener's SYN queue full (watch TCPReqQFullDrop and ListenDrops in nstat)".to_string()
+                }
+            }
+            SlowCause::LossyPath => "a lossy path dropping packets on the way".to_string(),
+        })
+        .collect();
+    x.push_str(&format!(
+        " Likely causes, likeliest first: {}.",
+        causes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("({}) {c}", i + 1))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    if let Some(p) = f.processes.first() {
+        x.push_str(&format!(
+            " The listener: {} (pid {}).",
+            p.process.name, p.process.pid
+        ));
+    }
+    let next = match (e.likely_causes.first(), &e.limit_rule) {
+        (Some(SlowCause::RateLimit), Some(r)) => format!(
+            "if these clients should not be limited, raise the rate or burst of {r}, or exempt them"
+        ),
+        (Some(SlowCause::RateLimit), None) => format!(
+            "look for a rate limit on new connections to port {port}: iptables -S | grep -E 'limit|{port}'; nft list ruleset | grep -E 'limit|{port}'"
+        ),
+        (Some(SlowCause::SynQueue), _) => format!(
+            "raise the listen() backlog and net.ipv4.tcp_max_syn_backlog, and check that the server on port {port} accepts fast enough"
+        ),
+        _ => format!("measure loss on the path to port {port} (mtr, ping -i 0.2) and check interface drops (ip -s link)"),
+    };
+    say(headline, x, next)
 }
 
 fn replies_dropped(e: &DroppedReplies) -> Words {

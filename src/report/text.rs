@@ -505,7 +505,13 @@ pub fn write_diagnosis(
             clock(s.printed_at),
             s.live.headline()
         )?;
-        if s.changes.is_empty() {
+        if let Some(by) = s.by {
+            writeln!(
+                out,
+                "     why: the connections it saw unanswered got through on a retransmitted SYN: see {} above",
+                by.as_str()
+            )?;
+        } else if s.changes.is_empty() {
             writeln!(
                 out,
                 "     why: the whole capture and a complete last look at the machine (other namespaces too) support the findings above instead; no listener on the port changed since it was printed"
@@ -805,6 +811,7 @@ mod tests {
                 live: nothing_listening(),
                 printed_at: Timestamp(1_700_000_001_000_000),
                 changes: vec![change(ChangeKind::ListenerStopped, false, true)],
+                by: None,
             }],
         };
         let mut out = Vec::new();

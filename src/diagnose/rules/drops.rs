@@ -250,6 +250,11 @@ fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Fi
     let listening = facts.map(|f| !f.now.listeners.is_empty());
     let mut out = Vec::new();
     for ((reason, path), g) in syns {
+        // Every connection got through on a retransmission: a slow connect, the `slow`
+        // rule's story (with this drop as its kernel evidence), not a drop that failed.
+        if g.unanswered == 0 {
+            continue;
+        }
         let site = site(facts, reason, path, true, g.place.clone());
         let cause = Cause::SynsDropped(DroppedSyns {
             unanswered: g.unanswered,
@@ -310,7 +315,7 @@ fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Fi
 
 /// Where packets to the port (`to_port`) or from it were dropped, with the firewall rule
 /// that likely did it for a `NETFILTER_DROP`.
-fn site(
+pub(super) fn site(
     facts: Option<&HostFacts>,
     reason: &str,
     path: PathKey,
@@ -815,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn a_syn_the_path_dropped_before_a_retransmission_got_through_is_a_warning() {
+    fn a_syn_the_path_dropped_before_a_retransmission_got_through_is_a_slow_connect_not_a_drop() {
         let ev = witnessed(&[(
             FlowRecord {
                 syn_count: 2,
@@ -831,12 +836,18 @@ mod tests {
                 1,
             )],
         )]);
-        let found = findings(&ev, Some(&facts(vec![])), &scope());
-        assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
-        assert_eq!(found[0].severity, Severity::Warning);
-        assert!(found[0]
-            .headline()
-            .starts_with("1 SYN to 127.0.0.1:61999 dropped by the kernel"));
+        let f = facts(vec![]);
+        assert_eq!(kinds(&findings(&ev, Some(&f), &scope())), []);
+        let slow = super::super::slow::findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&slow), [FindingKind::SlowConnect]);
+        assert_eq!(slow[0].severity, Severity::Warning);
+        assert_eq!(evidence_json(&slow[0])["kernel"][0]["reason"], "QDISC_DROP");
+        let x = slow[0].explanation();
+        assert!(
+            x.contains("The kernel witnessed 1 SYN of 1 of these connections dropped"),
+            "{x}"
+        );
+        assert!(x.contains("QDISC_DROP (__dev_queue_xmit"), "{x}");
     }
 
     #[test]
