@@ -632,7 +632,7 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
         .map(|(syn, n)| format!("{n} on the {} SYN", ordinal(*syn)))
         .collect();
     let mut x = format!(
-        "Their first SYN got no answer and the client sent it again (Linux waits 1 s, then 2 s, 4 s…);          they got through {}. Nothing failed, but every such connect waited a second or more.",
+        "Their first SYN got no answer and the client sent it again (Linux waits 1 s, then 2 s, 4 s…); they got through {}. Nothing failed, but every such connect waited a second or more.",
         pattern.join(", ")
     );
     for d in &e.kernel {

@@ -93,6 +93,7 @@ pub const KINDS: &[&str] = &[
     "listener_other_address",
     "listener_other_namespace",
     "silently_dropped",
+    "slow_connect",
     "accept_queue_full",
     "rejected_by_firewall",
     "reset_by_server",

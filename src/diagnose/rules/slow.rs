@@ -157,6 +157,7 @@ mod tests {
         let x = f.explanation();
         assert!(x.contains("2 on the 2nd SYN"), "{x}");
         assert!(x.contains("rate limit"), "{x}");
+        assert!(x.contains("4 s…); they got through 2 on"), "{x}");
     }
 
     #[test]
