@@ -263,6 +263,11 @@ pub struct RefusedInNamespace {
 pub struct QueueOverflow {
     pub unanswered: u64,
     pub handshake_acks_dropped: u64,
+    /// Live, with `tcp_abort_on_overflow=1`: connections the server reset right after the
+    /// handshake, which is how that sysctl answers an ACK finding the queue full.
+    pub handshake_resets: u64,
+    /// Live: net.ipv4.tcp_abort_on_overflow (`null` in a replay).
+    pub abort_on_overflow: Option<bool>,
     /// Growth of the kernel's ListenOverflows during the capture.
     pub listen_overflows: u64,
     /// Growth of ListenDrops.

@@ -154,6 +154,10 @@ pub struct Evidence {
     pub(crate) zero_window_stalls: [u64; 2],
     pub(crate) longest_zero_window_us: [u64; 2],
     pub(crate) syns_elsewhere: BTreeMap<Endpoint, u64>,
+    /// Accepted connections the server reset before sending any data of its own: what
+    /// a full accept queue with `tcp_abort_on_overflow=1` looks like (the client's ACK or
+    /// first request answered with RST).
+    pub(crate) silent_server_resets: u64,
     /// Connections that completed only after their SYN was sent again (a slow connect).
     pub(crate) slow_connects: u64,
     /// Of those, how many got through on each SYN (2: the first retransmission).
@@ -192,6 +196,7 @@ impl Default for Evidence {
             zero_window_stalls: [0; 2],
             longest_zero_window_us: [0; 2],
             syns_elsewhere: BTreeMap::new(),
+            silent_server_resets: 0,
             slow_connects: 0,
             slow_through: BTreeMap::new(),
             connected: 0,
@@ -251,6 +256,9 @@ impl Evidence {
             | Outcome::Reset => {}
         }
         // Who tore an accepted connection down; a refusal is already its own outcome.
+        if let (Outcome::Reset, Some(Side::Server)) = (r.outcome, r.reset_by) {
+            self.silent_server_resets += u64::from(r.bytes[Side::Server.index()] == 0);
+        }
         if let (Outcome::Reset | Outcome::HandshakeIncomplete, Some(by)) = (r.outcome, r.reset_by) {
             *self
                 .resets

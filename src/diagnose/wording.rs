@@ -315,8 +315,37 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
         ),
         None => String::new(),
     };
+    let headline = format!(
+        "the accept queue on port {port} is full: {who} is not calling accept() fast enough"
+    );
+    let next = format!(
+        "check the server's accept loop (stuck or too slow?); watch `ss -ltn 'sport = :{port}'` (Recv-Q vs Send-Q); raise the backlog (listen(), net.core.somaxconn)"
+    );
+    if e.abort_on_overflow == Some(true) {
+        // tcp_check_req: with the sysctl on, the ACK that finds no room is answered with
+        // RST (and counted in ListenOverflows), not dropped.
+        return say(
+            headline,
+            format!(
+                "{} reset by the server before it sent anything (at the handshake's ACK or the first request), and {} \
+                 unanswered, while the listen queue was full \
+                 (the kernel's ListenOverflows grew by {}, ListenDrops by {}). net.ipv4.tcp_abort_on_overflow is 1 here: \
+                 Linux answers a handshake ACK that finds the accept queue full with a RST instead of dropping it, so the \
+                 client's connect() succeeds and its first read or write fails with \"connection reset by peer\". \
+                 No firewall or access rule is involved; SYNs meeting a full queue are still dropped silently.{kernel}",
+                plural(e.handshake_resets, "connection", "connections"),
+                plural(e.unanswered, "connection attempt", "connection attempts"),
+                e.listen_overflows,
+                e.listen_drops,
+            ),
+            format!(
+                "{next}; with net.ipv4.tcp_abort_on_overflow=0 (the default) a client whose ACK finds the queue full retries \
+                 instead of being reset, which rides out short bursts"
+            ),
+        );
+    }
     say(
-        format!("the accept queue on port {port} is full: {who} is not calling accept() fast enough"),
+        headline,
         format!(
             "{} and {} went unanswered or were dropped while the listen queue was full \
              (the kernel's ListenOverflows grew by {}, ListenDrops by {}). \
@@ -326,9 +355,7 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
             e.listen_overflows,
             e.listen_drops,
         ),
-        format!(
-            "check the server's accept loop (stuck or too slow?); watch `ss -ltn 'sport = :{port}'` (Recv-Q vs Send-Q); raise the backlog (listen(), net.core.somaxconn)"
-        ),
+        next,
     )
 }
 

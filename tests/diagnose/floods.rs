@@ -173,3 +173,106 @@ fn a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop() {
     }
     drop(kept);
 }
+
+#[test]
+fn resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejecting_server() {
+    const TEST: &str =
+        "resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejecting_server";
+    if !prerequisites(TEST, &["python3", "sysctl", "iptables"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    ns.run(&["sysctl", "-w", "net.ipv4.tcp_abort_on_overflow=1"]);
+    // Every handshake through a request socket (a SYN cookie's ACK is never reset).
+    ns.run(&["sysctl", "-w", "net.ipv4.tcp_syncookies=0"]);
+    // Backlog 2: two request sockets at most, and the accept queue is full at three.
+    // Nobody accepts.
+    let listener = spawn_listener(&ns, server, 2, false);
+    let connect = |ns: &Netns| {
+        ns.on_thread(move || {
+            TcpStream::connect_timeout(&server, IO_TIMEOUT).unwrap_or_else(|e| {
+                panic!("test setup: connect to {server}: the handshake completes: {e}")
+            })
+        })
+        .join()
+        .expect("client thread")
+    };
+
+    let capture = start_capture(&ns, port, 3, &[]);
+    // Two connections wait in the accept queue, which still has room.
+    let mut kept: Vec<TcpStream> = vec![connect(&ns), connect(&ns)];
+    // Two more, whose final ACKs (pure ACKs) are held back: their SYNs find room and
+    // are answered, so both clients are connected; then each sends its request, which
+    // completes its handshake at the server: the first fills the queue, the second
+    // finds it full and is reset.
+    let p = port.to_string();
+    let hold = [
+        "-p",
+        "tcp",
+        "--dport",
+        &p,
+        "--tcp-flags",
+        "SYN,ACK,FIN,RST,PSH",
+        "ACK",
+        "-j",
+        "DROP",
+    ];
+    let with = |op: &'static str| -> Vec<&str> {
+        let mut v = vec!["iptables", op, "INPUT"];
+        v.extend_from_slice(&hold);
+        v
+    };
+    ns.run(&with("-A"));
+    let mut late = vec![connect(&ns), connect(&ns)];
+    for s in &mut late {
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("test setup: send the request");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ns.run(&with("-D"));
+    kept.extend(late);
+    let report = capture.finish();
+    let resets = report.summary()["outcomes"]["reset"].as_u64().unwrap_or(0);
+    assert!(
+        resets >= 1,
+        "test setup: with the accept queue full and tcp_abort_on_overflow=1 the server \
+         should reset connections right after their handshake\n{}",
+        report.context()
+    );
+    report.assert_exit(1, "connections were reset");
+
+    let finals = final_findings(&report);
+    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.first().copied(),
+        Some("accept_queue_full"),
+        "the full accept queue explains the resets; final findings {kinds:?}\n{}",
+        report.context()
+    );
+    assert!(
+        !kinds.contains(&"reset_by_server"),
+        "the resets are tcp_abort_on_overflow's answer to a full queue, not a server \
+         rejecting connections: {kinds:?}\n{}",
+        report.context()
+    );
+    let f = finals[0];
+    assert_eq!(f["evidence"]["abort_on_overflow"], true, "{f}");
+    assert_eq!(report.evidence_u64(f, "handshake_resets"), resets, "{f}");
+    let x = f["explanation"].as_str().unwrap_or("");
+    assert!(
+        x.contains("tcp_abort_on_overflow is 1") && x.contains("instead of dropping it"),
+        "{x}"
+    );
+    for wrong in [
+        "an access rule, too many connections",
+        "Linux drops SYNs and handshake ACKs",
+    ] {
+        assert!(!x.contains(wrong), "{wrong:?} is wrong here: {x}");
+    }
+    report.assert_names_process(f, listener.pid(), "listener", LISTENER_MARK);
+    drop(kept);
+}

@@ -47,7 +47,16 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         .as_ref()
         .map_or(ev.ack_dropped, |(d, _)| d.flows);
     let witnessed_overflow = overflow_drops.as_ref().is_some_and(|(d, _)| d.packets > 0);
-    let affected = unanswered + acks_dropped;
+    // With tcp_abort_on_overflow=1, an ACK finding the queue full is answered with RST
+    // (`tcp_check_req`'s listen_overflow path): the server resets right after the
+    // handshake instead of dropping the ACK.
+    let abort_on_overflow = facts.and_then(|f| f.now.abort_on_overflow);
+    let handshake_resets = if resets_are_overflow(facts) {
+        overflow_resets(ev)
+    } else {
+        0
+    };
+    let affected = unanswered + acks_dropped + handshake_resets;
     if affected > 0 && (overflows > 0 || full.is_some() || witnessed_overflow) {
         // Linux drops SYNs and handshake ACKs once the accept queue is over the backlog
         // (`sk_acceptq_is_full`), and counts each in ListenOverflows.
@@ -65,6 +74,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         let cause = Cause::AcceptQueueFull(QueueOverflow {
             unanswered,
             handshake_acks_dropped: acks_dropped,
+            handshake_resets,
+            abort_on_overflow,
             listen_overflows: overflows,
             listen_drops,
             full: full.map(|l| FullListener {
@@ -110,6 +121,27 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     });
     out.push(Finding::new(cause, unanswered));
     out
+}
+
+/// Connections the server reset before sending anything after its SYN-ACK: what
+/// `tcp_abort_on_overflow=1` makes of a full accept queue (the RST answers the client's
+/// ACK, or its first request when the ACK was lost).
+pub(super) fn overflow_resets(ev: &Evidence) -> u64 {
+    ev.silent_server_resets
+}
+
+/// Whether the server's resets right after the handshake are the accept queue's, by
+/// `tcp_abort_on_overflow=1`: the sysctl is on and the queue overflowed.
+pub(super) fn resets_are_overflow(facts: Option<&HostFacts>) -> bool {
+    facts.is_some_and(|f| {
+        f.now.abort_on_overflow == Some(true)
+            && (f.delta(Counter::ListenOverflows) > 0
+                || f.now
+                    .listeners
+                    .iter()
+                    .chain(f.start.listeners.iter())
+                    .any(|l| l.queue_full()))
+    })
 }
 
 /// The packets the kernel dropped with `TCP_LISTEN_OVERFLOW`, and a server endpoint
@@ -410,6 +442,47 @@ mod tests {
             "{}",
             found[0].headline()
         );
+    }
+
+    #[test]
+    fn resets_after_the_handshake_with_abort_on_overflow_are_the_full_accept_queue() {
+        let reset = FlowRecord {
+            reset_by: Some(Side::Server),
+            handshake_rtt_us: Some(40),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[reset, reset]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.abort_on_overflow = Some(true);
+        f.start.counters.insert(Counter::ListenOverflows, 1);
+        f.now.counters.insert(Counter::ListenOverflows, 3);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found[0].kind, FindingKind::AcceptQueueFull, "{found:#?}");
+        assert_eq!(evidence_json(&found[0])["handshake_resets"], 2);
+        assert_eq!(evidence_json(&found[0])["abort_on_overflow"], true);
+        let x = found[0].explanation();
+        assert!(x.contains("tcp_abort_on_overflow is 1"), "{x}");
+        assert!(x.contains("instead of dropping it"), "{x}");
+        assert!(!x.contains("Linux drops SYNs and handshake ACKs"), "{x}");
+        let resets = super::super::resets::findings(&ev, Some(&f), &scope());
+        assert!(resets.is_empty(), "not a server rejecting: {resets:#?}");
+    }
+
+    #[test]
+    fn resets_after_the_handshake_without_abort_on_overflow_stay_the_servers() {
+        let reset = FlowRecord {
+            reset_by: Some(Side::Server),
+            handshake_rtt_us: Some(40),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[reset]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.abort_on_overflow = Some(false);
+        f.start.counters.insert(Counter::ListenOverflows, 1);
+        f.now.counters.insert(Counter::ListenOverflows, 3);
+        assert!(findings(&ev, Some(&f), &scope()).is_empty());
+        let resets = super::super::resets::findings(&ev, Some(&f), &scope());
+        assert_eq!(resets[0].kind, FindingKind::ResetByServer);
     }
 
     #[test]
