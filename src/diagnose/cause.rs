@@ -52,6 +52,9 @@ pub enum Cause {
     SynsDropped(DroppedSyns),
     /// Live, witnessed: the kernel dropped the server's packets on their way out.
     RepliesDropped(DroppedReplies),
+    /// Live, inferred without the witness: unanswered SYNs whose server holds a SYN_RECV
+    /// socket for them: the listener answered, its answer never left.
+    RepliesUnseen(AnsweredUnseen),
     /// Connections that completed only on a retransmitted SYN: connect() took a second
     /// or more.
     SlowConnect(SlowConnects),
@@ -90,7 +93,7 @@ impl Cause {
                 FindingKind::AcceptQueueFull
             }
             Cause::SilentlyDropped(_) | Cause::SynsDropped(_) => FindingKind::SilentlyDropped,
-            Cause::RepliesDropped(_) => FindingKind::RepliesDropped,
+            Cause::RepliesDropped(_) | Cause::RepliesUnseen(_) => FindingKind::RepliesDropped,
             Cause::SlowConnect(_) => FindingKind::SlowConnect,
             Cause::InvalidSource(_) => FindingKind::InvalidSource,
             Cause::IcmpUnreachable(_) => FindingKind::NetworkUnreachable,
@@ -138,6 +141,7 @@ impl Cause {
             | Cause::NothingListening(_)
             | Cause::AcceptQueueFull(_)
             | Cause::SilentlyDropped(_)
+            | Cause::RepliesUnseen(_)
             | Cause::IcmpRejected(_)
             | Cause::IcmpUnreachable(_)
             | Cause::HandshakeStalled(_)
@@ -383,6 +387,25 @@ pub struct DroppedSyns {
     /// Live: whether anything listens on the port here.
     #[serde(skip)]
     pub listening: Option<bool>,
+}
+
+/// Unanswered connections the server's host holds a SYN_RECV socket for (the socket
+/// table, read live): the SYNs arrived and the listener answered.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnsweredUnseen {
+    /// Unanswered connections with a SYN_RECV socket for their 4-tuple.
+    pub unanswered: u64,
+    #[serde(serialize_with = "display_all")]
+    pub servers: Vec<Endpoint>,
+    /// Some of their clients, as `client` endpoints.
+    #[serde(serialize_with = "display_all")]
+    pub clients: Vec<Endpoint>,
+    /// The likeliest OUTPUT/POSTROUTING DROP rule for packets from the port, if the
+    /// ruleset was read and has one.
+    #[serde(serialize_with = "firewall_rule")]
+    pub rule: Option<FirewallRule>,
+    #[serde(skip)]
+    pub port: u16,
 }
 
 /// A likely cause of slow connects, in the order the finding gives them.

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 pub const STALL_US: u64 = 1_000_000;
 /// At most this many distinct destinations of SYNs elsewhere are remembered.
 const ELSEWHERE_CAP: usize = 256;
+/// At most this many unanswered connections' endpoints are remembered.
+const UNANSWERED_CAP: usize = 256;
 
 /// How a RST came about, from the packets before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -141,6 +143,9 @@ pub struct Evidence {
     pub(crate) refused: BTreeMap<Endpoint, u64>,
     pub(crate) unanswered_syns: u64,
     pub(crate) unanswered_servers: BTreeMap<Endpoint, u64>,
+    /// (client, server) of unanswered connections, the first `UNANSWERED_CAP`: matched
+    /// against the server's SYN_RECV sockets.
+    pub(crate) unanswered_pairs: Vec<(Endpoint, Endpoint)>,
     /// By ICMP kind name, so that findings come out in a stable order.
     pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
     /// Server endpoints that completed a handshake in this capture.
@@ -188,6 +193,7 @@ impl Default for Evidence {
             refused: BTreeMap::new(),
             unanswered_syns: 0,
             unanswered_servers: BTreeMap::new(),
+            unanswered_pairs: Vec::new(),
             unreachable: BTreeMap::new(),
             answered: BTreeMap::new(),
             handshake_stalled: 0,
@@ -228,6 +234,9 @@ impl Evidence {
             Outcome::Unanswered => {
                 self.unanswered_syns += u64::from(r.syn_count);
                 *self.unanswered_servers.entry(r.server).or_default() += 1;
+                if self.unanswered_pairs.len() < UNANSWERED_CAP {
+                    self.unanswered_pairs.push((r.client, r.server));
+                }
             }
             Outcome::Unreachable => {
                 if let Some(icmp) = r.icmp {

@@ -490,10 +490,12 @@ impl Diagnoser {
                 } else {
                     Vec::new()
                 },
-                // The SYNs it counted as unanswered were answered later.
-                by: (p.kind == FindingKind::SilentlyDropped)
-                    .then_some(FindingKind::SlowConnect)
-                    .filter(|k| all.iter().any(|f| f.kind == *k)),
+                // The SYNs it counted as unanswered were answered later, or the
+                // listener's answers were lost on the way out.
+                by: [FindingKind::SlowConnect, FindingKind::RepliesDropped]
+                    .into_iter()
+                    .filter(|_| p.kind == FindingKind::SilentlyDropped)
+                    .find(|k| all.iter().any(|f| f.kind == *k)),
             })
             .collect();
         Diagnosis {

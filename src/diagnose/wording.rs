@@ -51,6 +51,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::SilentlyDropped(e) => silently_dropped(e),
         Cause::SynsDropped(e) => syns_dropped(e),
         Cause::RepliesDropped(e) => replies_dropped(e),
+        Cause::RepliesUnseen(e) => replies_unseen(e, f),
         Cause::SlowConnect(e) => slow_connect(e, f),
         Cause::InvalidSource(e) => invalid_source(e),
         Cause::IcmpRejected(e) => icmp_rejected(e),
@@ -611,6 +612,45 @@ fn syns_dropped(e: &DroppedSyns) -> Words {
             rule_said(&e.site, port),
         ),
         drop_next_step(&e.site, port),
+    )
+}
+
+fn replies_unseen(e: &AnsweredUnseen, f: &Finding) -> Words {
+    let port = e.port;
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let listener = match f.processes.first() {
+        Some(p) => format!("the listener, {} (pid {}),", p.process.name, p.process.pid),
+        None => "the listener".to_string(),
+    };
+    let rule = match &e.rule {
+        Some(r) => {
+            format!(" In the ruleset read when portsniff started, the likeliest rule is {r}.")
+        }
+        None => String::new(),
+    };
+    let next = match &e.rule {
+        Some(r) => format!("if the server's answers should leave, remove or narrow {r}"),
+        None => format!(
+            "look on the server's way out: iptables -S OUTPUT; nft list ruleset | grep {port}; tc filter show dev <interface> egress; \
+             bpftool cgroup tree (egress programs)"
+        ),
+    };
+    say(
+        format!(
+            "{} to {} got no answer in the capture, yet the server holds a SYN_RECV socket for {}: \
+             {listener} answered and its SYN-ACKs were dropped on the way out",
+            plural(e.unanswered, "connection attempt", "connection attempts"),
+            servers.join(", "),
+            if e.unanswered == 1 { "it" } else { "each" },
+        ),
+        format!(
+            "The SYNs arrived: the kernel made a request socket for each (SYN_RECV in the socket table, for the same \
+             client address and port), which it does only when it answers with a SYN-ACK. No SYN-ACK was captured, so \
+             something between TCP and the wire dropped it: an OUTPUT or POSTROUTING rule, a tc filter or qdisc, a cgroup \
+             BPF program. This is not a DROP of the incoming SYNs.{rule} (Inferred from the socket table, not \
+             witnessed by the kernel.)"
+        ),
+        next,
     )
 }
 

@@ -4,7 +4,9 @@ use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
-use crate::diagnose::{ChangeKind, Diagnosis, FactChange, Finding, ProcessInfo, Severity, Update};
+use crate::diagnose::{
+    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, ProcessInfo, Severity, Update,
+};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
 use std::fmt::Write as _;
@@ -506,11 +508,13 @@ pub fn write_diagnosis(
             s.live.headline()
         )?;
         if let Some(by) = s.by {
-            writeln!(
-                out,
-                "     why: the connections it saw unanswered got through on a retransmitted SYN: see {} above",
-                by.as_str()
-            )?;
+            let why = match by {
+                FindingKind::SlowConnect => {
+                    "the connections it saw unanswered got through on a retransmitted SYN"
+                }
+                _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
+            };
+            writeln!(out, "     why: {why}: see {} above", by.as_str())?;
         } else if s.changes.is_empty() {
             writeln!(
                 out,

@@ -276,3 +276,83 @@ fn resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejectin
     report.assert_names_process(f, listener.pid(), "listener", LISTENER_MARK);
     drop(kept);
 }
+
+#[test]
+fn syn_acks_dropped_on_the_way_out_are_inferred_from_syn_recv_sockets_without_the_witness() {
+    const TEST: &str =
+        "syn_acks_dropped_on_the_way_out_are_inferred_from_syn_recv_sockets_without_the_witness";
+    if !prerequisites(TEST, &["python3", "iptables"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    let listener = spawn_listener(&ns, server, 128, false);
+    let p = port.to_string();
+    // The listener answers; its SYN-ACKs never leave.
+    ns.run(&[
+        "iptables",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "--sport",
+        &p,
+        "--tcp-flags",
+        "SYN,ACK",
+        "SYN,ACK",
+        "-j",
+        "DROP",
+    ]);
+
+    let capture = start_capture(&ns, port, 3, &["--syn-timeout", "1", "--no-kernel-events"]);
+    let (mut client, cport) = spawn_connecting_client(&ns, server, 8);
+    let report = capture.finish();
+    assert!(
+        client.is_running(),
+        "test setup: the client should still be waiting in connect(); stderr:\n{}",
+        client.stderr()
+    );
+    let f = report.assert_outcome(cport, "unanswered", "SYN-ACKs dropped in OUTPUT");
+    assert_eq!(f["synack_count"], 0, "no SYN-ACK is captured: {f}");
+    assert_eq!(
+        report.summary()["kernel_events"]["enabled"],
+        false,
+        "test setup: the witness is off\n{}",
+        report.context()
+    );
+    report.assert_exit(1, "an unanswered connection was seen");
+
+    let finals = final_findings(&report);
+    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.first().copied(),
+        Some("replies_dropped"),
+        "a SYN_RECV socket for the 4-tuple shows the listener answered; final findings \
+         {kinds:?}\n{}",
+        report.context()
+    );
+    assert!(
+        !kinds.contains(&"silently_dropped"),
+        "the SYNs were not dropped before reaching the listener: {kinds:?}\n{}",
+        report.context()
+    );
+    let d = finals[0];
+    report.assert_severity(d, &["error"]);
+    assert_eq!(report.evidence_u64(d, "unanswered"), 1, "{d}");
+    assert_eq!(
+        d["evidence"]["clients"][0],
+        format!("127.0.0.1:{cport}"),
+        "{d}"
+    );
+    let rule = d["evidence"]["rule"]["text"].as_str().unwrap_or("");
+    assert!(rule.contains("OUTPUT") && rule.contains(&p), "{d}");
+    let h = d["headline"].as_str().unwrap_or("");
+    assert!(
+        h.contains("SYN_RECV") && h.contains("on the way out"),
+        "{h}"
+    );
+    report.assert_names_process(d, listener.pid(), "listener", LISTENER_MARK);
+}

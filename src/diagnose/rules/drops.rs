@@ -7,14 +7,15 @@
 //! kernel discarded as martians. Inference from packets and counters explains only the
 //! unanswered connections the witness saw no drop for (and everything in a replay).
 
+use crate::decode::Endpoint;
 use crate::diagnose::cause::{
-    AcksDropped, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener, MartianSyns,
-    OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
+    AcksDropped, AnsweredUnseen, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener,
+    MartianSyns, OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
 };
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::firewall::{FirewallRule, Hook, Verdict};
-use crate::diagnose::host::{Counter, HostFacts};
+use crate::diagnose::host::{Counter, HostFacts, SocketState};
 use crate::diagnose::kernel::{DropClass, DropKey, DropTally, KernelEvidence, PathKey};
 use crate::diagnose::rules::Scope;
 use crate::flow::{Outcome, Side};
@@ -103,6 +104,26 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         return out;
     }
     let mut servers = ev.unanswered_servers.clone();
+    // Without the kernel's word, the socket table's: a SYN_RECV socket for an unanswered
+    // connection's 4-tuple means its SYN arrived and the listener answered; the answer
+    // was lost on its way out (`tcp_conn_request` creates the request socket, then sends
+    // the SYN-ACK, which OUTPUT, tc or a cgroup program may drop).
+    let unseen = answered_unseen(ev, facts, port, unanswered);
+    let unanswered = match unseen {
+        Some((finding, matched)) => {
+            for (_, server) in &matched {
+                if let Some(left) = servers.get_mut(server) {
+                    *left = left.saturating_sub(1);
+                }
+            }
+            out.push(finding);
+            unanswered.saturating_sub(matched.len() as u64)
+        }
+        None => unanswered,
+    };
+    if unanswered == 0 {
+        return out;
+    }
     for (server, n) in &k.explained.servers {
         if let Some(left) = servers.get_mut(server) {
             *left = left.saturating_sub(*n);
@@ -121,6 +142,56 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     });
     out.push(Finding::new(cause, unanswered));
     out
+}
+
+/// Unanswered connections with a SYN_RECV socket on the server's side for their
+/// 4-tuple in the latest look (at most `unanswered` of them): a finding, and the
+/// (client, server) pairs it explains.
+#[allow(clippy::type_complexity)]
+fn answered_unseen(
+    ev: &Evidence,
+    facts: Option<&HostFacts>,
+    port: u16,
+    unanswered: u64,
+) -> Option<(Finding, Vec<(Endpoint, Endpoint)>)> {
+    let f = facts?;
+    // With the witness, its drops speak for the server's answers (`witnessed`).
+    if ev.kernel.flows > 0 {
+        return None;
+    }
+    let matched: Vec<(Endpoint, Endpoint)> = ev
+        .unanswered_pairs
+        .iter()
+        .filter(|(client, server)| {
+            f.now.sockets.iter().chain(f.start.sockets.iter()).any(|s| {
+                s.state == SocketState::SynRecv && s.local == *server && s.remote == *client
+            })
+        })
+        .copied()
+        .take(usize::try_from(unanswered).unwrap_or(usize::MAX))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    let servers: BTreeSet<Endpoint> = matched.iter().map(|(_, s)| *s).collect();
+    let rule = f
+        .firewall
+        .as_deref()
+        .and_then(|set| rule_for(set, PathKey::Egress, false))
+        .cloned();
+    let cause = Cause::RepliesUnseen(AnsweredUnseen {
+        unanswered: matched.len() as u64,
+        servers: servers.into_iter().collect(),
+        clients: matched.iter().map(|(c, _)| *c).take(EXAMPLES).collect(),
+        rule,
+        port,
+    });
+    let procs = matched
+        .first()
+        .and_then(|(_, server)| f.now.listeners.iter().find(|l| l.accepts(server)))
+        .map_or(&[][..], |l| &l.processes[..]);
+    let finding = Finding::new(cause, matched.len() as u64).processes(procs, Role::Listener);
+    Some((finding, matched))
 }
 
 /// Connections the server reset before sending anything after its SYN-ACK: what
@@ -441,6 +512,50 @@ mod tests {
             found[0].headline().contains("java (pid 4567)"),
             "{}",
             found[0].headline()
+        );
+    }
+
+    #[test]
+    fn an_unanswered_syn_with_a_syn_recv_socket_is_an_answer_dropped_on_the_way_out() {
+        use crate::diagnose::host::{PortSocket, SocketState};
+        let lost = FlowRecord {
+            client: ep("127.0.0.1:40000"),
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        };
+        let other = FlowRecord {
+            client: ep("127.0.0.1:40001"),
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[lost, other]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.sockets.push(PortSocket {
+            local: ep("127.0.0.1:61999"),
+            remote: ep("127.0.0.1:40000"),
+            state: SocketState::SynRecv,
+        });
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(
+            kinds(&found),
+            [FindingKind::RepliesDropped, FindingKind::SilentlyDropped],
+            "{found:#?}"
+        );
+        let r = &found[0];
+        assert_eq!(r.severity, Severity::Error);
+        assert_eq!(evidence_json(r)["unanswered"], 1);
+        assert_eq!(evidence_json(r)["clients"][0], "127.0.0.1:40000");
+        assert!(
+            r.headline().contains("holds a SYN_RECV socket"),
+            "{}",
+            r.headline()
+        );
+        assert!(r.headline().contains("java (pid 4567)"), "{}", r.headline());
+        assert!(r.explanation().contains("not a DROP of the incoming SYNs"));
+        assert_eq!(
+            evidence_json(&found[1])["unanswered"],
+            1,
+            "only the other one"
         );
     }
 
