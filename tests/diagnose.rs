@@ -33,6 +33,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The scenarios, by cause family (as `src/diagnose/rules/`).
 mod diagnose {
     mod firewalls;
+    mod floods;
     mod listeners;
     mod nat;
     mod server_side;

@@ -55,6 +55,12 @@ pub enum Cause {
     SynsDropped(DroppedSyns),
     /// Live, witnessed: the kernel dropped the server's packets on their way out.
     RepliesDropped(DroppedReplies),
+    /// Live, inferred without the witness: unanswered SYNs whose server holds a SYN_RECV
+    /// socket for them: the listener answered, its answer never left.
+    RepliesUnseen(AnsweredUnseen),
+    /// Connections that completed only on a retransmitted SYN: connect() took a second
+    /// or more.
+    SlowConnect(SlowConnects),
     /// Live, witnessed: the kernel discarded SYNs for their addresses (martians).
     InvalidSource(MartianSyns),
     /// ICMP port/protocol unreachable or admin prohibited, or any ICMP error the server's
@@ -98,7 +104,8 @@ impl Cause {
                 FindingKind::AcceptQueueFull
             }
             Cause::SilentlyDropped(_) | Cause::SynsDropped(_) => FindingKind::SilentlyDropped,
-            Cause::RepliesDropped(_) => FindingKind::RepliesDropped,
+            Cause::RepliesDropped(_) | Cause::RepliesUnseen(_) => FindingKind::RepliesDropped,
+            Cause::SlowConnect(_) => FindingKind::SlowConnect,
             Cause::InvalidSource(_) => FindingKind::InvalidSource,
             Cause::IcmpUnreachable(_) => FindingKind::NetworkUnreachable,
             Cause::HandshakeStalled(_) => FindingKind::HandshakeStalled,
@@ -150,11 +157,15 @@ impl Cause {
             | Cause::ForwardedNothingListening(_)
             | Cause::AcceptQueueFull(_)
             | Cause::SilentlyDropped(_)
+            | Cause::RepliesUnseen(_)
             | Cause::IcmpRejected(_)
             | Cause::IcmpUnreachable(_)
             | Cause::HandshakeStalled(_)
             | Cause::EphemeralPortsExhausted(_) => Severity::Error,
+            // Every slow connect completed: a warning, which leaves the exit status to
+            // the connections that failed (README, "Exit status").
             Cause::HandshakeAcksDropped(_)
+            | Cause::SlowConnect(_)
             | Cause::Reset(_)
             | Cause::ReceiverStalled(_)
             | Cause::TimeWaitReuse(_)
@@ -300,6 +311,11 @@ pub struct RefusedInNamespace {
 pub struct QueueOverflow {
     pub unanswered: u64,
     pub handshake_acks_dropped: u64,
+    /// Live, with `tcp_abort_on_overflow=1`: connections the server reset right after the
+    /// handshake, which is how that sysctl answers an ACK finding the queue full.
+    pub handshake_resets: u64,
+    /// Live: net.ipv4.tcp_abort_on_overflow (`null` in a replay).
+    pub abort_on_overflow: Option<bool>,
     /// Growth of the kernel's ListenOverflows during the capture.
     pub listen_overflows: u64,
     /// Growth of ListenDrops.
@@ -415,6 +431,74 @@ pub struct DroppedSyns {
     /// Live: whether anything listens on the port here.
     #[serde(skip)]
     pub listening: Option<bool>,
+}
+
+/// Unanswered connections the server's host holds a SYN_RECV socket for (the socket
+/// table, read live): the SYNs arrived and the listener answered.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnsweredUnseen {
+    /// Unanswered connections with a SYN_RECV socket for their 4-tuple.
+    pub unanswered: u64,
+    #[serde(serialize_with = "display_all")]
+    pub servers: Vec<Endpoint>,
+    /// Some of their clients, as `client` endpoints.
+    #[serde(serialize_with = "display_all")]
+    pub clients: Vec<Endpoint>,
+    /// The likeliest OUTPUT/POSTROUTING DROP rule for packets from the port, if the
+    /// ruleset was read and has one.
+    #[serde(serialize_with = "firewall_rule")]
+    pub rule: Option<FirewallRule>,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+/// A likely cause of slow connects, in the order the finding gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowCause {
+    /// A `limit`/`hashlimit` match (or a rate-limiting DROP) letting some SYNs through.
+    RateLimit,
+    /// The listener's SYN queue full (`TCPReqQFullDrop`, `ListenDrops`).
+    SynQueue,
+    /// Packets lost on the way (a lossy link, a congested queue).
+    LossyPath,
+}
+
+/// Kernel drops of SYNs in connections that completed anyway, for one reason on one
+/// path.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecoveredDrops {
+    /// SYNs dropped in those connections.
+    pub syns: u64,
+    /// Connections they were dropped in.
+    pub connections: u64,
+    #[serde(flatten)]
+    pub site: DropSite,
+}
+
+/// Connections that completed only after their SYN was retransmitted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlowConnects {
+    /// Connections that needed SYN retransmissions.
+    pub slow: u64,
+    /// Connections that completed a handshake, slow ones included.
+    pub completed: u64,
+    /// connect() time of the slow ones, first SYN to the client's ACK, in microseconds.
+    pub connect_delay_p50_us: Option<u64>,
+    pub connect_delay_max_us: Option<u64>,
+    /// How many got through on each SYN, by its number ("2": the first retransmission).
+    pub through_on_syn: std::collections::BTreeMap<u32, u64>,
+    /// The likely causes, likeliest first.
+    pub likely_causes: Vec<SlowCause>,
+    /// The firewall rule that limits SYNs to the port, when one was read.
+    #[serde(serialize_with = "firewall_rule")]
+    pub limit_rule: Option<FirewallRule>,
+    /// SYN queue counters that grew during the capture (live).
+    pub syn_queue_drops: u64,
+    /// Live, witnessed: the kernel's drops of those connections' SYNs.
+    pub kernel: Vec<RecoveredDrops>,
+    #[serde(skip)]
+    pub port: u16,
 }
 
 /// Witnessed: the server's packets the kernel dropped on their way out.

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 pub const STALL_US: u64 = 1_000_000;
 /// At most this many distinct destinations of SYNs elsewhere are remembered.
 const ELSEWHERE_CAP: usize = 256;
+/// At most this many unanswered connections' endpoints are remembered.
+const UNANSWERED_CAP: usize = 256;
 
 /// How a RST came about, from the packets before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +97,18 @@ impl Percentiles {
     }
 }
 
+/// A completed connection's connect delay if it needed its SYN sent again: the SYN gaps
+/// up to the answered SYN plus the handshake RTT from it, i.e. from the first SYN to the
+/// client's final ACK, which is when the client's connect() returned.
+pub(crate) fn slow_connect_delay(r: &FlowRecord) -> Option<u64> {
+    let rtt = r.handshake_rtt_us?;
+    if r.syn_count < 2 {
+        return None;
+    }
+    let gaps: u64 = r.syn_gaps_us.as_slice().iter().map(|&g| u64::from(g)).sum();
+    Some(gaps + rtt)
+}
+
 /// 3 significant figures, auto-resizing: memory grows with the log of the largest value.
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
@@ -156,6 +170,9 @@ pub struct Evidence {
     /// Packets the capture cut inside their IP or TCP header (the snaplen): they reached
     /// no connection. Known when the capture ends ([`crate::diagnose::Diagnoser::capture_ended`]).
     pub(crate) truncated: u64,
+    /// (client, server) of unanswered connections, the first `UNANSWERED_CAP`: matched
+    /// against the server's SYN_RECV sockets.
+    pub(crate) unanswered_pairs: Vec<(Endpoint, Endpoint)>,
     /// By ICMP kind name, so that findings come out in a stable order.
     pub(crate) unreachable: BTreeMap<&'static str, IcmpSeen>,
     /// Server endpoints that completed a handshake in this capture.
@@ -169,6 +186,19 @@ pub struct Evidence {
     pub(crate) zero_window_stalls: [u64; 2],
     pub(crate) longest_zero_window_us: [u64; 2],
     pub(crate) syns_elsewhere: BTreeMap<Endpoint, u64>,
+    /// Accepted connections the server reset before sending any data of its own: what
+    /// a full accept queue with `tcp_abort_on_overflow=1` looks like (the client's ACK or
+    /// first request answered with RST).
+    pub(crate) silent_server_resets: u64,
+    /// Connections that completed only after their SYN was sent again (a slow connect).
+    pub(crate) slow_connects: u64,
+    /// Of those, how many got through on each SYN (2: the first retransmission).
+    pub(crate) slow_through: BTreeMap<u32, u64>,
+    /// Connections that completed a handshake, slow or not.
+    pub(crate) connected: u64,
+    /// Slow connects' connect delay: from the first SYN to the client's ACK of the
+    /// SYN-ACK, which is what the client's connect() waited.
+    connect_delay: Histogram<u64>,
     handshake_rtt: Histogram<u64>,
     duration: Histogram<u64>,
     /// What the kernel witness said (empty without it).
@@ -194,6 +224,7 @@ impl Default for Evidence {
             waiting_since: Vec::new(),
             packets_from: [0; 2],
             truncated: 0,
+            unanswered_pairs: Vec::new(),
             unreachable: BTreeMap::new(),
             answered: BTreeMap::new(),
             handshake_stalled: 0,
@@ -202,6 +233,11 @@ impl Default for Evidence {
             zero_window_stalls: [0; 2],
             longest_zero_window_us: [0; 2],
             syns_elsewhere: BTreeMap::new(),
+            silent_server_resets: 0,
+            slow_connects: 0,
+            slow_through: BTreeMap::new(),
+            connected: 0,
+            connect_delay: histogram(),
             handshake_rtt: histogram(),
             duration: histogram(),
             kernel: KernelEvidence::default(),
@@ -235,6 +271,9 @@ impl Evidence {
                 }
                 self.unanswered_syns += u64::from(r.syn_count);
                 *self.unanswered_servers.entry(r.server).or_default() += 1;
+                if self.unanswered_pairs.len() < UNANSWERED_CAP {
+                    self.unanswered_pairs.push((r.client, r.server));
+                }
             }
             Outcome::Unreachable => {
                 if let Some(icmp) = r.icmp {
@@ -263,6 +302,9 @@ impl Evidence {
             | Outcome::Reset => {}
         }
         // Who tore an accepted connection down; a refusal is already its own outcome.
+        if let (Outcome::Reset, Some(Side::Server)) = (r.outcome, r.reset_by) {
+            self.silent_server_resets += u64::from(r.bytes[Side::Server.index()] == 0);
+        }
         if let (Outcome::Reset | Outcome::HandshakeIncomplete, Some(by)) = (r.outcome, r.reset_by) {
             *self
                 .resets
@@ -285,6 +327,12 @@ impl Evidence {
         }
         if let Some(rtt) = r.handshake_rtt_us {
             record(&mut self.handshake_rtt, rtt);
+            self.connected += 1;
+            if let Some(delay) = slow_connect_delay(r) {
+                self.slow_connects += 1;
+                *self.slow_through.entry(r.syn_count).or_default() += 1;
+                record(&mut self.connect_delay, delay);
+            }
         }
         record(&mut self.duration, r.duration_us());
     }
@@ -350,6 +398,11 @@ impl Evidence {
     /// Handshake RTT percentiles of the connections counted so far.
     pub fn handshake_rtt(&self) -> Percentiles {
         Percentiles::of(&self.handshake_rtt)
+    }
+
+    /// Slow connects' connect delay percentiles (first SYN to the client's ACK).
+    pub fn connect_delay(&self) -> Percentiles {
+        Percentiles::of(&self.connect_delay)
     }
 
     /// Connection duration percentiles.

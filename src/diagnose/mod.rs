@@ -76,6 +76,9 @@ pub struct Superseded {
     /// The listener changes after it was printed (empty: none; the whole capture and the
     /// last, complete look at the machine outweighed it).
     pub changes: Vec<FactChange>,
+    /// The final finding that tells what it saw: a live "silently dropped" whose
+    /// connections got through on a retransmitted SYN is a slow connect.
+    pub by: Option<FindingKind>,
 }
 
 /// Live: a fact changed after findings were printed that rested on it.
@@ -231,7 +234,7 @@ impl Diagnoser {
             // The RST's time: the listeners are judged as they were then.
             self.refused_at.insert(r.server, r.last_ts);
         }
-        if r.outcome.is_problem() || r.port_reused {
+        if r.outcome.is_problem() || r.port_reused || evidence::slow_connect_delay(r).is_some() {
             self.problem();
         }
     }
@@ -493,6 +496,12 @@ impl Diagnoser {
                 } else {
                     Vec::new()
                 },
+                // The SYNs it counted as unanswered were answered later, or the
+                // listener's answers were lost on the way out.
+                by: [FindingKind::SlowConnect, FindingKind::RepliesDropped]
+                    .into_iter()
+                    .filter(|_| p.kind == FindingKind::SilentlyDropped)
+                    .find(|k| all.iter().any(|f| f.kind == *k)),
             })
             .collect();
         Diagnosis {

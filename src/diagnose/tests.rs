@@ -512,3 +512,37 @@ fn a_listener_change_is_no_update_to_findings_that_do_not_rest_on_listeners() {
     let end = d.finish(None);
     assert!(end.findings.iter().all(|f| f.facts_changed.is_empty()));
 }
+
+#[test]
+fn a_live_silent_drop_whose_connection_got_through_on_a_retransmission_is_superseded_by_a_slow_connect(
+) {
+    let t0 = Instant::now();
+    let mut d = live(vec![listener("127.0.0.1:61999")]);
+    let waiting = FlowRecord {
+        syn_count: 2,
+        end: None,
+        ..record(Outcome::Unanswered, "127.0.0.1:61999")
+    };
+    d.flow_pending(&waiting, None);
+    let first = kinds(&d.poll(t0, Timestamp(1_100), Counters::new()));
+    assert_eq!(first, [FindingKind::SilentlyDropped]);
+    let mut gaps = crate::flow::SynGaps::default();
+    gaps.push(1_000_000);
+    d.flow_finished(
+        &FlowRecord {
+            syn_count: 2,
+            syn_gaps_us: gaps,
+            synack_count: 1,
+            handshake_rtt_us: Some(50),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        },
+        None,
+    );
+    let then = kinds(&d.poll(t0 + POLL, Timestamp(2_100), Counters::new()));
+    assert_eq!(then, [FindingKind::SlowConnect], "printed live too");
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::SlowConnect]);
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(end.superseded[0].live.kind, FindingKind::SilentlyDropped);
+    assert_eq!(end.superseded[0].by, Some(FindingKind::SlowConnect));
+}

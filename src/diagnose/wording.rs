@@ -53,6 +53,8 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::SilentlyDropped(e) => silently_dropped(e),
         Cause::SynsDropped(e) => syns_dropped(e),
         Cause::RepliesDropped(e) => replies_dropped(e),
+        Cause::RepliesUnseen(e) => replies_unseen(e, f),
+        Cause::SlowConnect(e) => slow_connect(e, f),
         Cause::InvalidSource(e) => invalid_source(e),
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
@@ -352,8 +354,37 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
         ),
         None => String::new(),
     };
+    let headline = format!(
+        "the accept queue on port {port} is full: {who} is not calling accept() fast enough"
+    );
+    let next = format!(
+        "check the server's accept loop (stuck or too slow?); watch `ss -ltn 'sport = :{port}'` (Recv-Q vs Send-Q); raise the backlog (listen(), net.core.somaxconn)"
+    );
+    if e.abort_on_overflow == Some(true) {
+        // tcp_check_req: with the sysctl on, the ACK that finds no room is answered with
+        // RST (and counted in ListenOverflows), not dropped.
+        return say(
+            headline,
+            format!(
+                "{} reset by the server before it sent anything (at the handshake's ACK or the first request), and {} \
+                 unanswered, while the listen queue was full \
+                 (the kernel's ListenOverflows grew by {}, ListenDrops by {}). net.ipv4.tcp_abort_on_overflow is 1 here: \
+                 Linux answers a handshake ACK that finds the accept queue full with a RST instead of dropping it, so the \
+                 client's connect() succeeds and its first read or write fails with \"connection reset by peer\". \
+                 No firewall or access rule is involved; SYNs meeting a full queue are still dropped silently.{kernel}",
+                plural(e.handshake_resets, "connection", "connections"),
+                plural(e.unanswered, "connection attempt", "connection attempts"),
+                e.listen_overflows,
+                e.listen_drops,
+            ),
+            format!(
+                "{next}; with net.ipv4.tcp_abort_on_overflow=0 (the default) a client whose ACK finds the queue full retries \
+                 instead of being reset, which rides out short bursts"
+            ),
+        );
+    }
     say(
-        format!("the accept queue on port {port} is full: {who} is not calling accept() fast enough"),
+        headline,
         format!(
             "{} and {} went unanswered or were dropped while the listen queue was full \
              (the kernel's ListenOverflows grew by {}, ListenDrops by {}). \
@@ -363,9 +394,7 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
             e.listen_overflows,
             e.listen_drops,
         ),
-        format!(
-            "check the server's accept loop (stuck or too slow?); watch `ss -ltn 'sport = :{port}'` (Recv-Q vs Send-Q); raise the backlog (listen(), net.core.somaxconn)"
-        ),
+        next,
     )
 }
 
@@ -622,6 +651,152 @@ fn syns_dropped(e: &DroppedSyns) -> Words {
         ),
         drop_next_step(&e.site, port),
     )
+}
+
+fn replies_unseen(e: &AnsweredUnseen, f: &Finding) -> Words {
+    let port = e.port;
+    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let listener = match f.processes.first() {
+        Some(p) => format!("the listener, {} (pid {}),", p.process.name, p.process.pid),
+        None => "the listener".to_string(),
+    };
+    let rule = match &e.rule {
+        Some(r) => {
+            format!(" In the ruleset read when portsniff started, the likeliest rule is {r}.")
+        }
+        None => String::new(),
+    };
+    let next = match &e.rule {
+        Some(r) => format!("if the server's answers should leave, remove or narrow {r}"),
+        None => format!(
+            "look on the server's way out: iptables -S OUTPUT; nft list ruleset | grep {port}; tc filter show dev <interface> egress; \
+             bpftool cgroup tree (egress programs)"
+        ),
+    };
+    say(
+        format!(
+            "{} to {} got no answer in the capture, yet the server holds a SYN_RECV socket for {}: \
+             {listener} answered and its SYN-ACKs were dropped on the way out",
+            plural(e.unanswered, "connection attempt", "connection attempts"),
+            servers.join(", "),
+            if e.unanswered == 1 { "it" } else { "each" },
+        ),
+        format!(
+            "The SYNs arrived: the kernel made a request socket for each (SYN_RECV in the socket table, for the same \
+             client address and port), which it does only when it answers with a SYN-ACK. No SYN-ACK was captured, so \
+             something between TCP and the wire dropped it: an OUTPUT or POSTROUTING rule, a tc filter or qdisc, a cgroup \
+             BPF program. This is not a DROP of the incoming SYNs.{rule} (Inferred from the socket table, not \
+             witnessed by the kernel.)"
+        ),
+        next,
+    )
+}
+
+/// `1.0 s`, `250 ms`.
+fn seconds(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.1} s", us as f64 / 1e6)
+    } else {
+        format!("{} ms", us / 1000)
+    }
+}
+
+/// `2nd`, `3rd`, `4th`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
+    let port = e.port;
+    let delay = match (e.connect_delay_p50_us, e.connect_delay_max_us) {
+        (Some(p50), Some(max)) if max > p50 => {
+            format!(
+                "connect() took {} (median), up to {}",
+                seconds(p50),
+                seconds(max)
+            )
+        }
+        (_, Some(max)) => format!("connect() took {}", seconds(max)),
+        _ => "connect() took a second or more".to_string(),
+    };
+    let headline = format!(
+        "{} of {} to port {port} got through only on a retransmitted SYN: {delay}",
+        e.slow,
+        plural(e.completed, "connection", "connections"),
+    );
+    let pattern: Vec<String> = e
+        .through_on_syn
+        .iter()
+        .map(|(syn, n)| format!("{n} on the {} SYN", ordinal(*syn)))
+        .collect();
+    let mut x = format!(
+        "Their first SYN got no answer and the client sent it again (Linux waits 1 s, then 2 s, 4 s…); they got through {}. Nothing failed, but every such connect waited a second or more.",
+        pattern.join(", ")
+    );
+    for d in &e.kernel {
+        x.push_str(&format!(
+            " The kernel witnessed {} of {} of these connections dropped: {}.",
+            segments(d.syns, "SYN"),
+            d.connections,
+            dropped_by(&d.site)
+        ));
+    }
+    let causes: Vec<String> = e
+        .likely_causes
+        .iter()
+        .map(|c| match c {
+            SlowCause::RateLimit => match &e.limit_rule {
+                Some(r) => format!("a rate limit on new connections: {r}"),
+                None => "a rate limit on new connections (an iptables `limit`/`hashlimit` match, an nft `limit rate`, a cloud or proxy connection limit) that drops SYNs over the rate".to_string(),
+            },
+            SlowCause::SynQueue => {
+                if e.syn_queue_drops > 0 {
+                    format!(
+                        "the listener's SYN queue full: the kernel counted {} (TCPReqQFullDrop/ListenDrops)",
+                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs")
+                    )
+                } else {
+                    "the listener's SYN queue full (watch TCPReqQFullDrop and ListenDrops in nstat)".to_string()
+                }
+            }
+            SlowCause::LossyPath => "a lossy path dropping packets on the way".to_string(),
+        })
+        .collect();
+    x.push_str(&format!(
+        " Likely causes, likeliest first: {}.",
+        causes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("({}) {c}", i + 1))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    if let Some(p) = f.processes.first() {
+        x.push_str(&format!(
+            " The listener: {} (pid {}).",
+            p.process.name, p.process.pid
+        ));
+    }
+    let next = match (e.likely_causes.first(), &e.limit_rule) {
+        (Some(SlowCause::RateLimit), Some(r)) => format!(
+            "if these clients should not be limited, raise the rate or burst of {r}, or exempt them"
+        ),
+        (Some(SlowCause::RateLimit), None) => format!(
+            "look for a rate limit on new connections to port {port}: iptables -S | grep -E 'limit|{port}'; nft list ruleset | grep -E 'limit|{port}'"
+        ),
+        (Some(SlowCause::SynQueue), _) => format!(
+            "raise the listen() backlog and net.ipv4.tcp_max_syn_backlog, and check that the server on port {port} accepts fast enough"
+        ),
+        _ => format!("measure loss on the path to port {port} (mtr, ping -i 0.2) and check interface drops (ip -s link)"),
+    };
+    say(headline, x, next)
 }
 
 fn replies_dropped(e: &DroppedReplies) -> Words {

@@ -360,6 +360,8 @@ struct SupersededLine<'a> {
     headline: String,
     printed_at: f64,
     facts_changed: Vec<ChangeJson<'a>>,
+    /// The final finding that tells what it saw instead, if one does.
+    superseded_by: Option<&'static str>,
 }
 
 pub fn write_superseded(out: &mut dyn Write, s: &Superseded) -> io::Result<()> {
@@ -371,6 +373,7 @@ pub fn write_superseded(out: &mut dyn Write, s: &Superseded) -> io::Result<()> {
         headline: s.live.headline(),
         printed_at: s.printed_at.as_secs_f64(),
         facts_changed: s.changes.iter().map(ChangeJson::from).collect(),
+        superseded_by: s.by.map(crate::diagnose::FindingKind::as_str),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -464,6 +467,7 @@ mod tests {
             live: refused_finding(),
             printed_at: Timestamp(1_700_000_002_400_000),
             changes: vec![stopped()],
+            by: None,
         };
         let v = line(|o| write_superseded(o, &s));
         assert_eq!((&v["type"], &v["final"]), (&"update".into(), &true.into()));

@@ -4,7 +4,9 @@ use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
-use crate::diagnose::{ChangeKind, Diagnosis, FactChange, Finding, ProcessInfo, Severity, Update};
+use crate::diagnose::{
+    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, ProcessInfo, Severity, Update,
+};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
 use std::fmt::Write as _;
@@ -512,7 +514,15 @@ pub fn write_diagnosis(
             clock(s.printed_at),
             s.live.headline()
         )?;
-        if s.changes.is_empty() {
+        if let Some(by) = s.by {
+            let why = match by {
+                FindingKind::SlowConnect => {
+                    "the connections it saw unanswered got through on a retransmitted SYN"
+                }
+                _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
+            };
+            writeln!(out, "     why: {why}: see {} above", by.as_str())?;
+        } else if s.changes.is_empty() {
             writeln!(
                 out,
                 "     why: the whole capture and a complete last look at the machine (other namespaces too) support the findings above instead; no listener on the port changed since it was printed"
@@ -812,6 +822,7 @@ mod tests {
                 live: nothing_listening(),
                 printed_at: Timestamp(1_700_000_001_000_000),
                 changes: vec![change(ChangeKind::ListenerStopped, false, true)],
+                by: None,
             }],
         };
         let mut out = Vec::new();

@@ -93,6 +93,8 @@ pub const KINDS: &[&str] = &[
     "listener_other_address",
     "listener_other_namespace",
     "silently_dropped",
+    "slow_connect",
+    "replies_dropped",
     "accept_queue_full",
     "rejected_by_firewall",
     "reset_by_server",

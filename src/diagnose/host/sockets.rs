@@ -108,6 +108,9 @@ pub struct Snapshot {
     pub other_listening_ports: Vec<Endpoint>,
     pub counters: Counters,
     pub local_port_range: Option<(u16, u16)>,
+    /// net.ipv4.tcp_abort_on_overflow in portsniff's network namespace: a handshake ACK
+    /// that finds the accept queue full is answered with RST instead of dropped.
+    pub abort_on_overflow: Option<bool>,
     /// When it was taken (wall clock), stamped by the caller: this module reads no
     /// clock. 0 when unknown (tests).
     pub taken: Timestamp,
@@ -206,6 +209,12 @@ fn local_port_range() -> Option<(u16, u16)> {
     Some((it.next()??, it.next()??))
 }
 
+/// `/proc/sys/net` shows the reader's network namespace, the one the port is watched in.
+fn abort_on_overflow() -> Option<bool> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_abort_on_overflow").ok()?;
+    Some(text.trim().parse::<u8>().ok()? != 0)
+}
+
 impl Snapshot {
     /// Looks at everything on `port`. `other_namespaces`: also walk /proc/*/ns/net for
     /// listeners in other network namespaces (costs a /proc walk). `owners`: name the
@@ -215,6 +224,7 @@ impl Snapshot {
         let mut snap = Snapshot {
             counters: read_counters(),
             local_port_range: local_port_range(),
+            abort_on_overflow: abort_on_overflow(),
             ..Snapshot::default()
         };
         let mut wanted = HashSet::new();

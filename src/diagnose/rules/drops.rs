@@ -7,14 +7,15 @@
 //! kernel discarded as martians. Inference from packets and counters explains only the
 //! unanswered connections the witness saw no drop for (and everything in a replay).
 
+use crate::decode::Endpoint;
 use crate::diagnose::cause::{
-    AcksDropped, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener, MartianSyns,
-    OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
+    AcksDropped, AnsweredUnseen, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener,
+    MartianSyns, OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
 };
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::firewall::{FirewallRule, Hook, Verdict};
-use crate::diagnose::host::{Counter, HostFacts};
+use crate::diagnose::host::{Counter, HostFacts, SocketState};
 use crate::diagnose::kernel::{DropClass, DropKey, DropTally, KernelEvidence, PathKey};
 use crate::diagnose::rules::Scope;
 use crate::flow::{Outcome, Side};
@@ -52,7 +53,16 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         .as_ref()
         .map_or(ev.ack_dropped, |(d, _)| d.flows);
     let witnessed_overflow = overflow_drops.as_ref().is_some_and(|(d, _)| d.packets > 0);
-    let affected = unanswered + acks_dropped;
+    // With tcp_abort_on_overflow=1, an ACK finding the queue full is answered with RST
+    // (`tcp_check_req`'s listen_overflow path): the server resets right after the
+    // handshake instead of dropping the ACK.
+    let abort_on_overflow = facts.and_then(|f| f.now.abort_on_overflow);
+    let handshake_resets = if resets_are_overflow(facts) {
+        overflow_resets(ev)
+    } else {
+        0
+    };
+    let affected = unanswered + acks_dropped + handshake_resets;
     if affected > 0 && (overflows > 0 || full.is_some() || witnessed_overflow) {
         // Linux drops SYNs and handshake ACKs once the accept queue is over the backlog
         // (`sk_acceptq_is_full`), and counts each in ListenOverflows.
@@ -70,6 +80,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         let cause = Cause::AcceptQueueFull(QueueOverflow {
             unanswered,
             handshake_acks_dropped: acks_dropped,
+            handshake_resets,
+            abort_on_overflow,
             listen_overflows: overflows,
             listen_drops,
             full: full.map(|l| FullListener {
@@ -102,6 +114,26 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         return out;
     }
     let mut servers = ev.unanswered_servers.clone();
+    // Without the kernel's word, the socket table's: a SYN_RECV socket for an unanswered
+    // connection's 4-tuple means its SYN arrived and the listener answered; the answer
+    // was lost on its way out (`tcp_conn_request` creates the request socket, then sends
+    // the SYN-ACK, which OUTPUT, tc or a cgroup program may drop).
+    let unseen = answered_unseen(ev, facts, port, unanswered);
+    let unanswered = match unseen {
+        Some((finding, matched)) => {
+            for (_, server) in &matched {
+                if let Some(left) = servers.get_mut(server) {
+                    *left = left.saturating_sub(1);
+                }
+            }
+            out.push(finding);
+            unanswered.saturating_sub(matched.len() as u64)
+        }
+        None => unanswered,
+    };
+    if unanswered == 0 {
+        return out;
+    }
     for (server, n) in &k.explained.servers {
         if let Some(left) = servers.get_mut(server) {
             *left = left.saturating_sub(*n);
@@ -120,6 +152,77 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     });
     out.push(Finding::new(cause, unanswered));
     out
+}
+
+/// Unanswered connections with a SYN_RECV socket on the server's side for their
+/// 4-tuple in the latest look (at most `unanswered` of them): a finding, and the
+/// (client, server) pairs it explains.
+#[allow(clippy::type_complexity)]
+fn answered_unseen(
+    ev: &Evidence,
+    facts: Option<&HostFacts>,
+    port: u16,
+    unanswered: u64,
+) -> Option<(Finding, Vec<(Endpoint, Endpoint)>)> {
+    let f = facts?;
+    // With the witness, its drops speak for the server's answers (`witnessed`).
+    if ev.kernel.flows > 0 {
+        return None;
+    }
+    let matched: Vec<(Endpoint, Endpoint)> = ev
+        .unanswered_pairs
+        .iter()
+        .filter(|(client, server)| {
+            f.now.sockets.iter().chain(f.start.sockets.iter()).any(|s| {
+                s.state == SocketState::SynRecv && s.local == *server && s.remote == *client
+            })
+        })
+        .copied()
+        .take(usize::try_from(unanswered).unwrap_or(usize::MAX))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    let servers: BTreeSet<Endpoint> = matched.iter().map(|(_, s)| *s).collect();
+    let rule = f
+        .firewall
+        .as_deref()
+        .and_then(|set| rule_for(set, PathKey::Egress, false))
+        .cloned();
+    let cause = Cause::RepliesUnseen(AnsweredUnseen {
+        unanswered: matched.len() as u64,
+        servers: servers.into_iter().collect(),
+        clients: matched.iter().map(|(c, _)| *c).take(EXAMPLES).collect(),
+        rule,
+        port,
+    });
+    let procs = matched
+        .first()
+        .and_then(|(_, server)| f.now.listeners.iter().find(|l| l.accepts(server)))
+        .map_or(&[][..], |l| &l.processes[..]);
+    let finding = Finding::new(cause, matched.len() as u64).processes(procs, Role::Listener);
+    Some((finding, matched))
+}
+
+/// Connections the server reset before sending anything after its SYN-ACK: what
+/// `tcp_abort_on_overflow=1` makes of a full accept queue (the RST answers the client's
+/// ACK, or its first request when the ACK was lost).
+pub(super) fn overflow_resets(ev: &Evidence) -> u64 {
+    ev.silent_server_resets
+}
+
+/// Whether the server's resets right after the handshake are the accept queue's, by
+/// `tcp_abort_on_overflow=1`: the sysctl is on and the queue overflowed.
+pub(super) fn resets_are_overflow(facts: Option<&HostFacts>) -> bool {
+    facts.is_some_and(|f| {
+        f.now.abort_on_overflow == Some(true)
+            && (f.delta(Counter::ListenOverflows) > 0
+                || f.now
+                    .listeners
+                    .iter()
+                    .chain(f.start.listeners.iter())
+                    .any(|l| l.queue_full()))
+    })
 }
 
 /// The packets the kernel dropped with `TCP_LISTEN_OVERFLOW`, and a server endpoint
@@ -260,6 +363,11 @@ fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Fi
     let listening = facts.map(|f| !f.now.listeners.is_empty());
     let mut out = Vec::new();
     for ((reason, path), g) in syns {
+        // Every connection got through on a retransmission: a slow connect, the `slow`
+        // rule's story (with this drop as its kernel evidence), not a drop that failed.
+        if g.unanswered == 0 {
+            continue;
+        }
         let site = site(facts, reason, path, true, g.place.clone());
         let cause = Cause::SynsDropped(DroppedSyns {
             unanswered: g.unanswered,
@@ -320,7 +428,7 @@ fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Fi
 
 /// Where packets to the port (`to_port`) or from it were dropped, with the firewall rule
 /// that likely did it for a `NETFILTER_DROP`.
-fn site(
+pub(super) fn site(
     facts: Option<&HostFacts>,
     reason: &str,
     path: PathKey,
@@ -415,6 +523,91 @@ mod tests {
             "{}",
             found[0].headline()
         );
+    }
+
+    #[test]
+    fn an_unanswered_syn_with_a_syn_recv_socket_is_an_answer_dropped_on_the_way_out() {
+        use crate::diagnose::host::{PortSocket, SocketState};
+        let lost = FlowRecord {
+            client: ep("127.0.0.1:40000"),
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        };
+        let other = FlowRecord {
+            client: ep("127.0.0.1:40001"),
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[lost, other]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.sockets.push(PortSocket {
+            local: ep("127.0.0.1:61999"),
+            remote: ep("127.0.0.1:40000"),
+            state: SocketState::SynRecv,
+        });
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(
+            kinds(&found),
+            [FindingKind::RepliesDropped, FindingKind::SilentlyDropped],
+            "{found:#?}"
+        );
+        let r = &found[0];
+        assert_eq!(r.severity, Severity::Error);
+        assert_eq!(evidence_json(r)["unanswered"], 1);
+        assert_eq!(evidence_json(r)["clients"][0], "127.0.0.1:40000");
+        assert!(
+            r.headline().contains("holds a SYN_RECV socket"),
+            "{}",
+            r.headline()
+        );
+        assert!(r.headline().contains("java (pid 4567)"), "{}", r.headline());
+        assert!(r.explanation().contains("not a DROP of the incoming SYNs"));
+        assert_eq!(
+            evidence_json(&found[1])["unanswered"],
+            1,
+            "only the other one"
+        );
+    }
+
+    #[test]
+    fn resets_after_the_handshake_with_abort_on_overflow_are_the_full_accept_queue() {
+        let reset = FlowRecord {
+            reset_by: Some(Side::Server),
+            handshake_rtt_us: Some(40),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[reset, reset]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.abort_on_overflow = Some(true);
+        f.start.counters.insert(Counter::ListenOverflows, 1);
+        f.now.counters.insert(Counter::ListenOverflows, 3);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found[0].kind, FindingKind::AcceptQueueFull, "{found:#?}");
+        assert_eq!(evidence_json(&found[0])["handshake_resets"], 2);
+        assert_eq!(evidence_json(&found[0])["abort_on_overflow"], true);
+        let x = found[0].explanation();
+        assert!(x.contains("tcp_abort_on_overflow is 1"), "{x}");
+        assert!(x.contains("instead of dropping it"), "{x}");
+        assert!(!x.contains("Linux drops SYNs and handshake ACKs"), "{x}");
+        let resets = super::super::resets::findings(&ev, Some(&f), &scope());
+        assert!(resets.is_empty(), "not a server rejecting: {resets:#?}");
+    }
+
+    #[test]
+    fn resets_after_the_handshake_without_abort_on_overflow_stay_the_servers() {
+        let reset = FlowRecord {
+            reset_by: Some(Side::Server),
+            handshake_rtt_us: Some(40),
+            ..record(Outcome::Reset, "127.0.0.1:61999")
+        };
+        let ev = evidence(&[reset]);
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.abort_on_overflow = Some(false);
+        f.start.counters.insert(Counter::ListenOverflows, 1);
+        f.now.counters.insert(Counter::ListenOverflows, 3);
+        assert!(findings(&ev, Some(&f), &scope()).is_empty());
+        let resets = super::super::resets::findings(&ev, Some(&f), &scope());
+        assert_eq!(resets[0].kind, FindingKind::ResetByServer);
     }
 
     #[test]
@@ -825,7 +1018,7 @@ mod tests {
     }
 
     #[test]
-    fn a_syn_the_path_dropped_before_a_retransmission_got_through_is_a_warning() {
+    fn a_syn_the_path_dropped_before_a_retransmission_got_through_is_a_slow_connect_not_a_drop() {
         let ev = witnessed(&[(
             FlowRecord {
                 syn_count: 2,
@@ -841,12 +1034,18 @@ mod tests {
                 1,
             )],
         )]);
-        let found = findings(&ev, Some(&facts(vec![])), &scope());
-        assert_eq!(kinds(&found), [FindingKind::SilentlyDropped]);
-        assert_eq!(found[0].severity, Severity::Warning);
-        assert!(found[0]
-            .headline()
-            .starts_with("1 SYN to 127.0.0.1:61999 dropped by the kernel"));
+        let f = facts(vec![]);
+        assert_eq!(kinds(&findings(&ev, Some(&f), &scope())), []);
+        let slow = super::super::slow::findings(&ev, Some(&f), &scope());
+        assert_eq!(kinds(&slow), [FindingKind::SlowConnect]);
+        assert_eq!(slow[0].severity, Severity::Warning);
+        assert_eq!(evidence_json(&slow[0])["kernel"][0]["reason"], "QDISC_DROP");
+        let x = slow[0].explanation();
+        assert!(
+            x.contains("The kernel witnessed 1 SYN of 1 of these connections dropped"),
+            "{x}"
+        );
+        assert!(x.contains("QDISC_DROP (__dev_queue_xmit"), "{x}");
     }
 
     #[test]

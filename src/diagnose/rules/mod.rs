@@ -12,6 +12,7 @@ mod no_traffic;
 mod receivers;
 mod refusals;
 mod resets;
+mod slow;
 mod time_wait;
 mod unreachables;
 mod view;
@@ -48,9 +49,10 @@ pub type Rule = fn(&Evidence, Option<&HostFacts>, &Scope) -> Vec<Finding>;
 
 /// Every rule, in the order their findings are listed before ranking (ties in rank keep
 /// it).
-pub const RULES: [Rule; 9] = [
+pub const RULES: [Rule; 10] = [
     refusals::findings,
     drops::findings,
+    slow::findings,
     unreachables::findings,
     handshakes::findings,
     resets::findings,

@@ -5,7 +5,7 @@
 //! answered for it, or the RST came from elsewhere; without the witness, the kernel's
 //! count of closes with unread data (TCPAbortOnClose).
 
-use super::{hook_of, rejecting_rule};
+use super::{drops, hook_of, rejecting_rule};
 use crate::diagnose::cause::{Cause, Resets};
 use crate::diagnose::evidence::{Evidence, ResetContext};
 use crate::diagnose::findings::Finding;
@@ -16,6 +16,10 @@ use crate::flow::Side;
 
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec<Finding> {
     let mut out = Vec::new();
+    // With tcp_abort_on_overflow=1 and the queue overflowing, the server's resets before
+    // it sent anything are the kernel's answer to a full accept queue: that finding tells
+    // them (`drops`), not a server rejecting connections.
+    let overflow = drops::resets_are_overflow(facts);
     for side in [Side::Server, Side::Client] {
         let mut total = 0;
         let mut top: Option<(ResetContext, u64)> = None;
@@ -27,7 +31,12 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
                 }
             }
         }
-        let Some((context, _)) = top else { continue };
+        if overflow && side == Side::Server {
+            total = total.saturating_sub(drops::overflow_resets(ev));
+        }
+        let Some((context, _)) = top.filter(|_| total > 0) else {
+            continue;
+        };
         // The kernel's word on most of them, when the witness ran.
         let mut witnessed: Option<(&ResetSource, u64)> = None;
         for ((by, source), &n) in &ev.kernel.resets {
