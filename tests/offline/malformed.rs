@@ -397,7 +397,9 @@ fn ipv6_extension_header_chain_is_walked_to_tcp() {
 #[test]
 fn icmp_errors_quoting_truncated_headers_are_skipped() {
     let run = json("icmp_truncated_quote.pcap");
-    run.assert_code(1);
+    // The lone SYN is the file's last packet: the file ended before an answer could
+    // come, a partial view, not a problem (exit 0).
+    run.assert_code(0);
     let flows = run.flows();
     assert_eq!(flows.len(), 1, "{}", run.stdout);
     let f = &flows[0];
