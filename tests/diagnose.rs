@@ -34,6 +34,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 mod diagnose {
     mod firewalls;
     mod listeners;
+    mod sanity;
     mod server_side;
 }
 

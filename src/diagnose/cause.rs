@@ -559,6 +559,13 @@ pub struct PortsExhausted {
     pub time_wait: usize,
     /// net.ipv4.ip_local_port_range.
     pub port_range: (u16, u16),
+    /// Of `time_wait`, those whose port connect() may take again (tcp_tw_reuse).
+    pub recyclable: usize,
+    /// net.ipv4.tcp_tw_reuse, when it could be read.
+    pub tw_reuse: Option<u8>,
+    /// net.ipv4.tcp_tw_reuse_delay (ms), where the kernel has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tw_reuse_delay_ms: Option<u32>,
     #[serde(skip)]
     pub port: u16,
 }

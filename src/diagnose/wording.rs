@@ -1014,14 +1014,31 @@ fn server_closes_first(e: &ServerClosesFirst) -> Words {
 fn ports_exhausted(e: &PortsExhausted) -> Words {
     let (n, port, (lo, hi)) = (e.time_wait, e.port, e.port_range);
     let range = u64::from(hi.saturating_sub(lo)) + 1;
+    let held = n - e.recyclable;
+    let reuse = match e.tw_reuse {
+        Some(0) => " net.ipv4.tcp_tw_reuse is 0: connect() never takes a port back from TIME_WAIT.".to_string(),
+        Some(2) => " net.ipv4.tcp_tw_reuse is 2: connect() takes a port back from TIME_WAIT only for loopback \
+                    connections, and these are not."
+            .to_string(),
+        Some(v) => format!(" net.ipv4.tcp_tw_reuse is {v}."),
+        None => String::new(),
+    };
     say(
-        format!("{n} client sockets to port {port} in TIME_WAIT against {range} ephemeral ports: connect() will fail"),
+        format!(
+            "{n} client sockets to port {port} in TIME_WAIT hold {held} of {range} ephemeral ports: connect() fails \
+             with EADDRNOTAVAIL once the rest are taken"
+        ),
         format!(
             "Each new connection to the same server address and port needs a free local port from \
-             ip_local_port_range ({lo}-{hi}); TIME_WAIT holds them for 60 s. Past the range, connect() fails with \
-             EADDRNOTAVAIL before any SYN is sent, so the capture shows nothing."
+             ip_local_port_range ({lo}-{hi}); TIME_WAIT holds them for 60 s.{reuse} Past the range, connect() fails \
+             with EADDRNOTAVAIL before any SYN is sent, so the capture shows nothing of those attempts."
         ),
-        "reuse connections; widen net.ipv4.ip_local_port_range; net.ipv4.tcp_tw_reuse=1 on the client",
+        format!(
+            "reuse connections (keep-alive, pooling); widen net.ipv4.ip_local_port_range; or set \
+             net.ipv4.tcp_tw_reuse=1 on the client (it takes a TIME_WAIT port back once it is {} ms old, with TCP \
+             timestamps on)",
+            e.tw_reuse_delay_ms.unwrap_or(1000)
+        ),
     )
 }
 

@@ -14,11 +14,9 @@ pub mod firewall;
 mod sockets;
 
 pub use counters::{counter_delta, read_counters, Counter, Counters};
-/// Built by hand in the rules' tests.
-#[cfg(test)]
-pub use sockets::PortSocket;
 pub use sockets::{
-    describe_process, listeners_now, owner_of, Listener, ProcessInfo, Snapshot, SocketState,
+    describe_process, listeners_now, owner_of, Listener, PortSocket, ProcessInfo, Snapshot,
+    SocketState,
 };
 
 use crate::decode::Endpoint;

@@ -108,6 +108,11 @@ pub struct Snapshot {
     pub other_listening_ports: Vec<Endpoint>,
     pub counters: Counters,
     pub local_port_range: Option<(u16, u16)>,
+    /// net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 (the default) for loopback connections only.
+    pub tw_reuse: Option<u8>,
+    /// net.ipv4.tcp_tw_reuse_delay (ms, Linux 6.11+): how old a TIME_WAIT socket must be
+    /// before connect() may reuse its port; 1000 on older kernels.
+    pub tw_reuse_delay_ms: Option<u32>,
     /// When it was taken (wall clock), stamped by the caller: this module reads no
     /// clock. 0 when unknown (tests).
     pub taken: Timestamp,
@@ -206,6 +211,11 @@ fn local_port_range() -> Option<(u16, u16)> {
     Some((it.next()??, it.next()??))
 }
 
+fn sysctl<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok()?;
+    text.trim().parse().ok()
+}
+
 impl Snapshot {
     /// Looks at everything on `port`. `other_namespaces`: also walk /proc/*/ns/net for
     /// listeners in other network namespaces (costs a /proc walk). `owners`: name the
@@ -215,6 +225,8 @@ impl Snapshot {
         let mut snap = Snapshot {
             counters: read_counters(),
             local_port_range: local_port_range(),
+            tw_reuse: sysctl("tcp_tw_reuse"),
+            tw_reuse_delay_ms: sysctl("tcp_tw_reuse_delay"),
             ..Snapshot::default()
         };
         let mut wanted = HashSet::new();

@@ -1,0 +1,76 @@
+//! Findings that must not be false alarms: a small ephemeral port range whose TIME_WAIT
+//! ports tcp_tw_reuse recycles is not exhausted while every connect() succeeds.
+
+use crate::*;
+
+#[test]
+fn time_wait_ports_recycled_by_tw_reuse_are_not_exhausted() {
+    const TEST: &str = "time_wait_ports_recycled_by_tw_reuse_are_not_exhausted";
+    const CONNECTIONS: usize = 200;
+    if !prerequisites(TEST, &["sysctl"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    // 64 local ports, and connect() may take one back from TIME_WAIT once it is
+    // tcp_tw_reuse_delay (1 s) old: 200 connections at 40 a second never run out.
+    ns.run(&["sysctl", "-w", "net.ipv4.ip_local_port_range=40000 40063"]);
+    ns.run(&["sysctl", "-w", "net.ipv4.tcp_tw_reuse=1"]);
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    let listener = ns
+        .on_thread(move || TcpListener::bind(server).expect("listen inside the namespace"))
+        .join()
+        .expect("listener thread");
+    let capture = start_capture(&ns, port, 9, &[]);
+    // The server reads to the client's FIN, then closes: TIME_WAIT stays on the clients.
+    let accepting = std::thread::spawn(move || {
+        for _ in 0..CONNECTIONS {
+            let mut s = accept_within(&listener, IO_TIMEOUT);
+            let mut buf = [0u8; 16];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let failures = ns
+        .on_thread(move || {
+            let mut failures = Vec::new();
+            for _ in 0..CONNECTIONS {
+                match TcpStream::connect_timeout(&server, IO_TIMEOUT) {
+                    Ok(mut s) => {
+                        let _ = s.write_all(b"x");
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            failures
+        })
+        .join()
+        .expect("client thread");
+    accepting.join().expect("server thread");
+    let report = capture.finish();
+
+    assert!(
+        failures.is_empty(),
+        "test setup: every connect() should succeed with tcp_tw_reuse=1, {} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(
+        report.finals().len(),
+        CONNECTIONS,
+        "every connection should get a final record\n{}",
+        report.context()
+    );
+    report.assert_absent(
+        "ephemeral_ports_exhausted",
+        "tcp_tw_reuse recycled the TIME_WAIT ports and every connect() succeeded",
+    );
+    assert!(
+        report.findings().iter().all(|f| f["severity"] != "error"),
+        "no error finding when every connection succeeded: {:?}\n{}",
+        report.kinds(),
+        report.context()
+    );
+}
