@@ -5,6 +5,7 @@
 //! Only counts of what the packets showed live here: no /proc facts (see `host`), no
 //! wording, no clock.
 
+use super::host::{FlowProcesses, ProcessInfo};
 use super::kernel::KernelEvidence;
 use crate::decode::{Endpoint, Unreachable};
 use crate::flow::{FlowRecord, Outcome, Side};
@@ -69,6 +70,29 @@ pub struct IcmpSeen {
     /// host, which never reports itself unreachable unless a REJECT rule makes it.
     pub from_destination: u64,
 }
+
+/// What a side did in a flow that a finding speaks of: the process that did it is named
+/// in that finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deed {
+    /// Reset an accepted connection.
+    Reset(Side),
+    /// Held a zero window for [`STALL_US`] or more.
+    Stalled(Side),
+    /// Closed a connection first: holds its TIME_WAIT.
+    ClosedFirst(Side),
+}
+
+impl Deed {
+    fn side(self) -> Side {
+        match self {
+            Deed::Reset(s) | Deed::Stalled(s) | Deed::ClosedFirst(s) => s,
+        }
+    }
+}
+
+/// At most this many processes are remembered per [`Deed`].
+const NAMED_CAP: usize = 4;
 
 /// p50/p90/p99/max of a latency, in microseconds; `None` when nothing was measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,6 +170,9 @@ pub struct Evidence {
     duration: Histogram<u64>,
     /// What the kernel witness said (empty without it).
     pub(crate) kernel: KernelEvidence,
+    /// Live: the processes behind the flows findings speak of, as the flow lines name
+    /// them (the listener's owner, the client socket's owner).
+    pub(crate) named: BTreeMap<Deed, Vec<ProcessInfo>>,
 }
 
 impl Default for Evidence {
@@ -174,6 +201,7 @@ impl Default for Evidence {
             handshake_rtt: histogram(),
             duration: histogram(),
             kernel: KernelEvidence::default(),
+            named: BTreeMap::new(),
         }
     }
 }
@@ -250,6 +278,38 @@ impl Evidence {
             record(&mut self.handshake_rtt, rtt);
         }
         record(&mut self.duration, r.duration_us());
+    }
+
+    /// Live: the processes behind a finished flow, for the findings it counts in.
+    pub fn named(&mut self, r: &FlowRecord, procs: &FlowProcesses) {
+        let mut deeds = Vec::new();
+        if let (Outcome::Reset | Outcome::HandshakeIncomplete, Some(by)) = (r.outcome, r.reset_by) {
+            deeds.push(Deed::Reset(by));
+        }
+        for side in [Side::Client, Side::Server] {
+            if r.zero_window_us[side.index()] >= STALL_US {
+                deeds.push(Deed::Stalled(side));
+            }
+        }
+        if let (Outcome::Closed, Some(side)) = (r.outcome, r.closed_first_by) {
+            deeds.push(Deed::ClosedFirst(side));
+        }
+        for deed in deeds {
+            let who = match deed.side() {
+                Side::Client => &procs.client,
+                Side::Server => &procs.server,
+            };
+            let Some(p) = who else { continue };
+            let list = self.named.entry(deed).or_default();
+            if list.len() < NAMED_CAP && !list.iter().any(|q| q.pid == p.pid) {
+                list.push(p.clone());
+            }
+        }
+    }
+
+    /// The processes named behind `deed` (empty in a replay).
+    pub fn named_for(&self, deed: Deed) -> &[ProcessInfo] {
+        self.named.get(&deed).map_or(&[], Vec::as_slice)
     }
 
     /// A SYN to another port (or address) on the interface.

@@ -106,9 +106,6 @@ impl Severity {
 /// Why a process is named in a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-// `client` and `holder` are in the documented JSON vocabulary (README, "JSON output")
-// for the findings that will name client processes and socket holders.
-#[allow(dead_code)]
 pub enum Role {
     /// Owns the listening socket.
     Listener,

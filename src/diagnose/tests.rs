@@ -91,6 +91,31 @@ pub(crate) fn evidence(records: &[FlowRecord]) -> Evidence {
 }
 
 /// The kernel witness's facts of one connection: `by`'s TCP sent a reset.
+/// A process by name and pid.
+pub(crate) fn process(name: &str, pid: i32) -> ProcessInfo {
+    ProcessInfo {
+        pid,
+        name: name.into(),
+        cmdline: name.into(),
+        user: "root".into(),
+    }
+}
+
+/// The evidence of `records`, each with the processes the flow lines named: `client`
+/// and `server`.
+pub(crate) fn named(
+    records: &[FlowRecord],
+    client: Option<ProcessInfo>,
+    server: Option<ProcessInfo>,
+) -> Evidence {
+    let mut ev = evidence(records);
+    let procs = FlowProcesses { client, server };
+    for r in records {
+        ev.named(r, &procs);
+    }
+    ev
+}
+
 pub(crate) fn kernel_reset(
     by: Side,
     origin: ResetOrigin,

@@ -8,6 +8,7 @@ use super::findings::{Finding, Role};
 use super::host::firewall::{FirewallRule, Hook, Tool};
 use super::kernel::{reason_in_words, PathKey, ResetSource};
 use crate::decode::{Endpoint, Unreachable};
+use crate::flow::Side;
 
 /// A finding in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,15 +56,34 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
         Cause::HandshakeStalled(e) => handshake_stalled(e),
-        Cause::Reset(e) => reset(e),
-        Cause::ReceiverStalled(e) => receiver_stalled(e),
+        Cause::Reset(e) => reset(e, named(f, role_of(e.by))),
+        Cause::ReceiverStalled(e) => receiver_stalled(e, named(f, role_of(e.side))),
         Cause::TimeWaitReuse(e) => time_wait_reuse(e),
-        Cause::TimeWaitBuildup(e) => time_wait_buildup(e),
+        Cause::TimeWaitBuildup(e) => time_wait_buildup(e, named(f, Role::Holder)),
         Cause::ServerClosesFirst(e) => server_closes_first(e),
-        Cause::EphemeralPortsExhausted(e) => ports_exhausted(e),
+        Cause::EphemeralPortsExhausted(e) => ports_exhausted(e, named(f, Role::Holder)),
         Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
         Cause::NoTraffic(e) => no_traffic(e),
     }
+}
+
+/// The role a side's process is named in: the server's is the listener's owner.
+fn role_of(side: Side) -> Role {
+    match side {
+        Side::Server => Role::Listener,
+        Side::Client => Role::Client,
+    }
+}
+
+/// The processes a finding names in `role`, as "python3 (pid 42), nginx (pid 7)".
+fn named(f: &Finding, role: Role) -> Option<String> {
+    let names: Vec<String> = f
+        .processes
+        .iter()
+        .filter(|p| p.role == role)
+        .map(|p| format!("{} (pid {})", p.process.name, p.process.pid))
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 fn the_syns(n: u64) -> &'static str {
@@ -789,8 +809,21 @@ fn handshake_stalled(e: &HandshakeStall) -> Words {
     )
 }
 
-fn reset(e: &Resets) -> Words {
+/// What the peer of the side `by` sends: what that side must read before it closes.
+fn peers_message(by: Side) -> &'static str {
+    match by {
+        Side::Server => "request",
+        Side::Client => "response",
+    }
+}
+
+fn reset(e: &Resets, named: Option<String>) -> Words {
     let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let message = peers_message(e.by);
+    // Who did it, as the flow lines name it.
+    let actor = named
+        .as_ref()
+        .map_or_else(|| format!("the {who}"), |n| format!("the {who} ({n})"));
     let (what, next) = match e.context {
         ResetContext::UnreadData => (
             match e.abort_on_close {
@@ -804,22 +837,22 @@ fn reset(e: &Resets) -> Words {
                      answers such a close with RST, RFC 2525 §2.17) or aborted on purpose (SO_LINGER 0)"
                 ),
             },
-            format!("make the {who} read the whole request (or shut down writing and drain) before close()"),
+            format!("make {actor} read the whole {message} (or shut down writing and drain) before close()"),
         ),
         ResetContext::AfterHandshake => (
             format!("the {who} reset the connection right after the handshake, before any data: it rejected the connection (an access rule, too many connections, an aborted accept)"),
-            format!("check the {who}'s logs for rejected connections at those times"),
+            format!("check the logs of {actor} for rejected connections at those times"),
         ),
         ResetContext::MidTransfer => (
             format!("the {who} aborted the connection in the middle of the transfer (SO_LINGER 0 close, a crash, a timeout)"),
-            format!("check the {who}'s logs and timeouts at those times"),
+            format!("check the logs and timeouts of {actor} at those times"),
         ),
     };
     match &e.kernel {
-        Some(k) => reset_witnessed(e, k, next),
+        Some(k) => reset_witnessed(e, k, next, named.as_deref()),
         None => say(
             format!(
-                "{} reset by the {who}: {}",
+                "{} reset by {actor}: {}",
                 plural(e.resets, "connection", "connections"),
                 e.context.as_str().replace('_', " ")
             ),
@@ -831,8 +864,9 @@ fn reset(e: &Resets) -> Words {
 
 /// Resets whose origin the kernel witnessed: `next` is the packets' advice, for what the
 /// kernel leaves open.
-fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
+fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str>) -> Words {
     let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let message = peers_message(e.by);
     let n = plural(e.resets, "connection", "connections");
     // When, from the packets: only the moment, the kernel says the why.
     let when = match e.context {
@@ -843,10 +877,11 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
     let packets = format!(" Most came {when}.");
     match k {
         ResetSource::SocketClose { reason, process } => {
-            let actor = process.as_ref().map_or_else(
-                || format!("the {who}'s process"),
-                |(name, pid)| format!("{name} (pid {pid})"),
-            );
+            let actor = match (process, named) {
+                (Some((name, pid)), _) => format!("{name} (pid {pid})"),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => format!("the {who}'s process"),
+            };
             let reason_name = reason.as_deref().unwrap_or("no reason given by this kernel");
             // What the socket's owner did, and why Linux answers that with RST. The
             // timers' reasons happen in no process's name: the actor is not said.
@@ -860,7 +895,7 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
                         ),
                         _ => "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17)".to_string(),
                     },
-                    format!("make {actor} read the whole request (or shut down writing and drain) before close()"),
+                    format!("make {actor} read the whole {message} (or shut down writing and drain) before close()"),
                 ),
                 Some("TCP_STATE") => (
                     format!("{actor} closed its socket with SO_LINGER 0 (or disconnected it)"),
@@ -955,11 +990,13 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
     }
 }
 
-fn receiver_stalled(e: &ZeroWindowStall) -> Words {
+fn receiver_stalled(e: &ZeroWindowStall, named: Option<String>) -> Words {
     let who = e.side.as_str();
+    let process = named.as_ref().map_or(String::new(), |n| format!(" ({n})"));
+    let reader = named.map_or_else(|| format!("the {who}'s"), |n| format!("{n}'s"));
     say(
         format!(
-            "the {who} stopped reading: zero window held up to {:.1}s",
+            "the {who}{process} stopped reading: zero window held up to {:.1}s",
             e.longest_zero_window_us as f64 / 1e6
         ),
         format!(
@@ -967,7 +1004,7 @@ fn receiver_stalled(e: &ZeroWindowStall) -> Words {
              what arrived, so the peer had to stop sending.",
             plural(e.flows, "connection", "connections")
         ),
-        format!("find what blocks the {who}'s reading loop (a slow consumer, a lock, a full downstream)"),
+        format!("find what blocks {reader} reading loop (a slow consumer, a lock, a full downstream)"),
     )
 }
 
@@ -986,11 +1023,24 @@ fn time_wait_reuse(e: &TimeWaitReuse) -> Words {
     )
 }
 
-fn time_wait_buildup(e: &TimeWaitBuildup) -> Words {
+fn time_wait_buildup(e: &TimeWaitBuildup, named: Option<String>) -> Words {
     let holder = e.holder.as_str();
+    let closers = named.map_or(String::new(), |n| format!(" ({n} closed first)"));
+    // Advice for the side that closes first now: the server closing first can hand
+    // TIME_WAIT to its clients; clients that already close first can only reuse.
+    let next = match e.holder {
+        Side::Server => {
+            "reuse connections (keep-alive, pooling), or let the clients close first (the server closes first now, \
+             so it keeps the TIME_WAIT)"
+        }
+        Side::Client => {
+            "reuse connections (keep-alive, pooling): the clients already close first, where TIME_WAIT belongs; if \
+             their local ports run short, widen net.ipv4.ip_local_port_range or set net.ipv4.tcp_tw_reuse=1"
+        }
+    };
     say(
         format!(
-            "{} sockets in TIME_WAIT on port {}, mostly on the {holder}",
+            "{} sockets in TIME_WAIT on port {}, mostly on the {holder}{closers}",
             e.time_wait, e.port
         ),
         format!(
@@ -998,7 +1048,7 @@ fn time_wait_buildup(e: &TimeWaitBuildup) -> Words {
              connection in TIME_WAIT for 60 s; many short connections pile them up.",
             e.on_server, e.on_client
         ),
-        "reuse connections (keep-alive, pooling), or let the client close first",
+        next,
     )
 }
 
@@ -1011,7 +1061,8 @@ fn server_closes_first(e: &ServerClosesFirst) -> Words {
     )
 }
 
-fn ports_exhausted(e: &PortsExhausted) -> Words {
+fn ports_exhausted(e: &PortsExhausted, named: Option<String>) -> Words {
+    let clients = named.map_or(String::new(), |n| format!(" by {n}"));
     let (n, port, (lo, hi)) = (e.time_wait, e.port, e.port_range);
     let range = u64::from(hi.saturating_sub(lo)) + 1;
     let held = n - e.recyclable;
@@ -1025,8 +1076,8 @@ fn ports_exhausted(e: &PortsExhausted) -> Words {
     };
     say(
         format!(
-            "{n} client sockets to port {port} in TIME_WAIT hold {held} of {range} ephemeral ports: connect() fails \
-             with EADDRNOTAVAIL once the rest are taken"
+            "{n} client sockets to port {port} in TIME_WAIT{clients} hold {held} of {range} ephemeral ports: \
+             connect() fails with EADDRNOTAVAIL once the rest are taken"
         ),
         format!(
             "Each new connection to the same server address and port needs a free local port from \
@@ -1108,14 +1159,17 @@ mod tests {
 
     #[test]
     fn a_reset_by_the_client_names_the_server_as_the_peer() {
-        let w = reset(&Resets {
-            resets: 2,
-            context: ResetContext::UnreadData,
-            abort_on_close: Some(3),
-            kernel: None,
-            rule: None,
-            by: Side::Client,
-        });
+        let w = reset(
+            &Resets {
+                resets: 2,
+                context: ResetContext::UnreadData,
+                abort_on_close: Some(3),
+                kernel: None,
+                rule: None,
+                by: Side::Client,
+            },
+            None,
+        );
         assert_eq!(w.headline, "2 connections reset by the client: unread data");
         assert!(
             w.explanation

@@ -350,6 +350,9 @@ impl Sink<'_> {
         ladder: Option<Ladder>,
         kernel: Option<KernelFacts>,
     ) -> Result<(), Error> {
+        if let (FlowEvent::Finished(r), Some(p)) = (&ev, &processes) {
+            self.diagnoser.flow_named(r, p);
+        }
         let context = (processes.is_some() || kernel.is_some())
             .then(|| Box::new(FlowContext { processes, kernel }));
         let kernel_facts = context.as_ref().and_then(|c| c.kernel.clone());

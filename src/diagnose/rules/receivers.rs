@@ -1,8 +1,8 @@
 //! Receivers that stopped reading: a zero window held for a second or more.
 
 use crate::diagnose::cause::{Cause, ZeroWindowStall};
-use crate::diagnose::evidence::Evidence;
-use crate::diagnose::findings::Finding;
+use crate::diagnose::evidence::{Deed, Evidence};
+use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::HostFacts;
 use crate::diagnose::rules::Scope;
 use crate::flow::Side;
@@ -18,7 +18,12 @@ pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Ve
                 flows: ev.zero_window_stalls[i],
                 longest_zero_window_us: ev.longest_zero_window_us[i],
             });
+            let role = match side {
+                Side::Server => Role::Listener,
+                Side::Client => Role::Client,
+            };
             Finding::new(cause, ev.zero_window_stalls[i])
+                .processes(ev.named_for(Deed::Stalled(side)), role)
         })
         .collect()
 }
@@ -40,6 +45,35 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::ReceiverStalled);
         assert_eq!(evidence_json(&found[0])["side"], "server");
         assert!(found[0].headline().contains("zero window held up to 2.5s"));
+    }
+
+    #[test]
+    fn a_stalled_server_is_named_by_its_process() {
+        let stalled = FlowRecord {
+            zero_window_us: [0, 2_500_000],
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        };
+        let ev = named(
+            &[stalled],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].processes.len(), 1);
+        assert_eq!(found[0].processes[0].process.pid, 4242);
+        let w = found[0].words();
+        assert!(
+            w.headline
+                .starts_with("the server (python3 (pid 4242)) stopped reading"),
+            "{}",
+            w.headline
+        );
+        assert!(
+            w.next_step
+                .contains("what blocks python3 (pid 4242)'s reading loop"),
+            "{}",
+            w.next_step
+        );
     }
 
     #[test]

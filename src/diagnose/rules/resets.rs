@@ -7,8 +7,8 @@
 
 use super::{hook_of, rejecting_rule};
 use crate::diagnose::cause::{Cause, Resets};
-use crate::diagnose::evidence::{Evidence, ResetContext};
-use crate::diagnose::findings::Finding;
+use crate::diagnose::evidence::{Deed, Evidence, ResetContext};
+use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::{Counter, HostFacts};
 use crate::diagnose::kernel::ResetSource;
 use crate::diagnose::rules::Scope;
@@ -52,7 +52,11 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
             rule,
             by: side,
         });
-        out.push(Finding::new(cause, total));
+        let (deed, role) = match side {
+            Side::Server => (Deed::Reset(side), Role::Listener),
+            Side::Client => (Deed::Reset(side), Role::Client),
+        };
+        out.push(Finding::new(cause, total).processes(ev.named_for(deed), role));
     }
     out
 }
@@ -82,6 +86,46 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::ResetByServer);
         assert_eq!(evidence_json(&found[0])["context"], "unread_data");
         assert!(evidence_json(&found[0])["abort_on_close"].is_null());
+    }
+
+    #[test]
+    fn a_server_reset_names_the_listeners_process_from_the_flow_lines() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let ev = named(
+            &[unread],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].processes.len(), 1, "{:?}", found[0].processes);
+        assert_eq!(found[0].processes[0].process.pid, 4242);
+        assert_eq!(found[0].processes[0].role, Role::Listener);
+        assert!(found[0]
+            .headline()
+            .starts_with("1 connection reset by the server (python3 (pid 4242))"));
+        assert!(found[0]
+            .next_step()
+            .contains("make the server (python3 (pid 4242)) read the whole request"));
+    }
+
+    #[test]
+    fn a_client_closing_with_the_response_unread_is_told_to_read_the_response() {
+        let unread = reset_by(Side::Client, [10, 5000], Some(Side::Server));
+        let ev = named(
+            &[unread],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByClient);
+        assert_eq!(found[0].processes[0].process.pid, 9);
+        assert_eq!(found[0].processes[0].role, Role::Client);
+        let next = found[0].next_step();
+        assert!(
+            next.contains("curl (pid 9)) read the whole response"),
+            "{next}"
+        );
+        assert!(!next.contains("request"), "{next}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use crate::diagnose::cause::{
     Cause, PortsExhausted, ServerClosesFirst, TimeWaitBuildup, TimeWaitReuse,
 };
-use crate::diagnose::evidence::Evidence;
-use crate::diagnose::findings::Finding;
+use crate::diagnose::evidence::{Deed, Evidence};
+use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::{HostFacts, PortSocket, SocketState};
 use crate::diagnose::rules::Scope;
 use crate::flow::Side;
@@ -65,7 +65,14 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
             },
             port,
         });
-        out.push(Finding::new(cause, tw.len() as u64));
+        let holder = Deed::ClosedFirst(if on_server >= on_client {
+            Side::Server
+        } else {
+            Side::Client
+        });
+        out.push(
+            Finding::new(cause, tw.len() as u64).processes(ev.named_for(holder), Role::Holder),
+        );
     }
     if let Some((lo, hi)) = f.now.local_port_range {
         // Every connection to one server address and port needs its own local port, and
@@ -89,7 +96,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
                 tw_reuse_delay_ms: f.now.tw_reuse_delay_ms,
                 port,
             });
-            out.push(Finding::new(cause, on_client as u64));
+            let holders = ev.named_for(Deed::ClosedFirst(Side::Client));
+            out.push(Finding::new(cause, on_client as u64).processes(holders, Role::Holder));
         }
     }
     out
@@ -164,6 +172,47 @@ mod tests {
             w.explanation.contains("tcp_tw_reuse is 0"),
             "{}",
             w.explanation
+        );
+    }
+
+    #[test]
+    fn clients_that_already_close_first_are_named_and_told_to_reuse_not_to_close_first() {
+        let closed = FlowRecord {
+            closed_first_by: Some(Side::Client),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        };
+        let ev = named(
+            &[closed],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.sockets = (0..1500u32)
+            .map(|i| time_wait(&format!("10.0.0.2:{}", 20000 + i), "127.0.0.1:61999"))
+            .collect();
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        let b = found
+            .iter()
+            .find(|x| x.kind == FindingKind::TimeWaitBuildup)
+            .expect("a build-up");
+        assert_eq!(b.processes[0].process.pid, 9);
+        assert_eq!(b.processes[0].role, Role::Holder);
+        let w = b.words();
+        assert!(
+            w.headline
+                .contains("mostly on the client (curl (pid 9) closed first)"),
+            "{}",
+            w.headline
+        );
+        assert!(
+            w.next_step.contains("already close first"),
+            "{}",
+            w.next_step
+        );
+        assert!(
+            !w.next_step.contains("let the clients close first"),
+            "{}",
+            w.next_step
         );
     }
 
