@@ -533,6 +533,12 @@ pub struct TimeWaitReuse {
     pub flows: u64,
     /// Live: TIME_WAIT sockets on the port; `null` in a replay.
     pub time_wait_sockets: Option<usize>,
+    /// Whether the client bound its source port itself: a port outside
+    /// ip_local_port_range, or one port for every reuse; `null` when it cannot be told.
+    pub fixed_port: Option<bool>,
+    /// Live: net.ipv4.tcp_tw_reuse, which lets connect() pick a port still in TIME_WAIT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tw_reuse: Option<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -144,6 +144,9 @@ pub struct Evidence {
     pub retransmits: u64,
     pub zero_windows: u64,
     pub port_reused: u64,
+    /// The client endpoints of those connections (up to [`NAMED_CAP`] × 16): one port
+    /// again and again, or one outside ip_local_port_range, was bound on purpose.
+    pub(crate) reused_clients: std::collections::BTreeSet<Endpoint>,
     pub midstream: u64,
     /// Who tore an accepted connection down, and how, by (side, context).
     pub(crate) resets: BTreeMap<(Side, ResetContext), u64>,
@@ -184,6 +187,7 @@ impl Default for Evidence {
             retransmits: 0,
             zero_windows: 0,
             port_reused: 0,
+            reused_clients: std::collections::BTreeSet::new(),
             midstream: 0,
             resets: BTreeMap::new(),
             closed_first: [0; 2],
@@ -215,6 +219,9 @@ impl Evidence {
         self.retransmits += u64::from(r.retransmits[0]) + u64::from(r.retransmits[1]);
         self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
         self.port_reused += u64::from(r.port_reused);
+        if r.port_reused && self.reused_clients.len() < NAMED_CAP * 16 {
+            self.reused_clients.insert(r.client);
+        }
         self.midstream += u64::from(r.midstream);
         if r.handshake_rtt_us.is_some()
             || r.synack_count > 0 && r.outcome != Outcome::HandshakeIncomplete

@@ -185,12 +185,40 @@ fn tcp_refusal(server: Endpoint, kernel: &ResetSource) -> String {
     }
 }
 
+/// Where a client can connect to reach `listener`: a wildcard ([::]:P, 0.0.0.0:P) is no
+/// address to connect to; from this host, its family's loopback is.
+fn connectable(listener: Endpoint, server: Endpoint) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if !listener.addr.is_unspecified() {
+        return listener.to_string();
+    }
+    let loopback = match listener.addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    let local = Endpoint::new(loopback, listener.port);
+    if server.addr.is_loopback() {
+        local.to_string()
+    } else {
+        let family = if listener.addr.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        format!(
+            "an {family} address of the server's host on port {} ({local} from that host)",
+            listener.port
+        )
+    }
+}
+
 fn listener_other_family(e: &RefusedWithListener) -> Words {
     let (refused, server, listener) = (
         plural(e.refused, "connection", "connections"),
         e.server,
         e.listener,
     );
+    let target = connectable(listener, server);
     match e.basis {
         Basis::Host => {
             let family = if server.addr.is_ipv4() { "IPv6" } else { "IPv4" };
@@ -202,7 +230,7 @@ fn listener_other_family(e: &RefusedWithListener) -> Words {
                      or the server bound [::] with IPV6_V6ONLY."
                 ),
                 format!(
-                    "connect to {listener} instead, or make the server listen on both families (bind 0.0.0.0 and ::, or [::] without V6ONLY)"
+                    "connect to {target} instead, or make the server listen on both families (bind 0.0.0.0 and ::, or [::] without V6ONLY)"
                 ),
             )
         }
@@ -212,7 +240,7 @@ fn listener_other_family(e: &RefusedWithListener) -> Words {
                 "The server answers on {listener} but refuses {server}: it listens on one address family only. \
                  Typically `localhost` resolves to ::1 for one program and 127.0.0.1 for another{PACKETS_ONLY}."
             ),
-            format!("connect to {listener}, or make the server listen on both families"),
+            format!("connect to {target}, or make the server listen on both families"),
         ),
     }
 }
@@ -1009,18 +1037,49 @@ fn receiver_stalled(e: &ZeroWindowStall, named: Option<String>) -> Words {
 }
 
 fn time_wait_reuse(e: &TimeWaitReuse) -> Words {
-    say(
-        format!(
-            "{} reused a 4-tuple still in TIME_WAIT",
-            plural(e.flows, "new connection", "new connections")
+    let headline = format!(
+        "{} reused a 4-tuple still in TIME_WAIT",
+        plural(e.flows, "new connection", "new connections")
+    );
+    let seen = "A client SYN with a new sequence number arrived on the same client port, server port and addresses \
+                as a connection that had just closed. The side that closed first holds that 4-tuple in TIME_WAIT for 60 s";
+    match e.fixed_port {
+        Some(true) => say(
+            headline,
+            format!(
+                "{seen}, and the client bound that source port itself. Linux lets the new SYN through only when \
+                 timestamps or sequence numbers allow it, otherwise connect() fails with EADDRNOTAVAIL or an old \
+                 segment can corrupt the new connection."
+            ),
+            "let the client pick ephemeral ports (do not bind a fixed source port), or keep connections open and reuse them",
         ),
-        "A client SYN with a new sequence number arrived on the same client port, server port and addresses as a \
-         connection that had just closed. The side that closed first holds that 4-tuple in TIME_WAIT for 60 s; \
-         Linux lets the new SYN through only when timestamps or sequence numbers allow it, otherwise it fails with \
-         EADDRNOTAVAIL or an old segment can corrupt the new connection."
-            .to_string(),
-        "let the client pick ephemeral ports (do not bind a fixed source port), or keep connections open and reuse them",
-    )
+        None => say(
+            headline,
+            format!(
+                "{seen}. Either the client bound that source port itself, or its kernel picked a port still in \
+                 TIME_WAIT from ip_local_port_range, which net.ipv4.tcp_tw_reuse allows once the socket is old \
+                 enough (TCP timestamps tell the connections apart)."
+            ),
+            "if the client binds a fixed source port, let it pick ephemeral ports; otherwise reuse connections \
+             (keep-alive, pooling) or widen net.ipv4.ip_local_port_range",
+        ),
+        Some(false) => {
+            let reuse = match e.tw_reuse {
+                Some(v) => format!("net.ipv4.tcp_tw_reuse is {v}"),
+                None => "net.ipv4.tcp_tw_reuse".to_string(),
+            };
+            say(
+                headline,
+                format!(
+                    "{seen}. The client's kernel picked the port from ip_local_port_range: it takes one still in \
+                     TIME_WAIT only when {reuse} (1: always, 2: loopback connections) and the socket is old enough, \
+                     with TCP timestamps telling the connections apart. Harmless in itself; it means the range runs \
+                     short for the rate of new connections."
+                ),
+                "reuse connections (keep-alive, pooling), or widen net.ipv4.ip_local_port_range",
+            )
+        }
+    }
 }
 
 fn time_wait_buildup(e: &TimeWaitBuildup, named: Option<String>) -> Words {

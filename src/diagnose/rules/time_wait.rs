@@ -28,9 +28,35 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     let port = scope.port;
     let mut out = Vec::new();
     if ev.port_reused > 0 {
+        // connect() on an unbound socket picks a port in ip_local_port_range, and one in
+        // TIME_WAIT only when tcp_tw_reuse allows it; bind() takes any port, again and
+        // again. One reuse of a port in the range, with tw_reuse on, can be either.
+        let clients = &ev.reused_clients;
+        let range = facts.and_then(|f| f.now.local_port_range);
+        let outside =
+            range.is_some_and(|(lo, hi)| clients.iter().any(|c| !(lo..=hi).contains(&c.port)));
+        let one_port = clients.len() == 1 && ev.port_reused > 1;
+        let tw_reuse = facts.and_then(|f| f.now.tw_reuse);
+        let kernel_may_pick = |c: &crate::decode::Endpoint| match tw_reuse {
+            Some(1) => true,
+            Some(2) => c.addr.is_loopback(),
+            _ => false,
+        };
+        let fixed_port = if outside
+            || one_port
+            || (tw_reuse.is_some() && !clients.iter().all(kernel_may_pick))
+        {
+            Some(true)
+        } else if range.is_some() && tw_reuse.is_some() && clients.len() > 1 {
+            Some(false)
+        } else {
+            None
+        };
         let cause = Cause::TimeWaitReuse(TimeWaitReuse {
             flows: ev.port_reused,
             time_wait_sockets: facts.map(|f| f.now.count(SocketState::TimeWait)),
+            fixed_port,
+            tw_reuse,
         });
         out.push(Finding::new(cause, ev.port_reused));
     }
@@ -247,6 +273,53 @@ mod tests {
         let found = findings(&evidence(&[reused]), None, &Scope::port(61999));
         assert_eq!(found[0].kind, FindingKind::TimeWaitReuse);
         assert!(evidence_json(&found[0])["time_wait_sockets"].is_null());
+        assert!(evidence_json(&found[0])["fixed_port"].is_null());
+    }
+
+    #[test]
+    fn reused_ports_from_the_ephemeral_range_with_tw_reuse_on_are_not_fixed_ports() {
+        let reused = |port: u16| FlowRecord {
+            port_reused: true,
+            client: ep(&format!("127.0.0.1:{port}")),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        };
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.local_port_range = Some((1024, 65000));
+        f.now.tw_reuse = Some(1);
+        let ev = evidence(&[reused(40000), reused(40001)]);
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(evidence_json(&found[0])["fixed_port"], false);
+        let w = found[0].words();
+        assert!(
+            !w.next_step.contains("fixed source port"),
+            "{}",
+            w.next_step
+        );
+        assert!(
+            w.explanation.contains("tcp_tw_reuse is 1"),
+            "{}",
+            w.explanation
+        );
+        f.now.tw_reuse = Some(0);
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(
+            evidence_json(&found[0])["fixed_port"],
+            true,
+            "without tw_reuse the kernel never picks a port in TIME_WAIT"
+        );
+    }
+
+    #[test]
+    fn one_client_port_reused_again_and_again_was_bound_on_purpose() {
+        let reused = FlowRecord {
+            port_reused: true,
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        };
+        let found = findings(&evidence(&[reused, reused]), None, &Scope::port(61999));
+        assert_eq!(evidence_json(&found[0])["fixed_port"], true);
+        assert!(found[0]
+            .next_step()
+            .contains("do not bind a fixed source port"));
     }
 
     #[test]
