@@ -29,11 +29,22 @@ pub enum ResetContext {
     UnreadData,
     /// Data flowed both ways, the resetter sent last.
     MidTransfer,
+    /// The server closed the connection (FIN) before the client's first data, and the
+    /// data that came anyway was answered with RST (history `ShAfDr`): it dropped new
+    /// connections unread, which is not closing with a request half read.
+    ClosedBeforeReading,
 }
 
 impl ResetContext {
     pub fn of(r: &FlowRecord, by: Side) -> ResetContext {
-        if r.bytes[0] + r.bytes[1] == 0 {
+        // Zeek's history letters come once each, at their first occurrence: `f` before
+        // `D` is the server's FIN before the client's first data.
+        let h = r.history.as_bytes();
+        let server_fin = h.iter().position(|&c| c == b'f');
+        let client_data = h.iter().position(|&c| c == b'D');
+        if by == Side::Server && matches!((server_fin, client_data), (Some(f), Some(d)) if f < d) {
+            ResetContext::ClosedBeforeReading
+        } else if r.bytes[0] + r.bytes[1] == 0 {
             ResetContext::AfterHandshake
         } else if r.last_payload_by == Some(by.other()) {
             ResetContext::UnreadData
@@ -47,6 +58,7 @@ impl ResetContext {
             ResetContext::AfterHandshake => "after_handshake",
             ResetContext::UnreadData => "unread_data",
             ResetContext::MidTransfer => "mid_transfer",
+            ResetContext::ClosedBeforeReading => "closed_before_reading",
         }
     }
 }

@@ -875,7 +875,42 @@ fn reset(e: &Resets, named: Option<String>) -> Words {
             format!("the {who} aborted the connection in the middle of the transfer (SO_LINGER 0 close, a crash, a timeout)"),
             format!("check the logs and timeouts of {actor} at those times"),
         ),
+        ResetContext::ClosedBeforeReading => (
+            format!(
+                "the {who} closed new connections before reading anything from them: its FIN came before the {peer}'s \
+                 first data, and the data that followed was answered with RST. It accepts connections and drops them \
+                 unread: a connection limit, a protocol or TLS mismatch (it expected something else first), or a \
+                 handler that crashes or exits at once"
+            ),
+            format!(
+                "check the logs of {actor} for refused, failed or crashed connections at those times (connection \
+                 limits, TLS or protocol errors, handler crashes)"
+            ),
+        ),
     };
+    // Closed unread: the packets tell the story; the kernel's RST for the data that came
+    // after the close only confirms it.
+    if let (ResetContext::ClosedBeforeReading, None | Some(ResetSource::TcpReply { .. })) =
+        (e.context, &e.kernel)
+    {
+        let kernel = match &e.kernel {
+            Some(ResetSource::TcpReply { reason }) => format!(
+                " The kernel saw the {who}'s TCP send the RST ({}).",
+                reason
+                    .as_deref()
+                    .unwrap_or("no reason given by this kernel")
+            ),
+            _ => String::new(),
+        };
+        return say(
+            format!(
+                "{} reset by {actor}: closed before any of the {peer}'s data was read",
+                plural(e.resets, "connection", "connections")
+            ),
+            format!("Most were like this: {what}.{kernel}"),
+            next,
+        );
+    }
     match &e.kernel {
         Some(k) => reset_witnessed(e, k, next, named.as_deref()),
         None => say(
@@ -901,6 +936,9 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
         ResetContext::AfterHandshake => "right after the handshake, before any data".to_string(),
         ResetContext::UnreadData => format!("right after the {peer}'s last data"),
         ResetContext::MidTransfer => "in the middle of the transfer".to_string(),
+        ResetContext::ClosedBeforeReading => {
+            format!("after the {who} had closed the connection unread (its FIN before the {peer}'s first data)")
+        }
     };
     let packets = format!(" Most came {when}.");
     match k {

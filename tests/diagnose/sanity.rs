@@ -74,3 +74,66 @@ fn time_wait_ports_recycled_by_tw_reuse_are_not_exhausted() {
         report.context()
     );
 }
+
+#[test]
+fn a_server_closing_new_connections_unread_is_not_closing_with_unread_data() {
+    const TEST: &str = "a_server_closing_new_connections_unread_is_not_closing_with_unread_data";
+    const CLIENTS: usize = 3;
+    if !prerequisites(TEST, &["python3"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    let closer = spawn_closing_server(&ns, server);
+    let capture = start_capture(&ns, port, 4, &[]);
+    // Each client waits for the server's FIN, then sends its request anyway: the closed
+    // socket's kernel answers it with RST.
+    ns.on_thread(move || {
+        for _ in 0..CLIENTS {
+            let mut s = TcpStream::connect_timeout(&server, IO_TIMEOUT).expect("client connects");
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .join()
+    .expect("client thread");
+    let report = capture.finish();
+
+    let finals = report.finals();
+    assert_eq!(
+        finals.len(),
+        CLIENTS,
+        "every connection should get a final record\n{}",
+        report.context()
+    );
+    for f in &finals {
+        assert_eq!(
+            f["history"],
+            "ShAfDr",
+            "test setup: the server's FIN should come before the request, then a RST: {f}\n{}",
+            report.context()
+        );
+    }
+    let d = report.finding("reset_by_server");
+    assert_eq!(
+        report.evidence_str(d, "context"),
+        "closed_before_reading",
+        "the resets came after the server closed unread: {d}\n{}",
+        report.context()
+    );
+    let words = format!("{} {} {}", d["headline"], d["explanation"], d["next_step"]);
+    assert!(
+        words.contains("closed new connections before reading")
+            && words.contains("connection limit"),
+        "the finding should tell the closed-before-reading story: {words}"
+    );
+    assert!(
+        !words.contains("read the whole request"),
+        "not the closing-with-unread-data advice: {words}"
+    );
+    report.assert_names_process(d, closer.pid(), "listener", LISTENER_MARK);
+}

@@ -66,7 +66,7 @@ mod tests {
     use super::*;
     use crate::diagnose::findings::FindingKind;
     use crate::diagnose::tests::*;
-    use crate::flow::{FlowRecord, Outcome};
+    use crate::flow::{FlowRecord, History, Outcome};
     use crate::kernel::facts::PathName;
     use crate::kernel::{KernelFacts, ResetOrigin};
 
@@ -126,6 +126,47 @@ mod tests {
             "{next}"
         );
         assert!(!next.contains("request"), "{next}");
+    }
+
+    #[test]
+    fn a_server_closing_new_connections_before_reading_them_is_not_closing_with_unread_data() {
+        let mut history = History::new();
+        for (side, letter) in [
+            (Side::Client, b'S'),
+            (Side::Server, b'H'),
+            (Side::Client, b'A'),
+            (Side::Server, b'F'),
+            (Side::Client, b'D'),
+            (Side::Server, b'R'),
+        ] {
+            history.push(side, letter);
+        }
+        let dropped = FlowRecord {
+            history,
+            ..reset_by(Side::Server, [20, 0], Some(Side::Client))
+        };
+        let ev = named(&[dropped], None, Some(process("python3", 4242)));
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByServer);
+        assert_eq!(evidence_json(&found[0])["context"], "closed_before_reading");
+        let w = found[0].words();
+        assert_eq!(
+            w.headline,
+            "1 connection reset by the server (python3 (pid 4242)): closed before any of the client's data was read"
+        );
+        assert!(
+            w.explanation
+                .contains("a connection limit, a protocol or TLS mismatch"),
+            "{}",
+            w.explanation
+        );
+        assert!(!w.next_step.contains("read the whole"), "{}", w.next_step);
+        assert!(
+            w.next_step
+                .contains("check the logs of the server (python3 (pid 4242))"),
+            "{}",
+            w.next_step
+        );
     }
 
     #[test]
