@@ -263,6 +263,11 @@ pub struct QueueOverflow {
     /// The listener seen with its queue over the backlog, when one was.
     #[serde(flatten)]
     pub full: Option<FullListener>,
+    /// When the full listener is one socket of an SO_REUSEPORT group whose other
+    /// members keep their queues short: the kernel spreads new connections over the
+    /// group, so about 1/members of them meet the dead one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuseport_group: Option<GroupHealth>,
     /// Live, with the witness: the packets the kernel dropped for the full queue (absent
     /// without the witness).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,6 +297,14 @@ pub struct FullListener {
     pub listener: Endpoint,
     pub accept_queue: u32,
     pub backlog: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupHealth {
+    /// Listening sockets on the endpoint.
+    pub members: usize,
+    /// Those whose accept queue is not full.
+    pub healthy: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

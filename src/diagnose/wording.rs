@@ -362,6 +362,37 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
         ),
         None => String::new(),
     };
+    if let Some(g) = &e.reuseport_group {
+        let listener = e
+            .full
+            .as_ref()
+            .map_or(format!("port {port}"), |l| l.listener.to_string());
+        return say(
+            format!(
+                "about 1 in {} new connections to {listener} go to {who}, which stopped accepting: its SO_REUSEPORT \
+                 queue is full while {} healthy",
+                g.members,
+                plural(g.healthy as u64, "other member is", "other members are"),
+            ),
+            format!(
+                "{listener} is served by an SO_REUSEPORT group of {} listening sockets; the kernel hashes each new \
+                 connection to one of them, so about 1/{} of them land on {who}, whose accept queue is full: it does not \
+                 call accept(). {} and {} went unanswered or were dropped there (ListenOverflows grew by {}, ListenDrops \
+                 by {}); the connections hashed to the other members succeed.{kernel}",
+                g.members,
+                g.members,
+                plural(e.unanswered, "connection attempt", "connection attempts"),
+                plural(e.handshake_acks_dropped, "handshake ACK", "handshake ACKs"),
+                e.listen_overflows,
+                e.listen_drops,
+            ),
+            format!(
+                "fix or restart {who} (a stuck accept loop, a dead worker still holding its socket), or close its \
+                 socket so that the group rebalances; a larger backlog would only delay the failures: \
+                 ss -ltnp 'sport = :{port}' lists each member with its Recv-Q"
+            ),
+        );
+    }
     say(
         format!("the accept queue on port {port} is full: {who} is not calling accept() fast enough"),
         format!(
