@@ -137,3 +137,67 @@ fn a_server_closing_new_connections_unread_is_not_closing_with_unread_data() {
     );
     report.assert_names_process(d, closer.pid(), "listener", LISTENER_MARK);
 }
+
+#[test]
+fn a_dead_member_of_a_reuseport_group_is_named_with_its_share() {
+    const TEST: &str = "a_dead_member_of_a_reuseport_group_is_named_with_its_share";
+    const CLIENTS: usize = 16;
+    if !prerequisites(TEST, &["python3"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    let healthy = spawn_reuseport_member(&ns, server, true);
+    let dead = spawn_reuseport_member(&ns, server, false);
+    let capture = start_capture(&ns, port, 6, &["--syn-timeout", "1"]);
+    // One after another, each from its own port: the group's hash spreads them.
+    let results: Vec<(u16, std::io::Result<Socket>)> = ns
+        .on_thread(move || {
+            (0..CLIENTS)
+                .map(|_| connect_from_known_port(server))
+                .collect()
+        })
+        .join()
+        .expect("client thread");
+    let report = capture.finish();
+    let connected = results.iter().filter(|(_, r)| r.is_ok()).count();
+    let timed_out = results.len() - connected;
+    assert!(
+        timed_out >= 1 && connected > 2,
+        "test setup: the dead member's queue (backlog 1) should fill and later connections \
+         hashed to it time out, while the healthy member's succeed: {connected} connected, \
+         {timed_out} failed"
+    );
+    let d = report.finding("accept_queue_full");
+    let group = &d["evidence"]["reuseport_group"];
+    assert_eq!(
+        (group["members"].as_u64(), group["healthy"].as_u64()),
+        (Some(2), Some(1)),
+        "the finding should see a group of 2 with 1 healthy member: {d}\n{}",
+        report.context()
+    );
+    let headline = d["headline"].as_str().unwrap_or_default();
+    assert!(
+        headline.starts_with("about 1 in 2 new connections")
+            && headline.contains(&format!("pid {}", dead.pid())),
+        "the headline should give the dead member's share and pid: {headline}"
+    );
+    assert!(
+        !d["next_step"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("raise the backlog"),
+        "raising the backlog does not fit a dead member: {d}"
+    );
+    report.assert_names_process(d, dead.pid(), "listener", LISTENER_MARK);
+    assert!(
+        !d["processes"]
+            .to_string()
+            .contains(&format!("\"pid\":{}", healthy.pid())),
+        "the healthy member is not blamed: {d}"
+    );
+    drop(results);
+}
