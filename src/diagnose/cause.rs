@@ -539,6 +539,10 @@ pub struct ZeroWindowStall {
     pub side: Side,
     pub flows: u64,
     pub longest_zero_window_us: u64,
+    /// Live: the most bytes waiting unread in one of that side's sockets on the port
+    /// (`ss`'s Recv-Q) at the last look; absent in a replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recv_queue: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

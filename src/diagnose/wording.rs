@@ -1098,8 +1098,12 @@ fn receiver_stalled(e: &ZeroWindowStall, named: Option<String>) -> Words {
         ),
         format!(
             "In {} the {who} advertised a zero receive window for a second or more: its application did not read \
-             what arrived, so the peer had to stop sending.",
-            plural(e.flows, "connection", "connections")
+             what arrived, so the peer had to stop sending.{}",
+            plural(e.flows, "connection", "connections"),
+            match e.recv_queue {
+                Some(n) if n > 0 => format!(" At the last look, {n} bytes wait unread in one of its sockets (Recv-Q)."),
+                _ => String::new(),
+            }
         ),
         format!("find what blocks {reader} reading loop (a slow consumer, a lock, a full downstream)"),
     )

@@ -65,6 +65,8 @@ pub struct PortSocket {
     pub local: Endpoint,
     pub remote: Endpoint,
     pub state: SocketState,
+    /// Bytes received and not yet read by the application (`ss`'s Recv-Q).
+    pub recv_queue: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,6 +254,7 @@ impl Snapshot {
                     local,
                     remote,
                     state: state(&e.state),
+                    recv_queue: e.rx_queue,
                 }),
                 _ => {}
             }

@@ -7,7 +7,7 @@ use crate::diagnose::host::HostFacts;
 use crate::diagnose::rules::Scope;
 use crate::flow::Side;
 
-pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Vec<Finding> {
+pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
     [Side::Server, Side::Client]
         .into_iter()
         .filter(|side| ev.zero_window_stalls[side.index()] > 0)
@@ -17,6 +17,7 @@ pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Ve
                 side,
                 flows: ev.zero_window_stalls[i],
                 longest_zero_window_us: ev.longest_zero_window_us[i],
+                recv_queue: facts.map(|f| unread(f, side, scope.port)),
             });
             let role = match side {
                 Side::Server => Role::Listener,
@@ -28,10 +29,23 @@ pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Ve
         .collect()
 }
 
+/// The most bytes waiting unread in one of `side`'s connected sockets on `port`: the
+/// server's are those whose local port is the port.
+fn unread(f: &HostFacts, side: Side, port: u16) -> u32 {
+    f.now
+        .sockets
+        .iter()
+        .filter(|s| (s.local.port == port) == (side == Side::Server))
+        .map(|s| s.recv_queue)
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diagnose::findings::FindingKind;
+    use crate::diagnose::host::{PortSocket, SocketState};
     use crate::diagnose::tests::*;
     use crate::flow::{FlowRecord, Outcome};
 
@@ -73,6 +87,36 @@ mod tests {
                 .contains("what blocks python3 (pid 4242)'s reading loop"),
             "{}",
             w.next_step
+        );
+    }
+
+    #[test]
+    fn live_the_stalled_servers_unread_bytes_are_its_recv_q() {
+        let stalled = FlowRecord {
+            zero_window_us: [0, 2_500_000],
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        };
+        let mut f = facts(vec![listener("127.0.0.1:61999")]);
+        f.now.sockets = vec![
+            PortSocket {
+                local: ep("127.0.0.1:61999"),
+                remote: ep("127.0.0.1:40000"),
+                state: SocketState::Established,
+                recv_queue: 65536,
+            },
+            PortSocket {
+                local: ep("127.0.0.1:40000"),
+                remote: ep("127.0.0.1:61999"),
+                state: SocketState::Established,
+                recv_queue: 9,
+            },
+        ];
+        let found = findings(&evidence(&[stalled]), Some(&f), &Scope::port(61999));
+        assert_eq!(evidence_json(&found[0])["recv_queue"], 65536);
+        assert!(
+            found[0].explanation().contains("65536 bytes wait unread"),
+            "{}",
+            found[0].explanation()
         );
     }
 

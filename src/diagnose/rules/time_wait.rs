@@ -141,6 +141,7 @@ mod tests {
             local: ep(local),
             remote: ep(remote),
             state: SocketState::TimeWait,
+            recv_queue: 0,
         }
     }
 
