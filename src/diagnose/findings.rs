@@ -73,14 +73,15 @@ impl FindingKind {
     }
 
     /// Findings that only make sense once the capture is over (they are about absence
-    /// or accumulation); all others may be printed live as soon as they are found.
+    /// or accumulation); all others may be printed live as soon as they are found. A
+    /// stalled receiver is a fact once one connection held a zero window past the
+    /// threshold: it is said live when that connection ends.
     pub fn needs_whole_capture(self) -> bool {
         matches!(
             self,
             FindingKind::NoTraffic
                 | FindingKind::TimeWaitBuildup
                 | FindingKind::EphemeralPortsExhausted
-                | FindingKind::ReceiverStalled
         )
     }
 }

@@ -240,6 +240,9 @@ impl Diagnoser {
         if r.outcome.is_problem() || r.port_reused {
             self.problem();
         }
+        if r.zero_window_us.iter().any(|&us| us >= evidence::STALL_US) {
+            self.dirty = true;
+        }
     }
 
     /// Live: a refusal, drop or reset arrived: findings are looked for at the next poll,
