@@ -868,6 +868,19 @@ fn handshake_stalled(e: &HandshakeStall) -> Words {
     )
 }
 
+/// How a kernel counter's growth `n` (counted over the network namespace) stands beside
+/// the `seen` connections a finding counts, so that the two numbers never read as a
+/// contradiction.
+fn counted_beside(n: u64, seen: u64) -> String {
+    match n.cmp(&seen) {
+        std::cmp::Ordering::Greater => {
+            ", over the whole network namespace: other ports and connections included".to_string()
+        }
+        std::cmp::Ordering::Less => format!(": {n} of these {seen} were such closes"),
+        std::cmp::Ordering::Equal => String::new(),
+    }
+}
+
 /// What the peer of the side `by` sends: what that side must read before it closes.
 fn peers_message(by: Side) -> &'static str {
     match by {
@@ -889,7 +902,8 @@ fn reset(e: &Resets, named: Option<String>) -> Words {
                 // Live, the kernel says which: TCPAbortOnClose counts closes with unread data.
                 Some(n) if n > 0 => format!(
                     "the {who} closed its socket while the {peer}'s data was still unread, and Linux answers that close with RST \
-                     (RFC 2525 §2.17; the kernel's TCPAbortOnClose grew by {n})"
+                     (RFC 2525 §2.17; the kernel's TCPAbortOnClose grew by {n}{})",
+                    counted_beside(n, e.resets)
                 ),
                 _ => format!(
                     "the {who} sent RST right after the {peer}'s last data: it closed its socket with that data unread (Linux \
@@ -988,7 +1002,8 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
                     match e.abort_on_close {
                         Some(n) if n > 0 => format!(
                             "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17; \
-                             the kernel's TCPAbortOnClose grew by {n})"
+                             the kernel's TCPAbortOnClose grew by {n}{})",
+                    counted_beside(n, e.resets)
                         ),
                         _ => "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17)".to_string(),
                     },

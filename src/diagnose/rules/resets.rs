@@ -192,6 +192,27 @@ mod tests {
     }
 
     #[test]
+    fn a_counter_grown_more_than_the_resets_seen_says_it_counts_the_whole_namespace() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let mut f = facts(vec![]);
+        f.start.counters.insert(Counter::TcpAbortOnClose, 0);
+        f.now.counters.insert(Counter::TcpAbortOnClose, 7);
+        let found = findings(&evidence(&[unread, unread]), Some(&f), &Scope::port(61999));
+        let text = found[0].explanation();
+        assert!(
+            text.contains("TCPAbortOnClose grew by 7, over the whole network namespace"),
+            "{text}"
+        );
+        f.now.counters.insert(Counter::TcpAbortOnClose, 1);
+        let found = findings(&evidence(&[unread, unread]), Some(&f), &Scope::port(61999));
+        let text = found[0].explanation();
+        assert!(
+            text.contains("grew by 1: 1 of these 2 were such closes"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn closing_with_unread_data_names_the_process_and_the_kernels_reason() {
         let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
         let k = kernel_reset(
