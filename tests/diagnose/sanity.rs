@@ -63,6 +63,20 @@ fn time_wait_ports_recycled_by_tw_reuse_are_not_exhausted() {
         "every connection should get a final record\n{}",
         report.context()
     );
+    // What the old rule (half the range) took for exhaustion was staged.
+    let client_time_wait = report.summary()["system"]["sockets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["state"] == "time_wait" && s["held_by"] == "client")
+        .filter_map(|s| s["count"].as_u64())
+        .sum::<u64>();
+    assert!(
+        client_time_wait >= 32,
+        "test setup: at least half the 64-port range should be in TIME_WAIT on the clients \
+         at the end, the summary shows {client_time_wait}\n{}",
+        report.context()
+    );
     report.assert_absent(
         "ephemeral_ports_exhausted",
         "tcp_tw_reuse recycled the TIME_WAIT ports and every connect() succeeded",
