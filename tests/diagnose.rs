@@ -19,8 +19,8 @@ use support::live;
 use diag::recipe::check_recipe;
 use diag::{
     fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
-    spawn_connecting_client, spawn_listener, start_capture, v4, LISTENER_MARK, TCP_LISTEN,
-    TCP_SYN_SENT,
+    spawn_closing_server, spawn_connecting_client, spawn_listener, spawn_reuseport_member,
+    start_capture, v4, LISTENER_MARK, TCP_LISTEN, TCP_SYN_SENT,
 };
 use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
@@ -36,6 +36,7 @@ mod diagnose {
     mod floods;
     mod listeners;
     mod nat;
+    mod sanity;
     mod server_side;
 }
 

@@ -323,6 +323,11 @@ pub struct QueueOverflow {
     /// The listener seen with its queue over the backlog, when one was.
     #[serde(flatten)]
     pub full: Option<FullListener>,
+    /// When the full listener is one socket of an SO_REUSEPORT group whose other
+    /// members keep their queues short: the kernel spreads new connections over the
+    /// group, so about 1/members of them meet the dead one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuseport_group: Option<GroupHealth>,
     /// Live, with the witness: the packets the kernel dropped for the full queue (absent
     /// without the witness).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,6 +357,14 @@ pub struct FullListener {
     pub listener: Endpoint,
     pub accept_queue: u32,
     pub backlog: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupHealth {
+    /// Listening sockets on the endpoint.
+    pub members: usize,
+    /// Those whose accept queue is not full.
+    pub healthy: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -654,6 +667,10 @@ pub struct ZeroWindowStall {
     pub side: Side,
     pub flows: u64,
     pub longest_zero_window_us: u64,
+    /// Live: the most bytes waiting unread in one of that side's sockets on the port
+    /// (`ss`'s Recv-Q) at the last look; absent in a replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recv_queue: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -661,6 +678,12 @@ pub struct TimeWaitReuse {
     pub flows: u64,
     /// Live: TIME_WAIT sockets on the port; `null` in a replay.
     pub time_wait_sockets: Option<usize>,
+    /// Whether the client bound its source port itself: a port outside
+    /// ip_local_port_range, or one port for every reuse; `null` when it cannot be told.
+    pub fixed_port: Option<bool>,
+    /// Live: net.ipv4.tcp_tw_reuse, which lets connect() pick a port still in TIME_WAIT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tw_reuse: Option<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -687,6 +710,13 @@ pub struct PortsExhausted {
     pub time_wait: usize,
     /// net.ipv4.ip_local_port_range.
     pub port_range: (u16, u16),
+    /// Of `time_wait`, those whose port connect() may take again (tcp_tw_reuse).
+    pub recyclable: usize,
+    /// net.ipv4.tcp_tw_reuse, when it could be read.
+    pub tw_reuse: Option<u8>,
+    /// net.ipv4.tcp_tw_reuse_delay (ms), where the kernel has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tw_reuse_delay_ms: Option<u32>,
     #[serde(skip)]
     pub port: u16,
 }

@@ -5,6 +5,7 @@
 //! Only counts of what the packets showed live here: no /proc facts (see `host`), no
 //! wording, no clock.
 
+use super::host::{FlowProcesses, ProcessInfo};
 use super::kernel::KernelEvidence;
 use crate::decode::{Endpoint, Timestamp, Unreachable};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
@@ -30,11 +31,22 @@ pub enum ResetContext {
     UnreadData,
     /// Data flowed both ways, the resetter sent last.
     MidTransfer,
+    /// The server closed the connection (FIN) before the client's first data, and the
+    /// data that came anyway was answered with RST (history `ShAfDr`): it dropped new
+    /// connections unread, which is not closing with a request half read.
+    ClosedBeforeReading,
 }
 
 impl ResetContext {
     pub fn of(r: &FlowRecord, by: Side) -> ResetContext {
-        if r.bytes[0] + r.bytes[1] == 0 {
+        // Zeek's history letters come once each, at their first occurrence: `f` before
+        // `D` is the server's FIN before the client's first data.
+        let h = r.history.as_bytes();
+        let server_fin = h.iter().position(|&c| c == b'f');
+        let client_data = h.iter().position(|&c| c == b'D');
+        if by == Side::Server && matches!((server_fin, client_data), (Some(f), Some(d)) if f < d) {
+            ResetContext::ClosedBeforeReading
+        } else if r.bytes[0] + r.bytes[1] == 0 {
             ResetContext::AfterHandshake
         } else if r.last_payload_by == Some(by.other()) {
             ResetContext::UnreadData
@@ -48,6 +60,7 @@ impl ResetContext {
             ResetContext::AfterHandshake => "after_handshake",
             ResetContext::UnreadData => "unread_data",
             ResetContext::MidTransfer => "mid_transfer",
+            ResetContext::ClosedBeforeReading => "closed_before_reading",
         }
     }
 }
@@ -71,6 +84,29 @@ pub struct IcmpSeen {
     /// host, which never reports itself unreachable unless a REJECT rule makes it.
     pub from_destination: u64,
 }
+
+/// What a side did in a flow that a finding speaks of: the process that did it is named
+/// in that finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deed {
+    /// Reset an accepted connection.
+    Reset(Side),
+    /// Held a zero window for [`STALL_US`] or more.
+    Stalled(Side),
+    /// Closed a connection first: holds its TIME_WAIT.
+    ClosedFirst(Side),
+}
+
+impl Deed {
+    fn side(self) -> Side {
+        match self {
+            Deed::Reset(s) | Deed::Stalled(s) | Deed::ClosedFirst(s) => s,
+        }
+    }
+}
+
+/// At most this many processes are remembered per [`Deed`].
+const NAMED_CAP: usize = 4;
 
 /// p50/p90/p99/max of a latency, in microseconds; `None` when nothing was measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,6 +183,9 @@ pub struct Evidence {
     pub retransmits: u64,
     pub zero_windows: u64,
     pub port_reused: u64,
+    /// The client endpoints of those connections (up to [`NAMED_CAP`] × 16): one port
+    /// again and again, or one outside ip_local_port_range, was bound on purpose.
+    pub(crate) reused_clients: std::collections::BTreeSet<Endpoint>,
     pub midstream: u64,
     /// Who tore an accepted connection down, and how, by (side, context).
     pub(crate) resets: BTreeMap<(Side, ResetContext), u64>,
@@ -203,6 +242,9 @@ pub struct Evidence {
     duration: Histogram<u64>,
     /// What the kernel witness said (empty without it).
     pub(crate) kernel: KernelEvidence,
+    /// Live: the processes behind the flows findings speak of, as the flow lines name
+    /// them (the listener's owner, the client socket's owner).
+    pub(crate) named: BTreeMap<Deed, Vec<ProcessInfo>>,
 }
 
 impl Default for Evidence {
@@ -214,6 +256,7 @@ impl Default for Evidence {
             retransmits: 0,
             zero_windows: 0,
             port_reused: 0,
+            reused_clients: std::collections::BTreeSet::new(),
             midstream: 0,
             resets: BTreeMap::new(),
             closed_first: [0; 2],
@@ -241,6 +284,7 @@ impl Default for Evidence {
             handshake_rtt: histogram(),
             duration: histogram(),
             kernel: KernelEvidence::default(),
+            named: BTreeMap::new(),
         }
     }
 }
@@ -254,6 +298,9 @@ impl Evidence {
         self.retransmits += u64::from(r.retransmits[0]) + u64::from(r.retransmits[1]);
         self.zero_windows += u64::from(r.zero_windows[0]) + u64::from(r.zero_windows[1]);
         self.port_reused += u64::from(r.port_reused);
+        if r.port_reused && self.reused_clients.len() < NAMED_CAP * 16 {
+            self.reused_clients.insert(r.client);
+        }
         self.midstream += u64::from(r.midstream);
         for (seen, n) in self.packets_from.iter_mut().zip(r.packets) {
             *seen += n;
@@ -335,6 +382,38 @@ impl Evidence {
             }
         }
         record(&mut self.duration, r.duration_us());
+    }
+
+    /// Live: the processes behind a finished flow, for the findings it counts in.
+    pub fn named(&mut self, r: &FlowRecord, procs: &FlowProcesses) {
+        let mut deeds = Vec::new();
+        if let (Outcome::Reset | Outcome::HandshakeIncomplete, Some(by)) = (r.outcome, r.reset_by) {
+            deeds.push(Deed::Reset(by));
+        }
+        for side in [Side::Client, Side::Server] {
+            if r.zero_window_us[side.index()] >= STALL_US {
+                deeds.push(Deed::Stalled(side));
+            }
+        }
+        if let (Outcome::Closed, Some(side)) = (r.outcome, r.closed_first_by) {
+            deeds.push(Deed::ClosedFirst(side));
+        }
+        for deed in deeds {
+            let who = match deed.side() {
+                Side::Client => &procs.client,
+                Side::Server => &procs.server,
+            };
+            let Some(p) = who else { continue };
+            let list = self.named.entry(deed).or_default();
+            if list.len() < NAMED_CAP && !list.iter().any(|q| q.pid == p.pid) {
+                list.push(p.clone());
+            }
+        }
+    }
+
+    /// The processes named behind `deed` (empty in a replay).
+    pub fn named_for(&self, deed: Deed) -> &[ProcessInfo] {
+        self.named.get(&deed).map_or(&[], Vec::as_slice)
     }
 
     /// A SYN to another port (or address) on the interface.

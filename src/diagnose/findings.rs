@@ -77,7 +77,9 @@ impl FindingKind {
     }
 
     /// Findings that only make sense once the capture is over (they are about absence
-    /// or accumulation); all others may be printed live as soon as they are found.
+    /// or accumulation); all others may be printed live as soon as they are found. A
+    /// stalled receiver is a fact once one connection held a zero window past the
+    /// threshold: it is said live when that connection ends.
     pub fn needs_whole_capture(self) -> bool {
         matches!(
             self,
@@ -85,7 +87,6 @@ impl FindingKind {
                 | FindingKind::PartialView
                 | FindingKind::TimeWaitBuildup
                 | FindingKind::EphemeralPortsExhausted
-                | FindingKind::ReceiverStalled
         )
     }
 }
@@ -111,9 +112,6 @@ impl Severity {
 /// Why a process is named in a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-// `client` and `holder` are in the documented JSON vocabulary (README, "JSON output")
-// for the findings that will name client processes and socket holders.
-#[allow(dead_code)]
 pub enum Role {
     /// Owns the listening socket.
     Listener,

@@ -210,6 +210,12 @@ impl Diagnoser {
         self.processes.remove(&id)
     }
 
+    /// Live: the processes behind a flow about to be [finished](Self::flow_finished), as
+    /// its line names them: the findings it counts in name them too.
+    pub fn flow_named(&mut self, r: &FlowRecord, procs: &FlowProcesses) {
+        self.ev.named(r, procs);
+    }
+
     /// A SYN to another port (or address) on the interface.
     pub fn syn_elsewhere(&mut self, dst: Endpoint) {
         self.ev.syn_elsewhere(dst);
@@ -236,6 +242,9 @@ impl Diagnoser {
         }
         if r.outcome.is_problem() || r.port_reused || evidence::slow_connect_delay(r).is_some() {
             self.problem();
+        }
+        if r.zero_window_us.iter().any(|&us| us >= evidence::STALL_US) {
+            self.dirty = true;
         }
     }
 

@@ -91,6 +91,31 @@ pub(crate) fn evidence(records: &[FlowRecord]) -> Evidence {
 }
 
 /// The kernel witness's facts of one connection: `by`'s TCP sent a reset.
+/// A process by name and pid.
+pub(crate) fn process(name: &str, pid: i32) -> ProcessInfo {
+    ProcessInfo {
+        pid,
+        name: name.into(),
+        cmdline: name.into(),
+        user: "root".into(),
+    }
+}
+
+/// The evidence of `records`, each with the processes the flow lines named: `client`
+/// and `server`.
+pub(crate) fn named(
+    records: &[FlowRecord],
+    client: Option<ProcessInfo>,
+    server: Option<ProcessInfo>,
+) -> Evidence {
+    let mut ev = evidence(records);
+    let procs = FlowProcesses { client, server };
+    for r in records {
+        ev.named(r, &procs);
+    }
+    ev
+}
+
 pub(crate) fn kernel_reset(
     by: Side,
     origin: ResetOrigin,
@@ -263,11 +288,19 @@ fn live_a_pending_notice_with_the_kernels_drops_names_what_dropped_them_already(
 #[test]
 fn live_findings_about_the_whole_capture_wait_for_the_end() {
     let t0 = Instant::now();
-    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    let mut f = facts(vec![]);
+    f.now.sockets = (0..1500u16)
+        .map(|i| host::PortSocket {
+            local: ep("127.0.0.1:61999"),
+            remote: ep(&format!("127.0.0.1:{}", 20000 + i)),
+            state: host::SocketState::TimeWait,
+            recv_queue: 0,
+        })
+        .collect();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(f), false);
     d.flow_finished(
         &FlowRecord {
             reset_by: Some(Side::Server),
-            zero_window_us: [0, 2_000_000],
             ..record(Outcome::Reset, "127.0.0.1:61999")
         },
         None,
@@ -275,7 +308,26 @@ fn live_findings_about_the_whole_capture_wait_for_the_end() {
     let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
     assert_eq!(live, [FindingKind::ResetByServer]);
     let end = kinds(&d.finish(None).findings);
-    assert!(end.contains(&FindingKind::ReceiverStalled), "{end:?}");
+    assert!(end.contains(&FindingKind::TimeWaitBuildup), "{end:?}");
+}
+
+#[test]
+fn live_a_stalled_receiver_is_said_as_soon_as_its_connection_ends() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.flow_finished(
+        &FlowRecord {
+            zero_window_us: [0, 2_000_000],
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        },
+        None,
+    );
+    assert!(
+        d.poll_due(t0),
+        "a stall is news, though the connection closed cleanly"
+    );
+    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
+    assert_eq!(live, [FindingKind::ReceiverStalled]);
 }
 
 #[test]

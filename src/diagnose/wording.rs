@@ -59,18 +59,37 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
         Cause::HandshakeStalled(e) => handshake_stalled(e),
-        Cause::Reset(e) => reset(e),
-        Cause::ReceiverStalled(e) => receiver_stalled(e),
+        Cause::Reset(e) => reset(e, named(f, role_of(e.by))),
+        Cause::ReceiverStalled(e) => receiver_stalled(e, named(f, role_of(e.side))),
         Cause::TimeWaitReuse(e) => time_wait_reuse(e),
-        Cause::TimeWaitBuildup(e) => time_wait_buildup(e),
+        Cause::TimeWaitBuildup(e) => time_wait_buildup(e, named(f, Role::Holder)),
         Cause::ServerClosesFirst(e) => server_closes_first(e),
-        Cause::EphemeralPortsExhausted(e) => ports_exhausted(e),
+        Cause::EphemeralPortsExhausted(e) => ports_exhausted(e, named(f, Role::Holder)),
         Cause::NoTrafficFiltered(e) => no_traffic_filtered(e),
         Cause::NoTraffic(e) => no_traffic(e),
         Cause::CaptureCutShort(e) => capture_cut_short(e),
         Cause::OneSidedView(e) => one_sided_view(e),
         Cause::TruncatedView(e) => truncated_view(e),
     }
+}
+
+/// The role a side's process is named in: the server's is the listener's owner.
+fn role_of(side: Side) -> Role {
+    match side {
+        Side::Server => Role::Listener,
+        Side::Client => Role::Client,
+    }
+}
+
+/// The processes a finding names in `role`, as "python3 (pid 42), nginx (pid 7)".
+fn named(f: &Finding, role: Role) -> Option<String> {
+    let names: Vec<String> = f
+        .processes
+        .iter()
+        .filter(|p| p.role == role)
+        .map(|p| format!("{} (pid {})", p.process.name, p.process.pid))
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 fn the_syns(n: u64) -> &'static str {
@@ -172,12 +191,40 @@ fn tcp_refusal(server: Endpoint, kernel: &ResetSource) -> String {
     }
 }
 
+/// Where a client can connect to reach `listener`: a wildcard ([::]:P, 0.0.0.0:P) is no
+/// address to connect to; from this host, its family's loopback is.
+fn connectable(listener: Endpoint, server: Endpoint) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if !listener.addr.is_unspecified() {
+        return listener.to_string();
+    }
+    let loopback = match listener.addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    let local = Endpoint::new(loopback, listener.port);
+    if server.addr.is_loopback() {
+        local.to_string()
+    } else {
+        let family = if listener.addr.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        format!(
+            "an {family} address of the server's host on port {} ({local} from that host)",
+            listener.port
+        )
+    }
+}
+
 fn listener_other_family(e: &RefusedWithListener) -> Words {
     let (refused, server, listener) = (
         plural(e.refused, "connection", "connections"),
         e.server,
         e.listener,
     );
+    let target = connectable(listener, server);
     match e.basis {
         Basis::Host => {
             let family = if server.addr.is_ipv4() { "IPv6" } else { "IPv4" };
@@ -189,7 +236,7 @@ fn listener_other_family(e: &RefusedWithListener) -> Words {
                      or the server bound [::] with IPV6_V6ONLY."
                 ),
                 format!(
-                    "connect to {listener} instead, or make the server listen on both families (bind 0.0.0.0 and ::, or [::] without V6ONLY)"
+                    "connect to {target} instead, or make the server listen on both families (bind 0.0.0.0 and ::, or [::] without V6ONLY)"
                 ),
             )
         }
@@ -199,7 +246,7 @@ fn listener_other_family(e: &RefusedWithListener) -> Words {
                 "The server answers on {listener} but refuses {server}: it listens on one address family only. \
                  Typically `localhost` resolves to ::1 for one program and 127.0.0.1 for another{PACKETS_ONLY}."
             ),
-            format!("connect to {listener}, or make the server listen on both families"),
+            format!("connect to {target}, or make the server listen on both families"),
         ),
     }
 }
@@ -380,6 +427,37 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
             format!(
                 "{next}; with net.ipv4.tcp_abort_on_overflow=0 (the default) a client whose ACK finds the queue full retries \
                  instead of being reset, which rides out short bursts"
+            ),
+        );
+    }
+    if let Some(g) = &e.reuseport_group {
+        let listener = e
+            .full
+            .as_ref()
+            .map_or(format!("port {port}"), |l| l.listener.to_string());
+        return say(
+            format!(
+                "about 1 in {} new connections to {listener} go to {who}, which stopped accepting: its SO_REUSEPORT \
+                 queue is full while {} healthy",
+                g.members,
+                plural(g.healthy as u64, "other member is", "other members are"),
+            ),
+            format!(
+                "{listener} is served by an SO_REUSEPORT group of {} listening sockets; the kernel hashes each new \
+                 connection to one of them, so about 1/{} of them land on {who}, whose accept queue is full: it does not \
+                 call accept(). {} and {} went unanswered or were dropped there (ListenOverflows grew by {}, ListenDrops \
+                 by {}); the connections hashed to the other members succeed.{kernel}",
+                g.members,
+                g.members,
+                plural(e.unanswered, "connection attempt", "connection attempts"),
+                plural(e.handshake_acks_dropped, "handshake ACK", "handshake ACKs"),
+                e.listen_overflows,
+                e.listen_drops,
+            ),
+            format!(
+                "fix or restart {who} (a stuck accept loop, a dead worker still holding its socket), or close its \
+                 socket so that the group rebalances; a larger backlog would only delay the failures: \
+                 ss -ltnp 'sport = :{port}' lists each member with its Recv-Q"
             ),
         );
     }
@@ -1002,37 +1080,99 @@ fn handshake_stalled(e: &HandshakeStall) -> Words {
     )
 }
 
-fn reset(e: &Resets) -> Words {
+/// How a kernel counter's growth `n` (counted over the network namespace) stands beside
+/// the `seen` connections a finding counts, so that the two numbers never read as a
+/// contradiction.
+fn counted_beside(n: u64, seen: u64) -> String {
+    match n.cmp(&seen) {
+        std::cmp::Ordering::Greater => {
+            ", over the whole network namespace: other ports and connections included".to_string()
+        }
+        std::cmp::Ordering::Less => format!(": {n} of these {seen} were such closes"),
+        std::cmp::Ordering::Equal => String::new(),
+    }
+}
+
+/// What the peer of the side `by` sends: what that side must read before it closes.
+fn peers_message(by: Side) -> &'static str {
+    match by {
+        Side::Server => "request",
+        Side::Client => "response",
+    }
+}
+
+fn reset(e: &Resets, named: Option<String>) -> Words {
     let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let message = peers_message(e.by);
+    // Who did it, as the flow lines name it.
+    let actor = named
+        .as_ref()
+        .map_or_else(|| format!("the {who}"), |n| format!("the {who} ({n})"));
     let (what, next) = match e.context {
         ResetContext::UnreadData => (
             match e.abort_on_close {
                 // Live, the kernel says which: TCPAbortOnClose counts closes with unread data.
                 Some(n) if n > 0 => format!(
                     "the {who} closed its socket while the {peer}'s data was still unread, and Linux answers that close with RST \
-                     (RFC 2525 §2.17; the kernel's TCPAbortOnClose grew by {n})"
+                     (RFC 2525 §2.17; the kernel's TCPAbortOnClose grew by {n}{})",
+                    counted_beside(n, e.resets)
                 ),
                 _ => format!(
                     "the {who} sent RST right after the {peer}'s last data: it closed its socket with that data unread (Linux \
                      answers such a close with RST, RFC 2525 §2.17) or aborted on purpose (SO_LINGER 0)"
                 ),
             },
-            format!("make the {who} read the whole request (or shut down writing and drain) before close()"),
+            format!("make {actor} read the whole {message} (or shut down writing and drain) before close()"),
         ),
         ResetContext::AfterHandshake => (
             format!("the {who} reset the connection right after the handshake, before any data: it rejected the connection (an access rule, too many connections, an aborted accept)"),
-            format!("check the {who}'s logs for rejected connections at those times"),
+            format!("check the logs of {actor} for rejected connections at those times"),
         ),
         ResetContext::MidTransfer => (
             format!("the {who} aborted the connection in the middle of the transfer (SO_LINGER 0 close, a crash, a timeout)"),
-            format!("check the {who}'s logs and timeouts at those times"),
+            format!("check the logs and timeouts of {actor} at those times"),
+        ),
+        ResetContext::ClosedBeforeReading => (
+            format!(
+                "the {who} closed new connections before reading anything from them: its FIN came before the {peer}'s \
+                 first data, and the data that followed was answered with RST. It accepts connections and drops them \
+                 unread: a connection limit, a protocol or TLS mismatch (it expected something else first), or a \
+                 handler that crashes or exits at once"
+            ),
+            format!(
+                "check the logs of {actor} for refused, failed or crashed connections at those times (connection \
+                 limits, TLS or protocol errors, handler crashes)"
+            ),
         ),
     };
+    // Closed unread: the packets tell the story; the kernel's RST for the data that came
+    // after the close only confirms it.
+    if let (ResetContext::ClosedBeforeReading, None | Some(ResetSource::TcpReply { .. })) =
+        (e.context, &e.kernel)
+    {
+        let kernel = match &e.kernel {
+            Some(ResetSource::TcpReply { reason }) => format!(
+                " The kernel saw the {who}'s TCP send the RST ({}).",
+                reason
+                    .as_deref()
+                    .unwrap_or("no reason given by this kernel")
+            ),
+            _ => String::new(),
+        };
+        return say(
+            format!(
+                "{} reset by {actor}: closed before any of the {peer}'s data was read",
+                plural(e.resets, "connection", "connections")
+            ),
+            format!("Most were like this: {what}.{kernel}"),
+            next,
+        );
+    }
     match &e.kernel {
-        Some(k) => reset_witnessed(e, k, next),
+        Some(k) => reset_witnessed(e, k, next, named.as_deref()),
         None => say(
             format!(
-                "{} reset by the {who}: {}",
+                "{} reset by {actor}: {}",
                 plural(e.resets, "connection", "connections"),
                 e.context.as_str().replace('_', " ")
             ),
@@ -1044,22 +1184,27 @@ fn reset(e: &Resets) -> Words {
 
 /// Resets whose origin the kernel witnessed: `next` is the packets' advice, for what the
 /// kernel leaves open.
-fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
+fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str>) -> Words {
     let (who, peer) = (e.by.as_str(), e.by.other().as_str());
+    let message = peers_message(e.by);
     let n = plural(e.resets, "connection", "connections");
     // When, from the packets: only the moment, the kernel says the why.
     let when = match e.context {
         ResetContext::AfterHandshake => "right after the handshake, before any data".to_string(),
         ResetContext::UnreadData => format!("right after the {peer}'s last data"),
         ResetContext::MidTransfer => "in the middle of the transfer".to_string(),
+        ResetContext::ClosedBeforeReading => {
+            format!("after the {who} had closed the connection unread (its FIN before the {peer}'s first data)")
+        }
     };
     let packets = format!(" Most came {when}.");
     match k {
         ResetSource::SocketClose { reason, process } => {
-            let actor = process.as_ref().map_or_else(
-                || format!("the {who}'s process"),
-                |(name, pid)| format!("{name} (pid {pid})"),
-            );
+            let actor = match (process, named) {
+                (Some((name, pid)), _) => format!("{name} (pid {pid})"),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => format!("the {who}'s process"),
+            };
             let reason_name = reason.as_deref().unwrap_or("no reason given by this kernel");
             // What the socket's owner did, and why Linux answers that with RST. The
             // timers' reasons happen in no process's name: the actor is not said.
@@ -1069,11 +1214,12 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
                     match e.abort_on_close {
                         Some(n) if n > 0 => format!(
                             "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17; \
-                             the kernel's TCPAbortOnClose grew by {n})"
+                             the kernel's TCPAbortOnClose grew by {n}{})",
+                    counted_beside(n, e.resets)
                         ),
                         _ => "Linux resets a connection whose socket is closed with received data unread (RFC 2525 §2.17)".to_string(),
                     },
-                    format!("make {actor} read the whole request (or shut down writing and drain) before close()"),
+                    format!("make {actor} read the whole {message} (or shut down writing and drain) before close()"),
                 ),
                 Some("TCP_STATE") => (
                     format!("{actor} closed its socket with SO_LINGER 0 (or disconnected it)"),
@@ -1168,42 +1314,92 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String) -> Words {
     }
 }
 
-fn receiver_stalled(e: &ZeroWindowStall) -> Words {
+fn receiver_stalled(e: &ZeroWindowStall, named: Option<String>) -> Words {
     let who = e.side.as_str();
+    let process = named.as_ref().map_or(String::new(), |n| format!(" ({n})"));
+    let reader = named.map_or_else(|| format!("the {who}'s"), |n| format!("{n}'s"));
     say(
         format!(
-            "the {who} stopped reading: zero window held up to {:.1}s",
+            "the {who}{process} stopped reading: zero window held up to {:.1}s",
             e.longest_zero_window_us as f64 / 1e6
         ),
         format!(
             "In {} the {who} advertised a zero receive window for a second or more: its application did not read \
-             what arrived, so the peer had to stop sending.",
-            plural(e.flows, "connection", "connections")
+             what arrived, so the peer had to stop sending.{}",
+            plural(e.flows, "connection", "connections"),
+            match e.recv_queue {
+                Some(n) if n > 0 => format!(" At the last look, {n} bytes wait unread in one of its sockets (Recv-Q)."),
+                _ => String::new(),
+            }
         ),
-        format!("find what blocks the {who}'s reading loop (a slow consumer, a lock, a full downstream)"),
+        format!("find what blocks {reader} reading loop (a slow consumer, a lock, a full downstream)"),
     )
 }
 
 fn time_wait_reuse(e: &TimeWaitReuse) -> Words {
-    say(
-        format!(
-            "{} reused a 4-tuple still in TIME_WAIT",
-            plural(e.flows, "new connection", "new connections")
+    let headline = format!(
+        "{} reused a 4-tuple still in TIME_WAIT",
+        plural(e.flows, "new connection", "new connections")
+    );
+    let seen = "A client SYN with a new sequence number arrived on the same client port, server port and addresses \
+                as a connection that had just closed. The side that closed first holds that 4-tuple in TIME_WAIT for 60 s";
+    match e.fixed_port {
+        Some(true) => say(
+            headline,
+            format!(
+                "{seen}, and the client bound that source port itself. Linux lets the new SYN through only when \
+                 timestamps or sequence numbers allow it, otherwise connect() fails with EADDRNOTAVAIL or an old \
+                 segment can corrupt the new connection."
+            ),
+            "let the client pick ephemeral ports (do not bind a fixed source port), or keep connections open and reuse them",
         ),
-        "A client SYN with a new sequence number arrived on the same client port, server port and addresses as a \
-         connection that had just closed. The side that closed first holds that 4-tuple in TIME_WAIT for 60 s; \
-         Linux lets the new SYN through only when timestamps or sequence numbers allow it, otherwise it fails with \
-         EADDRNOTAVAIL or an old segment can corrupt the new connection."
-            .to_string(),
-        "let the client pick ephemeral ports (do not bind a fixed source port), or keep connections open and reuse them",
-    )
+        None => say(
+            headline,
+            format!(
+                "{seen}. Either the client bound that source port itself, or its kernel picked a port still in \
+                 TIME_WAIT from ip_local_port_range, which net.ipv4.tcp_tw_reuse allows once the socket is old \
+                 enough (TCP timestamps tell the connections apart)."
+            ),
+            "if the client binds a fixed source port, let it pick ephemeral ports; otherwise reuse connections \
+             (keep-alive, pooling) or widen net.ipv4.ip_local_port_range",
+        ),
+        Some(false) => {
+            let reuse = match e.tw_reuse {
+                Some(v) => format!("net.ipv4.tcp_tw_reuse is {v}"),
+                None => "net.ipv4.tcp_tw_reuse".to_string(),
+            };
+            say(
+                headline,
+                format!(
+                    "{seen}. The client's kernel picked the port from ip_local_port_range: it takes one still in \
+                     TIME_WAIT only when {reuse} (1: always, 2: loopback connections) and the socket is old enough, \
+                     with TCP timestamps telling the connections apart. Harmless in itself; it means the range runs \
+                     short for the rate of new connections."
+                ),
+                "reuse connections (keep-alive, pooling), or widen net.ipv4.ip_local_port_range",
+            )
+        }
+    }
 }
 
-fn time_wait_buildup(e: &TimeWaitBuildup) -> Words {
+fn time_wait_buildup(e: &TimeWaitBuildup, named: Option<String>) -> Words {
     let holder = e.holder.as_str();
+    let closers = named.map_or(String::new(), |n| format!(" ({n} closed first)"));
+    // Advice for the side that closes first now: the server closing first can hand
+    // TIME_WAIT to its clients; clients that already close first can only reuse.
+    let next = match e.holder {
+        Side::Server => {
+            "reuse connections (keep-alive, pooling), or let the clients close first (the server closes first now, \
+             so it keeps the TIME_WAIT)"
+        }
+        Side::Client => {
+            "reuse connections (keep-alive, pooling): the clients already close first, where TIME_WAIT belongs; if \
+             their local ports run short, widen net.ipv4.ip_local_port_range or set net.ipv4.tcp_tw_reuse=1"
+        }
+    };
     say(
         format!(
-            "{} sockets in TIME_WAIT on port {}, mostly on the {holder}",
+            "{} sockets in TIME_WAIT on port {}, mostly on the {holder}{closers}",
             e.time_wait, e.port
         ),
         format!(
@@ -1211,7 +1407,7 @@ fn time_wait_buildup(e: &TimeWaitBuildup) -> Words {
              connection in TIME_WAIT for 60 s; many short connections pile them up.",
             e.on_server, e.on_client
         ),
-        "reuse connections (keep-alive, pooling), or let the client close first",
+        next,
     )
 }
 
@@ -1224,17 +1420,35 @@ fn server_closes_first(e: &ServerClosesFirst) -> Words {
     )
 }
 
-fn ports_exhausted(e: &PortsExhausted) -> Words {
+fn ports_exhausted(e: &PortsExhausted, named: Option<String>) -> Words {
+    let clients = named.map_or(String::new(), |n| format!(" by {n}"));
     let (n, port, (lo, hi)) = (e.time_wait, e.port, e.port_range);
     let range = u64::from(hi.saturating_sub(lo)) + 1;
+    let held = n - e.recyclable;
+    let reuse = match e.tw_reuse {
+        Some(0) => " net.ipv4.tcp_tw_reuse is 0: connect() never takes a port back from TIME_WAIT.".to_string(),
+        Some(2) => " net.ipv4.tcp_tw_reuse is 2: connect() takes a port back from TIME_WAIT only for loopback \
+                    connections, and these are not."
+            .to_string(),
+        Some(v) => format!(" net.ipv4.tcp_tw_reuse is {v}."),
+        None => String::new(),
+    };
     say(
-        format!("{n} client sockets to port {port} in TIME_WAIT against {range} ephemeral ports: connect() will fail"),
+        format!(
+            "{n} client sockets to port {port} in TIME_WAIT{clients} hold {held} of {range} ephemeral ports: \
+             connect() fails with EADDRNOTAVAIL once the rest are taken"
+        ),
         format!(
             "Each new connection to the same server address and port needs a free local port from \
-             ip_local_port_range ({lo}-{hi}); TIME_WAIT holds them for 60 s. Past the range, connect() fails with \
-             EADDRNOTAVAIL before any SYN is sent, so the capture shows nothing."
+             ip_local_port_range ({lo}-{hi}); TIME_WAIT holds them for 60 s.{reuse} Past the range, connect() fails \
+             with EADDRNOTAVAIL before any SYN is sent, so the capture shows nothing of those attempts."
         ),
-        "reuse connections; widen net.ipv4.ip_local_port_range; net.ipv4.tcp_tw_reuse=1 on the client",
+        format!(
+            "reuse connections (keep-alive, pooling); widen net.ipv4.ip_local_port_range; or set \
+             net.ipv4.tcp_tw_reuse=1 on the client (it takes a TIME_WAIT port back once it is {} ms old, with TCP \
+             timestamps on)",
+            e.tw_reuse_delay_ms.unwrap_or(1000)
+        ),
     )
 }
 
@@ -1357,14 +1571,17 @@ mod tests {
 
     #[test]
     fn a_reset_by_the_client_names_the_server_as_the_peer() {
-        let w = reset(&Resets {
-            resets: 2,
-            context: ResetContext::UnreadData,
-            abort_on_close: Some(3),
-            kernel: None,
-            rule: None,
-            by: Side::Client,
-        });
+        let w = reset(
+            &Resets {
+                resets: 2,
+                context: ResetContext::UnreadData,
+                abort_on_close: Some(3),
+                kernel: None,
+                rule: None,
+                by: Side::Client,
+            },
+            None,
+        );
         assert_eq!(w.headline, "2 connections reset by the client: unread data");
         assert!(
             w.explanation

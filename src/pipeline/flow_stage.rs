@@ -378,6 +378,9 @@ impl Sink<'_> {
         ladder: Option<Ladder>,
         kernel: Option<KernelFacts>,
     ) -> Result<(), Error> {
+        if let (FlowEvent::Finished(r), Some(p)) = (&ev, &processes) {
+            self.diagnoser.flow_named(r, p);
+        }
         let record = match &ev {
             FlowEvent::Finished(r) | FlowEvent::Pending(r) => r,
         };

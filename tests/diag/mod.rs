@@ -571,3 +571,98 @@ impl Capture {
         report
     }
 }
+
+/// Listens on `addr`, says "listening", then accepts connections and closes each at once,
+/// before reading anything (as a server at its connection limit does), until killed
+/// (bounded).
+const CLOSING_SERVER_PY: &str = r#"
+import socket, sys, time
+host, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(16)
+s.settimeout(1.0)
+print("listening", flush=True)
+end = time.time() + life
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    c.close()
+"#;
+
+/// A server process inside `ns` on the IPv4 `addr` that accepts every connection and
+/// closes it before reading. Returns once it listens.
+pub fn spawn_closing_server(ns: &Netns, addr: SocketAddr) -> Proc {
+    let what = format!("closing server on {addr} in namespace {}", ns.name);
+    let p = spawn_python(
+        ns,
+        CLOSING_SERVER_PY,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            HELPER_LIFETIME_SECS,
+            LISTENER_MARK,
+        ],
+        &what,
+    );
+    p.expect_line("listening", READY_TIMEOUT);
+    assert_is_python(&p);
+    owned_socket(p.pid(), addr, TCP_LISTEN);
+    p
+}
+
+/// Joins an SO_REUSEPORT group on `addr` with backlog 1, says "listening", then accepts
+/// and closes connections if told to, or never accepts; until killed (bounded).
+const REUSEPORT_MEMBER_PY: &str = r#"
+import socket, sys, time
+host, port, accepting, life = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind((host, port))
+s.listen(1)
+s.settimeout(1.0)
+print("listening", flush=True)
+end = time.time() + life
+while time.time() < end:
+    if not accepting:
+        time.sleep(1.0)
+        continue
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    c.close()
+"#;
+
+/// One member of an SO_REUSEPORT group on the IPv4 `addr` inside `ns`, accepting or not.
+/// Returns once it listens.
+pub fn spawn_reuseport_member(ns: &Netns, addr: SocketAddr, accepting: bool) -> Proc {
+    let what = format!(
+        "SO_REUSEPORT member on {addr} ({}) in namespace {}",
+        if accepting {
+            "accepting"
+        } else {
+            "never accepting"
+        },
+        ns.name
+    );
+    let p = spawn_python(
+        ns,
+        REUSEPORT_MEMBER_PY,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            if accepting { "1" } else { "0" },
+            HELPER_LIFETIME_SECS,
+            LISTENER_MARK,
+        ],
+        &what,
+    );
+    p.expect_line("listening", READY_TIMEOUT);
+    assert_is_python(&p);
+    owned_socket(p.pid(), addr, TCP_LISTEN);
+    p
+}

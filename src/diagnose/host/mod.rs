@@ -14,12 +14,9 @@ pub mod firewall;
 mod sockets;
 
 pub use counters::{counter_delta, read_counters, Counter, Counters};
-/// Built by hand in the rules' tests.
-#[cfg(test)]
-pub use sockets::PortSocket;
 pub use sockets::{
-    backend_namespace, describe_process, listeners_now, owner_of, Listener, ProcessInfo, Snapshot,
-    SocketState,
+    backend_namespace, describe_process, listeners_now, owner_of, Listener, PortSocket,
+    ProcessInfo, Snapshot, SocketState,
 };
 
 use crate::decode::Endpoint;

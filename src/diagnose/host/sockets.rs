@@ -65,6 +65,8 @@ pub struct PortSocket {
     pub local: Endpoint,
     pub remote: Endpoint,
     pub state: SocketState,
+    /// Bytes received and not yet read by the application (`ss`'s Recv-Q).
+    pub recv_queue: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,11 @@ pub struct Snapshot {
     /// net.ipv4.tcp_abort_on_overflow in portsniff's network namespace: a handshake ACK
     /// that finds the accept queue full is answered with RST instead of dropped.
     pub abort_on_overflow: Option<bool>,
+    /// net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 (the default) for loopback connections only.
+    pub tw_reuse: Option<u8>,
+    /// net.ipv4.tcp_tw_reuse_delay (ms, Linux 6.11+): how old a TIME_WAIT socket must be
+    /// before connect() may reuse its port; 1000 on older kernels.
+    pub tw_reuse_delay_ms: Option<u32>,
     /// When it was taken (wall clock), stamped by the caller: this module reads no
     /// clock. 0 when unknown (tests).
     pub taken: Timestamp,
@@ -209,10 +216,15 @@ fn local_port_range() -> Option<(u16, u16)> {
     Some((it.next()??, it.next()??))
 }
 
-/// `/proc/sys/net` shows the reader's network namespace, the one the port is watched in.
+fn sysctl<T: std::str::FromStr>(name: &str) -> Option<T> {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// net.ipv4.tcp_abort_on_overflow in portsniff's network namespace: a handshake ACK
+/// that finds the accept queue full is answered with RST instead of dropped.
 fn abort_on_overflow() -> Option<bool> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_abort_on_overflow").ok()?;
-    Some(text.trim().parse::<u8>().ok()? != 0)
+    sysctl::<u8>("tcp_abort_on_overflow").map(|v| v != 0)
 }
 
 impl Snapshot {
@@ -225,6 +237,8 @@ impl Snapshot {
             counters: read_counters(),
             local_port_range: local_port_range(),
             abort_on_overflow: abort_on_overflow(),
+            tw_reuse: sysctl("tcp_tw_reuse"),
+            tw_reuse_delay_ms: sysctl("tcp_tw_reuse_delay"),
             ..Snapshot::default()
         };
         let mut wanted = HashSet::new();
@@ -250,6 +264,7 @@ impl Snapshot {
                     local,
                     remote,
                     state: state(&e.state),
+                    recv_queue: e.rx_queue,
                 }),
                 _ => {}
             }

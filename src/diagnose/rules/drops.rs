@@ -10,7 +10,7 @@
 use crate::decode::Endpoint;
 use crate::diagnose::cause::{
     AcksDropped, AnsweredUnseen, Cause, DropSite, DroppedReplies, DroppedSyns, FullListener,
-    MartianSyns, OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
+    GroupHealth, MartianSyns, OverflowDrops, QueueOverflow, ReasonCount, RulesetSeen, Unanswered,
 };
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
@@ -77,6 +77,21 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
                 .chain(f.start.listeners.iter())
                 .find(|l| l.accepts(&server))
         });
+        // The other sockets of the full one's SO_REUSEPORT group, as seen in the same look.
+        let group = full.and_then(|l| {
+            let f = facts?;
+            let look = if f.now.listeners.iter().any(|m| m.inode == l.inode) {
+                &f.now.listeners
+            } else {
+                &f.start.listeners
+            };
+            let members: Vec<_> = look.iter().filter(|m| m.local == l.local).collect();
+            let healthy = members.iter().filter(|m| !m.queue_full()).count();
+            (members.len() > 1 && healthy > 0).then_some(GroupHealth {
+                members: members.len(),
+                healthy,
+            })
+        });
         let cause = Cause::AcceptQueueFull(QueueOverflow {
             unanswered,
             handshake_acks_dropped: acks_dropped,
@@ -89,6 +104,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
                 accept_queue: l.accept_queue,
                 backlog: l.backlog,
             }),
+            reuseport_group: group,
             kernel: overflow_drops.map(|(d, _)| d),
             port,
         });
@@ -544,6 +560,7 @@ mod tests {
             local: ep("127.0.0.1:61999"),
             remote: ep("127.0.0.1:40000"),
             state: SocketState::SynRecv,
+            recv_queue: 0,
         });
         let found = findings(&ev, Some(&f), &scope());
         assert_eq!(
@@ -566,6 +583,50 @@ mod tests {
             evidence_json(&found[1])["unanswered"],
             1,
             "only the other one"
+        );
+    }
+
+    #[test]
+    fn a_dead_member_of_a_reuseport_group_takes_its_share_of_connections_not_a_backlog() {
+        let ev = evidence(&[FlowRecord {
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        }]);
+        let dead = Listener {
+            accept_queue: 2,
+            backlog: Some(1),
+            inode: 8,
+            processes: vec![process("python3", 4242)],
+            ..listener("127.0.0.1:61999")
+        };
+        let mut f = facts(vec![listener("127.0.0.1:61999"), dead]);
+        f.start.counters.insert(Counter::ListenOverflows, 10);
+        f.now.counters.insert(Counter::ListenOverflows, 14);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found[0].kind, FindingKind::AcceptQueueFull);
+        assert_eq!(
+            evidence_json(&found[0])["reuseport_group"],
+            serde_json::json!({"members": 2, "healthy": 1})
+        );
+        assert_eq!(found[0].processes.len(), 1);
+        assert_eq!(found[0].processes[0].process.pid, 4242);
+        let w = found[0].words();
+        assert!(
+            w.headline.starts_with(
+                "about 1 in 2 new connections to 127.0.0.1:61999 go to python3 (pid 4242), which stopped accepting"
+            ),
+            "{}",
+            w.headline
+        );
+        assert!(
+            w.headline.contains("1 other member is healthy"),
+            "{}",
+            w.headline
+        );
+        assert!(
+            !w.next_step.contains("raise the backlog"),
+            "{}",
+            w.next_step
         );
     }
 

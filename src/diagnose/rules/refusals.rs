@@ -309,6 +309,15 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_listener_of_the_other_family_is_reached_on_its_loopback() {
+        let ev = evidence(&[refused("127.0.0.1:61999")]);
+        let f = facts(vec![listener("[::]:61999")]);
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        let next = found[0].next_step();
+        assert!(next.starts_with("connect to [::1]:61999 instead"), "{next}");
+    }
+
+    #[test]
     fn refused_while_bound_to_another_loopback_address() {
         let ev = evidence(&[refused("127.0.0.1:61999")]);
         let f = facts(vec![listener("127.0.0.2:61999")]);

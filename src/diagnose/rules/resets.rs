@@ -7,8 +7,8 @@
 
 use super::{drops, hook_of, rejecting_rule};
 use crate::diagnose::cause::{Cause, Resets};
-use crate::diagnose::evidence::{Evidence, ResetContext};
-use crate::diagnose::findings::Finding;
+use crate::diagnose::evidence::{Deed, Evidence, ResetContext};
+use crate::diagnose::findings::{Finding, Role};
 use crate::diagnose::host::{Counter, HostFacts};
 use crate::diagnose::kernel::ResetSource;
 use crate::diagnose::rules::Scope;
@@ -61,7 +61,11 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
             rule,
             by: side,
         });
-        out.push(Finding::new(cause, total));
+        let (deed, role) = match side {
+            Side::Server => (Deed::Reset(side), Role::Listener),
+            Side::Client => (Deed::Reset(side), Role::Client),
+        };
+        out.push(Finding::new(cause, total).processes(ev.named_for(deed), role));
     }
     out
 }
@@ -71,7 +75,7 @@ mod tests {
     use super::*;
     use crate::diagnose::findings::FindingKind;
     use crate::diagnose::tests::*;
-    use crate::flow::{FlowRecord, Outcome};
+    use crate::flow::{FlowRecord, History, Outcome};
     use crate::kernel::facts::PathName;
     use crate::kernel::{KernelFacts, ResetOrigin};
 
@@ -94,6 +98,87 @@ mod tests {
     }
 
     #[test]
+    fn a_server_reset_names_the_listeners_process_from_the_flow_lines() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let ev = named(
+            &[unread],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].processes.len(), 1, "{:?}", found[0].processes);
+        assert_eq!(found[0].processes[0].process.pid, 4242);
+        assert_eq!(found[0].processes[0].role, Role::Listener);
+        assert!(found[0]
+            .headline()
+            .starts_with("1 connection reset by the server (python3 (pid 4242))"));
+        assert!(found[0]
+            .next_step()
+            .contains("make the server (python3 (pid 4242)) read the whole request"));
+    }
+
+    #[test]
+    fn a_client_closing_with_the_response_unread_is_told_to_read_the_response() {
+        let unread = reset_by(Side::Client, [10, 5000], Some(Side::Server));
+        let ev = named(
+            &[unread],
+            Some(process("curl", 9)),
+            Some(process("python3", 4242)),
+        );
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByClient);
+        assert_eq!(found[0].processes[0].process.pid, 9);
+        assert_eq!(found[0].processes[0].role, Role::Client);
+        let next = found[0].next_step();
+        assert!(
+            next.contains("curl (pid 9)) read the whole response"),
+            "{next}"
+        );
+        assert!(!next.contains("request"), "{next}");
+    }
+
+    #[test]
+    fn a_server_closing_new_connections_before_reading_them_is_not_closing_with_unread_data() {
+        let mut history = History::new();
+        for (side, letter) in [
+            (Side::Client, b'S'),
+            (Side::Server, b'H'),
+            (Side::Client, b'A'),
+            (Side::Server, b'F'),
+            (Side::Client, b'D'),
+            (Side::Server, b'R'),
+        ] {
+            history.push(side, letter);
+        }
+        let dropped = FlowRecord {
+            history,
+            ..reset_by(Side::Server, [20, 0], Some(Side::Client))
+        };
+        let ev = named(&[dropped], None, Some(process("python3", 4242)));
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::ResetByServer);
+        assert_eq!(evidence_json(&found[0])["context"], "closed_before_reading");
+        let w = found[0].words();
+        assert_eq!(
+            w.headline,
+            "1 connection reset by the server (python3 (pid 4242)): closed before any of the client's data was read"
+        );
+        assert!(
+            w.explanation
+                .contains("a connection limit, a protocol or TLS mismatch"),
+            "{}",
+            w.explanation
+        );
+        assert!(!w.next_step.contains("read the whole"), "{}", w.next_step);
+        assert!(
+            w.next_step
+                .contains("check the logs of the server (python3 (pid 4242))"),
+            "{}",
+            w.next_step
+        );
+    }
+
+    #[test]
     fn the_most_common_context_speaks_for_all_of_a_sides_resets() {
         let mid = reset_by(Side::Client, [10, 5000], Some(Side::Client));
         let quiet = reset_by(Side::Client, [0, 0], None);
@@ -113,6 +198,27 @@ mod tests {
         let found = findings(&evidence(&[unread]), Some(&f), &Scope::port(61999));
         assert_eq!(evidence_json(&found[0])["abort_on_close"], 5);
         assert!(found[0].explanation().contains("TCPAbortOnClose grew by 5"));
+    }
+
+    #[test]
+    fn a_counter_grown_more_than_the_resets_seen_says_it_counts_the_whole_namespace() {
+        let unread = reset_by(Side::Server, [1000, 0], Some(Side::Client));
+        let mut f = facts(vec![]);
+        f.start.counters.insert(Counter::TcpAbortOnClose, 0);
+        f.now.counters.insert(Counter::TcpAbortOnClose, 7);
+        let found = findings(&evidence(&[unread, unread]), Some(&f), &Scope::port(61999));
+        let text = found[0].explanation();
+        assert!(
+            text.contains("TCPAbortOnClose grew by 7, over the whole network namespace"),
+            "{text}"
+        );
+        f.now.counters.insert(Counter::TcpAbortOnClose, 1);
+        let found = findings(&evidence(&[unread, unread]), Some(&f), &Scope::port(61999));
+        let text = found[0].explanation();
+        assert!(
+            text.contains("grew by 1: 1 of these 2 were such closes"),
+            "{text}"
+        );
     }
 
     #[test]
