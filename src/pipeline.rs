@@ -97,8 +97,10 @@ pub struct Prepared<'a> {
     writer: Option<PcapWriter>,
     /// The kernel witness, attached while still privileged; or why there is none.
     witness: Result<Witnessed_, Unavailable>,
-    /// Live: the firewall rules for the port, read while still privileged.
-    firewall: Option<Ruleset>,
+    /// Live: the first look at the machine (listeners, sockets, counters, the firewall
+    /// rules), taken before the banner: traffic a user starts at the banner must not
+    /// wait behind a walk of /proc.
+    host_facts: Option<HostFacts>,
 }
 
 /// An attached witness and the names for its numbers.
@@ -164,12 +166,26 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
                 .ok()
         })
         .map(|r| r.with_dnat(dnat));
+    // System facts (/proc) only describe the machine we capture on, live.
+    let host_facts = if cfg.source.is_live() {
+        let taken = wall_clock();
+        HostFacts::first_look(cfg.port, cfg.attribution).map(|mut f| {
+            f.start.taken = taken;
+            f.now.taken = taken;
+            HostFacts {
+                firewall: firewall.map(Arc::new),
+                ..f
+            }
+        })
+    } else {
+        None
+    };
     Ok(Prepared {
         cfg,
         opened,
         writer,
         witness,
-        firewall,
+        host_facts,
     })
 }
 
@@ -201,11 +217,12 @@ impl Prepared<'_> {
             mut opened,
             mut writer,
             witness,
-            firewall,
+            host_facts,
         } = self;
         // Where a DNAT rule forwards the port: flows to it are shown translated.
-        let backend = firewall
+        let backend = host_facts
             .as_ref()
+            .and_then(|f| f.firewall.as_ref())
             .and_then(|r| r.dnat().first())
             .map(|d| crate::decode::Endpoint::new(d.to.ip(), d.to.port()));
         let counters = opened.progress();
@@ -273,20 +290,7 @@ impl Prepared<'_> {
         } else {
             REPLAY_REPORT_BATCHES
         };
-        // System facts (/proc) only describe the machine we capture on, live.
-        let facts = if live {
-            let taken = wall_clock();
-            HostFacts::first_look(cfg.port, cfg.attribution).map(|mut f| {
-                f.start.taken = taken;
-                f.now.taken = taken;
-                HostFacts {
-                    firewall: firewall.map(Arc::new),
-                    ..f
-                }
-            })
-        } else {
-            None
-        };
+        let facts = host_facts;
         let scope = Scope {
             port: cfg.port,
             expression: cfg.filter_expr.clone(),
