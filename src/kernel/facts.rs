@@ -296,6 +296,9 @@ pub struct Witnessed {
     /// Events forgotten before their connection ended (the table was full, or no
     /// connection came for them).
     pub forgotten: u64,
+    /// Of those, the events forgotten because the table was full: lost to their
+    /// connections, so counted with the summary's `kernel_events.lost`.
+    pub overflowed: u64,
 }
 
 impl Witnessed {
@@ -305,10 +308,12 @@ impl Witnessed {
         if self.held >= MAX_EVENTS {
             // Full (a flood): keep the last ten seconds, or nothing held before; one
             // sweep frees room for many events.
+            let before = self.forgotten;
             self.forget_before(Timestamp(e.ts.0.saturating_sub(10_000_000)));
             if self.held >= MAX_EVENTS {
                 self.forget_before(e.ts.add_micros(1));
             }
+            self.overflowed += self.forgotten - before;
         }
         self.by_pair.entry(pair(e.src, e.dst)).or_default().push(e);
         self.held += 1;
@@ -597,5 +602,6 @@ mod tests {
         }
         assert!(w.held <= MAX_EVENTS);
         assert!(w.forgotten > 0);
+        assert_eq!(w.overflowed, w.forgotten, "every one lost to a full table");
     }
 }

@@ -487,7 +487,13 @@ impl Sink<'_> {
         let counts = k.thread.take().map(KernelThread::finish);
         let rest: Vec<KernelEvent> = k.events.try_iter().flatten().collect();
         self.witnessed(rest);
-        counts
+        // Events a full table forgot never reached their connection: lost like those
+        // the ring buffer had no room for.
+        let overflowed = self.kernel.as_ref().map_or(0, |k| k.witnessed.overflowed);
+        counts.map(|c| KernelCounts {
+            lost: c.lost + overflowed,
+            ..c
+        })
     }
 
     /// Hands a process lookup to the attribution thread (dropped if it is behind).
