@@ -87,21 +87,26 @@ impl Reader<'_> {
                     // old (or big): a millisecond is nothing to a person watching, and
                     // under a steady trickle it turns one wake-up and one channel slot
                     // per packet into one per millisecond, so a short stall of the flow
-                    // stage is absorbed instead of dropped.
+                    // stage is absorbed instead of dropped. Until then sleep rather than
+                    // poll: the descriptor turns readable at the next packet, and a
+                    // wake-up per packet costs more than the packet (tens of
+                    // microseconds in a VM, measured by benches/witness.sh).
                     let young = self
                         .batch_started
-                        .is_some_and(|t| t.elapsed() < COALESCE && self.batch.segments.len() < 64);
-                    let wait = if young {
-                        1
-                    } else {
-                        self.flush();
-                        deadline.map_or(100, |d| {
-                            d.saturating_duration_since(Instant::now())
-                                .as_millis()
-                                .min(100) as i32
-                        })
-                    };
-                    poll_readable(fd, wait);
+                        .map(|t| t.elapsed())
+                        .filter(|&age| age < COALESCE && self.batch.segments.len() < 64);
+                    match young {
+                        Some(age) => std::thread::sleep(COALESCE - age),
+                        None => {
+                            self.flush();
+                            let wait = deadline.map_or(100, |d| {
+                                d.saturating_duration_since(Instant::now())
+                                    .as_millis()
+                                    .min(100) as i32
+                            });
+                            poll_readable(fd, wait);
+                        }
+                    }
                 }
                 Err(e) => {
                     self.report.error = Some(CaptureError::Live {
