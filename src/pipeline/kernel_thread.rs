@@ -30,6 +30,12 @@ use std::time::Instant;
 /// The longest wait without events or nudges: the thread notices `stop` this often.
 #[cfg(feature = "kernel-witness")]
 const IDLE_WAIT_MS: u16 = 250;
+/// The program wakes this thread at most once a millisecond (`WAKE_NS` in
+/// `bpf/witness.bpf.c`); records written in between do not wake it. So once records
+/// come, the thread looks again every millisecond until a look finds none: a record waits
+/// about a millisecond at most.
+#[cfg(feature = "kernel-witness")]
+const CATCH_UP_MS: u16 = 1;
 
 /// What the witness saw, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
@@ -154,8 +160,14 @@ fn read_all(
     };
     let mut ready = [EpollEvent::empty(); 2];
     let mut batch = Vec::with_capacity(256);
+    let mut catching_up = false;
     loop {
-        if let Err(e) = epoll.wait(&mut ready, IDLE_WAIT_MS) {
+        let wait = if catching_up {
+            CATCH_UP_MS
+        } else {
+            IDLE_WAIT_MS
+        };
+        if let Err(e) = epoll.wait(&mut ready, wait) {
             if e != nix::errno::Errno::EINTR {
                 tracing::warn!(error = %e, "kernel witness: wait failed");
                 break;
@@ -166,6 +178,7 @@ fn read_all(
         // Whatever the kernel committed before `mark` is read by this consume.
         let mark = drained.now();
         reader.consume(&mut batch);
+        catching_up = !batch.is_empty();
         if !batch.is_empty() || nudged {
             let n = batch.len() as u64;
             counts.events += n;
