@@ -157,6 +157,9 @@ impl KernelFacts {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
                     };
+                    if not_the_connections(&names.reasons.drop_name(reason)) {
+                        continue;
+                    }
                     // An ICMP error quotes the segment it answers: it travels the other
                     // way.
                     if e.icmp.is_some() {
@@ -238,6 +241,13 @@ impl KernelFacts {
         }
         f
     }
+}
+
+/// Drops of a copy, not of the connection's packet: a packet socket (a sniffer,
+/// portsniff's own capture included) with no room for its copy, or a socket's queue
+/// purged as it closes. The packet itself went on; blaming the connection would be false.
+fn not_the_connections(reason: &str) -> bool {
+    matches!(reason, "PACKET_SOCK_ERROR" | "QUEUE_PURGE")
 }
 
 /// A client SYN whose sequence number is not `r`'s initial one: another connection's on
@@ -450,6 +460,24 @@ mod tests {
             (d.first_ts, d.last_ts),
             (Timestamp(1_000), Timestamp(2_001_000))
         );
+    }
+
+    #[test]
+    fn a_sniffers_copy_dropped_is_not_the_connections_drop() {
+        let names = Names::with(
+            Reasons::with(&[(12, "NETFILTER_DROP"), (70, "PACKET_SOCK_ERROR")], &[]),
+            Symbols::default(),
+        );
+        let copy = KernelEvent {
+            kind: EventKind::Drop {
+                reason: 70,
+                location: 0,
+                path: Path::Egress,
+            },
+            ..drop(5, S, C, TcpFlags::RST, Path::Egress)
+        };
+        let f = KernelFacts::of(&flow(Outcome::Refused, 0, 10), &[copy], &names);
+        assert!(f.drops.is_empty(), "{f:?}");
     }
 
     #[test]
