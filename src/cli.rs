@@ -7,11 +7,13 @@
 
 use crate::capture::{self, Limits, Source};
 use crate::config::{Config, Terminal};
+use crate::docs::Generate;
 use crate::flow::FlowConfig;
 use crate::report::live::Redraw;
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,7 +69,7 @@ impl From<OutputFormat> for Format {
 pub struct Cli {
     /// Capture live on this interface (e.g. lo, eth0, any). Needs root or cap_net_raw.
     #[arg(short = 'i', long = "interface", value_name = "IFACE",
-          required_unless_present_any = ["read", "list_interfaces"])]
+          required_unless_present_any = ["read", "list_interfaces", "generate"])]
     pub interface: Option<String>,
 
     /// Read packets from a pcap or pcapng file; `-` reads standard input.
@@ -75,7 +77,7 @@ pub struct Cli {
     pub read: Option<PathBuf>,
 
     /// The TCP port to watch; the endpoint on it is the server.
-    #[arg(long, value_name = "PORT", required_unless_present = "list_interfaces",
+    #[arg(long, value_name = "PORT", required_unless_present_any = ["list_interfaces", "generate"],
           value_parser = clap::value_parser!(u16).range(1..=65535))]
     pub port: Option<u16>,
 
@@ -87,6 +89,17 @@ pub struct Cli {
     /// List the interfaces to capture on, numbered as tcpdump -D does, and exit.
     #[arg(short = 'D', long = "list-interfaces", exclusive = true)]
     pub list_interfaces: bool,
+
+    /// Write the man page (man) or a shell's completion script to stdout, and exit:
+    /// `portsniff --generate man | man -l -`.
+    #[arg(long, value_enum, value_name = "WHAT", exclusive = true)]
+    pub generate: Option<Generate>,
+
+    /// Live: serve OpenMetrics for Prometheus at http://ADDR:PORT/metrics (a bare PORT
+    /// means 127.0.0.1:PORT). Counts by outcome, resets, SYN retransmits, handshake RTT
+    /// and duration histograms, findings, drops; no client address is a label.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = metrics_addr)]
+    pub metrics: Option<SocketAddr>,
 
     /// Accepted for tcpdump habits (-n, -nn): portsniff never turns addresses or ports
     /// into names. (A host name in the expression is looked up once, by libpcap.)
@@ -178,6 +191,17 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// `--metrics`: `ADDR:PORT`, `[V6ADDR]:PORT`, or a bare port on IPv4 loopback, so that
+/// nothing is exposed beyond the machine unless an address says so.
+fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is not ADDR:PORT (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464) or a port")
+    })
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -250,6 +274,15 @@ impl Cli {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
                 "--json is --format json: it cannot be combined with another --format",
+            ));
+        }
+        // A file is read to its end in about a second, before any scrape could come: a
+        // replay's counts are its summary (--json for scripts).
+        if self.metrics.is_some() && self.read.is_some() {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--metrics serves a live capture (-i) to Prometheus: a file (-r) is over before a \
+                 scrape could come; its counts are in the summary (--json for scripts)",
             ));
         }
         if self.output_format().is_zeek() && (self.ladder || self.flow.is_some()) {
@@ -328,6 +361,7 @@ impl Cli {
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
             filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),
+            metrics: self.metrics,
         }
     }
 }
@@ -439,6 +473,21 @@ mod tests {
         assert_eq!(
             parse(&args).into_config_with(Terminal::PIPES).format,
             Format::LiveSummary(Redraw::Snapshots)
+        );
+    }
+
+    #[test]
+    fn metrics_on_a_bare_port_listens_on_loopback_only() {
+        assert_eq!(
+            metrics_addr("9464"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert_eq!(metrics_addr("[::1]:9464").map(|a| a.is_ipv6()), Ok(true));
+        assert!(metrics_addr("localhost:9464").is_err());
+        let replay = parse(&["-r", "f.pcap", "--port", "80", "--metrics", "9464"]);
+        assert!(
+            replay.check().is_err(),
+            "a replay is over before any scrape"
         );
     }
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub filter_expr: Option<String>,
     /// The replay's progress bar on stderr.
     pub progress: Bar,
+    /// `--metrics`: where to serve OpenMetrics for Prometheus (live only).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What the process's surroundings say about presentation, read once by `main`

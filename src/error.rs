@@ -23,6 +23,12 @@ pub enum Error {
     Thread(#[source] io::Error),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -31,6 +37,20 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Capture(e) => e.hint(),
+            Error::Metrics { addr, source } => match source.kind() {
+                io::ErrorKind::AddrInUse => Some(format!(
+                    "another program serves on port {}: choose another with --metrics (9464 is the usual exporter port)",
+                    addr.port()
+                )),
+                io::ErrorKind::AddrNotAvailable => Some(format!(
+                    "{} is not an address of this machine: give one of its addresses, 127.0.0.1, or 0.0.0.0 for all",
+                    addr.ip()
+                )),
+                io::ErrorKind::PermissionDenied => Some(
+                    "ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port".to_string(),
+                ),
+                _ => None,
+            },
             Error::Write(_) | Error::Output(_) | Error::Thread(_) | Error::Privileges(_) => None,
         }
     }

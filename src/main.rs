@@ -130,6 +130,17 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(cli.verbose, terminal);
+    if let Some(what) = cli.generate {
+        let mut out = io::stdout().lock();
+        return match portsniff::docs::generate(what, portsniff::cli::command(), &mut out)
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            // `| head`: stop quietly, as -D does.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => report(&Error::Output(e)),
+        };
+    }
     if cli.list_interfaces {
         return match list_interfaces() {
             Ok(()) => ExitCode::SUCCESS,

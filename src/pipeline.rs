@@ -8,13 +8,14 @@
 //! The threads: `capture` (reads, decodes, hashes; `capture::Opened::run`), `flow` (the
 //! flow table, diagnosis, ladders and `-w` writer; [`flow_stage`]), the caller's thread
 //! (the report stage: [`print_all`]), and, when asked for, `progress` (the replay's bar;
-//! [`progress_thread`]) and the live diagnosis's `proc-refresh` and `attribution`
-//! ([`host_threads`]).
+//! [`progress_thread`]), the live diagnosis's `proc-refresh` and `attribution`
+//! ([`host_threads`]), and `metrics` for `--metrics` ([`metrics_thread`]).
 
 mod dnat_copies;
 mod flow_stage;
 mod host_threads;
 mod kernel_thread;
+mod metrics_thread;
 mod progress_thread;
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport};
@@ -27,13 +28,15 @@ use crate::flow::{FlowConfig, FlowTable};
 use crate::kernel::{Names, Unavailable, Witnessed};
 use crate::report::ladder::LadderRecorder;
 use crate::report::live::Cadence;
+use crate::report::metrics::Snapshot;
 use crate::report::progress::{AroundBar, Bar};
 use crate::report::{Item, KernelEventsView, PcapWriter, Report, Summary};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flow_stage::{FlowDone, FlowStage, KernelSide, Sink};
+use flow_stage::{FlowDone, FlowStage, KernelSide, Publisher, Sink};
 use host_threads::Refresher;
 pub(crate) use kernel_thread::KernelCounts;
 use kernel_thread::KernelThread;
+use metrics_thread::MetricsThread;
 use progress_thread::ProgressThread;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,6 +104,8 @@ pub struct Prepared<'a> {
     /// rules), taken before the banner: traffic a user starts at the banner must not
     /// wait behind a walk of /proc.
     host_facts: Option<HostFacts>,
+    /// `--metrics`: bound before the banner, so a taken port is an error at once.
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// An attached witness and the names for its numbers.
@@ -152,6 +157,12 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
         Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
         None => None,
     };
+    let metrics = cfg
+        .metrics
+        .map(|addr| {
+            std::net::TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })
+        })
+        .transpose()?;
     let witness = attach_witness(cfg);
     if let Err(why) = &witness {
         tracing::debug!(%why, "no kernel witness");
@@ -186,6 +197,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
         writer,
         witness,
         host_facts,
+        metrics,
     })
 }
 
@@ -218,6 +230,7 @@ impl Prepared<'_> {
             mut writer,
             witness,
             host_facts,
+            metrics,
         } = self;
         // Where a DNAT rule forwards the port: flows to it are shown translated.
         let backend = host_facts
@@ -327,6 +340,14 @@ impl Prepared<'_> {
             }
             Err(_) => None,
         };
+        let metrics = match metrics {
+            Some(listener) => {
+                let published = Arc::new(std::sync::Mutex::new(Snapshot::empty(cfg.port)));
+                let thread = MetricsThread::start(listener, Arc::clone(&published))?;
+                Some((thread, published))
+            }
+            None => None,
+        };
         let stage = FlowStage {
             cfg,
             live,
@@ -354,6 +375,10 @@ impl Prepared<'_> {
                 to_report,
                 spare: spare_items,
                 kernel,
+                metrics: metrics.as_ref().map(|(_, published)| Publisher {
+                    to: Arc::clone(published),
+                    last: None,
+                }),
             },
         };
         // The flow stage on a thread of its own, the report stage here: a replay's flow
@@ -382,6 +407,9 @@ impl Prepared<'_> {
             kernel: kernel_counts,
         } = done;
         let evidence = diagnoser.evidence();
+        if let Some((thread, _)) = metrics {
+            thread.finish();
+        }
 
         if live {
             report.clock(wall_clock());

@@ -136,6 +136,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         max_flows: 1000,
         syn_timeout: Duration::from_secs(3),
         filter_expr: None,
+        metrics: None,
     };
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let result = portsniff::run(&cfg, std::io::sink(), Arc::new(AtomicBool::new(false))).unwrap();

@@ -1,5 +1,5 @@
 //! Installing portsniff as a user would: `cargo install --path .`, and the man page and
-//! shell completions from `cargo run --example gen_docs -- DIR` (README, Install).
+//! shell completions that the binary itself writes with `--generate` (README, Install).
 //!
 //! Both run cargo with this test's own target directory, so they reuse what `cargo test`
 //! just built instead of building everything again.
@@ -36,16 +36,39 @@ fn cargo(args: &[&str], what: &str) -> Finished {
     run
 }
 
-/// `cargo run --example gen_docs -- DIR`, as the README says: the directory and what the
-/// generator printed (one line per file written).
-fn gen_docs() -> (tempfile::TempDir, Finished) {
+/// What `--generate` writes for each file the README's Install table names.
+const GENERATED: [(&str, &str); 6] = [
+    ("man", "portsniff.1"),
+    ("bash", "portsniff.bash"),
+    ("zsh", "_portsniff"),
+    ("fish", "portsniff.fish"),
+    ("elvish", "portsniff.elv"),
+    ("powershell", "_portsniff.ps1"),
+];
+
+/// `portsniff --generate WHAT > FILE` for each, as a user with only the binary would:
+/// the directory holding them.
+fn generate_docs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().to_str().unwrap().to_string();
-    let run = cargo(
-        &["run", "--offline", "--example", "gen_docs", "--", &out],
-        "cargo run --example gen_docs",
-    );
-    (dir, run)
+    for (what, file) in GENERATED {
+        let out = Command::new(env!("CARGO_BIN_EXE_portsniff"))
+            .args(["--generate", what])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "--generate {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "--generate {what} writes only to stdout"
+        );
+        assert!(!out.stdout.is_empty(), "--generate {what} wrote nothing");
+        std::fs::write(dir.path().join(file), &out.stdout).unwrap();
+    }
+    dir
 }
 
 /// Every `--long` flag clap knows, `--help` and `--version` included.
@@ -98,9 +121,8 @@ fn cargo_install_puts_a_working_portsniff_in_the_root() {
 }
 
 #[test]
-fn gen_docs_writes_a_man_page_and_completions_for_every_flag() {
-    let (dir, run) = gen_docs();
-    assert_eq!(run.stdout.len(), 6, "one line per file written");
+fn generate_writes_a_man_page_and_completions_for_every_flag() {
+    let dir = generate_docs();
     let flags = long_flags();
 
     // The man page renders, and documents every flag, the expression and the examples.
@@ -122,7 +144,7 @@ fn gen_docs_writes_a_man_page_and_completions_for_every_flag() {
         }
         None => {
             skip(
-                "gen_docs",
+                "generate_writes_a_man_page_and_completions_for_every_flag",
                 "groff is not installed: checking the roff source",
             );
             std::fs::read_to_string(&page).unwrap().replace("\\-", "-")
@@ -169,8 +191,8 @@ fn gen_docs_writes_a_man_page_and_completions_for_every_flag() {
 }
 
 #[test]
-fn bash_completion_is_valid_and_completes_a_flag() {
-    let (dir, _) = gen_docs();
+fn bash_completion_is_valid_and_completes_a_flag_and_interfaces() {
+    let dir = generate_docs();
     let script = dir.path().join("portsniff.bash");
     let check = Command::new("bash")
         .arg("-n")
@@ -199,6 +221,82 @@ fn bash_completion_is_valid_and_completes_a_flag() {
         "{}",
         String::from_utf8_lossy(&complete.stderr)
     );
+    // `portsniff -i l<TAB>` offers the machine's interfaces, not file names.
+    let complete = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source \"$1\"; COMP_WORDS=(portsniff -i l); COMP_CWORD=2; \
+             _portsniff portsniff l -i; echo \"${COMPREPLY[*]}\"",
+        )
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let offered = String::from_utf8_lossy(&complete.stdout);
+    assert!(
+        offered.split_whitespace().any(|w| w == "lo"),
+        "-i completes interfaces: {offered:?} {}",
+        String::from_utf8_lossy(&complete.stderr)
+    );
+}
+
+/// `portsniff --generate man | man -l -` (README, Install): the page renders with the
+/// reference sections a user looks for, beyond `--help`.
+#[test]
+fn the_generated_man_page_renders_with_man_and_holds_the_reference() {
+    let Some(man) = which("man") else {
+        skip(
+            "the_generated_man_page_renders_with_man_and_holds_the_reference",
+            "man is not installed (apt-get install man-db)",
+        );
+        return;
+    };
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("\"$1\" --generate man | MANPAGER=cat MANWIDTH=100 \"$2\" -l -")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_portsniff"))
+        .arg(man);
+    let run = run_bounded(
+        cmd,
+        "portsniff --generate man | man -l -",
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), Some(0), "man -l: {}", run.stderr);
+    let page = &run
+        .stdout
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "OUTCOMES",
+        "FINDINGS",
+        "HISTORY",
+        "JSON OUTPUT",
+        "METRICS",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            page.lines().any(|l| l.trim_end() == section),
+            "man page lacks the {section} section:\n{page}"
+        );
+    }
+    for said in [
+        "nothing_listening",
+        "handshake_incomplete",
+        "tcpdump(8)",
+        "ss(8)",
+        "pcap-filter(7)",
+        "portsniff_connections_total",
+    ] {
+        assert!(page.contains(said), "man page lacks {said}");
+    }
 }
 
 /// `cargo install --path . --no-default-features` (README, Install): a build without the

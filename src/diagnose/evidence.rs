@@ -133,6 +133,36 @@ impl Percentiles {
     }
 }
 
+/// A latency's counts at or below fixed bounds, its count and exact sum: what a
+/// Prometheus histogram exposes. Bucket edges are as exact as the histogram's 3
+/// significant figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Buckets {
+    /// Values at or below each bound, in the bounds' order (cumulative).
+    pub at_or_below: Vec<u64>,
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl Buckets {
+    fn of(h: &Histogram<u64>, bounds_us: &[u64], sum_us: u64) -> Buckets {
+        Buckets {
+            at_or_below: bounds_us
+                .iter()
+                .map(|&b| {
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.count_between(0, b)
+                    }
+                })
+                .collect(),
+            count: h.len(),
+            sum_us,
+        }
+    }
+}
+
 /// A completed connection's connect delay if it needed its SYN sent again: the SYN gaps
 /// up to the answered SYN plus the handshake RTT from it, i.e. from the first SYN to the
 /// client's final ACK, which is when the client's connect() returned.
@@ -240,6 +270,10 @@ pub struct Evidence {
     connect_delay: Histogram<u64>,
     handshake_rtt: Histogram<u64>,
     duration: Histogram<u64>,
+    /// Exact sums of what the two histograms above hold, in µs: a Prometheus histogram's
+    /// `_sum` must not be rebuilt from rounded buckets.
+    handshake_rtt_sum_us: u64,
+    duration_sum_us: u64,
     /// What the kernel witness said (empty without it).
     pub(crate) kernel: KernelEvidence,
     /// Live: the processes behind the flows findings speak of, as the flow lines name
@@ -283,6 +317,8 @@ impl Default for Evidence {
             connect_delay: histogram(),
             handshake_rtt: histogram(),
             duration: histogram(),
+            handshake_rtt_sum_us: 0,
+            duration_sum_us: 0,
             kernel: KernelEvidence::default(),
             named: BTreeMap::new(),
         }
@@ -374,6 +410,7 @@ impl Evidence {
         }
         if let Some(rtt) = r.handshake_rtt_us {
             record(&mut self.handshake_rtt, rtt);
+            self.handshake_rtt_sum_us = self.handshake_rtt_sum_us.saturating_add(rtt);
             self.connected += 1;
             if let Some(delay) = slow_connect_delay(r) {
                 self.slow_connects += 1;
@@ -382,6 +419,7 @@ impl Evidence {
             }
         }
         record(&mut self.duration, r.duration_us());
+        self.duration_sum_us = self.duration_sum_us.saturating_add(r.duration_us());
     }
 
     /// Live: the processes behind a finished flow, for the findings it counts in.
@@ -487,6 +525,16 @@ impl Evidence {
     /// Connection duration percentiles.
     pub fn duration(&self) -> Percentiles {
         Percentiles::of(&self.duration)
+    }
+
+    /// The handshake RTTs as cumulative buckets at `bounds_us` (for `--metrics`).
+    pub fn handshake_rtt_buckets(&self, bounds_us: &[u64]) -> Buckets {
+        Buckets::of(&self.handshake_rtt, bounds_us, self.handshake_rtt_sum_us)
+    }
+
+    /// The durations as cumulative buckets at `bounds_us` (for `--metrics`).
+    pub fn duration_buckets(&self, bounds_us: &[u64]) -> Buckets {
+        Buckets::of(&self.duration, bounds_us, self.duration_sum_us)
     }
 }
 

@@ -35,6 +35,32 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// Every kind, in the order the README's table lists them (the man page and the
+    /// metrics list them all).
+    pub const ALL: [FindingKind; 21] = [
+        FindingKind::NothingListening,
+        FindingKind::RefusedElsewhere,
+        FindingKind::ListenerOtherFamily,
+        FindingKind::ListenerOtherAddress,
+        FindingKind::ListenerOtherNamespace,
+        FindingKind::SilentlyDropped,
+        FindingKind::RepliesDropped,
+        FindingKind::SlowConnect,
+        FindingKind::InvalidSource,
+        FindingKind::AcceptQueueFull,
+        FindingKind::RejectedByFirewall,
+        FindingKind::NetworkUnreachable,
+        FindingKind::HandshakeStalled,
+        FindingKind::ResetByServer,
+        FindingKind::ResetByClient,
+        FindingKind::ReceiverStalled,
+        FindingKind::TimeWaitReuse,
+        FindingKind::TimeWaitBuildup,
+        FindingKind::EphemeralPortsExhausted,
+        FindingKind::PartialView,
+        FindingKind::NoTraffic,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FindingKind::NothingListening => "nothing_listening",

@@ -25,7 +25,7 @@ mod rules;
 mod wording;
 
 pub use cause::Cause;
-pub use evidence::{Evidence, Percentiles};
+pub use evidence::{Buckets, Evidence, Percentiles};
 pub use findings::{Finding, FindingKind, NamedProcess, Role, Severity};
 pub use host::{
     Counters, FlowProcesses, HostFacts, ListenerView, LookupRequest, ProcessInfo, Snapshot,
@@ -360,6 +360,11 @@ impl Diagnoser {
             .refused_server()
             .and_then(|s| self.refused_at.get(&s).copied())
             .unwrap_or(printed)
+    }
+
+    /// Live: the kinds of finding printed so far, for `--metrics`.
+    pub fn said_live(&self) -> impl Iterator<Item = FindingKind> + '_ {
+        self.printed.iter().map(|(_, f)| f.kind)
     }
 
     /// Live: the latest listener change, for the live table.

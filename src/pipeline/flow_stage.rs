@@ -156,6 +156,7 @@ impl FlowStage<'_> {
                     sink.release_held(false)?;
                     sink.findings();
                     sink.redraw(&counters, &table);
+                    sink.publish(&counters, &table, false);
                     sink.batch_done()?;
                     let _ = recycle.try_send(batch);
                 }
@@ -166,6 +167,7 @@ impl FlowStage<'_> {
                         sink.release_held(false)?;
                         sink.findings();
                         sink.redraw(&counters, &table);
+                        sink.publish(&counters, &table, false);
                         sink.batch_done()?;
                     }
                     // Ctrl-C while the reader is stuck in a blocking read (`-r -` from a
@@ -215,6 +217,7 @@ impl FlowStage<'_> {
         }
         sink.drain(&mut events)?;
         sink.release_held(true)?;
+        sink.publish(&counters, &table, true);
         sink.hand_over()?;
         // The final diagnosis looks at the machine once more, completely.
         let last_look = sink.diagnoser.has_host_facts().then(|| {
@@ -307,6 +310,19 @@ pub(super) struct Sink<'a> {
     pub(super) spare: Receiver<Vec<Item>>,
     /// Live, with the kernel witness attached.
     pub(super) kernel: Option<KernelSide>,
+    /// `--metrics`: where the counts are published for the `metrics` thread.
+    pub(super) metrics: Option<Publisher>,
+}
+
+/// How often the counts are published for `--metrics`: a scrape sees them at most this
+/// old (plus a tick), and a busy capture copies its histograms ten times a second, not
+/// once a batch.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// The flow stage's side of `--metrics`: a snapshot of the one count, swapped in.
+pub(super) struct Publisher {
+    pub(super) to: super::metrics_thread::Published,
+    pub(super) last: Option<Instant>,
 }
 
 impl Sink<'_> {
@@ -571,6 +587,34 @@ impl Sink<'_> {
             counts: Counts::of(self.diagnoser.evidence()),
             listener: self.diagnoser.last_listener_change().cloned(),
         })));
+    }
+
+    /// `--metrics`: a new snapshot for scrapes, at most every [`PUBLISH_EVERY`] unless
+    /// `now`.
+    fn publish(&mut self, counters: &capture::Progress, table: &FlowTable, now: bool) {
+        let Some(p) = &mut self.metrics else { return };
+        let at = Instant::now();
+        if !now && p.last.is_some_and(|t| at.duration_since(t) < PUBLISH_EVERY) {
+            return;
+        }
+        p.last = Some(at);
+        let capture = CaptureNow {
+            port: self.port,
+            packets: counters.packets.load(Ordering::Relaxed),
+            kernel_dropped: counters.kernel_dropped.load(Ordering::Relaxed),
+            internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
+            tracked: table.len() as u64,
+        };
+        let lost = self.kernel.as_ref().map_or(0, |k| k.drained.lost());
+        let snapshot = crate::report::metrics::Snapshot::of(
+            self.diagnoser.evidence(),
+            self.diagnoser.said_live(),
+            capture,
+            lost,
+        );
+        *p.to
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
     }
 
     /// The end of an input batch or a live tick: live, everything goes out now.

@@ -55,6 +55,9 @@ pub(super) struct Drained {
     until_ns: AtomicU64,
     /// Written by the flow stage to wake the thread (and by `finish`, to stop it).
     nudge: EventFd,
+    /// Events lost so far ([`KernelCounts::lost`] while the thread runs), for
+    /// `--metrics`; the ring buffer's own count is read into it once a second.
+    lost: AtomicU64,
 }
 
 impl Drained {
@@ -62,6 +65,7 @@ impl Drained {
         Ok(Drained {
             base: Instant::now(),
             until_ns: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
         })
     }
@@ -81,6 +85,11 @@ impl Drained {
     pub(super) fn nudge(&self) {
         // A full counter (2^64 - 2 nudges) would mean the thread is gone: nothing to do.
         let _ = self.nudge.write(1);
+    }
+
+    /// Events lost so far, as of the thread's last count.
+    pub(super) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// No events will come any more: every line may go.
@@ -161,6 +170,10 @@ fn read_all(
     let mut ready = [EpollEvent::empty(); 2];
     let mut batch = Vec::with_capacity(256);
     let mut catching_up = false;
+    // The ring buffer's lost count is a map read (a syscall): once a second, for
+    // `--metrics`, not on every wake.
+    let mut lost_read = Instant::now();
+    let mut ring_lost = 0;
     loop {
         let wait = if catching_up {
             CATCH_UP_MS
@@ -189,6 +202,13 @@ fn read_all(
             }
         }
         drained.until_ns.fetch_max(mark, Ordering::SeqCst);
+        if lost_read.elapsed().as_secs() >= 1 {
+            ring_lost = witness.lost();
+            lost_read = Instant::now();
+        }
+        drained
+            .lost
+            .store(counts.lost + ring_lost, Ordering::Relaxed);
         if stop.load(Ordering::SeqCst) {
             break;
         }

@@ -15,6 +15,7 @@ pub mod expert;
 pub mod json;
 pub mod ladder;
 pub mod live;
+pub mod metrics;
 pub mod pcap_writer;
 pub mod printer;
 pub mod progress;
