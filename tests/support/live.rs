@@ -475,6 +475,12 @@ impl Netns {
     /// Creates `psl-<pid>-<n>`. `None` (after skipping, or panicking in CI) when `ip` is
     /// missing or namespaces cannot be created here.
     pub fn create(test: &str) -> Option<Netns> {
+        Netns::create_tagged(test, "")
+    }
+
+    /// As [`create`](Self::create), named `psl-<tag>-<pid>-<n>`: `ip netns list` then says
+    /// which tests a namespace left behind belongs to.
+    pub fn create_tagged(test: &str, tag: &str) -> Option<Netns> {
         let Some(ip) = which("ip") else {
             skip(
                 test,
@@ -483,7 +489,8 @@ impl Netns {
             return None;
         };
         let name = format!(
-            "psl-{}-{}",
+            "psl-{tag}{}{}-{}",
+            if tag.is_empty() { "" } else { "-" },
             std::process::id(),
             NETNS_SEQ.fetch_add(1, Ordering::SeqCst)
         );
