@@ -376,3 +376,27 @@ fn portsniff_runs_with_only_the_units_capabilities_as_a_user_of_its_own() {
     let summary = summary(&lines, &run.stdout_text());
     assert_eq!(summary["credentials"]["uid"], 65534, "{summary}");
 }
+
+/// A metrics port already taken is an error before the capture starts, naming the address
+/// and what to do, not a capture that runs without the metrics a user asked for.
+#[test]
+fn a_taken_metrics_port_is_an_error_before_the_banner() {
+    const TEST: &str = "a_taken_metrics_port_is_an_error_before_the_banner";
+    if !have_root(TEST) {
+        return;
+    }
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = support::portsniff();
+    cmd.args(["-i", "lo", "--port", "61998", "--metrics", &addr]);
+    let run = run_bounded(cmd, "portsniff --metrics (taken)", EXIT_TIMEOUT);
+    assert_eq!(run.code(), Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot serve metrics on {addr}"))
+            && run.stderr.contains("hint: another program serves on port"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
+}

@@ -26,7 +26,7 @@ const MAX_HEAD: usize = 8 * 1024;
 pub(super) type Published = Arc<Mutex<Snapshot>>;
 
 pub(super) struct MetricsThread {
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -41,14 +41,26 @@ impl MetricsThread {
             .name("metrics".to_string())
             .spawn(move || serve(&listener, &published, &stopped))
             .map_err(Error::Thread)?;
-        Ok(MetricsThread { handle, stop })
+        Ok(MetricsThread {
+            handle: Some(handle),
+            stop,
+        })
     }
 
-    pub(super) fn finish(self) {
+    /// Stops serving and waits for the thread (at most a poll period).
+    pub(super) fn finish(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Err(panic) = self.handle.join() {
+        if let Some(Err(panic)) = self.handle.take().map(JoinHandle::join) {
             std::panic::resume_unwind(panic);
         }
+    }
+}
+
+/// A run that ends on an error never calls `finish`: the thread still stops (and closes
+/// the port) within a poll period instead of serving stale counts.
+impl Drop for MetricsThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
