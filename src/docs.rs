@@ -156,11 +156,40 @@ const HISTORY: &[(&str, &str)] = &[
 ];
 
 const JSON_LINES: &[(&str, &str)] = &[
-    ("flow", "one per connection as it ends: id, client, server, outcome, reset_by, closed_first_by, syn_count, syn_gaps_us, synack_count, port_reused, midstream, history, first_ts, last_ts, duration_us, handshake_rtt_us, packets_c2s, packets_s2c, bytes_c2s, bytes_s2c, retransmits_c2s, retransmits_s2c, zero_windows_c2s, zero_windows_s2c, icmp, icmp_from, client_options, server_options, ended_by, kernel (live, with the kernel witness); final is false only on a live pending notice"),
-    ("finding", "final, kind, severity, headline, explanation, evidence (object), processes, next_step, facts_changed; live ones (final false) as they become certain, the ranked diagnosis (final true) at the end"),
-    ("update", "live: a listener started or stopped after printed findings that rest on it"),
+    ("flow", "one per connection as it ends (fields below); live, a pending notice first (final false) for a SYN unanswered past --syn-timeout"),
+    ("finding", "final, kind, severity, headline, explanation, evidence (object), processes ([{pid, name, cmdline, user, role}]), next_step, facts_changed; live ones (final false) as they become certain, the ranked diagnosis (final true) at the end"),
+    ("update", "live: change, listener, at, exact, process, earlier_findings: a listener started or stopped after printed findings that rest on it"),
     ("ladder", "with --ladder or --flow: a connection's first packets as a sequence diagram"),
     ("summary", "the last line: counts by outcome, retransmissions, resets, TIME_WAIT, handshake RTT and duration percentiles, packets, drops, kernel events"),
+];
+
+/// The flow line's fields, in the order they are written: name (type), meaning.
+const FLOW_FIELDS: &[(&str, &str)] = &[
+    ("type", "\"flow\""),
+    ("final", "bool: false only for a live pending notice; a final line with the same id follows"),
+    ("id", "int: unique per connection within a run"),
+    ("client, server", "string: 127.0.0.1:36690, [::1]:61999"),
+    ("translated_to", "string, only when a DNAT rule forwards the port: the backend the connection went to"),
+    ("outcome", "string: see OUTCOMES"),
+    ("reset_by", "\"client\", \"server\" or null: who sent the RST that ended it"),
+    ("closed_first_by", "\"client\", \"server\" or null: who sent the first FIN (it holds TIME_WAIT)"),
+    ("syn_count, syn_gaps_us", "int, [int]: client SYNs including retransmissions, and the gaps between them"),
+    ("synack_count", "int: server SYN-ACKs including retransmissions"),
+    ("port_reused", "bool: the 4-tuple was still held by a previous connection"),
+    ("midstream", "bool: first seen without its handshake"),
+    ("history", "string: the Zeek history (see HISTORY)"),
+    ("first_ts, last_ts", "float: seconds since the epoch"),
+    ("duration_us", "int: last_ts - first_ts in microseconds"),
+    ("handshake_rtt_us", "int or null: from the SYN the SYN-ACK answered to the client's final ACK"),
+    ("packets_c2s, packets_s2c, bytes_c2s, bytes_s2c", "int: packets and payload bytes each way"),
+    ("retransmits_c2s, retransmits_s2c", "int: retransmitted data/FIN segments each way"),
+    ("zero_windows_c2s, zero_windows_s2c", "int: times each side advertised a zero window"),
+    ("zero_window_us_c2s, zero_window_us_s2c", "int: how long each side's window stayed shut, in microseconds"),
+    ("icmp, icmp_from", "string or null: for unreachable, the ICMP kind (port_unreachable, admin_prohibited, host_unreachable, network_unreachable, protocol_unreachable, unreachable_other) and who sent it"),
+    ("client_options, server_options", "object or null: mss, window_scale, sack_permitted, timestamps from the SYN and the SYN-ACK"),
+    ("ended_by", "string or null: packets, capture_end, idle_timeout, evicted, superseded"),
+    ("client_process, server_process", "object, live when known: pid, name"),
+    ("kernel", "object or null: live with the kernel witness, what the kernel did to the connection: drops ([{reason, where, path, dir, what, count, first_ts, last_ts}]), resets_sent ([{by, origin, reason, pid, process}]), resets_received, states ({client, server}), synack_retransmits"),
 ];
 
 const METRICS: &[(&str, &str)] = &[
@@ -291,9 +320,13 @@ fn man_page(cmd: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
     tagged(
         &mut r,
         "JSON OUTPUT",
-        Some("With --json, one object per line, its \"type\" first. Fields may be added, none are renamed or removed."),
+        Some("With --json, one object per line, its \"type\" first, in time order. This is a stable interface: fields may be added, none are renamed or removed."),
         JSON_LINES,
     );
+    r.control("SS", ["The flow line"]);
+    for (tag, text) in FLOW_FIELDS {
+        r.control("TP", []).text([bold(*tag)]).text([roman(*text)]);
+    }
     tagged(
         &mut r,
         "METRICS",

@@ -287,6 +287,36 @@ fn the_generated_man_page_renders_with_man_and_holds_the_reference() {
             "man page lacks the {section} section:\n{page}"
         );
     }
+    // Every field of a real flow line is in the page's schema.
+    let replay = Command::new(env!("CARGO_BIN_EXE_portsniff"))
+        .args([
+            "-r",
+            fixture("mixed.pcap").to_str().unwrap(),
+            "--port",
+            PORT,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let flow: serde_json::Value = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .find(|l| l.contains(r#""type":"flow""#))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a flow line");
+    let schema = page
+        .split("The flow line")
+        .nth(1)
+        .and_then(|rest| rest.split("\nMETRICS").next())
+        .expect("a flow line subsection before METRICS");
+    let words: Vec<&str> = schema
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .collect();
+    for field in flow.as_object().unwrap().keys() {
+        assert!(
+            words.contains(&field.as_str()),
+            "the man page's flow schema lacks {field}:\n{schema}"
+        );
+    }
     for said in [
         "nothing_listening",
         "handshake_incomplete",
