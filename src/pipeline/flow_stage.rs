@@ -101,6 +101,9 @@ impl FlowStage<'_> {
                     sink.witnessed(evs);
                     sink.release_held(false)?;
                     sink.findings();
+                    // Held lines released here are counted: a steady stream of kernel
+                    // events must not keep the metrics from being published.
+                    sink.publish(&counters, &table, false);
                     sink.batch_done()?;
                 }
                 Err(Got::KernelGone) => kernel_rx = crossbeam_channel::never(),
