@@ -227,8 +227,8 @@ fn prometheus_scrapes_portsniff_and_promql_counts_the_refused_and_the_accepted()
 }
 
 #[test]
-fn the_example_alert_rules_pass_promtool_check_rules() {
-    const TEST: &str = "the_example_alert_rules_pass_promtool_check_rules";
+fn the_example_alert_rules_pass_promtool_check_and_test_rules() {
+    const TEST: &str = "the_example_alert_rules_pass_promtool_check_and_test_rules";
     if !tools(TEST, &["promtool"]) {
         return;
     }
@@ -237,6 +237,18 @@ fn the_example_alert_rules_pass_promtool_check_rules() {
     cmd.args(["check", "rules"]).arg(&rules);
     let run: Finished = run_bounded(cmd, "promtool check rules", Duration::from_secs(30));
     assert_eq!(run.code(), Some(0), "promtool check rules: {}", run.stderr);
+    // And they fire on the series portsniff exports, only for the host that refuses.
+    let mut cmd = Command::new(which("promtool").unwrap());
+    cmd.args(["test", "rules"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/portsniff-alerts.test.yml"));
+    let run: Finished = run_bounded(cmd, "promtool test rules", Duration::from_secs(30));
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "promtool test rules: {}{}",
+        run.stdout_text(),
+        run.stderr
+    );
     let text = std::fs::read_to_string(&rules).unwrap();
     for alert in [
         "PortsniffConnectionsRefused",
