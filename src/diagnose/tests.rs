@@ -2,7 +2,7 @@
 //! diagnoser's own scenarios: ranking, live polling, the end. The namespace tests in
 //! `tests/diagnose.rs` prove the rules against the real kernel.
 
-use super::host::{Listener, Snapshot};
+use super::host::{Counter, Listener, Snapshot};
 use super::*;
 use crate::decode::Timestamp;
 use crate::flow::{EndReason, History, Outcome, Side, SynGaps};
@@ -597,4 +597,68 @@ fn a_live_silent_drop_whose_connection_got_through_on_a_retransmission_is_supers
     assert_eq!(end.superseded.len(), 1);
     assert_eq!(end.superseded[0].live.kind, FindingKind::SilentlyDropped);
     assert_eq!(end.superseded[0].by, Some(FindingKind::SlowConnect));
+}
+
+/// Host facts whose first look read every counter at 0.
+fn counted_facts() -> HostFacts {
+    let mut f = facts(vec![]);
+    f.start.counters = Counter::ALL.iter().map(|&c| (c, 0)).collect();
+    f
+}
+
+/// `n` SYNs to port 61999 from `n` sources in 10.202.0.0/16, 1 ms apart from `t`.
+fn spoofed_syns(d: &mut Diagnoser, n: u32, t: u64) {
+    for i in 0..n {
+        let src = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0aca_0000 + i));
+        d.syn_arrived(
+            src,
+            ep("10.201.0.1:61999"),
+            Timestamp(t + u64::from(i) * 1000),
+        );
+    }
+}
+
+#[test]
+fn live_a_syn_flood_is_said_while_its_half_open_attempts_still_wait() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(counted_facts()), false);
+    spoofed_syns(&mut d, 40, 5_000_000);
+    assert!(
+        d.poll_due(t0),
+        "many sources make a poll due, with no flow finished"
+    );
+    let cookies = Counters::from([
+        (Counter::SyncookiesSent, 32),
+        (Counter::TcpReqQFullDoCookies, 32),
+    ]);
+    let found = d.poll(t0, Timestamp(5_040_000), cookies);
+    assert_eq!(kinds(&found), [FindingKind::SynFlood]);
+    assert_eq!(evidence_json(&found[0])["cookies_sent"], 32);
+}
+
+#[test]
+fn live_a_silent_drop_printed_before_the_flood_was_known_is_superseded_by_it() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(counted_facts()), false);
+    let lone = FlowRecord {
+        client: ep("192.0.2.1:1024"),
+        ..record(Outcome::Unanswered, "10.201.0.1:61999")
+    };
+    d.flow_pending(&lone, None);
+    assert_eq!(
+        kinds(&d.poll(t0, Timestamp(0), Counters::new())),
+        [FindingKind::SilentlyDropped]
+    );
+    spoofed_syns(&mut d, 40, 5_000_000);
+    d.flow_finished(&lone, None);
+    let full = Counters::from([(Counter::TcpReqQFullDrop, 40)]);
+    d.poll(t0 + POLL, Timestamp(5_100_000), full.clone());
+    let end = Snapshot {
+        counters: full,
+        ..Snapshot::default()
+    };
+    let diagnosis = d.finish(Some(end));
+    assert_eq!(kinds(&diagnosis.findings), [FindingKind::SynFlood]);
+    assert_eq!(diagnosis.superseded.len(), 1, "{diagnosis:#?}");
+    assert_eq!(diagnosis.superseded[0].by, Some(FindingKind::SynFlood));
 }

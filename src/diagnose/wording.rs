@@ -1017,41 +1017,57 @@ fn syn_flood(e: &Flood) -> Words {
             plural(e.completed, "real connection", "real connections")
         )
     } else {
-        "; no real connection completed".to_string()
+        "; no real connection has completed".to_string()
     });
     let mut x = format!(
-        "Over {} {} came from {sources}, up to {} of them in one second; {} sent one SYN and never completed:          a spoofed source has no socket to retransmit its SYN or acknowledge the answer.",
+        "Over {} {} came from {sources}, up to {} of them in one second. ",
         seconds(e.span_us),
         segments(e.syns, "SYN"),
         e.sources_per_sec_peak,
-        plural(e.half_open, "attempt", "attempts"),
     );
+    // Live, the half-open attempts end only with the capture: until then none is counted.
+    x.push_str(&if e.half_open > 0 {
+        format!(
+            "{} sent one SYN and never completed: a spoofed source has no socket to retransmit \
+             its SYN or acknowledge the answer.",
+            plural(e.half_open, "attempt", "attempts")
+        )
+    } else {
+        "Their attempts are still half-open, waiting for an ACK a spoofed source never sends."
+            .to_string()
+    });
     if e.counters.is_some() {
         x.push_str(&format!(
-            " The listener's SYN queue overflowed (over the network namespace, other ports included:              TCPReqQFullDoCookies grew by {}, TCPReqQFullDrop by {}, ListenDrops by {}).",
+            " The listener's SYN queue overflowed (over the network namespace, other ports included: \
+             TCPReqQFullDoCookies grew by {}, TCPReqQFullDrop by {}, ListenDrops by {}).",
             counter(C::TcpReqQFullDoCookies),
             queue_drops,
             counter(C::ListenDrops),
         ));
         if cookies > 0 {
             x.push_str(&format!(
-                " The kernel answered with SYN cookies instead of holding a request socket: SyncookiesSent grew by {cookies};                  {} came back valid (SyncookiesRecv), {} did not validate (SyncookiesFailed).",
+                " The kernel answered with SYN cookies instead of holding a request socket: SyncookiesSent grew by {cookies}; \
+                 {} came back valid (SyncookiesRecv), {} did not validate (SyncookiesFailed).",
                 counter(C::SyncookiesRecv),
                 counter(C::SyncookiesFailed),
             ));
         } else {
             x.push_str(
-                " No SYN cookie was sent (net.ipv4.tcp_syncookies is off, or the queue never filled):                  SYNs that found the queue full were dropped, real clients' among them.",
+                " No SYN cookie was sent (net.ipv4.tcp_syncookies is off, or the queue never filled): \
+                 SYNs that found the queue full were dropped, real clients' among them.",
             );
         }
     } else {
         x.push_str(
-            " From the packets alone: a replay cannot tell whether the kernel sent SYN cookies, dropped SYNs for a              full SYN queue, or discarded martian sources; it was recognised by its rate (a second's SYNs would fill              Linux's smallest default SYN queue) and its many one-shot sources.",
+            " From the packets alone: a replay cannot tell whether the kernel sent SYN cookies, dropped SYNs for a \
+             full SYN queue, or discarded martian sources; it was recognised by its rate (a second's SYNs would fill \
+             Linux's smallest default SYN queue) and its many one-shot sources.",
         );
     }
     match (e.martian_syns, e.martian_sources) {
         (Some(syns), Some(n)) if syns > 0 => x.push_str(&format!(
-            " The kernel discarded {} from {} as martians before TCP saw them (spoofed addresses its routing or              reverse-path filter rejects).",
+            " The kernel discarded {} from {} as martians before TCP saw them (spoofed addresses its routing or \
+             reverse-path filter rejects).",
             segments(syns, "SYN"),
             plural(n, "source", "sources")
         )),
@@ -1072,29 +1088,36 @@ fn syn_flood(e: &Flood) -> Words {
             },
         ));
     } else {
-        x.push_str(" During the capture no real connection completed.");
+        x.push_str(" No real connection has completed since the SYNs began.");
     }
     x.push_str(
         " No firewall rule is involved: the unanswered and half-open attempts are the flood's own.",
     );
     let limit = format!(
-        "limit new connections per source (iptables -A INPUT -p tcp --syn --dport {port} -m hashlimit          --hashlimit-mode srcip --hashlimit-above 20/sec -j DROP, or an nft meter) and ask upstream (the provider,          a scrubbing service) to filter the flood before it reaches this host"
+        "limit new connections per source (iptables -A INPUT -p tcp --syn --dport {port} -m hashlimit \
+         --hashlimit-mode srcip --hashlimit-above 20/sec -j DROP, or an nft meter) and ask upstream (the provider, \
+         a scrubbing service) to filter the flood before it reaches this host"
     );
     let next = if e.counters.is_none() {
         format!(
-            "on the server, while it lasts: nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop              (cookies or drops); keep net.ipv4.tcp_syncookies=1, raise net.ipv4.tcp_max_syn_backlog and the listen()              backlog (net.core.somaxconn); {limit}"
+            "on the server, while it lasts: nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop \
+             (cookies or drops); keep net.ipv4.tcp_syncookies=1, raise net.ipv4.tcp_max_syn_backlog and the listen() \
+             backlog (net.core.somaxconn); {limit}"
         )
     } else if cookies == 0 && queue_drops > 0 {
         format!(
-            "turn SYN cookies on: sysctl -w net.ipv4.tcp_syncookies=1 (real clients then complete whatever the              flood); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+            "turn SYN cookies on: sysctl -w net.ipv4.tcp_syncookies=1 (real clients then complete whatever the \
+             flood); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
         )
     } else if e.completed > 0 {
         format!(
-            "SYN cookies are holding (real clients complete): keep net.ipv4.tcp_syncookies=1; if connects slow              down, raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+            "SYN cookies are holding (real clients complete): keep net.ipv4.tcp_syncookies=1; if connects slow \
+             down, raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
         )
     } else {
         format!(
-            "check that real clients can still connect (net.ipv4.tcp_syncookies=1 lets them through a full SYN              queue); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+            "check that real clients can still connect (net.ipv4.tcp_syncookies=1 lets them through a full SYN \
+             queue); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
         )
     };
     say(headline, x, next)

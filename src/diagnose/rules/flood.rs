@@ -244,9 +244,11 @@ mod tests {
         assert_eq!(d.kind, FindingKind::SynFlood);
         assert_eq!(evidence_json(d)["cookies_sent"], 0);
         assert!(
-            d.explanation().contains("no real connection completed"),
+            d.headline().ends_with(
+                "380 SYNs dropped for a full SYN queue; no real connection has completed"
+            ),
             "{}",
-            d.explanation()
+            d.headline()
         );
         assert!(
             d.next_step()
