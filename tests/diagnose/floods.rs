@@ -370,16 +370,36 @@ fn flood_sources(n: u32, martians: u32) -> Vec<std::net::Ipv4Addr> {
 
 #[test]
 fn a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall() {
+    spoofed_flood(
+        "a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall",
+        &[],
+    );
+}
+
+#[test]
+fn without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and_counters() {
+    spoofed_flood(
+        "without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and_counters",
+        &["--no-kernel-events"],
+    );
+}
+
+/// A flood of spoofed SYNs from a veth peer at a listener with a small backlog and
+/// tcp_syncookies=1, real clients connecting meanwhile; portsniff run with `extra`.
+fn spoofed_flood(test: &'static str, extra: &[&str]) {
     use crate::support::live::{spoofed_syn, veth_between};
     use socket2::Protocol;
-    const TEST: &str = "a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall";
-    if !prerequisites(TEST, &["python3", "sysctl"]) {
+    if !prerequisites(test, &["python3", "sysctl"]) {
         return;
     }
-    let (Some(ns), Some(peer)) = (Netns::create(TEST), Netns::create(TEST)) else {
+    let (Some(ns), Some(peer)) = (Netns::create(test), Netns::create(test)) else {
         return;
     };
-    let seq = std::process::id() % 100_000;
+    // Interface names: at most 15 bytes, unique per test process and call (the two
+    // scenarios run in parallel threads).
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seq = std::process::id() % 100_000 * 10 + call % 10;
     let (s_if, p_if) = (format!("pfs{seq}"), format!("pfp{seq}"));
     veth_between(&ns, &peer, &s_if, &p_if);
     ns.run(&["ip", "addr", "add", "10.201.0.1/24", "dev", &s_if]);
@@ -398,7 +418,9 @@ fn a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall() {
     let listener = spawn_listener(&ns, server, 8, false);
     let cookies_before = tcp_ext(&ns, "SyncookiesSent");
 
-    let capture = start_capture_on(&ns, &s_if, port, 5, &["--syn-timeout", "1"]);
+    let mut args = vec!["--syn-timeout", "1"];
+    args.extend_from_slice(extra);
+    let capture = start_capture_on(&ns, &s_if, port, 5, &args);
     // 2,700 routed spoofed sources and 300 martian SYNs, two a millisecond: about 1.5 s.
     let sources = flood_sources(2700, 300);
     let packets: Vec<Vec<u8>> = sources
@@ -493,6 +515,10 @@ fn a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall() {
             300,
             "the witness saw the martian sources discarded: {f}"
         );
+    } else {
+        assert!(f["evidence"]["martian_syns"].is_null(), "{f}");
+        let x = f["explanation"].as_str().unwrap_or("");
+        assert!(x.contains("needs the kernel witness"), "{x}");
     }
     report.assert_names_process(f, listener.pid(), "listener", LISTENER_MARK);
 
