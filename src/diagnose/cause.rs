@@ -513,8 +513,11 @@ pub struct SlowConnects {
     /// The firewall rule that limits SYNs to the port, when one was read.
     #[serde(serialize_with = "firewall_rule")]
     pub limit_rule: Option<FirewallRule>,
-    /// SYN queue counters that grew during the capture (live).
+    /// Live: the growth of the SYN queue counter that grew most (`syn_queue_counter`).
     pub syn_queue_drops: u64,
+    /// Which counter that is: `TCPReqQFullDrop` (SYNs a full SYN queue dropped) or
+    /// `ListenDrops` (every drop at a listener, those included); null when neither grew.
+    pub syn_queue_counter: Option<super::host::Counter>,
     /// Live, witnessed: the kernel's drops of those connections' SYNs.
     pub kernel: Vec<RecoveredDrops>,
     #[serde(skip)]

@@ -836,10 +836,11 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
                 None => "a rate limit on new connections (an iptables `limit`/`hashlimit` match, an nft `limit rate`, a cloud or proxy connection limit) that drops SYNs over the rate".to_string(),
             },
             SlowCause::SynQueue => {
-                if e.syn_queue_drops > 0 {
+                if let (Some(c), true) = (e.syn_queue_counter, e.syn_queue_drops > 0) {
                     format!(
-                        "the listener's SYN queue full: the kernel counted {} (TCPReqQFullDrop/ListenDrops)",
-                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs")
+                        "the listener's SYN queue full: the kernel counted {} ({c} grew by {}, over the network namespace)",
+                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs"),
+                        e.syn_queue_drops
                     )
                 } else {
                     "the listener's SYN queue full (watch TCPReqQFullDrop and ListenDrops in nstat)".to_string()
