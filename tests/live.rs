@@ -30,8 +30,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::live::{
     accept_within, assert_no_capture_loss, client_port, connect_from_known_port, final_flows_from,
-    flows, have_root, live_command, read_to_eof, run_bounded, skip, summary, which, Finished, Line,
-    Netns, ReservedPort, Sniffer, EXIT_TIMEOUT,
+    flows, have_root, live_command, read_to_eof, run_bounded, skip, spoofed_syn, summary,
+    veth_between, which, Finished, Line, Netns, ReservedPort, Sniffer, EXIT_TIMEOUT,
 };
 
 /// Time for the last packets (the final ACK of a close) to go through the capture before

@@ -15,6 +15,7 @@ mod wire;
 mod offline {
     mod cli;
     mod fixtures;
+    mod flood;
     mod fuzz_corpus;
     mod ladder;
     mod malformed;

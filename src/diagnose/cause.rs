@@ -61,6 +61,9 @@ pub enum Cause {
     /// Connections that completed only on a retransmitted SYN: connect() took a second
     /// or more.
     SlowConnect(SlowConnects),
+    /// Many sources' one-shot SYNs at a rate that overflowed the SYN queue (live, the
+    /// kernel's counters say so) or, in a replay, would have: a SYN flood.
+    SynFlood(Flood),
     /// Live, witnessed: the kernel discarded SYNs for their addresses (martians).
     InvalidSource(MartianSyns),
     /// ICMP port/protocol unreachable or admin prohibited, or any ICMP error the server's
@@ -106,6 +109,7 @@ impl Cause {
             Cause::SilentlyDropped(_) | Cause::SynsDropped(_) => FindingKind::SilentlyDropped,
             Cause::RepliesDropped(_) | Cause::RepliesUnseen(_) => FindingKind::RepliesDropped,
             Cause::SlowConnect(_) => FindingKind::SlowConnect,
+            Cause::SynFlood(_) => FindingKind::SynFlood,
             Cause::InvalidSource(_) => FindingKind::InvalidSource,
             Cause::IcmpUnreachable(_) => FindingKind::NetworkUnreachable,
             Cause::HandshakeStalled(_) => FindingKind::HandshakeStalled,
@@ -162,6 +166,9 @@ impl Cause {
             | Cause::IcmpUnreachable(_)
             | Cause::HandshakeStalled(_)
             | Cause::EphemeralPortsExhausted(_) => Severity::Error,
+            // An attack on the port: its half-open attempts are failed connections (the
+            // exit status counts them), and it must rank above what it causes.
+            Cause::SynFlood(_) => Severity::Error,
             // Every slow connect completed: a warning, which leaves the exit status to
             // the connections that failed (README, "Exit status").
             Cause::HandshakeAcksDropped(_)
@@ -506,8 +513,11 @@ pub struct SlowConnects {
     /// The firewall rule that limits SYNs to the port, when one was read.
     #[serde(serialize_with = "firewall_rule")]
     pub limit_rule: Option<FirewallRule>,
-    /// SYN queue counters that grew during the capture (live).
+    /// Live: the growth of the SYN queue counter that grew most (`syn_queue_counter`).
     pub syn_queue_drops: u64,
+    /// Which counter that is: `TCPReqQFullDrop` (SYNs a full SYN queue dropped) or
+    /// `ListenDrops` (every drop at a listener, those included); null when neither grew.
+    pub syn_queue_counter: Option<super::host::Counter>,
     /// Live, witnessed: the kernel's drops of those connections' SYNs.
     pub kernel: Vec<RecoveredDrops>,
     #[serde(skip)]
@@ -551,6 +561,45 @@ pub struct MartianSyns {
     pub reasons: Vec<ReasonCount>,
     #[serde(serialize_with = "display_all")]
     pub servers: Vec<Endpoint>,
+    #[serde(skip)]
+    pub port: u16,
+}
+
+/// A SYN flood: how fast, from how many sources, what the kernel did about it, and
+/// whether real clients still got through.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flood {
+    /// Client SYNs to the port during the capture, retransmissions included.
+    pub syns: u64,
+    /// The most in one second.
+    pub syns_per_sec_peak: u64,
+    /// Distinct source addresses (counted up to a cap: see `sources_capped`).
+    pub sources: u64,
+    pub sources_capped: bool,
+    /// The most distinct sources in one second.
+    pub sources_per_sec_peak: u64,
+    /// From the first SYN to the last, in microseconds.
+    pub span_us: u64,
+    /// Attempts that sent one SYN and never completed, among those the capture has ended
+    /// (live, the half-open ones wait until the capture does).
+    pub half_open: u64,
+    /// Connections that completed a handshake while the SYNs came, and their connect
+    /// time (first SYN to the client's ACK).
+    pub completed: u64,
+    pub connect_p50_us: Option<u64>,
+    pub connect_max_us: Option<u64>,
+    /// Live: SYN-ACKs sent with a cookie, the growth of `SyncookiesSent` (the same
+    /// number as `counters.SyncookiesSent`); null in a replay.
+    pub cookies_sent: Option<u64>,
+    /// Live: the growth of the SYN queue's counters over the capture (the network
+    /// namespace's, other ports included); null in a replay.
+    pub counters: Option<super::host::Counters>,
+    /// Live, witnessed: SYNs the kernel discarded as martians (spoofed sources), and how
+    /// many sources; null without the witness.
+    pub martian_syns: Option<u64>,
+    pub martian_sources: Option<u64>,
+    #[serde(skip)]
+    pub basis: Basis,
     #[serde(skip)]
     pub port: u16,
 }

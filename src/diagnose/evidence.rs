@@ -7,6 +7,7 @@
 
 use super::host::{FlowProcesses, ProcessInfo};
 use super::kernel::KernelEvidence;
+use super::syn_meter::SynRate;
 use crate::decode::{Endpoint, Timestamp, Unreachable};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
@@ -265,6 +266,18 @@ pub struct Evidence {
     pub(crate) slow_through: BTreeMap<u32, u64>,
     /// Connections that completed a handshake, slow or not.
     pub(crate) connected: u64,
+    /// Attempts that sent one SYN and never completed: no answer (`unanswered`), or a
+    /// SYN-ACK never acknowledged (`half_open`; `stalled`: of those, with the SYN-ACK
+    /// retransmitted). A real client retransmits its SYN after 1 s; a spoofed source
+    /// has no socket to do so, which is what a SYN flood's attempts look like.
+    pub(crate) one_shot_unanswered: u64,
+    pub(crate) one_shot_half_open: u64,
+    pub(crate) one_shot_stalled: u64,
+    /// Every client SYN to the port by second and source (the `Diagnoser`'s meter, copied
+    /// in before the rules run).
+    pub(crate) syn_rate: SynRate,
+    /// Every completed connection's connect time, first SYN to the client's ACK.
+    connect_time: Histogram<u64>,
     /// Slow connects' connect delay: from the first SYN to the client's ACK of the
     /// SYN-ACK, which is what the client's connect() waited.
     connect_delay: Histogram<u64>,
@@ -314,6 +327,11 @@ impl Default for Evidence {
             slow_connects: 0,
             slow_through: BTreeMap::new(),
             connected: 0,
+            one_shot_unanswered: 0,
+            one_shot_half_open: 0,
+            one_shot_stalled: 0,
+            syn_rate: SynRate::default(),
+            connect_time: histogram(),
             connect_delay: histogram(),
             handshake_rtt: histogram(),
             duration: histogram(),
@@ -408,10 +426,20 @@ impl Evidence {
         if let (Outcome::Closed, Some(side)) = (r.outcome, r.closed_first_by) {
             self.closed_first[side.index()] += 1;
         }
+        let one_shot = r.syn_count <= 1 && r.handshake_rtt_us.is_none();
+        match r.outcome {
+            Outcome::Unanswered if one_shot => self.one_shot_unanswered += 1,
+            Outcome::HandshakeIncomplete if one_shot && r.reset_by.is_none() => {
+                self.one_shot_half_open += 1;
+                self.one_shot_stalled += u64::from(r.synack_count > 1);
+            }
+            _ => {}
+        }
         if let Some(rtt) = r.handshake_rtt_us {
             record(&mut self.handshake_rtt, rtt);
             self.handshake_rtt_sum_us = self.handshake_rtt_sum_us.saturating_add(rtt);
             self.connected += 1;
+            record(&mut self.connect_time, slow_connect_delay(r).unwrap_or(rtt));
             if let Some(delay) = slow_connect_delay(r) {
                 self.slow_connects += 1;
                 *self.slow_through.entry(r.syn_count).or_default() += 1;
@@ -520,6 +548,12 @@ impl Evidence {
     /// Slow connects' connect delay percentiles (first SYN to the client's ACK).
     pub fn connect_delay(&self) -> Percentiles {
         Percentiles::of(&self.connect_delay)
+    }
+
+    /// Every completed connection's connect time percentiles (first SYN to the client's
+    /// ACK).
+    pub fn connect_time(&self) -> Percentiles {
+        Percentiles::of(&self.connect_time)
     }
 
     /// Connection duration percentiles.

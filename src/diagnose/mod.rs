@@ -22,6 +22,7 @@ pub mod host;
 pub mod kernel;
 pub mod listeners;
 mod rules;
+pub mod syn_meter;
 mod wording;
 
 pub use cause::Cause;
@@ -101,6 +102,8 @@ pub struct Diagnoser {
     /// far.
     pending: Vec<(FlowRecord, Option<KernelFacts>)>,
     ev: Evidence,
+    /// Every client SYN to the port, by second and source.
+    meter: syn_meter::SynMeter,
     emitted: HashSet<FindingKind>,
     processes: HashMap<u64, FlowProcesses>,
     /// The current second of lookups: when it began, how many were asked.
@@ -134,6 +137,7 @@ impl Diagnoser {
             polled: None,
             pending: Vec::new(),
             ev: Evidence::default(),
+            meter: syn_meter::SynMeter::default(),
             emitted: HashSet::new(),
             processes: HashMap::new(),
             lookups: None,
@@ -214,6 +218,25 @@ impl Diagnoser {
     /// its line names them: the findings it counts in name them too.
     pub fn flow_named(&mut self, r: &FlowRecord, procs: &FlowProcesses) {
         self.ev.named(r, procs);
+    }
+
+    /// A SYN without ACK from `src` to `dst`, captured at `ts` (live and replays). Those to
+    /// the port are metered by second and source. Live, a SYN flood finishes no flow while
+    /// it lasts (its half-open attempts wait until the capture ends), so a second of SYNs
+    /// ending with many sources seen, or their count reaching a flood's, is what makes
+    /// the next poll look for one.
+    pub fn syn_arrived(&mut self, src: std::net::IpAddr, dst: Endpoint, ts: Timestamp) {
+        if dst.port != self.scope.port {
+            return;
+        }
+        let second_ended = self.meter.syn(src, ts);
+        let sources = self.meter.rate().sources;
+        if self.facts.is_some()
+            && (second_ended && sources >= rules::FLOOD_SOURCES || sources == rules::FLOOD_SOURCES)
+            && !self.emitted.contains(&FindingKind::SynFlood)
+        {
+            self.dirty = true;
+        }
     }
 
     /// A SYN to another port (or address) on the interface.
@@ -404,6 +427,7 @@ impl Diagnoser {
         if let Some(f) = &mut self.facts {
             f.now.counters = counters;
         }
+        self.ev.syn_rate = self.meter.rate();
         let with_pending = (!self.pending.is_empty()).then(|| {
             let mut ev = self.ev.clone();
             for (r, k) in self.pending.drain(..) {
@@ -470,6 +494,7 @@ impl Diagnoser {
             self.facts_refreshed(snapshot);
         }
         self.judge_refusals_at_their_moment();
+        self.ev.syn_rate = self.meter.rate();
         let mut all = rules::evaluate(&self.ev, self.facts.as_ref(), &self.scope);
         findings::rank(&mut all);
         let Some(t) = &self.listeners else {
@@ -510,11 +535,9 @@ impl Diagnoser {
                 } else {
                     Vec::new()
                 },
-                // The SYNs it counted as unanswered were answered later, or the
-                // listener's answers were lost on the way out.
-                by: [FindingKind::SlowConnect, FindingKind::RepliesDropped]
-                    .into_iter()
-                    .filter(|_| p.kind == FindingKind::SilentlyDropped)
+                by: superseded_by(p.kind)
+                    .iter()
+                    .copied()
                     .find(|k| all.iter().any(|f| f.kind == *k)),
             })
             .collect();
@@ -522,6 +545,23 @@ impl Diagnoser {
             findings: all,
             superseded,
         }
+    }
+}
+
+/// The final findings that may tell what a live finding of `kind` saw, first found
+/// first.
+fn superseded_by(kind: FindingKind) -> &'static [FindingKind] {
+    match kind {
+        // The SYNs it counted as unanswered were answered later, or the listener's
+        // answers were lost on the way out, or they were a flood's spoofed SYNs.
+        FindingKind::SilentlyDropped => &[
+            FindingKind::SynFlood,
+            FindingKind::SlowConnect,
+            FindingKind::RepliesDropped,
+        ],
+        // A flood's martian sources and half-open attempts are its own story.
+        FindingKind::InvalidSource | FindingKind::HandshakeStalled => &[FindingKind::SynFlood],
+        _ => &[],
     }
 }
 

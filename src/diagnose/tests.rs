@@ -2,7 +2,7 @@
 //! diagnoser's own scenarios: ranking, live polling, the end. The namespace tests in
 //! `tests/diagnose.rs` prove the rules against the real kernel.
 
-use super::host::{Listener, Snapshot};
+use super::host::{Counter, Listener, Snapshot};
 use super::*;
 use crate::decode::Timestamp;
 use crate::flow::{EndReason, History, Outcome, Side, SynGaps};
@@ -597,4 +597,248 @@ fn a_live_silent_drop_whose_connection_got_through_on_a_retransmission_is_supers
     assert_eq!(end.superseded.len(), 1);
     assert_eq!(end.superseded[0].live.kind, FindingKind::SilentlyDropped);
     assert_eq!(end.superseded[0].by, Some(FindingKind::SlowConnect));
+}
+
+/// Host facts whose first look read every counter at 0.
+fn counted_facts() -> HostFacts {
+    let mut f = facts(vec![]);
+    f.start.counters = Counter::ALL.iter().map(|&c| (c, 0)).collect();
+    f
+}
+
+/// `n` SYNs to port 61999 from `n` sources in 10.202.0.0/16, 1 ms apart from `t`.
+fn spoofed_syns(d: &mut Diagnoser, n: u32, t: u64) {
+    for i in 0..n {
+        let src = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0aca_0000 + i));
+        d.syn_arrived(
+            src,
+            ep("10.201.0.1:61999"),
+            Timestamp(t + u64::from(i) * 1000),
+        );
+    }
+}
+
+#[test]
+fn live_a_syn_flood_is_said_while_its_half_open_attempts_still_wait() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(counted_facts()), false);
+    spoofed_syns(&mut d, 40, 5_000_000);
+    assert!(
+        d.poll_due(t0),
+        "many sources make a poll due, with no flow finished"
+    );
+    let cookies = Counters::from([
+        (Counter::SyncookiesSent, 32),
+        (Counter::TcpReqQFullDoCookies, 32),
+    ]);
+    let found = d.poll(t0, Timestamp(5_040_000), cookies);
+    assert_eq!(kinds(&found), [FindingKind::SynFlood]);
+    assert_eq!(evidence_json(&found[0])["cookies_sent"], 32);
+}
+
+#[test]
+fn live_a_silent_drop_printed_before_the_flood_was_known_is_superseded_by_it() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(counted_facts()), false);
+    let lone = FlowRecord {
+        client: ep("192.0.2.1:1024"),
+        ..record(Outcome::Unanswered, "10.201.0.1:61999")
+    };
+    d.flow_pending(&lone, None);
+    assert_eq!(
+        kinds(&d.poll(t0, Timestamp(0), Counters::new())),
+        [FindingKind::SilentlyDropped]
+    );
+    spoofed_syns(&mut d, 40, 5_000_000);
+    d.flow_finished(&lone, None);
+    let full = Counters::from([(Counter::TcpReqQFullDrop, 40)]);
+    d.poll(t0 + POLL, Timestamp(5_100_000), full.clone());
+    let end = Snapshot {
+        counters: full,
+        ..Snapshot::default()
+    };
+    let diagnosis = d.finish(Some(end));
+    assert_eq!(kinds(&diagnosis.findings), [FindingKind::SynFlood]);
+    assert_eq!(diagnosis.superseded.len(), 1, "{diagnosis:#?}");
+    assert_eq!(diagnosis.superseded[0].by, Some(FindingKind::SynFlood));
+}
+
+/// A number a finding takes from a kernel counter: where its evidence has it (a JSON
+/// pointer), which counter, and how its words say it.
+struct Cited {
+    key: &'static str,
+    counter: Counter,
+    said: &'static str,
+}
+
+/// Every finding that cites a counter (`grep -n 'Counter::' src/diagnose/rules`):
+/// `accept_queue_full`, `slow_connect`, `reset_by_*`, `syn_flood`. Each counter grew by a
+/// different amount, so a number taken from the wrong one, or from another window,
+/// shows.
+#[test]
+fn every_count_a_finding_takes_from_a_counter_is_that_counters_growth_in_its_words_too() {
+    use crate::flow::SynGaps;
+    let grown = |deltas: &[(Counter, u64)], listeners: Vec<Listener>| {
+        let mut f = facts(listeners);
+        f.start.counters = Counter::ALL.iter().map(|&c| (c, 1000)).collect();
+        f.now.counters = f.start.counters.clone();
+        for &(c, d) in deltas {
+            f.now.counters.insert(c, 1000 + d);
+        }
+        f
+    };
+    let full = Listener {
+        accept_queue: 9,
+        backlog: Some(8),
+        ..listener("127.0.0.1:61999")
+    };
+    let mut gaps = SynGaps::default();
+    gaps.push(1_000_000);
+    let mut flood = evidence(&[]);
+    flood.syn_rate = syn_meter::SynRate {
+        syns: 3000,
+        sources: 2900,
+        peak_syns_per_sec: 1500,
+        ..Default::default()
+    };
+    let cases: Vec<(FindingKind, Evidence, HostFacts, Vec<Cited>)> = vec![
+        (
+            FindingKind::AcceptQueueFull,
+            evidence(&[FlowRecord {
+                syn_count: 3,
+                ..record(Outcome::Unanswered, "127.0.0.1:61999")
+            }]),
+            grown(
+                &[(Counter::ListenOverflows, 4), (Counter::ListenDrops, 7)],
+                vec![full],
+            ),
+            vec![
+                Cited {
+                    key: "/listen_overflows",
+                    counter: Counter::ListenOverflows,
+                    said: "ListenOverflows grew by 4",
+                },
+                Cited {
+                    key: "/listen_drops",
+                    counter: Counter::ListenDrops,
+                    said: "ListenDrops by 7",
+                },
+            ],
+        ),
+        (
+            FindingKind::SlowConnect,
+            evidence(&[FlowRecord {
+                syn_count: 2,
+                syn_gaps_us: gaps,
+                synack_count: 1,
+                handshake_rtt_us: Some(100),
+                ..record(Outcome::Closed, "127.0.0.1:61999")
+            }]),
+            grown(
+                &[(Counter::TcpReqQFullDrop, 5), (Counter::ListenDrops, 9)],
+                vec![listener("127.0.0.1:61999")],
+            ),
+            vec![Cited {
+                key: "/syn_queue_drops",
+                counter: Counter::ListenDrops,
+                said: "9 dropped SYNs (ListenDrops grew by 9",
+            }],
+        ),
+        (
+            FindingKind::ResetByServer,
+            evidence(&[FlowRecord {
+                reset_by: Some(Side::Server),
+                bytes: [1000, 0],
+                last_payload_by: Some(Side::Client),
+                ..record(Outcome::Reset, "127.0.0.1:61999")
+            }]),
+            grown(
+                &[(Counter::TcpAbortOnClose, 3)],
+                vec![listener("127.0.0.1:61999")],
+            ),
+            vec![Cited {
+                key: "/abort_on_close",
+                counter: Counter::TcpAbortOnClose,
+                said: "TCPAbortOnClose grew by 3",
+            }],
+        ),
+        (
+            FindingKind::SynFlood,
+            flood,
+            grown(
+                &[
+                    (Counter::SyncookiesSent, 2992),
+                    (Counter::TcpReqQFullDoCookies, 2990),
+                    (Counter::SyncookiesRecv, 2),
+                    (Counter::SyncookiesFailed, 1),
+                    (Counter::TcpReqQFullDrop, 6),
+                    (Counter::ListenDrops, 11),
+                ],
+                vec![listener("127.0.0.1:61999")],
+            ),
+            vec![
+                Cited {
+                    key: "/cookies_sent",
+                    counter: Counter::SyncookiesSent,
+                    said: "2992 SYN cookies sent",
+                },
+                Cited {
+                    key: "/counters/SyncookiesSent",
+                    counter: Counter::SyncookiesSent,
+                    said: "SyncookiesSent grew by 2992",
+                },
+                Cited {
+                    key: "/counters/TCPReqQFullDoCookies",
+                    counter: Counter::TcpReqQFullDoCookies,
+                    said: "TCPReqQFullDoCookies grew by 2990",
+                },
+                Cited {
+                    key: "/counters/TCPReqQFullDrop",
+                    counter: Counter::TcpReqQFullDrop,
+                    said: "6 SYNs dropped for a full SYN queue",
+                },
+                Cited {
+                    key: "/counters/ListenDrops",
+                    counter: Counter::ListenDrops,
+                    said: "ListenDrops by 11",
+                },
+                Cited {
+                    key: "/counters/SyncookiesRecv",
+                    counter: Counter::SyncookiesRecv,
+                    said: "2 came back valid (SyncookiesRecv)",
+                },
+                Cited {
+                    key: "/counters/SyncookiesFailed",
+                    counter: Counter::SyncookiesFailed,
+                    said: "1 did not validate (SyncookiesFailed)",
+                },
+            ],
+        ),
+    ];
+    for (kind, ev, f, cited) in cases {
+        let found = rules::evaluate(&ev, Some(&f), &Scope::port(61999));
+        let finding = found
+            .iter()
+            .find(|x| x.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} among {found:#?}"));
+        let e = evidence_json(finding);
+        let w = finding.words();
+        let words = format!("{} {} {}", w.headline, w.explanation, w.next_step);
+        for c in cited {
+            let delta = f.delta(c.counter);
+            assert_eq!(
+                e.pointer(c.key).and_then(serde_json::Value::as_u64),
+                Some(delta),
+                "{kind:?}: evidence {} is {}'s growth: {e}",
+                c.key,
+                c.counter
+            );
+            assert!(
+                c.said.contains(&delta.to_string()) && words.contains(c.said),
+                "{kind:?} says {}'s growth ({delta}) as {:?}: {words}",
+                c.counter,
+                c.said
+            );
+        }
+    }
 }

@@ -56,6 +56,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::RepliesUnseen(e) => replies_unseen(e, f),
         Cause::SlowConnect(e) => slow_connect(e, f),
         Cause::InvalidSource(e) => invalid_source(e),
+        Cause::SynFlood(e) => syn_flood(e),
         Cause::IcmpRejected(e) => icmp_rejected(e),
         Cause::IcmpUnreachable(e) => icmp_unreachable(e),
         Cause::HandshakeStalled(e) => handshake_stalled(e),
@@ -835,10 +836,11 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
                 None => "a rate limit on new connections (an iptables `limit`/`hashlimit` match, an nft `limit rate`, a cloud or proxy connection limit) that drops SYNs over the rate".to_string(),
             },
             SlowCause::SynQueue => {
-                if e.syn_queue_drops > 0 {
+                if let (Some(c), true) = (e.syn_queue_counter, e.syn_queue_drops > 0) {
                     format!(
-                        "the listener's SYN queue full: the kernel counted {} (TCPReqQFullDrop/ListenDrops)",
-                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs")
+                        "the listener's SYN queue full: the kernel counted {} ({c} grew by {}, over the network namespace)",
+                        plural(e.syn_queue_drops, "dropped SYN", "dropped SYNs"),
+                        e.syn_queue_drops
                     )
                 } else {
                     "the listener's SYN queue full (watch TCPReqQFullDrop and ListenDrops in nstat)".to_string()
@@ -964,6 +966,162 @@ fn invalid_source(e: &MartianSyns) -> Words {
          sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.<interface>.rp_filter (2 = loose); \
          if not (a flood): nothing to fix here, the kernel discards them; watch nstat -az TcpExtIPReversePathFilter",
     )
+}
+
+fn syn_flood(e: &Flood) -> Words {
+    let port = e.port;
+    let sources = if e.sources_capped {
+        format!("{} or more source addresses", e.sources)
+    } else {
+        plural(e.sources, "source address", "source addresses")
+    };
+    let counter = |c: crate::diagnose::host::Counter| {
+        e.counters
+            .as_ref()
+            .and_then(|m| m.get(&c).copied())
+            .unwrap_or(0)
+    };
+    use crate::diagnose::host::Counter as C;
+    let cookies = e.cookies_sent.unwrap_or(0);
+    let queue_drops = counter(C::TcpReqQFullDrop);
+    let mut headline = format!(
+        "SYN flood on port {port}: {} from {sources} (up to {} a second)",
+        segments(e.syns, "SYN"),
+        e.syns_per_sec_peak
+    );
+    if e.cookies_sent.is_some() {
+        headline.push_str(&format!(
+            ", {}",
+            plural(cookies, "SYN cookie sent", "SYN cookies sent")
+        ));
+        if queue_drops > 0 {
+            headline.push_str(&format!(
+                ", {} for a full SYN queue",
+                plural(queue_drops, "SYN dropped", "SYNs dropped")
+            ));
+        }
+    }
+    let connect = match (e.connect_p50_us, e.connect_max_us) {
+        (Some(p50), Some(max)) if max > p50 => {
+            format!(
+                "connect() took {} (median), up to {}",
+                seconds(p50),
+                seconds(max)
+            )
+        }
+        (_, Some(max)) => format!("connect() took {}", seconds(max)),
+        _ => String::new(),
+    };
+    headline.push_str(&if e.completed > 0 {
+        format!(
+            "; {} still completed",
+            plural(e.completed, "real connection", "real connections")
+        )
+    } else {
+        "; no real connection has completed".to_string()
+    });
+    let mut x = format!(
+        "Over {} {} came from {sources}, up to {} of them in one second. ",
+        seconds(e.span_us),
+        segments(e.syns, "SYN"),
+        e.sources_per_sec_peak,
+    );
+    // Live, the half-open attempts end only with the capture: until then none is counted.
+    x.push_str(&if e.half_open > 0 {
+        format!(
+            "{} sent one SYN and never completed: a spoofed source has no socket to retransmit \
+             its SYN or acknowledge the answer.",
+            plural(e.half_open, "attempt", "attempts")
+        )
+    } else {
+        "Their attempts are still half-open, waiting for an ACK a spoofed source never sends."
+            .to_string()
+    });
+    if e.counters.is_some() {
+        x.push_str(&format!(
+            " The listener's SYN queue overflowed (over the network namespace, other ports included: \
+             TCPReqQFullDoCookies grew by {}, TCPReqQFullDrop by {}, ListenDrops by {}).",
+            counter(C::TcpReqQFullDoCookies),
+            queue_drops,
+            counter(C::ListenDrops),
+        ));
+        if cookies > 0 {
+            x.push_str(&format!(
+                " The kernel answered with SYN cookies instead of holding a request socket: SyncookiesSent grew by {cookies}; \
+                 {} came back valid (SyncookiesRecv), {} did not validate (SyncookiesFailed).",
+                counter(C::SyncookiesRecv),
+                counter(C::SyncookiesFailed),
+            ));
+        } else {
+            x.push_str(
+                " No SYN cookie was sent (net.ipv4.tcp_syncookies is off, or the queue never filled): \
+                 SYNs that found the queue full were dropped, real clients' among them.",
+            );
+        }
+    } else {
+        x.push_str(
+            " From the packets alone: a replay cannot tell whether the kernel sent SYN cookies, dropped SYNs for a \
+             full SYN queue, or discarded martian sources; it was recognised by its rate (a second's SYNs would fill \
+             Linux's smallest default SYN queue) and its many one-shot sources.",
+        );
+    }
+    match (e.martian_syns, e.martian_sources) {
+        (Some(syns), Some(n)) if syns > 0 => x.push_str(&format!(
+            " The kernel discarded {} from {} as martians before TCP saw them (spoofed addresses its routing or \
+             reverse-path filter rejects).",
+            segments(syns, "SYN"),
+            plural(n, "source", "sources")
+        )),
+        (Some(_), _) => {}
+        (None, _) if e.counters.is_some() => x.push_str(
+            " Whether the kernel discarded spoofed sources as martians needs the kernel witness (it was off).",
+        ),
+        (None, _) => {}
+    }
+    if e.completed > 0 {
+        x.push_str(&format!(
+            " Real clients still got through: {} completed while the SYNs came{}.",
+            plural(e.completed, "connection", "connections"),
+            if connect.is_empty() {
+                String::new()
+            } else {
+                format!(", {connect}")
+            },
+        ));
+    } else {
+        x.push_str(" No real connection has completed since the SYNs began.");
+    }
+    x.push_str(
+        " No firewall rule is involved: the unanswered and half-open attempts are the flood's own.",
+    );
+    let limit = format!(
+        "limit new connections per source (iptables -A INPUT -p tcp --syn --dport {port} -m hashlimit \
+         --hashlimit-mode srcip --hashlimit-above 20/sec -j DROP, or an nft meter) and ask upstream (the provider, \
+         a scrubbing service) to filter the flood before it reaches this host"
+    );
+    let next = if e.counters.is_none() {
+        format!(
+            "on the server, while it lasts: nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop \
+             (cookies or drops); keep net.ipv4.tcp_syncookies=1, raise net.ipv4.tcp_max_syn_backlog and the listen() \
+             backlog (net.core.somaxconn); {limit}"
+        )
+    } else if cookies == 0 && queue_drops > 0 {
+        format!(
+            "turn SYN cookies on: sysctl -w net.ipv4.tcp_syncookies=1 (real clients then complete whatever the \
+             flood); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+        )
+    } else if e.completed > 0 {
+        format!(
+            "SYN cookies are holding (real clients complete): keep net.ipv4.tcp_syncookies=1; if connects slow \
+             down, raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+        )
+    } else {
+        format!(
+            "check that real clients can still connect (net.ipv4.tcp_syncookies=1 lets them through a full SYN \
+             queue); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
+        )
+    };
+    say(headline, x, next)
 }
 
 const ICMP_NEXT: &str = "list the filter rules on the path: iptables -S; nft list ruleset; check routes: ip route get <server address>";

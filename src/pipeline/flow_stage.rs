@@ -131,6 +131,9 @@ impl FlowStage<'_> {
                         if let (true, Some(c)) = (syn, sink.copies.as_mut()) {
                             c.syn(seg);
                         }
+                        if syn {
+                            sink.diagnoser.syn_arrived(seg.src.addr, seg.dst, seg.ts);
+                        }
                         if let (true, Some(id)) = (syn && live, id) {
                             let now = Instant::now();
                             if let Some(req) = sink.diagnoser.syn_seen(id, seg.src, seg.dst, now) {

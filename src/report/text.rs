@@ -519,6 +519,9 @@ pub fn write_diagnosis(
                 FindingKind::SlowConnect => {
                     "the connections it saw unanswered got through on a retransmitted SYN"
                 }
+                FindingKind::SynFlood => {
+                    "the attempts it spoke of were a SYN flood's, from spoofed sources"
+                }
                 _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
             };
             writeln!(out, "     why: {why}: see {} above", by.as_str())?;

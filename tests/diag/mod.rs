@@ -94,6 +94,7 @@ pub const KINDS: &[&str] = &[
     "listener_other_namespace",
     "silently_dropped",
     "slow_connect",
+    "syn_flood",
     "replies_dropped",
     "accept_queue_full",
     "rejected_by_firewall",
@@ -458,9 +459,14 @@ pub fn refused_client(ns: &Netns, server: SocketAddr) -> u16 {
     }
 }
 
-/// The namespace's `TcpExt: ListenOverflows` counter (`/proc/net/netstat` as seen from a
-/// thread inside it).
+/// The namespace's `TcpExt: ListenOverflows` counter.
 pub fn listen_overflows(ns: &Netns) -> u64 {
+    tcp_ext(ns, "ListenOverflows")
+}
+
+/// The namespace's `TcpExt` counter `name` (`/proc/net/netstat` as seen from a thread
+/// inside it).
+pub fn tcp_ext(ns: &Netns, name: &str) -> u64 {
     let text = ns
         .on_thread(|| std::fs::read_to_string("/proc/thread-self/net/netstat"))
         .join()
@@ -476,9 +482,9 @@ pub fn listen_overflows(ns: &Netns) -> u64 {
     let values = lines[1].split_whitespace();
     names
         .zip(values)
-        .find(|(n, _)| *n == "ListenOverflows")
+        .find(|(n, _)| *n == name)
         .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("test setup: no ListenOverflows in /proc/net/netstat:\n{text}"))
+        .unwrap_or_else(|| panic!("test setup: no {name} in /proc/net/netstat:\n{text}"))
 }
 
 /// A portsniff capture running inside a namespace with `--duration`; with

@@ -1,5 +1,6 @@
 //! Drops that are not a firewall blocking the port: a rate limit that lets every
-//! connection through late (slow connects).
+//! connection through late (slow connects), a full queue with tcp_abort_on_overflow, and a
+//! SYN flood from spoofed sources answered with SYN cookies.
 
 use crate::*;
 use serde_json::Value;
@@ -355,4 +356,203 @@ fn syn_acks_dropped_on_the_way_out_are_inferred_from_syn_recv_sockets_without_th
         "{h}"
     );
     report.assert_names_process(d, listener.pid(), "listener", LISTENER_MARK);
+}
+
+/// Spoofed sources the flood's SYNs come from: `n` addresses in 10.202.0.0/16, routed back
+/// through the peer (which does not forward, so their SYN-ACKs die there unanswered, as a
+/// spoofed victim's would), then `martians` in documentation ranges no route leads back
+/// to (the kernel's reverse-path filter discards them).
+fn flood_sources(n: u32, martians: u32) -> Vec<std::net::Ipv4Addr> {
+    let routed = (0..n).map(|i| std::net::Ipv4Addr::from(0x0aca_0000 + 0x0100 + i));
+    let spoofed = (0..martians).map(|i| std::net::Ipv4Addr::from(0xc000_0200 + (i % 250) + 1));
+    routed.chain(spoofed).collect()
+}
+
+#[test]
+fn a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall() {
+    spoofed_flood(
+        "a_spoofed_syn_flood_with_syncookies_is_a_syn_flood_not_a_firewall",
+        &[],
+    );
+}
+
+#[test]
+fn without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and_counters() {
+    spoofed_flood(
+        "without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and_counters",
+        &["--no-kernel-events"],
+    );
+}
+
+/// A flood of spoofed SYNs from a veth peer at a listener with a small backlog and
+/// tcp_syncookies=1, real clients connecting meanwhile; portsniff run with `extra`.
+fn spoofed_flood(test: &'static str, extra: &[&str]) {
+    use crate::support::live::{spoofed_syn, veth_between};
+    use socket2::Protocol;
+    if !prerequisites(test, &["python3", "sysctl"]) {
+        return;
+    }
+    let (Some(ns), Some(peer)) = (Netns::create(test), Netns::create(test)) else {
+        return;
+    };
+    // Interface names: at most 15 bytes, unique per test process and call (the two
+    // scenarios run in parallel threads).
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seq = std::process::id() % 100_000 * 10 + call % 10;
+    let (s_if, p_if) = (format!("pfs{seq}"), format!("pfp{seq}"));
+    veth_between(&ns, &peer, &s_if, &p_if);
+    ns.run(&["ip", "addr", "add", "10.201.0.1/24", "dev", &s_if]);
+    ns.run(&["ip", "link", "set", &s_if, "up"]);
+    ns.run(&["ip", "route", "add", "10.202.0.0/16", "via", "10.201.0.2"]);
+    peer.run(&["ip", "addr", "add", "10.201.0.2/24", "dev", &p_if]);
+    peer.run(&["ip", "link", "set", &p_if, "up"]);
+    ns.run(&["sysctl", "-qw", "net.ipv4.tcp_syncookies=1"]);
+    for key in ["all", s_if.as_str()] {
+        ns.run(&["sysctl", "-qw", &format!("net.ipv4.conf.{key}.rp_filter=1")]);
+    }
+    let port = fresh_port();
+    let server = v4([10, 201, 0, 1], port);
+    // Backlog 8: the SYN queue is full after 8 half-open attempts, and from then on the
+    // kernel answers with cookies. Nobody accepts; the few real clients fit the queue.
+    let listener = spawn_listener(&ns, server, 8, false);
+    let cookies_before = tcp_ext(&ns, "SyncookiesSent");
+
+    let mut args = vec!["--syn-timeout", "1"];
+    args.extend_from_slice(extra);
+    let capture = start_capture_on(&ns, &s_if, port, 5, &args);
+    // 2,700 routed spoofed sources and 300 martian SYNs, two a millisecond: about 1.5 s.
+    let sources = flood_sources(2700, 300);
+    let packets: Vec<Vec<u8>> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, &src)| spoofed_syn(src, 1024 + (i % 60_000) as u16, server))
+        .collect();
+    let flood = peer.on_thread(move || {
+        let raw = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("a raw socket in the peer namespace");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for pair in packets.chunks(2) {
+            for p in pair {
+                raw.send_to(p, &server.into()).expect("send a spoofed SYN");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(
+                Instant::now() < deadline,
+                "test setup: the flood took too long"
+            );
+        }
+        std::time::SystemTime::now()
+    });
+    // Real clients, while the flood runs.
+    std::thread::sleep(Duration::from_millis(400));
+    let mut kept = Vec::new();
+    let mut waited = Vec::new();
+    for _ in 0..3 {
+        let (s, took) = slow_client(&peer, server).join().expect("client thread");
+        kept.push(s);
+        waited.push(took);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let last_flood_packet = flood.join().expect("flood thread");
+    let report = capture.finish();
+    let cookies = tcp_ext(&ns, "SyncookiesSent") - cookies_before;
+    assert!(
+        cookies > 0,
+        "test setup: with a backlog of 8 and tcp_syncookies=1 the flood should have made the \
+         kernel send SYN cookies\n{}",
+        report.context()
+    );
+    report.assert_exit(1, "the flood's half-open attempts never completed");
+
+    let finals = final_findings(&report);
+    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.first().copied(),
+        Some("syn_flood"),
+        "the diagnosis should lead with the flood; final findings {kinds:?}\n{}",
+        report.context()
+    );
+    let f = finals[0];
+    report.assert_severity(f, &["error"]);
+    assert_eq!(
+        report.evidence_u64(f, "cookies_sent"),
+        cookies,
+        "the cookies the finding counts are the namespace's SyncookiesSent growth: {f}"
+    );
+    assert_eq!(
+        f["evidence"]["counters"]["SyncookiesSent"], cookies,
+        "the counter it cites says the same number: {f}"
+    );
+    let headline = f["headline"].as_str().unwrap_or("");
+    assert!(
+        headline.contains(&format!("{cookies} SYN cookies sent")),
+        "the headline says the counter's number: {headline}"
+    );
+    let sources = report.evidence_u64(f, "sources");
+    assert!(
+        sources >= 2700,
+        "every routed spoofed source was seen, {sources}: {f}"
+    );
+    assert!(report.evidence_u64(f, "syns_per_sec_peak") >= 500, "{f}");
+    let completed = report.evidence_u64(f, "completed");
+    assert!(
+        completed >= 3,
+        "the three real clients completed during the flood (connect() took {waited:?}), the \
+         finding says {completed}: {f}"
+    );
+    assert!(
+        headline.contains("real connections still completed"),
+        "{headline}"
+    );
+    if report.summary()["kernel_events"]["enabled"] == true {
+        assert_eq!(
+            report.evidence_u64(f, "martian_syns"),
+            300,
+            "the witness saw the martian sources discarded: {f}"
+        );
+    } else {
+        assert!(f["evidence"]["martian_syns"].is_null(), "{f}");
+        let x = f["explanation"].as_str().unwrap_or("");
+        assert!(x.contains("needs the kernel witness"), "{x}");
+    }
+    report.assert_names_process(f, listener.pid(), "listener", LISTENER_MARK);
+
+    // Printed live, while the flood ran or within a second of its last packet.
+    let (first, _) = report
+        .lines
+        .iter()
+        .find(|(_, v)| v["type"] == "finding" && v["kind"] == "syn_flood")
+        .expect("a syn_flood line");
+    let late = first
+        .arrived
+        .duration_since(last_flood_packet)
+        .unwrap_or_default();
+    assert!(
+        late <= Duration::from_secs(1),
+        "syn_flood first printed {late:?} after the flood's last packet\n{}",
+        report.context()
+    );
+    // Nothing says firewall, or blames the flood's SYNs on a drop.
+    for v in report.finding_lines() {
+        let kind = v["kind"].as_str().unwrap_or("");
+        assert!(
+            ![
+                "silently_dropped",
+                "rejected_by_firewall",
+                "invalid_source",
+                "handshake_stalled"
+            ]
+            .contains(&kind),
+            "a flood's SYNs are the flood's story, not {kind}: {v}\n{}",
+            report.context()
+        );
+        let words = format!("{} {} {}", v["headline"], v["explanation"], v["next_step"]);
+        assert!(!words.contains("DROP rule"), "no firewall is involved: {v}");
+    }
+    drop(kept);
 }

@@ -6,8 +6,7 @@
 
 use crate::*;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::{IpAddr, TcpListener};
-use std::process::Stdio;
+use std::net::TcpListener;
 
 /// How long each capture runs: a client's first SYN and its retransmission a second
 /// later fit, with time for the capture to start and end.
@@ -427,61 +426,6 @@ fn live_a_full_accept_queue_drops_handshake_acks_and_names_the_listeners_pid() {
     assert!(
         text(f, "explanation").contains("with reason TCP_LISTEN_OVERFLOW in tcp_v4_rcv"),
         "{f}"
-    );
-}
-
-/// An IPv4 TCP SYN from `src` (any address: the raw socket does not check it) to `dst`,
-/// with valid IP and TCP checksums.
-fn spoofed_syn(src: Ipv4Addr, sport: u16, dst: SocketAddr) -> Vec<u8> {
-    let IpAddr::V4(daddr) = dst.ip() else {
-        panic!("an IPv4 destination")
-    };
-    fn sum(bytes: &[u8]) -> u16 {
-        let mut s: u32 = bytes
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-            .sum();
-        while s > 0xffff {
-            s = (s >> 16) + (s & 0xffff);
-        }
-        !(s as u16)
-    }
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dst.port().to_be_bytes());
-    tcp.extend_from_slice(&1000u32.to_be_bytes());
-    tcp.extend_from_slice(&0u32.to_be_bytes());
-    tcp.extend_from_slice(&[5 << 4, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&daddr.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&tcp);
-    tcp[16..18].copy_from_slice(&sum(&pseudo).to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&daddr.octets());
-    let check = sum(&ip);
-    ip[10..12].copy_from_slice(&check.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
-}
-
-/// A second namespace joined to the first by a veth pair (deleted with them).
-fn veth_between(a: &Netns, b: &Netns, a_if: &str, b_if: &str) {
-    let ip = which("ip").expect("checked by Netns::create");
-    let out = std::process::Command::new(ip)
-        .args([
-            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer",
-        ])
-        .args(["name", b_if, "netns", &b.name])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip link add");
-    assert!(
-        out.status.success(),
-        "test setup: ip link add veth: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -611,3 +611,58 @@ pub fn assert_no_capture_loss(summary: &Value, stdout: &str) {
         summary["kernel"]["received"]
     );
 }
+
+/// An IPv4 TCP SYN from `src` (any address: the raw socket does not check it) to `dst`,
+/// with valid IP and TCP checksums.
+pub fn spoofed_syn(src: std::net::Ipv4Addr, sport: u16, dst: SocketAddr) -> Vec<u8> {
+    let std::net::IpAddr::V4(daddr) = dst.ip() else {
+        panic!("an IPv4 destination")
+    };
+    fn sum(bytes: &[u8]) -> u16 {
+        let mut s: u32 = bytes
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while s > 0xffff {
+            s = (s >> 16) + (s & 0xffff);
+        }
+        !(s as u16)
+    }
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dst.port().to_be_bytes());
+    tcp.extend_from_slice(&1000u32.to_be_bytes());
+    tcp.extend_from_slice(&0u32.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&daddr.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&tcp);
+    tcp[16..18].copy_from_slice(&sum(&pseudo).to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&daddr.octets());
+    let check = sum(&ip);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    ip.extend_from_slice(&tcp);
+    ip
+}
+
+/// A second namespace joined to the first by a veth pair (deleted with them).
+pub fn veth_between(a: &Netns, b: &Netns, a_if: &str, b_if: &str) {
+    let ip = which("ip").expect("checked by Netns::create");
+    let out = Command::new(ip)
+        .args([
+            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer",
+        ])
+        .args(["name", b_if, "netns", &b.name])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip link add");
+    assert!(
+        out.status.success(),
+        "test setup: ip link add veth: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

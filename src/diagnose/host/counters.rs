@@ -17,12 +17,22 @@ pub enum Counter {
     ListenOverflows,
     /// Tcp: RSTs sent.
     OutRsts,
+    /// TcpExt: ACKs carrying a SYN cookie that did not validate (a late or forged ACK).
+    SyncookiesFailed,
+    /// TcpExt: ACKs carrying a valid SYN cookie: clients that completed a handshake
+    /// the SYN queue had no room for.
+    SyncookiesRecv,
+    /// TcpExt: SYN-ACKs sent with a SYN cookie instead of a request socket.
+    SyncookiesSent,
     /// TcpExt: a socket closed with unread data, answered with RST (RFC 2525 §2.17).
     TcpAbortOnClose,
     /// TcpExt: data arrived after the application closed: answered with RST.
     TcpAbortOnData,
     /// TcpExt: segments dropped because the socket's backlog was full.
     TcpBacklogDrop,
+    /// TcpExt: SYNs answered with a cookie because the SYN queue was full
+    /// (`tcp_syn_flood_action`: the kernel's "possible SYN flooding" condition).
+    TcpReqQFullDoCookies,
     /// TcpExt: SYNs dropped because the SYN queue was full and syncookies were off.
     TcpReqQFullDrop,
     /// TcpExt: no TIME_WAIT bucket could be allocated (tcp_max_tw_buckets).
@@ -30,14 +40,18 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 13] = [
         Counter::AttemptFails,
         Counter::ListenDrops,
         Counter::ListenOverflows,
         Counter::OutRsts,
+        Counter::SyncookiesFailed,
+        Counter::SyncookiesRecv,
+        Counter::SyncookiesSent,
         Counter::TcpAbortOnClose,
         Counter::TcpAbortOnData,
         Counter::TcpBacklogDrop,
+        Counter::TcpReqQFullDoCookies,
         Counter::TcpReqQFullDrop,
         Counter::TcpTimeWaitOverflow,
     ];
@@ -49,9 +63,13 @@ impl Counter {
             Counter::ListenDrops => "ListenDrops",
             Counter::ListenOverflows => "ListenOverflows",
             Counter::OutRsts => "OutRsts",
+            Counter::SyncookiesFailed => "SyncookiesFailed",
+            Counter::SyncookiesRecv => "SyncookiesRecv",
+            Counter::SyncookiesSent => "SyncookiesSent",
             Counter::TcpAbortOnClose => "TCPAbortOnClose",
             Counter::TcpAbortOnData => "TCPAbortOnData",
             Counter::TcpBacklogDrop => "TCPBacklogDrop",
+            Counter::TcpReqQFullDoCookies => "TCPReqQFullDoCookies",
             Counter::TcpReqQFullDrop => "TCPReqQFullDrop",
             Counter::TcpTimeWaitOverflow => "TCPTimeWaitOverflow",
         }

@@ -31,10 +31,20 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     // the kernel's findings below; inference is left with the others.
     // Attempts the capture's end cut short say nothing about drops (the `view` rule
     // says so): only those the client retransmitted count.
-    let unanswered = k.unexplained(
-        ev.count(Outcome::Unanswered)
-            .saturating_sub(ev.unanswered_cut),
-    );
+    // A SYN flood's one-shot attempts are the flood's story (`flood`), never a DROP
+    // rule's nor a full accept queue's.
+    let folded = super::flood::recognised(ev, facts);
+    let flood = if folded {
+        super::flood::unanswered_of(ev)
+    } else {
+        0
+    };
+    let unanswered = k
+        .unexplained(
+            ev.count(Outcome::Unanswered)
+                .saturating_sub(ev.unanswered_cut),
+        )
+        .saturating_sub(flood);
     let mut out = Vec::new();
     let overflow_drops = (k.flows > 0).then(|| overflow_drops(k));
     let overflows = facts.map_or(0, |f| f.delta(Counter::ListenOverflows));
@@ -110,10 +120,10 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         });
         let procs = listener.map_or(&[][..], |l| &l.processes[..]);
         out.push(Finding::new(cause, affected).processes(procs, Role::Listener));
-        out.extend(witnessed(k, facts, port));
+        out.extend(witnessed(k, facts, port, folded));
         return out;
     }
-    out.extend(witnessed(k, facts, port));
+    out.extend(witnessed(k, facts, port, folded));
     if ev.ack_dropped > 0 && facts.is_none() {
         let cause = Cause::HandshakeAcksDropped(AcksDropped {
             handshake_acks_dropped: ev.ack_dropped,
@@ -157,7 +167,11 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     }
     let cause = Cause::SilentlyDropped(Unanswered {
         unanswered,
-        syns: ev.unanswered_syns.saturating_sub(k.explained.syns),
+        // The flood's attempts sent one SYN each.
+        syns: ev
+            .unanswered_syns
+            .saturating_sub(k.explained.syns)
+            .saturating_sub(flood),
         servers: servers
             .into_iter()
             .filter(|&(_, n)| n > 0)
@@ -330,8 +344,14 @@ impl Group {
 }
 
 /// The findings the witness's drops support: the client's SYNs dropped (and why), the
-/// server's answers dropped on their way out, and martian sources.
-fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Finding> {
+/// server's answers dropped on their way out, and martian sources (unless a SYN flood
+/// was recognised: `flood`, whose finding counts them).
+fn witnessed(
+    k: &KernelEvidence,
+    facts: Option<&HostFacts>,
+    port: u16,
+    flood: bool,
+) -> Vec<Finding> {
     let mut syns: BTreeMap<(&str, PathKey), Group> = BTreeMap::new();
     let mut replies: BTreeMap<&str, Group> = BTreeMap::new();
     let mut martians: BTreeMap<&str, Group> = BTreeMap::new();
@@ -410,7 +430,7 @@ fn witnessed(k: &KernelEvidence, facts: Option<&HostFacts>, port: u16) -> Vec<Fi
         });
         out.push(Finding::new(cause, g.flows));
     }
-    if !martians.is_empty() {
+    if !martians.is_empty() && !flood {
         let mut reasons: Vec<ReasonCount> = martians
             .iter()
             .map(|(reason, g)| ReasonCount {

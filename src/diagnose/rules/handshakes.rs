@@ -6,15 +6,25 @@ use crate::diagnose::findings::Finding;
 use crate::diagnose::host::HostFacts;
 use crate::diagnose::rules::Scope;
 
-pub fn findings(ev: &Evidence, _facts: Option<&HostFacts>, _scope: &Scope) -> Vec<Finding> {
-    if ev.handshake_stalled == 0 {
+pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec<Finding> {
+    // A flood's half-open attempts (spoofed sources never ACK) are the flood's story.
+    let flood = if super::flood::recognised(ev, facts) {
+        ev.one_shot_stalled
+    } else {
+        0
+    };
+    let stalled = ev.handshake_stalled.saturating_sub(flood);
+    if stalled == 0 {
         return Vec::new();
     }
+    // The SYN-ACKs of the flood's attempts were sent again as many times as the others'
+    // on average: only the rest are counted.
+    let synack_retransmits = ev.stalled_synack_retransmits * stalled / ev.handshake_stalled;
     let cause = Cause::HandshakeStalled(HandshakeStall {
-        flows: ev.handshake_stalled,
-        synack_retransmits: ev.stalled_synack_retransmits,
+        flows: stalled,
+        synack_retransmits,
     });
-    vec![Finding::new(cause, ev.handshake_stalled)]
+    vec![Finding::new(cause, stalled)]
 }
 
 #[cfg(test)]

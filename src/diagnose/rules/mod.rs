@@ -7,6 +7,7 @@
 //! findings say so ([`Basis::Packets`](super::cause::Basis)).
 
 mod drops;
+mod flood;
 mod handshakes;
 mod no_traffic;
 mod receivers;
@@ -16,6 +17,8 @@ mod slow;
 mod time_wait;
 mod unreachables;
 mod view;
+
+pub use flood::FLOOD_SOURCES;
 
 use super::evidence::Evidence;
 use super::findings::Finding;
@@ -49,8 +52,9 @@ pub type Rule = fn(&Evidence, Option<&HostFacts>, &Scope) -> Vec<Finding>;
 
 /// Every rule, in the order their findings are listed before ranking (ties in rank keep
 /// it).
-pub const RULES: [Rule; 10] = [
+pub const RULES: [Rule; 11] = [
     refusals::findings,
+    flood::findings,
     drops::findings,
     slow::findings,
     unreachables::findings,

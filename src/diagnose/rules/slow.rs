@@ -29,10 +29,20 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         .and_then(|set| set.rules().iter().find(|r| is_limit(r)))
         .or_else(|| kernel.iter().find_map(|d| d.site.rule.as_ref()))
         .cloned();
-    let syn_queue_drops = facts.map_or(0, |f| {
-        f.delta(Counter::TcpReqQFullDrop)
-            .max(f.delta(Counter::ListenDrops))
-    });
+    // One number, from one named counter: the one that grew most (ListenDrops also
+    // counts the SYN queue's drops, and the accept queue's).
+    let (syn_queue_counter, syn_queue_drops) = facts
+        .map(|f| {
+            [Counter::TcpReqQFullDrop, Counter::ListenDrops]
+                .map(|c| (c, f.delta(c)))
+                .into_iter()
+                .fold(
+                    (Counter::TcpReqQFullDrop, 0),
+                    |a, b| if b.1 > a.1 { b } else { a },
+                )
+        })
+        .filter(|&(_, n)| n > 0)
+        .map_or((None, 0), |(c, n)| (Some(c), n));
     let netfilter = kernel.iter().any(|d| d.site.reason == "NETFILTER_DROP");
     let likely_causes = if syn_queue_drops > 0 && limit_rule.is_none() && !netfilter {
         vec![
@@ -63,6 +73,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         likely_causes,
         limit_rule,
         syn_queue_drops,
+        syn_queue_counter,
         kernel,
         port: scope.port,
     });

@@ -1,0 +1,350 @@
+//! SYN floods: many sources sending one SYN each, never completing, fast enough to
+//! overflow the listener's SYN queue. Said as a flood, never as a firewall: its
+//! unanswered SYNs are no DROP rule's, its half-open attempts no stalled handshake, its
+//! martian sources part of it (the `drops` and `handshakes` rules leave them here).
+//!
+//! When is it a flood? Not at a number of SYNs taken from a test, but where the kernel
+//! itself says its SYN queue overflowed, from many sources:
+//! - live, `TCPReqQFullDoCookies` or `TCPReqQFullDrop` grew: SYNs found the listener's
+//!   SYN queue full (`tcp_syn_flood_action`, where the kernel logs "Possible SYN flooding
+//!   on port"), and most cookies sent never came back (`SyncookiesRecv` under half of
+//!   `SyncookiesSent`): a burst of real clients also fills the queue, but they answer
+//!   their cookies;
+//! - in a replay (no counters): at least [`FLOOD_RATE`] SYNs in one second, the smallest
+//!   SYN queue Linux sizes by default (`tcp_max_syn_backlog`'s floor, 128) filled in the
+//!   time a SYN-ACK waits for its first retransmission, with most finished attempts
+//!   one-shot and never completed;
+//! - and in both, at least [`FLOOD_SOURCES`] distinct source addresses: fewer is a
+//!   handful of clients (a load test, a retry loop) the operator can name, which the
+//!   per-connection findings (accept queue, drops) describe better.
+
+use crate::diagnose::cause::{Basis, Cause, Flood};
+use crate::diagnose::evidence::Evidence;
+use crate::diagnose::findings::{Finding, Role};
+use crate::diagnose::host::{Counter, Counters, HostFacts};
+use crate::diagnose::kernel::{DropClass, KernelEvidence};
+use crate::diagnose::rules::Scope;
+use crate::flow::Side;
+use std::collections::BTreeSet;
+
+/// Distinct source addresses below which many SYNs are a few clients, not a flood.
+pub const FLOOD_SOURCES: u64 = 16;
+/// Replays: SYNs in one second that would fill Linux's smallest default SYN queue.
+pub const FLOOD_RATE: u64 = 128;
+
+/// The counters a flood moves, cited in its evidence.
+const FLOOD_COUNTERS: [Counter; 6] = [
+    Counter::ListenDrops,
+    Counter::SyncookiesFailed,
+    Counter::SyncookiesRecv,
+    Counter::SyncookiesSent,
+    Counter::TcpReqQFullDoCookies,
+    Counter::TcpReqQFullDrop,
+];
+
+/// Whether the evidence shows a SYN flood (see the module doc for why these tests).
+pub(super) fn recognised(ev: &Evidence, facts: Option<&HostFacts>) -> bool {
+    let r = &ev.syn_rate;
+    if r.sources < FLOOD_SOURCES {
+        return false;
+    }
+    match facts {
+        Some(f) => {
+            let overflowed =
+                f.delta(Counter::TcpReqQFullDoCookies) + f.delta(Counter::TcpReqQFullDrop) > 0;
+            let sent = f.delta(Counter::SyncookiesSent);
+            overflowed && f.delta(Counter::SyncookiesRecv).saturating_mul(2) < sent.max(1)
+        }
+        None => {
+            let one_shot = ev.one_shot_unanswered + ev.one_shot_half_open;
+            r.peak_syns_per_sec >= FLOOD_RATE && one_shot * 2 > ev.flows()
+        }
+    }
+}
+
+/// A recognised flood's one-shot unanswered attempts, which the drop findings must not
+/// explain. Attempts the capture's end cut short are all one-shot and already left out
+/// there.
+pub(super) fn unanswered_of(ev: &Evidence) -> u64 {
+    ev.one_shot_unanswered.saturating_sub(ev.unanswered_cut)
+}
+
+pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
+    if !recognised(ev, facts) {
+        return Vec::new();
+    }
+    let r = &ev.syn_rate;
+    let connect = ev.connect_time();
+    let (martian_syns, martian_sources) = match martians(&ev.kernel) {
+        Some((syns, sources)) => (Some(syns), Some(sources)),
+        None => (None, None),
+    };
+    let half_open = unanswered_of(ev) + ev.one_shot_half_open;
+    let cause = Cause::SynFlood(Flood {
+        syns: r.syns,
+        syns_per_sec_peak: r.peak_syns_per_sec,
+        sources: r.sources,
+        sources_capped: r.sources_capped,
+        sources_per_sec_peak: r.peak_sources_per_sec,
+        span_us: r.span_us(),
+        half_open,
+        completed: ev.connected,
+        connect_p50_us: connect.p50,
+        connect_max_us: connect.max,
+        cookies_sent: facts.map(|f| f.delta(Counter::SyncookiesSent)),
+        counters: facts.map(|f| {
+            FLOOD_COUNTERS
+                .iter()
+                .map(|&c| (c, f.delta(c)))
+                .collect::<Counters>()
+        }),
+        martian_syns,
+        martian_sources,
+        basis: if facts.is_some() {
+            Basis::Host
+        } else {
+            Basis::Packets
+        },
+        port: scope.port,
+    });
+    let procs = facts
+        .and_then(|f| f.now.listeners.first().or(f.start.listeners.first()))
+        .map_or(&[][..], |l| &l.processes[..]);
+    vec![Finding::new(cause, r.syns.max(half_open)).processes(procs, Role::Listener)]
+}
+
+/// SYNs the witness saw discarded as martians, and their distinct sources; `None` when
+/// it saw nothing at all (off, or a replay).
+fn martians(k: &KernelEvidence) -> Option<(u64, u64)> {
+    if k.flows == 0 {
+        return None;
+    }
+    let mut syns = 0;
+    let mut sources = BTreeSet::new();
+    for (key, t) in &k.drops {
+        if key.sender == Side::Client && DropClass::of(&key.reason) == DropClass::Martian {
+            syns += t.packets;
+            sources.extend(t.clients.iter().copied());
+        }
+    }
+    Some((syns, sources.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Timestamp;
+    use crate::diagnose::findings::{FindingKind, Severity};
+    use crate::diagnose::syn_meter::SynRate;
+    use crate::diagnose::tests::*;
+    use crate::flow::{FlowRecord, Outcome};
+
+    fn scope() -> Scope {
+        Scope::port(61999)
+    }
+
+    /// A spoofed source's attempt: one SYN, answered with a SYN-ACK (a cookie) never
+    /// acknowledged.
+    fn half_open(i: u32) -> FlowRecord {
+        FlowRecord {
+            client: ep(&format!("10.202.{}.{}:1024", i / 250, i % 250 + 1)),
+            synack_count: 1,
+            ..record(Outcome::HandshakeIncomplete, "10.201.0.1:61999")
+        }
+    }
+
+    /// A real client that completed in `rtt_us`.
+    fn real(rtt_us: u64) -> FlowRecord {
+        FlowRecord {
+            client: ep("10.201.0.2:40000"),
+            synack_count: 1,
+            handshake_rtt_us: Some(rtt_us),
+            ..record(Outcome::Closed, "10.201.0.1:61999")
+        }
+    }
+
+    /// `n` spoofed attempts and `real` real clients, `syns` SYNs metered from `sources`
+    /// addresses at up to `peak` a second.
+    fn flood(n: u32, real_rtts: &[u64], sources: u64, peak: u64) -> Evidence {
+        let mut records: Vec<FlowRecord> = (0..n).map(half_open).collect();
+        records.extend(real_rtts.iter().map(|&rtt| real(rtt)));
+        let mut ev = evidence(&records);
+        ev.syn_rate = SynRate {
+            syns: u64::from(n) + real_rtts.len() as u64,
+            sources,
+            sources_capped: false,
+            peak_syns_per_sec: peak,
+            peak_sources_per_sec: peak.min(sources),
+            first: Some(Timestamp(1_000_000)),
+            last: Some(Timestamp(2_500_000)),
+        };
+        ev
+    }
+
+    fn with_counters(deltas: &[(Counter, u64)]) -> HostFacts {
+        let mut f = facts(vec![listener("10.201.0.1:61999")]);
+        for &(c, d) in deltas {
+            f.start.counters.insert(c, 100);
+            f.now.counters.insert(c, 100 + d);
+        }
+        f
+    }
+
+    #[test]
+    fn live_cookies_for_a_full_syn_queue_from_many_sources_are_a_syn_flood() {
+        let ev = flood(3000, &[400, 900], 3001, 2000);
+        let f = with_counters(&[
+            (Counter::SyncookiesSent, 2992),
+            (Counter::TcpReqQFullDoCookies, 2992),
+            (Counter::SyncookiesRecv, 2),
+        ]);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let d = &found[0];
+        assert_eq!(
+            (d.kind, d.severity),
+            (FindingKind::SynFlood, Severity::Error)
+        );
+        let e = evidence_json(d);
+        assert_eq!(e["cookies_sent"], 2992);
+        assert_eq!(e["counters"]["SyncookiesSent"], 2992);
+        assert_eq!(e["counters"]["SyncookiesRecv"], 2);
+        assert_eq!(
+            (&e["sources"], &e["half_open"]),
+            (&3001.into(), &3000.into())
+        );
+        assert_eq!(e["completed"], 2);
+        assert_eq!(e["connect_max_us"], 900);
+        let h = d.headline();
+        assert!(
+            h.starts_with("SYN flood on port 61999: 3002 SYNs from 3001 source addresses (up to 2000 a second)"),
+            "{h}"
+        );
+        assert!(h.contains("2992 SYN cookies sent"), "{h}");
+        assert!(h.contains("2 real connections still completed"), "{h}");
+        let words = format!("{h} {} {}", d.explanation(), d.next_step());
+        assert!(
+            !words.contains("firewall DROP") && !words.contains("DROP rule"),
+            "{words}"
+        );
+        assert!(
+            d.next_step().contains("tcp_syncookies"),
+            "{}",
+            d.next_step()
+        );
+        assert_eq!(d.processes[0].process.name, "java");
+    }
+
+    #[test]
+    fn live_syn_queue_drops_with_cookies_off_say_to_turn_cookies_on() {
+        let ev = flood(500, &[], 500, 500);
+        let f = with_counters(&[(Counter::TcpReqQFullDrop, 380), (Counter::ListenDrops, 380)]);
+        let found = findings(&ev, Some(&f), &scope());
+        let d = &found[0];
+        assert_eq!(d.kind, FindingKind::SynFlood);
+        assert_eq!(evidence_json(d)["cookies_sent"], 0);
+        assert!(
+            d.headline().ends_with(
+                "380 SYNs dropped for a full SYN queue; no real connection has completed"
+            ),
+            "{}",
+            d.headline()
+        );
+        assert!(
+            d.next_step()
+                .starts_with("turn SYN cookies on: sysctl -w net.ipv4.tcp_syncookies=1"),
+            "{}",
+            d.next_step()
+        );
+    }
+
+    #[test]
+    fn a_burst_of_real_clients_answering_their_cookies_is_no_flood() {
+        let ev = flood(0, &[300; 40], 40, 40);
+        let f = with_counters(&[
+            (Counter::SyncookiesSent, 30),
+            (Counter::TcpReqQFullDoCookies, 30),
+            (Counter::SyncookiesRecv, 30),
+        ]);
+        assert!(findings(&ev, Some(&f), &scope()).is_empty());
+    }
+
+    #[test]
+    fn a_few_sources_filling_the_syn_queue_are_no_flood() {
+        let ev = flood(200, &[], FLOOD_SOURCES - 1, 200);
+        let f = with_counters(&[
+            (Counter::TcpReqQFullDoCookies, 150),
+            (Counter::SyncookiesSent, 150),
+        ]);
+        assert!(findings(&ev, Some(&f), &scope()).is_empty());
+    }
+
+    #[test]
+    fn many_sources_with_the_syn_queue_never_full_are_no_flood_live() {
+        let ev = flood(300, &[], 300, 300);
+        assert!(findings(&ev, Some(&with_counters(&[])), &scope()).is_empty());
+    }
+
+    #[test]
+    fn a_replay_of_a_flood_is_told_from_its_packets_and_says_what_it_cannot_judge() {
+        let ev = flood(1000, &[500], 1000, 600);
+        let found = findings(&ev, None, &scope());
+        let d = &found[0];
+        assert_eq!(d.kind, FindingKind::SynFlood);
+        let e = evidence_json(d);
+        assert!(
+            e["cookies_sent"].is_null() && e["counters"].is_null(),
+            "{e}"
+        );
+        assert!(
+            d.explanation()
+                .contains("cannot tell whether the kernel sent SYN cookies"),
+            "{}",
+            d.explanation()
+        );
+    }
+
+    #[test]
+    fn a_replay_below_the_smallest_syn_queue_a_second_is_no_flood() {
+        let ev = flood(1000, &[], 1000, FLOOD_RATE - 1);
+        assert!(findings(&ev, None, &scope()).is_empty());
+    }
+
+    #[test]
+    fn a_floods_unanswered_syns_are_no_silent_drop_and_its_martians_are_folded_in() {
+        // Cookies off, the queue full: the flood's SYNs go unanswered; a real client's
+        // SYNs, retransmitted, are still a drop to report.
+        let mut records: Vec<FlowRecord> = (0..400)
+            .map(|i| FlowRecord {
+                client: ep(&format!("10.202.0.{}:1024", i % 250 + 1)),
+                ..record(Outcome::Unanswered, "10.201.0.1:61999")
+            })
+            .collect();
+        records.push(FlowRecord {
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "10.201.0.1:61999")
+        });
+        let mut ev = evidence(&records);
+        ev.syn_rate = SynRate {
+            syns: 403,
+            sources: 251,
+            peak_syns_per_sec: 400,
+            ..SynRate::default()
+        };
+        let f = with_counters(&[(Counter::TcpReqQFullDrop, 400)]);
+        let all = crate::diagnose::rules::evaluate(&ev, Some(&f), &scope());
+        let mut all = all;
+        crate::diagnose::findings::rank(&mut all);
+        assert_eq!(all[0].kind, FindingKind::SynFlood, "{all:#?}");
+        let dropped: Vec<&Finding> = all
+            .iter()
+            .filter(|f| f.kind == FindingKind::SilentlyDropped)
+            .collect();
+        assert_eq!(dropped.len(), 1, "{all:#?}");
+        assert_eq!(
+            evidence_json(dropped[0])["unanswered"],
+            1,
+            "only the real client's"
+        );
+    }
+}
