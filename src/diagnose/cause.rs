@@ -43,6 +43,9 @@ pub enum Cause {
     /// Live: refused at the backend a DNAT rule forwards the port to (a port map whose
     /// container is down or listens on another port).
     ForwardedNothingListening(ForwardedRefused),
+    /// Refusals in windows that accepted connections ended: the server was not yet
+    /// listening (a startup race), or stopped and came back, once or in a loop.
+    RefusalWindows(RefusalWindows),
     /// Live, with the kernel witness: RSTs in the server's name that this host's TCP did
     /// not send and its firewall did not either: another host or a middlebox.
     RefusedElsewhere(RefusedElsewhere),
@@ -100,6 +103,11 @@ impl Cause {
                 FindingKind::NothingListening
             }
             Cause::RefusedElsewhere(_) => FindingKind::RefusedElsewhere,
+            Cause::RefusalWindows(w) => match w.pattern {
+                Pattern::StartupRace => FindingKind::StartupRace,
+                Pattern::Restarted => FindingKind::ServerRestarted,
+                Pattern::RestartLoop => FindingKind::RestartLoop,
+            },
             Cause::AcceptQueueFull(_) | Cause::HandshakeAcksDropped(_) => {
                 FindingKind::AcceptQueueFull
             }
@@ -133,6 +141,7 @@ impl Cause {
             Cause::ListenerOtherNamespace(e) => Some(e.server),
             Cause::NothingListening(e) => Some(e.server),
             Cause::ForwardedNothingListening(e) => Some(e.server),
+            Cause::RefusalWindows(e) => Some(e.server),
             _ => None,
         }
     }
@@ -155,6 +164,7 @@ impl Cause {
             | Cause::ListenerOtherNamespace(_)
             | Cause::NothingListening(_)
             | Cause::ForwardedNothingListening(_)
+            | Cause::RefusalWindows(_)
             | Cause::AcceptQueueFull(_)
             | Cause::SilentlyDropped(_)
             | Cause::RepliesUnseen(_)
@@ -215,6 +225,61 @@ pub struct Refused {
     pub kernel: Option<ResetSource>,
     #[serde(skip)]
     pub port: u16,
+    #[serde(skip)]
+    pub basis: Basis,
+}
+
+/// What the refusal windows of one server endpoint look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// Refused only before the first accepted connection.
+    StartupRace,
+    /// One window between accepted connections.
+    Restarted,
+    /// Two or more windows that accepted connections ended.
+    RestartLoop,
+}
+
+/// A listener's start or stop, as the listener timeline knows it (live).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListenerSeen {
+    #[serde(serialize_with = "display")]
+    pub endpoint: Endpoint,
+    /// Microseconds since the Unix epoch.
+    pub at: u64,
+    /// The kernel's time of the listen()/close(); false: when a look first saw it.
+    pub exact: bool,
+    pub process: Option<String>,
+    pub pid: Option<i32>,
+}
+
+/// Refused connections in windows that accepted connections ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RefusalWindows {
+    /// Refused in the windows that ended (`windows` and the folded ones).
+    pub refused: u64,
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    #[serde(skip)]
+    pub pattern: Pattern,
+    /// Each window that accepted connections ended, oldest first.
+    pub windows: Vec<super::windows::Window>,
+    /// Older windows folded out of memory (a long loop), and their attempts.
+    pub windows_folded: u64,
+    pub attempts_folded: u64,
+    /// A loop: the mean time from one window's start to the next, in microseconds.
+    pub period_us: Option<u64>,
+    /// Live: the listener that started as the last window ended, and the one that had
+    /// stopped before it.
+    pub listener_started: Option<ListenerSeen>,
+    pub predecessor_stopped: Option<ListenerSeen>,
+    /// A port map: the backend the connections were forwarded to.
+    #[serde(serialize_with = "display_opt")]
+    pub backend: Option<Endpoint>,
+    /// Refused after the last window with nothing accepted since (said as its own
+    /// finding).
+    #[serde(skip)]
+    pub still_refused: u64,
     #[serde(skip)]
     pub basis: Basis,
 }

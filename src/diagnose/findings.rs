@@ -32,6 +32,9 @@ pub enum FindingKind {
     EphemeralPortsExhausted,
     NoTraffic,
     PartialView,
+    StartupRace,
+    ServerRestarted,
+    RestartLoop,
 }
 
 impl FindingKind {
@@ -58,6 +61,9 @@ impl FindingKind {
             FindingKind::EphemeralPortsExhausted => "ephemeral_ports_exhausted",
             FindingKind::NoTraffic => "no_traffic",
             FindingKind::PartialView => "partial_view",
+            FindingKind::StartupRace => "startup_race",
+            FindingKind::ServerRestarted => "server_restarted",
+            FindingKind::RestartLoop => "restart_loop",
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `rules`: one cause family per file, pure functions from evidence and facts to
 //!   findings.
 //! - [`cause`] and `wording`: what a finding rests on, typed, and how it is said.
+//! - [`windows`]: when each server refused and accepted, so that refusals followed by
+//!   accepted connections read as a startup race or a restart.
 //! - [`listeners`]: the port's listeners over time, so that a refusal is judged by the
 //!   listeners at its moment and a live finding whose facts change gets an update.
 //!
@@ -22,6 +24,7 @@ pub mod host;
 pub mod kernel;
 pub mod listeners;
 mod rules;
+pub mod windows;
 mod wording;
 
 pub use cause::Cause;
@@ -376,6 +379,9 @@ impl Diagnoser {
                 .iter()
                 .map(|(server, ts)| (*server, t.at(*ts)))
                 .collect();
+            f.listener_changes.clear();
+            f.listener_changes
+                .extend(t.changes_from(0).cloned());
         }
     }
 
@@ -510,6 +516,16 @@ impl Diagnoser {
                 by: [FindingKind::SlowConnect, FindingKind::RepliesDropped]
                     .into_iter()
                     .filter(|_| p.kind == FindingKind::SilentlyDropped)
+                    .chain(
+                        // Refused while the server was down, accepted once it came up.
+                        [
+                            FindingKind::StartupRace,
+                            FindingKind::ServerRestarted,
+                            FindingKind::RestartLoop,
+                        ]
+                        .into_iter()
+                        .filter(|_| p.kind == FindingKind::NothingListening),
+                    )
                     .find(|k| all.iter().any(|f| f.kind == *k)),
             })
             .collect();

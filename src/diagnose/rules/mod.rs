@@ -12,6 +12,7 @@ mod no_traffic;
 mod receivers;
 mod refusals;
 mod resets;
+mod restarts;
 mod slow;
 mod time_wait;
 mod unreachables;
