@@ -380,8 +380,7 @@ impl Diagnoser {
                 .map(|(server, ts)| (*server, t.at(*ts)))
                 .collect();
             f.listener_changes.clear();
-            f.listener_changes
-                .extend(t.changes_from(0).cloned());
+            f.listener_changes.extend(t.changes_from(0).cloned());
         }
     }
 

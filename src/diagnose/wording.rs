@@ -386,7 +386,7 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
         Pattern::StartupRace => (
             format!(
                 "the first {refused} to {server} were refused; it accepted {closed_for} after the first: \
-                 the client started {closed_for} before the server listened"
+                 the client started up to {closed_for} before the server listened"
             ),
             "Every refusal came before the first accepted connection, and none after: the server was not \
              listening yet when the client first tried (a startup race)."
@@ -436,7 +436,11 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
             (Some(name), Some(pid)) => format!("{name} (pid {pid})"),
             _ => "a process".to_string(),
         };
-        let how = if s.exact { "" } else { " (first seen by a look)" };
+        let how = if s.exact {
+            ""
+        } else {
+            " (first seen by a look)"
+        };
         let _ = write!(
             why,
             " {who} started listening on {} at {}{how}",

@@ -59,10 +59,7 @@ pub fn human_duration(us: u64) -> String {
 }
 
 /// One line per refusal window under its finding, oldest first.
-fn window_lines(
-    out: &mut dyn Write,
-    w: &crate::diagnose::cause::RefusalWindows,
-) -> io::Result<()> {
+fn window_lines(out: &mut dyn Write, w: &crate::diagnose::cause::RefusalWindows) -> io::Result<()> {
     if w.windows_folded > 0 {
         writeln!(
             out,

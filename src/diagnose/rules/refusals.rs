@@ -10,7 +10,6 @@
 //! refuse it, and one that stopped since did.
 
 use super::{hook_of, rejecting_rule, restarts};
-use crate::diagnose::host::firewall::nat::Dnat;
 use crate::decode::Endpoint;
 use crate::diagnose::cause::{
     Basis, Cause, FirewallResets, ForwardedRefused, Refused, RefusedElsewhere, RefusedInNamespace,
@@ -18,6 +17,7 @@ use crate::diagnose::cause::{
 };
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
+use crate::diagnose::host::firewall::nat::Dnat;
 use crate::diagnose::host::firewall::Hook;
 use crate::diagnose::host::{HostFacts, ProcessInfo};
 use crate::diagnose::kernel::{PathKey, ResetSource};

@@ -27,7 +27,11 @@ pub fn finding(
     backend: Option<Endpoint>,
 ) -> Option<(Finding, u64)> {
     let (all, folded) = ev.timelines.windows(&server);
-    let ended: Vec<_> = all.iter().filter(|w| w.accepted_after > 0).copied().collect();
+    let ended: Vec<_> = all
+        .iter()
+        .filter(|w| w.accepted_after > 0)
+        .copied()
+        .collect();
     let last = *ended.last()?;
     let restarts = ended.iter().filter(|w| w.accepted_before > 0).count() as u64 + folded.windows;
     let pattern = match restarts {
@@ -143,7 +147,11 @@ mod tests {
     fn refused_between_accepted_connections_is_a_restart() {
         let (f, n) = found(&[accepted(0), no(100), no(200), accepted(1400)]).unwrap();
         assert_eq!((f.kind, n), (FindingKind::ServerRestarted, 2));
-        assert!(f.headline().contains("closed for 1.3 s"), "{}", f.headline());
+        assert!(
+            f.headline().contains("closed for 1.3 s"),
+            "{}",
+            f.headline()
+        );
     }
 
     #[test]
