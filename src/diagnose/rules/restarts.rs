@@ -67,9 +67,9 @@ pub fn finding(
     let predecessor = started.and_then(|s| {
         changes
             .iter()
+            .rev()
             .filter(listens)
-            .filter(|c| c.kind == ChangeKind::ListenerStopped && c.at <= s.at)
-            .last()
+            .find(|c| c.kind == ChangeKind::ListenerStopped && c.at <= s.at)
     });
     let cause = Cause::RefusalWindows(RefusalWindows {
         refused,
