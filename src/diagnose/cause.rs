@@ -273,9 +273,11 @@ pub struct RefusalWindows {
     /// stopped before it.
     pub listener_started: Option<ListenerSeen>,
     pub predecessor_stopped: Option<ListenerSeen>,
-    /// A port map: the backend the connections were forwarded to.
+    /// A port map: the backend the connections were forwarded to, and the port the
+    /// clients addressed.
     #[serde(serialize_with = "display_opt")]
     pub backend: Option<Endpoint>,
+    pub forwarded_port: Option<u16>,
     /// Refused after the last window with nothing accepted since (said as its own
     /// finding).
     #[serde(skip)]

@@ -367,9 +367,9 @@ fn nothing_listening(e: &Refused) -> Words {
 }
 
 fn refusal_windows(e: &RefusalWindows) -> Words {
-    let server = match e.backend {
-        Some(b) => format!("{} (forwarded to {b})", e.server),
-        None => e.server.to_string(),
+    let server = match (e.backend, e.forwarded_port) {
+        (Some(b), Some(p)) => format!("host:{p} (forwarded to {b})"),
+        _ => e.server.to_string(),
     };
     let Some(last) = e.windows.last() else {
         return say(
@@ -385,8 +385,14 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
     let (headline, why, next) = match e.pattern {
         Pattern::StartupRace => (
             format!(
-                "the first {refused} to {server} were refused; it accepted {closed_for} after the first: \
-                 the client started up to {closed_for} before the server listened"
+                "{} to {server} {} refused; it accepted {closed_for} after the first: the client \
+                 started up to {closed_for} before the server listened",
+                if last.attempts == 1 {
+                    "the first attempt".to_string()
+                } else {
+                    format!("the first {refused}")
+                },
+                if last.attempts == 1 { "was" } else { "were" },
             ),
             "Every refusal came before the first accepted connection, and none after: the server was not \
              listening yet when the client first tried (a startup race)."

@@ -68,7 +68,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         // server's absence).
         let mut refused = refused;
         if kernel.firewall == 0 {
-            let backend = port_map(facts, server).map(|d| Endpoint::new(d.to.ip(), d.to.port()));
+            let backend =
+                port_map(facts, server).map(|d| (Endpoint::new(d.to.ip(), d.to.port()), d.port));
             if let Some((f, n)) = restarts::finding(ev, facts, server, backend) {
                 out.push(f);
                 refused = refused.saturating_sub(n);

@@ -19,12 +19,12 @@ const SLACK_US: u64 = 2_000;
 
 /// `server`'s refusals that accepted connections ended, as one finding, and how many
 /// refusals it explains (the rest are still refused at the end). `backend`: the port
-/// map's backend when the port is forwarded.
+/// map's backend and the port clients addressed, when the port is forwarded.
 pub fn finding(
     ev: &Evidence,
     facts: Option<&HostFacts>,
     server: Endpoint,
-    backend: Option<Endpoint>,
+    backend: Option<(Endpoint, u16)>,
 ) -> Option<(Finding, u64)> {
     let (all, folded) = ev.timelines.windows(&server);
     let ended: Vec<_> = all
@@ -81,7 +81,8 @@ pub fn finding(
         period_us,
         listener_started: started.map(seen),
         predecessor_stopped: predecessor.map(seen),
-        backend,
+        backend: backend.map(|(b, _)| b),
+        forwarded_port: backend.map(|(_, p)| p),
         still_refused,
         basis: if facts.is_some() {
             Basis::Host
