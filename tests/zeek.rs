@@ -92,6 +92,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // "S1: Connection established, not terminated."
     // Zeek: "S0: Connection attempt seen, no reply."
     ("cut_by_count.pcap", &["S0"]),
+    ("drop_window.pcap", &["SF", "SF", "S0", "S0"]),
     ("established.pcap", &["S1"]),
     // "S2: Connection established and close attempt by originator seen (but no reply
     // from responder)."

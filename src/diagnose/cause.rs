@@ -205,6 +205,11 @@ fn display_opt<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, 
     }
 }
 
+/// Microseconds as f64 seconds, like every time in the JSON.
+fn secs<S: Serializer>(us: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(*us as f64 / 1e6)
+}
+
 fn side<S: Serializer>(v: &Side, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
@@ -245,7 +250,8 @@ pub enum Pattern {
 pub struct ListenerSeen {
     #[serde(serialize_with = "display")]
     pub endpoint: Endpoint,
-    /// Microseconds since the Unix epoch.
+    /// Seconds since the Unix epoch in the JSON.
+    #[serde(serialize_with = "secs")]
     pub at: u64,
     /// The kernel's time of the listen()/close(); false: when a look first saw it.
     pub exact: bool,

@@ -246,8 +246,8 @@ pub struct Evidence {
     /// Live: the processes behind the flows findings speak of, as the flow lines name
     /// them (the listener's owner, the client socket's owner).
     pub(crate) named: BTreeMap<Deed, Vec<ProcessInfo>>,
-    /// Each server endpoint's refused and accepted attempts in time order: refusal
-    /// windows (a startup race, a restart) rather than a bare count.
+    /// Each server endpoint's refused, dropped and accepted attempts in time order:
+    /// windows (a startup race, a restart, a firewall reload) rather than a bare count.
     pub(crate) timelines: Timelines,
 }
 
@@ -317,6 +317,8 @@ impl Evidence {
         }
         if r.outcome == Outcome::Refused {
             self.timelines.add(r.server, r.first_ts, Fate::Refused);
+        } else if r.outcome == Outcome::Unanswered {
+            self.timelines.add(r.server, r.first_ts, Fate::Dropped);
         } else if r.handshake_rtt_us.is_some() {
             self.timelines.add(r.server, r.first_ts, Fate::Accepted);
         }

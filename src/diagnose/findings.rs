@@ -150,6 +150,10 @@ pub struct Finding {
     /// refusals it explains, or when it was printed live), so that it is never read as
     /// a statement about now when the facts have moved.
     pub facts_changed: Vec<FactChange>,
+    /// Failures that came only in windows between answered connections (SYNs dropped
+    /// during a firewall reload or a burst): each window, oldest first. Empty when they
+    /// did not, or the finding's cause carries its own windows.
+    pub windows: Vec<super::windows::Window>,
 }
 
 impl Finding {
@@ -161,6 +165,7 @@ impl Finding {
             processes: Vec::new(),
             cause,
             facts_changed: Vec::new(),
+            windows: Vec::new(),
         }
     }
 

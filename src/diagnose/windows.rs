@@ -23,7 +23,20 @@ const RUNS_CAP: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fate {
     Refused,
+    /// Never answered: its SYNs were dropped.
+    Dropped,
     Accepted,
+}
+
+impl Fate {
+    /// The failures windows are made of, by index into per-failure counts.
+    fn failure(self) -> Option<usize> {
+        match self {
+            Fate::Refused => Some(0),
+            Fate::Dropped => Some(1),
+            Fate::Accepted => None,
+        }
+    }
 }
 
 /// Consecutive attempts with one fate.
@@ -35,14 +48,16 @@ struct Run {
     count: u64,
 }
 
-/// A time the port refused connections, with the accepted connections around it.
+/// A time the port refused (or dropped) connections, with the accepted connections
+/// around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Window {
-    /// The first refused attempt's first SYN, in microseconds since the Unix epoch.
-    #[serde(serialize_with = "micros")]
+    /// The first failed attempt's first SYN; in the JSON, seconds since the Unix epoch
+    /// like every other time there.
+    #[serde(serialize_with = "secs")]
     pub start: Timestamp,
-    /// The last refused attempt's first SYN.
-    #[serde(serialize_with = "micros")]
+    /// The last failed attempt's first SYN.
+    #[serde(serialize_with = "secs")]
     pub end: Timestamp,
     pub attempts: u64,
     /// Accepted connections since the window before (or the capture's start).
@@ -51,17 +66,18 @@ pub struct Window {
     pub accepted_after: u64,
     /// The first accepted connection after it (its first SYN): when the port was open
     /// again, as the packets show it.
-    #[serde(serialize_with = "micros_opt")]
+    #[serde(serialize_with = "secs_opt")]
     pub reopened: Option<Timestamp>,
 }
 
-fn micros<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(t.as_micros())
+// Microseconds as f64 seconds print back exactly (see `report::json`'s timestamps).
+fn secs<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(t.as_secs_f64())
 }
 
-fn micros_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+fn secs_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_u64(t.as_micros()),
+        Some(t) => s.serialize_f64(t.as_secs_f64()),
         None => s.serialize_none(),
     }
 }
@@ -80,7 +96,8 @@ struct Marks {
     runs: Vec<Run>,
     /// Raw, in arrival order (a long connection's record comes after later refusals).
     raw: Vec<(Timestamp, Fate)>,
-    folded: Folded,
+    /// By [`Fate::failure`].
+    folded: [Folded; 2],
 }
 
 impl Marks {
@@ -99,14 +116,16 @@ impl Marks {
         }
         while self.runs.len() > RUNS_CAP {
             let run = self.runs.remove(0);
-            if run.fate == Fate::Refused {
-                self.folded.windows += 1;
-                self.folded.attempts += run.count;
+            if let Some(i) = run.fate.failure() {
+                self.folded[i].windows += 1;
+                self.folded[i].attempts += run.count;
             }
         }
     }
 
-    fn windows(&self) -> (Vec<Window>, Folded) {
+    /// The windows of `fate`'s failures: attempts that failed so with no accepted one
+    /// between them (failures of the other kind neither split nor count).
+    fn windows(&self, fate: Fate) -> (Vec<Window>, Folded) {
         let mut raw = self.raw.clone();
         raw.sort_unstable();
         let mut runs = self.runs.clone();
@@ -115,16 +134,25 @@ impl Marks {
         }
         let mut out: Vec<Window> = Vec::new();
         let mut accepted = 0;
+        // Whether the last window is still open (no accepted attempt since it).
+        let mut open = false;
         for r in &runs {
-            match r.fate {
-                Fate::Accepted => {
+            match (r.fate == fate, r.fate) {
+                (_, Fate::Accepted) => {
                     accepted += r.count;
+                    open = false;
                     if let Some(w) = out.last_mut() {
                         w.accepted_after += r.count;
                         w.reopened.get_or_insert(r.first);
                     }
                 }
-                Fate::Refused => {
+                (true, _) if open => {
+                    if let Some(w) = out.last_mut() {
+                        w.end = r.last;
+                        w.attempts += r.count;
+                    }
+                }
+                (true, _) => {
                     out.push(Window {
                         start: r.first,
                         end: r.last,
@@ -134,10 +162,15 @@ impl Marks {
                         reopened: None,
                     });
                     accepted = 0;
+                    open = true;
                 }
+                (false, _) => {}
             }
         }
-        (out, self.folded)
+        let folded = fate
+            .failure()
+            .map_or_else(Folded::default, |i| self.folded[i]);
+        (out, folded)
     }
 }
 
@@ -185,11 +218,12 @@ impl Timelines {
         }
     }
 
-    /// `server`'s refusal windows in time order, and how many were folded out of memory.
-    pub fn windows(&self, server: &Endpoint) -> (Vec<Window>, Folded) {
+    /// `server`'s windows of `fate` in time order, and how many were folded out of
+    /// memory.
+    pub fn windows(&self, server: &Endpoint, fate: Fate) -> (Vec<Window>, Folded) {
         self.servers
             .get(server)
-            .map_or((Vec::new(), Folded::default()), Marks::windows)
+            .map_or((Vec::new(), Folded::default()), |m| m.windows(fate))
     }
 }
 
@@ -217,7 +251,7 @@ mod tests {
         ] {
             t.add(server(), at(ms), fate);
         }
-        let (w, folded) = t.windows(&server());
+        let (w, folded) = t.windows(&server(), Fate::Refused);
         assert_eq!(folded, Folded::default());
         assert_eq!(
             w,
@@ -238,9 +272,28 @@ mod tests {
         t.add(server(), at(20), Fate::Refused);
         t.add(server(), at(40), Fate::Refused);
         t.add(server(), at(10), Fate::Accepted);
-        let (w, _) = t.windows(&server());
+        let (w, _) = t.windows(&server(), Fate::Refused);
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].accepted_before, w[0].accepted_after), (1, 0));
+    }
+
+    #[test]
+    fn drops_make_windows_of_their_own_and_refusals_do_not_split_them() {
+        let mut t = Timelines::default();
+        for (ms, fate) in [
+            (0, Fate::Accepted),
+            (10, Fate::Dropped),
+            (20, Fate::Refused),
+            (30, Fate::Dropped),
+            (40, Fate::Accepted),
+        ] {
+            t.add(server(), at(ms), fate);
+        }
+        let (w, _) = t.windows(&server(), Fate::Dropped);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].start, w[0].end, w[0].attempts), (at(10), at(30), 2));
+        assert_eq!((w[0].accepted_before, w[0].accepted_after), (1, 1));
+        assert_eq!(t.windows(&server(), Fate::Refused).0[0].attempts, 1);
     }
 
     #[test]
@@ -253,7 +306,7 @@ mod tests {
                 ms += 1;
             }
         }
-        let (w, folded) = t.windows(&server());
+        let (w, folded) = t.windows(&server(), Fate::Refused);
         assert!(w.len() <= RUNS_CAP + MARKS_CAP, "{}", w.len());
         assert_eq!(folded.windows + w.len() as u64, 1000);
         assert_eq!(

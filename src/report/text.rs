@@ -58,20 +58,27 @@ pub fn human_duration(us: u64) -> String {
     }
 }
 
-/// One line per refusal window under its finding, oldest first.
-fn window_lines(out: &mut dyn Write, w: &crate::diagnose::cause::RefusalWindows) -> io::Result<()> {
-    if w.windows_folded > 0 {
+/// One line per window under its finding, oldest first; `folded`: older windows (and
+/// their attempts) no longer kept; `failed`: what the attempts in a window met.
+fn window_lines(
+    out: &mut dyn Write,
+    windows: &[crate::diagnose::windows::Window],
+    folded: u64,
+    folded_attempts: u64,
+    failed: &str,
+) -> io::Result<()> {
+    if folded > 0 {
         writeln!(
             out,
-            "     window: {} earlier ({}) folded",
-            plural(w.windows_folded, "window", "windows"),
-            plural(w.attempts_folded, "refused attempt", "refused attempts")
+            "     window: {} earlier ({} {failed}) folded",
+            plural(folded, "window", "windows"),
+            plural(folded_attempts, "attempt", "attempts")
         )?;
     }
-    for win in &w.windows {
+    for win in windows {
         writeln!(
             out,
-            "     window: {}–{}: {} refused; {} accepted before, {} after{}",
+            "     window: {}–{}: {} {failed}; {} accepted before, {} after{}",
             clock(win.start),
             clock(win.end),
             win.attempts,
@@ -532,8 +539,15 @@ pub fn write_diagnosis(
         }
         writeln!(out, "     next: {}", words.next_step)?;
         if let crate::diagnose::Cause::RefusalWindows(w) = &f.cause {
-            window_lines(out, w)?;
+            window_lines(
+                out,
+                &w.windows,
+                w.windows_folded,
+                w.attempts_folded,
+                "refused",
+            )?;
         }
+        window_lines(out, &f.windows, 0, 0, "dropped")?;
         for c in &f.facts_changed {
             writeln!(out, "     since then: {}", change_then(c))?;
         }

@@ -509,6 +509,7 @@ fn each_fixture_gets_the_diagnosis_its_packets_support() {
         ("startup_race.pcap", &["startup_race"]),
         ("restarted.pcap", &["server_restarted"]),
         ("restart_loop.pcap", &["restart_loop"]),
+        ("drop_window.pcap", &["silently_dropped"]),
         // IPv4 connections succeed, the IPv6 one is refused: one family only.
         ("null_loopback.pcap", &["listener_other_family"]),
         ("closed_client_first.pcap", &[]),
@@ -583,6 +584,32 @@ fn diagnosis_details_name_the_evidence() {
     );
 }
 
+/// SYNs dropped only while a DROP rule was in place, with connections answered before
+/// and after: the finding carries the window.
+#[test]
+fn syns_dropped_only_between_answered_connections_are_a_window_on_the_finding() {
+    let f = &replay_findings("drop_window.pcap")[0];
+    assert_eq!(f["kind"], "silently_dropped", "{f}");
+    let w = &f["windows"];
+    assert_eq!(w.as_array().map(Vec::len), Some(1), "{f}");
+    assert_eq!(
+        (
+            &w[0]["attempts"],
+            &w[0]["accepted_before"],
+            &w[0]["accepted_after"]
+        ),
+        (&2.into(), &1.into(), &1.into()),
+        "{f}"
+    );
+    // The two attempts gave up after 0.3 s each, 0.1 s apart.
+    let span = w[0]["end"].as_f64().unwrap() - w[0]["start"].as_f64().unwrap();
+    assert!((0.3..1.0).contains(&span), "{f}");
+    // Refused-only and dropped-to-the-end findings carry no window.
+    assert!(replay_findings("unanswered.pcap")[0]
+        .get("windows")
+        .is_none());
+}
+
 /// The windows a user reads in the JSON: when each began and ended, how many attempts it
 /// refused, and the accepted connections around it.
 #[test]
@@ -599,9 +626,10 @@ fn refusal_windows_are_typed_evidence_with_their_times_and_neighbours() {
         (&3.into(), &0.into(), &2.into())
     );
     // Three refusals 0.1 s apart; the server's child process started after them.
-    let span = w[0]["end"].as_u64().unwrap() - w[0]["start"].as_u64().unwrap();
-    assert!((190_000..400_000).contains(&span), "{f}");
-    assert!(w[0]["reopened"].as_u64().unwrap() > w[0]["end"].as_u64().unwrap());
+    // Times are seconds since the epoch, like every time in the JSON.
+    let span = w[0]["end"].as_f64().unwrap() - w[0]["start"].as_f64().unwrap();
+    assert!((0.19..0.4).contains(&span), "{f}");
+    assert!(w[0]["reopened"].as_f64().unwrap() > w[0]["end"].as_f64().unwrap());
     assert!(
         f["headline"]
             .as_str()

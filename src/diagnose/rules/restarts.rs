@@ -13,6 +13,7 @@ use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::Finding;
 use crate::diagnose::host::HostFacts;
 use crate::diagnose::listeners::{ChangeKind, FactChange};
+use crate::diagnose::windows::{Fate, Window};
 
 /// The witness's time and the capture's can disagree by this much (see `listeners`).
 const SLACK_US: u64 = 2_000;
@@ -26,7 +27,7 @@ pub fn finding(
     server: Endpoint,
     backend: Option<(Endpoint, u16)>,
 ) -> Option<(Finding, u64)> {
-    let (all, folded) = ev.timelines.windows(&server);
+    let (all, folded) = ev.timelines.windows(&server, Fate::Refused);
     let ended: Vec<_> = all
         .iter()
         .filter(|w| w.accepted_after > 0)
@@ -93,6 +94,32 @@ pub fn finding(
     Some((Finding::new(cause, refused), refused))
 }
 
+/// The windows SYNs to a dropped finding's servers were dropped in, when every drop came
+/// in one between answered connections (a firewall reload, a full accept queue during a
+/// burst): empty otherwise, and for other causes.
+pub fn drop_windows(ev: &Evidence, cause: &Cause) -> Vec<Window> {
+    let servers = match cause {
+        Cause::SilentlyDropped(u) => &u.servers,
+        Cause::SynsDropped(d) => &d.servers,
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for server in servers {
+        let (windows, folded) = ev.timelines.windows(server, Fate::Dropped);
+        if windows.is_empty()
+            || folded.windows > 0
+            || windows
+                .iter()
+                .any(|w| w.accepted_before == 0 || w.accepted_after == 0)
+        {
+            return Vec::new();
+        }
+        out.extend(windows);
+    }
+    out.sort_by_key(|w| w.start);
+    out
+}
+
 fn seen(c: &FactChange) -> ListenerSeen {
     ListenerSeen {
         endpoint: c.endpoint,
@@ -108,6 +135,7 @@ mod tests {
     use super::*;
     use crate::decode::Timestamp;
     use crate::diagnose::findings::FindingKind;
+    use crate::diagnose::rules::Scope;
     use crate::diagnose::tests::*;
     use crate::flow::{FlowRecord, Outcome};
 
@@ -167,6 +195,32 @@ mod tests {
         assert_eq!(json["period_us"], 1_000_000);
         assert_eq!(json["windows"].as_array().unwrap().len(), 3);
         assert_eq!(json["windows"][0]["accepted_before"], 1);
+    }
+
+    fn lost(ms: u64) -> FlowRecord {
+        at(record(Outcome::Unanswered, "127.0.0.1:61999"), ms)
+    }
+
+    #[test]
+    fn syns_dropped_only_between_answered_connections_are_a_window() {
+        let ev = evidence(&[accepted(0), lost(100), lost(200), accepted(2500)]);
+        let found = crate::diagnose::rules::evaluate(&ev, None, &Scope::port(61999));
+        let dropped = found
+            .iter()
+            .find(|f| f.kind == FindingKind::SilentlyDropped)
+            .expect("silently_dropped");
+        assert_eq!(dropped.windows.len(), 1, "{dropped:?}");
+        assert_eq!(
+            (
+                dropped.windows[0].attempts,
+                dropped.windows[0].accepted_before
+            ),
+            (2, 1)
+        );
+        // Dropped to the end: no window, the drop still stands.
+        let ev = evidence(&[accepted(0), lost(100)]);
+        let found = crate::diagnose::rules::evaluate(&ev, None, &Scope::port(61999));
+        assert!(found.iter().all(|f| f.windows.is_empty()), "{found:?}");
     }
 
     #[test]
