@@ -51,6 +51,20 @@ fn port_map(test: &str, port: u16, backend_port: u16) -> Option<(Netns, Netns)> 
     Some((host, ctr))
 }
 
+/// The container's server on CTR_IP:`backend_port`: answers each of `n` connections'
+/// 2 bytes with "ok", then stops.
+fn container_server(ctr: &Netns, backend_port: u16, n: usize) -> std::thread::JoinHandle<()> {
+    ctr.on_thread(move || {
+        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
+        for _ in 0..n {
+            let mut s = accept_within(&l, IO_TIMEOUT);
+            let mut buf = [0u8; 2];
+            let _ = s.read_exact(&mut buf);
+            let _ = s.write_all(b"ok");
+        }
+    })
+}
+
 #[test]
 fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
     const TEST: &str = "a_healthy_port_map_counts_as_the_ports_connections_with_the_translation";
@@ -60,15 +74,7 @@ fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
         return;
     };
     // The container's server: answers each of 3 connections, then stops.
-    let server = ctr.on_thread(move || {
-        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
-        for _ in 0..3 {
-            let mut s = accept_within(&l, IO_TIMEOUT);
-            let mut buf = [0u8; 2];
-            let _ = s.read_exact(&mut buf);
-            let _ = s.write_all(b"ok");
-        }
-    });
+    let server = container_server(&ctr, backend_port, 3);
     std::thread::sleep(Duration::from_millis(200));
 
     let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
@@ -256,15 +262,7 @@ fn any_interface_counts_each_forwarded_connection_once() {
     host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
 
     const N: usize = 3;
-    let server = ctr.on_thread(move || {
-        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
-        for _ in 0..N {
-            let mut s = accept_within(&l, IO_TIMEOUT);
-            let mut buf = [0u8; 2];
-            let _ = s.read_exact(&mut buf);
-            let _ = s.write_all(b"ok");
-        }
-    });
+    let server = container_server(&ctr, backend_port, N);
     std::thread::sleep(Duration::from_millis(200));
     let capture = start_capture_on(&host, "any", port, 3, &[]);
     let clients: Vec<u16> = client
@@ -333,15 +331,7 @@ fn a_port_map_whose_backend_starts_after_a_refusal_is_a_startup_race_not_nothing
     let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
     let refused = refused_through_the_map(&host, port);
     std::thread::sleep(Duration::from_millis(200));
-    let server = ctr.on_thread(move || {
-        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
-        for _ in 0..2 {
-            let mut s = accept_within(&l, IO_TIMEOUT);
-            let mut buf = [0u8; 2];
-            let _ = s.read_exact(&mut buf);
-            let _ = s.write_all(b"ok");
-        }
-    });
+    let server = container_server(&ctr, backend_port, 2);
     std::thread::sleep(Duration::from_millis(200));
     host.on_thread(move || {
         for _ in 0..2 {
