@@ -92,6 +92,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // "S1: Connection established, not terminated."
     // Zeek: "S0: Connection attempt seen, no reply."
     ("cut_by_count.pcap", &["S0"]),
+    ("drop_window.pcap", &["SF", "SF", "S0", "S0"]),
     ("established.pcap", &["S1"]),
     // "S2: Connection established and close attempt by originator seen (but no reply
     // from responder)."
@@ -112,9 +113,20 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // "RSTO: Connection established, originator aborted (sent a RST)."
     ("reset_by_client.pcap", &["RSTO"]),
     ("reset_by_server.pcap", &["RSTR"]),
+    (
+        "restart_loop.pcap",
+        &[
+            "SF", "REJ", "REJ", "SF", "REJ", "REJ", "SF", "REJ", "REJ", "SF",
+        ],
+    ),
+    (
+        "restarted.pcap",
+        &["SF", "SF", "REJ", "REJ", "REJ", "SF", "SF"],
+    ),
     // Every packet cut inside its TCP header: no connection at all.
     ("snaplen40.pcap", &[]),
     ("snaplen60.pcap", &["SF"]),
+    ("startup_race.pcap", &["REJ", "REJ", "REJ", "SF", "SF"]),
     ("truncated.pcap", &["REJ", "REJ", "REJ", "S2"]),
     // "S0: Connection attempt seen, no reply."
     ("unanswered.pcap", &["S0"]),

@@ -45,6 +45,18 @@ impl Timestamp {
     pub fn add_micros(self, micros: u64) -> Timestamp {
         Timestamp(self.0.saturating_add(micros))
     }
+
+    /// Local wall-clock time like tcpdump's default: `20:53:18.123456`.
+    pub fn clock(self) -> String {
+        let micros = i64::try_from(self.0).unwrap_or(i64::MAX);
+        match jiff::Timestamp::from_microsecond(micros) {
+            Ok(t) => t
+                .to_zoned_datetime(jiff::tz::TimeZone::system())
+                .strftime("%H:%M:%S.%6f")
+                .to_string(),
+            Err(_) => format!("{:.6}", self.as_secs_f64()),
+        }
+    }
 }
 
 /// One end of a TCP connection.

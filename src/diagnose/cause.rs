@@ -43,6 +43,9 @@ pub enum Cause {
     /// Live: refused at the backend a DNAT rule forwards the port to (a port map whose
     /// container is down or listens on another port).
     ForwardedNothingListening(ForwardedRefused),
+    /// Refusals in windows that accepted connections ended: the server was not yet
+    /// listening (a startup race), or stopped and came back, once or in a loop.
+    RefusalWindows(RefusalWindows),
     /// Live, with the kernel witness: RSTs in the server's name that this host's TCP did
     /// not send and its firewall did not either: another host or a middlebox.
     RefusedElsewhere(RefusedElsewhere),
@@ -103,6 +106,11 @@ impl Cause {
                 FindingKind::NothingListening
             }
             Cause::RefusedElsewhere(_) => FindingKind::RefusedElsewhere,
+            Cause::RefusalWindows(w) => match w.pattern {
+                Pattern::StartupRace => FindingKind::StartupRace,
+                Pattern::Restarted => FindingKind::ServerRestarted,
+                Pattern::RestartLoop => FindingKind::RestartLoop,
+            },
             Cause::AcceptQueueFull(_) | Cause::HandshakeAcksDropped(_) => {
                 FindingKind::AcceptQueueFull
             }
@@ -137,6 +145,7 @@ impl Cause {
             Cause::ListenerOtherNamespace(e) => Some(e.server),
             Cause::NothingListening(e) => Some(e.server),
             Cause::ForwardedNothingListening(e) => Some(e.server),
+            Cause::RefusalWindows(e) => Some(e.server),
             _ => None,
         }
     }
@@ -159,6 +168,7 @@ impl Cause {
             | Cause::ListenerOtherNamespace(_)
             | Cause::NothingListening(_)
             | Cause::ForwardedNothingListening(_)
+            | Cause::RefusalWindows(_)
             | Cause::AcceptQueueFull(_)
             | Cause::SilentlyDropped(_)
             | Cause::RepliesUnseen(_)
@@ -202,6 +212,11 @@ fn display_opt<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, 
     }
 }
 
+/// Microseconds as f64 seconds, like every time in the JSON.
+fn secs<S: Serializer>(us: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(*us as f64 / 1e6)
+}
+
 fn side<S: Serializer>(v: &Side, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
@@ -222,6 +237,64 @@ pub struct Refused {
     pub kernel: Option<ResetSource>,
     #[serde(skip)]
     pub port: u16,
+    #[serde(skip)]
+    pub basis: Basis,
+}
+
+/// What the refusal windows of one server endpoint look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// Refused only before the first accepted connection.
+    StartupRace,
+    /// One window between accepted connections.
+    Restarted,
+    /// Two or more windows that accepted connections ended.
+    RestartLoop,
+}
+
+/// A listener's start or stop, as the listener timeline knows it (live).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListenerSeen {
+    #[serde(serialize_with = "display")]
+    pub endpoint: Endpoint,
+    /// Seconds since the Unix epoch in the JSON.
+    #[serde(serialize_with = "secs")]
+    pub at: u64,
+    /// The kernel's time of the listen()/close(); false: when a look first saw it.
+    pub exact: bool,
+    pub process: Option<String>,
+    pub pid: Option<i32>,
+}
+
+/// Refused connections in windows that accepted connections ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RefusalWindows {
+    /// Refused in the windows that ended (`windows` and the folded ones).
+    pub refused: u64,
+    #[serde(serialize_with = "display")]
+    pub server: Endpoint,
+    #[serde(skip)]
+    pub pattern: Pattern,
+    /// Each window that accepted connections ended, oldest first.
+    pub windows: Vec<super::windows::Window>,
+    /// Older windows folded out of memory (a long loop), and their attempts.
+    pub windows_folded: u64,
+    pub attempts_folded: u64,
+    /// A loop: the mean time from one window's start to the next, in microseconds.
+    pub period_us: Option<u64>,
+    /// Live: the listener that started as the last window ended, and the one that had
+    /// stopped before it.
+    pub listener_started: Option<ListenerSeen>,
+    pub predecessor_stopped: Option<ListenerSeen>,
+    /// A port map: the backend the connections were forwarded to, and the port the
+    /// clients addressed.
+    #[serde(serialize_with = "display_opt")]
+    pub backend: Option<Endpoint>,
+    pub forwarded_port: Option<u16>,
+    /// Refused after the last window with nothing accepted since (said as its own
+    /// finding).
+    #[serde(skip)]
+    pub still_refused: u64,
     #[serde(skip)]
     pub basis: Basis,
 }

@@ -8,6 +8,7 @@
 use super::host::{FlowProcesses, ProcessInfo};
 use super::kernel::KernelEvidence;
 use super::syn_meter::SynRate;
+use super::windows::{Fate, Timelines};
 use crate::decode::{Endpoint, Timestamp, Unreachable};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
@@ -292,6 +293,9 @@ pub struct Evidence {
     /// Live: the processes behind the flows findings speak of, as the flow lines name
     /// them (the listener's owner, the client socket's owner).
     pub(crate) named: BTreeMap<Deed, Vec<ProcessInfo>>,
+    /// Each server endpoint's refused, dropped and accepted attempts in time order:
+    /// windows (a startup race, a restart, a firewall reload) rather than a bare count.
+    pub(crate) timelines: Timelines,
 }
 
 impl Default for Evidence {
@@ -339,6 +343,7 @@ impl Default for Evidence {
             duration_sum_us: 0,
             kernel: KernelEvidence::default(),
             named: BTreeMap::new(),
+            timelines: Timelines::default(),
         }
     }
 }
@@ -363,6 +368,13 @@ impl Evidence {
             || r.synack_count > 0 && r.outcome != Outcome::HandshakeIncomplete
         {
             *self.answered.entry(r.server).or_default() += 1;
+        }
+        if r.outcome == Outcome::Refused {
+            self.timelines.add(r.server, r.first_ts, Fate::Refused);
+        } else if r.outcome == Outcome::Unanswered {
+            self.timelines.add(r.server, r.first_ts, Fate::Dropped);
+        } else if r.handshake_rtt_us.is_some() {
+            self.timelines.add(r.server, r.first_ts, Fate::Accepted);
         }
         match r.outcome {
             Outcome::Refused => *self.refused.entry(r.server).or_default() += 1,

@@ -33,6 +33,9 @@ pub enum FindingKind {
     EphemeralPortsExhausted,
     NoTraffic,
     PartialView,
+    StartupRace,
+    ServerRestarted,
+    RestartLoop,
 }
 
 impl FindingKind {
@@ -86,6 +89,9 @@ impl FindingKind {
             FindingKind::EphemeralPortsExhausted => "ephemeral_ports_exhausted",
             FindingKind::NoTraffic => "no_traffic",
             FindingKind::PartialView => "partial_view",
+            FindingKind::StartupRace => "startup_race",
+            FindingKind::ServerRestarted => "server_restarted",
+            FindingKind::RestartLoop => "restart_loop",
         }
     }
 
@@ -172,6 +178,10 @@ pub struct Finding {
     /// refusals it explains, or when it was printed live), so that it is never read as
     /// a statement about now when the facts have moved.
     pub facts_changed: Vec<FactChange>,
+    /// Failures that came only in windows between answered connections (SYNs dropped
+    /// during a firewall reload or a burst): each window, oldest first. Empty when they
+    /// did not, or the finding's cause carries its own windows.
+    pub windows: Vec<super::windows::Window>,
 }
 
 impl Finding {
@@ -183,6 +193,7 @@ impl Finding {
             processes: Vec::new(),
             cause,
             facts_changed: Vec::new(),
+            windows: Vec::new(),
         }
     }
 

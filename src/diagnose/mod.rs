@@ -7,6 +7,8 @@
 //! - `rules`: one cause family per file, pure functions from evidence and facts to
 //!   findings.
 //! - [`cause`] and `wording`: what a finding rests on, typed, and how it is said.
+//! - [`windows`]: when each server refused and accepted, so that refusals followed by
+//!   accepted connections read as a startup race or a restart.
 //! - [`listeners`]: the port's listeners over time, so that a refusal is judged by the
 //!   listeners at its moment and a live finding whose facts change gets an update.
 //!
@@ -23,6 +25,7 @@ pub mod kernel;
 pub mod listeners;
 mod rules;
 pub mod syn_meter;
+pub mod windows;
 mod wording;
 
 pub use cause::Cause;
@@ -404,6 +407,8 @@ impl Diagnoser {
                 .iter()
                 .map(|(server, ts)| (*server, t.at(*ts)))
                 .collect();
+            f.listener_changes.clear();
+            f.listener_changes.extend(t.changes_from(0).cloned());
         }
     }
 
@@ -561,6 +566,12 @@ fn superseded_by(kind: FindingKind) -> &'static [FindingKind] {
         ],
         // A flood's martian sources and half-open attempts are its own story.
         FindingKind::InvalidSource | FindingKind::HandshakeStalled => &[FindingKind::SynFlood],
+        // Refused while the server was down, accepted once it came up.
+        FindingKind::NothingListening => &[
+            FindingKind::StartupRace,
+            FindingKind::ServerRestarted,
+            FindingKind::RestartLoop,
+        ],
         _ => &[],
     }
 }

@@ -842,3 +842,72 @@ fn every_count_a_finding_takes_from_a_counter_is_that_counters_growth_in_its_wor
         }
     }
 }
+
+#[test]
+fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_the_startup_race() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_000), None);
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    d.listener_changed(
+        &listen_event("127.0.0.1:61999", true, 2_000),
+        Some(python()),
+    );
+    assert_eq!(d.updates().len(), 1, "the listener's start is said live");
+    d.flow_finished(
+        &FlowRecord {
+            first_ts: Timestamp(2_500),
+            last_ts: Timestamp(2_600),
+            handshake_rtt_us: Some(10),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        },
+        None,
+    );
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
+    // The listener timeline ended the window: the process and its time are facts.
+    let Cause::RefusalWindows(w) = &end.findings[0].cause else {
+        panic!("{:?}", end.findings[0].cause)
+    };
+    let started = w
+        .listener_started
+        .as_ref()
+        .expect("the listen() that ended it");
+    assert_eq!((started.at, started.pid), (2_000, Some(4242)));
+    assert!(end.findings[0]
+        .explanation()
+        .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "));
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(end.superseded[0].by, Some(FindingKind::StartupRace));
+}
+
+#[test]
+fn refusals_after_the_last_accepted_connection_stay_nothing_listening_beside_the_restart() {
+    let accepted = |ts| FlowRecord {
+        first_ts: Timestamp(ts),
+        last_ts: Timestamp(ts),
+        handshake_rtt_us: Some(10),
+        ..record(Outcome::Closed, "127.0.0.1:61999")
+    };
+    let ev = evidence(&[
+        accepted(1_000),
+        refused_at("127.0.0.1:61999", 2_000),
+        accepted(3_000),
+        refused_at("127.0.0.1:61999", 4_000),
+        refused_at("127.0.0.1:61999", 5_000),
+    ]);
+    let found = rules::evaluate(&ev, None, &Scope::port(61999));
+    let weights: Vec<_> = found
+        .iter()
+        .filter(|f| f.kind != FindingKind::PartialView)
+        .map(|f| (f.kind, f.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            (FindingKind::ServerRestarted, 1),
+            (FindingKind::NothingListening, 2)
+        ]
+    );
+}

@@ -7,8 +7,9 @@ use super::evidence::ResetContext;
 use super::findings::{Finding, Role};
 use super::host::firewall::{FirewallRule, Hook, Tool};
 use super::kernel::{reason_in_words, PathKey, ResetSource};
-use crate::decode::{Endpoint, Unreachable};
+use crate::decode::{Endpoint, Timestamp, Unreachable};
 use crate::flow::Side;
+use std::fmt::Write as _;
 
 /// A finding in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +49,7 @@ pub(super) fn of(f: &Finding) -> Words {
         Cause::ListenerOtherNamespace(e) => listener_other_namespace(e),
         Cause::NothingListening(e) => nothing_listening(e),
         Cause::ForwardedNothingListening(e) => forwarded_nothing_listening(e),
+        Cause::RefusalWindows(e) => refusal_windows(e),
         Cause::AcceptQueueFull(e) => accept_queue_full(e, f),
         Cause::HandshakeAcksDropped(e) => handshake_acks_dropped(e),
         Cause::SilentlyDropped(e) => silently_dropped(e),
@@ -363,6 +365,118 @@ fn nothing_listening(e: &Refused) -> Words {
             "start the server, or check which port and address it binds: ss -ltnp 'sport = :{port}'"
         ),
     )
+}
+
+fn refusal_windows(e: &RefusalWindows) -> Words {
+    let server = match (e.backend, e.forwarded_port) {
+        (Some(b), Some(p)) => format!("host:{p} (forwarded to {b})"),
+        _ => e.server.to_string(),
+    };
+    let Some(last) = e.windows.last() else {
+        return say(
+            format!("connections to {server} refused in windows between accepted ones"),
+            String::new(),
+            "read the server's logs around each refusal",
+        );
+    };
+    // When the port was open again, as the packets show it: the first accepted SYN.
+    let open = last.reopened.unwrap_or(last.end);
+    let closed_for = seconds(open.micros_since(last.start));
+    let refused = plural(last.attempts, "attempt", "attempts");
+    let (headline, why, next) = match e.pattern {
+        Pattern::StartupRace => (
+            format!(
+                "{} to {server} {} refused; it accepted {closed_for} after the first: the client \
+                 started up to {closed_for} before the server listened",
+                if last.attempts == 1 {
+                    "the first attempt".to_string()
+                } else {
+                    format!("the first {refused}")
+                },
+                if last.attempts == 1 { "was" } else { "were" },
+            ),
+            "Every refusal came before the first accepted connection, and none after: the server was not \
+             listening yet when the client first tried (a startup race)."
+                .to_string(),
+            "make the client retry with backoff, or start it only once the server is ready (a readiness \
+             check: systemd Type=notify, a health check, depends_on with condition: service_healthy)",
+        ),
+        Pattern::Restarted => (
+            format!(
+                "the port was closed for {closed_for} between accepted connections to {server}: a restart \
+                 or deploy; {refused} refused in that window"
+            ),
+            format!(
+                "{} accepted before the window and {} after it: the server stopped listening and came back.",
+                plural(last.accepted_before, "connection", "connections"),
+                plural(last.accepted_after, "connection", "connections"),
+            ),
+            "restart without closing the port: hand the listening socket over (SO_REUSEPORT with the new \
+             process listening before the old one closes, systemd socket activation), or drain behind a load \
+             balancer first",
+        ),
+        Pattern::RestartLoop => {
+            let windows = e.windows.len() as u64 + e.windows_folded;
+            let every = e
+                .period_us
+                .map_or(String::new(), |p| format!(", one every {}", seconds(p)));
+            (
+                format!(
+                    "{server} refused connections in {windows} windows between accepted ones{every}: a crash \
+                     or restart loop"
+                ),
+                format!(
+                    "The server keeps going away and coming back: {} refused in all.",
+                    plural(e.refused, "attempt", "attempts")
+                ),
+                "read the server's logs around each window for why it exits (journalctl -u SERVICE, docker \
+                 logs CONTAINER, kubectl logs --previous), and its restart policy",
+            )
+        }
+    };
+    let mut why = why;
+    if e.basis == Basis::Packets {
+        why.push_str(" (From the packets alone: the times are the SYNs' in the capture.)");
+    }
+    if let Some(s) = &e.listener_started {
+        let who = match (&s.process, s.pid) {
+            (Some(name), Some(pid)) => format!("{name} (pid {pid})"),
+            _ => "a process".to_string(),
+        };
+        let how = if s.exact {
+            ""
+        } else {
+            " (first seen by a look)"
+        };
+        let _ = write!(
+            why,
+            " {who} started listening on {} at {}{how}",
+            s.endpoint,
+            Timestamp(s.at).clock()
+        );
+        match &e.predecessor_stopped {
+            Some(p) => {
+                let pred = match (&p.process, p.pid) {
+                    (Some(_), Some(pid)) if p.pid != s.pid => format!(" (pid {pid})"),
+                    _ => String::new(),
+                };
+                let _ = write!(
+                    why,
+                    ", {} after its predecessor{pred} stopped.",
+                    seconds(s.at.saturating_sub(p.at))
+                );
+            }
+            None => why.push('.'),
+        }
+    }
+    if e.still_refused > 0 {
+        let _ = write!(
+            why,
+            " {} refused after the last accepted connection are said apart.",
+            plural(e.still_refused, "attempt", "attempts")
+        );
+    }
+    say(headline, why, next)
 }
 
 fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {

@@ -9,6 +9,7 @@
 
 use super::FlowContext;
 use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
+use crate::diagnose::windows::Window;
 use crate::diagnose::{Cause, FactChange, Finding, NamedProcess, ProcessInfo, Superseded, Update};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
@@ -274,6 +275,9 @@ struct FindingLine<'a> {
     processes: &'a [NamedProcess],
     next_step: &'a str,
     facts_changed: Vec<ChangeJson<'a>>,
+    /// SYNs dropped only in windows between answered connections (absent otherwise).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    windows: &'a [Window],
 }
 
 /// A listener change: `{"change","listener","at","exact","process"}`.
@@ -320,6 +324,7 @@ pub fn write_finding(out: &mut dyn Write, f: &Finding, last: bool) -> io::Result
         processes: &f.processes,
         next_step: &words.next_step,
         facts_changed: f.facts_changed.iter().map(ChangeJson::from).collect(),
+        windows: &f.windows,
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")

@@ -58,16 +58,42 @@ pub fn human_duration(us: u64) -> String {
     }
 }
 
+/// One line per window under its finding, oldest first; `folded`: older windows (and
+/// their attempts) no longer kept; `failed`: what the attempts in a window met.
+fn window_lines(
+    out: &mut dyn Write,
+    windows: &[crate::diagnose::windows::Window],
+    folded: u64,
+    folded_attempts: u64,
+    failed: &str,
+) -> io::Result<()> {
+    if folded > 0 {
+        writeln!(
+            out,
+            "     window: {} earlier ({} {failed}) folded",
+            plural(folded, "window", "windows"),
+            plural(folded_attempts, "attempt", "attempts")
+        )?;
+    }
+    for win in windows {
+        writeln!(
+            out,
+            "     window: {}–{}: {} {failed}; {} accepted before, {} after{}",
+            clock(win.start),
+            clock(win.end),
+            win.attempts,
+            win.accepted_before,
+            win.accepted_after,
+            win.reopened
+                .map_or(String::new(), |t| format!(" (from {})", clock(t)))
+        )?;
+    }
+    Ok(())
+}
+
 /// Local wall-clock time like tcpdump's default: `20:53:18.123456`.
 pub(super) fn clock(ts: Timestamp) -> String {
-    let micros = i64::try_from(ts.as_micros()).unwrap_or(i64::MAX);
-    match jiff::Timestamp::from_microsecond(micros) {
-        Ok(t) => t
-            .to_zoned_datetime(jiff::tz::TimeZone::system())
-            .strftime("%H:%M:%S.%6f")
-            .to_string(),
-        Err(_) => format!("{:.6}", ts.as_secs_f64()),
-    }
+    ts.clock()
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -241,7 +267,7 @@ pub fn write_flow(
         who,
         context
             .and_then(|c| c.kernel.as_ref())
-            .and_then(|k| explain_witnessed(r, k))
+            .and_then(|k| explain_witnessed(r, k, context.and_then(|c| c.translated_to)))
             .unwrap_or_else(|| explain(r, context.and_then(|c| c.kernel.as_ref()))),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
@@ -257,7 +283,11 @@ pub fn write_flow(
 /// The flow line's explanation where the kernel's facts settle what the packets only
 /// suggest: who really sent a refusal's RST, what dropped the unanswered SYNs. `None`:
 /// the packets' explanation stands.
-pub fn explain_witnessed(r: &FlowRecord, k: &KernelFacts) -> Option<String> {
+pub fn explain_witnessed(
+    r: &FlowRecord,
+    k: &KernelFacts,
+    translated: Option<super::stage::Translated>,
+) -> Option<String> {
     let reason_of = |sender: Side| k.drops_from(sender).next().map(|d| d.reason.clone());
     match r.outcome {
         Outcome::Refused => {
@@ -271,6 +301,13 @@ pub fn explain_witnessed(r: &FlowRecord, k: &KernelFacts) -> Option<String> {
             Some(if netfilter {
                 "SYN answered by a RST from a firewall REJECT rule, not from the server's TCP"
                     .to_string()
+            } else if let Some(t) = translated {
+                // The port map's backend sits in another network namespace, whose TCP the
+                // witness here does not see: the RST is the backend's.
+                format!(
+                    "SYN forwarded to {} and answered by its RST: nothing listens on the backend (another network namespace)",
+                    t.to
+                )
             } else {
                 "SYN answered by a RST this host's TCP did not send (another host or a middlebox)"
                     .to_string()
@@ -501,6 +538,16 @@ pub fn write_diagnosis(
             )?;
         }
         writeln!(out, "     next: {}", words.next_step)?;
+        if let crate::diagnose::Cause::RefusalWindows(w) = &f.cause {
+            window_lines(
+                out,
+                &w.windows,
+                w.windows_folded,
+                w.attempts_folded,
+                "refused",
+            )?;
+        }
+        window_lines(out, &f.windows, 0, 0, "dropped")?;
         for c in &f.facts_changed {
             writeln!(out, "     since then: {}", change_then(c))?;
         }
@@ -521,6 +568,9 @@ pub fn write_diagnosis(
                 }
                 FindingKind::SynFlood => {
                     "the attempts it spoke of were a SYN flood's, from spoofed sources"
+                }
+                FindingKind::StartupRace | FindingKind::ServerRestarted | FindingKind::RestartLoop => {
+                    "the server listened again after those refusals and accepted connections"
                 }
                 _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
             };
@@ -892,7 +942,7 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&refused(), &k).unwrap();
+            let why = explain_witnessed(&refused(), &k, None).unwrap();
             assert!(why.contains("firewall REJECT rule"), "{why}");
             let lines = kernel_lines(&refused(), &k);
             assert_eq!(
@@ -914,7 +964,7 @@ mod tests {
                 }],
                 ..KernelFacts::default()
             };
-            assert_eq!(explain_witnessed(&refused(), &k), None);
+            assert_eq!(explain_witnessed(&refused(), &k, None), None);
             assert_eq!(
                 kernel_lines(&refused(), &k),
                 ["RST sent by the server's TCP in reply to a segment: NO_SOCKET"]
@@ -938,7 +988,7 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&r, &k).unwrap();
+            let why = explain_witnessed(&r, &k, None).unwrap();
             assert!(why.starts_with("3 SYNs and no answer over"), "{why}");
             assert!(
                 why.ends_with("the server's replies were dropped by the kernel (NETFILTER_DROP)"),

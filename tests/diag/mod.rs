@@ -102,6 +102,9 @@ pub const KINDS: &[&str] = &[
     "reset_by_client",
     "time_wait_reuse",
     "no_traffic",
+    "startup_race",
+    "server_restarted",
+    "restart_loop",
 ];
 const SEVERITIES: &[&str] = &["error", "warning", "info"];
 const ROLES: &[&str] = &["listener", "client", "holder"];

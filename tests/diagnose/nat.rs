@@ -51,6 +51,20 @@ fn port_map(test: &str, port: u16, backend_port: u16) -> Option<(Netns, Netns)> 
     Some((host, ctr))
 }
 
+/// The container's server on CTR_IP:`backend_port`: answers each of `n` connections'
+/// 2 bytes with "ok", then stops.
+fn container_server(ctr: &Netns, backend_port: u16, n: usize) -> std::thread::JoinHandle<()> {
+    ctr.on_thread(move || {
+        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
+        for _ in 0..n {
+            let mut s = accept_within(&l, IO_TIMEOUT);
+            let mut buf = [0u8; 2];
+            let _ = s.read_exact(&mut buf);
+            let _ = s.write_all(b"ok");
+        }
+    })
+}
+
 #[test]
 fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
     const TEST: &str = "a_healthy_port_map_counts_as_the_ports_connections_with_the_translation";
@@ -60,15 +74,7 @@ fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
         return;
     };
     // The container's server: answers each of 3 connections, then stops.
-    let server = ctr.on_thread(move || {
-        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
-        for _ in 0..3 {
-            let mut s = accept_within(&l, IO_TIMEOUT);
-            let mut buf = [0u8; 2];
-            let _ = s.read_exact(&mut buf);
-            let _ = s.write_all(b"ok");
-        }
-    });
+    let server = container_server(&ctr, backend_port, 3);
     std::thread::sleep(Duration::from_millis(200));
 
     let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
@@ -256,15 +262,7 @@ fn any_interface_counts_each_forwarded_connection_once() {
     host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
 
     const N: usize = 3;
-    let server = ctr.on_thread(move || {
-        let l = TcpListener::bind((CTR_IP, backend_port)).expect("bind in the container");
-        for _ in 0..N {
-            let mut s = accept_within(&l, IO_TIMEOUT);
-            let mut buf = [0u8; 2];
-            let _ = s.read_exact(&mut buf);
-            let _ = s.write_all(b"ok");
-        }
-    });
+    let server = container_server(&ctr, backend_port, N);
     std::thread::sleep(Duration::from_millis(200));
     let capture = start_capture_on(&host, "any", port, 3, &[]);
     let clients: Vec<u16> = client
@@ -317,4 +315,79 @@ fn any_interface_counts_each_forwarded_connection_once() {
         report.context()
     );
     report.assert_exit(0, "every connection succeeded");
+}
+
+#[test]
+fn a_port_map_whose_backend_starts_after_a_refusal_is_a_startup_race_not_nothing_listening() {
+    const TEST: &str =
+        "a_port_map_whose_backend_starts_after_a_refusal_is_a_startup_race_not_nothing_listening";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    // The container's server is not up yet: the first connection through the map is
+    // refused by the container's TCP.
+    let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
+    let refused = refused_through_the_map(&host, port);
+    std::thread::sleep(Duration::from_millis(200));
+    let server = container_server(&ctr, backend_port, 2);
+    std::thread::sleep(Duration::from_millis(200));
+    host.on_thread(move || {
+        for _ in 0..2 {
+            let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
+            let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                .unwrap_or_else(|e| panic!("test setup: connect to {addr} once it listens: {e}"));
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.write_all(b"hi").unwrap();
+            let mut buf = [0u8; 2];
+            s.read_exact(&mut buf).expect("the container's answer");
+        }
+    })
+    .join()
+    .expect("client thread");
+    server.join().expect("server thread");
+    let report = capture.finish();
+
+    report.assert_outcome(refused, "refused", "before the container's server listened");
+    let d = report.finding("startup_race");
+    assert_eq!(
+        report.evidence_str(d, "backend"),
+        format!("{CTR_IP}:{backend_port}"),
+        "the race names the port map's backend: {d}\n{}",
+        report.context()
+    );
+    let w = &d["evidence"]["windows"][0];
+    assert_eq!(
+        (&w["attempts"], &w["accepted_before"], &w["accepted_after"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!(2)
+        ),
+        "one refusal, then the two connections that went through: {d}"
+    );
+    // Live, nothing_listening may be printed before the server came up; the end must not
+    // repeat it.
+    assert!(
+        !report.lines.iter().any(|(_, v)| v["type"] == "finding"
+            && v["final"] == true
+            && v["kind"] == "nothing_listening"),
+        "a later connection through the same translation succeeded: the final diagnosis must \
+         not say nothing listens there\n{}",
+        report.context()
+    );
+    let text = &report.text.as_ref().expect("text run").output;
+    let line = text
+        .lines()
+        .find(|l| l.contains(" refused ") && l.contains(&format!("{CTR_IP}:{backend_port}")))
+        .unwrap_or_else(|| panic!("the refused flow's line shows the translation:\n{text}"));
+    assert!(
+        !line.contains("another host or a middlebox"),
+        "the RST came from the port map's backend, which the flow line can name:\n{line}"
+    );
+    assert!(
+        line.contains(&format!("{CTR_IP}:{backend_port}")) && line.contains("RST"),
+        "{line}"
+    );
 }

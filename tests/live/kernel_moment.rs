@@ -1,7 +1,9 @@
 //! Facts at the moment of the event: a listener started after portsniff, just before a
 //! refused connection, is already in the first finding printed; when a listener comes up
 //! after a printed refusal an update says so, and the final diagnosis does not contradict
-//! the live one without saying why; every finding line says whether it is final.
+//! the live one without saying why; every finding line says whether it is final. A server
+//! killed and started again (once, three times) is a restart (a loop) named with the
+//! processes whose close() and listen() bounded each window.
 //!
 //! Each scenario runs in a network namespace of its own, with a `python3` server whose
 //! pid the findings must name (the kernel witness sees its listen() call).
@@ -29,6 +31,8 @@ import os, socket, sys
 host, port = {host:?}, {port}
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(family)
+# A server started again must bind past the TIME_WAIT its predecessor left.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 if family == socket.AF_INET6:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 s.bind((host, port))
@@ -379,6 +383,186 @@ fn live_a_server_started_after_a_printed_refusal_is_an_update_and_the_end_says_w
              (with why), once; stdout:\n{out}"
         ),
     }
+    // The refusal came before the server listened and a connection succeeded after: the
+    // end names the startup race, with the listen() that ended it.
+    let race = finals
+        .iter()
+        .find(|f| f["kind"] == "startup_race")
+        .unwrap_or_else(|| panic!("refused, then accepted once python3 listened: the final diagnosis should say startup_race; stdout:\n{out}"));
+    let started = &race["evidence"]["listener_started"];
+    assert_eq!(
+        (&started["pid"], &started["process"], &started["exact"]),
+        (
+            &Value::from(pid),
+            &Value::from("python3"),
+            &Value::from(true)
+        ),
+        "the startup race names the process whose listen() ended it: {race}"
+    );
+    let why = race["explanation"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "python3 (pid {pid}) started listening on {listener} at "
+        )),
+        "{race}"
+    );
+    let window = &race["evidence"]["windows"][0];
+    assert!(
+        window["end"].as_f64() <= started["at"].as_f64().map(|t| t + 0.002)
+            && started["at"].as_f64() <= window["reopened"].as_f64().map(|t| t + 0.002),
+        "python3 listened between the refusal and the accepted connection: {race}"
+    );
+}
+
+/// A run of restarts: each server's pid in order, the JSON lines, stdout, the port.
+struct Restarts {
+    pids: Vec<i64>,
+    lines: Vec<(Line, Value)>,
+    out: String,
+    port: u16,
+}
+
+/// `cycles` times: the server is killed (SIGKILL, by its pid), one connection is refused,
+/// a new server starts and accepts one.
+fn restarts(test: &str, cycles: usize) -> Option<Restarts> {
+    let (ns, python, port) = setup(test, false)?;
+    let sniffer = sniff(&ns, port);
+    let mut server = Server::start(&ns, &python, "127.0.0.1", port, true);
+    let mut pids = vec![server.pid];
+    connect_in(&ns, port)
+        .1
+        .expect("test setup: the first server accepts");
+    for _ in 0..cycles {
+        std::thread::sleep(SETTLE);
+        drop(server);
+        let (_, refused) = connect_in(&ns, port);
+        assert_eq!(
+            refused.map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionRefused),
+            "test setup: the server was killed"
+        );
+        std::thread::sleep(SETTLE);
+        server = Server::start(&ns, &python, "127.0.0.1", port, true);
+        pids.push(server.pid);
+        connect_in(&ns, port)
+            .1
+            .expect("test setup: the new server accepts");
+    }
+    std::thread::sleep(SETTLE);
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    drop(server);
+    drop(ns);
+    let lines = run.json();
+    let out = run.stdout_text();
+    witness_on(test, &lines, &out).then_some(Restarts {
+        pids,
+        lines,
+        out,
+        port,
+    })
+}
+
+fn final_finding<'a>(lines: &'a [(Line, Value)], kind: &str, out: &str) -> &'a Value {
+    lines
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["type"] == "finding" && v["final"] == true && v["kind"] == kind)
+        .unwrap_or_else(|| panic!("the final diagnosis should say {kind}; stdout:\n{out}"))
+}
+
+#[test]
+fn live_a_server_killed_and_started_again_is_a_restart_naming_both_processes_and_the_gap() {
+    const TEST: &str =
+        "live_a_server_killed_and_started_again_is_a_restart_naming_both_processes_and_the_gap";
+    let Some(Restarts {
+        pids,
+        lines,
+        out,
+        port,
+    }) = restarts(TEST, 1)
+    else {
+        return;
+    };
+    let f = final_finding(&lines, "server_restarted", &out);
+    let w = &f["evidence"]["windows"];
+    assert_eq!(w.as_array().map(Vec::len), Some(1), "{f}");
+    assert_eq!(
+        (
+            &w[0]["attempts"],
+            &w[0]["accepted_before"],
+            &w[0]["accepted_after"]
+        ),
+        (&Value::from(1), &Value::from(1), &Value::from(1)),
+        "one refusal between two accepted connections: {f}"
+    );
+    let started = &f["evidence"]["listener_started"];
+    let stopped = &f["evidence"]["predecessor_stopped"];
+    assert_eq!(
+        (&started["pid"], &started["process"]),
+        (&Value::from(pids[1]), &Value::from("python3")),
+        "{f}"
+    );
+    assert_eq!(started["endpoint"], format!("127.0.0.1:{port}"), "{f}");
+    assert_eq!(
+        stopped["pid"], pids[0],
+        "the predecessor is the killed server: {f}"
+    );
+    // Killed, a refusal, then the new server: at least two SETTLEs apart, and not seconds
+    // (a loaded machine still starts python3 within a few).
+    let gap = started["at"].as_f64().unwrap_or(0.0) - stopped["at"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        (SETTLE.as_secs_f64()..10.0).contains(&gap),
+        "the listener was gone between the kill and the new listen(): {f}"
+    );
+    let why = f["explanation"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "python3 (pid {}) started listening on 127.0.0.1:{port} at ",
+            pids[1]
+        )) && why.contains("after its predecessor"),
+        "the explanation says who listened again and how long after: {f}"
+    );
+    assert!(
+        !lines.iter().any(|(_, v)| v["type"] == "finding"
+            && v["final"] == true
+            && v["kind"] == "nothing_listening"),
+        "the server came back: not nothing_listening at the end; stdout:\n{out}"
+    );
+}
+
+#[test]
+fn live_a_server_killed_and_started_again_three_times_is_a_restart_loop() {
+    const TEST: &str = "live_a_server_killed_and_started_again_three_times_is_a_restart_loop";
+    let Some(Restarts {
+        pids, lines, out, ..
+    }) = restarts(TEST, 3)
+    else {
+        return;
+    };
+    let f = final_finding(&lines, "restart_loop", &out);
+    assert_eq!(
+        f["evidence"]["windows"].as_array().map(Vec::len),
+        Some(3),
+        "{f}"
+    );
+    assert_eq!(f["evidence"]["refused"], 3, "{f}");
+    let period = f["evidence"]["period_us"].as_u64().unwrap_or(0);
+    assert!(
+        (2 * SETTLE.as_micros() as u64..20_000_000).contains(&period),
+        "one window per kill, each at least two SETTLEs apart: {f}"
+    );
+    assert_eq!(
+        f["evidence"]["listener_started"]["pid"], pids[3],
+        "the last window ended when the fourth server listened: {f}"
+    );
+    assert!(
+        f["headline"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("3 windows"),
+        "{f}"
+    );
 }
 
 #[test]

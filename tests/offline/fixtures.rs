@@ -504,7 +504,12 @@ fn each_fixture_gets_the_diagnosis_its_packets_support() {
         ("reset_by_server.pcap", &["reset_by_server"]),
         ("reset_by_client.pcap", &["reset_by_client"]),
         ("port_reuse.pcap", &["time_wait_reuse"]),
-        ("mixed.pcap", &["nothing_listening", "reset_by_server"]),
+        // Refused before the listener started, accepted after: a startup race.
+        ("mixed.pcap", &["startup_race", "reset_by_server"]),
+        ("startup_race.pcap", &["startup_race"]),
+        ("restarted.pcap", &["server_restarted"]),
+        ("restart_loop.pcap", &["restart_loop"]),
+        ("drop_window.pcap", &["silently_dropped"]),
         // IPv4 connections succeed, the IPv6 one is refused: one family only.
         ("null_loopback.pcap", &["listener_other_family"]),
         ("closed_client_first.pcap", &[]),
@@ -572,5 +577,88 @@ fn diagnosis_details_name_the_evidence() {
         diagnosis_at > summary_at,
         "the Diagnosis comes after the summary:\n{text}"
     );
-    assert!(text.contains("1. [error] nothing_listening"), "{text}");
+    assert!(text.contains("1. [error] startup_race"), "{text}");
+    assert!(
+        text.contains("window: ") && text.contains(": 2 refused; 0 accepted before, 4 after"),
+        "one line per window under the finding:\n{text}"
+    );
+}
+
+/// SYNs dropped only while a DROP rule was in place, with connections answered before
+/// and after: the finding carries the window.
+#[test]
+fn syns_dropped_only_between_answered_connections_are_a_window_on_the_finding() {
+    let f = &replay_findings("drop_window.pcap")[0];
+    assert_eq!(f["kind"], "silently_dropped", "{f}");
+    let w = &f["windows"];
+    assert_eq!(w.as_array().map(Vec::len), Some(1), "{f}");
+    assert_eq!(
+        (
+            &w[0]["attempts"],
+            &w[0]["accepted_before"],
+            &w[0]["accepted_after"]
+        ),
+        (&2.into(), &1.into(), &1.into()),
+        "{f}"
+    );
+    // The two attempts gave up after 0.3 s each, 0.1 s apart.
+    let span = w[0]["end"].as_f64().unwrap() - w[0]["start"].as_f64().unwrap();
+    assert!((0.3..1.0).contains(&span), "{f}");
+    // Refused-only and dropped-to-the-end findings carry no window.
+    assert!(replay_findings("unanswered.pcap")[0]
+        .get("windows")
+        .is_none());
+}
+
+/// The windows a user reads in the JSON: when each began and ended, how many attempts it
+/// refused, and the accepted connections around it.
+#[test]
+fn refusal_windows_are_typed_evidence_with_their_times_and_neighbours() {
+    let f = &replay_findings("startup_race.pcap")[0];
+    let w = &f["evidence"]["windows"];
+    assert_eq!(w.as_array().unwrap().len(), 1, "{f}");
+    assert_eq!(
+        (
+            &w[0]["attempts"],
+            &w[0]["accepted_before"],
+            &w[0]["accepted_after"]
+        ),
+        (&3.into(), &0.into(), &2.into())
+    );
+    // Three refusals 0.1 s apart; the server's child process started after them.
+    // Times are seconds since the epoch, like every time in the JSON.
+    let span = w[0]["end"].as_f64().unwrap() - w[0]["start"].as_f64().unwrap();
+    assert!((0.19..0.4).contains(&span), "{f}");
+    assert!(w[0]["reopened"].as_f64().unwrap() > w[0]["end"].as_f64().unwrap());
+    assert!(
+        f["headline"]
+            .as_str()
+            .unwrap()
+            .contains("the first 3 attempts"),
+        "{f}"
+    );
+
+    let f = &replay_findings("restarted.pcap")[0];
+    let w = &f["evidence"]["windows"][0];
+    assert_eq!(
+        (&w["attempts"], &w["accepted_before"], &w["accepted_after"]),
+        (&3.into(), &2.into(), &2.into()),
+        "{f}"
+    );
+    assert!(
+        f["headline"]
+            .as_str()
+            .unwrap()
+            .contains("a restart or deploy"),
+        "{f}"
+    );
+
+    let f = &replay_findings("restart_loop.pcap")[0];
+    assert_eq!(f["evidence"]["windows"].as_array().unwrap().len(), 3, "{f}");
+    assert_eq!(f["evidence"]["refused"], 6);
+    assert_eq!(f["evidence"]["windows_folded"], 0);
+    // Killed and started again every ~0.6 s (two refusals, a restart, one connection).
+    let period = f["evidence"]["period_us"].as_u64().unwrap();
+    assert!((300_000..2_000_000).contains(&period), "{f}");
+    assert!(f["headline"].as_str().unwrap().contains("3 windows"), "{f}");
 }

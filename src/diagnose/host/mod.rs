@@ -34,6 +34,9 @@ pub struct HostFacts {
     /// (the `Diagnoser` keeps them over time); a refusal is judged by these, not by the
     /// listeners now, which may have started or stopped since.
     pub refused_at: BTreeMap<Endpoint, Vec<Listener>>,
+    /// Live: the port's listener starts and stops so far (the `Diagnoser`'s timeline),
+    /// so that a refusal window is closed by the listen() that ended it.
+    pub listener_changes: Vec<crate::diagnose::FactChange>,
 }
 
 impl HostFacts {
@@ -68,6 +71,7 @@ impl From<Snapshot> for HostFacts {
             start,
             firewall: None,
             refused_at: BTreeMap::new(),
+            listener_changes: Vec::new(),
         }
     }
 }

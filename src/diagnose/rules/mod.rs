@@ -13,6 +13,7 @@ mod no_traffic;
 mod receivers;
 mod refusals;
 mod resets;
+mod restarts;
 mod slow;
 mod time_wait;
 mod unreachables;
@@ -103,8 +104,12 @@ fn rejecting_rule(
 
 /// All findings the evidence supports, unranked.
 pub fn evaluate(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
-    RULES
+    let mut all: Vec<Finding> = RULES
         .iter()
         .flat_map(|rule| rule(ev, facts, scope))
-        .collect()
+        .collect();
+    for f in &mut all {
+        f.windows = restarts::drop_windows(ev, &f.cause);
+    }
+    all
 }

@@ -9,7 +9,7 @@
 //! ([`HostFacts::listeners_when_refused`]): a server started a moment later did not
 //! refuse it, and one that stopped since did.
 
-use super::{hook_of, rejecting_rule};
+use super::{hook_of, rejecting_rule, restarts};
 use crate::decode::Endpoint;
 use crate::diagnose::cause::{
     Basis, Cause, FirewallResets, ForwardedRefused, Refused, RefusedElsewhere, RefusedInNamespace,
@@ -17,6 +17,7 @@ use crate::diagnose::cause::{
 };
 use crate::diagnose::evidence::Evidence;
 use crate::diagnose::findings::{Finding, Role};
+use crate::diagnose::host::firewall::nat::Dnat;
 use crate::diagnose::host::firewall::Hook;
 use crate::diagnose::host::{HostFacts, ProcessInfo};
 use crate::diagnose::kernel::{PathKey, ResetSource};
@@ -61,11 +62,29 @@ impl Sources {
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
     let mut out = Vec::new();
     for (&server, &refused) in &ev.refused {
+        let mut kernel = Sources::of(ev, server);
+        // Refusals that accepted connections ended are a startup race or a restart,
+        // whatever sent their RSTs, unless a firewall's REJECT did (a rule, not a
+        // server's absence).
+        let mut refused = refused;
+        if kernel.firewall == 0 {
+            let backend =
+                port_map(facts, server).map(|d| (Endpoint::new(d.to.ip(), d.to.port()), d.port));
+            if let Some((f, n)) = restarts::finding(ev, facts, server, backend) {
+                out.push(f);
+                refused = refused.saturating_sub(n);
+                let from_tcp = kernel.tcp.min(n);
+                kernel.tcp -= from_tcp;
+                kernel.elsewhere = kernel.elsewhere.saturating_sub(n - from_tcp);
+                if refused == 0 {
+                    continue;
+                }
+            }
+        }
         if let Some(f) = forwarded(facts, scope, server, refused) {
             out.push(f);
             continue;
         }
-        let kernel = Sources::of(ev, server);
         // Live, the listener the SYNs were meant for, if one listened when they were
         // refused.
         let meant_for = facts.and_then(|f| {
@@ -137,16 +156,7 @@ fn forwarded(
     refused: u64,
 ) -> Option<Finding> {
     let facts = facts?;
-    // Refused at the backend (the copy after the translation), or to host:P with no
-    // listener of its own (the copy before it, `-i any`): both are the port map's.
-    let no_listener_here = !facts
-        .listeners_when_refused(&server)
-        .iter()
-        .any(|l| l.accepts(&server));
-    let dnat = facts.firewall.as_ref()?.dnat().iter().find(|d| {
-        let backend = Endpoint::new(d.to.ip(), d.to.port());
-        backend == server || (server.port == d.port && no_listener_here)
-    })?;
+    let dnat = port_map(Some(facts), server)?;
     let backend = Endpoint::new(dnat.to.ip(), dnat.to.port());
     let (namespace, listeners) = match &dnat.backend {
         Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
@@ -169,6 +179,21 @@ fn forwarded(
     Some(match first {
         Some(l) => finding.processes(&l.processes, Role::Listener),
         None => finding,
+    })
+}
+
+/// The DNAT rule whose connections `server` stands for: refused at the backend (the copy
+/// after the translation), or to host:P with no listener of its own (the copy before it,
+/// `-i any`): both are the port map's.
+fn port_map(facts: Option<&HostFacts>, server: Endpoint) -> Option<&Dnat> {
+    let facts = facts?;
+    let no_listener_here = !facts
+        .listeners_when_refused(&server)
+        .iter()
+        .any(|l| l.accepts(&server));
+    facts.firewall.as_ref()?.dnat().iter().find(|d| {
+        let backend = Endpoint::new(d.to.ip(), d.to.port());
+        backend == server || (server.port == d.port && no_listener_here)
     })
 }
 
