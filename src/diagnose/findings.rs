@@ -76,17 +76,13 @@ impl FindingKind {
         )
     }
 
-    /// Findings that only make sense once the capture is over (they are about absence
-    /// or accumulation); all others may be printed live as soon as they are found. A
-    /// stalled receiver is a fact once one connection held a zero window past the
-    /// threshold: it is said live when that connection ends.
-    pub fn needs_whole_capture(self) -> bool {
+    /// Findings about a count of the machine's sockets at one moment (a look at the
+    /// socket table): once printed live they stay in the final diagnosis, though the
+    /// sockets may have expired by the end.
+    pub fn is_a_peak(self) -> bool {
         matches!(
             self,
-            FindingKind::NoTraffic
-                | FindingKind::PartialView
-                | FindingKind::TimeWaitBuildup
-                | FindingKind::EphemeralPortsExhausted
+            FindingKind::TimeWaitBuildup | FindingKind::EphemeralPortsExhausted
         )
     }
 }
