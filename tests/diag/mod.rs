@@ -581,6 +581,9 @@ impl Capture {
             text,
         };
         assert_no_capture_loss(report.summary(), &report.context());
+        if let Some(t) = &report.text {
+            crate::support::agreement::assert_agreement(&t.output, &t.command);
+        }
         report
     }
 }
