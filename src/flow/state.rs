@@ -366,7 +366,8 @@ impl Flow {
     /// no live notice said so yet. Asked only of a segment that advertises a zero window
     /// (the receiver's answers to the sender's probes keep coming while it stalls).
     pub fn zero_window_stall_unreported(&self, side: Side, ts: Timestamp, rares: &Rares) -> bool {
-        !self.facts.has(ZERO_WINDOW_REPORTED)
+        !self.state.is_done()
+            && !self.facts.has(ZERO_WINDOW_REPORTED)
             && rares
                 .get(self.rare)
                 .and_then(|r| r.zero_since[side.index()].get())
