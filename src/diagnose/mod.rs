@@ -84,6 +84,26 @@ pub struct Superseded {
     /// The final finding that tells what it saw: a live "silently dropped" whose
     /// connections got through on a retransmitted SYN is a slow connect.
     pub by: Option<FindingKind>,
+    /// What the capture saw after it was printed that took its ground away.
+    pub later: Option<Later>,
+}
+
+/// What happened after a live finding was printed that it no longer holds against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    /// A live `no_traffic`: connections reached the port after all.
+    TrafficArrived,
+    /// A live `handshake_stalled`: the stalled handshakes completed.
+    HandshakesCompleted,
+}
+
+impl Later {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Later::TrafficArrived => "traffic_arrived",
+            Later::HandshakesCompleted => "handshakes_completed",
+        }
+    }
 }
 
 /// Live: a fact changed after findings were printed that rested on it.
@@ -561,6 +581,13 @@ impl Diagnoser {
                     .into_iter()
                     .filter(|_| p.kind == FindingKind::SilentlyDropped)
                     .find(|k| all.iter().any(|f| f.kind == *k)),
+                later: match p.kind {
+                    FindingKind::NoTraffic if self.ev.flows() > 0 => Some(Later::TrafficArrived),
+                    FindingKind::HandshakeStalled if self.ev.handshake_stalled == 0 => {
+                        Some(Later::HandshakesCompleted)
+                    }
+                    _ => None,
+                },
             })
             .collect();
         Diagnosis {

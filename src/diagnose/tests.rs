@@ -357,6 +357,25 @@ fn live_a_quiet_port_with_no_syns_anywhere_is_not_yet_no_traffic() {
 }
 
 #[test]
+fn a_live_no_traffic_the_port_then_got_is_superseded_with_why() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.syn_elsewhere(ep("127.0.0.1:8080"));
+    d.facts_refreshed(Snapshot {
+        taken: Timestamp(NO_TRAFFIC_AFTER_US),
+        ..Snapshot::default()
+    });
+    let live = kinds(&d.poll(t0, Timestamp(NO_TRAFFIC_AFTER_US), Counters::new()));
+    assert_eq!(live, [FindingKind::NoTraffic]);
+    d.flow_finished(&record(Outcome::Closed, "127.0.0.1:61999"), None);
+    let end = d.finish(None);
+    assert!(!kinds(&end.findings).contains(&FindingKind::NoTraffic));
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(end.superseded[0].live.kind, FindingKind::NoTraffic);
+    assert_eq!(end.superseded[0].later, Some(Later::TrafficArrived));
+}
+
+#[test]
 fn live_a_pending_stalled_handshake_is_said_before_its_flow_ends() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);

@@ -5,7 +5,7 @@ use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
 use crate::diagnose::{
-    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, ProcessInfo, Severity, Update,
+    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, Later, ProcessInfo, Severity, Update,
 };
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
@@ -553,6 +553,14 @@ pub fn write_diagnosis(
                 _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
             };
             writeln!(out, "     why: {why}: see {} above", by.as_str())?;
+        } else if let Some(later) = s.later {
+            let why = match later {
+                Later::TrafficArrived => "connections reached the port after it was printed",
+                Later::HandshakesCompleted => {
+                    "the handshakes it saw stalled completed after it was printed"
+                }
+            };
+            writeln!(out, "     why: {why}")?;
         } else if s.changes.is_empty() {
             writeln!(
                 out,
@@ -854,6 +862,7 @@ mod tests {
                 printed_at: Timestamp(1_700_000_001_000_000),
                 changes: vec![change(ChangeKind::ListenerStopped, false, true)],
                 by: None,
+                later: None,
             }],
         };
         let mut out = Vec::new();
