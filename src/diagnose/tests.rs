@@ -376,6 +376,24 @@ fn a_live_no_traffic_the_port_then_got_is_superseded_with_why() {
 }
 
 #[test]
+fn live_a_slow_connect_is_said_when_its_handshake_completes() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    let mut gaps = SynGaps::default();
+    gaps.push(1_000_000);
+    let through_on_a_retry = FlowRecord {
+        syn_count: 2,
+        syn_gaps_us: gaps,
+        handshake_rtt_us: Some(50),
+        end: None,
+        ..record(Outcome::Established, "127.0.0.1:61999")
+    };
+    d.flow_pending(&through_on_a_retry, None);
+    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
+    assert_eq!(live, [FindingKind::SlowConnect]);
+}
+
+#[test]
 fn live_a_pending_stalled_handshake_is_said_before_its_flow_ends() {
     let t0 = Instant::now();
     let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);

@@ -78,7 +78,9 @@ pub const HAS_RTT: u32 = 1 << 9;
 pub const MIDSTREAM: u32 = 1 << 10;
 pub const PORT_REUSED: u32 = 1 << 11;
 pub const PENDING_REPORTED: u32 = 1 << 12;
-/// A live notice of a stalled handshake (SYN-ACKs retransmitted, no ACK) was sent.
+/// A live notice about the handshake was sent: it stalled (SYN-ACKs retransmitted, no
+/// ACK), or it completed only on a retransmitted SYN (a slow connect). One bit for both:
+/// none is left, and a connection whose stall was said is rarely also a slow one.
 pub const STALL_REPORTED: u32 = 1 << 30;
 /// A live notice of a zero window held past `ZERO_WINDOW_STALL_US` was sent.
 pub const ZERO_WINDOW_REPORTED: u32 = 1 << 31;

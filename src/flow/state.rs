@@ -374,7 +374,17 @@ impl Flow {
                 .is_some_and(|since| ts.micros_since(since) >= ZERO_WINDOW_STALL_US)
     }
 
-    /// Marks a live stalled-handshake notice as sent and returns its record.
+    /// Whether a live attempt just completed its handshake only on a retransmitted SYN (a
+    /// slow connect) and no notice said so yet: news now, though the connection may last
+    /// long before its final record.
+    pub fn slow_connect_unreported(&self) -> bool {
+        self.state == State::Established
+            && self.syn_count >= 2
+            && self.facts.has(HAS_RTT)
+            && !self.facts.has(STALL_REPORTED)
+    }
+
+    /// Marks a live handshake notice (stalled, or slow) as sent and returns its record.
     pub fn stall_pending(&mut self, rares: &Rares) -> FlowRecord {
         self.facts.set(STALL_REPORTED);
         self.snapshot(rares)

@@ -209,6 +209,7 @@ impl FlowTable {
                     None => self.insert(hash, seg, out),
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
+                let was = flow.state();
                 if flow.on_tcp(side, &tcp, seg.ts, &mut self.rares) {
                     out.push(FlowEvent::Finished(
                         flow.record(EndReason::Packets, &self.rares),
@@ -221,6 +222,12 @@ impl FlowTable {
                     // hold for minutes. Only a zero-window segment can show it, so
                     // every other segment pays one comparison.
                     out.push(FlowEvent::Pending(flow.zero_window_pending(&self.rares)));
+                } else if self.cfg.pending_notices
+                    && was != flow.state()
+                    && flow.slow_connect_unreported()
+                {
+                    // Slow connects are news once the handshake completes.
+                    out.push(FlowEvent::Pending(flow.stall_pending(&self.rares)));
                 }
                 let id = flow.id();
                 self.touch(slot);

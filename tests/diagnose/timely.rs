@@ -339,3 +339,70 @@ fn no_traffic_is_said_after_its_stated_time_while_syns_go_elsewhere() {
     let live = report.finding_lines()[0];
     assert_eq!(live["kind"], "no_traffic", "{live}");
 }
+
+#[test]
+fn a_slow_connect_is_said_when_its_handshake_completes() {
+    const TEST: &str = "a_slow_connect_is_said_when_its_handshake_completes";
+    if !prerequisites(TEST, &["python3", "iptables"]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([127, 0, 0, 1], port);
+    let listener = ns
+        .on_thread(move || TcpListener::bind(server).expect("listen inside the namespace"))
+        .join()
+        .expect("listener thread");
+    // Every other SYN to the port is dropped: the first gets through on its retry, 1 s on.
+    let p = port.to_string();
+    ns.run(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        &p,
+        "--syn",
+        "-m",
+        "statistic",
+        "--mode",
+        "nth",
+        "--every",
+        "2",
+        "--packet",
+        "0",
+        "-j",
+        "DROP",
+    ]);
+    let capture = start_capture(&ns, port, 8, &[]);
+    let staged = SystemTime::now();
+    // Held open past the end: its final record comes only then.
+    let client = ns
+        .on_thread(move || TcpStream::connect_timeout(&server, IO_TIMEOUT))
+        .join()
+        .expect("client thread")
+        .expect("test setup: the retried SYN gets through");
+    let _accepted = accept_within(&listener, IO_TIMEOUT);
+    let stops_after = capture.stops_after;
+    let report = capture.finish();
+    drop(client);
+
+    // Design: the retry goes 1 s after the SYN; the finding is printed at the handshake's
+    // end, not at the connection's.
+    let kind = "slow_connect";
+    report.assert_printed_live(kind, staged, Duration::from_secs(1) + SLACK, stops_after);
+    let first = report.first_printed(kind).expect("printed");
+    let ended = report
+        .lines
+        .iter()
+        .find(|(_, v)| v["type"] == "flow" && v["final"] == true)
+        .map(|(l, _)| l.arrived);
+    assert!(
+        ended.is_none_or(|e| first <= e),
+        "said while the connection goes on, before its final record\n{}",
+        report.context()
+    );
+}

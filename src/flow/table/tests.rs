@@ -402,6 +402,31 @@ fn a_zero_window_held_past_a_second_is_a_pending_notice_while_the_connection_goe
 }
 
 #[test]
+fn a_handshake_completed_on_a_retransmitted_syn_is_a_pending_slow_connect() {
+    let mut s = Script::new(FlowConfig {
+        pending_notices: true,
+        syn_timeout_us: 10_000_000,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.c(1000, 40000, SYN, 100, 0, 0);
+    s.s(1001, 40000, SYN | ACK, 9000, 101, 0);
+    assert!(s.events.is_empty(), "not connected yet");
+    s.c(1002, 40000, ACK, 101, 9001, 0);
+    s.c(1003, 40000, ACK, 101, 9001, 10);
+    let pending: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, FlowEvent::Pending(_)))
+        .copied()
+        .collect();
+    assert_eq!(pending.len(), 1, "one notice, at the handshake's end");
+    let r = pending[0].record();
+    assert_eq!((r.outcome, r.syn_count), (Outcome::Established, 2));
+    assert!(r.handshake_rtt_us.is_some());
+}
+
+#[test]
 fn no_pending_notices_on_replay() {
     let mut s = Script::new(cfg());
     s.c(0, 40000, SYN, 100, 0, 0);
