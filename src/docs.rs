@@ -119,6 +119,9 @@ fn outcome_meaning(o: Outcome) -> &'static str {
 fn finding_meaning(k: FindingKind) -> &'static str {
     match k {
         FindingKind::NothingListening => "SYNs refused and no listener on the port, in any family, address or namespace",
+        FindingKind::StartupRace => "refusals only before the first accepted connection: the client started before the server listened",
+        FindingKind::ServerRestarted => "the port was closed for a while between accepted connections: a restart or deploy",
+        FindingKind::RestartLoop => "the port closed and reopened again and again: a crash or restart loop",
         FindingKind::RefusedElsewhere => "the RST that refused the SYNs came neither from this host's TCP nor its firewall",
         FindingKind::ListenerOtherFamily => "refused on one address family while the server listens on the other (the localhost trap)",
         FindingKind::ListenerOtherAddress => "the listener is bound to another address",
@@ -126,6 +129,7 @@ fn finding_meaning(k: FindingKind) -> &'static str {
         FindingKind::SilentlyDropped => "SYNs got no answer: a firewall DROP or a black hole (with the kernel's drop reason and the rule)",
         FindingKind::RepliesDropped => "the server's answers were dropped on their way out (an OUTPUT rule)",
         FindingKind::SlowConnect => "connections that completed only on a retransmitted SYN: connect() took a second or more",
+        FindingKind::SynFlood => "a SYN flood: one-shot SYNs from many sources (cookies, sources per second, whether real clients complete), never a firewall",
         FindingKind::InvalidSource => "SYNs the kernel discarded as martians (spoofed sources, a return route elsewhere)",
         FindingKind::AcceptQueueFull => "SYNs or handshake ACKs dropped while the listener's accept queue was full",
         FindingKind::RejectedByFirewall => "a REJECT rule: RSTs although a listener exists, or ICMP errors from the server's host",

@@ -38,6 +38,7 @@ mod diagnose {
     mod nat;
     mod sanity;
     mod server_side;
+    mod timely;
 }
 
 #[test]

@@ -16,8 +16,9 @@ use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// A zero window held this long means the application stopped reading.
-pub const STALL_US: u64 = 1_000_000;
+/// A zero window held this long means the application stopped reading (the flow table
+/// sends a live notice at the same mark).
+pub const STALL_US: u64 = crate::flow::state::ZERO_WINDOW_STALL_US;
 /// At most this many distinct destinations of SYNs elsewhere are remembered.
 const ELSEWHERE_CAP: usize = 256;
 /// At most this many unanswered connections' endpoints are remembered.

@@ -41,8 +41,11 @@ pub enum FindingKind {
 impl FindingKind {
     /// Every kind, in the order the README's table lists them (the man page and the
     /// metrics list them all).
-    pub const ALL: [FindingKind; 21] = [
+    pub const ALL: [FindingKind; 25] = [
         FindingKind::NothingListening,
+        FindingKind::StartupRace,
+        FindingKind::ServerRestarted,
+        FindingKind::RestartLoop,
         FindingKind::RefusedElsewhere,
         FindingKind::ListenerOtherFamily,
         FindingKind::ListenerOtherAddress,
@@ -50,6 +53,7 @@ impl FindingKind {
         FindingKind::SilentlyDropped,
         FindingKind::RepliesDropped,
         FindingKind::SlowConnect,
+        FindingKind::SynFlood,
         FindingKind::InvalidSource,
         FindingKind::AcceptQueueFull,
         FindingKind::RejectedByFirewall,
@@ -110,17 +114,13 @@ impl FindingKind {
         )
     }
 
-    /// Findings that only make sense once the capture is over (they are about absence
-    /// or accumulation); all others may be printed live as soon as they are found. A
-    /// stalled receiver is a fact once one connection held a zero window past the
-    /// threshold: it is said live when that connection ends.
-    pub fn needs_whole_capture(self) -> bool {
+    /// Findings about a count of the machine's sockets at one moment (a look at the
+    /// socket table): once printed live they stay in the final diagnosis, though the
+    /// sockets may have expired by the end.
+    pub fn is_a_peak(self) -> bool {
         matches!(
             self,
-            FindingKind::NoTraffic
-                | FindingKind::PartialView
-                | FindingKind::TimeWaitBuildup
-                | FindingKind::EphemeralPortsExhausted
+            FindingKind::TimeWaitBuildup | FindingKind::EphemeralPortsExhausted
         )
     }
 }
@@ -240,4 +240,64 @@ pub fn rank(findings: &mut [Finding]) {
             .then(b.weight.cmp(&a.weight))
             .then(a.kind.cmp(&b.kind))
     });
+}
+
+#[cfg(test)]
+mod all_tests {
+    use super::FindingKind;
+
+    /// Each kind's place: the match is exhaustive, so a new kind does not compile until
+    /// it has one, and the test below then fails until `ALL` lists it.
+    fn ordinal(k: FindingKind) -> usize {
+        FindingKind::ALL
+            .iter()
+            .position(|&x| x == k)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn every_kind_by_match(k: FindingKind) -> FindingKind {
+        match k {
+            FindingKind::NothingListening
+            | FindingKind::StartupRace
+            | FindingKind::ServerRestarted
+            | FindingKind::RestartLoop
+            | FindingKind::RefusedElsewhere
+            | FindingKind::ListenerOtherFamily
+            | FindingKind::ListenerOtherAddress
+            | FindingKind::ListenerOtherNamespace
+            | FindingKind::SilentlyDropped
+            | FindingKind::RepliesDropped
+            | FindingKind::SlowConnect
+            | FindingKind::SynFlood
+            | FindingKind::InvalidSource
+            | FindingKind::AcceptQueueFull
+            | FindingKind::RejectedByFirewall
+            | FindingKind::NetworkUnreachable
+            | FindingKind::HandshakeStalled
+            | FindingKind::ResetByServer
+            | FindingKind::ResetByClient
+            | FindingKind::ReceiverStalled
+            | FindingKind::TimeWaitReuse
+            | FindingKind::TimeWaitBuildup
+            | FindingKind::EphemeralPortsExhausted
+            | FindingKind::PartialView
+            | FindingKind::NoTraffic => k,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_finding_kind_once() {
+        let listed: std::collections::BTreeSet<&str> =
+            FindingKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(listed.len(), FindingKind::ALL.len(), "a kind listed twice");
+        for k in FindingKind::ALL {
+            assert_ne!(ordinal(every_kind_by_match(k)), usize::MAX);
+        }
+        // The match above names 25 kinds; ALL must hold as many.
+        assert_eq!(
+            FindingKind::ALL.len(),
+            25,
+            "ALL misses a kind the match names"
+        );
+    }
 }

@@ -62,6 +62,11 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 const REFUSED_AT_CAP: usize = 256;
 /// Most changes said under one finding of the final diagnosis (the latest ones).
 const CHANGES_SAID: usize = 8;
+/// Live: how long a capture sees no connection on the port, while SYNs go to other
+/// ports, before it says the clients are pointed elsewhere (README, "no_traffic"). Long
+/// enough for a client's retries (1 s, 3 s) to have reached the port had it been aimed
+/// at it.
+pub const NO_TRAFFIC_AFTER_US: u64 = 10_000_000;
 
 /// The final diagnosis: the ranked findings (each with what changed after the moment it
 /// rests on), and the live findings it no longer repeats, with why.
@@ -83,6 +88,26 @@ pub struct Superseded {
     /// The final finding that tells what it saw: a live "silently dropped" whose
     /// connections got through on a retransmitted SYN is a slow connect.
     pub by: Option<FindingKind>,
+    /// What the capture saw after it was printed that took its ground away.
+    pub later: Option<Later>,
+}
+
+/// What happened after a live finding was printed that it no longer holds against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    /// A live `no_traffic`: connections reached the port after all.
+    TrafficArrived,
+    /// A live `handshake_stalled`: the stalled handshakes completed.
+    HandshakesCompleted,
+}
+
+impl Later {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Later::TrafficArrived => "traffic_arrived",
+            Later::HandshakesCompleted => "handshakes_completed",
+        }
+    }
 }
 
 /// Live: a fact changed after findings were printed that rested on it.
@@ -126,6 +151,8 @@ pub struct Diagnoser {
     /// Changes already behind `said` that are still news: they came after the moment
     /// a finding printed later rests on (a refusal judged after a listener started).
     unsaid: Vec<FactChange>,
+    /// Live: when the first look at the machine was taken (the capture's start).
+    began: Option<Timestamp>,
 }
 
 impl Diagnoser {
@@ -147,6 +174,7 @@ impl Diagnoser {
             listeners: facts
                 .as_ref()
                 .map(|f| Timeline::first_look(&f.now.listeners, f.now.taken)),
+            began: facts.as_ref().map(|f| f.now.taken),
             facts,
             refused_at: BTreeMap::new(),
             look_wanted: false,
@@ -154,6 +182,25 @@ impl Diagnoser {
             printed: Vec::new(),
             said: 0,
             unsaid: Vec::new(),
+        }
+    }
+
+    /// Live: whether a finding of `kind` may be printed now. A partial view is about the
+    /// capture's end; no traffic is certain once `NO_TRAFFIC_AFTER_US` passed without a
+    /// connection while SYNs went elsewhere (without them it may be a quiet port).
+    fn certain_now(&self, kind: FindingKind) -> bool {
+        match kind {
+            FindingKind::PartialView => false,
+            FindingKind::NoTraffic => {
+                let waited = match (&self.facts, self.began) {
+                    (Some(f), Some(began)) => f.now.taken.micros_since(began),
+                    _ => 0,
+                };
+                waited >= NO_TRAFFIC_AFTER_US
+                    && self.ev.flows() == 0
+                    && !self.ev.syns_elsewhere.is_empty()
+            }
+            _ => true,
         }
     }
 
@@ -281,9 +328,10 @@ impl Diagnoser {
         self.look_wanted = true;
     }
 
-    /// A live "still unanswered" notice: already enough to say the SYNs are dropped, and
-    /// whether by a full queue; with the kernel's facts so far, by what. Kept only for the
-    /// next poll: its final record follows.
+    /// A live notice of a flow not over yet: SYNs still unanswered (already enough to say
+    /// they are dropped, and whether by a full queue; with the kernel's facts so far, by
+    /// what), SYN-ACKs retransmitted without an ACK, or a zero window held past the
+    /// stall mark. Kept only for the next poll: its final record follows.
     pub fn flow_pending(&mut self, r: &FlowRecord, kernel: Option<&KernelFacts>) {
         if self.facts.is_some() && self.pending.len() < 64 {
             self.pending.push((*r, kernel.cloned()));
@@ -313,10 +361,19 @@ impl Diagnoser {
     /// A newer look at the machine (from the pipeline's refresher), taken at
     /// `snapshot.taken`.
     pub fn facts_refreshed(&mut self, mut snapshot: Snapshot) {
+        // Counts that may have crossed a threshold (TIME_WAIT sockets), or a wait that
+        // may have run out (no traffic): the next poll looks.
+        let counts = snapshot.count(host::SocketState::TimeWait) > 0
+            && !(self.emitted.contains(&FindingKind::TimeWaitBuildup)
+                && self.emitted.contains(&FindingKind::EphemeralPortsExhausted));
+        let quiet = self.ev.flows() == 0
+            && !self.ev.syns_elsewhere.is_empty()
+            && !self.emitted.contains(&FindingKind::NoTraffic);
         if let (Some(f), Some(t)) = (&mut self.facts, &mut self.listeners) {
             t.look(&snapshot.listeners, snapshot.taken);
             snapshot.listeners = t.current();
             f.now = snapshot;
+            self.dirty |= counts || quiet;
         }
     }
 
@@ -437,6 +494,11 @@ impl Diagnoser {
             let mut ev = self.ev.clone();
             for (r, k) in self.pending.drain(..) {
                 ev.add(&r);
+                // A stalled receiver's connection goes on: its processes, found at
+                // its SYN, name it already.
+                if let Some(p) = self.processes.get(&r.id) {
+                    ev.named(&r, p);
+                }
                 if let Some(k) = k {
                     ev.kernel.add(&r, &k);
                 }
@@ -445,9 +507,10 @@ impl Diagnoser {
         });
         self.judge_refusals_at_their_moment();
         let ev = with_pending.as_ref().unwrap_or(&self.ev);
+        let found = rules::evaluate(ev, self.facts.as_ref(), &self.scope);
         let mut out = Vec::new();
-        for f in rules::evaluate(ev, self.facts.as_ref(), &self.scope) {
-            if !f.kind.needs_whole_capture() && self.emitted.insert(f.kind) {
+        for f in found {
+            if self.certain_now(f.kind) && self.emitted.insert(f.kind) {
                 out.push(f);
             }
         }
@@ -501,6 +564,13 @@ impl Diagnoser {
         self.judge_refusals_at_their_moment();
         self.ev.syn_rate = self.meter.rate();
         let mut all = rules::evaluate(&self.ev, self.facts.as_ref(), &self.scope);
+        // A count that crossed its threshold during the capture happened, though the
+        // sockets may have expired by the end: the final diagnosis keeps what was said.
+        for (_, p) in &self.printed {
+            if p.kind.is_a_peak() && !all.iter().any(|f| f.kind == p.kind) {
+                all.push(p.clone());
+            }
+        }
         findings::rank(&mut all);
         let Some(t) = &self.listeners else {
             return Diagnosis {
@@ -544,6 +614,13 @@ impl Diagnoser {
                     .iter()
                     .copied()
                     .find(|k| all.iter().any(|f| f.kind == *k)),
+                later: match p.kind {
+                    FindingKind::NoTraffic if self.ev.flows() > 0 => Some(Later::TrafficArrived),
+                    FindingKind::HandshakeStalled if self.ev.handshake_stalled == 0 => {
+                        Some(Later::HandshakesCompleted)
+                    }
+                    _ => None,
+                },
             })
             .collect();
         Diagnosis {

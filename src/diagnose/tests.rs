@@ -285,30 +285,136 @@ fn live_a_pending_notice_with_the_kernels_drops_names_what_dropped_them_already(
     );
 }
 
+/// 1500 server sockets on port 61999 in TIME_WAIT, as a look taken at `taken` sees them.
+fn time_wait_look(taken: u64) -> Snapshot {
+    Snapshot {
+        taken: Timestamp(taken),
+        sockets: (0..1500u16)
+            .map(|i| host::PortSocket {
+                local: ep("127.0.0.1:61999"),
+                remote: ep(&format!("127.0.0.1:{}", 20000 + i)),
+                state: host::SocketState::TimeWait,
+                recv_queue: 0,
+            })
+            .collect(),
+        ..Snapshot::default()
+    }
+}
+
 #[test]
-fn live_findings_about_the_whole_capture_wait_for_the_end() {
+fn live_a_time_wait_buildup_is_said_at_the_look_that_counts_it_and_kept_at_the_end() {
     let t0 = Instant::now();
-    let mut f = facts(vec![]);
-    f.now.sockets = (0..1500u16)
-        .map(|i| host::PortSocket {
-            local: ep("127.0.0.1:61999"),
-            remote: ep(&format!("127.0.0.1:{}", 20000 + i)),
-            state: host::SocketState::TimeWait,
-            recv_queue: 0,
-        })
-        .collect();
-    let mut d = Diagnoser::new(Scope::port(61999), Some(f), false);
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.flow_finished(&record(Outcome::Closed, "127.0.0.1:61999"), None);
+    assert!(!d.poll_due(t0), "a clean close is no news");
+    d.facts_refreshed(time_wait_look(1_000_000));
+    assert!(
+        d.poll_due(t0),
+        "a look with TIME_WAIT sockets is worth a poll"
+    );
+    let live = kinds(&d.poll(t0, Timestamp(1_000_000), Counters::new()));
+    assert_eq!(live, [FindingKind::TimeWaitBuildup]);
+    d.facts_refreshed(time_wait_look(2_000_000));
+    let again = kinds(&d.poll(t0 + POLL, Timestamp(2_000_000), Counters::new()));
+    assert!(again.is_empty(), "printed once: {again:?}");
+    // The sockets expired before the end: what was printed happened, and stays.
+    let end = d.finish(Some(Snapshot::default()));
+    assert!(
+        kinds(&end.findings).contains(&FindingKind::TimeWaitBuildup),
+        "{end:?}"
+    );
+    assert!(end.superseded.is_empty(), "{end:?}");
+}
+
+#[test]
+fn live_no_traffic_is_said_once_syns_went_elsewhere_for_the_stated_time() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.syn_elsewhere(ep("127.0.0.1:8080"));
+    let look = |us| Snapshot {
+        taken: Timestamp(us),
+        ..Snapshot::default()
+    };
+    d.facts_refreshed(look(NO_TRAFFIC_AFTER_US - 1));
+    let early = kinds(&d.poll(t0, Timestamp(NO_TRAFFIC_AFTER_US - 1), Counters::new()));
+    assert!(early.is_empty(), "too early to be sure: {early:?}");
+    d.facts_refreshed(look(NO_TRAFFIC_AFTER_US));
+    let live = kinds(&d.poll(t0 + POLL, Timestamp(NO_TRAFFIC_AFTER_US), Counters::new()));
+    assert_eq!(live, [FindingKind::NoTraffic]);
+}
+
+#[test]
+fn live_a_quiet_port_with_no_syns_anywhere_is_not_yet_no_traffic() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.facts_refreshed(Snapshot {
+        taken: Timestamp(NO_TRAFFIC_AFTER_US * 2),
+        ..Snapshot::default()
+    });
+    assert!(!d.poll_due(t0));
+    let end = kinds(&d.finish(None).findings);
+    assert_eq!(end, [FindingKind::NoTraffic], "the end still says it");
+}
+
+#[test]
+fn a_live_no_traffic_the_port_then_got_is_superseded_with_why() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    d.syn_elsewhere(ep("127.0.0.1:8080"));
+    d.facts_refreshed(Snapshot {
+        taken: Timestamp(NO_TRAFFIC_AFTER_US),
+        ..Snapshot::default()
+    });
+    let live = kinds(&d.poll(t0, Timestamp(NO_TRAFFIC_AFTER_US), Counters::new()));
+    assert_eq!(live, [FindingKind::NoTraffic]);
+    d.flow_finished(&record(Outcome::Closed, "127.0.0.1:61999"), None);
+    let end = d.finish(None);
+    assert!(!kinds(&end.findings).contains(&FindingKind::NoTraffic));
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(end.superseded[0].live.kind, FindingKind::NoTraffic);
+    assert_eq!(end.superseded[0].later, Some(Later::TrafficArrived));
+}
+
+#[test]
+fn live_a_slow_connect_is_said_when_its_handshake_completes() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    let mut gaps = SynGaps::default();
+    gaps.push(1_000_000);
+    let through_on_a_retry = FlowRecord {
+        syn_count: 2,
+        syn_gaps_us: gaps,
+        handshake_rtt_us: Some(50),
+        end: None,
+        ..record(Outcome::Established, "127.0.0.1:61999")
+    };
+    d.flow_pending(&through_on_a_retry, None);
+    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
+    assert_eq!(live, [FindingKind::SlowConnect]);
+}
+
+#[test]
+fn live_a_pending_stalled_handshake_is_said_before_its_flow_ends() {
+    let t0 = Instant::now();
+    let mut d = Diagnoser::new(Scope::port(61999), Some(facts(vec![])), false);
+    let stalled = FlowRecord {
+        synack_count: 3,
+        end: None,
+        ..record(Outcome::HandshakeIncomplete, "127.0.0.1:61999")
+    };
+    d.flow_pending(&stalled, None);
+    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
+    assert_eq!(live, [FindingKind::HandshakeStalled]);
     d.flow_finished(
         &FlowRecord {
-            reset_by: Some(Side::Server),
-            ..record(Outcome::Reset, "127.0.0.1:61999")
+            synack_count: 6,
+            ..record(Outcome::HandshakeIncomplete, "127.0.0.1:61999")
         },
         None,
     );
-    let live = kinds(&d.poll(t0, Timestamp(0), Counters::new()));
-    assert_eq!(live, [FindingKind::ResetByServer]);
-    let end = kinds(&d.finish(None).findings);
-    assert!(end.contains(&FindingKind::TimeWaitBuildup), "{end:?}");
+    let end = d.finish(None);
+    assert!(kinds(&end.findings).contains(&FindingKind::HandshakeStalled));
+    assert!(end.superseded.is_empty());
 }
 
 #[test]

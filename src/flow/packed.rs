@@ -78,6 +78,12 @@ pub const HAS_RTT: u32 = 1 << 9;
 pub const MIDSTREAM: u32 = 1 << 10;
 pub const PORT_REUSED: u32 = 1 << 11;
 pub const PENDING_REPORTED: u32 = 1 << 12;
+/// A live notice about the handshake was sent: it stalled (SYN-ACKs retransmitted, no
+/// ACK), or it completed only on a retransmitted SYN (a slow connect). One bit for both:
+/// none is left, and a connection whose stall was said is rarely also a slow one.
+pub const STALL_REPORTED: u32 = 1 << 30;
+/// A live notice of a zero window held past `ZERO_WINDOW_STALL_US` was sent.
+pub const ZERO_WINDOW_REPORTED: u32 = 1 << 31;
 pub const IS_V6: u32 = 1 << 13;
 /// Zeek's once-per-side history letters `D` (data) and `A` (pure ACK), by side: checked
 /// on every segment, so a bit rather than a scan of the letters.
@@ -85,7 +91,7 @@ pub const SAW_DATA: [u32; 2] = [1 << 14, 1 << 15];
 pub const SAW_ACK: [u32; 2] = [1 << 16, 1 << 17];
 /// Where [`ZeekEndpoints`] starts; it runs to bit 29.
 const ZEEK_SHIFT: u32 = 18;
-const _: () = assert!(ZEEK_SHIFT + ZeekEndpoints::BITS <= 32);
+const _: () = assert!(ZEEK_SHIFT + ZeekEndpoints::BITS <= 30);
 
 impl Facts {
     pub fn new(bits: u32) -> Facts {

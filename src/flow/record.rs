@@ -46,7 +46,8 @@ pub enum Outcome {
     /// Client SYNs, no reply at all (Zeek S0): a firewall DROP, a black hole, or a
     /// listener whose SYN queue is full.
     Unanswered,
-    /// SYN answered by RST (Zeek REJ): nothing listens on that address and port.
+    /// SYN answered by RST (Zeek REJ): nothing took it there (no listener, or a REJECT rule
+    /// or a full queue under tcp_abort_on_overflow answered for one).
     Refused,
     /// SYN answered by an ICMP destination-unreachable error.
     Unreachable,

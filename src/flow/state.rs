@@ -15,7 +15,7 @@
 use super::packed::{saturate_u32, PackedOptions, Seq};
 use super::packed::{
     Flow, Rares, CLOSED_FIRST_BY, HAS_ANSWERED_SYN, HAS_RTT, LAST_PAYLOAD_BY, MIDSTREAM,
-    PENDING_REPORTED, PORT_REUSED, RESET_BY,
+    PENDING_REPORTED, PORT_REUSED, RESET_BY, STALL_REPORTED, ZERO_WINDOW_REPORTED,
 };
 use super::record::{EndReason, FlowRecord, IcmpAnswer, Outcome, Side};
 use super::seq::SeqNumber;
@@ -352,6 +352,50 @@ impl Flow {
         }
     }
 
+    /// Whether a live attempt's handshake is stalled and not reported yet: the server
+    /// sent its SYN-ACK `STALLED_SYNACKS` times (Linux retransmits it after 1 s, then 2 s
+    /// more) and no ACK came. One retransmission is often a lost ACK that the client's
+    /// answer to the retransmission repairs; two without an answer is a stall.
+    pub fn handshake_stall_unreported(&self) -> bool {
+        self.state == State::SynReceived
+            && self.synack_count >= STALLED_SYNACKS
+            && !self.facts.has(STALL_REPORTED)
+    }
+
+    /// Whether `side` has held its window shut for `ZERO_WINDOW_STALL_US` by `ts` and
+    /// no live notice said so yet. Asked only of a segment that advertises a zero window
+    /// (the receiver's answers to the sender's probes keep coming while it stalls).
+    pub fn zero_window_stall_unreported(&self, side: Side, ts: Timestamp, rares: &Rares) -> bool {
+        !self.state.is_done()
+            && !self.facts.has(ZERO_WINDOW_REPORTED)
+            && rares
+                .get(self.rare)
+                .and_then(|r| r.zero_since[side.index()].get())
+                .is_some_and(|since| ts.micros_since(since) >= ZERO_WINDOW_STALL_US)
+    }
+
+    /// Whether a live attempt just completed its handshake only on a retransmitted SYN (a
+    /// slow connect) and no notice said so yet: news now, though the connection may last
+    /// long before its final record.
+    pub fn slow_connect_unreported(&self) -> bool {
+        self.state == State::Established
+            && self.syn_count >= 2
+            && self.facts.has(HAS_RTT)
+            && !self.facts.has(STALL_REPORTED)
+    }
+
+    /// Marks a live handshake notice (stalled, or slow) as sent and returns its record.
+    pub fn stall_pending(&mut self, rares: &Rares) -> FlowRecord {
+        self.facts.set(STALL_REPORTED);
+        self.snapshot(rares)
+    }
+
+    /// Marks a live zero-window notice as sent and returns its record.
+    pub fn zero_window_pending(&mut self, rares: &Rares) -> FlowRecord {
+        self.facts.set(ZERO_WINDOW_REPORTED);
+        self.snapshot(rares)
+    }
+
     /// How long this flow may stay idle in its state before it is ended (or, for a
     /// tombstone, forgotten).
     pub fn idle_timeout_us(&self) -> u64 {
@@ -439,6 +483,11 @@ const SEC: u64 = 1_000_000;
 pub const SYN_ERROR_WAIT_US: u64 = 3 * SEC;
 /// Linux's TCP_TIMEWAIT_LEN.
 pub const TIME_WAIT_US: u64 = 60 * SEC;
+/// SYN-ACKs sent without an ACK before a live capture says the handshake stalled (the
+/// first and two retransmissions: about 3 s on Linux).
+const STALLED_SYNACKS: u16 = 3;
+/// A zero window held this long means the receiving application stopped reading.
+pub const ZERO_WINDOW_STALL_US: u64 = SEC;
 
 #[cfg(test)]
 mod tests;

@@ -209,10 +209,25 @@ impl FlowTable {
                     None => self.insert(hash, seg, out),
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
+                let was = flow.state();
                 if flow.on_tcp(side, &tcp, seg.ts, &mut self.rares) {
                     out.push(FlowEvent::Finished(
                         flow.record(EndReason::Packets, &self.rares),
                     ));
+                } else if tcp.window == 0
+                    && self.cfg.pending_notices
+                    && flow.zero_window_stall_unreported(side, seg.ts, &self.rares)
+                {
+                    // A stalled receiver is news while its connection goes on: it may
+                    // hold for minutes. Only a zero-window segment can show it, so
+                    // every other segment pays one comparison.
+                    out.push(FlowEvent::Pending(flow.zero_window_pending(&self.rares)));
+                } else if self.cfg.pending_notices
+                    && was != flow.state()
+                    && flow.slow_connect_unreported()
+                {
+                    // Slow connects are news once the handshake completes.
+                    out.push(FlowEvent::Pending(flow.stall_pending(&self.rares)));
                 }
                 let id = flow.id();
                 self.touch(slot);
@@ -281,7 +296,8 @@ impl FlowTable {
         }
     }
 
-    /// Pending notices for SYNs unanswered past `--syn-timeout`; flows idle past their
+    /// Pending notices for SYNs unanswered past `--syn-timeout` and for handshakes whose
+    /// SYN-ACKs go unacknowledged; flows idle past their
     /// state's timeout are ended, tombstones past theirs forgotten.
     fn sweep(&mut self, out: &mut Vec<FlowEvent>) {
         let now = self.clock;
@@ -333,6 +349,11 @@ impl FlowTable {
                     .is_some_and(|t| now.micros_since(t) >= self.cfg.syn_timeout_us)
                 {
                     out.push(FlowEvent::Pending(flow.pending(&self.rares)));
+                }
+                // A SYN-ACK retransmitted without an ACK is news now: the server's side
+                // will wait for minutes before the flow ends.
+                if flow.handshake_stall_unreported() {
+                    out.push(FlowEvent::Pending(flow.stall_pending(&self.rares)));
                 }
                 slot = node.next;
             }

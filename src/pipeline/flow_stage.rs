@@ -368,7 +368,12 @@ impl Sink<'_> {
                         self.ladder.as_mut().and_then(|l| l.finish(r)),
                     )
                 }
-                FlowEvent::Pending(_) => (None, None),
+                FlowEvent::Pending(_) => {
+                    // A stalled receiver's notice names its processes if their lookup
+                    // is done.
+                    self.lookups_done();
+                    (None, None)
+                }
             };
             match &mut self.kernel {
                 // The kernel's events about this connection's last packets may still be

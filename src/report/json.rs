@@ -367,6 +367,9 @@ struct SupersededLine<'a> {
     facts_changed: Vec<ChangeJson<'a>>,
     /// The final finding that tells what it saw instead, if one does.
     superseded_by: Option<&'static str>,
+    /// What the capture saw after it was printed that took its ground away, if that is
+    /// why.
+    later: Option<&'static str>,
 }
 
 pub fn write_superseded(out: &mut dyn Write, s: &Superseded) -> io::Result<()> {
@@ -379,6 +382,7 @@ pub fn write_superseded(out: &mut dyn Write, s: &Superseded) -> io::Result<()> {
         printed_at: s.printed_at.as_secs_f64(),
         facts_changed: s.changes.iter().map(ChangeJson::from).collect(),
         superseded_by: s.by.map(crate::diagnose::FindingKind::as_str),
+        later: s.later.map(crate::diagnose::Later::as_str),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -473,6 +477,7 @@ mod tests {
             printed_at: Timestamp(1_700_000_002_400_000),
             changes: vec![stopped()],
             by: None,
+            later: None,
         };
         let v = line(|o| write_superseded(o, &s));
         assert_eq!((&v["type"], &v["final"]), (&"update".into(), &true.into()));

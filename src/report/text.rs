@@ -5,7 +5,7 @@ use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
 use crate::diagnose::{
-    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, ProcessInfo, Severity, Update,
+    ChangeKind, Diagnosis, FactChange, Finding, FindingKind, Later, ProcessInfo, Severity, Update,
 };
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
@@ -132,10 +132,7 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
             }
             w
         }
-        Outcome::Refused => format!(
-            "SYN answered by RST: nothing listens on {} (check the address family and bind address)",
-            r.server
-        ),
+        Outcome::Refused => refused(r, kernel),
         Outcome::Unreachable => match r.icmp {
             Some(i) => format!(
                 "SYN answered by ICMP {} from {}",
@@ -156,7 +153,11 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
         }
         Outcome::Established => format!("open, {} so far", traffic(r)),
         Outcome::Closed => {
-            let mut w = format!("closed after {}, {}", human_duration(r.duration_us()), traffic(r));
+            let mut w = format!(
+                "closed after {}, {}",
+                human_duration(r.duration_us()),
+                traffic(r)
+            );
             if let Some(side) = r.closed_first_by {
                 let _ = write!(w, "; {} closed first (TIME_WAIT on the {0})", side.as_str());
             }
@@ -173,7 +174,10 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
         },
         Outcome::Reset => {
             let by = r.reset_by.map_or("?", Side::as_str);
-            let mut w = format!("reset by the {by} after {}", human_duration(r.duration_us()));
+            let mut w = format!(
+                "reset by the {by} after {}",
+                human_duration(r.duration_us())
+            );
             if r.bytes[c] + r.bytes[s] == 0 {
                 w.push_str(", no data exchanged");
             } else {
@@ -218,6 +222,33 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
         Some(EndReason::Packets) | Some(EndReason::CaptureEnd) | None => {}
     }
     why
+}
+
+/// A refused attempt's words when the kernel did not see a firewall answer it
+/// ([`explain_witnessed`] says that one): what the packets show (a RST answered the SYN)
+/// and, with the witness, whether the server's TCP found no socket. The RST alone does
+/// not say that nothing listens: a REJECT rule and a full queue under
+/// tcp_abort_on_overflow send one too, beside a listener; the diagnosis weighs the
+/// listeners.
+fn refused(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
+    let no_socket = kernel.is_some_and(|k| {
+        k.resets_sent.iter().any(|x| {
+            x.by == Side::Server
+                && x.origin == ResetOrigin::Reply
+                && x.reason.as_deref().is_none_or(|why| why == "NO_SOCKET")
+        })
+    });
+    if no_socket {
+        format!(
+            "SYN answered by RST: nothing listens on {} (the kernel found no socket for it)",
+            r.server
+        )
+    } else {
+        format!(
+            "SYN answered by RST from {}: no listener took it there, or a rule rejected it (the diagnosis says which)",
+            r.server
+        )
+    }
 }
 
 fn traffic(r: &FlowRecord) -> String {
@@ -575,6 +606,14 @@ pub fn write_diagnosis(
                 _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
             };
             writeln!(out, "     why: {why}: see {} above", by.as_str())?;
+        } else if let Some(later) = s.later {
+            let why = match later {
+                Later::TrafficArrived => "connections reached the port after it was printed",
+                Later::HandshakesCompleted => {
+                    "the handshakes it saw stalled completed after it was printed"
+                }
+            };
+            writeln!(out, "     why: {why}")?;
         } else if s.changes.is_empty() {
             writeln!(
                 out,
@@ -876,6 +915,7 @@ mod tests {
                 printed_at: Timestamp(1_700_000_001_000_000),
                 changes: vec![change(ChangeKind::ListenerStopped, false, true)],
                 by: None,
+                later: None,
             }],
         };
         let mut out = Vec::new();
@@ -928,6 +968,28 @@ mod tests {
                 reset_by: Some(Side::Server),
                 ..record(Outcome::Refused, "127.0.0.1:61999")
             }
+        }
+
+        #[test]
+        fn a_refusal_says_nothing_listens_only_on_the_kernels_word() {
+            let packets_only = explain(&refused(), None);
+            assert!(
+                packets_only.contains("no listener took it there, or a rule rejected it"),
+                "{packets_only}"
+            );
+            assert!(!packets_only.contains("nothing listens"), "{packets_only}");
+            let k = crate::diagnose::tests::kernel_reset(
+                Side::Server,
+                ResetOrigin::Reply,
+                "NO_SOCKET",
+                None,
+            );
+            let witnessed = explain(&refused(), Some(&k));
+            assert!(
+                witnessed
+                    .contains("nothing listens on 127.0.0.1:61999 (the kernel found no socket"),
+                "{witnessed}"
+            );
         }
 
         #[test]

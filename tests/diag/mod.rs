@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Watched ports come from here up: above the ephemeral range (32768–60999), so no
 /// client in a namespace is ever given one as its own port.
@@ -105,6 +105,13 @@ pub const KINDS: &[&str] = &[
     "startup_race",
     "server_restarted",
     "restart_loop",
+    "invalid_source",
+    "network_unreachable",
+    "handshake_stalled",
+    "receiver_stalled",
+    "time_wait_buildup",
+    "ephemeral_ports_exhausted",
+    "partial_view",
 ];
 const SEVERITIES: &[&str] = &["error", "warning", "info"];
 const ROLES: &[&str] = &["listener", "client", "holder"];
@@ -494,6 +501,9 @@ pub fn tcp_ext(ns: &Netns, name: &str) -> u64 {
 /// [`Capture::with_text`], a second one beside it writing the text report for a README
 /// recipe.
 pub struct Capture {
+    /// portsniff stops (its `--duration` runs out) no earlier than this: a line that
+    /// arrived before it was printed live.
+    pub stops_after: SystemTime,
     sniffer: Sniffer,
     limit: Duration,
     /// The arguments after `portsniff`, without `--json`.
@@ -528,12 +538,15 @@ pub fn start_capture_on(
     ];
     args.extend_from_slice(extra);
     let cmd = ns.portsniff(&args);
+    // Before the spawn: portsniff's `--duration` cannot run out earlier than this plus it.
+    let spawned = SystemTime::now();
     let mut sniffer = Sniffer::spawn(
         cmd,
         &format!("ip netns exec {} portsniff {}", ns.name, args.join(" ")),
     );
     sniffer.wait_for_banner();
     Capture {
+        stops_after: spawned + Duration::from_secs(duration_secs.into()),
         sniffer,
         limit: Duration::from_secs(duration_secs.into()) + EXIT_TIMEOUT,
         text_args: args
@@ -577,6 +590,9 @@ impl Capture {
             text,
         };
         assert_no_capture_loss(report.summary(), &report.context());
+        if let Some(t) = &report.text {
+            crate::support::agreement::assert_agreement(&t.output, &t.command);
+        }
         report
     }
 }
@@ -609,6 +625,48 @@ pub fn spawn_closing_server(ns: &Netns, addr: SocketAddr) -> Proc {
     let p = spawn_python(
         ns,
         CLOSING_SERVER_PY,
+        &[
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            HELPER_LIFETIME_SECS,
+            LISTENER_MARK,
+        ],
+        &what,
+    );
+    p.expect_line("listening", READY_TIMEOUT);
+    assert_is_python(&p);
+    owned_socket(p.pid(), addr, TCP_LISTEN);
+    p
+}
+
+/// Listens on `addr`, says "listening", accepts connections and keeps each open without
+/// ever reading from it (a server whose reading loop is blocked), until killed (bounded).
+const UNREAD_SERVER_PY: &str = r#"
+import socket, sys, time
+host, port, life = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(16)
+s.settimeout(1.0)
+print("listening", flush=True)
+held = []
+end = time.time() + life
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    held.append(c)
+"#;
+
+/// A server process inside `ns` on the IPv4 `addr` that accepts every connection and
+/// never reads from it: its receive windows close. Returns once it listens.
+pub fn spawn_unread_server(ns: &Netns, addr: SocketAddr) -> Proc {
+    let what = format!("never-reading server on {addr} in namespace {}", ns.name);
+    let p = spawn_python(
+        ns,
+        UNREAD_SERVER_PY,
         &[
             &addr.ip().to_string(),
             &addr.port().to_string(),

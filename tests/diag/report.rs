@@ -5,6 +5,7 @@ use super::{KINDS, ROLES, SEVERITIES};
 use crate::support::live::{client_port, flows, summary, Finished, Line};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 /// The text twin of a capture: the command (as a user would type it, without the
 /// namespace) and what it printed.
@@ -262,6 +263,50 @@ impl Report {
             p["cmdline"],
             self.context()
         );
+    }
+
+    /// When the first finding line of `kind` arrived (a live finding is printed again in
+    /// the final list; this is its first print).
+    pub fn first_printed(&self, kind: &str) -> Option<SystemTime> {
+        self.lines
+            .iter()
+            .find(|(_, v)| v["type"] == "finding" && v["kind"] == kind)
+            .map(|(line, _)| line.arrived)
+    }
+
+    /// `kind` was printed live: its first line arrived within `bound` of `staged` (when
+    /// the test made its cause, or the capture began) and before `stopped` (when
+    /// portsniff's `--duration` ran out, or the test stopped it), as a user watching
+    /// the stream would see it.
+    pub fn assert_printed_live(
+        &self,
+        kind: &str,
+        staged: SystemTime,
+        bound: Duration,
+        stopped: SystemTime,
+    ) -> Duration {
+        let at = self.first_printed(kind).unwrap_or_else(|| {
+            panic!(
+                "portsniff should print a {kind:?} finding; it printed {:?}\n{}",
+                self.kinds(),
+                self.context()
+            )
+        });
+        let after = at.duration_since(staged).unwrap_or_default();
+        assert!(
+            after <= bound,
+            "the {kind:?} finding should be printed within {bound:?} of its cause, it came \
+             {after:?} after\n{}",
+            self.context()
+        );
+        assert!(
+            at < stopped,
+            "the {kind:?} finding should be printed while portsniff still captures, not \
+             only in the final diagnosis; it came {:?} after the capture stopped\n{}",
+            at.duration_since(stopped).unwrap_or_default(),
+            self.context()
+        );
+        after
     }
 
     /// Checks one finding line against the schema in the feature's description.

@@ -250,7 +250,8 @@ fn text_report_explains_each_connection_and_ends_with_a_summary() {
     let out = run(&["-r", &fx("mixed.pcap"), "--port", PORT]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        text.matches("nothing listens on 127.0.0.1:61999").count(),
+        text.matches("SYN answered by RST from 127.0.0.1:61999")
+            .count(),
         2,
         "{text}"
     );

@@ -472,6 +472,72 @@ fn every_fixture_matches_its_golden_json() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
+/// Every fixture's text report: no flow line contradicts a final finding.
+#[test]
+fn every_fixtures_flow_lines_agree_with_its_findings() {
+    let dir = fixtures_dir();
+    let mut captures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
+        .collect();
+    captures.sort();
+    for capture in captures {
+        let path = capture.to_str().unwrap();
+        let out = run(&["-r", path, "--port", PORT, "--color", "never"]);
+        crate::support::agreement::assert_agreement(&String::from_utf8_lossy(&out.stdout), path);
+    }
+}
+
+/// The agreement check itself: each pair of words that cannot stand together is caught,
+/// and a report telling one story passes.
+#[test]
+fn a_flow_line_contradicting_a_final_finding_is_caught() {
+    use crate::support::agreement::{contradictions, Clash};
+    let report = |line: &str, kinds: &[&str]| {
+        let mut t =
+            format!("17:49:39.366720 127.0.0.1:59925 → 127.0.0.1:61110 {line}\n\nDiagnosis\n");
+        for (i, k) in kinds.iter().enumerate() {
+            t.push_str(&format!("  {}. [error] {k}: headline\n     why\n", i + 1));
+        }
+        t
+    };
+    let clashes = |line: &str, kinds: &[&str]| -> Vec<Clash> {
+        contradictions(&report(line, kinds))
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
+    };
+    let nothing = "refused              SYN answered by RST: nothing listens on 127.0.0.1:61110 (the kernel found no socket for it) [Sr]";
+    assert_eq!(clashes(nothing, &["nothing_listening"]), []);
+    assert_eq!(
+        clashes(nothing, &["rejected_by_firewall"]),
+        [Clash::NothingListensBesideAListener]
+    );
+    let firewall = "refused              SYN answered by a RST from a firewall REJECT rule, not from the server's TCP [Sr]";
+    assert_eq!(
+        clashes(firewall, &["nothing_listening"]),
+        [Clash::FirewallBesideNoListener]
+    );
+    let reset = "reset                reset by the server after 1ms, no data exchanged [ShAr]";
+    assert_eq!(clashes(reset, &["reset_by_server"]), []);
+    assert_eq!(
+        clashes(reset, &["reset_by_client"]),
+        [Clash::ResetByTheOtherSide]
+    );
+    let cut = "unanswered           1 SYN and no answer over 0µs: still waiting when the capture ended [S]";
+    assert_eq!(clashes(cut, &["partial_view"]), []);
+    assert_eq!(
+        clashes(cut, &["silently_dropped"]),
+        [Clash::CutShortBesideDropped]
+    );
+}
+
 /// Replaying the same bytes twice gives byte-identical output.
 #[test]
 fn replay_is_deterministic() {

@@ -2,6 +2,8 @@
 //!
 //! - [`run`]: the one way to run the `portsniff` binary and read its JSON lines, and the
 //!   fixtures' paths (its items are re-exported here: `support::run`, `support::replay_json`);
+//! - [`agreement`]: whether a text report's flow lines contradict its final findings
+//!   (the live diagnosis tests' text twins and every fixture's replay are checked);
 //! - [`live`]: the live harness: root and tool gates that skip on a developer machine and
 //!   fail under `CI=true`, reserved loopback ports, a `portsniff` child bounded in time and
 //!   killed on panic, network namespaces deleted whatever happens.
@@ -21,6 +23,7 @@
 //! printed; the expectations stay in the test files.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod agreement;
 pub mod live;
 pub mod run;
 

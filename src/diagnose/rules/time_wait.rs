@@ -91,14 +91,24 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
             },
             port,
         });
-        let holder = Deed::ClosedFirst(if on_server >= on_client {
+        let side = if on_server >= on_client {
             Side::Server
         } else {
             Side::Client
-        });
-        out.push(
-            Finding::new(cause, tw.len() as u64).processes(ev.named_for(holder), Role::Holder),
-        );
+        };
+        let mut holders = ev.named_for(Deed::ClosedFirst(side)).to_vec();
+        if holders.is_empty() && side == Side::Server {
+            // Connections too short for their processes to be looked up: the server's
+            // TIME_WAIT sockets are the port's listener's.
+            holders = f
+                .now
+                .listeners
+                .iter()
+                .filter(|l| l.local.port == port && l.namespace.is_none())
+                .flat_map(|l| l.processes.iter().cloned())
+                .collect();
+        }
+        out.push(Finding::new(cause, tw.len() as u64).processes(&holders, Role::Holder));
     }
     if let Some((lo, hi)) = f.now.local_port_range {
         // Every connection to one server address and port needs its own local port, and
@@ -158,6 +168,23 @@ mod tests {
             .expect("a build-up");
         assert_eq!(evidence_json(b)["holder"], "server");
         assert_eq!(evidence_json(b)["on_server"], 1500);
+    }
+
+    #[test]
+    fn a_server_closing_first_too_fast_to_look_up_is_named_by_its_listener() {
+        let mut l = listener("127.0.0.1:61999");
+        l.processes = vec![process("python3", 4242)];
+        let mut f = facts(vec![l]);
+        f.now.sockets = (0..1500u32)
+            .map(|i| time_wait("127.0.0.1:61999", &format!("127.0.0.1:{}", 20000 + i)))
+            .collect();
+        let found = findings(&Evidence::default(), Some(&f), &Scope::port(61999));
+        assert_eq!(found[0].kind, FindingKind::TimeWaitBuildup);
+        assert_eq!(found[0].processes[0].process.pid, 4242);
+        assert_eq!(found[0].processes[0].role, Role::Holder);
+        assert!(found[0]
+            .headline()
+            .contains("mostly on the server (python3 (pid 4242) closed first)"));
     }
 
     /// `n` client sockets to port 61999 in TIME_WAIT from `from`, ports 40000 up, with

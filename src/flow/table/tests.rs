@@ -30,6 +30,8 @@ fn cfg() -> FlowConfig {
 struct Script {
     table: FlowTable,
     events: Vec<FlowEvent>,
+    /// The window the next segments advertise.
+    window: u16,
 }
 
 impl Script {
@@ -37,6 +39,7 @@ impl Script {
         Script {
             table: FlowTable::new(cfg),
             events: Vec::new(),
+            window: 512,
         }
     }
 
@@ -59,7 +62,7 @@ impl Script {
                 seq,
                 ack,
                 flags: TcpFlags(flags),
-                window: 512,
+                window: self.window,
                 payload_len: len,
                 options: HandshakeOptions::default(),
             }),
@@ -334,6 +337,93 @@ fn pending_notice_after_syn_timeout_then_final_answer() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].outcome, Outcome::Established);
     assert_eq!(recs[0].id, pending[0].record().id);
+}
+
+#[test]
+fn a_synack_retransmitted_twice_without_an_ack_is_a_pending_stalled_handshake() {
+    let mut s = Script::new(FlowConfig {
+        pending_notices: true,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, SYN | ACK, 9000, 101, 0);
+    s.s(1000, 40000, SYN | ACK, 9000, 101, 0);
+    s.table
+        .tick(Timestamp(1_700_000_000_000_000 + 2_000_000), &mut s.events);
+    assert!(
+        s.events.is_empty(),
+        "one retransmission is often a lost ACK"
+    );
+    s.s(3000, 40000, SYN | ACK, 9000, 101, 0);
+    for ms in [3300, 3600] {
+        s.table
+            .tick(Timestamp(1_700_000_000_000_000 + ms * 1000), &mut s.events);
+    }
+    let pending: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, FlowEvent::Pending(_)))
+        .copied()
+        .collect();
+    assert_eq!(pending.len(), 1, "one notice, not one per sweep");
+    assert_eq!(pending[0].record().outcome, Outcome::HandshakeIncomplete);
+    assert_eq!(pending[0].record().synack_count, 3);
+}
+
+#[test]
+fn a_zero_window_held_past_a_second_is_a_pending_notice_while_the_connection_goes_on() {
+    let mut s = Script::new(FlowConfig {
+        pending_notices: true,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(2, 40000, ACK, 101, 9001, 0);
+    s.c(3, 40000, ACK, 101, 9001, 1000);
+    s.window = 0;
+    // The server's answers to the client's zero-window probes.
+    for ms in [4, 400, 900, 1800, 3600] {
+        s.s(ms, 40000, ACK, 9001, 1101, 0);
+    }
+    let pending: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, FlowEvent::Pending(_)))
+        .copied()
+        .collect();
+    assert_eq!(pending.len(), 1, "one notice, at the first answer past 1 s");
+    let r = pending[0].record();
+    assert_eq!(r.outcome, Outcome::Established);
+    assert_eq!(r.zero_window_us[Side::Server.index()], 1_796_000);
+    assert!(
+        !s.events.iter().any(|e| matches!(e, FlowEvent::Finished(_))),
+        "the connection goes on"
+    );
+}
+
+#[test]
+fn a_handshake_completed_on_a_retransmitted_syn_is_a_pending_slow_connect() {
+    let mut s = Script::new(FlowConfig {
+        pending_notices: true,
+        syn_timeout_us: 10_000_000,
+        ..cfg()
+    });
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.c(1000, 40000, SYN, 100, 0, 0);
+    s.s(1001, 40000, SYN | ACK, 9000, 101, 0);
+    assert!(s.events.is_empty(), "not connected yet");
+    s.c(1002, 40000, ACK, 101, 9001, 0);
+    s.c(1003, 40000, ACK, 101, 9001, 10);
+    let pending: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, FlowEvent::Pending(_)))
+        .copied()
+        .collect();
+    assert_eq!(pending.len(), 1, "one notice, at the handshake's end");
+    let r = pending[0].record();
+    assert_eq!((r.outcome, r.syn_count), (Outcome::Established, 2));
+    assert!(r.handshake_rtt_us.is_some());
 }
 
 #[test]

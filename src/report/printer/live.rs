@@ -28,10 +28,14 @@ impl Live {
 }
 
 impl Printer for Live {
-    /// Pending notices are counted whether `--only-problems` shows their flow or not.
+    /// Pending notices of unanswered SYNs are counted whether `--only-problems` shows
+    /// their flow or not (a stalled handshake's notice is no unanswered SYN).
     fn observe(&mut self, ev: &FlowEvent) {
         match ev {
-            FlowEvent::Pending(r) => self.view.pending(r.id),
+            FlowEvent::Pending(r) if r.outcome == crate::flow::Outcome::Unanswered => {
+                self.view.pending(r.id)
+            }
+            FlowEvent::Pending(_) => {}
             FlowEvent::Finished(r) => self.view.finished(r.id),
         }
     }
