@@ -2,7 +2,7 @@
 # Live benchmark: replay a generated capture onto the loopback of a network namespace
 # with tcpreplay at increasing rates while portsniff captures it, and compare what it
 # received and dropped (kernel and its own channel, counted apart) with
-# `tcpdump -i lo -w /dev/null` under the same load.
+# `tcpdump -Z root -i lo -w /dev/null` under the same load.
 #
 #   bash benches/live.sh [PACKETS] [RATES]    # defaults: 200000 packets, "20000 50000 100000 200000 topspeed"
 #
@@ -48,7 +48,8 @@ for rate in $RATES; do
   kill -INT "$ps"; wait "$ps" || true
   p=$(tail -n 1 "$work/ps.json" | python3 -c 'import sys,json; s=json.load(sys.stdin); print(s["packets"]["captured"], s["kernel"]["dropped"], s["internal_dropped"])')
 
-  ip netns exec "$ns" tcpdump -i lo -w /dev/null "tcp port $PORT or icmp" 2>"$work/td.err" &
+  # -Z root: Debian's tcpdump would drop to its own user and chown its -w file (/dev/null).
+ -i lo -w /dev/null "tcp port $PORT or icmp" 2>"$work/td.err" &
   td=$!
   for _ in $(seq 1 50); do grep -q "listening on" "$work/td.err" && break; sleep 0.1; done
   replay "$rate"

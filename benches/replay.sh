@@ -36,7 +36,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 
 declare -A cmds=(
   [portsniff]="./target/release/portsniff -r $file --port $PORT --json"
-  [tcpdump_w_devnull]="tcpdump -r $file -w /dev/null"
+  # -Z root: Debian's tcpdump would drop to its own user and chown its -w file (/dev/null).
+  [tcpdump_w_devnull]="tcpdump -Z root -r $file -w /dev/null"
   [tcpdump_nn_port]="tcpdump -nn -r $file tcp\\ port\\ $PORT"
   [tshark_conv]="tshark -r $file -q -z conv,tcp"
 )
