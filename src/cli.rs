@@ -9,6 +9,7 @@ use crate::capture::{self, Limits, Source};
 use crate::config::{Config, Terminal};
 use crate::flow::FlowConfig;
 use crate::report::live::Redraw;
+use crate::report::pcap_writer::PcapOutput;
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -324,7 +325,10 @@ impl Cli {
             attribution: !self.no_attribution,
             kernel_events: !self.no_kernel_events,
             ladder: (self.ladder || self.flow.is_some()).then_some(self.flow),
-            write: self.write,
+            write: self.write.map(|p| match p.as_os_str() == "-" {
+                true => PcapOutput::Stdout,
+                false => PcapOutput::File(p),
+            }),
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
             filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),
