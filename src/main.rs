@@ -109,6 +109,19 @@ fn run(config: &Config) -> Result<RunResult, Error> {
             config.port
         ),
     }
+    if let Some((snaplen, v4, v6)) = prepared.snaplen_cuts_headers() {
+        let cut = if snaplen < v4 {
+            "every TCP packet"
+        } else {
+            "TCP packets over IPv6"
+        };
+        eprintln!(
+            "portsniff: warning: -s {snaplen} cuts {cut} inside the TCP/IP headers on {}: a TCP \
+             packet's headers take {v4} bytes over IPv4 and {v6} over IPv6; packets cut there \
+             reach no connection and are counted as truncated (-s 96 or more keeps them)",
+            prepared.link_name()
+        );
+    }
     // Said once: what this run cannot tell, and why.
     if let (true, Some(why)) = (config.source.is_live(), prepared.kernel_events_missing()) {
         eprintln!(

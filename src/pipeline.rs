@@ -217,6 +217,17 @@ impl Prepared<'_> {
         self.witness.as_ref().err()
     }
 
+    /// Live: the headers a TCP packet needs on this link (over IPv4, over IPv6) when the
+    /// snaplen is shorter than one of them, for a warning at the start: packets it cuts
+    /// inside their headers reach no connection (the `partial_view` finding counts them).
+    pub fn snaplen_cuts_headers(&self) -> Option<(u32, u32, u32)> {
+        let crate::capture::Source::Live { snaplen, .. } = &self.cfg.source else {
+            return None;
+        };
+        let (v4, v6) = self.opened.link().tcp_headers_len()?;
+        (*snaplen < v6).then_some((*snaplen, v4, v6))
+    }
+
     /// The link type being read, e.g. `EN10MB`.
     pub fn link_name(&self) -> &'static str {
         self.opened.link().name()
