@@ -76,7 +76,10 @@ pub struct Cli {
     pub read: Option<PathBuf>,
 
     /// The TCP port to watch; the endpoint on it is the server.
-    #[arg(long, value_name = "PORT", required_unless_present = "list_interfaces",
+    // Negative numbers are taken as values, so `--port -1` is told the range rather than
+    // given clap's tip to write `-- -1`, which then fails too. Required unless -D,
+    // checked in `check` to point at --port when the expression names a port.
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u16).range(1..=65535))]
     pub port: Option<u16>,
 
@@ -251,6 +254,22 @@ impl Cli {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
                 "--json is --format json: it cannot be combined with another --format",
+            ));
+        }
+        if self.port.is_none() && !self.list_interfaces {
+            let names_a_port = self
+                .expression
+                .iter()
+                .any(|w| w.split_whitespace().any(|w| w == "port"));
+            let hint = if names_a_port {
+                ": the port to watch is given with --port (the expression only narrows the \
+                 capture), e.g. portsniff -r F --port 61999"
+            } else {
+                ""
+            };
+            return Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                format!("the following required argument was not provided: --port <PORT>{hint}"),
             ));
         }
         if self.output_format().is_zeek() && (self.ladder || self.flow.is_some()) {

@@ -137,6 +137,21 @@ impl<R: Read> Read for Source<R> {
     }
 }
 
+/// The compressor whose magic number `header` starts with, if any: a `.gz` capture is a
+/// common mistake, and the tool's name makes the fix obvious.
+fn compression(header: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 4] = [
+        (&[0x1f, 0x8b], "gzip"),
+        (b"BZh", "bzip2"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, _)| header.starts_with(magic))
+        .map(|&(_, tool)| tool)
+}
+
 /// The formats, by the first four bytes (in the file's own byte order).
 enum Format {
     Pcap,
@@ -196,7 +211,13 @@ impl FileReader {
         source
             .read_header()
             .map_err(|_| not_a_capture(failed_read(&read_error)))?;
-        let unrecognised = || not_a_capture(Damage::UnknownFormat);
+        let compressed = compression(&source.header);
+        let unrecognised = || {
+            not_a_capture(match compressed {
+                Some(tool) => Damage::Compressed(tool),
+                None => Damage::UnknownFormat,
+            })
+        };
         let inner: Box<dyn PcapReaderIterator + Send> =
             match (source.header.len(), format_of(&source.header)) {
                 (0, _) => return Err(not_a_capture(Damage::Empty)),

@@ -364,6 +364,12 @@ fn open_file(path: Option<&std::path::Path>) -> Result<FileReader, CaptureError>
     // A pipe, a FIFO, `<(…)`, a socket: a stream whose writer may pause. A regular
     // file is read at full speed, with no look at the descriptor before each read.
     let stream = match file.metadata() {
+        Ok(m) if m.is_dir() => {
+            return Err(CaptureError::NotACapture {
+                path: name,
+                damage: Damage::Directory,
+            })
+        }
         Ok(m) if !m.is_file() => Some(file.try_clone().map_err(open_error)?),
         _ => None,
     };
