@@ -10,6 +10,7 @@ use crate::config::{Config, Terminal};
 use crate::docs::Generate;
 use crate::flow::FlowConfig;
 use crate::report::live::Redraw;
+use crate::report::pcap_writer::PcapOutput;
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -77,7 +78,10 @@ pub struct Cli {
     pub read: Option<PathBuf>,
 
     /// The TCP port to watch; the endpoint on it is the server.
-    #[arg(long, value_name = "PORT", required_unless_present_any = ["list_interfaces", "generate"],
+    // Negative numbers are taken as values, so `--port -1` is told the range rather than
+    // given clap's tip to write `-- -1`, which then fails too. Required unless -D,
+    // checked in `check` to point at --port when the expression names a port.
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u16).range(1..=65535))]
     pub port: Option<u16>,
 
@@ -285,6 +289,22 @@ impl Cli {
                  scrape could come; its counts are in the summary (--json for scripts)",
             ));
         }
+        if self.port.is_none() && !self.list_interfaces && self.generate.is_none() {
+            let names_a_port = self
+                .expression
+                .iter()
+                .any(|w| w.split_whitespace().any(|w| w == "port"));
+            let hint = if names_a_port {
+                ": the port to watch is given with --port (the expression only narrows the \
+                 capture), e.g. portsniff -r F --port 61999"
+            } else {
+                ""
+            };
+            return Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                format!("the following required argument was not provided: --port <PORT>{hint}"),
+            ));
+        }
         if self.output_format().is_zeek() && (self.ladder || self.flow.is_some()) {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
@@ -357,7 +377,10 @@ impl Cli {
             attribution: !self.no_attribution,
             kernel_events: !self.no_kernel_events,
             ladder: (self.ladder || self.flow.is_some()).then_some(self.flow),
-            write: self.write,
+            write: self.write.map(|p| match p.as_os_str() == "-" {
+                true => PcapOutput::Stdout,
+                false => PcapOutput::File(p),
+            }),
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
             filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),

@@ -7,9 +7,9 @@
 //! test or a fuzz target is the same whether or not it runs on a terminal.
 
 use crate::capture::{Limits, Source};
+use crate::report::pcap_writer::PcapOutput;
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A validated run configuration (built by [`crate::cli`] from the arguments and the
@@ -40,8 +40,9 @@ pub struct Config {
     pub kernel_events: bool,
     /// `--ladder` (`Some(None)`: every problem flow) or `--flow PORT` (`Some(Some(port))`).
     pub ladder: Option<Option<u16>>,
-    /// `-w FILE`: also write the port's packets to this pcap file.
-    pub write: Option<PathBuf>,
+    /// `-w FILE`: also write the port's packets to this pcap file (or to standard
+    /// output, `-w -`; the report then goes to stderr).
+    pub write: Option<PcapOutput>,
     /// `--max-flows`: connections tracked at once before the least recently active are
     /// evicted.
     pub max_flows: usize,

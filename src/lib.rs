@@ -42,6 +42,7 @@ pub use diagnose::Evidence;
 pub use diagnose::host::firewall;
 pub use error::Error;
 pub use pipeline::{prepare, run, Prepared, RunResult};
-pub use privileges::relinquish;
+pub use privileges::{plan as plan_privileges, relinquish, Account, Plan};
+pub use report::pcap_writer::PcapOutput;
 pub use report::progress::Bar;
 pub use report::{undo_on_forced_exit, Format, Style};

@@ -4,7 +4,7 @@
 //! after a second Ctrl-C).
 
 use portsniff::cli::Cli;
-use portsniff::{Config, Error, RunResult, Source, Terminal};
+use portsniff::{Config, Error, PcapOutput, RunResult, Source, Terminal};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -75,8 +75,8 @@ fn print_capture_stats(result: &RunResult) {
     eprintln!("{} packets dropped by portsniff", result.internal_dropped);
 }
 
-/// A second Ctrl-C exits at once: no half-written `-w` file, and the screen that
-/// `--live-summary` took is given back.
+/// A second Ctrl-C exits at once: the `-w` file keeps what reached it (whole records),
+/// and the screen that `--live-summary` took is given back.
 fn on_forced_exit() -> ! {
     portsniff::undo_on_forced_exit();
     std::process::exit(EXIT_INTERRUPTED);
@@ -87,11 +87,11 @@ fn run(config: &Config) -> Result<RunResult, Error> {
     let prepared = portsniff::prepare(config)?;
     // The capture is open: give up what is no longer needed before reading a single
     // packet, and before any other thread exists (capabilities are per thread).
-    portsniff::relinquish(
-        config.run_as.as_deref(),
-        config.attribution,
-        prepared.write_path(),
-    )?;
+    let plan = portsniff::plan_privileges(config.run_as.as_deref(), config.attribution)?;
+    // A -w file the user we become could not move into place at the end fails now,
+    // before a single packet is read (and while its temporary file can still be removed).
+    prepared.check_output(plan.become_user.as_ref())?;
+    portsniff::relinquish(&plan, prepared.created_file().as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     portsniff::install_stop_handler(Arc::clone(&stop), on_forced_exit)?;
     // The tcpdump-style banner, on stderr once the capture is really open: scripts and
@@ -109,6 +109,19 @@ fn run(config: &Config) -> Result<RunResult, Error> {
             config.port
         ),
     }
+    if let Some((snaplen, v4, v6)) = prepared.snaplen_cuts_headers() {
+        let cut = if snaplen < v4 {
+            "every TCP packet"
+        } else {
+            "TCP packets over IPv6"
+        };
+        eprintln!(
+            "portsniff: warning: -s {snaplen} cuts {cut} inside the TCP/IP headers on {}: a TCP \
+             packet's headers take {v4} bytes over IPv4 and {v6} over IPv6; packets cut there \
+             reach no connection and are counted as truncated (-s 96 or more keeps them)",
+            prepared.link_name()
+        );
+    }
     // Said once: what this run cannot tell, and why.
     if let (true, Some(why)) = (config.source.is_live(), prepared.kernel_events_missing()) {
         eprintln!(
@@ -118,8 +131,37 @@ fn run(config: &Config) -> Result<RunResult, Error> {
         );
     }
     // 64 KiB: a big replay writes ~100 MB of JSON; 8 KiB meant a syscall every ~10 lines.
-    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let out = BufWriter::with_capacity(
+        1 << 16,
+        match config.write {
+            // The pcap has standard output: the report must not share it.
+            Some(PcapOutput::Stdout) => ReportOut::Stderr(io::stderr().lock()),
+            _ => ReportOut::Stdout(io::stdout().lock()),
+        },
+    );
     prepared.run(out, stop)
+}
+
+/// Where the report goes: standard output, or stderr when `-w` writes the pcap there.
+enum ReportOut {
+    Stdout(io::StdoutLock<'static>),
+    Stderr(io::StderrLock<'static>),
+}
+
+impl Write for ReportOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ReportOut::Stdout(o) => o.write(buf),
+            ReportOut::Stderr(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ReportOut::Stdout(o) => o.flush(),
+            ReportOut::Stderr(e) => e.flush(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -141,6 +183,19 @@ fn main() -> ExitCode {
             Err(e) => report(&Error::Output(e)),
         };
     }
+    // `-w -`, or a -w path that is where our standard output already goes
+    // (`-w /dev/stdout > out.pcap`): the pcap takes standard output and the report goes
+    // to stderr, so it is laid out for stderr's terminal, if any.
+    let mut cli = cli;
+    let mut terminal = terminal;
+    if cli
+        .write
+        .as_deref()
+        .is_some_and(|p| p.as_os_str() == "-" || PcapOutput::is_our_stdout(p))
+    {
+        cli.write = Some("-".into());
+        terminal.stdout_is_terminal = terminal.stderr_is_terminal;
+    }
     if cli.list_interfaces {
         return match list_interfaces() {
             Ok(()) => ExitCode::SUCCESS,
@@ -154,6 +209,9 @@ fn main() -> ExitCode {
     };
     if config.source.is_live() {
         print_capture_stats(&result);
+    }
+    if let (Some(n), Some(to)) = (result.written, &config.write) {
+        eprintln!("{n} packets written to {}", to.name().display());
     }
     if result.kernel_dropped + result.internal_dropped > 0 {
         eprintln!(

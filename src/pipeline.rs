@@ -83,6 +83,8 @@ pub struct RunResult {
     pub captured: u64,
     /// Live: libpcap's `pcap_stats` counters at the end.
     pub kernel: Option<capture::KernelStats>,
+    /// `-w`: the packets written.
+    pub written: Option<u64>,
 }
 
 pub(crate) fn wall_clock() -> Timestamp {
@@ -207,14 +209,35 @@ pub fn run<W: Write>(cfg: &Config, out: W, stop: Arc<AtomicBool>) -> Result<RunR
 }
 
 impl Prepared<'_> {
-    /// The `-w` file being written, if any.
-    pub fn write_path(&self) -> Option<&std::path::Path> {
-        self.writer.as_ref().map(|w| w.file_path())
+    /// The `-w` file this run created, if any (never a device or standard output),
+    /// to be handed to the user portsniff will run as.
+    pub fn created_file(&self) -> Option<std::path::PathBuf> {
+        self.writer.as_ref().and_then(|w| w.created_file())
+    }
+
+    /// Fails now if the `-w` file could not be moved into place at the end by `user`,
+    /// whom portsniff is about to become (`None`: it stays who it is).
+    pub fn check_output(&self, user: Option<&crate::privileges::Account>) -> Result<(), Error> {
+        match &self.writer {
+            Some(w) => Ok(w.check_can_finish(user.map(|a| (a.uid, a.gid)))?),
+            None => Ok(()),
+        }
     }
 
     /// Why this run has no kernel events, if it has none.
     pub fn kernel_events_missing(&self) -> Option<&Unavailable> {
         self.witness.as_ref().err()
+    }
+
+    /// Live: the headers a TCP packet needs on this link (over IPv4, over IPv6) when the
+    /// snaplen is shorter than one of them, for a warning at the start: packets it cuts
+    /// inside their headers reach no connection (the `partial_view` finding counts them).
+    pub fn snaplen_cuts_headers(&self) -> Option<(u32, u32, u32)> {
+        let crate::capture::Source::Live { snaplen, .. } = &self.cfg.source else {
+            return None;
+        };
+        let (v4, v6) = self.opened.link().tcp_headers_len()?;
+        (*snaplen < v6).then_some((*snaplen, v4, v6))
     }
 
     /// The link type being read, e.g. `EN10MB`.
@@ -241,6 +264,9 @@ impl Prepared<'_> {
         let counters = opened.progress();
         let link = opened.link();
         let live = cfg.source.is_live();
+        // A pipe or a FIFO: its connections are reported as they end, as live, though
+        // judged on the packets' clock (it may carry an old capture: `zcat F.gz |`).
+        let stream = opened.is_stream();
         tracing::info!(
             source = %cfg.source.name(),
             link = link.name(),
@@ -371,6 +397,7 @@ impl Prepared<'_> {
                 backend,
                 copies: dnat_copies::DnatCopies::new(cfg.port, backend),
                 live,
+                stream,
                 items: Vec::with_capacity(Sink::batch_capacity(live)),
                 to_report,
                 spare: spare_items,
@@ -390,7 +417,7 @@ impl Prepared<'_> {
                 .name("flow".to_string())
                 .spawn_scoped(s, move || stage.run())
                 .map_err(Error::Thread)?;
-            let printed = print_all(&mut report, items_rx, &recycle_items, &stop);
+            let printed = print_all(&mut report, items_rx, &recycle_items, &stop, stream);
             let done = flow
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -436,10 +463,10 @@ impl Prepared<'_> {
                 output_closed = closed_output(e, &stop)?;
             }
         }
-        if let Some(w) = writer {
-            let written = w.finish()?;
-            tracing::info!(packets = written, "capture file written");
-        }
+        let written = match writer {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
         tracing::info!(
             captured = capture.packets,
             filtered_out = capture.filtered_out,
@@ -457,26 +484,35 @@ impl Prepared<'_> {
             internal_dropped: capture.internal_dropped,
             capture_error: capture.error,
             output_closed,
+            written,
         })
     }
 }
 
 /// The report stage's loop: prints each batch of items as it comes, in order, until the
 /// flow stage has handed over its last. Returns whether our standard output was closed;
-/// after that, items are taken and dropped so the flow stage can finish.
+/// after that, items are taken and dropped so the flow stage can finish. From a `stream`
+/// the output is flushed whenever no batch is waiting: at once for a slow writer, once
+/// per burst for a fast one.
 fn print_all<W: Write>(
     report: &mut Report<W>,
     batches: Receiver<Vec<Item>>,
     recycle: &Sender<Vec<Item>>,
     stop: &AtomicBool,
+    stream: bool,
 ) -> Result<bool, Error> {
     let mut closed = false;
-    for mut batch in batches {
+    for mut batch in batches.iter() {
         if !closed {
             for item in &batch {
                 if let Err(e) = report.print(item) {
                     closed = closed_output(e, stop)?;
                     break;
+                }
+            }
+            if stream && batches.is_empty() {
+                if let Err(e) = report.flush() {
+                    closed = closed_output(e, stop)?;
                 }
             }
         }

@@ -62,21 +62,17 @@ pub struct Account {
 
 /// Once the capture is open: switches user (the sudo caller, or `run_as` from `-Z USER`)
 /// and drops the capabilities no longer needed (CAP_SYS_PTRACE stays with
-/// `attribution`). The `-w` file is handed to that user first, as tcpdump does, so they
-/// can read and delete it. Call it before any other thread exists: capabilities are per
-/// thread.
-pub fn relinquish(
-    run_as: Option<&str>,
-    attribution: bool,
-    write: Option<&Path>,
-) -> Result<(), PrivilegeError> {
-    let plan = plan(run_as, attribution)?;
+/// `attribution`). The `-w` file portsniff created is handed to that user first, as
+/// tcpdump does, so they can read and delete it; `write` is only ever a file portsniff
+/// created (never a device such as `/dev/null`, which must keep its owner). Call it
+/// before any other thread exists: capabilities are per thread.
+pub fn relinquish(plan: &Plan, write: Option<&Path>) -> Result<(), PrivilegeError> {
     if let (Some(user), Some(path)) = (&plan.become_user, write) {
         if let Err(e) = std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)) {
             tracing::warn!(error = %e, "cannot hand the -w file to {}", user.name);
         }
     }
-    drop_privileges(&plan)
+    drop_privileges(plan)
 }
 
 /// Decides who to become: `-Z USER` first, else the sudo caller when we are root.

@@ -1,6 +1,6 @@
 //! Ending a run from outside: Ctrl-C, SIGTERM, a second Ctrl-C, a closed stdout pipe, and
-//! `-w` errors. Each must end cleanly, keep what was read, and never leave a half-written
-//! capture file behind.
+//! `-w` errors. Each must end cleanly and keep what was read; a `-w` capture is never
+//! left half-written under its own name (a forced exit keeps the whole records written).
 
 mod support;
 mod wire;
@@ -88,7 +88,7 @@ fn ctrl_c_ends_a_replay_stuck_on_a_silent_pipe_with_everything_read_so_far() {
 }
 
 #[test]
-fn second_ctrl_c_exits_at_once_and_leaves_no_capture_file() {
+fn second_ctrl_c_exits_at_once_and_keeps_what_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out.pcap");
     let (child, stdin) = stuck_replay(4, &["-w", target.to_str().unwrap()]);
@@ -113,10 +113,18 @@ fn second_ctrl_c_exits_at_once_and_leaves_no_capture_file() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(
-        left.is_empty(),
-        "no half-written capture (temporary or final) stays behind: {left:?}"
+    assert_eq!(
+        left,
+        ["out.pcap"],
+        "the capture, under its own name, and no temporary file"
     );
+    // As tcpdump keeps what it wrote: the packets read before Ctrl-C, whole.
+    let replay = run(&["-r", target.to_str().unwrap(), "--port", PORT, "--json"]);
+    let refused = json_lines(&replay.stdout)
+        .iter()
+        .filter(|l| l["outcome"] == "refused")
+        .count();
+    assert_eq!(refused, 2, "{}", String::from_utf8_lossy(&replay.stderr));
 }
 
 #[test]

@@ -487,3 +487,40 @@ fn live_snaplen_cuts_the_written_packets_like_tcpdump_dash_s() {
         );
     }
 }
+
+#[test]
+fn live_snaplen_below_the_headers_is_warned_at_start_and_never_read_as_no_traffic() {
+    let Some((run, _, _)) = live_refusals(
+        "live_snaplen_below_the_headers_is_warned_at_start",
+        &["-s", "40", "host 127.0.0.5"],
+        &[Ipv4Addr::new(127, 0, 0, 5)],
+        Stop::CtrlC,
+    ) else {
+        return;
+    };
+    let warning = run
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("portsniff: warning: -s 40 cuts every TCP packet"));
+    let banner = run
+        .stderr
+        .lines()
+        .position(|l| l.contains("listening on lo"));
+    assert!(
+        warning.is_some() && warning > banner,
+        "warned at the start, after the banner:\n{}",
+        run.stderr
+    );
+    let lines = run.json();
+    let out = run.stdout_text();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .filter(|(_, l)| l["type"] == "finding")
+        .filter_map(|(_, l)| l["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"partial_view"), "{out}");
+    assert!(
+        !kinds.contains(&"no_traffic"),
+        "cut packets are not 'nothing reached the port':\n{out}"
+    );
+}

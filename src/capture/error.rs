@@ -49,7 +49,9 @@ pub enum CaptureError {
         source: std::io::Error,
     },
 
-    #[error("{path} is not a capture file that libpcap can read ({damage})")]
+    /// portsniff's own reader (`capture/file.rs`) reads files, not libpcap: the message
+    /// must not send the user looking at libpcap.
+    #[error("{path} is not a capture file portsniff can read ({damage})")]
     NotACapture {
         path: String,
         #[source]
@@ -94,6 +96,11 @@ pub enum Damage {
     Empty,
     #[error("unknown file format: it starts with neither a pcap nor a pcapng header")]
     UnknownFormat,
+    /// A compressed file (by its magic number): the tool that decompresses it.
+    #[error("it is compressed with {0}")]
+    Compressed(&'static str),
+    #[error("it is a directory")]
+    Directory,
     #[error("the file ends inside its header: only got {got} bytes")]
     HeaderCut { got: usize },
     #[error("a pcapng file with no interface description before its first packet")]
@@ -171,6 +178,12 @@ impl CaptureError {
                 available
                     .as_ref()
                     .map_or_else(|| "(unknown)".to_string(), |names| names.join(", "))
+            )),
+            CaptureError::NotACapture {
+                path,
+                damage: Damage::Compressed(tool),
+            } => Some(format!(
+                "decompress it on the way in: {tool} -dc {path} | portsniff -r - --port PORT"
             )),
             CaptureError::NotACapture { .. } => Some(
                 "portsniff reads pcap and pcapng, as written by tcpdump -w, Wireshark or dumpcap"

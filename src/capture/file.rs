@@ -12,11 +12,13 @@
 //! a link type other than the first one's.
 
 use super::{CaptureError, Damage};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use std::io::{self, Read};
 use std::ops::ControlFlow;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 /// Bytes read at once, and the buffer's starting size.
@@ -135,6 +137,21 @@ impl<R: Read> Read for Source<R> {
     }
 }
 
+/// The compressor whose magic number `header` starts with, if any: a `.gz` capture is a
+/// common mistake, and the tool's name makes the fix obvious.
+fn compression(header: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 4] = [
+        (&[0x1f, 0x8b], "gzip"),
+        (b"BZh", "bzip2"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(magic, _)| header.starts_with(magic))
+        .map(|&(_, tool)| tool)
+}
+
 /// The formats, by the first four bytes (in the file's own byte order).
 enum Format {
     Pcap,
@@ -168,6 +185,10 @@ pub struct FileReader {
     modified: bool,
     /// pcapng: the current section's interfaces.
     interfaces: Vec<Interface>,
+    /// A pipe, FIFO or other stream (not a regular file): polled before each read, so
+    /// that the caller hears when the writer has nothing more for now (see
+    /// [`FileReader::read`]).
+    stream: Option<OwnedFd>,
 }
 
 impl FileReader {
@@ -190,7 +211,13 @@ impl FileReader {
         source
             .read_header()
             .map_err(|_| not_a_capture(failed_read(&read_error)))?;
-        let unrecognised = || not_a_capture(Damage::UnknownFormat);
+        let compressed = compression(&source.header);
+        let unrecognised = || {
+            not_a_capture(match compressed {
+                Some(tool) => Damage::Compressed(tool),
+                None => Damage::UnknownFormat,
+            })
+        };
         let inner: Box<dyn PcapReaderIterator + Send> =
             match (source.header.len(), format_of(&source.header)) {
                 (0, _) => return Err(not_a_capture(Damage::Empty)),
@@ -214,6 +241,7 @@ impl FileReader {
             big_endian: false,
             modified: false,
             interfaces: Vec::new(),
+            stream: None,
         };
         // The headers up to the first packet: the file header, or a section header and its
         // interfaces. The first packet itself stays in the buffer.
@@ -236,11 +264,25 @@ impl FileReader {
         }
     }
 
+    /// Whether it is read as a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Reads `fd` as a stream (a pipe, a FIFO): before a read that would wait for the
+    /// writer, `read` tells its caller.
+    pub fn streaming(mut self, fd: OwnedFd) -> FileReader {
+        self.stream = Some(fd);
+        self
+    }
+
     /// Hands each packet to `each` until it breaks (after taking its packet), the file
-    /// ends, or the file turns out damaged.
+    /// ends, or the file turns out damaged. From a stream, `each` also gets `None` when
+    /// the next read would wait for the writer: what it holds should go out now, as a
+    /// slow writer (`tcpdump -U -w - |`) may not write again for a long time.
     pub fn read(
         &mut self,
-        each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
+        each: &mut impl FnMut(Option<Packet<'_>>) -> ControlFlow<()>,
     ) -> Result<(), ReadError> {
         match self.legacy {
             // `open` has read the file header: only records follow.
@@ -254,7 +296,7 @@ impl FileReader {
     /// (sized for pcapng's blocks) per record: 9 % of a replay's samples.
     fn run_records(
         &mut self,
-        each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
+        each: &mut impl FnMut(Option<Packet<'_>>) -> ControlFlow<()>,
         nanos: bool,
     ) -> Result<(), ReadError> {
         use pcap_parser::nom;
@@ -273,12 +315,12 @@ impl FileReader {
                     }
                     let offset = data.len() - rest.len();
                     let usec = if nanos { b.ts_usec / 1000 } else { b.ts_usec };
-                    let flow = each(Packet {
+                    let flow = each(Some(Packet {
                         ts_sec: i64::from(b.ts_sec),
                         ts_usec: i64::from(usec),
                         len: b.origlen,
                         data: b.data,
-                    });
+                    }));
                     self.consume(offset);
                     if flow.is_break() {
                         return Ok(());
@@ -298,6 +340,9 @@ impl FileReader {
                             return Err(too_long(caplen));
                         }
                     }
+                    if self.before_waiting(each).is_break() {
+                        return Ok(());
+                    }
                     self.refill()?;
                 }
                 Err(_) => {
@@ -312,7 +357,7 @@ impl FileReader {
     /// first record, for `run_records`.
     fn run(
         &mut self,
-        each: &mut impl FnMut(Packet<'_>) -> ControlFlow<()>,
+        each: &mut impl FnMut(Option<Packet<'_>>) -> ControlFlow<()>,
         headers_only: bool,
     ) -> Result<(), ReadError> {
         loop {
@@ -374,7 +419,7 @@ impl FileReader {
                             if headers_only {
                                 return Ok(());
                             }
-                            (offset, each(packet))
+                            (offset, each(Some(packet)))
                         }
                         // No timestamp: libpcap gives such packets time 0 too.
                         Block::SimplePacket(spb) => {
@@ -387,7 +432,7 @@ impl FileReader {
                             if headers_only {
                                 return Ok(());
                             }
-                            (offset, each(packet))
+                            (offset, each(Some(packet)))
                         }
                         // Name resolution, statistics, comments, custom and unknown blocks
                         // say nothing about connections.
@@ -396,6 +441,9 @@ impl FileReader {
                 },
                 Err(PcapError::Eof) => return Ok(()),
                 Err(PcapError::Incomplete(_)) => {
+                    if !headers_only && self.before_waiting(each).is_break() {
+                        return Ok(());
+                    }
                     self.refill()?;
                     continue;
                 }
@@ -455,6 +503,22 @@ impl FileReader {
             },
             None => Damage::EndsInRecord(left.len()),
         })
+    }
+
+    /// From a stream, before a refill: if the writer has nothing ready, the next read
+    /// would wait for it, so `each` hears `None` first.
+    fn before_waiting(
+        &self,
+        each: &mut impl FnMut(Option<Packet<'_>>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        let Some(fd) = &self.stream else {
+            return ControlFlow::Continue(());
+        };
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => each(None),
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     fn refill(&mut self) -> Result<(), ReadError> {

@@ -202,9 +202,10 @@ pub struct Opened {
     filter: String,
     /// From a file: the user's filter expression, applied per record.
     user_filter: Option<UserFilter>,
-    /// Hand over every packet at once: standard input that is a pipe (`tcpdump -w - |
-    /// portsniff -r -`) may block forever between packets, with a batch half full.
-    flush_each: bool,
+    /// The input is a pipe, a FIFO or another stream, not a regular file: its writer may
+    /// be a live capture (`tcpdump -U -w - | portsniff -r -`) that waits between
+    /// packets, so what was read goes out whenever the next read would wait.
+    stream: bool,
     progress: Option<Arc<Progress>>,
     hasher: Option<PairHasher>,
 }
@@ -285,13 +286,7 @@ pub fn open(
             "unsupported link type: every packet will be skipped"
         );
     }
-    let flush_each = source == &Source::File(None)
-        && !std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map(std::fs::File::from)
-            .and_then(|f| f.metadata())
-            .is_ok_and(|m| m.is_file());
+    let stream = matches!(&handle, Handle::File(f) if f.is_stream());
     Ok(Opened {
         handle,
         source: source.clone(),
@@ -299,7 +294,7 @@ pub fn open(
             .with_backend(backend.map(|b| Endpoint::new(b.ip(), b.port()))),
         filter,
         user_filter,
-        flush_each,
+        stream,
         progress: None,
         hasher: None,
     })
@@ -357,18 +352,32 @@ fn open_file(path: Option<&std::path::Path>) -> Result<FileReader, CaptureError>
     // libpcap's userland BPF interpreter), and every record is then counted, so
     // `captured` matches what tcpdump and Wireshark show and a damaged record's position
     // is right. The kernel filter only matters live, where it saves copies.
-    match path {
-        Some(p) => FileReader::open(std::fs::File::open(p).map_err(open_error)?, &name),
-        None => FileReader::open(
-            std::fs::File::from(
-                std::io::stdin()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(open_error)?,
-            ),
-            &name,
+    let file = match path {
+        Some(p) => std::fs::File::open(p).map_err(open_error)?,
+        None => std::fs::File::from(
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(open_error)?,
         ),
-    }
+    };
+    // A pipe, a FIFO, `<(…)`, a socket: a stream whose writer may pause. A regular
+    // file is read at full speed, with no look at the descriptor before each read.
+    let stream = match file.metadata() {
+        Ok(m) if m.is_dir() => {
+            return Err(CaptureError::NotACapture {
+                path: name,
+                damage: Damage::Directory,
+            })
+        }
+        Ok(m) if !m.is_file() => Some(file.try_clone().map_err(open_error)?),
+        _ => None,
+    };
+    let reader = FileReader::open(file, &name)?;
+    Ok(match stream {
+        Some(f) => reader.streaming(f.into()),
+        None => reader,
+    })
 }
 
 impl Opened {
@@ -378,6 +387,12 @@ impl Opened {
 
     pub fn filter(&self) -> &str {
         &self.filter
+    }
+
+    /// Whether the input is a stream (a pipe, a FIFO): read as it comes, like a live
+    /// capture, though its clock is still the packets'.
+    pub fn is_stream(&self) -> bool {
+        self.stream
     }
 
     /// The counters this capture will publish as it runs.
@@ -409,7 +424,7 @@ impl Opened {
             batch: Batch::with_capacity(BATCH_SIZE),
             report: CaptureReport::default(),
             live: self.source.is_live(),
-            flush_each: self.flush_each,
+
             max_packets: limits.max_packets,
             batch_started: None,
             user_filter: self.user_filter,

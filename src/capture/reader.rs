@@ -24,7 +24,6 @@ pub(super) struct Reader<'a> {
     pub(super) batch: Batch,
     pub(super) report: CaptureReport,
     pub(super) live: bool,
-    pub(super) flush_each: bool,
     pub(super) max_packets: Option<u64>,
     /// Live: when the current batch got its first segment.
     pub(super) batch_started: Option<Instant>,
@@ -47,7 +46,12 @@ impl Reader<'_> {
             return;
         }
         let result = file.read(&mut |p| {
-            self.packet(p.ts_sec, p.ts_usec, p.len, p.data);
+            match p {
+                Some(p) => self.packet(p.ts_sec, p.ts_usec, p.len, p.data),
+                // The writer of a pipe has nothing more for now: hand over what was read,
+                // so its connections are reported without waiting for the writer.
+                None => self.flush(),
+            }
             if stop.load(Ordering::Relaxed) || self.limit_reached() {
                 ControlFlow::Break(())
             } else {
@@ -157,7 +161,7 @@ impl Reader<'_> {
                     });
                     raw.bytes.extend_from_slice(data);
                 }
-                if self.flush_each || self.batch.segments.len() >= BATCH_SIZE {
+                if self.batch.segments.len() >= BATCH_SIZE {
                     self.flush();
                 }
             }

@@ -70,6 +70,22 @@ impl LinkType {
         }
     }
 
+    /// Bytes a TCP packet's headers take on this link, the least the snaplen must keep
+    /// for it to reach a connection: (over IPv4, over IPv6), without IP or TCP options
+    /// (the decoder needs the fixed 20 bytes of TCP, not the options). `None`: a link
+    /// that is not read.
+    pub fn tcp_headers_len(self) -> Option<(u32, u32)> {
+        let link = match self {
+            LinkType::Ethernet => 14,
+            LinkType::Null | LinkType::Loop => 4,
+            LinkType::LinuxSll => 16,
+            LinkType::LinuxSll2 => 20,
+            LinkType::Raw => 0,
+            LinkType::Unsupported(_) => return None,
+        };
+        Some((link + 20 + 20, link + 40 + 20))
+    }
+
     /// The IP packet inside a captured frame.
     pub fn ip_bytes(self, frame: &[u8]) -> Result<&[u8], SkipReason> {
         match self {

@@ -188,9 +188,10 @@ impl FlowStage<'_> {
             }
         }
         let capture: CaptureReport = done.recv_timeout(STUCK).unwrap_or_else(|_| {
-            // The reader is still blocked (or died): count what reached us.
+            // The reader is still blocked (or died): count what reached us. It published
+            // its count of packets read when it handed over its last batch.
             CaptureReport {
-                packets: received,
+                packets: counters.packets.load(Ordering::Relaxed).max(received),
                 decoded: received,
                 error: (!stop.load(Ordering::Relaxed)).then(|| CaptureError::NoReport {
                     interface: cfg.source.name(),
@@ -309,6 +310,9 @@ pub(super) struct Sink<'a> {
     /// With a DNAT backend: the copies `-i any` sees of each forwarded connection.
     pub(super) copies: Option<super::dnat_copies::DnatCopies>,
     pub(super) live: bool,
+    /// The input is a pipe or a FIFO: each input batch's items are handed over at its
+    /// end, as live (the reader ends a batch whenever the writer pauses).
+    pub(super) stream: bool,
     /// Items not yet handed over, in order.
     pub(super) items: Vec<Item>,
     pub(super) to_report: Sender<Vec<Item>>,
@@ -628,9 +632,10 @@ impl Sink<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
     }
 
-    /// The end of an input batch or a live tick: live, everything goes out now.
+    /// The end of an input batch or a live tick: live or from a stream, everything goes
+    /// out now.
     fn batch_done(&mut self) -> Result<(), Error> {
-        if self.live {
+        if self.live || self.stream {
             self.hand_over()
         } else {
             Ok(())

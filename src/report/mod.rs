@@ -31,9 +31,10 @@ pub use summary::{KernelEventsView, Summary};
 pub use text::Style;
 
 /// What a forced exit (a second Ctrl-C, which ends the process at once) must still undo:
-/// the half-written `-w` temporary file, and the screen `--live-summary` took.
+/// the `-w` capture still under its temporary name (renamed into place with what it
+/// holds), and the screen `--live-summary` took.
 pub fn undo_on_forced_exit() {
-    pcap_writer::remove_unfinished();
+    pcap_writer::keep_unfinished();
     live::restore_terminal();
 }
 

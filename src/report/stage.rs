@@ -141,6 +141,12 @@ impl<W: Write> Report<W> {
         self.out.flush()
     }
 
+    /// Pushes what is buffered to the writer: a stream's lines (`-r -` from a pipe) go
+    /// out whenever the report stage has caught up.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     fn flush_live(&mut self) -> io::Result<()> {
         if self.flush_each {
             self.out.flush()

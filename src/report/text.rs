@@ -687,9 +687,16 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
         "  retransmitted   {} SYN, {} SYN-ACK, {} data/FIN segments",
         t.syn_retransmits, t.synack_retransmits, t.retransmits
     )?;
+    // Resets count accepted connections torn down; a refusal's RST is its outcome, so
+    // "0" under "refused 2" must not read as a contradiction.
+    let refusals = if t.count(Outcome::Refused) > 0 {
+        " (after a handshake; refusals are counted above)"
+    } else {
+        ""
+    };
     writeln!(
         out,
-        "  resets          by client {}, by server {}",
+        "  resets          by client {}, by server {}{refusals}",
         t.resets_by(Side::Client),
         t.resets_by(Side::Server)
     )?;

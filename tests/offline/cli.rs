@@ -350,3 +350,60 @@ fn ladder_draws_problem_connections_and_flow_picks_one_by_client_port() {
     );
     assert!(text.contains("|<--- F. seq 201 ack 102"), "{text}");
 }
+
+#[test]
+fn a_negative_port_is_told_the_range_not_a_tip_that_fails_too() {
+    let out = run(&["-r", &fx("refused.pcap"), "--port", "-1"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("-1 is not in 1..=65535"), "{e}");
+    assert!(!e.contains("-- -1"), "{e}");
+}
+
+#[test]
+fn an_expression_naming_the_port_without_dash_dash_port_points_at_dash_dash_port() {
+    let out = run(&["-r", &fx("refused.pcap"), "tcp port 61999"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("the port to watch is given with --port"), "{e}");
+}
+
+#[test]
+fn a_directory_or_a_compressed_capture_is_said_so_without_blaming_libpcap() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["-r", dir.path().to_str().unwrap(), "--port", PORT]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("it is a directory") && !e.contains("libpcap"),
+        "{e}"
+    );
+
+    let gz = dir.path().join("capture.pcap.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -c {} > {}", fx("refused.pcap"), gz.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = run(&["-r", gz.to_str().unwrap(), "--port", PORT]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("compressed with gzip")
+            && e.contains(&format!("gzip -dc {} | portsniff -r -", gz.display())),
+        "{e}"
+    );
+    assert!(!e.contains("libpcap"), "{e}");
+}
+
+#[test]
+fn the_resets_line_says_refusals_are_counted_apart() {
+    let out = run(&["-r", &fx("refused.pcap"), "--port", PORT]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let resets = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("resets"))
+        .unwrap();
+    assert!(resets.contains("refusals are counted above"), "{text}");
+}
