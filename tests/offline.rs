@@ -20,4 +20,5 @@ mod offline {
     mod ladder;
     mod malformed;
     mod properties;
+    mod readme;
 }
