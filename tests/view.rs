@@ -492,7 +492,7 @@ fn live_summary_gives_the_screen_back_after_a_second_ctrl_c() {
     cmd.args(["-q", "-e", "-c", &shell, "/dev/null"])
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR");
-    let sniffer = Sniffer::spawn(cmd, "portsniff --live-summary under script");
+    let mut sniffer = Sniffer::spawn(cmd, "portsniff --live-summary under script");
     let script_pid = u32::try_from(sniffer.pid()).expect("a positive PID");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let portsniff = loop {
@@ -505,8 +505,11 @@ fn live_summary_gives_the_screen_back_after_a_second_ctrl_c() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Long enough for the capture to open and the first table to be drawn.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The first table drawn (the screen taken), however long a loaded machine takes.
+    assert!(
+        sniffer.wait_for_stdout("\x1b[?1049h", Duration::from_secs(15)),
+        "portsniff --live-summary never took the screen"
+    );
     for _ in 0..2 {
         // SAFETY: kill(2) on the PID of portsniff, which this test started (through
         // script) and which cannot have been reaped: script is still waiting for it.

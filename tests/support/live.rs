@@ -213,6 +213,8 @@ pub struct Sniffer {
     what: String,
     child: Child,
     stdout_rx: Receiver<Line>,
+    /// Lines [`wait_for_stdout`](Self::wait_for_stdout) already took from `stdout_rx`.
+    seen: Vec<Line>,
     banner_rx: Receiver<()>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
@@ -263,6 +265,7 @@ impl Sniffer {
             what: what.to_string(),
             child,
             stdout_rx,
+            seen: Vec::new(),
             banner_rx,
             stderr,
             readers: vec![out_reader, err_reader],
@@ -326,6 +329,32 @@ impl Sniffer {
         None
     }
 
+    /// Waits until a stdout line contains `text` (true), or `timeout` passes (false).
+    /// The lines read stay part of what [`wait_exit`](Self::wait_exit) returns.
+    pub fn wait_for_stdout(&mut self, text: &str, timeout: Duration) -> bool {
+        if self.seen.iter().any(|l| l.text.contains(text)) {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self
+                .stdout_rx
+                .recv_timeout(left.min(Duration::from_millis(50)))
+            {
+                Ok(line) => {
+                    let found = line.text.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+        false
+    }
+
     /// Sends SIGINT, as Ctrl-C in a terminal would.
     pub fn interrupt(&self) {
         // SAFETY: kill(2) with a PID of a child we spawned and have not reaped yet (the
@@ -358,8 +387,9 @@ impl Sniffer {
                         "{} was still running {timeout:?} after it should have stopped: a \
                          user pressing Ctrl-C would see it hang. stdout so far:\n{}\nstderr:\n{}",
                         self.what,
-                        drain(&self.stdout_rx)
+                        self.seen
                             .iter()
+                            .chain(drain(&self.stdout_rx).iter())
                             .map(|l| l.text.as_str())
                             .collect::<Vec<_>>()
                             .join("\n"),
@@ -383,7 +413,11 @@ impl Sniffer {
         }
         Finished {
             status,
-            stdout: drain(&self.stdout_rx),
+            stdout: {
+                let mut all = std::mem::take(&mut self.seen);
+                all.extend(drain(&self.stdout_rx));
+                all
+            },
             stderr: self.stderr_text(),
         }
     }
