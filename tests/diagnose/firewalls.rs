@@ -21,7 +21,7 @@ fn drop_rule_is_silently_dropped() {
         "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &p, "--syn", "-j", "DROP",
     ]);
 
-    let capture = start_capture(&ns, port, 3, &["--syn-timeout", "1"]).with_text(&ns);
+    let capture = start_capture(&ns, port, 5, &["--syn-timeout", "1"]).with_text(&ns);
     // The client stays in connect() (SYN_SENT) past the end of the capture, so its socket
     // exists whenever portsniff looks for the process that owns it.
     let (mut client, cport) = spawn_connecting_client(&ns, server, 8);
@@ -39,7 +39,7 @@ fn drop_rule_is_silently_dropped() {
     let syns = f["syn_count"].as_u64().unwrap_or(0);
     assert!(
         syns >= 2,
-        "the client retried its SYN during the 3 s capture, syn_count is {}: {f}\n{}",
+        "the client retried its SYN during the 5 s capture, syn_count is {}: {f}\n{}",
         f["syn_count"],
         report.context()
     );
