@@ -116,8 +116,10 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
                 "dropped on this host (the kernel's word below)"
             } else if r.end == Some(EndReason::CaptureEnd) && r.syn_count <= 1 {
                 // Never retransmitted: no evidence of a drop by itself. Whether it waited
-                // long enough to count is the diagnosis's (`partial_view`) to say.
-                "still waiting when the capture ended"
+                // long enough to count (the capture went on past a retransmission timeout,
+                // so the client gave up) or was cut short is the diagnosis's to say: it
+                // knows when the capture ended, this line does not.
+                "not retransmitted before the capture ended"
             } else {
                 "dropped on the way (firewall DROP) or by a full listen queue"
             };

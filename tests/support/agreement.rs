@@ -15,9 +15,6 @@ pub enum Clash {
     FirewallBesideNoListener,
     /// Every reset line says one side reset, the reset findings name only the other.
     ResetByTheOtherSide,
-    /// Every unanswered line says the capture ended while it waited (no evidence of a
-    /// drop), yet a finding says the SYNs were dropped.
-    CutShortBesideDropped,
 }
 
 /// The flow lines' explanations and the final findings' kinds of a text report.
@@ -106,14 +103,6 @@ pub fn contradictions(text: &str) -> Vec<(Clash, String)> {
                 format!("{line}\nbeside {theirs} and no {ours}"),
             ));
         }
-    }
-    let unanswered: Vec<&str> = lines_with(" unanswered ");
-    let cut: Vec<&str> = lines_with("still waiting when the capture ended");
-    if !cut.is_empty() && cut.len() == unanswered.len() && has("silently_dropped") {
-        out.push((
-            Clash::CutShortBesideDropped,
-            format!("{}\nbeside silently_dropped", cut[0]),
-        ));
     }
     out
 }
