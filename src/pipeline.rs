@@ -125,8 +125,8 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
     #[cfg(feature = "kernel-witness")]
     {
         let witness = crate::kernel::Witness::attach(cfg.port)?;
-        // Opens /proc/kallsyms now, while still privileged (Names::of_kernel says why
-        // it is read later).
+        // Reads /proc/kallsyms now, before the banner, while still privileged
+        // (Names::of_kernel says why not later).
         Ok(Witnessed_ {
             witness,
             names: Arc::new(Names::of_kernel()),

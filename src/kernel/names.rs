@@ -5,51 +5,39 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::{Mutex, OnceLock};
 
 /// Everything that turns the witness's numbers into words, shared by the stages that
 /// name what the kernel did.
 #[derive(Debug, Default)]
 pub struct Names {
     pub reasons: Reasons,
-    /// /proc/kallsyms, opened but not yet read: taken by the first drop to name.
-    kallsyms: Mutex<Option<File>>,
-    symbols: OnceLock<Symbols>,
+    symbols: Symbols,
 }
 
 impl Names {
-    /// The running kernel's names. Call while still privileged: the kernel decides when
-    /// kallsyms is opened whether its reader may see addresses (the opener's
-    /// credentials), so the file is opened now. It is read only when a drop needs its
-    /// place named: reading takes 0.1–0.2 s (the kernel formats 120,000 lines), which a
-    /// run that sees no drop on its port (most of them) need not pay at start.
+    /// The running kernel's names. Call while still privileged: the kernel shows
+    /// kallsyms' addresses only to a privileged reader. Reading it takes 0.1–0.2 s (the
+    /// kernel formats 120,000 lines), paid here at start rather than by the first drop
+    /// to name, which would hold up that connection's line.
     #[cfg(feature = "kernel-witness")]
     pub fn of_kernel() -> Names {
         Names {
             reasons: Reasons::from_kernel(),
-            kallsyms: Mutex::new(File::open("/proc/kallsyms").ok()),
-            symbols: OnceLock::new(),
+            symbols: File::open("/proc/kallsyms")
+                .map(Symbols::read)
+                .unwrap_or_default(),
         }
     }
 
     /// Built by hand in tests.
     #[cfg(test)]
     pub fn with(reasons: Reasons, symbols: Symbols) -> Names {
-        Names {
-            reasons,
-            kallsyms: Mutex::new(None),
-            symbols: OnceLock::from(symbols),
-        }
+        Names { reasons, symbols }
     }
 
     /// The kernel function at `addr`, e.g. `nf_hook_slow`.
     pub fn function_at(&self, addr: u64) -> Option<&str> {
-        self.symbols
-            .get_or_init(|| {
-                let file = self.kallsyms.lock().ok().and_then(|mut f| f.take());
-                file.map(Symbols::read).unwrap_or_default()
-            })
-            .function_at(addr)
+        self.symbols.function_at(addr)
     }
 }
 
