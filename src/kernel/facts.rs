@@ -157,7 +157,7 @@ impl KernelFacts {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
                     };
-                    if not_the_connections(&names.reasons.drop_name(reason)) {
+                    if not_the_connections(names.reasons.drop_known(reason)) {
                         continue;
                     }
                     // An ICMP error quotes the segment it answers: it travels the other
@@ -174,10 +174,10 @@ impl KernelFacts {
                         Path::Ingress => PathName::Ingress,
                         Path::Egress => PathName::Egress,
                     };
-                    let place = names.function_at(location).map(str::to_string);
+                    let place = names.function_at(location);
                     let same = |d: &&mut DropFact| {
                         d.reason_code == reason
-                            && d.place == place
+                            && d.place.as_deref() == place
                             && d.path == path
                             && d.dir == dir
                             && d.what == what
@@ -188,7 +188,7 @@ impl KernelFacts {
                     } else if f.drops.len() < MAX_FACTS {
                         f.drops.push(DropFact {
                             reason: names.reasons.drop_name(reason),
-                            place,
+                            place: place.map(str::to_string),
                             path,
                             dir,
                             what,
@@ -246,8 +246,8 @@ impl KernelFacts {
 /// Drops of a copy, not of the connection's packet: a packet socket (a sniffer,
 /// portsniff's own capture included) with no room for its copy, or a socket's queue
 /// purged as it closes. The packet itself went on; blaming the connection would be false.
-fn not_the_connections(reason: &str) -> bool {
-    matches!(reason, "PACKET_SOCK_ERROR" | "QUEUE_PURGE")
+fn not_the_connections(reason: Option<&str>) -> bool {
+    matches!(reason, Some("PACKET_SOCK_ERROR" | "QUEUE_PURGE"))
 }
 
 /// A client SYN whose sequence number is not `r`'s initial one: another connection's on
@@ -298,7 +298,12 @@ fn pair(a: Endpoint, b: Endpoint) -> Pair {
 /// Events waiting for their connection to end, by endpoint pair.
 #[derive(Debug, Default)]
 pub struct Witnessed {
-    by_pair: HashMap<Pair, Vec<KernelEvent>>,
+    /// Looked up once an event and once a connection: ahash, randomly seeded as the flow
+    /// table's, since the keys come from the network.
+    by_pair: HashMap<Pair, Vec<KernelEvent>, ahash::RandomState>,
+    /// The events [`take`](Self::take) joins, kept to be reused: one connection after
+    /// another, no allocation for the list.
+    mine: Vec<KernelEvent>,
     held: usize,
     /// When [`expire`](Self::expire) last swept the table: a sweep visits every entry,
     /// so it runs at most once a second, not once a connection.
@@ -338,11 +343,14 @@ impl Witnessed {
         };
         let until = r.last_ts.add_micros(SLACK_US);
         let from = Timestamp(r.first_ts.0.saturating_sub(SLACK_US));
-        let mine: Vec<KernelEvent> = events
-            .iter()
-            .filter(|e| e.ts >= from && e.ts <= until && !another_syn(r, e))
-            .copied()
-            .collect();
+        let mut mine = std::mem::take(&mut self.mine);
+        mine.clear();
+        mine.extend(
+            events
+                .iter()
+                .filter(|e| e.ts >= from && e.ts <= until && !another_syn(r, e))
+                .copied(),
+        );
         // Older events belonged to an earlier connection on these endpoints that ended
         // without them; newer ones, and SYNs of another connection, to the next.
         events.retain(|e| e.ts > until || (e.ts >= from && another_syn(r, e)));
@@ -350,7 +358,9 @@ impl Witnessed {
         if events.is_empty() {
             self.by_pair.remove(&key);
         }
-        KernelFacts::of(r, &mine, names)
+        let facts = KernelFacts::of(r, &mine, names);
+        self.mine = mine;
+        facts
     }
 
     /// The facts so far of a connection still going (a pending notice), leaving its

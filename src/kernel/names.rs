@@ -92,6 +92,12 @@ impl Reasons {
             .map_or_else(|| format!("DROP_REASON_{value}"), |n| n.to_string())
     }
 
+    /// `NETFILTER_DROP`, when this kernel's BTF said: [`drop_name`](Self::drop_name)
+    /// without the allocation, for a test made once a drop.
+    pub fn drop_known(&self, value: u32) -> Option<&str> {
+        self.drop.get(&value).map(|n| &**n)
+    }
+
     /// `NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …; `None` for a kernel that gives no reason.
     pub fn reset_name(&self, value: Option<u32>) -> Option<String> {
         let value = value?;

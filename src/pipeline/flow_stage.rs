@@ -36,6 +36,10 @@ const STUCK: Duration = Duration::from_millis(500);
 /// reach this thread by different paths. At most this long, should the kernel thread
 /// stall.
 const MAX_HOLD: Duration = Duration::from_millis(200);
+/// While lines are held, the flow stage looks at the watermark at least this often: the
+/// kernel thread moves it just after sending the batch that answers a nudge, so the
+/// flow stage, woken by the batch, may look a moment too early.
+const HELD_LOOK: Duration = Duration::from_millis(1);
 
 /// What the flow stage hands back at the end, for the summary and the exit status.
 pub(super) struct FlowDone {
@@ -285,7 +289,11 @@ impl KernelSide {
     /// should it not.
     fn wait(&self, tick: Duration) -> Duration {
         match self.held.front() {
-            Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
+            Some(h) => h
+                .due
+                .saturating_duration_since(Instant::now())
+                .min(tick)
+                .min(HELD_LOOK),
             None => tick,
         }
     }
@@ -383,14 +391,15 @@ impl Sink<'_> {
                 // The kernel's events about this connection's last packets may still be
                 // on their way: its line waits for them (in order with the others).
                 Some(k) => {
+                    let made = k.drained.now();
                     k.held.push_back(Held {
-                        made: k.drained.now(),
+                        made,
                         due: Instant::now() + MAX_HOLD,
                         ev,
                         procs,
                         ladder,
                     });
-                    k.drained.nudge();
+                    k.drained.ask(made);
                 }
                 None => self.emit(ev, procs, ladder, None)?,
             }
@@ -495,8 +504,12 @@ impl Sink<'_> {
                 return Ok(());
             };
             let ready = |h: &Held| h.made <= drained || h.due <= now;
-            if !all && !k.held.front().is_some_and(ready) {
-                return Ok(());
+            match k.held.front() {
+                Some(h) if !all && !ready(h) => {
+                    k.drained.ask(h.made);
+                    return Ok(());
+                }
+                _ => {}
             }
             let Some(h) = k.held.pop_front() else {
                 return Ok(());

@@ -58,6 +58,8 @@ pub(super) struct Drained {
     /// Events lost so far ([`KernelCounts::lost`] while the thread runs), for
     /// `--metrics`; the ring buffer's own count is read into it once a second.
     lost: AtomicU64,
+    /// On the same clock: when the flow stage last nudged (0: never).
+    asked_ns: AtomicU64,
 }
 
 impl Drained {
@@ -67,6 +69,7 @@ impl Drained {
             until_ns: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+            asked_ns: AtomicU64::new(0),
         })
     }
 
@@ -81,8 +84,23 @@ impl Drained {
         self.until_ns.load(Ordering::SeqCst)
     }
 
-    /// Asks the thread for a fresh mark (a line is waiting for it).
-    pub(super) fn nudge(&self) {
+    /// Asks the thread for a mark past `made` (a line made then is waiting for it),
+    /// unless the mark is past it already or an earlier ask is still unanswered: the
+    /// answer is a mark taken after the thread read the nudge, so it covers every line
+    /// made before that, and the flow stage asks again for the lines it does not cover
+    /// once it has come. A nudge is a write, a wake-up of this thread and one of the
+    /// flow stage: made once a line, they were most of the witness's cost under a flood
+    /// of short connections (benches/witness.sh).
+    pub(super) fn ask(&self, made: u64) {
+        if made < self.until() || self.asked_ns.load(Ordering::SeqCst) > self.until() {
+            return;
+        }
+        self.asked_ns.store(made.max(1), Ordering::SeqCst);
+        self.nudge();
+    }
+
+    /// Wakes the thread.
+    fn nudge(&self) {
         // A full counter (2^64 - 2 nudges) would mean the thread is gone: nothing to do.
         let _ = self.nudge.write(1);
     }
@@ -195,7 +213,13 @@ fn read_all(
         if !batch.is_empty() || nudged {
             let n = batch.len() as u64;
             counts.events += n;
-            match to_flow.try_send(std::mem::replace(&mut batch, Vec::with_capacity(256))) {
+            // An answer to a nudge with nothing in it costs no allocation.
+            let next = if batch.is_empty() {
+                Vec::new()
+            } else {
+                Vec::with_capacity(256)
+            };
+            match to_flow.try_send(std::mem::replace(&mut batch, next)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => counts.lost += n,
                 Err(TrySendError::Disconnected(_)) => break,
