@@ -551,6 +551,10 @@ pub struct AnsweredUnseen {
 pub enum SlowCause {
     /// A `limit`/`hashlimit` match (or a rate-limiting DROP) letting some SYNs through.
     RateLimit,
+    /// The listener's accept queue full (`ListenOverflows`): handshakes that completed
+    /// found no room, so the kernel dropped their ACK (or a SYN cookie's ACK) and the
+    /// client's SYN or data had to be sent again.
+    AcceptQueue,
     /// The listener's SYN queue full (`TCPReqQFullDrop`, `ListenDrops`).
     SynQueue,
     /// Packets lost on the way (a lossy link, a congested queue).
@@ -593,6 +597,13 @@ pub struct SlowConnects {
     pub syn_queue_counter: Option<super::host::Counter>,
     /// Live, witnessed: the kernel's drops of those connections' SYNs.
     pub kernel: Vec<RecoveredDrops>,
+    /// Live: how much `ListenOverflows` grew (handshakes that found the listener's accept
+    /// queue full); 0 in a replay.
+    pub listen_overflows: u64,
+    /// The listener's accept queue and backlog when last looked at (`ss -lnt`
+    /// Recv-Q/Send-Q); null in a replay.
+    pub accept_queue: Option<u32>,
+    pub backlog: Option<u32>,
     #[serde(skip)]
     pub port: u16,
 }

@@ -92,8 +92,17 @@ pub enum DropClass {
 }
 
 impl DropClass {
-    /// The class of `enum skb_drop_reason` name `reason` (without its prefix).
-    pub fn of(reason: &str) -> DropClass {
+    /// The class of `enum skb_drop_reason` name `reason` (without its prefix), dropped in
+    /// the kernel function `place` when known.
+    pub fn of(reason: &str, place: Option<&str>) -> DropClass {
+        if reason == "NO_SOCKET" && place.is_some_and(is_cookie_check) {
+            // `cookie_v4_check`/`cookie_v6_check` say NO_SOCKET when the ACK carrying a
+            // valid SYN cookie could not become a socket: `tcp_get_cookie_sock` →
+            // `syn_recv_sock` returns none when the accept queue is full (it counts
+            // ListenOverflows), rarely for lack of memory. There is a listener: its queue
+            // had no room.
+            return DropClass::ListenOverflow;
+        }
         match reason {
             "IP_INVALID_SOURCE" | "IP_RPFILTER" | "IP_LOCAL_SOURCE" | "IP_LOCALNET"
             | "IP_INVALID_DEST" => DropClass::Martian,
@@ -107,6 +116,12 @@ impl DropClass {
             _ => DropClass::Path,
         }
     }
+}
+
+/// Whether the kernel function `place` is where a SYN cookie's ACK is checked and turned
+/// into a socket.
+pub fn is_cookie_check(place: &str) -> bool {
+    matches!(place, "cookie_v4_check" | "cookie_v6_check")
 }
 
 /// Unanswered connections that the witness saw the kernel drop a packet of (the
@@ -145,7 +160,10 @@ pub enum ResetSource {
 fn explains_silence(k: &KernelFacts) -> bool {
     k.drops.iter().any(|d| match d.dir.sender() {
         Side::Client => d.what == "SYN",
-        Side::Server => d.path == PathName::Egress && DropClass::of(&d.reason) == DropClass::Path,
+        Side::Server => {
+            d.path == PathName::Egress
+                && DropClass::of(&d.reason, d.place.as_deref()) == DropClass::Path
+        }
     })
 }
 
@@ -409,4 +427,29 @@ pub fn reason_in_words(reason: &str) -> Option<&'static str> {
         "NOT_SPECIFIED" => "the kernel gave no specific reason",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropClass;
+
+    #[test]
+    fn no_socket_where_a_syn_cookies_ack_is_checked_is_a_full_accept_queue() {
+        for place in ["cookie_v4_check", "cookie_v6_check"] {
+            assert_eq!(
+                DropClass::of("NO_SOCKET", Some(place)),
+                DropClass::ListenOverflow
+            );
+        }
+        // Elsewhere NO_SOCKET is what it says: no socket for the segment.
+        assert_eq!(
+            DropClass::of("NO_SOCKET", Some("tcp_v4_rcv")),
+            DropClass::Tcp
+        );
+        assert_eq!(DropClass::of("NO_SOCKET", None), DropClass::Tcp);
+        assert_eq!(
+            DropClass::of("TCP_LISTEN_OVERFLOW", Some("tcp_check_req")),
+            DropClass::ListenOverflow
+        );
+    }
 }

@@ -807,6 +807,14 @@ fn every_count_a_finding_takes_from_a_counter_is_that_counters_growth_in_its_wor
         peak_syns_per_sec: 1500,
         ..Default::default()
     };
+    // Through on its second SYN.
+    let slow = FlowRecord {
+        syn_count: 2,
+        syn_gaps_us: gaps,
+        synack_count: 1,
+        handshake_rtt_us: Some(100),
+        ..record(Outcome::Closed, "127.0.0.1:61999")
+    };
     let cases: Vec<(FindingKind, Evidence, HostFacts, Vec<Cited>)> = vec![
         (
             FindingKind::AcceptQueueFull,
@@ -833,13 +841,7 @@ fn every_count_a_finding_takes_from_a_counter_is_that_counters_growth_in_its_wor
         ),
         (
             FindingKind::SlowConnect,
-            evidence(&[FlowRecord {
-                syn_count: 2,
-                syn_gaps_us: gaps,
-                synack_count: 1,
-                handshake_rtt_us: Some(100),
-                ..record(Outcome::Closed, "127.0.0.1:61999")
-            }]),
+            evidence(&[slow]),
             grown(
                 &[(Counter::TcpReqQFullDrop, 5), (Counter::ListenDrops, 9)],
                 vec![listener("127.0.0.1:61999")],
@@ -848,6 +850,19 @@ fn every_count_a_finding_takes_from_a_counter_is_that_counters_growth_in_its_wor
                 key: "/syn_queue_drops",
                 counter: Counter::ListenDrops,
                 said: "9 dropped SYNs (ListenDrops grew by 9",
+            }],
+        ),
+        (
+            FindingKind::SlowConnect,
+            evidence(&[slow]),
+            grown(
+                &[(Counter::ListenOverflows, 13), (Counter::ListenDrops, 14)],
+                vec![listener("127.0.0.1:61999")],
+            ),
+            vec![Cited {
+                key: "/listen_overflows",
+                counter: Counter::ListenOverflows,
+                said: "13 handshakes found no room (ListenOverflows grew by 13",
             }],
         ),
         (

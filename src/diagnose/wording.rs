@@ -497,12 +497,24 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
     let kernel = match &e.kernel {
         Some(k) if k.packets > 0 => {
             let place = k.place.as_deref().map_or(String::new(), |p| format!(" in {p}"));
-            let dropped = match k.what.first().copied() {
-                None | Some("ACK") => plural(k.packets, "handshake ACK", "handshake ACKs"),
-                Some(what) => segments(k.packets, what),
+            let dropped = match k.what.as_slice() {
+                [] | ["ACK"] => plural(k.packets, "handshake ACK", "handshake ACKs"),
+                [what] => segments(k.packets, what),
+                kinds => format!(
+                    "{} ({})",
+                    plural(k.packets, "segment", "segments"),
+                    kinds.join(", ")
+                ),
+            };
+            // NO_SOCKET is what `cookie_v4_check` says when a SYN cookie's ACK cannot
+            // become a socket: the queue had no room for it either.
+            let cookie = if k.reason == "NO_SOCKET" {
+                " (the ACK of a SYN cookie, which the kernel sent once the queue was full, could not become a connection)"
+            } else {
+                ""
             };
             format!(
-                " The kernel dropped {dropped} with reason {}{place} (retransmitted ones included): clients whose \
+                " The kernel dropped {dropped} with reason {}{place}{cookie} (retransmitted ones included): clients whose \
                  side of the handshake completed, who believe they are connected, found no room in the queue. \
                  SYNs meeting a full queue are discarded without a drop reason: only the counters count them.",
                 k.reason,
@@ -579,16 +591,35 @@ fn accept_queue_full(e: &QueueOverflow, f: &Finding) -> Words {
     say(
         headline,
         format!(
-            "{} and {} went unanswered or were dropped while the listen queue was full \
+            "{} while the listen queue was full \
              (the kernel's ListenOverflows grew by {}, ListenDrops by {}). \
              Linux drops SYNs and handshake ACKs once completed connections wait beyond the listen() backlog.{kernel}",
-            plural(e.unanswered, "connection attempt", "connection attempts"),
-            plural(e.handshake_acks_dropped, "handshake ACK", "handshake ACKs"),
+            queue_losses(e),
             e.listen_overflows,
             e.listen_drops,
         ),
         next,
     )
+}
+
+/// What a full accept queue cost, without the counts that are zero.
+fn queue_losses(e: &QueueOverflow) -> String {
+    match (e.unanswered, e.handshake_acks_dropped) {
+        (0, 0) => "Handshakes found no room".to_string(),
+        (0, acks) => format!(
+            "{} dropped",
+            plural(acks, "handshake ACK was", "handshake ACKs were")
+        ),
+        (n, 0) => format!(
+            "{} went unanswered",
+            plural(n, "connection attempt", "connection attempts")
+        ),
+        (n, acks) => format!(
+            "{} went unanswered and {} dropped",
+            plural(n, "connection attempt", "connection attempts"),
+            plural(acks, "handshake ACK was", "handshake ACKs were")
+        ),
+    }
 }
 
 fn handshake_acks_dropped(e: &AcksDropped) -> Words {
@@ -949,6 +980,17 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
                 Some(r) => format!("a rate limit on new connections: {r}"),
                 None => "a rate limit on new connections (an iptables `limit`/`hashlimit` match, an nft `limit rate`, a cloud or proxy connection limit) that drops SYNs over the rate".to_string(),
             },
+            SlowCause::AcceptQueue => {
+                let queue = match (e.accept_queue, e.backlog) {
+                    (Some(q), Some(b)) => format!(", its queue {q}/{b} when last looked at"),
+                    _ => String::new(),
+                };
+                format!(
+                    "the listener's accept queue full: {} found no room (ListenOverflows grew by {}, over the network namespace), so the kernel dropped their final ACK and the client sent again: the server does not accept() fast enough for the burst{queue}",
+                    plural(e.listen_overflows, "handshake", "handshakes"),
+                    e.listen_overflows
+                )
+            }
             SlowCause::SynQueue => {
                 if let (Some(c), true) = (e.syn_queue_counter, e.syn_queue_drops > 0) {
                     format!(
@@ -984,6 +1026,9 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
         ),
         (Some(SlowCause::RateLimit), None) => format!(
             "look for a rate limit on new connections to port {port}: iptables -S | grep -E 'limit|{port}'; nft list ruleset | grep -E 'limit|{port}'"
+        ),
+        (Some(SlowCause::AcceptQueue), _) => format!(
+            "make the server on port {port} accept() faster (more workers, a shorter loop between accept() calls) and raise its listen() backlog (and net.core.somaxconn, which caps it)"
         ),
         (Some(SlowCause::SynQueue), _) => format!(
             "raise the listen() backlog and net.ipv4.tcp_max_syn_backlog, and check that the server on port {port} accepts fast enough"

@@ -4,6 +4,7 @@ use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use super::FlowContext;
 use crate::decode::Timestamp;
+use crate::diagnose::kernel::DropClass;
 use crate::diagnose::{
     ChangeKind, Diagnosis, FactChange, Finding, FindingKind, Later, ProcessInfo, Severity, Update,
 };
@@ -189,7 +190,12 @@ pub fn explain(r: &FlowRecord, kernel: Option<&KernelFacts>) -> String {
         }
     };
     if r.syn_count > 1 && r.outcome != Outcome::Unanswered {
-        let _ = write!(why, "; {} SYN retransmissions", r.syn_count - 1);
+        let n = r.syn_count - 1;
+        let _ = write!(
+            why,
+            "; {n} SYN retransmission{}",
+            if n == 1 { "" } else { "s" }
+        );
     }
     if let Some(rtt) = r.handshake_rtt_us {
         let _ = write!(why, "; handshake {}", human_duration(rtt));
@@ -370,10 +376,11 @@ pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts) -> Vec<String> {
     let mut lines = Vec::new();
     for d in &k.drops {
         let sender = d.dir.sender();
-        let many = if d.count == 1 {
-            format!("{} from the {}", d.what, sender.as_str())
-        } else {
-            format!("{} {}s from the {}", d.count, d.what, sender.as_str())
+        let many = match (d.count, d.what) {
+            (1, what) => format!("{what} from the {}", sender.as_str()),
+            // "data" has no plural of its own.
+            (n, "data") => format!("{n} data segments from the {}", sender.as_str()),
+            (n, what) => format!("{n} {what}s from the {}", sender.as_str()),
         };
         let place = match d.path {
             PathName::Ingress => "on arrival".to_string(),
@@ -383,7 +390,16 @@ pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts) -> Vec<String> {
             .place
             .as_deref()
             .map_or(String::new(), |f| format!(" (in {f})"));
-        lines.push(format!("{many} dropped {place}: {}{func}", d.reason));
+        // NO_SOCKET names what the code found, not why: where a SYN cookie's ACK is
+        // checked, it means the listener's accept queue had no room.
+        let gloss = if DropClass::of(&d.reason, d.place.as_deref()) == DropClass::ListenOverflow
+            && d.reason != "TCP_LISTEN_OVERFLOW"
+        {
+            ": the listener's accept queue was full"
+        } else {
+            ""
+        };
+        lines.push(format!("{many} dropped {place}: {}{func}{gloss}", d.reason));
     }
     for reset in &k.resets_sent {
         let why = reset
@@ -998,6 +1014,28 @@ mod tests {
                 witnessed
                     .contains("nothing listens on 127.0.0.1:61999 (the kernel found no socket"),
                 "{witnessed}"
+            );
+        }
+
+        #[test]
+        fn a_syn_cookies_ack_dropped_for_no_socket_is_said_as_the_full_accept_queue() {
+            let mut ack = drop("ACK", Dir::C2s, PathName::Ingress, "NO_SOCKET", 1);
+            ack.place = Some("cookie_v4_check".to_string());
+            let mut data = drop("data", Dir::C2s, PathName::Ingress, "NO_SOCKET", 3);
+            data.place = Some("cookie_v4_check".to_string());
+            let k = KernelFacts {
+                drops: vec![ack, data],
+                ..KernelFacts::default()
+            };
+            let r = record(Outcome::Established, "127.0.0.1:61999");
+            assert_eq!(
+                kernel_lines(&r, &k),
+                [
+                    "ACK from the client dropped on arrival: NO_SOCKET (in cookie_v4_check): \
+                     the listener's accept queue was full",
+                    "3 data segments from the client dropped on arrival: NO_SOCKET (in \
+                     cookie_v4_check): the listener's accept queue was full",
+                ]
             );
         }
 

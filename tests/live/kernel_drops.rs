@@ -6,7 +6,9 @@
 
 use crate::*;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::time::Instant;
 
 /// How long each capture runs: a client's first SYN and its retransmission a second
 /// later fit, with time for the capture to start and end.
@@ -528,6 +530,120 @@ fn live_spoofed_source_syns_are_martians_not_a_firewall() {
             !text(v, "explanation").contains("DROP rule")
                 && !text(v, "next_step").contains("iptables"),
             "no finding should point at a firewall: {v}"
+        );
+    }
+}
+
+#[test]
+fn live_a_burst_into_a_slow_acceptor_is_its_full_accept_queue_not_a_missing_socket() {
+    const TEST: &str =
+        "live_a_burst_into_a_slow_acceptor_is_its_full_accept_queue_not_a_missing_socket";
+    let Some((ns, port)) = setup(TEST, &[]) else {
+        return;
+    };
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // Backlog 4, and a server that takes one connection every 200 ms: a burst of 20
+    // clients fills its accept queue. The kernel then drops SYNs and handshake ACKs, and
+    // (SYN cookies being on by default) answers with cookies whose ACKs find no room
+    // either: `cookie_v4_check` says NO_SOCKET for those, though a listener exists.
+    let listener = listener_in(&ns, server, 4);
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let p = port.to_string();
+    let cmd = ns.portsniff(&[
+        "-i",
+        "lo",
+        "--port",
+        &p,
+        "--json",
+        "--syn-timeout",
+        "1",
+        "--duration",
+        "7",
+    ]);
+    let mut sniffer = Sniffer::spawn(cmd, "ip netns exec NS portsniff -i lo");
+    sniffer.wait_for_banner();
+    let acceptor = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut buf = [0u8; 2];
+                    let _ = c.read(&mut buf);
+                    let _ = c.write_all(b"ok");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    let answered = ns
+        .on_thread(move || {
+            let clients: Vec<_> = (0..20)
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let mut c =
+                            TcpStream::connect_timeout(&server, Duration::from_secs(5)).ok()?;
+                        c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                        c.write_all(b"hi").ok()?;
+                        let mut buf = [0u8; 2];
+                        c.read_exact(&mut buf).ok()
+                    })
+                })
+                .collect();
+            clients
+                .into_iter()
+                .map(|c| c.join().ok().flatten().is_some())
+                .filter(|&ok| ok)
+                .count()
+        })
+        .join()
+        .expect("client threads");
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    acceptor.join().expect("acceptor thread");
+    let Some(lines) = witnessed_run(TEST, &run) else {
+        return;
+    };
+    assert!(
+        answered >= 10,
+        "test setup: most clients got their answer ({answered} of 20)"
+    );
+    let f = finding(&lines, "accept_queue_full", &run);
+    assert!(
+        f["evidence"]["listen_overflows"].as_u64().unwrap_or(0) > 0,
+        "the finding rests on ListenOverflows: {f}"
+    );
+    let k = &f["evidence"]["kernel"];
+    if k["reason"] == "NO_SOCKET" {
+        assert!(
+            text(f, "explanation").contains("the ACK of a SYN cookie"),
+            "a NO_SOCKET drop at a full queue is said as the cookie's ACK finding no room: {f}"
+        );
+    }
+    let kinds = finding_kinds(&lines);
+    for wrong in [
+        "nothing_listening",
+        "silently_dropped",
+        "rejected_by_firewall",
+    ] {
+        assert!(
+            !kinds.iter().any(|k| k == wrong),
+            "a listener exists and no rule drops anything: no {wrong} in {kinds:?}\n{}",
+            run.stdout_text()
+        );
+    }
+    if let Some(slow) = lines
+        .iter()
+        .rev()
+        .map(|(_, v)| v)
+        .find(|v| v["type"] == "finding" && v["kind"] == "slow_connect")
+    {
+        assert_eq!(
+            slow["evidence"]["likely_causes"][0], "accept_queue",
+            "the burst's retransmitted SYNs are the full accept queue's: {slow}"
         );
     }
 }

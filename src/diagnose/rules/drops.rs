@@ -269,7 +269,7 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
     let mut by_what: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut top = 0;
     for (key, t) in &k.drops {
-        if DropClass::of(&key.reason) != DropClass::ListenOverflow {
+        if DropClass::of(&key.reason, key.place.as_deref()) != DropClass::ListenOverflow {
             continue;
         }
         d.packets += t.packets;
@@ -279,6 +279,12 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
         if t.packets > top {
             top = t.packets;
             d.place.clone_from(&key.place);
+            // TCP_LISTEN_OVERFLOW, or NO_SOCKET where a SYN cookie's ACK found no room.
+            d.reason = if key.reason == "NO_SOCKET" {
+                "NO_SOCKET"
+            } else {
+                "TCP_LISTEN_OVERFLOW"
+            };
             server = Some(t.server);
         }
     }
@@ -358,7 +364,7 @@ fn witnessed(
     let mut sources = BTreeSet::new();
     let mut sources_capped = false;
     for (key, t) in &k.drops {
-        let class = DropClass::of(&key.reason);
+        let class = DropClass::of(&key.reason, key.place.as_deref());
         match (key.sender, class) {
             (_, DropClass::ListenOverflow) => {}
             (Side::Client, DropClass::Martian) => {

@@ -23,6 +23,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         return Vec::new();
     }
     let delay = ev.connect_delay();
+    let listener = facts.and_then(|f| f.now.listeners.first().or(f.start.listeners.first()));
     let kernel = recovered_drops(&ev.kernel, facts);
     let limit_rule = facts
         .and_then(|f| f.firewall.as_deref())
@@ -44,7 +45,18 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         .filter(|&(_, n)| n > 0)
         .map_or((None, 0), |(c, n)| (Some(c), n));
     let netfilter = kernel.iter().any(|d| d.site.reason == "NETFILTER_DROP");
-    let likely_causes = if syn_queue_drops > 0 && limit_rule.is_none() && !netfilter {
+    let listen_overflows = facts.map_or(0, |f| f.delta(Counter::ListenOverflows));
+    let full_syn_queue = facts.is_some_and(|f| f.delta(Counter::TcpReqQFullDrop) > 0);
+    let likely_causes = if listen_overflows > 0 && limit_rule.is_none() && !netfilter {
+        // ListenDrops counts these overflows too: the accept queue is the story, and the
+        // SYN queue a cause of its own only where TCPReqQFullDrop grew.
+        let mut c = vec![SlowCause::AcceptQueue];
+        if full_syn_queue {
+            c.push(SlowCause::SynQueue);
+        }
+        c.extend([SlowCause::RateLimit, SlowCause::LossyPath]);
+        c
+    } else if syn_queue_drops > 0 && limit_rule.is_none() && !netfilter {
         vec![
             SlowCause::SynQueue,
             SlowCause::RateLimit,
@@ -75,11 +87,12 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         syn_queue_drops,
         syn_queue_counter,
         kernel,
+        listen_overflows,
+        accept_queue: listener.map(|l| l.accept_queue),
+        backlog: listener.and_then(|l| l.backlog),
         port: scope.port,
     });
-    let procs = facts
-        .and_then(|f| f.now.listeners.first().or(f.start.listeners.first()))
-        .map_or(&[][..], |l| &l.processes[..]);
+    let procs = listener.map_or(&[][..], |l| &l.processes[..]);
     vec![Finding::new(cause, ev.slow_connects).processes(procs, Role::Listener)]
 }
 
@@ -97,7 +110,7 @@ fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<Recover
     for (key, t) in &k.drops {
         if key.sender != Side::Client
             || key.what != "SYN"
-            || DropClass::of(&key.reason) != DropClass::Path
+            || DropClass::of(&key.reason, key.place.as_deref()) != DropClass::Path
             || t.recovered.flows == 0
         {
             continue;
@@ -189,5 +202,44 @@ mod tests {
         let found = findings(&ev, Some(&f), &Scope::port(61999));
         assert_eq!(evidence_json(&found[0])["likely_causes"][0], "syn_queue");
         assert_eq!(found[0].processes[0].process.name, "java");
+    }
+
+    #[test]
+    fn a_burst_into_a_slow_acceptor_blames_its_accept_queue_not_the_syn_queue() {
+        // A backlog of 4 and a server accepting five a second: 30 clients at once fill the
+        // accept queue; ListenDrops grows with ListenOverflows (it counts them too), while
+        // TCPReqQFullDrop does not: the SYN queue is not the story.
+        let ev = evidence(&[slow(2), slow(2)]);
+        let full = crate::diagnose::host::Listener {
+            accept_queue: 4,
+            backlog: Some(4),
+            ..listener("127.0.0.1:61999")
+        };
+        let mut f = facts(vec![full]);
+        for (c, grew) in [(Counter::ListenOverflows, 114), (Counter::ListenDrops, 114)] {
+            f.start.counters.insert(c, 0);
+            f.now.counters.insert(c, grew);
+        }
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        let e = evidence_json(&found[0]);
+        assert_eq!(e["likely_causes"][0], "accept_queue", "{e}");
+        assert!(
+            !e["likely_causes"]
+                .as_array()
+                .unwrap()
+                .contains(&"syn_queue".into()),
+            "{e}"
+        );
+        assert_eq!(e["listen_overflows"], 114);
+        assert_eq!((&e["accept_queue"], &e["backlog"]), (&4.into(), &4.into()));
+        let x = found[0].explanation();
+        assert!(
+            x.contains(
+                "accept queue full: 114 handshakes found no room (ListenOverflows grew by 114"
+            ),
+            "{x}"
+        );
+        assert!(x.contains("its queue 4/4"), "{x}");
+        assert!(found[0].next_step().contains("accept() faster"));
     }
 }
