@@ -152,6 +152,11 @@ pub enum ResetSource {
     /// Not this host's TCP, and no netfilter drop seen: another host, or a REJECT on a
     /// path the witness does not see.
     NotLocalTcp,
+    /// The server's listening socket was closed with the connection still in its accept
+    /// queue, never accept()ed: `inet_csk_listen_stop` disconnects each waiting child,
+    /// which sends a RST (`TCP_STATE`, as an SO_LINGER 0 close does), in the name of the
+    /// process closing the listener.
+    ListenerClosed { process: Option<(String, u32)> },
 }
 
 /// Whether a connection that got no answer has a witnessed drop the drop findings
@@ -175,6 +180,7 @@ impl ResetSource {
             ResetSource::SocketClose { .. } => "socket",
             ResetSource::FirewallReject { .. } => "firewall",
             ResetSource::NotLocalTcp => "elsewhere",
+            ResetSource::ListenerClosed { .. } => "listener_closed",
         }
     }
 
@@ -184,6 +190,7 @@ impl ResetSource {
             ResetSource::TcpReply { reason } | ResetSource::SocketClose { reason, .. } => {
                 reason.as_deref()
             }
+            ResetSource::ListenerClosed { .. } => Some("TCP_STATE"),
             ResetSource::FirewallReject { .. } | ResetSource::NotLocalTcp => None,
         }
     }
@@ -203,11 +210,18 @@ impl serde::Serialize for ResetSource {
                 m.serialize_entry("process", &process.as_ref().map(|(name, _)| name))?;
                 m.serialize_entry("pid", &process.as_ref().map(|(_, pid)| pid))?;
             }
+            ResetSource::ListenerClosed { process } => {
+                m.serialize_entry("process", &process.as_ref().map(|(name, _)| name))?;
+                m.serialize_entry("pid", &process.as_ref().map(|(_, pid)| pid))?;
+            }
             ResetSource::FirewallReject { .. } | ResetSource::NotLocalTcp => {}
         }
         m.end()
     }
 }
+
+/// How long after a listener's close the RST of a connection it held may be captured.
+const LISTEN_STOP_SLACK_US: u64 = 50_000;
 
 /// A listener on the port appeared or went away (a socket entered or left LISTEN).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,7 +322,7 @@ impl KernelEvidence {
             *self.explained.servers.entry(r.server).or_default() += 1;
         }
         if let Some(side) = r.reset_by {
-            let source = Self::reset_source(k, side);
+            let source = self.reset_source(r, k, side);
             match r.outcome {
                 Outcome::Refused => *self.refusals.entry((r.server, source)).or_default() += 1,
                 // What `Evidence::add` counts as a reset of an accepted connection.
@@ -335,12 +349,22 @@ impl KernelEvidence {
     /// Where the RST `side` sent came from: TCP's own reset if the kernel witnessed one;
     /// otherwise a REJECT rule if netfilter dropped the peer's packet; otherwise not this
     /// host's TCP.
-    fn reset_source(k: &KernelFacts, side: Side) -> ResetSource {
+    fn reset_source(&self, r: &FlowRecord, k: &KernelFacts, side: Side) -> ResetSource {
         match k.reset_by(side) {
             Some(reset) => match reset.origin {
                 ResetOrigin::Reply => ResetSource::TcpReply {
                     reason: reset.reason.clone(),
                 },
+                ResetOrigin::Socket
+                    if side == Side::Server
+                        && reset.reason.as_deref().is_none_or(|x| x == "TCP_STATE")
+                        && r.bytes[Side::Server.index()] == 0
+                        && self.listener_stopped_at(r.server, r.last_ts) =>
+                {
+                    ResetSource::ListenerClosed {
+                        process: reset.process.clone().zip(reset.pid),
+                    }
+                }
                 ResetOrigin::Socket => ResetSource::SocketClose {
                     reason: reset.reason.clone(),
                     process: reset.process.clone().zip(reset.pid),
@@ -362,6 +386,21 @@ impl KernelEvidence {
                 PathName::Ingress => PathKey::Ingress,
                 PathName::Egress => PathKey::Egress,
             })
+    }
+
+    /// Whether a listener `server` would have been queued on stopped listening just
+    /// before `at` (the RST's packet): `tcp_close` sets the listener's state to CLOSE,
+    /// then `inet_csk_listen_stop` resets its waiting children, in one call. A process
+    /// that aborts an accepted connection and then closes its listener does it the other
+    /// way round: its RST comes first.
+    fn listener_stopped_at(&self, server: Endpoint, at: Timestamp) -> bool {
+        self.listener_changes.iter().any(|c| {
+            !c.listening
+                && c.endpoint.port == server.port
+                && (c.endpoint.addr == server.addr || c.endpoint.addr.is_unspecified())
+                && c.ts <= at
+                && at.micros_since(c.ts) <= LISTEN_STOP_SLACK_US
+        })
     }
 
     /// Unanswered connections the witness has no drop for: what inference must explain.

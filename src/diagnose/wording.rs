@@ -1616,6 +1616,30 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
                 next,
             )
         }
+        ResetSource::ListenerClosed { process } => {
+            let actor = match (process, named) {
+                (Some((name, pid)), _) => format!("{name} (pid {pid})"),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => format!("the {who}'s process"),
+            };
+            say(
+                format!(
+                    "{n} reset by the {who}: {actor} closed its listening socket with them still waiting in its accept \
+                     queue, never accept()ed"
+                ),
+                format!(
+                    "The kernel saw the RSTs sent as the listener stopped listening: closing a listening socket resets every \
+                     connection that completed its handshake but was not yet accept()ed (the client had connected, and \
+                     maybe sent its request, so it reads \"connection reset by peer\"). A server that exits, restarts or \
+                     reloads this way loses the connections queued at that moment.{packets}"
+                ),
+                format!(
+                    "stop {actor} gracefully: stop accepting new connections first (close the listener only after the \
+                     queue is drained, or hand it to the new process: SO_REUSEPORT, socket activation), or make clients \
+                     retry a reset request that is safe to repeat"
+                ),
+            )
+        }
         ResetSource::NotLocalTcp => say(
             format!("{n} reset in the {who}'s name, but not by this host: the RST came from another host or a middlebox"),
             format!(

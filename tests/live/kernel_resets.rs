@@ -353,6 +353,80 @@ fn an_so_linger_zero_close_names_the_process_and_the_kernels_reason() {
 }
 
 #[test]
+fn a_listener_closed_with_connections_in_its_accept_queue_is_told_as_that_not_so_linger() {
+    const TEST: &str =
+        "a_listener_closed_with_connections_in_its_accept_queue_is_told_as_that_not_so_linger";
+    if !ready(TEST, &[]) {
+        return;
+    }
+    let Some(ns) = Netns::create(TEST) else {
+        return;
+    };
+    let port = scenario_port();
+    let sniffer = capture(&ns, port, &[]);
+    // Two clients connect and send a request; the server never accept()s them and closes
+    // its listening socket (a server exiting or restarting): the kernel resets both.
+    let (cports, reads) = ns
+        .on_thread(move || {
+            let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let listener = std::net::TcpListener::bind(server).expect("listen");
+            let clients: Vec<(u16, TcpStream)> = (0..2)
+                .map(|_| {
+                    let (cport, c) = connect_from_known_port(server);
+                    let mut c = TcpStream::from(c.expect("connect to our own listener"));
+                    c.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+                    c.write_all(b"GET /").expect("send a request");
+                    (cport, c)
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(listener);
+            let reads: Vec<_> = clients
+                .iter()
+                .map(|(_, c)| (&*c).read(&mut [0u8; 16]).map_err(|e| e.kind()))
+                .collect();
+            (clients.iter().map(|(p, _)| *p).collect::<Vec<_>>(), reads)
+        })
+        .join()
+        .expect("scenario thread");
+    assert!(
+        reads.iter().all(|r| *r == Err(ErrorKind::ConnectionReset)),
+        "test setup: both clients are reset: {reads:?}"
+    );
+    let ran = Ran::of(sniffer);
+    drop(ns);
+    for cport in cports {
+        let f = ran.flow(cport);
+        assert_eq!(
+            (&f["outcome"], &f["reset_by"]),
+            (&"reset".into(), &"server".into()),
+            "{f}"
+        );
+    }
+    let d = ran.finding("reset_by_server");
+    let me = std::process::id();
+    assert_eq!(
+        (&d["evidence"]["origin"], &d["evidence"]["pid"]),
+        (&"listener_closed".into(), &me.into()),
+        "{d}"
+    );
+    let headline = d["headline"].as_str().unwrap_or_default();
+    assert!(
+        headline.contains(&format!(
+            "(pid {me}) closed its listening socket with them still waiting in its accept queue"
+        )) && !headline.contains("SO_LINGER"),
+        "the finding tells the listener's close, not an abortive close of accepted sockets: {d}"
+    );
+    assert!(
+        d["next_step"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gracefully"),
+        "{d}"
+    );
+}
+
+#[test]
 fn icmp_host_unreachable_from_a_reject_in_front_of_a_listener_is_that_rule() {
     const TEST: &str = "icmp_host_unreachable_from_a_reject_in_front_of_a_listener_is_that_rule";
     if !ready(TEST, &["iptables"]) {

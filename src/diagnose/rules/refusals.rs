@@ -44,7 +44,9 @@ impl Sources {
                 continue;
             }
             match source {
-                ResetSource::TcpReply { .. } | ResetSource::SocketClose { .. } => {
+                ResetSource::TcpReply { .. }
+                | ResetSource::SocketClose { .. }
+                | ResetSource::ListenerClosed { .. } => {
                     s.tcp += n;
                     most(&mut s.tcp_source, source.clone(), n);
                 }
