@@ -241,6 +241,7 @@ proptest! {
         frame.truncate(frame.len() - payload + keep);
         let seg = Decoder::new(link, PORT).decode(Timestamp(7), &frame);
         let want = Segment {
+            encap: portsniff::decode::Encap::None,
             ts: Timestamp(7),
             src,
             dst,
