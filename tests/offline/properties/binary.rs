@@ -194,7 +194,6 @@ pub(super) fn check_replay(
             matches!(
                 decoder.decode(Timestamp(*ts), data),
                 Ok(Segment {
-                    encap: portsniff::decode::Encap::None,
                     kind: SegmentKind::Tcp(_) | SegmentKind::Icmp(_),
                     ..
                 })

@@ -303,7 +303,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             let (cl, sv) = (client(c, s), server(s));
             let (src, dst) = if from_client { (cl, sv) } else { (sv, cl) };
             Some(Segment {
-                encap: portsniff::decode::Encap::None,
+                encap: Encap::None,
                 ts,
                 src,
                 dst,
@@ -323,7 +323,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             code,
             quoted_seq,
         } => Some(Segment {
-            encap: portsniff::decode::Encap::None,
+            encap: Encap::None,
             ts,
             src: client(c, s),
             dst: server(s),
@@ -338,7 +338,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             }),
         }),
         Op::SynElsewhere { c, s } => Some(Segment {
-            encap: portsniff::decode::Encap::None,
+            encap: Encap::None,
             ts,
             src: client(c, s),
             dst: Endpoint::new(server(s).addr, 22),
