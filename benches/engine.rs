@@ -117,6 +117,7 @@ fn workload(n: u32) -> Vec<Segment> {
                 };
                 t += 7;
                 out.push(Segment {
+                    encap: portsniff::decode::Encap::None,
                     ts: Timestamp(t),
                     src,
                     dst,
@@ -141,6 +142,7 @@ fn bench_flow(c: &mut Criterion) {
     // unanswered SYNs from distinct sources under a small cap (evictions on every SYN).
     let flood: Vec<Segment> = (0..20_000u32)
         .map(|i| Segment {
+            encap: portsniff::decode::Encap::None,
             ts: Timestamp(1_700_000_000_000_000 + u64::from(i)),
             src: Endpoint::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 40000),
             dst: Endpoint::new(IpAddr::V4(Ipv4Addr::LOCALHOST), PORT),

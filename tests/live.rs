@@ -10,8 +10,9 @@ mod support;
 
 /// Scenarios of their own: IPv6, a namespace with a firewall rule, the firewall reader
 /// inside a namespace, and the kernel witness: its scope (namespaces, ports), its word on
-/// drops, resets and ICMP errors, its fallback and its detaching, and the facts at the
-/// moment of a refusal (listeners started just before it, updates when they change).
+/// drops, resets and ICMP errors, its fallback and its detaching, the facts at the
+/// moment of a refusal (listeners started just before it, updates when they change), and
+/// a connection inside a VXLAN tunnel.
 mod live {
     mod firewall;
     mod ipv6;
@@ -20,6 +21,7 @@ mod live {
     mod kernel_resets;
     mod kernel_scope;
     mod namespace;
+    mod tunnels;
 }
 
 use serde_json::Value;

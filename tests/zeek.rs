@@ -94,6 +94,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("cut_by_count.pcap", &["S0"]),
     ("drop_window.pcap", &["SF", "SF", "S0", "S0"]),
     ("established.pcap", &["S1"]),
+    // Tunnels: the inner connections; conn.log's columns stay Zeek's (see README).
+    ("geneve.pcap", &["SF", "REJ"]),
+    ("gre.pcap", &["SF", "REJ"]),
     // "S2: Connection established and close attempt by originator seen (but no reply
     // from responder)."
     ("half_closed.pcap", &["S2"]),
@@ -107,8 +110,11 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("midstream.pcap", &["SF"]),
     // "RSTR: Responder sent a RST."
     ("mixed.pcap", &["REJ", "REJ", "SF", "SF", "SF", "RSTR"]),
+    ("mpls.pcap", &["SF"]),
     ("null_loopback.pcap", &["SF", "REJ"]),
     ("port_reuse.pcap", &["SF", "SF"]),
+    ("pppoe.pcap", &["SF"]),
+    ("qinq.pcap", &["SF"]),
     ("refused.pcap", &["REJ"]),
     // "RSTO: Connection established, originator aborted (sent a RST)."
     ("reset_by_client.pcap", &["RSTO"]),
@@ -135,6 +141,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("unreachable_admin.pcap", &["S0"]),
     // A host-unreachable error, then the same SYN again, answered: one connection.
     ("unreachable_retried.pcap", &["SF"]),
+    ("vxlan.pcap", &["SF", "REJ"]),
+    // One inner 4-tuple in two VNIs: two rows each.
+    ("vxlan_two_vnis.pcap", &["SF", "SF", "REJ", "REJ"]),
 ];
 
 #[test]

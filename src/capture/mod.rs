@@ -217,9 +217,18 @@ pub struct Opened {
 /// (`tcp[]` only reads IPv4, hence the explicit offset 40 + 13 for IPv6 flags).
 /// With a DNAT backend for the port, its TCP too: after the translation the packets carry
 /// the backend's address and port, and `-i any` or the bridge sees them only so.
+///
+/// Tunnels: VXLAN and Geneve (UDP to 4789, 6081) and GRE, whatever they carry, because
+/// the inner port sits at an offset that depends on the inner headers. On an overlay
+/// node that hands every tunnelled packet to portsniff, which skips the other ports'
+/// after reading a few headers. 802.1Q tags need nothing: Linux strips them before the
+/// filter runs. MPLS and PPPoE are not added: libpcap's `mpls` and `pppoes` shift the
+/// offsets of everything after them in the expression, and `ether proto` does not
+/// compile on links without Ethernet headers; their captures are decoded from a file.
 pub fn bpf_filter(port: u16, backend: Option<SocketAddr>) -> String {
     let own = format!(
-        "tcp port {port} or icmp[icmptype] == icmp-unreach \
+        "tcp port {port} or udp dst port 4789 or udp dst port 6081 or ip proto 47 \
+         or ip6 proto 47 or icmp[icmptype] == icmp-unreach \
          or icmp6[icmp6type] == icmp6-destinationunreach \
          or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60)) \
          or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) \

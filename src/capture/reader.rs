@@ -146,7 +146,9 @@ impl Reader<'_> {
                 self.batch.segments.push(seg);
                 if let Some(h) = &self.hasher {
                     self.batch.hashes.push(match seg.kind {
-                        SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => h.pair(&seg.src, &seg.dst),
+                        SegmentKind::Tcp(_) | SegmentKind::Icmp(_) => {
+                            h.pair(&seg.src, &seg.dst, seg.encap)
+                        }
                         SegmentKind::SynElsewhere => 0,
                     });
                 }

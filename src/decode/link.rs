@@ -5,6 +5,7 @@
 //! `-i any` is LINUX_SLL (tcpdump ≤ 4.9) or LINUX_SLL2 (tcpdump ≥ 4.99); tun devices and
 //! some conversions give RAW.
 
+use super::encap::{Encap, ETHERTYPE_IPV4};
 use super::SkipReason;
 
 /// The link-layer header types portsniff decodes, by their libpcap LINKTYPE_ numbers
@@ -27,8 +28,6 @@ pub enum LinkType {
     Unsupported(i32),
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 
@@ -86,16 +85,36 @@ impl LinkType {
         Some((link + 20 + 20, link + 40 + 20))
     }
 
-    /// The IP packet inside a captured frame.
-    pub fn ip_bytes(self, frame: &[u8]) -> Result<&[u8], SkipReason> {
+    /// What a captured frame carries, by EtherType: the IP packet of a link without one
+    /// (NULL, LOOP, RAW) is announced as IPv4, and its version nibble decides.
+    pub(super) fn payload(self, frame: &[u8]) -> Result<Payload<'_>, SkipReason> {
         match self {
             LinkType::Ethernet => ethernet(frame),
-            LinkType::Null => bsd_loopback(frame, u32::from_ne_bytes),
-            LinkType::Loop => bsd_loopback(frame, u32::from_be_bytes),
+            LinkType::Null => bsd_loopback(frame, u32::from_ne_bytes).map(Payload::ip),
+            LinkType::Loop => bsd_loopback(frame, u32::from_be_bytes).map(Payload::ip),
             LinkType::LinuxSll => by_ethertype(frame, 16, 14),
             LinkType::LinuxSll2 => by_ethertype(frame, 20, 0),
-            LinkType::Raw => Ok(frame),
+            LinkType::Raw => Ok(Payload::ip(frame)),
             LinkType::Unsupported(_) => Err(SkipReason::UnsupportedLinkType),
+        }
+    }
+}
+
+/// A link header's payload and the EtherType that names it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Payload<'a> {
+    pub ethertype: u16,
+    pub bytes: &'a [u8],
+    /// The frame's VLAN tags, if any.
+    pub tags: Encap,
+}
+
+impl<'a> Payload<'a> {
+    fn ip(bytes: &'a [u8]) -> Payload<'a> {
+        Payload {
+            ethertype: ETHERTYPE_IPV4,
+            bytes,
+            tags: Encap::None,
         }
     }
 }
@@ -107,31 +126,45 @@ fn ethertype_at(frame: &[u8], at: usize) -> Result<u16, SkipReason> {
     }
 }
 
-fn ip_after(frame: &[u8], header_len: usize, ethertype: u16) -> Result<&[u8], SkipReason> {
-    match ethertype {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => frame.get(header_len..).ok_or(SkipReason::Truncated),
-        _ => Err(SkipReason::NotIp),
-    }
+fn after(frame: &[u8], header_len: usize, ethertype: u16) -> Result<Payload<'_>, SkipReason> {
+    let bytes = frame.get(header_len..).ok_or(SkipReason::Truncated)?;
+    Ok(Payload {
+        ethertype,
+        bytes,
+        tags: Encap::None,
+    })
 }
 
-/// Ethernet II, with up to two 802.1Q/802.1ad tags.
-fn ethernet(frame: &[u8]) -> Result<&[u8], SkipReason> {
+/// Ethernet II, with up to two 802.1Q/802.1ad tags (IEEE 802.1Q §9.6: a 12-bit VLAN id
+/// in the low bits of each tag's control information).
+pub(super) fn ethernet(frame: &[u8]) -> Result<Payload<'_>, SkipReason> {
     let mut at = 12;
     let mut ethertype = ethertype_at(frame, at)?;
-    for _ in 0..2 {
-        if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
-            break;
-        }
+    let mut ids = [0u16; 2];
+    let mut tags = 0;
+    while tags < 2 && (ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ) {
+        ids[tags] = ethertype_at(frame, at + 2)? & 0x0fff;
+        tags += 1;
         at += 4;
         ethertype = ethertype_at(frame, at)?;
     }
-    ip_after(frame, at + 2, ethertype)
+    let mut payload = after(frame, at + 2, ethertype)?;
+    payload.tags = match tags {
+        0 => Encap::None,
+        1 => Encap::Vlan(ids[0]),
+        _ => Encap::QinQ(ids[0], ids[1]),
+    };
+    Ok(payload)
 }
 
 /// SLL: protocol at byte 14 of a 16-byte header; SLL2: at byte 0 of a 20-byte header.
-fn by_ethertype(frame: &[u8], header_len: usize, type_at: usize) -> Result<&[u8], SkipReason> {
+fn by_ethertype(
+    frame: &[u8],
+    header_len: usize,
+    type_at: usize,
+) -> Result<Payload<'_>, SkipReason> {
     let ethertype = ethertype_at(frame, type_at)?;
-    ip_after(frame, header_len, ethertype)
+    after(frame, header_len, ethertype)
 }
 
 /// The address family is in the byte order of the machine that captured, which need not

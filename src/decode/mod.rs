@@ -9,9 +9,13 @@
 //! Checksums are deliberately not validated: on loopback (and with any NIC offload) the
 //! kernel hands libpcap packets whose TCP checksum has not been filled in yet.
 
+mod encap;
 mod link;
 
+pub use encap::Encap;
 pub use link::LinkType;
+
+use encap::Inner;
 
 use etherparse::{IpNumber, LaxIpSlice};
 use std::fmt;
@@ -99,8 +103,14 @@ impl PairHasher {
     /// Folded to 32 bits and repeated in both halves: the flow table keeps the 4 bytes
     /// beside each flow (in padding it had anyway) and rebuilds the whole hash from them
     /// when it removes the flow or grows its index, instead of hashing the flow again.
-    pub fn pair(&self, a: &Endpoint, b: &Endpoint) -> u64 {
-        let h = self.0.hash_one(a).wrapping_add(self.0.hash_one(b));
+    ///
+    /// The tunnel is part of the key: it is added in too (the sum stays symmetric), so
+    /// that one inner 4-tuple in many tunnels does not pile into one bucket.
+    pub fn pair(&self, a: &Endpoint, b: &Endpoint, encap: Encap) -> u64 {
+        let mut h = self.0.hash_one(a).wrapping_add(self.0.hash_one(b));
+        if encap != Encap::None {
+            h = h.wrapping_add(self.0.hash_one(encap));
+        }
         let folded = u64::from((h ^ (h >> 32)) as u32);
         folded | (folded << 32)
     }
@@ -260,6 +270,8 @@ pub struct Segment {
     pub src: Endpoint,
     pub dst: Endpoint,
     pub kind: SegmentKind,
+    /// The tunnel or tag the packet came in ([`Encap::None`] for most).
+    pub encap: Encap,
 }
 
 /// Why a packet was counted and skipped instead of decoded.
@@ -283,10 +295,17 @@ pub enum SkipReason {
     OtherPort,
     /// The capture's link type is not one portsniff decodes.
     UnsupportedLinkType,
+    /// A tunnel header that cannot be right (VXLAN without its VNI flag, a Geneve
+    /// version other than 0, GRE reserved bits set, a PPPoE version other than 1).
+    BadTunnelHeader,
+    /// A well-formed tunnel carrying what portsniff does not open (PPTP's GRE, an MPLS
+    /// pseudowire, a Geneve protocol other than Ethernet or IP), or tunnels nested
+    /// deeper than [`MAX_TUNNELS`].
+    UnsupportedTunnel,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::Truncated,
         SkipReason::NotIp,
         SkipReason::BadIpHeader,
@@ -295,6 +314,8 @@ impl SkipReason {
         SkipReason::NotTcp,
         SkipReason::OtherPort,
         SkipReason::UnsupportedLinkType,
+        SkipReason::BadTunnelHeader,
+        SkipReason::UnsupportedTunnel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -307,6 +328,8 @@ impl SkipReason {
             SkipReason::NotTcp => "not_tcp",
             SkipReason::OtherPort => "other_port",
             SkipReason::UnsupportedLinkType => "unsupported_link_type",
+            SkipReason::BadTunnelHeader => "bad_tunnel_header",
+            SkipReason::UnsupportedTunnel => "unsupported_tunnel",
         }
     }
 
@@ -323,7 +346,9 @@ impl SkipReason {
             | SkipReason::BadIpHeader
             | SkipReason::Fragment
             | SkipReason::BadTcpHeader
-            | SkipReason::UnsupportedLinkType => false,
+            | SkipReason::UnsupportedLinkType
+            | SkipReason::BadTunnelHeader
+            | SkipReason::UnsupportedTunnel => false,
         }
     }
 }
@@ -383,8 +408,8 @@ impl Decoder {
 
     /// Decodes one captured packet. `data` is what libpcap captured (caplen bytes).
     pub fn decode(&self, ts: Timestamp, data: &[u8]) -> Result<Segment, SkipReason> {
-        let ip = self.link.ip_bytes(data)?;
-        let seg = decode_ip(ts, ip, self.port);
+        let payload = self.link.payload(data)?;
+        let seg = decode_payload(ts, payload, self.port, 0);
         match (seg, self.backend) {
             // Translated packets carry the backend's port: decode them for that port.
             (
@@ -394,7 +419,7 @@ impl Decoder {
                     ..
                 }),
                 Some(b),
-            ) => match decode_ip(ts, ip, b.port) {
+            ) => match decode_payload(ts, payload, b.port, 0) {
                 Ok(s) if s.src == b || s.dst == b => Ok(s),
                 _ => seg,
             },
@@ -403,8 +428,63 @@ impl Decoder {
     }
 }
 
-/// Decodes an IPv4 or IPv6 packet carrying TCP, or an ICMP error quoting TCP.
+/// Most tunnels opened inside one another (VXLAN in GRE in MPLS …) before giving up:
+/// real stacks nest two or three; the bound keeps a crafted packet from looping.
+pub const MAX_TUNNELS: u8 = 4;
+
+/// Decodes a link layer's payload by its EtherType: IP, or an MPLS or PPPoE
+/// encapsulation of it. `depth`: tunnels opened so far.
+fn decode_payload(
+    ts: Timestamp,
+    payload: link::Payload<'_>,
+    port: u16,
+    depth: u8,
+) -> Result<Segment, SkipReason> {
+    let opened = match payload.ethertype {
+        encap::ETHERTYPE_IPV4 | encap::ETHERTYPE_IPV6 => {
+            return decode_ip_in(ts, payload.bytes, port, payload.tags, depth);
+        }
+        encap::ETHERTYPE_MPLS | encap::ETHERTYPE_MPLS_MULTICAST => encap::mpls(payload.bytes)?,
+        encap::ETHERTYPE_PPPOE_SESSION => encap::pppoe(payload.bytes)?,
+        _ => return Err(SkipReason::NotIp),
+    };
+    decode_inner(ts, opened, port, depth)
+}
+
+/// Decodes what a tunnel carries, named by the tunnel.
+fn decode_inner(
+    ts: Timestamp,
+    (inner, encap): (Inner<'_>, Encap),
+    port: u16,
+    depth: u8,
+) -> Result<Segment, SkipReason> {
+    if depth >= MAX_TUNNELS {
+        return Err(SkipReason::UnsupportedTunnel);
+    }
+    match inner {
+        Inner::Ip(ip) => decode_ip_in(ts, ip, port, encap, depth + 1),
+        Inner::Ethernet(frame) => {
+            let mut payload = link::ethernet(frame)?;
+            // The inner frame's own VLAN tags name nothing outside the tunnel.
+            payload.tags = encap;
+            decode_payload(ts, payload, port, depth + 1)
+        }
+    }
+}
+
+/// Decodes an IPv4 or IPv6 packet carrying TCP, or an ICMP error quoting TCP, or a
+/// tunnel (VXLAN, Geneve, GRE) carrying them.
 pub fn decode_ip(ts: Timestamp, ip: &[u8], port: u16) -> Result<Segment, SkipReason> {
+    decode_ip_in(ts, ip, port, Encap::None, 0)
+}
+
+fn decode_ip_in(
+    ts: Timestamp,
+    ip: &[u8],
+    port: u16,
+    encap: Encap,
+    depth: u8,
+) -> Result<Segment, SkipReason> {
     let (slice, ext_err) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
         etherparse::err::ip::LaxHeaderSliceError::Len(_) => SkipReason::Truncated,
         etherparse::err::ip::LaxHeaderSliceError::Content(_) => SkipReason::BadIpHeader,
@@ -432,6 +512,7 @@ pub fn decode_ip(ts: Timestamp, ip: &[u8], port: u16) -> Result<Segment, SkipRea
                         src: Endpoint::new(src, sport),
                         dst: Endpoint::new(dst, dport),
                         kind: SegmentKind::SynElsewhere,
+                        encap,
                     });
                 }
                 return Err(SkipReason::OtherPort);
@@ -441,14 +522,30 @@ pub fn decode_ip(ts: Timestamp, ip: &[u8], port: u16) -> Result<Segment, SkipRea
                 src: Endpoint::new(src, sport),
                 dst: Endpoint::new(dst, dport),
                 kind: SegmentKind::Tcp(tcp),
+                encap,
             })
         }
         IpNumber::ICMP if matches!(slice, LaxIpSlice::Ipv4(_)) => {
             decode_icmp(ts, src, payload.payload, port, IcmpVersion::V4)
+                .map(|seg| Segment { encap, ..seg })
         }
         IpNumber::IPV6_ICMP if matches!(slice, LaxIpSlice::Ipv6(_)) => {
             decode_icmp(ts, src, payload.payload, port, IcmpVersion::V6)
+                .map(|seg| Segment { encap, ..seg })
         }
+        IpNumber::UDP => {
+            let udp = payload.payload;
+            if udp.len() < 8 {
+                return Err(SkipReason::NotTcp);
+            }
+            let opened = match be16(udp, 2) {
+                encap::VXLAN_PORT => encap::vxlan(&udp[8..])?,
+                encap::GENEVE_PORT => encap::geneve(&udp[8..])?,
+                _ => return Err(SkipReason::NotTcp),
+            };
+            decode_inner(ts, opened, port, depth)
+        }
+        IpNumber::GRE => decode_inner(ts, encap::gre(payload.payload)?, port, depth),
         _ => Err(SkipReason::NotTcp),
     }
 }
@@ -600,6 +697,7 @@ fn decode_icmp(
             kind,
             quoted_seq: be32(tcp, 4),
         }),
+        encap: Encap::None,
     })
 }
 

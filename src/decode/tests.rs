@@ -101,9 +101,10 @@ fn vlan_tagged_ethernet_is_unwrapped() {
     let mut f = vec![0u8; 12];
     f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
     f.extend_from_slice(&syn_v4());
-    assert!(Decoder::new(LinkType::Ethernet, PORT)
+    let seg = Decoder::new(LinkType::Ethernet, PORT)
         .decode(TS, &f)
-        .is_ok());
+        .expect("decodes");
+    assert_eq!(seg.encap, Encap::Vlan(5));
 }
 
 #[test]
@@ -364,4 +365,258 @@ fn syn_to_another_port_is_kept_to_say_where_clients_connect_instead() {
         &tcp(8080, 40000, TcpFlags::SYN | TcpFlags::ACK, &[], &[]),
     );
     assert_eq!(decode_ip(TS, &synack, PORT), Err(SkipReason::OtherPort));
+}
+
+mod tunnels {
+    //! One scenario per encapsulation, and the outer headers that stay undecodable.
+
+    use super::*;
+
+    fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = 50000u16.to_be_bytes().to_vec();
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        u
+    }
+
+    /// An outer Ethernet + IPv4 frame between two underlay hosts carrying `proto`.
+    fn underlay(proto: u8, payload: &[u8]) -> Vec<u8> {
+        ethernet(
+            0x0800,
+            &ipv4(proto, [192, 0, 2, 1], [192, 0, 2, 2], payload),
+        )
+    }
+
+    fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![0x08, 0, 0, 0];
+        h.extend_from_slice(&(vni << 8).to_be_bytes());
+        h.extend_from_slice(inner);
+        underlay(17, &udp(4789, &h))
+    }
+
+    fn decode(frame: &[u8]) -> Result<Segment, SkipReason> {
+        Decoder::new(LinkType::Ethernet, PORT).decode(TS, frame)
+    }
+
+    fn inner_syn() -> Vec<u8> {
+        ethernet(0x0800, &syn_v4())
+    }
+
+    #[test]
+    fn vxlan_yields_the_inner_connection_tagged_with_its_vni() {
+        let seg = decode(&vxlan(42, &inner_syn())).expect("decodes");
+        assert_eq!(seg.src, Endpoint::new(Ipv4Addr::LOCALHOST.into(), 40000));
+        assert_eq!(seg.dst.port, PORT);
+        assert!(tcp_of(seg).flags.syn());
+        assert_eq!(seg.encap, Encap::Vxlan(42));
+        assert_eq!(seg.encap.to_string(), "vxlan vni 42");
+    }
+
+    #[test]
+    fn vxlan_without_its_vni_flag_is_a_bad_tunnel_header() {
+        let mut f = vxlan(42, &inner_syn());
+        f[14 + 20 + 8] = 0;
+        assert_eq!(decode(&f), Err(SkipReason::BadTunnelHeader));
+    }
+
+    #[test]
+    fn vxlan_cut_inside_its_header_or_inner_frame_is_truncated() {
+        let f = vxlan(42, &inner_syn());
+        assert_eq!(decode(&f[..14 + 20 + 8 + 5]), Err(SkipReason::Truncated));
+        assert_eq!(
+            decode(&f[..14 + 20 + 8 + 8 + 10]),
+            Err(SkipReason::Truncated)
+        );
+    }
+
+    #[test]
+    fn vxlan_carrying_another_port_is_other_traffic() {
+        let other = ethernet(
+            0x0800,
+            &ipv4(6, LO, LO, &tcp(1, 2, TcpFlags::ACK, &[], &[])),
+        );
+        assert_eq!(decode(&vxlan(42, &other)), Err(SkipReason::OtherPort));
+    }
+
+    #[test]
+    fn udp_to_other_ports_is_not_a_tunnel() {
+        let f = underlay(17, &udp(53, &[0x08, 0, 0, 0, 0, 0, 42, 0]));
+        assert_eq!(decode(&f), Err(SkipReason::NotTcp));
+    }
+
+    fn geneve(first: u8, protocol: u16, options: &[u8], inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![first, 0];
+        h.extend_from_slice(&protocol.to_be_bytes());
+        h.extend_from_slice(&[0, 0, 7, 0]);
+        h.extend_from_slice(options);
+        h.extend_from_slice(inner);
+        underlay(17, &udp(6081, &h))
+    }
+
+    #[test]
+    fn geneve_skips_its_options_to_the_inner_frame() {
+        let f = geneve(2, 0x6558, &[0xab; 8], &inner_syn());
+        let seg = decode(&f).expect("decodes");
+        assert_eq!(seg.encap, Encap::Geneve(7));
+        assert_eq!(seg.encap.to_string(), "geneve vni 7");
+    }
+
+    #[test]
+    fn geneve_may_carry_ip_directly() {
+        let seg = decode(&geneve(0, 0x0800, &[], &syn_v4())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Geneve(7));
+    }
+
+    #[test]
+    fn geneve_of_an_unknown_version_or_protocol_is_counted_by_reason() {
+        let bad = geneve(0x40, 0x6558, &[], &inner_syn());
+        assert_eq!(decode(&bad), Err(SkipReason::BadTunnelHeader));
+        let nsh = geneve(0, 0x894f, &[], &inner_syn());
+        assert_eq!(decode(&nsh), Err(SkipReason::UnsupportedTunnel));
+        let cut = geneve(0x3f, 0x6558, &[], &[]);
+        assert_eq!(decode(&cut), Err(SkipReason::Truncated));
+    }
+
+    fn gre(flags: u8, protocol: u16, fields: &[u8], inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![flags, 0];
+        h.extend_from_slice(&protocol.to_be_bytes());
+        h.extend_from_slice(fields);
+        h.extend_from_slice(inner);
+        underlay(47, &h)
+    }
+
+    #[test]
+    fn gre_carrying_ip_is_tagged_gre() {
+        let seg = decode(&gre(0, 0x0800, &[], &syn_v4())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Gre(None));
+        assert_eq!(seg.encap.to_string(), "gre");
+    }
+
+    #[test]
+    fn gretap_with_checksum_key_and_sequence_reads_the_key() {
+        let fields = [0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1];
+        let seg = decode(&gre(0xb0, 0x6558, &fields, &inner_syn())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Gre(Some(9)));
+        assert_eq!(seg.encap.to_string(), "gre key 9");
+    }
+
+    #[test]
+    fn gre_reserved_bits_version_one_and_a_cut_key_are_counted_by_reason() {
+        assert_eq!(
+            decode(&gre(0x40, 0x0800, &[], &syn_v4())),
+            Err(SkipReason::BadTunnelHeader)
+        );
+        let mut pptp = gre(0, 0x880b, &[], &syn_v4());
+        pptp[14 + 20 + 1] = 1;
+        assert_eq!(decode(&pptp), Err(SkipReason::UnsupportedTunnel));
+        assert_eq!(
+            decode(&gre(0x20, 0x0800, &[0, 0], &[])),
+            Err(SkipReason::Truncated)
+        );
+    }
+
+    #[test]
+    fn erspan_types_one_two_and_three_open_the_mirrored_frame() {
+        let type1 = decode(&gre(0, 0x88be, &[], &inner_syn())).expect("type I");
+        assert_eq!(type1.encap, Encap::Erspan(0));
+        let mut ii = vec![0x10, 0, 0x03, 0x05, 0, 0, 0, 0];
+        ii.extend_from_slice(&inner_syn());
+        let type2 = decode(&gre(0x10, 0x88be, &[0, 0, 0, 1], &ii)).expect("type II");
+        assert_eq!(type2.encap, Encap::Erspan(0x305));
+        assert_eq!(type2.encap.to_string(), "erspan session 773");
+        let mut iii = vec![0x20, 0, 0, 0x06, 0, 0, 0, 0, 0, 0, 0, 0x01];
+        iii.extend_from_slice(&[0; 8]); // the platform sub-header its O flag announces
+        iii.extend_from_slice(&inner_syn());
+        let type3 = decode(&gre(0x10, 0x22eb, &[0, 0, 0, 1], &iii)).expect("type III");
+        assert_eq!(type3.encap, Encap::Erspan(6));
+    }
+
+    #[test]
+    fn erspan_of_the_wrong_version_is_a_bad_tunnel_header() {
+        let mut ii = vec![0x20, 0, 0, 1, 0, 0, 0, 0];
+        ii.extend_from_slice(&inner_syn());
+        let f = gre(0x10, 0x88be, &[0, 0, 0, 1], &ii);
+        assert_eq!(decode(&f), Err(SkipReason::BadTunnelHeader));
+    }
+
+    fn mpls(labels: &[u32], inner: &[u8]) -> Vec<u8> {
+        let mut stack = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            let bos = if i + 1 == labels.len() { 0x100 } else { 0 };
+            stack.extend_from_slice(&((label << 12) | bos | 64).to_be_bytes());
+        }
+        stack.extend_from_slice(inner);
+        ethernet(0x8847, &stack)
+    }
+
+    #[test]
+    fn mpls_stack_is_walked_to_ip_and_named_by_its_bottom_label() {
+        let seg = decode(&mpls(&[100, 2001], &syn_v4())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Mpls(2001));
+        assert_eq!(seg.encap.to_string(), "mpls label 2001");
+    }
+
+    #[test]
+    fn mpls_pseudowire_or_stack_without_bottom_is_counted_by_reason() {
+        let pw = mpls(&[100], &[0, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(decode(&pw), Err(SkipReason::UnsupportedTunnel));
+        let mut endless = ethernet(0x8847, &[0, 0, 0, 64]);
+        endless.extend_from_slice(&[0, 0, 0, 64]);
+        assert_eq!(decode(&endless), Err(SkipReason::Truncated));
+    }
+
+    fn pppoe(ver_type: u8, ppp_protocol: u16, inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![ver_type, 0, 0x12, 0x34];
+        h.extend_from_slice(&((2 + inner.len()) as u16).to_be_bytes());
+        h.extend_from_slice(&ppp_protocol.to_be_bytes());
+        h.extend_from_slice(inner);
+        ethernet(0x8864, &h)
+    }
+
+    #[test]
+    fn pppoe_session_carrying_ipv4_is_tagged_with_its_session() {
+        let seg = decode(&pppoe(0x11, 0x0021, &syn_v4())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Pppoe(0x1234));
+        assert_eq!(seg.encap.to_string(), "pppoe session 4660");
+    }
+
+    #[test]
+    fn pppoe_link_control_is_not_ip_and_a_bad_version_is_a_bad_header() {
+        assert_eq!(
+            decode(&pppoe(0x11, 0xc021, &[1, 1, 0, 4])),
+            Err(SkipReason::NotIp)
+        );
+        assert_eq!(
+            decode(&pppoe(0x21, 0x0021, &syn_v4())),
+            Err(SkipReason::BadTunnelHeader)
+        );
+    }
+
+    #[test]
+    fn qinq_double_tag_names_both_vlans() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x08, 0x00]);
+        f.extend_from_slice(&syn_v4());
+        let seg = decode(&f).expect("decodes");
+        assert_eq!(seg.encap, Encap::QinQ(100, 200));
+        assert_eq!(seg.encap.to_string(), "qinq 100.200");
+    }
+
+    #[test]
+    fn nested_tunnels_are_named_by_the_innermost() {
+        let inner_vxlan = vxlan(42, &inner_syn());
+        let seg = decode(&gre(0, 0x6558, &[], &inner_vxlan)).expect("decodes");
+        assert_eq!(seg.encap, Encap::Vxlan(42));
+    }
+
+    #[test]
+    fn tunnels_nested_past_the_bound_are_unsupported() {
+        let mut f = inner_syn();
+        for _ in 0..=MAX_TUNNELS {
+            f = gre(0, 0x6558, &[], &f);
+        }
+        assert_eq!(decode(&f), Err(SkipReason::UnsupportedTunnel));
+    }
 }

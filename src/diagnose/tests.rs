@@ -19,6 +19,7 @@ pub(crate) fn ep(s: &str) -> Endpoint {
 /// tests, with struct update syntax for the fields they care about).
 pub(crate) fn record(outcome: Outcome, server: &str) -> FlowRecord {
     FlowRecord {
+        encap: crate::decode::Encap::None,
         id: 1,
         client: ep("127.0.0.1:40000"),
         client_isn: None,

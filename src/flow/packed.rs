@@ -12,7 +12,7 @@ use super::record::{History, IcmpAnswer, Side, SynGaps};
 use super::seq::SeqNumber;
 use super::state::State;
 use super::zeek::ZeekEndpoints;
-use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
+use crate::decode::{Encap, Endpoint, HandshakeOptions, Timestamp};
 use std::net::IpAddr;
 use std::num::NonZeroU64;
 
@@ -203,11 +203,13 @@ impl PackedOptions {
     }
 }
 
-/// What few flows need, kept out of [`Flow`] so that the common flow stays small: IPv6
-/// addresses, the SYN retransmission schedule, an ICMP answer, retransmission and
+/// What few flows need, kept out of [`Flow`] so that the common flow stays small: the
+/// tunnel it came in, IPv6 addresses, the SYN retransmission schedule, an ICMP answer, retransmission and
 /// zero-window counts. Lives in [`Rares`], found by index.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rare {
+    /// Part of the flow's key, with the 4-tuple.
+    pub encap: Encap,
     pub v6: [[u8; 16]; 2],
     pub syn_gaps: SynGaps,
     pub icmp: Option<IcmpAnswer>,
@@ -292,6 +294,7 @@ impl Flow {
         id: u64,
         client: Endpoint,
         server: Endpoint,
+        encap: Encap,
         ts: Timestamp,
         port_reused: bool,
         rares: &mut Rares,
@@ -323,6 +326,9 @@ impl Flow {
                 flow.facts.set(IS_V6);
                 rares.get_or_make(&mut flow.rare).v6 = [v6_octets(c), v6_octets(s)];
             }
+        }
+        if encap != Encap::None {
+            rares.get_or_make(&mut flow.rare).encap = encap;
         }
         flow
     }
@@ -370,9 +376,21 @@ impl Flow {
         self.endpoint(Side::Server, rares)
     }
 
-    /// Which side sent a segment from `src` to `dst`, if this flow is theirs. Ports first:
-    /// they differ between most flows and are right here.
-    pub fn side_of(&self, src: &Endpoint, dst: &Endpoint, rares: &Rares) -> Option<Side> {
+    /// The tunnel or tag this flow's packets came in.
+    pub fn encap(&self, rares: &Rares) -> Encap {
+        rares.get(self.rare).map_or(Encap::None, |r| r.encap)
+    }
+
+    /// Which side sent a segment from `src` to `dst` in `encap`, if this flow is theirs.
+    /// Ports first: they differ between most flows and are right here; the tunnel, in
+    /// the rare part, last.
+    pub fn side_of(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        encap: Encap,
+        rares: &Rares,
+    ) -> Option<Side> {
         let is = |e: &Endpoint, side: Side| {
             e.port == self.ports[side.index()]
                 && match (e.addr, self.facts.has(IS_V6)) {
@@ -383,13 +401,14 @@ impl Flow {
                     _ => false,
                 }
         };
-        if is(src, Side::Client) && is(dst, Side::Server) {
-            Some(Side::Client)
+        let side = if is(src, Side::Client) && is(dst, Side::Server) {
+            Side::Client
         } else if is(src, Side::Server) && is(dst, Side::Client) {
-            Some(Side::Server)
+            Side::Server
         } else {
-            None
-        }
+            return None;
+        };
+        (self.encap(rares) == encap).then_some(side)
     }
 
     pub(super) fn seq(&self, side: Side, which: Seq) -> Option<SeqNumber> {

@@ -3,7 +3,7 @@
 //! notice while a SYN is still unanswered).
 
 use super::zeek::ConnState;
-use crate::decode::{Endpoint, HandshakeOptions, Timestamp, Unreachable};
+use crate::decode::{Encap, Endpoint, HandshakeOptions, Timestamp, Unreachable};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -249,6 +249,8 @@ pub struct FlowRecord {
     /// connection's SYNs from those of another on the same endpoints.
     pub client_isn: Option<u32>,
     pub server: Endpoint,
+    /// The tunnel or tag the connection came in: with the endpoints, what tells it apart.
+    pub encap: Encap,
     pub outcome: Outcome,
     /// What Zeek's conn.log would call this connection, from Zeek's own endpoint states
     /// tracked over the same segments.

@@ -448,6 +448,7 @@ impl Flow {
             client: self.client(rares),
             client_isn: self.client_isn().map(|isn| isn.0),
             server: self.server(rares),
+            encap: rare.encap,
             outcome: self.state.outcome(),
             conn_state: self.facts.zeek().conn_state(&self.history, self.bytes),
             reset_by: self.sides.get(RESET_BY),

@@ -14,7 +14,7 @@
 use super::packed::{Flow, Rares};
 use super::record::{EndReason, FlowEvent, Outcome, Side};
 use super::state::State;
-use crate::decode::{Endpoint, PairHasher, Segment, SegmentKind, Timestamp};
+use crate::decode::{Encap, Endpoint, PairHasher, Segment, SegmentKind, Timestamp};
 
 /// How the table behaves. `Copy` and cheap: set once per run.
 #[derive(Clone, Copy, Debug)]
@@ -151,23 +151,23 @@ impl FlowTable {
     /// Feeds one segment. Events it causes (timers that expired before it, the flow it
     /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
     pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
-        let hash = self.hasher.pair(&seg.src, &seg.dst);
+        let hash = self.hasher.pair(&seg.src, &seg.dst, seg.encap);
         self.process_hashed(seg, hash, out)
     }
 
     /// [`process`](Self::process) for a segment whose `hash` was computed with this
-    /// table's [`PairHasher`] (`hasher.pair(&seg.src, &seg.dst)`).
+    /// table's [`PairHasher`] (`hasher.pair(&seg.src, &seg.dst, seg.encap)`).
     pub fn process_hashed(
         &mut self,
         seg: &Segment,
         hash: u64,
         out: &mut Vec<FlowEvent>,
     ) -> Option<u64> {
-        debug_assert_eq!(hash, self.hasher.pair(&seg.src, &seg.dst));
+        debug_assert_eq!(hash, self.hasher.pair(&seg.src, &seg.dst, seg.encap));
         self.advance(seg.ts, out);
         match seg.kind {
             SegmentKind::Icmp(err) => {
-                let Some((slot, side)) = self.lookup(hash, &seg.src, &seg.dst) else {
+                let Some((slot, side)) = self.lookup(hash, seg) else {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
@@ -188,7 +188,7 @@ impl FlowTable {
             // Not this port's traffic: the pipeline hands it to the diagnosis directly.
             SegmentKind::SynElsewhere => None,
             SegmentKind::Tcp(tcp) => {
-                let (slot, side) = match self.lookup(hash, &seg.src, &seg.dst) {
+                let (slot, side) = match self.lookup(hash, seg) {
                     Some((slot, side)) => {
                         let now = self.clock;
                         let flow = &mut self.nodes[slot as usize].flow;
@@ -201,8 +201,15 @@ impl FlowTable {
                             }
                             flow.release(&mut self.rares);
                             let id = self.take_id();
-                            self.nodes[slot as usize].flow =
-                                Flow::new(id, seg.src, seg.dst, seg.ts, reused, &mut self.rares);
+                            self.nodes[slot as usize].flow = Flow::new(
+                                id,
+                                seg.src,
+                                seg.dst,
+                                seg.encap,
+                                seg.ts,
+                                reused,
+                                &mut self.rares,
+                            );
                         }
                         (slot, side)
                     }
@@ -368,7 +375,15 @@ impl FlowTable {
         let (client, server) = orient(seg, self.cfg.port);
         let id = self.take_id();
         let node = Node {
-            flow: Flow::new(id, client, server, seg.ts, false, &mut self.rares),
+            flow: Flow::new(
+                id,
+                client,
+                server,
+                seg.encap,
+                seg.ts,
+                false,
+                &mut self.rares,
+            ),
             prev: NIL,
             next: NIL,
             hash: hash as u32,
@@ -444,13 +459,25 @@ impl FlowTable {
         self.free.push(slot);
     }
 
-    /// The slot of the flow between `src` and `dst`, and which of its sides `src` is.
-    fn lookup(&self, hash: u64, src: &Endpoint, dst: &Endpoint) -> Option<(u32, Side)> {
+    /// The slot of `seg`'s flow, and which of its sides sent `seg`.
+    fn lookup(&self, hash: u64, seg: &Segment) -> Option<(u32, Side)> {
+        self.lookup_key(hash, &seg.src, &seg.dst, seg.encap)
+    }
+
+    /// The slot of the flow between `src` and `dst` in `encap`, and which of its sides
+    /// `src` is.
+    fn lookup_key(
+        &self,
+        hash: u64,
+        src: &Endpoint,
+        dst: &Endpoint,
+        encap: Encap,
+    ) -> Option<(u32, Side)> {
         let (nodes, rares) = (&self.nodes, &self.rares);
         let mut side = Side::Client;
         self.index
             .find(hash, |&s| {
-                match nodes[s as usize].flow.side_of(src, dst, rares) {
+                match nodes[s as usize].flow.side_of(src, dst, encap, rares) {
                     Some(found) => {
                         side = found;
                         true
@@ -511,7 +538,7 @@ impl FlowTable {
     /// For tests: the state of the flow on a 4-tuple.
     #[cfg(test)]
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
-        self.lookup(self.hasher.pair(&a, &b), &a, &b)
+        self.lookup_key(self.hasher.pair(&a, &b, Encap::None), &a, &b, Encap::None)
             .map(|(slot, _)| self.nodes[slot as usize].flow.state())
     }
 }

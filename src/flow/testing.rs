@@ -3,7 +3,7 @@
 
 use super::packed::{Flow, Rares};
 use super::record::{EndReason, FlowRecord, Side};
-use crate::decode::{HandshakeOptions, IcmpError, TcpFlags, TcpSegment, Timestamp};
+use crate::decode::{Encap, HandshakeOptions, IcmpError, TcpFlags, TcpSegment, Timestamp};
 use std::net::{IpAddr, Ipv4Addr};
 use Side::{Client, Server};
 
@@ -61,7 +61,15 @@ impl std::ops::Deref for TestFlow {
 
 pub fn flow_between(client: crate::decode::Endpoint, server: crate::decode::Endpoint) -> TestFlow {
     let mut rares = Rares::default();
-    let flow = Flow::new(1, client, server, Timestamp(1_000_000), false, &mut rares);
+    let flow = Flow::new(
+        1,
+        client,
+        server,
+        Encap::None,
+        Timestamp(1_000_000),
+        false,
+        &mut rares,
+    );
     TestFlow { flow, rares }
 }
 

@@ -142,6 +142,7 @@ mod tests {
         use crate::decode::{HandshakeOptions, TcpFlags, TcpSegment};
         let mut d = DnatCopies::new(8080, Some(ep("10.77.0.2:80"))).unwrap();
         let syn = |dst: &str| Segment {
+            encap: crate::decode::Encap::None,
             ts: Timestamp(1),
             src: ep("10.78.0.2:47652"),
             dst: ep(dst),

@@ -8,7 +8,7 @@
 //! the JSON printer (`printer::json`) does.
 
 use super::FlowContext;
-use crate::decode::{Endpoint, HandshakeOptions, Timestamp};
+use crate::decode::{Encap, Endpoint, HandshakeOptions, Timestamp};
 use crate::diagnose::windows::Window;
 use crate::diagnose::{Cause, FactChange, Finding, NamedProcess, ProcessInfo, Superseded, Update};
 use crate::flow::{FlowRecord, Side};
@@ -68,6 +68,11 @@ pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContex
     if let Some(t) = context.and_then(|c| c.translated_to) {
         key!("translated_to");
         endpoint(buf, t.to);
+    }
+    // Only on a tunnelled flow, so the common line is unchanged and unformatted.
+    if r.encap != Encap::None {
+        key!("encap");
+        let _ = write!(buf, "\"{}\"", r.encap);
     }
     key!("outcome");
     text(buf, r.outcome.as_str());

@@ -3,7 +3,7 @@
 use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
 use super::FlowContext;
-use crate::decode::Timestamp;
+use crate::decode::{Encap, Timestamp};
 use crate::diagnose::kernel::DropClass;
 use crate::diagnose::{
     ChangeKind, Diagnosis, FactChange, Finding, FindingKind, Later, ProcessInfo, Severity, Update,
@@ -292,15 +292,20 @@ pub fn write_flow(
     } else {
         format!(" {}", style.paint("33", &format!("[{flags}]")))
     };
+    let via = match r.encap {
+        Encap::None => String::new(),
+        e => format!(" via {e}"),
+    };
     writeln!(
         out,
-        "{} {} → {} {}{}{} {} {}{}",
+        "{} {} → {}{} {}{}{} {} {}{}",
         clock(r.first_ts),
         r.client,
         match context.and_then(|c| c.translated_to) {
             Some(t) => t.describe(r.server),
             None => r.server.to_string(),
         },
+        via,
         style.outcome(r.outcome),
         pending,
         who,

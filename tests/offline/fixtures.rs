@@ -422,6 +422,83 @@ fn snaplen_too_short_for_tcp_headers_warns_instead_of_no_traffic() {
     assert!(found[0]["next_step"].as_str().unwrap().contains("snaplen"));
 }
 
+/// A connection and a refusal inside a tunnel, captured on the underlay: the inner
+/// connections are reported, tagged with their tunnel; the ARP inside is not IP.
+#[test]
+fn connections_inside_vxlan_geneve_and_gre_are_seen_and_tagged() {
+    for (file, encap) in [
+        ("vxlan.pcap", "vxlan vni 42"),
+        ("geneve.pcap", "geneve vni 7"),
+        ("gre.pcap", "gre key 5"),
+    ] {
+        let (flows, s) = check(file, 1, &[CLOSED_BY_CLIENT, REFUSED]);
+        for f in &flows {
+            assert_eq!(f["encap"], encap, "{file}: {f}");
+            assert_eq!(f["server"], "10.42.0.2:61999", "{file}: {f}");
+        }
+        assert_eq!(flows[0]["bytes_c2s"], 100, "{file}");
+        assert_eq!(
+            s["packets"]["skipped_by_reason"]["not_ip"], 2,
+            "{file}: the inner ARP"
+        );
+    }
+}
+
+/// Two tenants' overlays reusing addresses: one inner 4-tuple in VNIs 42 and 43 is two
+/// connections, never one with doubled counts.
+#[test]
+fn the_same_connection_in_two_vnis_is_two_connections() {
+    let (flows, _) = check(
+        "vxlan_two_vnis.pcap",
+        1,
+        &[CLOSED_BY_CLIENT, CLOSED_BY_CLIENT, REFUSED, REFUSED],
+    );
+    let encaps: Vec<&str> = flows.iter().map(|f| f["encap"].as_str().unwrap()).collect();
+    assert_eq!(
+        encaps,
+        [
+            "vxlan vni 42",
+            "vxlan vni 43",
+            "vxlan vni 42",
+            "vxlan vni 43"
+        ]
+    );
+    assert_eq!(flows[0]["client"], flows[1]["client"]);
+    assert_eq!(flows[0]["packets_c2s"], flows[1]["packets_c2s"]);
+    assert_eq!(
+        flows[0]["packets_c2s"], 6,
+        "each tunnel's packets counted once"
+    );
+}
+
+#[test]
+fn connections_inside_mpls_qinq_and_pppoe_are_seen_and_tagged() {
+    for (file, encap) in [
+        ("mpls.pcap", "mpls label 2001"),
+        ("qinq.pcap", "qinq 100.200"),
+        ("pppoe.pcap", "pppoe session 4660"),
+    ] {
+        let (flows, s) = check(file, 0, &[CLOSED_BY_CLIENT]);
+        assert_eq!(flows[0]["encap"], encap, "{file}");
+        assert_eq!(s["packets"]["skipped"], 0, "{file}");
+    }
+}
+
+#[test]
+fn the_text_line_says_which_tunnel() {
+    let out = run(&[
+        "-r",
+        fixture("vxlan_two_vnis.pcap").to_str().unwrap(),
+        "--port",
+        PORT,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("→ 10.42.0.2:61999 via vxlan vni 43 closed"),
+        "{text}"
+    );
+}
+
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {

@@ -231,3 +231,43 @@ pub fn loopback_v4(
         false,
     )
 }
+
+/// An underlay Ethernet + IPv4 frame (192.0.2.1 → 192.0.2.2) carrying `l4` as `proto`.
+fn underlay(proto: u8, l4: &[u8]) -> Vec<u8> {
+    let a = IpAddr::from([192, 0, 2, 1]);
+    let b = IpAddr::from([192, 0, 2, 2]);
+    frame(LinkType::Ethernet, &ip_packet(a, b, proto, l4, 0), false)
+}
+
+fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = 49152u16.to_be_bytes().to_vec();
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    u
+}
+
+/// `inner` (an Ethernet frame) in VXLAN (RFC 7348 §5): flags with I, the VNI, UDP 4789.
+pub fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x08, 0, 0, 0];
+    h.extend_from_slice(&(vni << 8).to_be_bytes());
+    h.extend_from_slice(inner);
+    underlay(17, &udp(4789, &h))
+}
+
+/// `inner` (an Ethernet frame) in Geneve (RFC 8926 §3.4): no options, protocol 0x6558.
+pub fn geneve(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0, 0, 0x65, 0x58];
+    h.extend_from_slice(&(vni << 8).to_be_bytes());
+    h.extend_from_slice(inner);
+    underlay(17, &udp(6081, &h))
+}
+
+/// `inner` (an Ethernet frame) in GRE with a key (RFC 2890 §2.1), as gretap sends it.
+pub fn gre_key(key: u32, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x20, 0, 0x65, 0x58];
+    h.extend_from_slice(&key.to_be_bytes());
+    h.extend_from_slice(inner);
+    underlay(47, &h)
+}

@@ -1,7 +1,7 @@
 //! The per-segment bookkeeping: SYN schedule, handshake details, retransmissions,
 //! keep-alives, zero windows, sequence wrap, compact storage, and Zeek's history letters.
 
-use crate::decode::{HandshakeOptions, TcpSegment, Timestamp};
+use crate::decode::{Encap, HandshakeOptions, TcpSegment, Timestamp};
 use crate::flow::record::{EndReason, Outcome};
 use crate::flow::testing::*;
 use crate::flow::Side::{self, *};
@@ -156,9 +156,9 @@ fn ipv6_endpoints_and_handshake_options_survive_the_compact_flow() {
         timestamps: false,
     };
     f.on_tcp(Client, &syn, Timestamp(1_000_000));
-    assert_eq!(f.flow.side_of(&v, &c, &f.rares), Some(Server));
-    assert_eq!(f.flow.side_of(&c, &v, &f.rares), Some(Client));
-    assert_eq!(f.flow.side_of(&c, &ep(61999), &f.rares), None);
+    assert_eq!(f.flow.side_of(&v, &c, Encap::None, &f.rares), Some(Server));
+    assert_eq!(f.flow.side_of(&c, &v, Encap::None, &f.rares), Some(Client));
+    assert_eq!(f.flow.side_of(&c, &ep(61999), Encap::None, &f.rares), None);
     let r = f.finish(EndReason::CaptureEnd);
     assert_eq!((r.client, r.server), (c, v));
     assert_eq!(r.client_options, Some(syn.options));

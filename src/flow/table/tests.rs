@@ -2,7 +2,7 @@
 //! timers on the capture clock, and the flow cap.
 
 use super::*;
-use crate::decode::{HandshakeOptions, IcmpError, TcpFlags, TcpSegment, Unreachable};
+use crate::decode::{Encap, HandshakeOptions, IcmpError, TcpFlags, TcpSegment, Unreachable};
 use crate::flow::{FlowRecord, Outcome};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -32,6 +32,8 @@ struct Script {
     events: Vec<FlowEvent>,
     /// The window the next segments advertise.
     window: u16,
+    /// The tunnel the next segments come in.
+    encap: Encap,
 }
 
 impl Script {
@@ -40,6 +42,7 @@ impl Script {
             table: FlowTable::new(cfg),
             events: Vec::new(),
             window: 512,
+            encap: Encap::None,
         }
     }
 
@@ -55,6 +58,7 @@ impl Script {
         len: u32,
     ) {
         let seg = Segment {
+            encap: self.encap,
             ts: Timestamp(1_700_000_000_000_000 + ms * 1000),
             src: from,
             dst: to,
@@ -110,6 +114,33 @@ fn both_directions_find_the_same_flow_and_the_port_names_the_server() {
     assert_eq!(recs[0].server, ep(PORT));
     assert_eq!(recs[0].outcome, Outcome::Closed);
     assert_eq!(recs[0].end, Some(EndReason::Packets));
+}
+
+#[test]
+fn the_same_4_tuple_in_two_vnis_is_two_connections() {
+    let mut s = Script::new(cfg());
+    // Interleaved: each VNI's handshake and close must land in its own flow.
+    s.encap = Encap::Vxlan(1);
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.encap = Encap::Vxlan(2);
+    s.c(1, 40000, SYN, 500, 0, 0);
+    s.encap = Encap::Vxlan(1);
+    s.s(2, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(3, 40000, ACK, 101, 9001, 0);
+    s.encap = Encap::Vxlan(2);
+    s.s(4, 40000, RST | ACK, 0, 501, 0);
+    let mut recs = s.finals();
+    recs.sort_by_key(|r| r.id);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        (recs[0].encap, recs[0].outcome),
+        (Encap::Vxlan(1), Outcome::Established)
+    );
+    assert_eq!(
+        (recs[1].encap, recs[1].outcome),
+        (Encap::Vxlan(2), Outcome::Refused)
+    );
+    assert!(!recs[1].port_reused, "another tunnel is not a reuse");
 }
 
 #[test]
@@ -212,6 +243,7 @@ fn icmp_error_ends_the_attempt_it_quotes() {
     let mut s = Script::new(cfg());
     s.c(0, 40000, SYN, 100, 0, 0);
     let icmp = Segment {
+        encap: crate::decode::Encap::None,
         ts: Timestamp(1_700_000_000_000_000 + 1000),
         src: ep(40000),
         dst: ep(PORT),
@@ -230,6 +262,7 @@ fn icmp_error_ends_the_attempt_it_quotes() {
 impl Script {
     fn icmp(&mut self, ms: u64, cport: u16, kind: Unreachable, quoted_seq: u32) {
         let icmp = Segment {
+            encap: crate::decode::Encap::None,
             ts: Timestamp(1_700_000_000_000_000 + ms * 1000),
             src: ep(cport),
             dst: ep(PORT),
@@ -296,6 +329,7 @@ fn same_isn_syn_after_a_refusal_starts_another_try() {
 fn icmp_error_for_an_unknown_flow_is_counted_not_tracked() {
     let mut s = Script::new(cfg());
     let icmp = Segment {
+        encap: crate::decode::Encap::None,
         ts: Timestamp(1_700_000_000_000_000),
         src: ep(40000),
         dst: ep(PORT),
@@ -523,6 +557,7 @@ fn million_source_syn_flood_keeps_the_table_and_its_storage_at_the_cap() {
     let mut finished = 0u64;
     for i in 0..1_000_000u32 {
         let seg = Segment {
+            encap: crate::decode::Encap::None,
             ts: Timestamp(1_700_000_000_000_000 + u64::from(i)),
             src: Endpoint::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 1024),
             dst: ep(PORT),

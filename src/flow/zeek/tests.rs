@@ -3,7 +3,9 @@
 //! corners of Zeek's endpoint machine that a history of letters could not show.
 
 use super::*;
-use crate::decode::{Endpoint, HandshakeOptions, IcmpError, TcpSegment, Timestamp, Unreachable};
+use crate::decode::{
+    Encap, Endpoint, HandshakeOptions, IcmpError, TcpSegment, Timestamp, Unreachable,
+};
 use crate::flow::packed::{Flow, Rares};
 use crate::flow::record::EndReason;
 use std::net::{IpAddr, Ipv4Addr};
@@ -33,6 +35,7 @@ impl Conn {
             1,
             Endpoint::new(lo, 40000),
             Endpoint::new(lo, 61999),
+            Encap::None,
             Timestamp(1_000_000),
             false,
             &mut rares,

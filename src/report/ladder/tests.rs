@@ -51,6 +51,7 @@ fn tcp_on(c: Endpoint, s: Seg) -> Segment {
         Side::Server => (server(), c),
     };
     Segment {
+        encap: crate::decode::Encap::None,
         ts: Timestamp(1_700_000_000_000_000 + s.t_us),
         src,
         dst,
@@ -281,6 +282,7 @@ fn icmp_unreachable_is_an_arrow_from_the_server_side() {
     r.segment(
         2,
         &Segment {
+            encap: crate::decode::Encap::None,
             ts: Timestamp(1_700_000_000_000_000 + 45),
             src: client(),
             dst: server(),

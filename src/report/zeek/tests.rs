@@ -19,6 +19,7 @@ fn rec(letters: &str, outcome: Outcome, conn_state: ConnState) -> FlowRecord {
     }
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     FlowRecord {
+        encap: crate::decode::Encap::None,
         id: 7,
         client: Endpoint::new(lo, 40000),
         client_isn: None,

@@ -204,6 +204,39 @@ proptest! {
         prop_assert!(check_decoded(&res, port), "{res:?}");
     }
 
+    /// Any packet inside a tunnel decodes exactly as it does bare (the same segment or
+    /// the same skip reason), named by the tunnel; and a tunnel header of any bytes, cut
+    /// anywhere, is a segment or a skip reason, never a panic.
+    #[test]
+    fn a_tunnelled_packet_decodes_as_itself_named_by_its_tunnel(
+        ip in plausible_ip(),
+        vni in 0u32..(1 << 24),
+        kind in 0u8..3,
+        junk in proptest::collection::vec(any::<u8>(), 0..24),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let inner = wire::frame(LinkType::Ethernet, &ip, false);
+        let d = Decoder::new(LinkType::Ethernet, PORT);
+        let bare = d.decode(Timestamp(1), &inner);
+        let (outer, encap) = match kind {
+            0 => (wire::vxlan(vni, &inner), Encap::Vxlan(vni)),
+            1 => (wire::geneve(vni, &inner), Encap::Geneve(vni)),
+            _ => (wire::gre_key(vni, &inner), Encap::Gre(Some(vni))),
+        };
+        let got = d.decode(Timestamp(1), &outer);
+        prop_assert_eq!(got, bare.map(|s| Segment { encap, ..s }));
+
+        // Arbitrary bytes where the tunnel header and what follows should be.
+        let mut broken = outer[..outer.len() - inner.len()].to_vec();
+        let header_at = broken.len() - 8;
+        broken.truncate(header_at);
+        broken.extend_from_slice(&junk);
+        broken.extend_from_slice(&inner);
+        broken.truncate(cut.index(broken.len() + 1));
+        let res = d.decode(Timestamp(1), &broken);
+        prop_assert!(check_decoded(&res, PORT), "{res:?}");
+    }
+
     /// A well-formed TCP segment decodes to exactly what it was built from, under every
     /// link type, with its payload length taken from the IP header even when the
     /// capture cut the payload short.
@@ -241,6 +274,8 @@ proptest! {
         frame.truncate(frame.len() - payload + keep);
         let seg = Decoder::new(link, PORT).decode(Timestamp(7), &frame);
         let want = Segment {
+            // The frame's 802.1Q tag (VLAN 7) is part of the connection's identity.
+            encap: if vlan && link == LinkType::Ethernet { Encap::Vlan(7) } else { Encap::None },
             ts: Timestamp(7),
             src,
             dst,

@@ -20,8 +20,8 @@
 
 use crate::wire;
 use portsniff::decode::{
-    decode_ip, Decoder, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment, SegmentKind,
-    TcpFlags, TcpSegment, Timestamp, Unreachable,
+    decode_ip, Decoder, Encap, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment,
+    SegmentKind, TcpFlags, TcpSegment, Timestamp, Unreachable,
 };
 use portsniff::flow::{EndReason, FlowConfig, FlowEvent, FlowTable, Outcome, Side, TableStats};
 use portsniff::Evidence;

@@ -303,6 +303,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             let (cl, sv) = (client(c, s), server(s));
             let (src, dst) = if from_client { (cl, sv) } else { (sv, cl) };
             Some(Segment {
+                encap: Encap::None,
                 ts,
                 src,
                 dst,
@@ -322,6 +323,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             code,
             quoted_seq,
         } => Some(Segment {
+            encap: Encap::None,
             ts,
             src: client(c, s),
             dst: server(s),
@@ -336,6 +338,7 @@ pub(super) fn segment_of(op: &Op, ts: Timestamp) -> Option<Segment> {
             }),
         }),
         Op::SynElsewhere { c, s } => Some(Segment {
+            encap: Encap::None,
             ts,
             src: client(c, s),
             dst: Endpoint::new(server(s).addr, 22),

@@ -264,6 +264,7 @@ pub(super) fn failed_attempts_count_the_client_syn() {
         })
     };
     let seg = |us: i64, src, dst, kind| Segment {
+        encap: Encap::None,
         ts: Timestamp((EPOCH_US + us) as u64),
         src,
         dst,
