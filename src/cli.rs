@@ -115,7 +115,7 @@ pub struct Cli {
     pub write: Option<PathBuf>,
 
     /// With -w: before writing a packet, if the file is larger than MB millions of bytes,
-    /// close it and open the next (FILE, FILE1, FILE2…), as tcpdump -C.
+    /// close it and open the next (FILE, FILE1, FILE2 and so on), as tcpdump -C.
     #[arg(short = 'C', value_name = "MB", requires = "write",
           value_parser = clap::value_parser!(u64).range(1..=u64::MAX / 1_000_000))]
     pub file_size: Option<u64>,
@@ -126,7 +126,7 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rotate_seconds: Option<u32>,
 
-    /// With -C: keep a ring of N files (FILE0…), overwriting the oldest; with -G alone:
+    /// With -C: keep a ring of N files (FILE0 to FILE{N-1}), overwriting the oldest; with -G alone:
     /// stop after N files, as tcpdump -W.
     #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub file_count: Option<u32>,
