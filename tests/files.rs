@@ -442,9 +442,11 @@ fn capinfos_packets(file: &Path) -> Option<usize> {
         .output()
         .unwrap();
     assert!(out.status.success(), "capinfos reads {}", file.display());
-    String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n = text
         .lines()
-        .find_map(|l| l.strip_prefix("Number of packets:")?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix("Number of packets:")?.trim().parse().ok());
+    Some(n.unwrap_or_else(|| panic!("capinfos gives a packet count: {text}")))
 }
 
 /// tcpdump's `-tt` times of `file`'s packets, in whole seconds.
@@ -596,6 +598,10 @@ fn rotation_is_refused_for_standard_output_a_fifo_and_a_device() {
     }
     let null = std::fs::metadata("/dev/null").unwrap();
     assert!(null.file_type().is_char_device(), "/dev/null untouched");
+    let alone = write_mixed(dir.path().join("w.pcap").to_str().unwrap(), &["-W", "3"]);
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert_eq!(alone.status.code(), Some(2), "{err}");
+    assert!(err.contains("-W N counts the files of -C or -G"), "{err}");
 }
 
 #[test]
