@@ -676,3 +676,38 @@ fn w_dash_into_a_reader_that_stops_early_ends_quietly_as_tcpdump_does() {
     );
     assert!(err.contains("packets written to standard output"), "{err}");
 }
+
+#[test]
+fn only_problems_with_dash_g_puts_each_connection_whole_in_the_file_current_at_its_end() {
+    let Some(td) = tcpdump("only_problems_with_dash_g") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let capture = generated(dir.path());
+    let (_, err, written, files) = rotate(
+        dir.path(),
+        &capture,
+        "op-%S.pcap",
+        &["-G", "1", "--only-problems"],
+    );
+    let made = files_named(dir.path(), "op-");
+    assert_eq!(made.len() as u32, files, "{err}");
+    let mut total = 0;
+    for f in &made {
+        let seconds = packet_seconds(&td, f);
+        let named: u64 = f.file_name().unwrap().to_str().unwrap()[3..5]
+            .parse()
+            .unwrap();
+        // A problem connection's packets are held until its outcome is known, then
+        // written to the file open at that moment: a file may hold packets from before
+        // the second it is named by, never from after it (the generated capture stays
+        // within one minute, so seconds compare as they are).
+        assert!(
+            seconds.iter().all(|&s| s % 60 <= named),
+            "{} holds no packet from after the second it is named by: {seconds:?}",
+            f.display()
+        );
+        total += seconds.len() as u64;
+    }
+    assert_eq!(total, written, "{err}");
+}
