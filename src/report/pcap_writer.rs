@@ -627,7 +627,7 @@ impl Files {
             _ => {
                 return Err(WriteError::NotRegular {
                     path: to.name(),
-                    what: "standard output",
+                    what: "not a file",
                 })
             }
         };
