@@ -10,7 +10,7 @@ use crate::config::{Config, Terminal};
 use crate::docs::Generate;
 use crate::flow::FlowConfig;
 use crate::report::live::Redraw;
-use crate::report::pcap_writer::PcapOutput;
+use crate::report::pcap_writer::{PcapOutput, Rotation};
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -113,6 +113,23 @@ pub struct Cli {
     /// Also write the packets of the port's connections to this pcap file.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
+
+    /// With -w: before writing a packet, if the file is larger than MB millions of bytes,
+    /// close it and open the next (FILE, FILE1, FILE2 and so on), as tcpdump -C.
+    #[arg(short = 'C', value_name = "MB", requires = "write",
+          value_parser = clap::value_parser!(u64).range(1..=u64::MAX / 1_000_000))]
+    pub file_size: Option<u64>,
+
+    /// With -w: start a new file every SECS seconds of packet time, its name FILE as a
+    /// strftime format (e.g. problems-%Y%m%d-%H%M.pcap), as tcpdump -G.
+    #[arg(short = 'G', value_name = "SECS", requires = "write",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rotate_seconds: Option<u32>,
+
+    /// With -C: keep a ring of N files (FILE0 to FILE{N-1}), overwriting the oldest; with -G alone:
+    /// stop after N files, as tcpdump -W.
+    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub file_count: Option<u32>,
 
     /// Stop after reading this many packets.
     #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -305,6 +322,20 @@ impl Cli {
                 format!("the following required argument was not provided: --port <PORT>{hint}"),
             ));
         }
+        if self.file_count.is_some() && self.file_size.is_none() && self.rotate_seconds.is_none() {
+            return Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "-W N counts the files of -C or -G: give one of them too, e.g. -C 100 -W 10",
+            ));
+        }
+        let rotates = self.file_size.is_some() || self.rotate_seconds.is_some();
+        if rotates && self.write.as_deref().is_some_and(|w| w.as_os_str() == "-") {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "-C and -G write a series of files: standard output (-w -) cannot be rotated; \
+                 name a file, e.g. -w problems.pcap",
+            ));
+        }
         if self.output_format().is_zeek() && (self.ladder || self.flow.is_some()) {
             return Err(Cli::command().error(
                 ErrorKind::ArgumentConflict,
@@ -381,6 +412,11 @@ impl Cli {
                 true => PcapOutput::Stdout,
                 false => PcapOutput::File(p),
             }),
+            rotation: Rotation {
+                max_bytes: self.file_size.map(|mb| mb * 1_000_000),
+                seconds: self.rotate_seconds,
+                files: self.file_count,
+            },
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
             filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),

@@ -7,7 +7,7 @@
 //! test or a fuzz target is the same whether or not it runs on a terminal.
 
 use crate::capture::{Limits, Source};
-use crate::report::pcap_writer::PcapOutput;
+use crate::report::pcap_writer::{PcapOutput, Rotation};
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
 use std::time::Duration;
@@ -43,6 +43,8 @@ pub struct Config {
     /// `-w FILE`: also write the port's packets to this pcap file (or to standard
     /// output, `-w -`; the report then goes to stderr).
     pub write: Option<PcapOutput>,
+    /// `-C`, `-G`, `-W`: how the `-w` file is rotated (regular files only).
+    pub rotation: Rotation,
     /// `--max-flows`: connections tracked at once before the least recently active are
     /// evicted.
     pub max_flows: usize,

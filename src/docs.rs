@@ -262,6 +262,11 @@ const EXAMPLES: &[(&str, &str)] = &[
         "serve OpenMetrics on 127.0.0.1:9464/metrics for Prometheus",
     ),
     (
+        "portsniff -i eth0 --port 443 --only-problems -w problems-%Y%m%d-%H%M.pcap -G 3600 -W 48",
+        "the problem connections' packets in an hourly file named by its hour, for two days \
+         (as tcpdump, -G with -W stops after that many files; -C 100 -W 10 is a ring instead)",
+    ),
+    (
         "portsniff -r saved.pcap --port 443 --format zeek | zeek-cut id.orig_h conn_state",
         "a Zeek conn.log for Zeek tools",
     ),

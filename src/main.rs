@@ -211,7 +211,17 @@ fn main() -> ExitCode {
         print_capture_stats(&result);
     }
     if let (Some(n), Some(to)) = (result.written, &config.write) {
-        eprintln!("{n} packets written to {}", to.name().display());
+        match result.files_written {
+            Some(files) => eprintln!(
+                "{n} packets written to {} in {files} file{}",
+                to.name().display(),
+                if files == 1 { "" } else { "s" }
+            ),
+            None => eprintln!("{n} packets written to {}", to.name().display()),
+        }
+    }
+    if let Some(n) = result.file_limit {
+        eprintln!("portsniff: maximum file limit reached: {n} (-W), capture stopped");
     }
     if result.kernel_dropped + result.internal_dropped > 0 {
         eprintln!(

@@ -85,6 +85,10 @@ pub struct RunResult {
     pub kernel: Option<capture::KernelStats>,
     /// `-w`: the packets written.
     pub written: Option<u64>,
+    /// `-C`/`-G`: the files opened.
+    pub files_written: Option<u32>,
+    /// `-G` with `-W N`: the capture stopped because N files were written.
+    pub file_limit: Option<u32>,
 }
 
 pub(crate) fn wall_clock() -> Timestamp {
@@ -156,7 +160,12 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
     let backend = dnat.first().map(|d| d.to);
     let opened = capture::open(&cfg.source, cfg.port, backend, cfg.filter_expr.as_deref())?;
     let writer = match &cfg.write {
-        Some(path) => Some(PcapWriter::create(path, opened.link(), cfg.only_problems)?),
+        Some(path) => Some(PcapWriter::create(
+            path,
+            opened.link(),
+            cfg.only_problems,
+            cfg.rotation,
+        )?),
         None => None,
     };
     let metrics = cfg
@@ -275,6 +284,10 @@ impl Prepared<'_> {
             "capture started"
         );
         let keep_raw = writer.is_some();
+        // -G -W's last file, or a `-w -` reader gone, ends the capture as Ctrl-C does.
+        if let Some(w) = writer.as_mut() {
+            w.stop_with(Arc::clone(&stop));
+        }
         let hasher = PairHasher::new();
         opened.hash_pairs_with(hasher.clone());
 
@@ -463,6 +476,11 @@ impl Prepared<'_> {
                 output_closed = closed_output(e, &stop)?;
             }
         }
+        let file_limit = match writer.as_ref().and_then(PcapWriter::ended) {
+            Some(crate::report::pcap_writer::Ended::FileLimit(n)) => Some(n),
+            _ => None,
+        };
+        let files_written = writer.as_ref().and_then(PcapWriter::files_opened);
         let written = match writer {
             Some(w) => Some(w.finish()?),
             None => None,
@@ -485,6 +503,8 @@ impl Prepared<'_> {
             capture_error: capture.error,
             output_closed,
             written,
+            files_written,
+            file_limit,
         })
     }
 }

@@ -133,6 +133,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         kernel_events: false,
         ladder: None,
         write: None,
+        rotation: Default::default(),
         max_flows: 1000,
         syn_timeout: Duration::from_secs(3),
         filter_expr: None,

@@ -289,9 +289,16 @@ fn the_systemd_unit_passes_systemd_analyze_verify_and_keeps_privileges_narrow() 
     assert_eq!(get("ProtectSystem"), ["strict"]);
     assert_eq!(get("DynamicUser"), ["yes"]);
     assert_eq!(get("StateDirectory"), ["portsniff/%i"]);
+    let exec = get("ExecStart")[0];
     assert!(
-        get("ExecStart")[0].contains("-w %S/portsniff/%i/"),
+        exec.contains("-w %S/portsniff/%i/"),
         "pcaps in the state directory"
+    );
+    // Bounded disk for a service that runs for ever: -G with a name that repeats each day
+    // and a -C ring within each hour (-G -W alone would stop the service after N files).
+    assert!(
+        exec.contains("-G 3600 -C 20 -W 5 -w %S/portsniff/%i/problems-%%H.pcap"),
+        "{exec}"
     );
 
     if !tools(TEST, &["systemd-analyze"]) {

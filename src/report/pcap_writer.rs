@@ -24,6 +24,12 @@
 //!   for. Records reach the file whole (the buffer is flushed before a record that would
 //!   not fit), so on a forced exit (a second Ctrl-C) what is on disk is a readable
 //!   capture and is renamed into place too.
+//!
+//! Rotation (`-C`, `-G`, `-W`, as tcpdump's) applies to regular files only ([`Files`]):
+//! each file is closed (renamed into place, complete) before the next is opened, so every
+//! file has its own header and whole records. Files are created relative to the
+//! directory opened at the start, while still privileged: after `-Z` only that
+//! directory's own permissions matter, and they are checked before capturing.
 
 use crate::capture::RawPacket;
 use crate::decode::LinkType;
@@ -35,6 +41,7 @@ use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -114,6 +121,16 @@ pub enum WriteError {
         dir: PathBuf,
         uid: u32,
     },
+    /// `-C`/`-G` onto something that is not a regular file: a FIFO, a device or standard
+    /// output cannot be closed and reopened under a new name.
+    #[error(
+        "cannot rotate {path}: -C and -G write a series of regular files, and {path} is {what}; \
+         name a file in a directory (e.g. -w /var/tmp/problems.pcap)"
+    )]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// `-G`'s strftime format in the `-w` name could not be used.
+    #[error("cannot write {path}: its time format (-G) cannot be used: {why}")]
+    TimeFormat { path: PathBuf, why: String },
     /// Written and flushed, but not renamed into place: the capture is complete under
     /// its temporary name.
     #[error("cannot write {path}: {source}; the complete capture is in {temp}")]
@@ -265,6 +282,60 @@ impl Output {
                 }
             }
         };
+        Output::start(path, replace, file, link)
+    }
+
+    /// Opens the rotated file `name` in `files`' directory (relative to the directory
+    /// held open, so it works after `-Z` with that directory's permissions alone).
+    fn create_in(files: &Files, name: &str) -> Result<Output, WriteError> {
+        let path = files.given.with_file_name(name);
+        let io = |source: nix::Error| WriteError::Io {
+            path: path.clone(),
+            source: source.into(),
+        };
+        // What is already there is replaced only if it is a regular file: a link, a FIFO
+        // or a device under a rotated name is a mistake to report, not to overwrite.
+        match nix::sys::stat::fstatat(&*files.dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => {
+                return Err(WriteError::NotRegular {
+                    path,
+                    what: file_kind(st.st_mode),
+                });
+            }
+            Ok(_) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(io(e)),
+        }
+        let replace = Replace {
+            dir: Arc::clone(&files.dir),
+            dir_path: files.dir_path.clone(),
+            temp_name: OsString::from(format!(".{name}.portsniff-{}.tmp", std::process::id())),
+            target_name: OsString::from(name),
+        };
+        let fd = nix::fcntl::openat(
+            &*files.dir,
+            replace.temp_name.as_os_str(),
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_TRUNC
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .map_err(|e| WriteError::NoTemporary {
+            path: path.clone(),
+            dir: files.dir_path.clone(),
+            source: e.into(),
+        })?;
+        Output::start(path, Some(replace), File::from(fd), files.link)
+    }
+
+    /// Registers a temporary file and writes the file header.
+    fn start(
+        path: PathBuf,
+        replace: Option<Replace>,
+        file: File,
+        link: LinkType,
+    ) -> Result<Output, WriteError> {
         if let Some(pair) = &replace {
             UNFINISHED
                 .lock()
@@ -305,41 +376,13 @@ impl Output {
         let Some(replace) = &self.replace else {
             return Ok(());
         };
-        let (uid, gid) = user.unwrap_or_else(|| {
-            (
-                nix::unistd::geteuid().as_raw(),
-                nix::unistd::getegid().as_raw(),
-            )
-        });
-        if uid == 0 {
-            return Ok(());
-        }
-        let Ok(d) = File::from(replace.dir.try_clone().map_err(|source| WriteError::Io {
-            path: self.path.clone(),
-            source,
-        })?)
-        .metadata() else {
-            return Ok(());
-        };
-        // Write and search: the owner's bits, else the group's, else the others'.
-        let bits = match (d.uid() == uid, d.gid() == gid) {
-            (true, _) => d.mode() >> 6,
-            (false, true) => d.mode() >> 3,
-            (false, false) => d.mode(),
-        } & 0o3;
-        // In a sticky directory (/tmp) only a file's owner (or the directory's) may
-        // replace it.
-        let sticky_blocks = d.mode() & libc::S_ISVTX != 0
-            && d.uid() != uid
-            && std::fs::symlink_metadata(replace.target_path()).is_ok_and(|t| t.uid() != uid);
-        if bits == 0o3 && !sticky_blocks {
-            return Ok(());
-        }
-        Err(WriteError::NotWritableAfterDrop {
-            path: self.path.clone(),
-            dir: replace.dir_path.clone(),
-            uid,
-        })
+        writable_by(
+            &replace.dir,
+            &replace.dir_path,
+            Some(&replace.target_path()),
+            &self.path,
+            user,
+        )
     }
 
     /// One record, whole: if it does not fit beside what is buffered, the buffer goes to
@@ -386,6 +429,53 @@ impl Drop for Output {
     }
 }
 
+/// Whether `user` (uid, gid; `None`: whoever we are now) may create and rename files in
+/// the directory `dir`: see [`Output::check_can_finish`]. `target`: the file that would
+/// be replaced, which a sticky directory protects.
+fn writable_by(
+    dir: &OwnedFd,
+    dir_path: &Path,
+    target: Option<&Path>,
+    path: &Path,
+    user: Option<(u32, u32)>,
+) -> Result<(), WriteError> {
+    let (uid, gid) = user.unwrap_or_else(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    });
+    if uid == 0 {
+        return Ok(());
+    }
+    let Ok(d) = File::from(dir.try_clone().map_err(|source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?)
+    .metadata() else {
+        return Ok(());
+    };
+    // Write and search: the owner's bits, else the group's, else the others'.
+    let bits = match (d.uid() == uid, d.gid() == gid) {
+        (true, _) => d.mode() >> 6,
+        (false, true) => d.mode() >> 3,
+        (false, false) => d.mode(),
+    } & 0o3;
+    // In a sticky directory (/tmp) only a file's owner (or the directory's) may
+    // replace it.
+    let sticky_blocks = d.mode() & libc::S_ISVTX != 0
+        && d.uid() != uid
+        && target.is_some_and(|t| std::fs::symlink_metadata(t).is_ok_and(|t| t.uid() != uid));
+    if bits == 0o3 && !sticky_blocks {
+        return Ok(());
+    }
+    Err(WriteError::NotWritableAfterDrop {
+        path: path.to_path_buf(),
+        dir: dir_path.to_path_buf(),
+        uid,
+    })
+}
+
 /// The directory a path is in (`.` for a bare name).
 fn parent_dir(p: &Path) -> &Path {
     p.parent()
@@ -393,9 +483,9 @@ fn parent_dir(p: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Creates the temporary file in `target`'s directory (so that the rename stays on one
-/// filesystem), naming `given` in errors.
-fn create_beside(given: &Path, target: &Path) -> Result<(Replace, File), WriteError> {
+/// `target`'s directory, checked first so that a missing one is named as such, with the
+/// user's own path (`given`), not as a failure to create the temporary file.
+fn existing_dir<'a>(given: &Path, target: &'a Path) -> Result<&'a Path, WriteError> {
     let dir = parent_dir(target);
     if !dir.is_dir() {
         return Err(WriteError::NoDirectory {
@@ -403,6 +493,13 @@ fn create_beside(given: &Path, target: &Path) -> Result<(Replace, File), WriteEr
             dir: dir.to_path_buf(),
         });
     }
+    Ok(dir)
+}
+
+/// Creates the temporary file in `target`'s directory (so that the rename stays on one
+/// filesystem), naming `given` in errors.
+fn create_beside(given: &Path, target: &Path) -> Result<(Replace, File), WriteError> {
+    let dir = existing_dir(given, target)?;
     let io = |source| WriteError::Io {
         path: given.to_path_buf(),
         source,
@@ -467,14 +564,223 @@ fn file_header(linktype: i32) -> [u8; 24] {
     h
 }
 
+/// `-C`, `-G` and `-W`, as tcpdump(8) defines them: when a `-w` file is closed and the
+/// next one opened, and how the files are named.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    /// `-C`: before a packet is written, a file already larger than this many bytes is
+    /// closed and the next one opened (`file`, `file1`, `file2`…).
+    pub max_bytes: Option<u64>,
+    /// `-G`: a file is closed once a packet comes this many seconds after the one that
+    /// opened it, and the name is a strftime(3) format of that packet's time.
+    pub seconds: Option<u32>,
+    /// `-W`: with `-C`, a ring of this many files (`file0`…, zero-padded), the oldest
+    /// overwritten; with `-G` alone, the capture stops when one more file would open.
+    pub files: Option<u32>,
+}
+
+impl Rotation {
+    pub fn is_on(&self) -> bool {
+        self.max_bytes.is_some() || self.seconds.is_some()
+    }
+}
+
+/// What a path is, for [`WriteError::NotRegular`].
+fn file_kind(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFCHR | libc::S_IFBLK => "a device",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFDIR => "a directory",
+        _ => "not a regular file",
+    }
+}
+
+/// The series of files `-C`/`-G` write, named from the `-w` name as tcpdump names them
+/// (its `MakeFilename`), all in the directory opened at the start.
+struct Files {
+    rotation: Rotation,
+    /// The `-w` path as given, for messages.
+    given: PathBuf,
+    dir: Arc<OwnedFd>,
+    dir_path: PathBuf,
+    /// The file name as given: with `-G`, a strftime format.
+    pattern: String,
+    link: LinkType,
+    /// `-C`: the current file's number (tcpdump's `Cflag_count`).
+    number: u32,
+    /// Files opened so far, for `-G` with `-W`.
+    opened: u32,
+    /// `-G`: the packet second that opened the current file.
+    began: i64,
+    /// Bytes in the current file, its header included (tcpdump's `pcap_dump_ftell`).
+    bytes: u64,
+}
+
+impl Files {
+    /// Checks everything that can be checked before capturing: a regular file (or none)
+    /// under the name, its directory, and the time format.
+    fn new(to: &PcapOutput, rotation: Rotation, link: LinkType) -> Result<Files, WriteError> {
+        let given = match to {
+            PcapOutput::File(p) if !PcapOutput::is_our_stdout(p) => p.clone(),
+            _ => {
+                return Err(WriteError::NotRegular {
+                    path: to.name(),
+                    what: "not a file",
+                })
+            }
+        };
+        if let Ok(m) = std::fs::metadata(&given) {
+            if !m.is_file() {
+                return Err(WriteError::NotRegular {
+                    what: file_kind(m.mode()),
+                    path: given,
+                });
+            }
+        }
+        let dir = existing_dir(&given, &given)?;
+        let io = |source| WriteError::Io {
+            path: given.clone(),
+            source,
+        };
+        let pattern = given
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a file name in UTF-8",
+                ))
+            })?;
+        let files = Files {
+            rotation,
+            dir: Arc::new(OwnedFd::from(File::open(dir).map_err(io)?)),
+            dir_path: dir.to_path_buf(),
+            pattern,
+            link,
+            number: 0,
+            opened: 0,
+            began: 0,
+            bytes: 0,
+            given,
+        };
+        files.name()?;
+        Ok(files)
+    }
+
+    /// Whether the current file is to be closed before a packet at second `now`.
+    #[inline]
+    fn due(&self, now: i64) -> bool {
+        self.rotation.max_bytes.is_some_and(|m| self.bytes > m)
+            || self
+                .rotation
+                .seconds
+                .is_some_and(|s| now - self.began >= i64::from(s))
+    }
+
+    /// Moves on to the next file for a packet at second `now`: a new period (`-G`, or
+    /// the first file) numbers from 0 again, a full file (`-C`) takes the next number,
+    /// around the ring with `-W`. `false`: `-G -W`'s last file is done.
+    fn advance(&mut self, now: i64) -> bool {
+        let new_period = self.opened == 0
+            || self
+                .rotation
+                .seconds
+                .is_some_and(|s| now - self.began >= i64::from(s));
+        if new_period {
+            // tcpdump ignores -W's limit when -C is given too: -W then only sets the width.
+            if self.rotation.max_bytes.is_none()
+                && self.rotation.files.is_some_and(|n| self.opened >= n)
+            {
+                return false;
+            }
+            self.began = now;
+            self.number = 0;
+        } else {
+            self.number += 1;
+            if self.rotation.files.is_some_and(|n| self.number >= n) {
+                self.number = 0;
+            }
+        }
+        self.opened += 1;
+        true
+    }
+
+    /// The current file's name: the strftime format at `began` (`-G`), then with `-C`
+    /// its number, zero-padded to the digits of `-W`'s last number.
+    fn name(&self) -> Result<String, WriteError> {
+        let base = match self.rotation.seconds {
+            Some(_) => self.strftime()?,
+            None => self.pattern.clone(),
+        };
+        let width = self.rotation.files.map_or(0, |n| digits(n - 1));
+        Ok(match self.rotation.max_bytes {
+            Some(_) if self.number > 0 || width > 0 => {
+                format!("{base}{:0width$}", self.number)
+            }
+            _ => base,
+        })
+    }
+
+    /// The name's strftime format at `began`, in local time as tcpdump's `localtime`.
+    fn strftime(&self) -> Result<String, WriteError> {
+        let bad = |why: String| WriteError::TimeFormat {
+            path: self.given.clone(),
+            why,
+        };
+        let at = jiff::Timestamp::from_second(self.began)
+            .map_err(|e| bad(e.to_string()))?
+            .to_zoned_datetime(jiff::tz::TimeZone::system());
+        let name =
+            jiff::fmt::strtime::format(&self.pattern, &at).map_err(|e| bad(e.to_string()))?;
+        // The format applies to the file name; the directory is fixed at the start.
+        if name.contains('/') || name.is_empty() || name == "." || name == ".." {
+            return Err(bad(format!("it makes \"{name}\", not a file name")));
+        }
+        Ok(name)
+    }
+}
+
+/// Digits of `n` as tcpdump's `getWflagChars(n + 1)` counts them: 0 for 0.
+fn digits(mut n: u32) -> usize {
+    let mut d = 0;
+    while n > 0 {
+        d += 1;
+        n /= 10;
+    }
+    d
+}
+
 pub struct PcapWriter {
-    out: Output,
+    /// The file being written; `None` before `-G`'s first packet and after `-W`'s limit.
+    out: Option<Output>,
+    /// `-C`/`-G`: the series `out` belongs to.
+    files: Option<Files>,
+    /// The latest packet second seen: `-G`'s clock. Packets held by `--only-problems` go
+    /// to the file that is current when they are written, not back to an older one.
+    now: i64,
     /// The first write error, reported at the next flush.
-    error: Option<std::io::Error>,
+    error: Option<WriteError>,
+    /// Nothing more is written: `-G -W`'s last file is done, or the reader of `-w -`
+    /// went away. Either ends the capture, as it ends tcpdump.
+    ended: Option<Ended>,
+    /// Told when the writer ends the capture.
+    stop: Option<Arc<AtomicBool>>,
     only_problems: bool,
     held: HashMap<u64, Vec<Held>>,
     held_bytes: usize,
     pub written: u64,
+}
+
+/// Why the writer ended the capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// `-G` with `-W N`: N files were written.
+    FileLimit(u32),
+    /// The pipe or FIFO's reader closed it (`-w - | head -c 100`).
+    ReaderGone,
 }
 
 impl PcapWriter {
@@ -482,10 +788,31 @@ impl PcapWriter {
         to: &PcapOutput,
         link: LinkType,
         only_problems: bool,
+        rotation: Rotation,
     ) -> Result<PcapWriter, WriteError> {
+        let (out, files) = if rotation.is_on() {
+            let mut files = Files::new(to, rotation, link)?;
+            // -C alone opens its first file now, as tcpdump does; -G names its first file
+            // by the time of its first packet, so a replay's names are its own times.
+            let out = match rotation.seconds {
+                None => {
+                    files.advance(0);
+                    files.bytes = 24;
+                    Some(Output::create_in(&files, &files.name()?)?)
+                }
+                Some(_) => None,
+            };
+            (out, Some(files))
+        } else {
+            (Some(Output::open(to, link)?), None)
+        };
         Ok(PcapWriter {
-            out: Output::open(to, link)?,
+            out,
+            files,
+            now: 0,
             error: None,
+            ended: None,
+            stop: None,
             only_problems,
             held: HashMap::new(),
             held_bytes: 0,
@@ -493,8 +820,24 @@ impl PcapWriter {
         })
     }
 
+    /// The flag that ends the capture, set when the writer ends it.
+    pub fn stop_with(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
+    }
+
+    /// `-C`/`-G`: how many files were opened (a ring's overwritten ones included).
+    pub fn files_opened(&self) -> Option<u32> {
+        self.files.as_ref().map(|f| f.opened)
+    }
+
+    /// Whether, and why, the writer ended the capture.
+    pub fn ended(&self) -> Option<Ended> {
+        self.ended
+    }
+
     /// One packet of flow `flow` (`None`: an ICMP error that matched no flow).
     pub fn packet(&mut self, flow: Option<u64>, raw: &RawPacket, data: &[u8]) {
+        self.now = self.now.max(raw.ts_sec);
         let h = RecordHeader::of(raw);
         match (self.only_problems, flow) {
             (false, _) => self.write(h, data),
@@ -529,39 +872,203 @@ impl PcapWriter {
     /// run as; `None` for what it writes in place (a device, a FIFO, standard output),
     /// which it must never chown.
     pub fn created_file(&self) -> Option<PathBuf> {
-        self.out.created_file()
+        self.out.as_ref().and_then(Output::created_file)
     }
 
-    /// See [`Output::check_can_finish`].
+    /// See [`Output::check_can_finish`]; with rotation, whether `user` can create files
+    /// in the directory, as it will once privileges are dropped.
     pub fn check_can_finish(&self, user: Option<(u32, u32)>) -> Result<(), WriteError> {
-        self.out.check_can_finish(user)
+        match (&self.files, &self.out) {
+            (Some(f), _) => writable_by(&f.dir, &f.dir_path, None, &f.given, user),
+            (None, Some(out)) => out.check_can_finish(user),
+            (None, None) => Ok(()),
+        }
     }
 
     fn write(&mut self, h: RecordHeader, data: &[u8]) {
-        if self.error.is_some() {
+        if self.error.is_some() || self.ended.is_some() {
             return;
         }
-        match self.out.record(&h, data) {
-            Ok(()) => self.written += 1,
-            Err(e) => self.error = Some(e),
+        if let Some(files) = &self.files {
+            if self.out.is_none() || files.due(self.now) {
+                if let Err(e) = self.rotate() {
+                    self.error = Some(e);
+                }
+                if self.error.is_some() || self.ended.is_some() {
+                    return;
+                }
+            }
+        }
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        match out.record(&h, data) {
+            Ok(()) => {
+                self.written += 1;
+                if let Some(files) = self.files.as_mut() {
+                    files.bytes += (h.0.len() + data.len()) as u64;
+                }
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// Closes the current file (complete, renamed into place) and opens the next.
+    #[cold]
+    fn rotate(&mut self) -> Result<(), WriteError> {
+        if let Some(out) = self.out.take() {
+            out.finish()?;
+        }
+        let Some(files) = self.files.as_mut() else {
+            return Ok(());
+        };
+        if !files.advance(self.now) {
+            let n = files.opened;
+            self.end(Ended::FileLimit(n));
+            return Ok(());
+        }
+        files.bytes = 24;
+        let name = files.name()?;
+        self.out = Some(Output::create_in(files, &name)?);
+        Ok(())
+    }
+
+    fn end(&mut self, why: Ended) {
+        self.ended = Some(why);
+        if let Some(stop) = &self.stop {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A write failed: a reader that went away ends the capture quietly, as a closed
+    /// standard output does; anything else (a full disk) is an error.
+    fn failed(&mut self, source: std::io::Error) {
+        if source.kind() == std::io::ErrorKind::BrokenPipe {
+            self.end(Ended::ReaderGone);
+        } else if let Some(out) = &self.out {
+            self.error = Some(WriteError::Io {
+                path: out.name().to_path_buf(),
+                source,
+            });
         }
     }
 
     /// Pushes buffered packets to the file; reports the first write error (a full disk).
     pub fn flush(&mut self) -> Result<(), WriteError> {
-        if let Some(source) = self.error.take() {
-            return Err(WriteError::Io {
-                path: self.out.name().to_path_buf(),
-                source,
-            });
+        if let Some(e) = self.error.take() {
+            return Err(e);
         }
-        self.out.flush()
+        if self.ended == Some(Ended::ReaderGone) {
+            return Ok(());
+        }
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = out.file.flush() {
+            self.failed(e);
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Flushes everything and moves the complete file into place; the packets written.
     pub fn finish(mut self) -> Result<u64, WriteError> {
         self.flush()?;
-        self.out.finish()?;
+        if self.ended != Some(Ended::ReaderGone) {
+            if let Some(out) = self.out.take() {
+                out.finish()?;
+            }
+        }
         Ok(self.written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(rotation: Rotation, pattern: &str) -> Files {
+        Files {
+            rotation,
+            given: PathBuf::from(pattern),
+            dir: Arc::new(OwnedFd::from(File::open(".").unwrap())),
+            dir_path: PathBuf::from("."),
+            pattern: pattern.to_owned(),
+            link: LinkType::Ethernet,
+            number: 0,
+            opened: 0,
+            began: 0,
+            bytes: 0,
+        }
+    }
+
+    fn names(f: &mut Files, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                assert!(f.advance(0));
+                f.name().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dash_c_names_the_first_file_as_given_then_numbers_from_1() {
+        let mut f = files(
+            Rotation {
+                max_bytes: Some(1),
+                ..Rotation::default()
+            },
+            "out.pcap",
+        );
+        assert_eq!(names(&mut f, 3), ["out.pcap", "out.pcap1", "out.pcap2"]);
+    }
+
+    #[test]
+    fn dash_c_with_dash_w_is_a_ring_numbered_from_0_padded_to_the_last_number() {
+        let mut f = files(
+            Rotation {
+                max_bytes: Some(1),
+                files: Some(11),
+                ..Rotation::default()
+            },
+            "out.pcap",
+        );
+        let n = names(&mut f, 12);
+        assert_eq!(n[0], "out.pcap00");
+        assert_eq!(n[10], "out.pcap10");
+        assert_eq!(n[11], "out.pcap00", "the ring starts over");
+    }
+
+    #[test]
+    fn dash_g_names_each_file_by_the_packet_second_that_opened_it() {
+        let mut f = files(
+            Rotation {
+                seconds: Some(1),
+                files: Some(2),
+                ..Rotation::default()
+            },
+            "rot-%S.pcap",
+        );
+        assert!(f.advance(62));
+        assert_eq!(f.name().unwrap(), "rot-02.pcap");
+        assert!(!f.due(62));
+        assert!(f.due(63));
+        assert!(f.advance(63));
+        assert_eq!(f.name().unwrap(), "rot-03.pcap");
+        assert!(!f.advance(64), "-W 2: a third file is not opened");
+    }
+
+    #[test]
+    fn a_time_format_that_makes_a_path_is_refused() {
+        let f = files(
+            Rotation {
+                seconds: Some(1),
+                ..Rotation::default()
+            },
+            "%D.pcap",
+        );
+        assert!(matches!(f.name(), Err(WriteError::TimeFormat { .. })));
     }
 }

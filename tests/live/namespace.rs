@@ -155,3 +155,92 @@ fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
         run.stderr
     );
 }
+
+/// `-G 1 -w DIR/live-%S.pcap` on `lo` inside a namespace over ~3 s of real connections:
+/// a file per second of packet time, each whole and readable by tcpdump.
+#[test]
+fn live_dash_g_1_rotates_a_capture_into_files_tcpdump_reads() {
+    const TEST: &str = "live_dash_g_1_rotates_a_capture_into_files_tcpdump_reads";
+    if !have_root(TEST) {
+        return;
+    }
+    let Some(tcpdump) = which("tcpdump") else {
+        skip(TEST, "needs tcpdump to read the rotated files");
+        return;
+    };
+    let Some(ns) = Netns::create_tagged(TEST, "rot") else {
+        return;
+    };
+    let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
+        .expect("bind 127.0.0.1:0")
+        .port();
+    let port_s = port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("live-%S.pcap");
+    let sniffer_cmd = ns.portsniff(&[
+        "-i",
+        "lo",
+        "--port",
+        &port_s,
+        "--json",
+        "-G",
+        "1",
+        "-w",
+        pattern.to_str().unwrap(),
+        "--duration",
+        "4",
+    ]);
+    let mut sniffer = Sniffer::spawn(sniffer_cmd, "ip netns exec NS portsniff -i lo -G 1");
+    sniffer.wait_for_banner();
+
+    // A listener and a client inside the namespace: 30 connections, one every 100 ms.
+    let traffic = ns.on_thread(move || {
+        let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let listener = std::net::TcpListener::bind(server).expect("listen in the namespace");
+        for _ in 0..30 {
+            let mut client = TcpStream::connect_timeout(&server, IO_TIMEOUT).expect("connect");
+            let (mut accepted, _) = listener.accept().expect("accept");
+            client.write_all(b"ping").expect("write");
+            let mut buf = [0u8; 4];
+            accepted.read_exact(&mut buf).expect("read");
+            drop(client);
+            drop(accepted);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    traffic.join().expect("traffic thread");
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    drop(ns);
+    assert!(
+        run.stderr.contains("packets written to"),
+        "the written line: {}",
+        run.stderr
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 2,
+        "3 s of connections with -G 1 make several files: {files:?}\n{}",
+        run.stderr
+    );
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("live-") && name.ends_with(".pcap"),
+            "only rotated files, no temporary one left: {name}"
+        );
+        let out = Command::new(&tcpdump)
+            .args(["-nn", "-r"])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "tcpdump reads packets from {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
