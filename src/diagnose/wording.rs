@@ -1780,7 +1780,9 @@ fn truncated_view(e: &TruncatedView) -> Words {
     let (n, port) = (e.truncated, e.port);
     let packets = plural(n, "packet was", "packets were");
     say(
-        format!("{packets} cut inside their headers by the snaplen: their connections cannot be judged"),
+        format!(
+            "{packets} cut inside their headers by the snaplen: their connections cannot be judged"
+        ),
         format!(
             "The capture kept too few bytes of {} to read the whole IP and TCP header \
              (ports, sequence numbers, flags), so portsniff could not tie {} to a \
@@ -1789,7 +1791,15 @@ fn truncated_view(e: &TruncatedView) -> Words {
             if n == 1 { "it" } else { "them" },
             if n == 1 { "it" } else { "them" }
         ),
-        "capture again with a larger snaplen (-s 96 or more keeps every TCP header; the default keeps whole packets)",
+        // tcpdump keeps whole packets by default; portsniff keeps only the headers
+        // (capture::HEADERS_SNAPLEN), which is enough: say which, so that a user who cut
+        // the capture with -s knows dropping the option fixes it.
+        format!(
+            "capture again with a larger snaplen: without -s (portsniff keeps {} bytes, \
+             every header), or -s 128 or more (an IPv6 header and a TCP header with all \
+             options)",
+            crate::capture::HEADERS_SNAPLEN
+        ),
     )
 }
 
