@@ -128,10 +128,11 @@ impl FlowStage<'_> {
                             Some(&hash) => table.process_hashed(seg, hash, &mut events),
                             None => table.process(seg, &mut events),
                         };
-                        if let (true, Some(c)) = (syn, sink.copies.as_mut()) {
-                            c.syn(seg);
-                        }
-                        if syn {
+                        let twin = match (syn, sink.copies.as_mut()) {
+                            (true, Some(c)) => c.syn(seg),
+                            _ => false,
+                        };
+                        if syn && !twin {
                             sink.diagnoser.syn_arrived(seg.src.addr, seg.dst, seg.ts);
                         }
                         if let (true, Some(id)) = (syn && live, id) {
