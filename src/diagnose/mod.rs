@@ -51,7 +51,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Live: most client processes looked up per second (each costs a walk of every
 /// process's fds: a few a second is what 2 cores can spare next to a flood).
 const LOOKUPS_PER_SEC: u32 = 4;
-/// Live: most flows whose processes are remembered until their final record.
+/// Live: most flows whose processes are asked for or remembered until their final record.
 const PROCESSES_CAP: usize = 10_000;
 /// Live: most often the port's sockets are looked at for a problem. A look is one
 /// sock_diag dump (tens of microseconds); a flood of refusals must not make it one per
@@ -133,7 +133,11 @@ pub struct Diagnoser {
     /// Every client SYN to the port, by second and source.
     meter: syn_meter::SynMeter,
     emitted: HashSet<FindingKind>,
-    processes: HashMap<u64, FlowProcesses>,
+    /// Live: the flows whose processes were asked for and not yet handed out, with the
+    /// answer once it came. A flow's entry goes with its final record, so an answer that
+    /// comes after it (the lookup took longer than the connection) is dropped instead of
+    /// kept for ever: a long watch would otherwise fill the cap and name no later flow.
+    processes: HashMap<u64, Option<FlowProcesses>>,
     /// The current second of lookups: when it began, how many were asked.
     lookups: Option<(Instant, u32)>,
     /// Live: the port's listeners over the run.
@@ -239,6 +243,7 @@ impl Diagnoser {
             return None;
         }
         *asked += 1;
+        self.processes.entry(id).or_insert(None);
         let server_proc = facts
             .now
             .listeners
@@ -252,16 +257,17 @@ impl Diagnoser {
         })
     }
 
-    /// The answer to a [`LookupRequest`].
+    /// The answer to a [`LookupRequest`]; dropped when its flow already finished.
     pub fn processes_found(&mut self, id: u64, procs: FlowProcesses) {
-        if self.processes.len() < PROCESSES_CAP {
-            self.processes.insert(id, procs);
+        if let Some(slot) = self.processes.get_mut(&id) {
+            *slot = Some(procs);
         }
     }
 
-    /// The processes behind a flow, if they were found; forgets them.
+    /// The processes behind a flow, if they were found; forgets the flow (called with
+    /// its final record).
     pub fn processes_of(&mut self, id: u64) -> Option<FlowProcesses> {
-        self.processes.remove(&id)
+        self.processes.remove(&id).flatten()
     }
 
     /// Live: the processes behind a flow about to be [finished](Self::flow_finished), as
@@ -496,7 +502,7 @@ impl Diagnoser {
                 ev.add(&r);
                 // A stalled receiver's connection goes on: its processes, found at
                 // its SYN, name it already.
-                if let Some(p) = self.processes.get(&r.id) {
+                if let Some(Some(p)) = self.processes.get(&r.id) {
                     ev.named(&r, p);
                 }
                 if let Some(k) = k {

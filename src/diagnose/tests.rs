@@ -463,6 +463,42 @@ fn client_lookups_are_rate_limited_per_second() {
 }
 
 #[test]
+fn a_long_watch_names_processes_after_many_lookups_finished_late() {
+    // Each connection ends before its lookup does (a short request, a slow /proc walk):
+    // the late answer must not be kept, or after PROCESSES_CAP of them no later flow
+    // would be named.
+    let mut d = Diagnoser::new(
+        Scope::port(61999),
+        Some(facts(vec![listener("127.0.0.1:61999")])),
+        true,
+    );
+    let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
+    let t0 = Instant::now();
+    let named = |pid| FlowProcesses {
+        client: Some(ProcessInfo {
+            pid,
+            name: "curl".into(),
+            cmdline: "curl".into(),
+            user: "root".into(),
+        }),
+        server: None,
+    };
+    let late = PROCESSES_CAP as u64 + 10;
+    for id in 0..late {
+        let now = t0 + Duration::from_secs(id);
+        assert!(d.syn_seen(id, client, server, now).is_some(), "flow {id}");
+        assert_eq!(d.processes_of(id), None, "finished before its answer");
+        d.processes_found(id, named(id as i32));
+    }
+    let id = late;
+    assert!(d
+        .syn_seen(id, client, server, t0 + Duration::from_secs(id))
+        .is_some());
+    d.processes_found(id, named(7));
+    assert_eq!(d.processes_of(id), Some(named(7)));
+}
+
+#[test]
 fn replays_ask_for_no_lookups() {
     let mut d = Diagnoser::new(Scope::port(61999), None, true);
     let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
