@@ -656,6 +656,9 @@ pub struct Flood {
     /// Attempts that sent one SYN and never completed, among those the capture has ended
     /// (live, the half-open ones wait until the capture does).
     pub half_open: u64,
+    /// Live, with SYN cookies off: real clients' attempts (they retransmitted their SYN)
+    /// that got no answer while SYNs were dropped for the full SYN queue.
+    pub clients_dropped: u64,
     /// Connections that completed a handshake while the SYNs came, and their connect
     /// time (first SYN to the client's ACK).
     pub completed: u64,

@@ -1126,6 +1126,16 @@ fn syn_flood(e: &Flood) -> Words {
         (_, Some(max)) => format!("connect() took {}", seconds(max)),
         _ => String::new(),
     };
+    if e.clients_dropped > 0 {
+        headline.push_str(&format!(
+            "; {} got no answer",
+            plural(
+                e.clients_dropped,
+                "real connection attempt",
+                "real connection attempts"
+            )
+        ));
+    }
     headline.push_str(&if e.completed > 0 {
         format!(
             "; {} still completed",
@@ -1171,6 +1181,13 @@ fn syn_flood(e: &Flood) -> Words {
                 " No SYN cookie was sent (net.ipv4.tcp_syncookies is off, or the queue never filled): \
                  SYNs that found the queue full were dropped, real clients' among them.",
             );
+            if e.clients_dropped > 0 {
+                x.push_str(&format!(
+                    " {} by real clients (they retransmitted their SYN, which a spoofed source cannot) \
+                     got no answer: their SYNs were among those the full SYN queue dropped (TCPReqQFullDrop).",
+                    plural(e.clients_dropped, "attempt", "attempts")
+                ));
+            }
         }
     } else {
         x.push_str(
