@@ -260,6 +260,10 @@ pub struct ListenerSeen {
     /// Seconds since the Unix epoch in the JSON.
     #[serde(serialize_with = "secs")]
     pub at: u64,
+    /// The earliest it may have happened: `at` when exact, else the look before the one
+    /// that saw it. Seconds since the Unix epoch in the JSON.
+    #[serde(serialize_with = "secs")]
+    pub from: u64,
     /// The kernel's time of the listen()/close(); false: when a look first saw it.
     pub exact: bool,
     pub process: Option<String>,

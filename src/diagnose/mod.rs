@@ -145,6 +145,14 @@ pub struct Diagnoser {
     /// Live: when the last connection to each server endpoint was refused: the moment
     /// its refusals are judged at.
     refused_at: BTreeMap<Endpoint, Timestamp>,
+    /// Live: the first SYN-ACK from a refused server endpoint after its last refusal: it
+    /// listens again. Its connection counts as accepted in the polls until its final
+    /// record does (a long-lived connection's comes only when it closes), so that a
+    /// startup race or restart is said as the server answers, not at the end.
+    reopened: BTreeMap<Endpoint, Timestamp>,
+    /// Live: when the last connection to a refused server endpoint that completed its
+    /// handshake began (its final record arrived): its `reopened` is in the evidence.
+    accepted_at: BTreeMap<Endpoint, Timestamp>,
     /// Live: a problem arrived that the port's sockets were not looked at for yet.
     look_wanted: bool,
     looked: Option<Instant>,
@@ -181,6 +189,8 @@ impl Diagnoser {
             began: facts.as_ref().map(|f| f.now.taken),
             facts,
             refused_at: BTreeMap::new(),
+            reopened: BTreeMap::new(),
+            accepted_at: BTreeMap::new(),
             look_wanted: false,
             looked: None,
             printed: Vec::new(),
@@ -295,6 +305,24 @@ impl Diagnoser {
         }
     }
 
+    /// Live: a SYN-ACK from `server` captured at `ts`. The first after refusals to it
+    /// says it listens again: the next poll may name a startup race or restart, with
+    /// the listener looked at now (who started listening, and when). Only a map lookup
+    /// for each SYN-ACK: it is on the flow stage's path.
+    pub fn synack_seen(&mut self, server: Endpoint, ts: Timestamp) {
+        if server.port != self.scope.port {
+            return;
+        }
+        let Some(&refused) = self.refused_at.get(&server) else {
+            return;
+        };
+        if self.reopened.get(&server).is_some_and(|&t| t >= refused) {
+            return;
+        }
+        self.reopened.insert(server, ts);
+        self.problem();
+    }
+
     /// A SYN to another port (or address) on the interface.
     pub fn syn_elsewhere(&mut self, dst: Endpoint) {
         self.ev.syn_elsewhere(dst);
@@ -318,6 +346,9 @@ impl Diagnoser {
         {
             // The RST's time: the listeners are judged as they were then.
             self.refused_at.insert(r.server, r.last_ts);
+        }
+        if r.handshake_rtt_us.is_some() && self.refused_at.contains_key(&r.server) {
+            self.accepted_at.insert(r.server, r.first_ts);
         }
         if r.outcome.is_problem() || r.port_reused || evidence::slow_connect_delay(r).is_some() {
             self.problem();
@@ -496,8 +527,24 @@ impl Diagnoser {
             f.now.counters = counters;
         }
         self.ev.syn_rate = self.meter.rate();
-        let with_pending = (!self.pending.is_empty()).then(|| {
+        // Servers answering again whose accepted connection has no final record yet.
+        let reopened: Vec<(Endpoint, Timestamp)> = self
+            .reopened
+            .iter()
+            .filter(|(s, &t)| {
+                self.refused_at.get(s).is_some_and(|&r| t >= r)
+                    && self
+                        .accepted_at
+                        .get(s)
+                        .is_none_or(|&a| a < self.refused_at[s])
+            })
+            .map(|(s, t)| (*s, *t))
+            .collect();
+        let with_pending = (!self.pending.is_empty() || !reopened.is_empty()).then(|| {
             let mut ev = self.ev.clone();
+            for (server, at) in reopened {
+                ev.timelines.add(server, at, windows::Fate::Accepted);
+            }
             for (r, k) in self.pending.drain(..) {
                 ev.add(&r);
                 // A stalled receiver's connection goes on: its processes, found at

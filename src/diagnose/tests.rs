@@ -1025,6 +1025,63 @@ fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_t
 }
 
 #[test]
+fn a_startup_race_is_printed_live_at_the_servers_first_syn_ack_after_printed_refusals() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_000), None);
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    d.listener_changed(
+        &listen_event("127.0.0.1:61999", true, 2_000),
+        Some(python()),
+    );
+    // The accepted connection goes on (no final record yet): its SYN-ACK is enough.
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_500));
+    let found = d.poll(t0 + POLL, Timestamp(2_600), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::StartupRace], "{found:#?}");
+    assert!(
+        found[0]
+            .explanation()
+            .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "),
+        "{}",
+        found[0].explanation()
+    );
+    // Said once: later SYN-ACKs, and the connection's own record, add no line.
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_700));
+    d.flow_finished(
+        &FlowRecord {
+            first_ts: Timestamp(2_490),
+            last_ts: Timestamp(9_000),
+            handshake_rtt_us: Some(10),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        },
+        None,
+    );
+    assert!(d
+        .poll(t0 + 2 * POLL, Timestamp(9_100), Counters::new())
+        .is_empty());
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
+    assert_eq!(end.findings[0].weight, 1, "one refusal, counted once");
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(
+        (end.superseded[0].live.kind, end.superseded[0].by),
+        (
+            FindingKind::NothingListening,
+            Some(FindingKind::StartupRace)
+        )
+    );
+}
+
+#[test]
+fn a_syn_ack_from_a_server_never_refused_asks_for_no_poll() {
+    let t0 = Instant::now();
+    let mut d = live(vec![listener("127.0.0.1:61999")]);
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_500));
+    assert!(!d.poll_due(t0));
+}
+
+#[test]
 fn refusals_after_the_last_accepted_connection_stay_nothing_listening_beside_the_restart() {
     let accepted = |ts| FlowRecord {
         first_ts: Timestamp(ts),

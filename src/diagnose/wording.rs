@@ -443,17 +443,17 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
             (Some(name), Some(pid)) => format!("{name} (pid {pid})"),
             _ => "a process".to_string(),
         };
-        let how = if s.exact {
-            ""
+        let when = if s.exact || s.from >= s.at {
+            format!("at {}", Timestamp(s.at).clock())
         } else {
-            " (first seen by a look)"
+            // Seen by a look: it listened by then, and not at the look before.
+            format!(
+                "between {} and {} (the looks at the sockets either side)",
+                Timestamp(s.from).clock(),
+                Timestamp(s.at).clock()
+            )
         };
-        let _ = write!(
-            why,
-            " {who} started listening on {} at {}{how}",
-            s.endpoint,
-            Timestamp(s.at).clock()
-        );
+        let _ = write!(why, " {who} started listening on {} {when}", s.endpoint);
         match &e.predecessor_stopped {
             Some(p) => {
                 let pred = match (&p.process, p.pid) {

@@ -121,7 +121,12 @@ impl FlowStage<'_> {
                                 sink.diagnoser.syn_elsewhere(seg.dst);
                                 continue;
                             }
-                            SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
+                            SegmentKind::Tcp(t) => {
+                                if live && t.flags.syn() && t.flags.ack() {
+                                    sink.diagnoser.synack_seen(seg.src, seg.ts);
+                                }
+                                t.flags.syn() && !t.flags.ack()
+                            }
                             SegmentKind::Icmp(_) => false,
                         };
                         let id = match batch.hashes.get(i) {
