@@ -60,6 +60,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 /// Live: most server endpoints whose last refusal time is remembered (beyond, a refusal
 /// is judged by the listeners now).
 const REFUSED_AT_CAP: usize = 256;
+/// Live: how often a port map's backend is looked at without a refusal through it, so
+/// that a backend started or stopped after a refusal is said as an update (the same
+/// second as the refresher's looks at the port's own listeners).
+const BACKEND_LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Most changes said under one finding of the final diagnosis (the latest ones).
 const CHANGES_SAID: usize = 8;
 /// Live: how long a capture sees no connection on the port, while SYNs go to other
@@ -118,6 +122,40 @@ pub struct Update {
     pub earlier: Vec<FindingKind>,
 }
 
+/// Live: a port map's backend (the DNAT rule's destination) in another namespace: its
+/// listeners over the run, looked at when a connection through the map is refused.
+struct Backend {
+    to: Endpoint,
+    /// Its namespace at the latest look; `None` when no process sat in it.
+    namespace: Option<String>,
+    timeline: Timeline,
+    /// Changes numbered below this were said.
+    said: u64,
+    look_wanted: bool,
+    looked: Option<Instant>,
+}
+
+impl Backend {
+    /// Whether `server` is reached through the map: the backend itself (the copy after
+    /// the translation) or the port on any address (before it).
+    fn serves(&self, server: &Endpoint, port: u16) -> bool {
+        *server == self.to || server.port == port
+    }
+
+    /// The backend's listeners as its own timeline keeps them: that timeline is all in
+    /// one namespace (`namespace`), and a timeline leaves out listeners marked as
+    /// another namespace's.
+    fn own(listeners: &[host::Listener]) -> Vec<host::Listener> {
+        listeners
+            .iter()
+            .map(|l| host::Listener {
+                namespace: None,
+                ..l.clone()
+            })
+            .collect()
+    }
+}
+
 /// Accumulates evidence and turns it into findings.
 pub struct Diagnoser {
     scope: Scope,
@@ -165,6 +203,8 @@ pub struct Diagnoser {
     unsaid: Vec<FactChange>,
     /// Live: when the first look at the machine was taken (the capture's start).
     began: Option<Timestamp>,
+    /// Live, with a port map: its backend's listeners over the run.
+    backend: Option<Backend>,
 }
 
 impl Diagnoser {
@@ -172,7 +212,23 @@ impl Diagnoser {
     /// `None` for replays. `attribution`: name processes behind client sockets (needs
     /// CAP_SYS_PTRACE for other users' processes).
     pub fn new(scope: Scope, facts: Option<HostFacts>, attribution: bool) -> Diagnoser {
+        let backend = facts.as_ref().and_then(|f| {
+            let d = f.firewall.as_ref()?.dnat().first()?;
+            let (namespace, listeners) = match &d.backend {
+                Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
+                None => (None, &[][..]),
+            };
+            Some(Backend {
+                to: Endpoint::new(d.to.ip(), d.to.port()),
+                namespace,
+                timeline: Timeline::first_look(&Backend::own(listeners), f.now.taken),
+                said: 0,
+                look_wanted: false,
+                looked: None,
+            })
+        });
         Diagnoser {
+            backend,
             scope,
             attribution,
             dirty: false,
@@ -310,7 +366,14 @@ impl Diagnoser {
     /// the listener looked at now (who started listening, and when). Only a map lookup
     /// for each SYN-ACK: it is on the flow stage's path.
     pub fn synack_seen(&mut self, server: Endpoint, ts: Timestamp) {
-        if server.port != self.scope.port {
+        // The port's, or its port map's backend's (its port may differ).
+        let port = self.scope.port;
+        if server.port != port
+            && self
+                .backend
+                .as_ref()
+                .is_none_or(|b| !b.serves(&server, port))
+        {
             return;
         }
         let Some(&refused) = self.refused_at.get(&server) else {
@@ -321,6 +384,12 @@ impl Diagnoser {
         }
         self.reopened.insert(server, ts);
         self.problem();
+        // A port map's backend answering again: who listens there now.
+        if let Some(b) = &mut self.backend {
+            if b.serves(&server, self.scope.port) {
+                b.look_wanted = true;
+            }
+        }
     }
 
     /// A SYN to another port (or address) on the interface.
@@ -346,6 +415,11 @@ impl Diagnoser {
         {
             // The RST's time: the listeners are judged as they were then.
             self.refused_at.insert(r.server, r.last_ts);
+        }
+        if let Some(b) = &mut self.backend {
+            if r.outcome == Outcome::Refused && b.serves(&r.server, self.scope.port) {
+                b.look_wanted = true;
+            }
         }
         if r.handshake_rtt_us.is_some() && self.refused_at.contains_key(&r.server) {
             self.accepted_at.insert(r.server, r.first_ts);
@@ -440,6 +514,46 @@ impl Diagnoser {
         }
     }
 
+    /// Live: the port map's backend address when its namespace should be looked at now
+    /// ([`host::BackendLooker`]), and whether for a connection through the map (a
+    /// refusal, or the backend answering again: at most every `LOOK_EVERY`, as the
+    /// port's own sockets) rather than because `BACKEND_LOOK_EVERY` passed.
+    pub fn backend_look_due(&self, now: Instant) -> Option<(std::net::IpAddr, bool)> {
+        let b = self.backend.as_ref()?;
+        let since = b.looked.map(|t| now.duration_since(t));
+        if b.look_wanted && since.is_none_or(|s| s >= LOOK_EVERY) {
+            return Some((b.to.addr, true));
+        }
+        since
+            .is_none_or(|s| s >= BACKEND_LOOK_EVERY)
+            .then_some((b.to.addr, false))
+    }
+
+    /// Live: the backend's namespace and listeners, looked at `at` (wall clock) and
+    /// `now`: `Some(None)` when no process sat in its namespace; `None` when there was
+    /// no answer (a walk held back), which keeps the last look.
+    pub fn backend_looked(
+        &mut self,
+        found: Option<Option<(String, Vec<host::Listener>)>>,
+        at: Timestamp,
+        now: Instant,
+    ) {
+        let Some(b) = &mut self.backend else {
+            return;
+        };
+        b.looked = Some(now);
+        let Some(found) = found else {
+            return;
+        };
+        b.look_wanted = false;
+        let (namespace, listeners) = match found {
+            Some((ns, ls)) => (Some(ns), ls),
+            None => (None, Vec::new()),
+        };
+        b.namespace = namespace;
+        b.timeline.look(&Backend::own(&listeners), at);
+    }
+
     /// Live: listener changes after the moment of printed findings that rest on the
     /// listeners, each said once. Changes before the first such finding's moment are
     /// not news: it rests on them.
@@ -448,8 +562,17 @@ impl Diagnoser {
             return Vec::new();
         };
         let from = std::mem::replace(&mut self.said, t.next_seq());
+        let backend_from = self.backend.as_mut().map(|b| {
+            (
+                std::mem::replace(&mut b.said, b.timeline.next_seq()),
+                b.said,
+            )
+        });
         // Called after every batch: nothing new must cost nothing (no allocation).
-        if from == self.said && self.unsaid.is_empty() {
+        if from == self.said
+            && self.unsaid.is_empty()
+            && backend_from.is_none_or(|(from, next)| from == next)
+        {
             return Vec::new();
         }
         let earlier: Vec<FindingKind> = self
@@ -463,9 +586,16 @@ impl Diagnoser {
             return Vec::new();
         }
         let unsaid = std::mem::take(&mut self.unsaid);
+        let backend = self
+            .backend
+            .as_ref()
+            .zip(backend_from)
+            .map(|(b, (from, _))| b.timeline.changes_from(from).cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         unsaid
             .into_iter()
             .chain(t.changes_from(from).cloned())
+            .chain(backend)
             .map(|change| Update {
                 change,
                 earlier: earlier.clone(),
@@ -503,6 +633,28 @@ impl Diagnoser {
                 .collect();
             f.listener_changes.clear();
             f.listener_changes.extend(t.changes_from(0).cloned());
+            if let Some(b) = &self.backend {
+                f.listener_changes
+                    .extend(b.timeline.changes_from(0).cloned());
+                f.listener_changes.sort_by_key(|c| c.at);
+                let port = self.scope.port;
+                let moment = self
+                    .refused_at
+                    .iter()
+                    .filter(|(server, _)| b.serves(server, port))
+                    .map(|(_, ts)| *ts)
+                    .max();
+                // The backend refused at that moment (its TCP's RST): a listener the
+                // looks place there then started between the RST and the next look.
+                f.backend_at_refusal = moment.map(|ts| {
+                    let mut ls = b.timeline.at(ts);
+                    ls.retain(|l| !l.accepts(&b.to));
+                    for l in &mut ls {
+                        l.namespace.clone_from(&b.namespace);
+                    }
+                    (b.namespace.clone(), ls)
+                });
+            }
         }
     }
 
@@ -589,6 +741,15 @@ impl Diagnoser {
                     .cloned(),
             );
             self.said = t.next_seq();
+            if let Some(b) = &mut self.backend {
+                self.unsaid.extend(
+                    b.timeline
+                        .changes_from(b.said)
+                        .filter(|c| before || c.from > moment)
+                        .cloned(),
+                );
+                b.said = b.timeline.next_seq();
+            }
         }
         self.printed.extend(out.iter().map(|f| (wall, f.clone())));
         out
@@ -631,8 +792,14 @@ impl Diagnoser {
                 superseded: Vec::new(),
             };
         };
+        let backend = self.backend.as_ref().map(|b| &b.timeline);
         let latest = |after: Timestamp| -> Vec<FactChange> {
-            let changes: Vec<FactChange> = t.changes_after(after).cloned().collect();
+            let mut changes: Vec<FactChange> = t
+                .changes_after(after)
+                .chain(backend.into_iter().flat_map(|b| b.changes_after(after)))
+                .cloned()
+                .collect();
+            changes.sort_by_key(|c| c.at);
             let skip = changes.len().saturating_sub(CHANGES_SAID);
             changes.into_iter().skip(skip).collect()
         };

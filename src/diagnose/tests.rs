@@ -1081,6 +1081,96 @@ fn a_syn_ack_from_a_server_never_refused_asks_for_no_poll() {
     assert!(!d.poll_due(t0));
 }
 
+/// A live diagnoser for port 61999 forwarded to 10.77.0.2:80 in net:[1], whose
+/// backend listened there at the first look, at 100.
+fn live_port_map() -> Diagnoser {
+    use crate::diagnose::host::firewall::{nat, Ruleset};
+    let mut f = facts(vec![]);
+    f.now.taken = Timestamp(100);
+    let mut dnat = nat::parse(
+        "*nat\n-A PREROUTING -p tcp -m tcp --dport 61999 -j DNAT --to-destination 10.77.0.2:80\nCOMMIT\n",
+        61999,
+    );
+    dnat[0].backend = Some(("net:[1]".into(), vec![backend_listener()]));
+    f.firewall = Some(std::sync::Arc::new(Ruleset::default().with_dnat(dnat)));
+    Diagnoser::new(Scope::port(61999), Some(f), false)
+}
+
+fn backend_listener() -> Listener {
+    Listener {
+        namespace: Some("net:[1]".into()),
+        processes: vec![python()],
+        ..listener("10.77.0.2:80")
+    }
+}
+
+#[test]
+fn live_a_port_maps_backend_is_judged_as_it_was_at_the_refusal_and_its_start_is_an_update() {
+    let t0 = Instant::now();
+    let mut d = live_port_map();
+    // The backend stopped after the first look; the refusal through the map asks for a
+    // look at it.
+    d.backend_looked(Some(Some(("net:[1]".into(), vec![]))), Timestamp(500), t0);
+    d.flow_finished(&refused_at("10.77.0.2:80", 1_000), None);
+    assert_eq!(
+        d.backend_look_due(t0 + LOOK_EVERY),
+        Some(("10.77.0.2".parse().unwrap(), true)),
+        "a refusal through the map: the backend is looked at now"
+    );
+    d.backend_looked(
+        Some(Some(("net:[1]".into(), vec![]))),
+        Timestamp(1_010),
+        t0 + LOOK_EVERY,
+    );
+    let found = d.poll(t0 + LOOK_EVERY, Timestamp(1_020), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    let json = serde_json::to_value(&found[0].cause).unwrap();
+    assert_eq!(
+        json["listening_there"],
+        serde_json::json!([]),
+        "nothing listened in the backend's namespace at the refusal: {json}"
+    );
+    assert!(d.updates().is_empty());
+    // It starts again: said as an update at the next look.
+    assert_eq!(d.backend_look_due(t0 + 2 * LOOK_EVERY), None, "not due yet");
+    let later = t0 + BACKEND_LOOK_EVERY + LOOK_EVERY;
+    assert!(
+        d.backend_look_due(later).is_some(),
+        "looked at every second"
+    );
+    d.backend_looked(
+        Some(Some(("net:[1]".into(), vec![backend_listener()]))),
+        Timestamp(2_000),
+        later,
+    );
+    let updates = d.updates();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(
+        (
+            updates[0].change.kind,
+            updates[0].change.endpoint,
+            updates[0].change.process.as_ref().map(|p| p.pid)
+        ),
+        (ChangeKind::ListenerStarted, ep("10.77.0.2:80"), Some(4242))
+    );
+    // The end still judges the refusal by its moment, and says what changed since.
+    let end = d.finish(None);
+    let f = end
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::NothingListening)
+        .expect("nothing_listening");
+    let json = serde_json::to_value(&f.cause).unwrap();
+    assert_eq!(json["listening_there"], serde_json::json!([]), "{json}");
+    assert!(
+        f.facts_changed
+            .iter()
+            .any(|c| c.kind == ChangeKind::ListenerStarted && c.endpoint == ep("10.77.0.2:80")),
+        "{:?}",
+        f.facts_changed
+    );
+}
+
 #[test]
 fn refusals_after_the_last_accepted_connection_stay_nothing_listening_beside_the_restart() {
     let accepted = |ts| FlowRecord {

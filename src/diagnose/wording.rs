@@ -472,8 +472,13 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
     if e.still_refused > 0 {
         let _ = write!(
             why,
-            " {} refused after the last accepted connection are said apart.",
-            plural(e.still_refused, "attempt", "attempts")
+            " {} after the last accepted connection {} said apart.",
+            plural(e.still_refused, "attempt", "attempts"),
+            if e.still_refused == 1 {
+                "was refused, which is"
+            } else {
+                "were refused, which are"
+            }
         );
     }
     say(headline, why, next)

@@ -307,6 +307,8 @@ pub(super) struct Sink<'a> {
     pub(super) refresher: Option<Refresher>,
     /// Live: the thread naming processes behind client sockets, started on first use.
     pub(super) lookup: Option<Lookup>,
+    /// Live, with a port map: looks at its backend's namespace, made on first use.
+    pub(super) backend_looker: Option<host::BackendLooker>,
     pub(super) ladder: Option<LadderRecorder>,
     /// `--live-summary`: when the next table is due.
     pub(super) cadence: Option<Cadence>,
@@ -572,6 +574,13 @@ impl Sink<'_> {
             let at = wall_clock();
             let listeners = host::listeners_now(self.port);
             self.diagnoser.sockets_looked(listeners, at, now);
+        }
+        if let Some((addr, wanted)) = self.diagnoser.backend_look_due(now) {
+            let looker = self
+                .backend_looker
+                .get_or_insert_with(|| host::BackendLooker::new(addr));
+            let found = looker.look(wanted.then_some(now));
+            self.diagnoser.backend_looked(found, wall_clock(), now);
         }
         if self.diagnoser.poll_due(now) {
             for f in self
