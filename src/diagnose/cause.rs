@@ -786,6 +786,13 @@ pub struct Resets {
     /// For RSTs a firewall sent: the REJECT rule most likely responsible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// Live: the port map's backend, when the port is forwarded to another network
+    /// namespace: server RSTs this host's TCP did not send are that namespace's.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_opt"
+    )]
+    pub backend: Option<Endpoint>,
     #[serde(skip)]
     pub by: Side,
 }

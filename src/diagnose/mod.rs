@@ -133,6 +133,8 @@ struct Backend {
     said: u64,
     look_wanted: bool,
     looked: Option<Instant>,
+    /// The RST time of the last refusal through the map not yet followed by a look.
+    refused: Option<Timestamp>,
 }
 
 impl Backend {
@@ -225,6 +227,7 @@ impl Diagnoser {
                 said: 0,
                 look_wanted: false,
                 looked: None,
+                refused: None,
             })
         });
         Diagnoser {
@@ -419,6 +422,7 @@ impl Diagnoser {
         if let Some(b) = &mut self.backend {
             if r.outcome == Outcome::Refused && b.serves(&r.server, self.scope.port) {
                 b.look_wanted = true;
+                b.refused = Some(r.last_ts);
             }
         }
         if r.handshake_rtt_us.is_some() && self.refused_at.contains_key(&r.server) {
@@ -551,6 +555,16 @@ impl Diagnoser {
             None => (None, Vec::new()),
         };
         b.namespace = namespace;
+        // The refusal's RST proves nothing listened on the backend then: a stop this
+        // look finds happened by the RST, not by the look (it is no news after a finding
+        // about that refusal). Any other change is placed as early: the look follows the
+        // refusal within moments.
+        let at = match b.refused.take() {
+            // Just after it: a start found by a later look may date from this look, and
+            // must stay after the refusal.
+            Some(rst) if !listeners.iter().any(|l| l.accepts(&b.to)) => rst.add_micros(1).min(at),
+            _ => at,
+        };
         b.timeline.look(&Backend::own(&listeners), at);
     }
 
@@ -590,7 +604,15 @@ impl Diagnoser {
             .backend
             .as_ref()
             .zip(backend_from)
-            .map(|(b, (from, _))| b.timeline.changes_from(from).cloned().collect::<Vec<_>>())
+            .map(|(b, (from, _))| {
+                // Its own port's: other listeners in its namespace are said in findings
+                // ("listens on Q+1 instead"), not as changes of the port's listener.
+                b.timeline
+                    .changes_from(from)
+                    .filter(|c| c.endpoint.port == b.to.port)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         unsaid
             .into_iter()
@@ -742,6 +764,9 @@ impl Diagnoser {
             );
             self.said = t.next_seq();
             if let Some(b) = &mut self.backend {
+                // A stop placed just after a refusal by its RST (`backend_looked`) is what
+                // the finding about that refusal rests on, not news.
+                let moment = moment.add_micros(1);
                 self.unsaid.extend(
                     b.timeline
                         .changes_from(b.said)

@@ -1593,6 +1593,21 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
                 next,
             )
         }
+        ResetSource::NotLocalTcp if e.backend.is_some() => {
+            let backend = e.backend.map(|b| b.to_string()).unwrap_or_default();
+            say(
+                format!(
+                    "{n} reset in the server's name by the port map's backend {backend}, in another network namespace"
+                ),
+                format!(
+                    "The port is forwarded (DNAT) to {backend}, in a network namespace whose TCP the kernel witness does \
+                     not watch from here; this host's TCP sent no RST and its firewall dropped none of their packets: \
+                     the backend reset them (its server closed them unread, or exited or restarted with them open).{packets}"
+                ),
+                "check the backend's server: its logs and whether it restarted (docker logs CONTAINER, journalctl), and \
+                 its sockets from inside its namespace (nsenter -t PID -n ss -tanp)",
+            )
+        }
         ResetSource::NotLocalTcp => say(
             format!("{n} reset in the {who}'s name, but not by this host: the RST came from another host or a middlebox"),
             format!(
@@ -1882,6 +1897,7 @@ mod tests {
                 abort_on_close: Some(3),
                 kernel: None,
                 rule: None,
+                backend: None,
                 by: Side::Client,
             },
             None,
