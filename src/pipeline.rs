@@ -403,6 +403,7 @@ impl Prepared<'_> {
                     .as_ref()
                     .map(|_| Refresher::start(cfg.port, cfg.attribution)),
                 lookup: None,
+                backend_looker: None,
                 diagnoser: Diagnoser::new(scope, facts, cfg.attribution),
                 ladder: cfg.ladder.map(LadderRecorder::new),
                 cadence: cfg.format.redraws().then(Cadence::default),

@@ -260,6 +260,10 @@ pub struct ListenerSeen {
     /// Seconds since the Unix epoch in the JSON.
     #[serde(serialize_with = "secs")]
     pub at: u64,
+    /// The earliest it may have happened: `at` when exact, else the look before the one
+    /// that saw it. Seconds since the Unix epoch in the JSON.
+    #[serde(serialize_with = "secs")]
+    pub from: u64,
     /// The kernel's time of the listen()/close(); false: when a look first saw it.
     pub exact: bool,
     pub process: Option<String>,
@@ -667,6 +671,9 @@ pub struct Flood {
     /// Attempts that sent one SYN and never completed, among those the capture has ended
     /// (live, the half-open ones wait until the capture does).
     pub half_open: u64,
+    /// Live, with SYN cookies off: real clients' attempts (they retransmitted their SYN)
+    /// that got no answer while SYNs were dropped for the full SYN queue.
+    pub clients_dropped: u64,
     /// Connections that completed a handshake while the SYNs came, and their connect
     /// time (first SYN to the client's ACK).
     pub completed: u64,
@@ -790,6 +797,13 @@ pub struct Resets {
     /// For RSTs a firewall sent: the REJECT rule most likely responsible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// Live: the port map's backend, when the port is forwarded to another network
+    /// namespace: server RSTs this host's TCP did not send are that namespace's.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_opt"
+    )]
+    pub backend: Option<Endpoint>,
     #[serde(skip)]
     pub by: Side,
 }

@@ -51,7 +51,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Live: most client processes looked up per second (each costs a walk of every
 /// process's fds: a few a second is what 2 cores can spare next to a flood).
 const LOOKUPS_PER_SEC: u32 = 4;
-/// Live: most flows whose processes are remembered until their final record.
+/// Live: most flows whose processes are asked for or remembered until their final record.
 const PROCESSES_CAP: usize = 10_000;
 /// Live: most often the port's sockets are looked at for a problem. A look is one
 /// sock_diag dump (tens of microseconds); a flood of refusals must not make it one per
@@ -60,6 +60,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 /// Live: most server endpoints whose last refusal time is remembered (beyond, a refusal
 /// is judged by the listeners now).
 const REFUSED_AT_CAP: usize = 256;
+/// Live: how often a port map's backend is looked at without a refusal through it, so
+/// that a backend started or stopped after a refusal is said as an update (the same
+/// second as the refresher's looks at the port's own listeners).
+const BACKEND_LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Most changes said under one finding of the final diagnosis (the latest ones).
 const CHANGES_SAID: usize = 8;
 /// Live: how long a capture sees no connection on the port, while SYNs go to other
@@ -118,6 +122,42 @@ pub struct Update {
     pub earlier: Vec<FindingKind>,
 }
 
+/// Live: a port map's backend (the DNAT rule's destination) in another namespace: its
+/// listeners over the run, looked at when a connection through the map is refused.
+struct Backend {
+    to: Endpoint,
+    /// Its namespace at the latest look; `None` when no process sat in it.
+    namespace: Option<String>,
+    timeline: Timeline,
+    /// Changes numbered below this were said.
+    said: u64,
+    look_wanted: bool,
+    looked: Option<Instant>,
+    /// The RST time of the last refusal through the map not yet followed by a look.
+    refused: Option<Timestamp>,
+}
+
+impl Backend {
+    /// Whether `server` is reached through the map: the backend itself (the copy after
+    /// the translation) or the port on any address (before it).
+    fn serves(&self, server: &Endpoint, port: u16) -> bool {
+        *server == self.to || server.port == port
+    }
+
+    /// The backend's listeners as its own timeline keeps them: that timeline is all in
+    /// one namespace (`namespace`), and a timeline leaves out listeners marked as
+    /// another namespace's.
+    fn own(listeners: &[host::Listener]) -> Vec<host::Listener> {
+        listeners
+            .iter()
+            .map(|l| host::Listener {
+                namespace: None,
+                ..l.clone()
+            })
+            .collect()
+    }
+}
+
 /// Accumulates evidence and turns it into findings.
 pub struct Diagnoser {
     scope: Scope,
@@ -133,7 +173,11 @@ pub struct Diagnoser {
     /// Every client SYN to the port, by second and source.
     meter: syn_meter::SynMeter,
     emitted: HashSet<FindingKind>,
-    processes: HashMap<u64, FlowProcesses>,
+    /// Live: the flows whose processes were asked for and not yet handed out, with the
+    /// answer once it came. A flow's entry goes with its final record, so an answer that
+    /// comes after it (the lookup took longer than the connection) is dropped instead of
+    /// kept for ever: a long watch would otherwise fill the cap and name no later flow.
+    processes: HashMap<u64, Option<FlowProcesses>>,
     /// The current second of lookups: when it began, how many were asked.
     lookups: Option<(Instant, u32)>,
     /// Live: the port's listeners over the run.
@@ -141,6 +185,14 @@ pub struct Diagnoser {
     /// Live: when the last connection to each server endpoint was refused: the moment
     /// its refusals are judged at.
     refused_at: BTreeMap<Endpoint, Timestamp>,
+    /// Live: the first SYN-ACK from a refused server endpoint after its last refusal: it
+    /// listens again. Its connection counts as accepted in the polls until its final
+    /// record does (a long-lived connection's comes only when it closes), so that a
+    /// startup race or restart is said as the server answers, not at the end.
+    reopened: BTreeMap<Endpoint, Timestamp>,
+    /// Live: when the last connection to a refused server endpoint that completed its
+    /// handshake began (its final record arrived): its `reopened` is in the evidence.
+    accepted_at: BTreeMap<Endpoint, Timestamp>,
     /// Live: a problem arrived that the port's sockets were not looked at for yet.
     look_wanted: bool,
     looked: Option<Instant>,
@@ -153,6 +205,8 @@ pub struct Diagnoser {
     unsaid: Vec<FactChange>,
     /// Live: when the first look at the machine was taken (the capture's start).
     began: Option<Timestamp>,
+    /// Live, with a port map: its backend's listeners over the run.
+    backend: Option<Backend>,
 }
 
 impl Diagnoser {
@@ -160,7 +214,24 @@ impl Diagnoser {
     /// `None` for replays. `attribution`: name processes behind client sockets (needs
     /// CAP_SYS_PTRACE for other users' processes).
     pub fn new(scope: Scope, facts: Option<HostFacts>, attribution: bool) -> Diagnoser {
+        let backend = facts.as_ref().and_then(|f| {
+            let d = f.firewall.as_ref()?.dnat().first()?;
+            let (namespace, listeners) = match &d.backend {
+                Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
+                None => (None, &[][..]),
+            };
+            Some(Backend {
+                to: Endpoint::new(d.to.ip(), d.to.port()),
+                namespace,
+                timeline: Timeline::first_look(&Backend::own(listeners), f.now.taken),
+                said: 0,
+                look_wanted: false,
+                looked: None,
+                refused: None,
+            })
+        });
         Diagnoser {
+            backend,
             scope,
             attribution,
             dirty: false,
@@ -177,6 +248,8 @@ impl Diagnoser {
             began: facts.as_ref().map(|f| f.now.taken),
             facts,
             refused_at: BTreeMap::new(),
+            reopened: BTreeMap::new(),
+            accepted_at: BTreeMap::new(),
             look_wanted: false,
             looked: None,
             printed: Vec::new(),
@@ -239,6 +312,7 @@ impl Diagnoser {
             return None;
         }
         *asked += 1;
+        self.processes.entry(id).or_insert(None);
         let server_proc = facts
             .now
             .listeners
@@ -252,16 +326,17 @@ impl Diagnoser {
         })
     }
 
-    /// The answer to a [`LookupRequest`].
+    /// The answer to a [`LookupRequest`]; dropped when its flow already finished.
     pub fn processes_found(&mut self, id: u64, procs: FlowProcesses) {
-        if self.processes.len() < PROCESSES_CAP {
-            self.processes.insert(id, procs);
+        if let Some(slot) = self.processes.get_mut(&id) {
+            *slot = Some(procs);
         }
     }
 
-    /// The processes behind a flow, if they were found; forgets them.
+    /// The processes behind a flow, if they were found; forgets the flow (called with
+    /// its final record).
     pub fn processes_of(&mut self, id: u64) -> Option<FlowProcesses> {
-        self.processes.remove(&id)
+        self.processes.remove(&id).flatten()
     }
 
     /// Live: the processes behind a flow about to be [finished](Self::flow_finished), as
@@ -289,6 +364,37 @@ impl Diagnoser {
         }
     }
 
+    /// Live: a SYN-ACK from `server` captured at `ts`. The first after refusals to it
+    /// says it listens again: the next poll may name a startup race or restart, with
+    /// the listener looked at now (who started listening, and when). Only a map lookup
+    /// for each SYN-ACK: it is on the flow stage's path.
+    pub fn synack_seen(&mut self, server: Endpoint, ts: Timestamp) {
+        // The port's, or its port map's backend's (its port may differ).
+        let port = self.scope.port;
+        if server.port != port
+            && self
+                .backend
+                .as_ref()
+                .is_none_or(|b| !b.serves(&server, port))
+        {
+            return;
+        }
+        let Some(&refused) = self.refused_at.get(&server) else {
+            return;
+        };
+        if self.reopened.get(&server).is_some_and(|&t| t >= refused) {
+            return;
+        }
+        self.reopened.insert(server, ts);
+        self.problem();
+        // A port map's backend answering again: who listens there now.
+        if let Some(b) = &mut self.backend {
+            if b.serves(&server, self.scope.port) {
+                b.look_wanted = true;
+            }
+        }
+    }
+
     /// A SYN to another port (or address) on the interface.
     pub fn syn_elsewhere(&mut self, dst: Endpoint) {
         self.ev.syn_elsewhere(dst);
@@ -312,6 +418,15 @@ impl Diagnoser {
         {
             // The RST's time: the listeners are judged as they were then.
             self.refused_at.insert(r.server, r.last_ts);
+        }
+        if let Some(b) = &mut self.backend {
+            if r.outcome == Outcome::Refused && b.serves(&r.server, self.scope.port) {
+                b.look_wanted = true;
+                b.refused = Some(r.last_ts);
+            }
+        }
+        if r.handshake_rtt_us.is_some() && self.refused_at.contains_key(&r.server) {
+            self.accepted_at.insert(r.server, r.first_ts);
         }
         if r.outcome.is_problem() || r.port_reused || evidence::slow_connect_delay(r).is_some() {
             self.problem();
@@ -403,6 +518,56 @@ impl Diagnoser {
         }
     }
 
+    /// Live: the port map's backend address when its namespace should be looked at now
+    /// ([`host::BackendLooker`]), and whether for a connection through the map (a
+    /// refusal, or the backend answering again: at most every `LOOK_EVERY`, as the
+    /// port's own sockets) rather than because `BACKEND_LOOK_EVERY` passed.
+    pub fn backend_look_due(&self, now: Instant) -> Option<(std::net::IpAddr, bool)> {
+        let b = self.backend.as_ref()?;
+        let since = b.looked.map(|t| now.duration_since(t));
+        if b.look_wanted && since.is_none_or(|s| s >= LOOK_EVERY) {
+            return Some((b.to.addr, true));
+        }
+        since
+            .is_none_or(|s| s >= BACKEND_LOOK_EVERY)
+            .then_some((b.to.addr, false))
+    }
+
+    /// Live: the backend's namespace and listeners, looked at `at` (wall clock) and
+    /// `now`: `Some(None)` when no process sat in its namespace; `None` when there was
+    /// no answer (a walk held back), which keeps the last look.
+    pub fn backend_looked(
+        &mut self,
+        found: Option<Option<(String, Vec<host::Listener>)>>,
+        at: Timestamp,
+        now: Instant,
+    ) {
+        let Some(b) = &mut self.backend else {
+            return;
+        };
+        b.looked = Some(now);
+        let Some(found) = found else {
+            return;
+        };
+        b.look_wanted = false;
+        let (namespace, listeners) = match found {
+            Some((ns, ls)) => (Some(ns), ls),
+            None => (None, Vec::new()),
+        };
+        b.namespace = namespace;
+        // The refusal's RST proves nothing listened on the backend then: a stop this
+        // look finds happened by the RST, not by the look (it is no news after a finding
+        // about that refusal). Any other change is placed as early: the look follows the
+        // refusal within moments.
+        let at = match b.refused.take() {
+            // Just after it: a start found by a later look may date from this look, and
+            // must stay after the refusal.
+            Some(rst) if !listeners.iter().any(|l| l.accepts(&b.to)) => rst.add_micros(1).min(at),
+            _ => at,
+        };
+        b.timeline.look(&Backend::own(&listeners), at);
+    }
+
     /// Live: listener changes after the moment of printed findings that rest on the
     /// listeners, each said once. Changes before the first such finding's moment are
     /// not news: it rests on them.
@@ -411,8 +576,17 @@ impl Diagnoser {
             return Vec::new();
         };
         let from = std::mem::replace(&mut self.said, t.next_seq());
+        let backend_from = self.backend.as_mut().map(|b| {
+            (
+                std::mem::replace(&mut b.said, b.timeline.next_seq()),
+                b.said,
+            )
+        });
         // Called after every batch: nothing new must cost nothing (no allocation).
-        if from == self.said && self.unsaid.is_empty() {
+        if from == self.said
+            && self.unsaid.is_empty()
+            && backend_from.is_none_or(|(from, next)| from == next)
+        {
             return Vec::new();
         }
         let earlier: Vec<FindingKind> = self
@@ -426,9 +600,24 @@ impl Diagnoser {
             return Vec::new();
         }
         let unsaid = std::mem::take(&mut self.unsaid);
+        let backend = self
+            .backend
+            .as_ref()
+            .zip(backend_from)
+            .map(|(b, (from, _))| {
+                // Its own port's: other listeners in its namespace are said in findings
+                // ("listens on Q+1 instead"), not as changes of the port's listener.
+                b.timeline
+                    .changes_from(from)
+                    .filter(|c| c.endpoint.port == b.to.port)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
         unsaid
             .into_iter()
             .chain(t.changes_from(from).cloned())
+            .chain(backend)
             .map(|change| Update {
                 change,
                 earlier: earlier.clone(),
@@ -466,6 +655,28 @@ impl Diagnoser {
                 .collect();
             f.listener_changes.clear();
             f.listener_changes.extend(t.changes_from(0).cloned());
+            if let Some(b) = &self.backend {
+                f.listener_changes
+                    .extend(b.timeline.changes_from(0).cloned());
+                f.listener_changes.sort_by_key(|c| c.at);
+                let port = self.scope.port;
+                let moment = self
+                    .refused_at
+                    .iter()
+                    .filter(|(server, _)| b.serves(server, port))
+                    .map(|(_, ts)| *ts)
+                    .max();
+                // The backend refused at that moment (its TCP's RST): a listener the
+                // looks place there then started between the RST and the next look.
+                f.backend_at_refusal = moment.map(|ts| {
+                    let mut ls = b.timeline.at(ts);
+                    ls.retain(|l| !l.accepts(&b.to));
+                    for l in &mut ls {
+                        l.namespace.clone_from(&b.namespace);
+                    }
+                    (b.namespace.clone(), ls)
+                });
+            }
         }
     }
 
@@ -490,13 +701,29 @@ impl Diagnoser {
             f.now.counters = counters;
         }
         self.ev.syn_rate = self.meter.rate();
-        let with_pending = (!self.pending.is_empty()).then(|| {
+        // Servers answering again whose accepted connection has no final record yet.
+        let reopened: Vec<(Endpoint, Timestamp)> = self
+            .reopened
+            .iter()
+            .filter(|(s, &t)| {
+                self.refused_at.get(s).is_some_and(|&r| t >= r)
+                    && self
+                        .accepted_at
+                        .get(s)
+                        .is_none_or(|&a| a < self.refused_at[s])
+            })
+            .map(|(s, t)| (*s, *t))
+            .collect();
+        let with_pending = (!self.pending.is_empty() || !reopened.is_empty()).then(|| {
             let mut ev = self.ev.clone();
+            for (server, at) in reopened {
+                ev.timelines.add(server, at, windows::Fate::Accepted);
+            }
             for (r, k) in self.pending.drain(..) {
                 ev.add(&r);
                 // A stalled receiver's connection goes on: its processes, found at
                 // its SYN, name it already.
-                if let Some(p) = self.processes.get(&r.id) {
+                if let Some(Some(p)) = self.processes.get(&r.id) {
                     ev.named(&r, p);
                 }
                 if let Some(k) = k {
@@ -536,6 +763,18 @@ impl Diagnoser {
                     .cloned(),
             );
             self.said = t.next_seq();
+            if let Some(b) = &mut self.backend {
+                // A stop placed just after a refusal by its RST (`backend_looked`) is what
+                // the finding about that refusal rests on, not news.
+                let moment = moment.add_micros(1);
+                self.unsaid.extend(
+                    b.timeline
+                        .changes_from(b.said)
+                        .filter(|c| before || c.from > moment)
+                        .cloned(),
+                );
+                b.said = b.timeline.next_seq();
+            }
         }
         self.printed.extend(out.iter().map(|f| (wall, f.clone())));
         out
@@ -578,8 +817,14 @@ impl Diagnoser {
                 superseded: Vec::new(),
             };
         };
+        let backend = self.backend.as_ref().map(|b| &b.timeline);
         let latest = |after: Timestamp| -> Vec<FactChange> {
-            let changes: Vec<FactChange> = t.changes_after(after).cloned().collect();
+            let mut changes: Vec<FactChange> = t
+                .changes_after(after)
+                .chain(backend.into_iter().flat_map(|b| b.changes_after(after)))
+                .cloned()
+                .collect();
+            changes.sort_by_key(|c| c.at);
             let skip = changes.len().saturating_sub(CHANGES_SAID);
             changes.into_iter().skip(skip).collect()
         };

@@ -464,6 +464,42 @@ fn client_lookups_are_rate_limited_per_second() {
 }
 
 #[test]
+fn a_long_watch_names_processes_after_many_lookups_finished_late() {
+    // Each connection ends before its lookup does (a short request, a slow /proc walk):
+    // the late answer must not be kept, or after PROCESSES_CAP of them no later flow
+    // would be named.
+    let mut d = Diagnoser::new(
+        Scope::port(61999),
+        Some(facts(vec![listener("127.0.0.1:61999")])),
+        true,
+    );
+    let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
+    let t0 = Instant::now();
+    let named = |pid| FlowProcesses {
+        client: Some(ProcessInfo {
+            pid,
+            name: "curl".into(),
+            cmdline: "curl".into(),
+            user: "root".into(),
+        }),
+        server: None,
+    };
+    let late = PROCESSES_CAP as u64 + 10;
+    for id in 0..late {
+        let now = t0 + Duration::from_secs(id);
+        assert!(d.syn_seen(id, client, server, now).is_some(), "flow {id}");
+        assert_eq!(d.processes_of(id), None, "finished before its answer");
+        d.processes_found(id, named(id as i32));
+    }
+    let id = late;
+    assert!(d
+        .syn_seen(id, client, server, t0 + Duration::from_secs(id))
+        .is_some());
+    d.processes_found(id, named(7));
+    assert_eq!(d.processes_of(id), Some(named(7)));
+}
+
+#[test]
 fn replays_ask_for_no_lookups() {
     let mut d = Diagnoser::new(Scope::port(61999), None, true);
     let (client, server) = (ep("127.0.0.1:40000"), ep("127.0.0.1:61999"));
@@ -1002,6 +1038,153 @@ fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_t
         .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "));
     assert_eq!(end.superseded.len(), 1);
     assert_eq!(end.superseded[0].by, Some(FindingKind::StartupRace));
+}
+
+#[test]
+fn a_startup_race_is_printed_live_at_the_servers_first_syn_ack_after_printed_refusals() {
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_000), None);
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    d.listener_changed(
+        &listen_event("127.0.0.1:61999", true, 2_000),
+        Some(python()),
+    );
+    // The accepted connection goes on (no final record yet): its SYN-ACK is enough.
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_500));
+    let found = d.poll(t0 + POLL, Timestamp(2_600), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::StartupRace], "{found:#?}");
+    assert!(
+        found[0]
+            .explanation()
+            .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "),
+        "{}",
+        found[0].explanation()
+    );
+    // Said once: later SYN-ACKs, and the connection's own record, add no line.
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_700));
+    d.flow_finished(
+        &FlowRecord {
+            first_ts: Timestamp(2_490),
+            last_ts: Timestamp(9_000),
+            handshake_rtt_us: Some(10),
+            ..record(Outcome::Closed, "127.0.0.1:61999")
+        },
+        None,
+    );
+    assert!(d
+        .poll(t0 + 2 * POLL, Timestamp(9_100), Counters::new())
+        .is_empty());
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
+    assert_eq!(end.findings[0].weight, 1, "one refusal, counted once");
+    assert_eq!(end.superseded.len(), 1);
+    assert_eq!(
+        (end.superseded[0].live.kind, end.superseded[0].by),
+        (
+            FindingKind::NothingListening,
+            Some(FindingKind::StartupRace)
+        )
+    );
+}
+
+#[test]
+fn a_syn_ack_from_a_server_never_refused_asks_for_no_poll() {
+    let t0 = Instant::now();
+    let mut d = live(vec![listener("127.0.0.1:61999")]);
+    d.synack_seen(ep("127.0.0.1:61999"), Timestamp(2_500));
+    assert!(!d.poll_due(t0));
+}
+
+/// A live diagnoser for port 61999 forwarded to 10.77.0.2:80 in net:[1], whose
+/// backend listened there at the first look, at 100.
+fn live_port_map() -> Diagnoser {
+    use crate::diagnose::host::firewall::{nat, Ruleset};
+    let mut f = facts(vec![]);
+    f.now.taken = Timestamp(100);
+    let mut dnat = nat::parse(
+        "*nat\n-A PREROUTING -p tcp -m tcp --dport 61999 -j DNAT --to-destination 10.77.0.2:80\nCOMMIT\n",
+        61999,
+    );
+    dnat[0].backend = Some(("net:[1]".into(), vec![backend_listener()]));
+    f.firewall = Some(std::sync::Arc::new(Ruleset::default().with_dnat(dnat)));
+    Diagnoser::new(Scope::port(61999), Some(f), false)
+}
+
+fn backend_listener() -> Listener {
+    Listener {
+        namespace: Some("net:[1]".into()),
+        processes: vec![python()],
+        ..listener("10.77.0.2:80")
+    }
+}
+
+#[test]
+fn live_a_port_maps_backend_is_judged_as_it_was_at_the_refusal_and_its_start_is_an_update() {
+    let t0 = Instant::now();
+    let mut d = live_port_map();
+    // The backend stopped after the first look; the refusal through the map asks for a
+    // look at it.
+    d.backend_looked(Some(Some(("net:[1]".into(), vec![]))), Timestamp(500), t0);
+    d.flow_finished(&refused_at("10.77.0.2:80", 1_000), None);
+    assert_eq!(
+        d.backend_look_due(t0 + LOOK_EVERY),
+        Some(("10.77.0.2".parse().unwrap(), true)),
+        "a refusal through the map: the backend is looked at now"
+    );
+    d.backend_looked(
+        Some(Some(("net:[1]".into(), vec![]))),
+        Timestamp(1_010),
+        t0 + LOOK_EVERY,
+    );
+    let found = d.poll(t0 + LOOK_EVERY, Timestamp(1_020), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::NothingListening]);
+    let json = serde_json::to_value(&found[0].cause).unwrap();
+    assert_eq!(
+        json["listening_there"],
+        serde_json::json!([]),
+        "nothing listened in the backend's namespace at the refusal: {json}"
+    );
+    assert!(d.updates().is_empty());
+    // It starts again: said as an update at the next look.
+    assert_eq!(d.backend_look_due(t0 + 2 * LOOK_EVERY), None, "not due yet");
+    let later = t0 + BACKEND_LOOK_EVERY + LOOK_EVERY;
+    assert!(
+        d.backend_look_due(later).is_some(),
+        "looked at every second"
+    );
+    d.backend_looked(
+        Some(Some(("net:[1]".into(), vec![backend_listener()]))),
+        Timestamp(2_000),
+        later,
+    );
+    let updates = d.updates();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(
+        (
+            updates[0].change.kind,
+            updates[0].change.endpoint,
+            updates[0].change.process.as_ref().map(|p| p.pid)
+        ),
+        (ChangeKind::ListenerStarted, ep("10.77.0.2:80"), Some(4242))
+    );
+    // The end still judges the refusal by its moment, and says what changed since.
+    let end = d.finish(None);
+    let f = end
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::NothingListening)
+        .expect("nothing_listening");
+    let json = serde_json::to_value(&f.cause).unwrap();
+    assert_eq!(json["listening_there"], serde_json::json!([]), "{json}");
+    assert!(
+        f.facts_changed
+            .iter()
+            .any(|c| c.kind == ChangeKind::ListenerStarted && c.endpoint == ep("10.77.0.2:80")),
+        "{:?}",
+        f.facts_changed
+    );
 }
 
 #[test]

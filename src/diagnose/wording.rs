@@ -443,17 +443,17 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
             (Some(name), Some(pid)) => format!("{name} (pid {pid})"),
             _ => "a process".to_string(),
         };
-        let how = if s.exact {
-            ""
+        let when = if s.exact || s.from >= s.at {
+            format!("at {}", Timestamp(s.at).clock())
         } else {
-            " (first seen by a look)"
+            // Seen by a look: it listened by then, and not at the look before.
+            format!(
+                "between {} and {} (the looks at the sockets either side)",
+                Timestamp(s.from).clock(),
+                Timestamp(s.at).clock()
+            )
         };
-        let _ = write!(
-            why,
-            " {who} started listening on {} at {}{how}",
-            s.endpoint,
-            Timestamp(s.at).clock()
-        );
+        let _ = write!(why, " {who} started listening on {} {when}", s.endpoint);
         match &e.predecessor_stopped {
             Some(p) => {
                 let pred = match (&p.process, p.pid) {
@@ -472,8 +472,13 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
     if e.still_refused > 0 {
         let _ = write!(
             why,
-            " {} refused after the last accepted connection are said apart.",
-            plural(e.still_refused, "attempt", "attempts")
+            " {} after the last accepted connection {} said apart.",
+            plural(e.still_refused, "attempt", "attempts"),
+            if e.still_refused == 1 {
+                "was refused, which is"
+            } else {
+                "were refused, which are"
+            }
         );
     }
     say(headline, why, next)
@@ -1171,6 +1176,16 @@ fn syn_flood(e: &Flood) -> Words {
         (_, Some(max)) => format!("connect() took {}", seconds(max)),
         _ => String::new(),
     };
+    if e.clients_dropped > 0 {
+        headline.push_str(&format!(
+            "; {} got no answer",
+            plural(
+                e.clients_dropped,
+                "real connection attempt",
+                "real connection attempts"
+            )
+        ));
+    }
     headline.push_str(&if e.completed > 0 {
         format!(
             "; {} still completed",
@@ -1216,6 +1231,13 @@ fn syn_flood(e: &Flood) -> Words {
                 " No SYN cookie was sent (net.ipv4.tcp_syncookies is off, or the queue never filled): \
                  SYNs that found the queue full were dropped, real clients' among them.",
             );
+            if e.clients_dropped > 0 {
+                x.push_str(&format!(
+                    " {} by real clients (they retransmitted their SYN, which a spoofed source cannot) \
+                     got no answer: their SYNs were among those the full SYN queue dropped (TCPReqQFullDrop).",
+                    plural(e.clients_dropped, "attempt", "attempts")
+                ));
+            }
         }
     } else {
         x.push_str(
@@ -1640,6 +1662,21 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
                 ),
             )
         }
+        ResetSource::NotLocalTcp if e.backend.is_some() => {
+            let backend = e.backend.map(|b| b.to_string()).unwrap_or_default();
+            say(
+                format!(
+                    "{n} reset in the server's name by the port map's backend {backend}, in another network namespace"
+                ),
+                format!(
+                    "The port is forwarded (DNAT) to {backend}, in a network namespace whose TCP the kernel witness does \
+                     not watch from here; this host's TCP sent no RST and its firewall dropped none of their packets: \
+                     the backend reset them (its server closed them unread, or exited or restarted with them open).{packets}"
+                ),
+                "check the backend's server: its logs and whether it restarted (docker logs CONTAINER, journalctl), and \
+                 its sockets from inside its namespace (nsenter -t PID -n ss -tanp)",
+            )
+        }
         ResetSource::NotLocalTcp => say(
             format!("{n} reset in the {who}'s name, but not by this host: the RST came from another host or a middlebox"),
             format!(
@@ -1849,7 +1886,9 @@ fn truncated_view(e: &TruncatedView) -> Words {
     let (n, port) = (e.truncated, e.port);
     let packets = plural(n, "packet was", "packets were");
     say(
-        format!("{packets} cut inside their headers by the snaplen: their connections cannot be judged"),
+        format!(
+            "{packets} cut inside their headers by the snaplen: their connections cannot be judged"
+        ),
         format!(
             "The capture kept too few bytes of {} to read the whole IP and TCP header \
              (ports, sequence numbers, flags), so portsniff could not tie {} to a \
@@ -1858,7 +1897,15 @@ fn truncated_view(e: &TruncatedView) -> Words {
             if n == 1 { "it" } else { "them" },
             if n == 1 { "it" } else { "them" }
         ),
-        "capture again with a larger snaplen (-s 96 or more keeps every TCP header; the default keeps whole packets)",
+        // tcpdump keeps whole packets by default; portsniff keeps only the headers
+        // (capture::HEADERS_SNAPLEN), which is enough: say which, so that a user who cut
+        // the capture with -s knows dropping the option fixes it.
+        format!(
+            "capture again with a larger snaplen: without -s (portsniff keeps {} bytes, \
+             every header), or -s 128 or more (an IPv6 header and a TCP header with all \
+             options)",
+            crate::capture::HEADERS_SNAPLEN
+        ),
     )
 }
 
@@ -1919,6 +1966,7 @@ mod tests {
                 abort_on_close: Some(3),
                 kernel: None,
                 rule: None,
+                backend: None,
                 by: Side::Client,
             },
             None,

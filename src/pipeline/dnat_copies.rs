@@ -51,18 +51,26 @@ impl DnatCopies {
     }
 
     /// A client's SYN: remembers where it was addressed when that is host:P (before the
-    /// translation). No allocation: the map is reserved, and emptied when full.
-    pub(super) fn syn(&mut self, seg: &Segment) {
+    /// translation). Returns whether it is the translated copy of a SYN already seen
+    /// before the translation: the same attempt, which the SYN meter must not count
+    /// twice (the capture sees the copy before the DNAT first: on the way in, before
+    /// PREROUTING; the translated one only as it leaves). No allocation: the map is
+    /// reserved, and emptied when full.
+    pub(super) fn syn(&mut self, seg: &Segment) -> bool {
         let SegmentKind::Tcp(t) = seg.kind else {
-            return;
+            return false;
         };
-        if seg.dst.port != self.port || seg.dst == self.backend {
-            return;
+        if seg.dst == self.backend {
+            return self.addressed.contains_key(&(seg.src, t.seq));
+        }
+        if seg.dst.port != self.port {
+            return false;
         }
         if self.addressed.len() >= CAP {
             self.addressed.clear();
         }
         self.addressed.insert((seg.src, t.seq), seg.dst);
+        false
     }
 
     /// Where the client addressed the connection `r` (host:P), when `r` is the copy after
@@ -155,8 +163,8 @@ mod tests {
                 options: HandshakeOptions::default(),
             }),
         };
-        d.syn(&syn("10.78.0.1:8080"));
-        d.syn(&syn("10.77.0.2:80"));
+        assert!(!d.syn(&syn("10.78.0.1:8080")));
+        assert!(d.syn(&syn("10.77.0.2:80")));
         assert_eq!(
             d.addressed(&copy("10.77.0.2:80", 7)),
             Some(ep("10.78.0.1:8080"))
@@ -166,6 +174,46 @@ mod tests {
             None,
             "forgotten once used"
         );
+    }
+
+    #[test]
+    fn each_forwarded_syn_is_metered_once_and_a_local_clients_once_too() {
+        use crate::decode::{HandshakeOptions, TcpFlags, TcpSegment};
+        // The backend on the port itself (`-p 8080:8080`): both copies are SYNs to the
+        // port, and `-i any` captures both.
+        let mut d = DnatCopies::new(8080, Some(ep("10.77.0.2:8080"))).unwrap();
+        let mut meter = crate::diagnose::syn_meter::SynMeter::default();
+        let syn = |src: &str, dst: &str, seq: u32, ts: u64| Segment {
+            ts: Timestamp(ts),
+            src: ep(src),
+            dst: ep(dst),
+            kind: SegmentKind::Tcp(TcpSegment {
+                seq,
+                ack: 0,
+                flags: TcpFlags(TcpFlags::SYN),
+                window: 0,
+                payload_len: 0,
+                options: HandshakeOptions::default(),
+            }),
+        };
+        let captured = [
+            // A forwarded client: before and after the DNAT, then its retransmission's
+            // two copies.
+            syn("10.78.0.2:47652", "10.78.0.1:8080", 7, 1),
+            syn("10.78.0.2:47652", "10.77.0.2:8080", 7, 2),
+            syn("10.78.0.2:47652", "10.78.0.1:8080", 7, 1_000_001),
+            syn("10.78.0.2:47652", "10.77.0.2:8080", 7, 1_000_002),
+            // A local client, translated before any capture point: one copy.
+            syn("10.77.0.1:40000", "10.77.0.2:8080", 9, 3),
+        ];
+        for s in &captured {
+            if !d.syn(s) {
+                meter.syn(s.src.addr, s.ts);
+            }
+        }
+        let rate = meter.rate();
+        assert_eq!(rate.syns, 3, "each SYN sent counted once");
+        assert_eq!(rate.sources, 2);
     }
 
     #[test]

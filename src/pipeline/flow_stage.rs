@@ -125,17 +125,23 @@ impl FlowStage<'_> {
                                 sink.diagnoser.syn_elsewhere(seg.dst);
                                 continue;
                             }
-                            SegmentKind::Tcp(t) => t.flags.syn() && !t.flags.ack(),
+                            SegmentKind::Tcp(t) => {
+                                if live && t.flags.syn() && t.flags.ack() {
+                                    sink.diagnoser.synack_seen(seg.src, seg.ts);
+                                }
+                                t.flags.syn() && !t.flags.ack()
+                            }
                             SegmentKind::Icmp(_) => false,
                         };
                         let id = match batch.hashes.get(i) {
                             Some(&hash) => table.process_hashed(seg, hash, &mut events),
                             None => table.process(seg, &mut events),
                         };
-                        if let (true, Some(c)) = (syn, sink.copies.as_mut()) {
-                            c.syn(seg);
-                        }
-                        if syn {
+                        let twin = match (syn, sink.copies.as_mut()) {
+                            (true, Some(c)) => c.syn(seg),
+                            _ => false,
+                        };
+                        if syn && !twin {
                             sink.diagnoser.syn_arrived(seg.src.addr, seg.dst, seg.ts);
                         }
                         if let (true, Some(id)) = (syn && live, id) {
@@ -309,6 +315,8 @@ pub(super) struct Sink<'a> {
     pub(super) refresher: Option<Refresher>,
     /// Live: the thread naming processes behind client sockets, started on first use.
     pub(super) lookup: Option<Lookup>,
+    /// Live, with a port map: looks at its backend's namespace, made on first use.
+    pub(super) backend_looker: Option<host::BackendLooker>,
     pub(super) ladder: Option<LadderRecorder>,
     /// `--live-summary`: when the next table is due.
     pub(super) cadence: Option<Cadence>,
@@ -579,6 +587,13 @@ impl Sink<'_> {
             let at = wall_clock();
             let listeners = host::listeners_now(self.port);
             self.diagnoser.sockets_looked(listeners, at, now);
+        }
+        if let Some((addr, wanted)) = self.diagnoser.backend_look_due(now) {
+            let looker = self
+                .backend_looker
+                .get_or_insert_with(|| host::BackendLooker::new(addr));
+            let found = looker.look(wanted.then_some(now));
+            self.diagnoser.backend_looked(found, wall_clock(), now);
         }
         if self.diagnoser.poll_due(now) {
             for f in self

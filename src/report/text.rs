@@ -317,7 +317,7 @@ pub fn write_flow(
         flags,
     )?;
     if let Some(k) = context.and_then(|c| c.kernel.as_ref()) {
-        for line in kernel_lines(r, k) {
+        for line in kernel_lines(r, k, context.and_then(|c| c.translated_to)) {
             writeln!(out, "    {} {line}", style.dim("kernel:"))?;
         }
     }
@@ -377,7 +377,11 @@ pub fn explain_witnessed(
 /// The kernel's word on a connection, one line per thing it did that a reader of the
 /// flow line needs: drops, resets and where they came from. Socket states and SYN-ACK
 /// retransmissions stay in the JSON.
-pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts) -> Vec<String> {
+pub fn kernel_lines(
+    r: &FlowRecord,
+    k: &KernelFacts,
+    translated_to: Option<crate::report::Translated>,
+) -> Vec<String> {
     let mut lines = Vec::new();
     for d in &k.drops {
         let sender = d.dir.sender();
@@ -434,7 +438,16 @@ pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts) -> Vec<String> {
             let netfilter = k
                 .drops_from(side.other())
                 .any(|d| d.reason == "NETFILTER_DROP");
-            lines.push(if netfilter {
+            // A port map's backend sits in another network namespace, whose TCP the
+            // witness (attached to this one) does not watch: its RST is the backend's.
+            let backend = translated_to.filter(|_| side == Side::Server && !netfilter);
+            lines.push(if let Some(t) = backend {
+                format!(
+                    "the server's RST came from the port map's backend {} in another network \
+                     namespace (its TCP is not watched from here)",
+                    t.to
+                )
+            } else if netfilter {
                 format!(
                     "the {}'s RST was not sent by TCP: netfilter dropped the {}'s packet and \
                      answered it (a REJECT --reject-with tcp-reset rule)",
@@ -1058,12 +1071,26 @@ mod tests {
             };
             let why = explain_witnessed(&refused(), &k, None).unwrap();
             assert!(why.contains("firewall REJECT rule"), "{why}");
-            let lines = kernel_lines(&refused(), &k);
+            let lines = kernel_lines(&refused(), &k, None);
             assert_eq!(
                 lines[0],
                 "SYN from the client dropped on arrival: NETFILTER_DROP (in nft_do_chain)"
             );
             assert!(lines[1].contains("not sent by TCP"), "{lines:?}");
+        }
+
+        #[test]
+        fn a_refusal_through_a_port_map_is_the_backends_rst_not_a_firewalls() {
+            let to = crate::decode::Endpoint::new("10.77.0.2".parse().unwrap(), 8080);
+            let t = crate::report::Translated { port: 18080, to };
+            let lines = kernel_lines(&refused(), &KernelFacts::default(), Some(t));
+            assert_eq!(
+                lines,
+                [
+                    "the server's RST came from the port map's backend 10.77.0.2:8080 in another \
+                  network namespace (its TCP is not watched from here)"
+                ]
+            );
         }
 
         #[test]
@@ -1080,7 +1107,7 @@ mod tests {
             };
             assert_eq!(explain_witnessed(&refused(), &k, None), None);
             assert_eq!(
-                kernel_lines(&refused(), &k),
+                kernel_lines(&refused(), &k, None),
                 ["RST sent by the server's TCP in reply to a segment: NO_SOCKET"]
             );
         }
@@ -1109,7 +1136,7 @@ mod tests {
                 "{why}"
             );
             assert_eq!(
-                kernel_lines(&r, &k),
+                kernel_lines(&r, &k, None),
                 ["3 SYN-ACKs from the server dropped on the server's way out: NETFILTER_DROP (in nft_do_chain)"]
             );
         }

@@ -574,6 +574,12 @@ impl Capture {
         self
     }
 
+    /// Waits until a JSON line contains `text` (true) or `timeout` passes (false), while
+    /// the capture runs: what the scenario does next must come after portsniff said it.
+    pub fn wait_for_stdout(&mut self, text: &str, timeout: Duration) -> bool {
+        self.sniffer.wait_for_stdout(text, timeout)
+    }
+
     /// Waits for portsniff to stop by itself at the end of `--duration` and reads its output.
     pub fn finish(self) -> Report {
         let run = self.sniffer.wait_exit(self.limit);

@@ -384,18 +384,18 @@ fn without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and
     );
 }
 
-/// A flood of spoofed SYNs from a veth peer at a listener with a small backlog and
-/// tcp_syncookies=1, real clients connecting meanwhile; portsniff run with `extra`.
-fn spoofed_flood(test: &'static str, extra: &[&str]) {
-    use crate::support::live::{spoofed_syn, veth_between};
-    use socket2::Protocol;
+/// The server's namespace and a veth peer the flood comes from (its spoofed sources
+/// routed back through the peer, martians filtered by rp_filter), with
+/// tcp_syncookies=`cookies`: (server's namespace, peer, server's interface).
+fn flood_namespaces(test: &str, cookies: bool) -> Option<(Netns, Netns, String)> {
+    use crate::support::live::veth_between;
     if !prerequisites(test, &["python3", "sysctl"]) {
-        return;
+        return None;
     }
     let (Some(ns), Some(peer)) = (Netns::create(test), Netns::create(test)) else {
-        return;
+        return None;
     };
-    // Interface names: at most 15 bytes, unique per test process and call (the two
+    // Interface names: at most 15 bytes, unique per test process and call (the
     // scenarios run in parallel threads).
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -407,28 +407,29 @@ fn spoofed_flood(test: &'static str, extra: &[&str]) {
     ns.run(&["ip", "route", "add", "10.202.0.0/16", "via", "10.201.0.2"]);
     peer.run(&["ip", "addr", "add", "10.201.0.2/24", "dev", &p_if]);
     peer.run(&["ip", "link", "set", &p_if, "up"]);
-    ns.run(&["sysctl", "-qw", "net.ipv4.tcp_syncookies=1"]);
+    let cookies = format!("net.ipv4.tcp_syncookies={}", u8::from(cookies));
+    ns.run(&["sysctl", "-qw", &cookies]);
     for key in ["all", s_if.as_str()] {
         ns.run(&["sysctl", "-qw", &format!("net.ipv4.conf.{key}.rp_filter=1")]);
     }
-    let port = fresh_port();
-    let server = v4([10, 201, 0, 1], port);
-    // Backlog 8: the SYN queue is full after 8 half-open attempts, and from then on the
-    // kernel answers with cookies. Nobody accepts; the few real clients fit the queue.
-    let listener = spawn_listener(&ns, server, 8, false);
-    let cookies_before = tcp_ext(&ns, "SyncookiesSent");
+    Some((ns, peer, s_if))
+}
 
-    let mut args = vec!["--syn-timeout", "1"];
-    args.extend_from_slice(extra);
-    let capture = start_capture_on(&ns, &s_if, port, 5, &args);
-    // 2,700 routed spoofed sources and 300 martian SYNs, two a millisecond: about 1.5 s.
-    let sources = flood_sources(2700, 300);
+/// Sends one spoofed SYN to `server` from each of `sources`, two a millisecond, from the
+/// peer (bounded: 5 s). The thread returns when the last was sent.
+fn send_flood(
+    peer: &Netns,
+    server: SocketAddr,
+    sources: Vec<std::net::Ipv4Addr>,
+) -> std::thread::JoinHandle<std::time::SystemTime> {
+    use crate::support::live::spoofed_syn;
+    use socket2::Protocol;
     let packets: Vec<Vec<u8>> = sources
         .iter()
         .enumerate()
         .map(|(i, &src)| spoofed_syn(src, 1024 + (i % 60_000) as u16, server))
         .collect();
-    let flood = peer.on_thread(move || {
+    peer.on_thread(move || {
         let raw = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -447,7 +448,93 @@ fn spoofed_flood(test: &'static str, extra: &[&str]) {
             );
         }
         std::time::SystemTime::now()
-    });
+    })
+}
+
+#[test]
+fn with_syncookies_off_a_real_clients_dropped_syns_are_the_floods_not_a_firewalls() {
+    const TEST: &str =
+        "with_syncookies_off_a_real_clients_dropped_syns_are_the_floods_not_a_firewalls";
+    let Some((ns, peer, s_if)) = flood_namespaces(TEST, false) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([10, 201, 0, 1], port);
+    // Backlog 8 and no cookies: once 8 spoofed attempts wait for their ACK, every SYN is
+    // dropped (TCPReqQFullDrop) while their SYN-ACKs are retried, far past the capture.
+    let _listener = spawn_listener(&ns, server, 8, false);
+    let queue_drops_before = tcp_ext(&ns, "TCPReqQFullDrop");
+    let capture = start_capture_on(&ns, &s_if, port, 5, &["--syn-timeout", "1"]);
+    let flood = send_flood(&peer, server, flood_sources(600, 0));
+    // A real client while the flood runs: its SYN and a retransmission (1 s later) are
+    // dropped with the flood's; connect() gives up after 2.5 s.
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = peer
+        .on_thread(move || TcpStream::connect_timeout(&server, Duration::from_millis(2500)))
+        .join()
+        .expect("client thread");
+    flood.join().expect("flood thread");
+    let report = capture.finish();
+    assert!(
+        refused.is_err(),
+        "test setup: the SYN queue full and cookies off, the real client should not connect"
+    );
+    let queue_drops = tcp_ext(&ns, "TCPReqQFullDrop") - queue_drops_before;
+    assert!(
+        queue_drops > 0,
+        "test setup: the kernel should have dropped SYNs for the full SYN queue\n{}",
+        report.context()
+    );
+    let finals = final_findings(&report);
+    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.first().copied(),
+        Some("syn_flood"),
+        "final findings {kinds:?}\n{}",
+        report.context()
+    );
+    let f = finals[0];
+    assert!(
+        report.evidence_u64(f, "clients_dropped") >= 1,
+        "the real client's attempt is counted as the flood's: {f}"
+    );
+    assert!(
+        f["next_step"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("turn SYN cookies on"),
+        "{f}"
+    );
+    for v in report.finding_lines() {
+        let kind = v["kind"].as_str().unwrap_or("");
+        assert!(
+            !["silently_dropped", "rejected_by_firewall"].contains(&kind),
+            "the real client's SYNs were dropped by the flooded SYN queue, not {kind}: {v}\n{}",
+            report.context()
+        );
+        let words = format!("{} {} {}", v["headline"], v["explanation"], v["next_step"]);
+        assert!(!words.contains("DROP rule"), "no firewall is involved: {v}");
+    }
+}
+
+/// A flood of spoofed SYNs from a veth peer at a listener with a small backlog and
+/// tcp_syncookies=1, real clients connecting meanwhile; portsniff run with `extra`.
+fn spoofed_flood(test: &'static str, extra: &[&str]) {
+    let Some((ns, peer, s_if)) = flood_namespaces(test, true) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([10, 201, 0, 1], port);
+    // Backlog 8: the SYN queue is full after 8 half-open attempts, and from then on the
+    // kernel answers with cookies. Nobody accepts; the few real clients fit the queue.
+    let listener = spawn_listener(&ns, server, 8, false);
+    let cookies_before = tcp_ext(&ns, "SyncookiesSent");
+
+    let mut args = vec!["--syn-timeout", "1"];
+    args.extend_from_slice(extra);
+    let capture = start_capture_on(&ns, &s_if, port, 5, &args);
+    // 2,700 routed spoofed sources and 300 martian SYNs, two a millisecond: about 1.5 s.
+    let flood = send_flood(&peer, server, flood_sources(2700, 300));
     // Real clients, while the flood runs.
     std::thread::sleep(Duration::from_millis(400));
     let mut kept = Vec::new();

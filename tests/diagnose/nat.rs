@@ -391,3 +391,88 @@ fn a_port_map_whose_backend_starts_after_a_refusal_is_a_startup_race_not_nothing
         "{line}"
     );
 }
+
+#[test]
+fn a_port_maps_backend_that_comes_and_goes_is_looked_at_at_each_refusal_and_said_as_it_changes() {
+    const TEST: &str = "a_port_maps_backend_that_comes_and_goes_is_looked_at_at_each_refusal_and_said_as_it_changes";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map(TEST, port, backend_port) else {
+        return;
+    };
+    let backend = SocketAddr::new(IpAddr::V4(CTR_IP), backend_port);
+    let mut capture = start_capture_on(&host, "any", port, 6, &[]);
+    let stops_after = capture.stops_after;
+    // Down: nothing sits in the container's namespace.
+    let first = refused_through_the_map(&host, port);
+    // Up: a server in the container, and a connection through the map it completes.
+    let server = spawn_listener(&ctr, backend, 16, false);
+    let pid = i64::from(server.pid());
+    let kept = host
+        .on_thread(move || {
+            let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
+            TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+                .unwrap_or_else(|e| panic!("test setup: connect to {addr} once it listens: {e}"))
+        })
+        .join()
+        .expect("client thread");
+    // Down again once portsniff said it is up (the connection above made it look): the
+    // server killed (by its pid), the next connection refused.
+    let said = capture.wait_for_stdout("\"listener_started\"", Duration::from_secs(3));
+    drop(server);
+    let last = refused_through_the_map(&host, port);
+    let report = capture.finish();
+    drop(kept);
+
+    assert!(
+        said,
+        "the backend's start should be said within a look (1 s) of the connection it \
+         completed\n{}",
+        report.context()
+    );
+    report.assert_outcome(first, "refused", "before the container's server listened");
+    report.assert_outcome(last, "refused", "after the container's server was killed");
+    let listener = backend.to_string();
+    let live_change = |change: &str| {
+        report
+            .lines
+            .iter()
+            .find(|(_, v)| {
+                v["type"] == "update"
+                    && v["final"] == false
+                    && v["change"] == change
+                    && v["listener"] == listener.as_str()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "the backend's {change} on {listener} should be said live as an update\n{}",
+                    report.context()
+                )
+            })
+    };
+    let (started_line, started) = live_change("listener_started");
+    assert_eq!(
+        started["process"]["pid"], pid,
+        "the update names the container's server: {started}"
+    );
+    assert!(
+        started_line.arrived < stops_after,
+        "said live, before the capture stopped: {started}"
+    );
+    live_change("listener_stopped");
+    // The end: the race (refused, then accepted) and the refusal after the server died,
+    // judged by the backend as it was then: nothing listens there.
+    let race = report.finding("startup_race");
+    assert_eq!(
+        race["evidence"]["listener_started"]["pid"], pid,
+        "the race names the backend's server: {race}"
+    );
+    let d = report.finding("nothing_listening");
+    assert_eq!(
+        d["evidence"]["listening_there"],
+        serde_json::json!([]),
+        "nothing listened at {listener} when the last connection was refused: {d}\n{}",
+        report.context()
+    );
+    assert_eq!(report.evidence_u64(d, "refused"), 1, "{d}");
+}

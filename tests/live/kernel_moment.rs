@@ -414,6 +414,96 @@ fn live_a_server_started_after_a_printed_refusal_is_an_update_and_the_end_says_w
     );
 }
 
+#[test]
+fn live_a_startup_race_is_printed_when_the_server_accepts_not_at_the_end() {
+    const TEST: &str = "live_a_startup_race_is_printed_when_the_server_accepts_not_at_the_end";
+    let Some((ns, python, port)) = setup(TEST, false) else {
+        return;
+    };
+    let mut sniffer = sniff(&ns, port);
+    for _ in 0..2 {
+        let (_, refused) = connect_in(&ns, port);
+        assert_eq!(
+            refused.map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionRefused),
+            "test setup: nothing listens yet"
+        );
+    }
+    assert!(
+        sniffer.wait_for_stdout("\"nothing_listening\"", EXIT_TIMEOUT),
+        "the refusals should be printed live first"
+    );
+    // The server listens and never accepts: the client's connection stays open in its
+    // accept queue, so no final record comes before the end; its SYN-ACK is the news.
+    let server = Server::start(&ns, &python, "127.0.0.1", port, false);
+    let (_, ok) = connect_in(&ns, port);
+    ok.expect("test setup: the server now completes handshakes");
+    let connected = std::time::SystemTime::now();
+    // Bounded by the design: the next poll (100 ms) after the SYN-ACK; generous for a
+    // loaded machine.
+    let live = sniffer.wait_for_stdout("\"startup_race\"", Duration::from_secs(5));
+    let printed = std::time::SystemTime::now();
+    sniffer.interrupt();
+    let run = sniffer.wait_exit(EXIT_TIMEOUT);
+    let pid = server.pid;
+    drop(server);
+    drop(ns);
+    let lines = run.json();
+    let out = run.stdout_text();
+    if !witness_on(TEST, &lines, &out) {
+        return;
+    }
+    assert!(
+        live,
+        "the server answered after the printed refusals: startup_race should be printed before \
+         portsniff is stopped; stdout:\n{out}"
+    );
+    let (line, race) = lines
+        .iter()
+        .find(|(_, v)| v["type"] == "finding" && v["kind"] == "startup_race")
+        .expect("a startup_race line");
+    assert_eq!(race["final"], false, "printed live: {race}");
+    assert!(
+        line.arrived <= printed,
+        "arrived {:?} after the connection",
+        line.arrived.duration_since(connected)
+    );
+    assert_eq!(race["evidence"]["refused"], 2, "{race}");
+    let started = &race["evidence"]["listener_started"];
+    assert_eq!(
+        (&started["pid"], &started["process"], &started["exact"]),
+        (
+            &Value::from(pid),
+            &Value::from("python3"),
+            &Value::from(true)
+        ),
+        "the live startup race names the process whose listen() ended it: {race}"
+    );
+    let listener = format!("127.0.0.1:{port}");
+    let why = race["explanation"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "python3 (pid {pid}) started listening on {listener} at "
+        )),
+        "{race}"
+    );
+    // Said once, and the end agrees: the startup race again, nothing_listening superseded
+    // by it (the refusals it counted were the race's).
+    let races = findings(&lines)
+        .iter()
+        .filter(|f| f["kind"] == "startup_race")
+        .count();
+    assert_eq!(races, 2, "once live, once final; stdout:\n{out}");
+    let superseded = lines.iter().map(|(_, v)| v).find(|v| {
+        v["type"] == "update" && v["change"] == "superseded" && v["finding"] == "nothing_listening"
+    });
+    assert_eq!(
+        superseded.map(|s| &s["superseded_by"]),
+        Some(&Value::from("startup_race")),
+        "stdout:\n{out}"
+    );
+}
+
 /// A run of restarts: each server's pid in order, the JSON lines, stdout, the port.
 struct Restarts {
     pids: Vec<i64>,

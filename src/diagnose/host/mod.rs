@@ -15,8 +15,8 @@ mod sockets;
 
 pub use counters::{counter_delta, read_counters, Counter, Counters};
 pub use sockets::{
-    backend_namespace, describe_process, listeners_now, owner_of, Listener, PortSocket,
-    ProcessInfo, Snapshot, SocketState,
+    backend_namespace, describe_process, listeners_now, owner_of, BackendLooker, Listener,
+    PortSocket, ProcessInfo, Snapshot, SocketState,
 };
 
 use crate::decode::Endpoint;
@@ -37,6 +37,10 @@ pub struct HostFacts {
     /// Live: the port's listener starts and stops so far (the `Diagnoser`'s timeline),
     /// so that a refusal window is closed by the listen() that ended it.
     pub listener_changes: Vec<crate::diagnose::FactChange>,
+    /// Live: the port map's backend as looked at around the last refusal through it: its
+    /// namespace (`None`: no process sat in it) and listeners. Outweighs the DNAT rule's
+    /// look at the start, which a backend started or stopped since makes wrong.
+    pub backend_at_refusal: Option<(Option<String>, Vec<Listener>)>,
 }
 
 impl HostFacts {
@@ -72,6 +76,7 @@ impl From<Snapshot> for HostFacts {
             firewall: None,
             refused_at: BTreeMap::new(),
             listener_changes: Vec::new(),
+            backend_at_refusal: None,
         }
     }
 }

@@ -577,15 +577,68 @@ mod tests {
 /// every listener in it (with owners): where a DNAT backend should be listening. `None`
 /// when no process sits in such a namespace (a stopped container has none).
 pub fn backend_namespace(addr: IpAddr) -> Option<(String, Vec<Listener>)> {
-    let own = net_namespace(&Process::myself().ok()?)?;
-    let mut seen = HashSet::from([own]);
-    for p in procfs::process::all_processes().ok()?.flatten() {
-        let Some(ns) = net_namespace(&p) else {
-            continue;
-        };
-        if !seen.insert(ns) || !holds_address(p.pid(), addr) {
-            continue;
+    BackendLooker::new(addr).look(None).flatten()
+}
+
+/// Looks at a DNAT backend's namespace again and again, cheaply: the process found in it
+/// last time is asked first (its namespace's TCP table is two small files), and the
+/// listeners' owners are looked for (a walk of every process's fds) only for sockets not
+/// seen before. A walk of every process for the namespace happens only when that process
+/// is gone (a stopped container has none to find), and for looks at connections through
+/// the map at most every `WALK_EVERY`: a storm of refusals must not make it one each.
+pub struct BackendLooker {
+    addr: IpAddr,
+    /// A process in the backend's namespace, and that namespace's inode.
+    inside: Option<(i32, u64)>,
+    owners: HashMap<u64, Vec<ProcessInfo>>,
+    walked: Option<std::time::Instant>,
+}
+
+/// Most often the processes are walked for the backend's namespace.
+const WALK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl BackendLooker {
+    pub fn new(addr: IpAddr) -> BackendLooker {
+        BackendLooker {
+            addr,
+            inside: None,
+            owners: HashMap::new(),
+            walked: None,
         }
+    }
+
+    /// The backend's namespace and its listeners now, `Some(None)` when no process sits
+    /// in it; `None` when a walk was due but held back (no answer: the caller keeps its
+    /// last). `now`: a look for a connection, whose walks are rate-limited (`None`: walk
+    /// if needed, as the first and the periodic looks do).
+    pub fn look(
+        &mut self,
+        now: Option<std::time::Instant>,
+    ) -> Option<Option<(String, Vec<Listener>)>> {
+        let still_inside = self.inside.and_then(|(pid, ns)| {
+            let p = Process::new(pid).ok()?;
+            (net_namespace(&p) == Some(ns)).then_some((p, ns))
+        });
+        let (p, ns) = match still_inside {
+            Some(found) => found,
+            None => {
+                self.inside = None;
+                if let (Some(now), Some(at)) = (now, self.walked) {
+                    if now.duration_since(at) < WALK_EVERY {
+                        return None;
+                    }
+                }
+                if now.is_some() {
+                    self.walked = now;
+                }
+                let Some(found) = self.walk() else {
+                    return Some(None);
+                };
+                self.inside = Some((found.0.pid(), found.1));
+                found
+            }
+        };
+        let namespace = format!("net:[{ns}]");
         let mut listeners: Vec<Listener> = tcp_entries(Some(&p))
             .into_iter()
             .filter(|e| e.state == TcpState::Listen)
@@ -595,16 +648,43 @@ pub fn backend_namespace(addr: IpAddr) -> Option<(String, Vec<Listener>)> {
                 backlog: None,
                 inode: e.inode,
                 processes: Vec::new(),
-                namespace: Some(format!("net:[{ns}]")),
+                namespace: Some(namespace.clone()),
             })
             .collect();
-        let owners = socket_owners(&listeners.iter().map(|l| l.inode).collect());
-        for l in &mut listeners {
-            l.processes = owners.get(&l.inode).cloned().unwrap_or_default();
+        let unknown: HashSet<u64> = listeners
+            .iter()
+            .map(|l| l.inode)
+            .filter(|i| !self.owners.contains_key(i))
+            .collect();
+        if !unknown.is_empty() {
+            let found = socket_owners(&unknown);
+            for i in unknown {
+                self.owners
+                    .insert(i, found.get(&i).cloned().unwrap_or_default());
+            }
         }
-        return Some((format!("net:[{ns}]"), listeners));
+        self.owners
+            .retain(|i, _| listeners.iter().any(|l| l.inode == *i));
+        for l in &mut listeners {
+            l.processes = self.owners.get(&l.inode).cloned().unwrap_or_default();
+        }
+        Some(Some((namespace, listeners)))
     }
-    None
+
+    fn walk(&self) -> Option<(Process, u64)> {
+        let own = net_namespace(&Process::myself().ok()?)?;
+        let mut seen = HashSet::from([own]);
+        for p in procfs::process::all_processes().ok()?.flatten() {
+            let Some(ns) = net_namespace(&p) else {
+                continue;
+            };
+            if !seen.insert(ns) || !holds_address(p.pid(), self.addr) {
+                continue;
+            }
+            return Some((p, ns));
+        }
+        None
+    }
 }
 
 /// Whether `addr` is a local address in process `pid`'s network namespace: its

@@ -35,7 +35,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     // rule's nor a full accept queue's.
     let folded = super::flood::recognised(ev, facts);
     let flood = if folded {
-        super::flood::unanswered_of(ev)
+        super::flood::unanswered_of(ev, facts)
     } else {
         0
     };
@@ -167,7 +167,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
     }
     let cause = Cause::SilentlyDropped(Unanswered {
         unanswered,
-        // The flood's attempts sent one SYN each.
+        // The flood's attempts sent one SYN each (with cookies off a real client's
+        // dropped retries are folded in too, leaving no finding here).
         syns: ev
             .unanswered_syns
             .saturating_sub(k.explained.syns)
@@ -718,6 +719,34 @@ mod tests {
         assert!(found[0]
             .explanation()
             .contains("A listener exists on port 61999"));
+    }
+
+    #[test]
+    fn a_real_clients_retries_dropped_for_a_flooded_syn_queue_are_no_silent_drop() {
+        // Cookies off: 40 spoofed one-shot SYNs filled the SYN queue, and the kernel
+        // dropped a real client's three SYNs with them (TCPReqQFullDrop).
+        let mut records: Vec<FlowRecord> = (0..40)
+            .map(|i| FlowRecord {
+                client: ep(&format!("10.202.0.{}:1024", i + 1)),
+                ..record(Outcome::Unanswered, "10.201.0.1:61999")
+            })
+            .collect();
+        records.push(FlowRecord {
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "10.201.0.1:61999")
+        });
+        let mut ev = evidence(&records);
+        ev.syn_rate.sources = 41;
+        let mut f = facts(vec![listener("10.201.0.1:61999")]);
+        f.start.counters.insert(Counter::TcpReqQFullDrop, 0);
+        f.now.counters.insert(Counter::TcpReqQFullDrop, 43);
+        let found = findings(&ev, Some(&f), &scope());
+        assert!(found.is_empty(), "the flood's finding tells it: {found:#?}");
+        // Without the counter's growth the same retries are a drop to report.
+        f.now.counters.insert(Counter::TcpReqQFullDrop, 0);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].kind, FindingKind::SilentlyDropped);
     }
 
     #[test]

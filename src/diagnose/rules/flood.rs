@@ -62,11 +62,29 @@ pub(super) fn recognised(ev: &Evidence, facts: Option<&HostFacts>) -> bool {
     }
 }
 
-/// A recognised flood's one-shot unanswered attempts, which the drop findings must not
-/// explain. Attempts the capture's end cut short are all one-shot and already left out
-/// there.
-pub(super) fn unanswered_of(ev: &Evidence) -> u64 {
+/// A recognised flood's unanswered attempts, which the drop findings must not explain:
+/// its one-shot ones, and the real clients' it made the kernel drop. Attempts the
+/// capture's end cut short are all one-shot and already left out there.
+pub(super) fn unanswered_of(ev: &Evidence, facts: Option<&HostFacts>) -> u64 {
+    one_shot_unanswered(ev) + clients_dropped(ev, facts)
+}
+
+fn one_shot_unanswered(ev: &Evidence) -> u64 {
     ev.one_shot_unanswered.saturating_sub(ev.unanswered_cut)
+}
+
+/// Live, with SYN cookies off: unanswered attempts that retransmitted their SYN while
+/// SYNs were dropped for a full SYN queue (`TCPReqQFullDrop` grew). A spoofed source
+/// has no socket to retransmit from, so these are real clients; with no cookie to
+/// answer with, `tcp_conn_request` drops every SYN that finds the queue full, theirs
+/// among the flood's: the flood explains them, not a firewall.
+fn clients_dropped(ev: &Evidence, facts: Option<&HostFacts>) -> u64 {
+    match facts {
+        Some(f) if f.delta(Counter::TcpReqQFullDrop) > 0 => ev
+            .count(crate::flow::Outcome::Unanswered)
+            .saturating_sub(ev.one_shot_unanswered),
+        _ => 0,
+    }
 }
 
 pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<Finding> {
@@ -79,7 +97,8 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         Some((syns, sources)) => (Some(syns), Some(sources)),
         None => (None, None),
     };
-    let half_open = unanswered_of(ev) + ev.one_shot_half_open;
+    let clients_dropped = clients_dropped(ev, facts);
+    let half_open = one_shot_unanswered(ev) + ev.one_shot_half_open;
     let cause = Cause::SynFlood(Flood {
         syns: r.syns,
         syns_per_sec_peak: r.peak_syns_per_sec,
@@ -88,6 +107,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         sources_per_sec_peak: r.peak_sources_per_sec,
         span_us: r.span_us(),
         half_open,
+        clients_dropped,
         completed: ev.connected,
         connect_p50_us: connect.p50,
         connect_max_us: connect.max,
@@ -313,9 +333,10 @@ mod tests {
     }
 
     #[test]
-    fn a_floods_unanswered_syns_are_no_silent_drop_and_its_martians_are_folded_in() {
-        // Cookies off, the queue full: the flood's SYNs go unanswered; a real client's
-        // SYNs, retransmitted, are still a drop to report.
+    fn with_cookies_off_a_real_clients_dropped_syns_are_the_floods_not_a_firewalls() {
+        // Cookies off, the queue full: the flood's SYNs go unanswered, and so do a real
+        // client's, retransmitted: the kernel dropped them for the full SYN queue
+        // (TCPReqQFullDrop grew), which the flood filled.
         let mut records: Vec<FlowRecord> = (0..400)
             .map(|i| FlowRecord {
                 client: ep(&format!("10.202.0.{}:1024", i % 250 + 1)),
@@ -338,15 +359,63 @@ mod tests {
         let mut all = all;
         crate::diagnose::findings::rank(&mut all);
         assert_eq!(all[0].kind, FindingKind::SynFlood, "{all:#?}");
+        assert!(
+            !all.iter().any(|f| f.kind == FindingKind::SilentlyDropped),
+            "{all:#?}"
+        );
+        let flood = &all[0];
+        let e = evidence_json(flood);
+        assert_eq!(
+            (&e["half_open"], &e["clients_dropped"]),
+            (&400.into(), &1.into())
+        );
+        assert!(
+            flood
+                .headline()
+                .contains("1 real connection attempt got no answer"),
+            "{}",
+            flood.headline()
+        );
+        let words = format!("{} {}", flood.explanation(), flood.next_step());
+        assert!(words.contains("TCPReqQFullDrop"), "{words}");
+        assert!(!words.contains("DROP rule"), "{words}");
+        assert!(
+            flood.next_step().starts_with("turn SYN cookies on"),
+            "{}",
+            flood.next_step()
+        );
+    }
+
+    #[test]
+    fn with_cookies_on_a_real_clients_unanswered_retries_stay_a_drop_to_report() {
+        // Cookies answer every SYN that finds the queue full: a real client's SYNs that
+        // still got no answer were dropped by something else.
+        let mut records: Vec<FlowRecord> = (0..400).map(half_open).collect();
+        records.push(FlowRecord {
+            syn_count: 3,
+            ..record(Outcome::Unanswered, "10.201.0.1:61999")
+        });
+        let mut ev = evidence(&records);
+        ev.syn_rate = SynRate {
+            syns: 403,
+            sources: 400,
+            peak_syns_per_sec: 400,
+            ..SynRate::default()
+        };
+        let f = with_counters(&[
+            (Counter::SyncookiesSent, 390),
+            (Counter::TcpReqQFullDoCookies, 390),
+        ]);
+        let all = crate::diagnose::rules::evaluate(&ev, Some(&f), &scope());
+        assert!(
+            all.iter().any(|f| f.kind == FindingKind::SynFlood),
+            "{all:#?}"
+        );
         let dropped: Vec<&Finding> = all
             .iter()
             .filter(|f| f.kind == FindingKind::SilentlyDropped)
             .collect();
         assert_eq!(dropped.len(), 1, "{all:#?}");
-        assert_eq!(
-            evidence_json(dropped[0])["unanswered"],
-            1,
-            "only the real client's"
-        );
+        assert_eq!(evidence_json(dropped[0])["unanswered"], 1);
     }
 }

@@ -160,9 +160,10 @@ fn forwarded(
     let facts = facts?;
     let dnat = port_map(Some(facts), server)?;
     let backend = Endpoint::new(dnat.to.ip(), dnat.to.port());
-    let (namespace, listeners) = match &dnat.backend {
-        Some((ns, ls)) => (Some(ns.clone()), ls.as_slice()),
-        None => (None, &[][..]),
+    let (namespace, listeners) = match (&facts.backend_at_refusal, &dnat.backend) {
+        (Some((ns, ls)), _) => (ns.clone(), ls.as_slice()),
+        (None, Some((ns, ls))) => (Some(ns.clone()), ls.as_slice()),
+        (None, None) => (None, &[][..]),
     };
     let first = listeners.iter().find(|l| !l.processes.is_empty());
     let cause = Cause::ForwardedNothingListening(ForwardedRefused {

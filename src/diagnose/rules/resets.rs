@@ -57,6 +57,10 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
             context,
             // Linux counts a close() with unread data, answered with RST, here.
             abort_on_close: facts.map(|f| f.delta(Counter::TcpAbortOnClose)),
+            backend: (side == Side::Server)
+                .then(|| facts?.firewall.as_ref()?.dnat().first().map(|d| d.to))
+                .flatten()
+                .map(|to| crate::decode::Endpoint::new(to.ip(), to.port())),
             kernel,
             rule,
             by: side,
@@ -330,6 +334,33 @@ mod tests {
                 .contains("--reject-with tcp-reset"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn a_servers_reset_through_a_port_map_is_the_backends_not_a_middleboxs() {
+        use crate::diagnose::host::firewall::{nat, Ruleset};
+        let r = FlowRecord {
+            reset_by: Some(Side::Server),
+            handshake_rtt_us: Some(10),
+            history: History::new(),
+            ..record(Outcome::Reset, "10.77.0.2:8080")
+        };
+        let mut ev = evidence(&[r]);
+        ev.kernel.add(&r, &KernelFacts::default());
+        let mut f = facts(vec![]);
+        let dnat = nat::parse(
+            "*nat\n-A PREROUTING -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.77.0.2:8080\nCOMMIT\n",
+            18080,
+        );
+        f.firewall = Some(std::sync::Arc::new(Ruleset::default().with_dnat(dnat)));
+        let found = findings(&ev, Some(&f), &Scope::port(18080));
+        assert_eq!(found[0].kind, FindingKind::ResetByServer, "{found:#?}");
+        let words = format!("{} {}", found[0].headline(), found[0].explanation());
+        assert!(
+            words.contains("the port map's backend 10.77.0.2:8080"),
+            "{words}"
+        );
+        assert!(!words.contains("middlebox"), "{words}");
     }
 
     #[test]

@@ -57,12 +57,14 @@ pub fn finding(
             && (c.endpoint.addr == server.addr || c.endpoint.addr.is_unspecified())
     };
     // The listen() that ended the last window: after its last refusal, by the first
-    // accepted connection.
+    // accepted connection. A start a look saw happened somewhere from the look before
+    // (`from`) to that look (`at`), which may come after the accepted connection: a
+    // look is taken as the server answers again, not at its listen().
     let started = last.reopened.and_then(|open| {
         changes.iter().filter(listens).find(|c| {
             c.kind == ChangeKind::ListenerStarted
                 && c.at.add_micros(SLACK_US) >= last.end
-                && c.at <= open.add_micros(SLACK_US)
+                && c.from <= open.add_micros(SLACK_US)
         })
     });
     let predecessor = started.and_then(|s| {
@@ -124,6 +126,7 @@ fn seen(c: &FactChange) -> ListenerSeen {
     ListenerSeen {
         endpoint: c.endpoint,
         at: c.at.as_micros(),
+        from: c.from.as_micros(),
         exact: c.exact,
         process: c.process.as_ref().map(|p| p.name.clone()),
         pid: c.process.as_ref().map(|p| p.pid),
