@@ -195,6 +195,7 @@ mod tests {
                 payload_len: 0,
                 options: HandshakeOptions::default(),
             }),
+            encap: crate::decode::Encap::None,
         };
         let captured = [
             // A forwarded client: before and after the DNAT, then its retransmission's

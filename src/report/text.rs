@@ -1047,7 +1047,7 @@ mod tests {
             };
             let r = record(Outcome::Established, "127.0.0.1:61999");
             assert_eq!(
-                kernel_lines(&r, &k),
+                kernel_lines(&r, &k, None),
                 [
                     "ACK from the client dropped on arrival: NO_SOCKET (in cookie_v4_check): \
                      the listener's accept queue was full",
