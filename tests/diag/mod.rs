@@ -596,6 +596,7 @@ impl Capture {
             text,
         };
         assert_no_capture_loss(report.summary(), &report.context());
+        report.assert_final_findings_were_told_live();
         if let Some(t) = &report.text {
             crate::support::agreement::assert_agreement(&t.output, &t.command);
         }

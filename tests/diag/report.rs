@@ -274,6 +274,36 @@ impl Report {
             .map(|(line, _)| line.arrived)
     }
 
+    /// Every kind in the final diagnosis was printed live first (a `"final":false` line),
+    /// as a user watching without `--duration` needs: the final diagnosis only repeats
+    /// and ranks. Two kinds are about the whole capture and wait for its end:
+    /// `partial_view`, and `no_traffic` (10 s without a connection).
+    pub fn assert_final_findings_were_told_live(&self) {
+        let live: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|(_, v)| v["type"] == "finding" && v["final"] == false)
+            .filter_map(|(_, v)| v["kind"].as_str())
+            .collect();
+        for (_, v) in &self.lines {
+            let Some(kind) = v["kind"].as_str() else {
+                continue;
+            };
+            if v["type"] != "finding"
+                || v["final"] != true
+                || matches!(kind, "partial_view" | "no_traffic")
+            {
+                continue;
+            }
+            assert!(
+                live.contains(&kind),
+                "the final {kind:?} finding was never printed live, while the capture ran: a \
+                 user watching would have had to stop portsniff to learn it\n{}",
+                self.context()
+            );
+        }
+    }
+
     /// `kind` was printed live: its first line arrived within `bound` of `staged` (when
     /// the test made its cause, or the capture began) and before `stopped` (when
     /// portsniff's `--duration` ran out, or the test stopped it), as a user watching
