@@ -94,9 +94,28 @@ impl Script {
             .iter()
             .filter_map(|e| match e {
                 FlowEvent::Finished(r) => Some(*r),
-                FlowEvent::Pending(_) => None,
+                FlowEvent::Pending(_) | FlowEvent::Settled { .. } => None,
             })
             .collect()
+    }
+
+    /// After `finish_all`: each flow's last word, its `Settled` record when it has one (in
+    /// order of `Finished`), with whether packets came after the close.
+    fn settled(&mut self) -> Vec<(FlowRecord, bool)> {
+        self.table.finish_all(&mut self.events);
+        let mut out: Vec<(FlowRecord, bool)> = Vec::new();
+        for e in &self.events {
+            match e {
+                FlowEvent::Finished(r) => out.push((*r, false)),
+                FlowEvent::Settled { record, late } => {
+                    let at = out.iter().position(|(r, _)| r.id == record.id);
+                    let at = at.expect("a Settled record follows its Finished one");
+                    out[at] = (*record, *late);
+                }
+                FlowEvent::Pending(_) => {}
+            }
+        }
+        out
     }
 }
 
