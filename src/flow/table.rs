@@ -198,8 +198,7 @@ impl FlowTable {
                 let flow = &mut node.flow;
                 // Only errors about what the client sent concern the connection attempt;
                 // a settled tombstone's record is out.
-                if side != Side::Client || (flow.state().is_done() && node.class != LINGER as u8)
-                {
+                if side != Side::Client || (flow.state().is_done() && node.class != LINGER as u8) {
                     return Some(flow.id());
                 }
                 let id = flow.id();
@@ -545,7 +544,7 @@ impl FlowTable {
     /// close delay stays there.
     fn touch(&mut self, slot: u32) {
         let node = &self.nodes[slot as usize];
-        let class = if usize::from(node.class) == LINGER {
+        let class = if usize::from(node.class) == LINGER && node.flow.state().is_done() {
             LINGER
         } else {
             class_of(node.flow.state())

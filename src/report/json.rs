@@ -56,12 +56,7 @@ pub fn write_flow_update(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&Flo
     write_flow_as(buf, b"{\"type\":\"flow_update\",\"final\":", r, context);
 }
 
-fn write_flow_as(
-    buf: &mut Vec<u8>,
-    start: &[u8],
-    r: &FlowRecord,
-    context: Option<&FlowContext>,
-) {
+fn write_flow_as(buf: &mut Vec<u8>, start: &[u8], r: &FlowRecord, context: Option<&FlowContext>) {
     let procs = context.and_then(|c| c.processes.as_ref());
     /// `,"key":` as one literal.
     macro_rules! key {
