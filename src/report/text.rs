@@ -749,7 +749,7 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
         s.decoded,
         match s.table.after_close {
             0 => String::new(),
-            n => format!(" ({n} after their connection's close delay, in no flow)"),
+            n => format!(" ({n} in no flow: after their connection's close delay)"),
         },
         other,
         bad_total,

@@ -217,7 +217,10 @@ pub(super) fn check_replay(
         if l["type"] == "flow" || l["type"] == "flow_update" {
             let sum = n(&l["packets_c2s"]).saturating_add(n(&l["packets_s2c"]));
             if l["type"] == "flow_update" {
-                prop_assert!(last.contains_key(&n(&l["id"])), "an update before its flow: {l}");
+                prop_assert!(
+                    last.contains_key(&n(&l["id"])),
+                    "an update before its flow: {l}"
+                );
             }
             last.insert(n(&l["id"]), sum);
         }
