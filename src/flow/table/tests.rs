@@ -716,7 +716,7 @@ fn a_second_rst_from_the_same_side_is_counted() {
     assert_eq!(r.bytes, [0, 50]);
     assert_eq!(
         r.history.as_str(),
-        "ShAR",
+        "ShARd",
         "R again only at a new sequence number"
     );
 }
