@@ -171,7 +171,8 @@ impl FlowTable {
     }
 
     /// Feeds one segment. Events it causes (timers that expired before it, the flow it
-    /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
+    /// ends) are appended to `out`. Returns the id of the flow the segment belongs to
+    /// (none for one counted in [`TableStats::after_close`]).
     pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
         let hash = self.hasher.pair(&seg.src, &seg.dst);
         self.process_hashed(seg, hash, out)
@@ -238,10 +239,11 @@ impl FlowTable {
                                 Flow::new(id, seg.src, seg.dst, seg.ts, reused, &mut self.rares);
                         } else if node.flow.state().is_done() {
                             if node.class != LINGER as u8 {
-                                // Past the close delay: the record is out for good. The
-                                // tombstone is not touched, so it expires on time.
+                                // Past the close delay: the record is out for good, the
+                                // segment is in no flow. The tombstone is not touched, so
+                                // it expires on time.
                                 self.stats.after_close += 1;
-                                return Some(node.flow.id());
+                                return None;
                             }
                             node.late = true;
                         }

@@ -394,8 +394,14 @@ impl Sink<'_> {
                     (None, None)
                 }
                 // Trailing packets: the connection's processes and ladder went with its
-                // line.
-                FlowEvent::Settled { .. } => (None, None),
+                // line; `-w --only-problems` writes those it held since (a problem's
+                // trailing RSTs) or forgets them.
+                FlowEvent::Settled { record, .. } => {
+                    if let Some(w) = self.writer.as_deref_mut() {
+                        w.flow_finished(record);
+                    }
+                    (None, None)
+                }
             };
             match &mut self.kernel {
                 // The kernel's events about this connection's last packets may still be
