@@ -195,11 +195,11 @@ impl FlowTable {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
-                let node = &mut self.nodes[slot as usize];
-                let flow = &mut node.flow;
-                // Only errors about what the client sent concern the connection attempt;
-                // a settled tombstone's record is out.
-                if side != Side::Client || (flow.state().is_done() && node.class != LINGER as u8) {
+                let flow = &mut self.nodes[slot as usize].flow;
+                // Only errors about what the client sent concern the connection attempt,
+                // and none changes an ended one (nor its place in its list, which is by
+                // last packet).
+                if side != Side::Client || flow.state().is_done() {
                     return Some(flow.id());
                 }
                 let id = flow.id();
