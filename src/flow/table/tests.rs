@@ -782,3 +782,21 @@ fn a_refusal_lingers_and_a_trailing_rst_lands_in_it() {
     assert_eq!(r.outcome, Outcome::Refused);
     assert_eq!(r.packets, [1, 2]);
 }
+
+#[test]
+fn an_unreachable_attempt_lingers_after_its_soft_error_wait_and_settles() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.icmp(1, 40000, Unreachable::Host, 100);
+    // Past the soft error's wait: reported; a RST from the client (it gave up) still
+    // lands in the attempt during the close delay.
+    s.clean(3_500, 40001, 1);
+    s.c(4_000, 40000, RST, 101, 0, 0);
+    let settled = s.settled();
+    let (r, late) = settled[0];
+    assert_eq!(r.client.port, 40000);
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert!(late);
+    assert_eq!(r.packets, [2, 0]);
+    assert_eq!(s.table.stats().icmp_errors, 1);
+}
