@@ -369,11 +369,7 @@ impl Sink<'_> {
                         c.settles_later(r, Some(r.server));
                     }
                 }
-                (FlowEvent::Settled { record, .. }, Some(c)) => {
-                    if !c.settled(record) {
-                        continue;
-                    }
-                }
+                (FlowEvent::Settled { record, .. }, Some(c)) if !c.settled(record) => continue,
                 _ => {}
             }
             let (procs, ladder) = match &ev {
