@@ -369,7 +369,13 @@ impl Sink<'_> {
                         c.settles_later(r, Some(r.server));
                     }
                 }
-                (FlowEvent::Settled { record, .. }, Some(c)) if !c.settled(record) => continue,
+                (FlowEvent::Settled { record, .. }, Some(c)) => {
+                    // Dropped if its Finished was (a second copy), else readdressed alike.
+                    let shown = c.settled(record);
+                    if !shown {
+                        continue;
+                    }
+                }
                 _ => {}
             }
             let (procs, ladder) = match &ev {
