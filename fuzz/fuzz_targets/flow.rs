@@ -188,6 +188,22 @@ fuzz_target!(|data: &[u8]| {
         packets <= tcp_segments,
         "{packets} packets from {tcp_segments} segments"
     );
+    // Each flow's last word (its Settled record, after the close delay, when its packets
+    // ended it) plus the segments past a close delay account for every TCP segment.
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    for ev in &events {
+        match ev {
+            FlowEvent::Finished(r) | FlowEvent::Settled { record: r, .. } => {
+                last.insert(r.id, r.packets[0] + r.packets[1]);
+            }
+            FlowEvent::Pending(_) => {}
+        }
+    }
+    assert_eq!(
+        last.values().sum::<u64>() + table.stats().after_close,
+        tcp_segments,
+        "segments in flows + after the close delay"
+    );
     assert_eq!(tally.flows(), finished_at.len() as u64);
     assert_eq!(table.stats().flows, finished_at.len() as u64);
 });

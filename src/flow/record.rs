@@ -1,6 +1,7 @@
 //! What the rest of the program sees of a connection: a [`FlowRecord`] with one
 //! [`Outcome`], emitted as a [`FlowEvent`] when the flow ends (or, live, as a pending
-//! notice while a SYN is still unanswered).
+//! notice while a SYN is still unanswered), and, for a flow its packets ended, once more
+//! when its close delay is over, with the trailing packets that came in it.
 
 use super::zeek::ConnState;
 use crate::decode::{Encap, Endpoint, HandshakeOptions, Timestamp, Unreachable};
@@ -308,14 +309,24 @@ pub enum FlowEvent {
     /// Live only: SYNs unanswered for `--syn-timeout` while the client may still retry.
     /// A `Finished` record for the same `id` follows later.
     Pending(FlowRecord),
-    /// The flow's one final record.
+    /// The flow's one final record: its outcome is decided. A flow whose packets ended it
+    /// (`end == Some(EndReason::Packets)`) keeps counting for a close delay
+    /// ([`CLOSE_DELAY_US`](super::table::CLOSE_DELAY_US)), and a `Settled` for the same
+    /// `id` follows; for any other end this is the last word.
     Finished(FlowRecord),
+    /// The close delay of a flow its packets ended is over (or the capture ended, or the
+    /// 4-tuple was taken by a new connection, or the table needed the room): the record
+    /// with the trailing ACKs, FINs and RSTs that came after the close counted in. Its
+    /// `outcome` is the `Finished` one; counts, `last_ts`, `history` and `conn_state` may
+    /// have moved on. `late`: whether any packet came after the close.
+    Settled { record: FlowRecord, late: bool },
 }
 
 impl FlowEvent {
     pub fn record(&self) -> &FlowRecord {
         match self {
             FlowEvent::Pending(r) | FlowEvent::Finished(r) => r,
+            FlowEvent::Settled { record, .. } => record,
         }
     }
 }

@@ -42,20 +42,39 @@ pub struct TableStats {
     pub evicted: u64,
     /// ICMP errors quoting a segment of no known flow.
     pub icmp_unmatched: u64,
+    /// ICMP errors fed, matched or not: they tell a flow's outcome but are not among its
+    /// packets, so they are a bucket of their own when the decoded packets are added up.
+    pub icmp_errors: u64,
+    /// TCP segments that came to a connection after its close delay ([`CLOSE_DELAY_US`]),
+    /// while its tombstone still held the 4-tuple (a RST 16 s after a clean close): its
+    /// record is out, and they are no new connection. Counted here, in no flow.
+    pub after_close: u64,
     /// Most flows tracked at once (tombstones included).
     pub peak_flows: u64,
 }
 
 const NIL: u32 = u32::MAX;
+/// How long a connection that its packets ended (both FINs and the last ACK, a RST, a
+/// refusal, an ICMP error) keeps counting the segments that trail its close, from its
+/// last packet: Zeek's `tcp_close_delay` and `tcp_reset_delay` (both 5 s). Its line is
+/// printed at the close; what came after is in a [`FlowEvent::Settled`] when the delay is
+/// over.
+pub const CLOSE_DELAY_US: u64 = 5_000_000;
 /// How often (in the table's clock) idle flows are looked for.
 const SWEEP_INTERVAL_US: u64 = 250_000;
 
 /// Lists by idle timeout (see `Flow::idle_timeout_us`): every state in a class shares its
 /// timeout, so each list is ordered by expiry.
-const CLASSES: usize = 7;
+const CLASSES: usize = 8;
 const HANDSHAKE: usize = 0;
+/// Flows their packets ended, still counting trailing packets for [`CLOSE_DELAY_US`]
+/// after their last one. Not a state of the flow (it is `Done`): a stage of its life in
+/// the table.
+const LINGER: usize = 7;
 /// Tombstones, dropped first when the table is full: closed (TIME_WAIT) and others.
 const TOMBSTONES: [usize; 2] = [5, 4];
+/// The class of a free slot: in no list.
+const FREE: u8 = CLASSES as u8;
 
 fn class_of(state: State) -> usize {
     match state {
@@ -77,6 +96,9 @@ struct Node {
     /// The index hash's low half (see [`PairHasher::pair`]: both halves are equal).
     hash: u32,
     class: u8,
+    /// In [`LINGER`]: a packet came after the close. (In the slot's padding: the slot
+    /// stays 160 bytes.)
+    late: bool,
 }
 
 /// Head (least recently active) and tail of one list.
@@ -149,7 +171,8 @@ impl FlowTable {
     }
 
     /// Feeds one segment. Events it causes (timers that expired before it, the flow it
-    /// ends) are appended to `out`. Returns the id of the flow the segment belongs to.
+    /// ends) are appended to `out`. Returns the id of the flow the segment belongs to
+    /// (none for one counted in [`TableStats::after_close`]).
     pub fn process(&mut self, seg: &Segment, out: &mut Vec<FlowEvent>) -> Option<u64> {
         let hash = self.hasher.pair(&seg.src, &seg.dst, seg.encap);
         self.process_hashed(seg, hash, out)
@@ -167,22 +190,27 @@ impl FlowTable {
         self.advance(seg.ts, out);
         match seg.kind {
             SegmentKind::Icmp(err) => {
+                self.stats.icmp_errors += 1;
                 let Some((slot, side)) = self.lookup(hash, seg) else {
                     self.stats.icmp_unmatched += 1;
                     return None;
                 };
                 let flow = &mut self.nodes[slot as usize].flow;
-                // Only errors about what the client sent concern the connection attempt.
-                if side != Side::Client {
+                // Only errors about what the client sent concern the connection attempt,
+                // and none changes an ended one (nor its place in its list, which is by
+                // last packet).
+                if side != Side::Client || flow.state().is_done() {
                     return Some(flow.id());
                 }
+                let id = flow.id();
                 if flow.on_icmp(&err, seg.ts, &mut self.rares) {
                     out.push(FlowEvent::Finished(
                         flow.record(EndReason::Packets, &self.rares),
                     ));
+                    self.relink(slot, LINGER);
+                } else {
+                    self.touch(slot);
                 }
-                let id = flow.id();
-                self.touch(slot);
                 Some(id)
             }
             // Not this port's traffic: the pipeline hands it to the diagnosis directly.
@@ -191,15 +219,21 @@ impl FlowTable {
                 let (slot, side) = match self.lookup(hash, seg) {
                     Some((slot, side)) => {
                         let now = self.clock;
-                        let flow = &mut self.nodes[slot as usize].flow;
-                        if flow.is_new_connection(side, &tcp) {
-                            let reused = flow.holds_tuple(now);
-                            if !flow.state().is_done() {
+                        let node = &mut self.nodes[slot as usize];
+                        if node.flow.is_new_connection(side, &tcp) {
+                            // A retry after a refusal or an ICMP error (same ISN or not),
+                            // a new ISN, a SYN on a mid-stream flow: another connection,
+                            // with a row of its own (Zeek logs each retry as its REJ).
+                            let reused = node.flow.holds_tuple(now);
+                            if !node.flow.state().is_done() {
                                 out.push(FlowEvent::Finished(
-                                    flow.finish(EndReason::Superseded, &self.rares),
+                                    node.flow.finish(EndReason::Superseded, &self.rares),
                                 ));
+                            } else if node.class == LINGER as u8 {
+                                out.push(settled(node, &self.rares));
                             }
-                            flow.release(&mut self.rares);
+                            node.late = false;
+                            node.flow.release(&mut self.rares);
                             let id = self.take_id();
                             self.nodes[slot as usize].flow = Flow::new(
                                 id,
@@ -210,6 +244,15 @@ impl FlowTable {
                                 reused,
                                 &mut self.rares,
                             );
+                        } else if node.flow.state().is_done() {
+                            if node.class != LINGER as u8 {
+                                // Past the close delay: the record is out for good, the
+                                // segment is in no flow. The tombstone is not touched, so
+                                // it expires on time.
+                                self.stats.after_close += 1;
+                                return None;
+                            }
+                            node.late = true;
                         }
                         (slot, side)
                     }
@@ -221,6 +264,9 @@ impl FlowTable {
                     out.push(FlowEvent::Finished(
                         flow.record(EndReason::Packets, &self.rares),
                     ));
+                    let id = flow.id();
+                    self.relink(slot, LINGER);
+                    return Some(id);
                 } else if tcp.window == 0
                     && self.cfg.pending_notices
                     && flow.zero_window_stall_unreported(side, seg.ts, &self.rares)
@@ -253,8 +299,8 @@ impl FlowTable {
         self.advance(now, out);
     }
 
-    /// Ends every flow still going (end of capture), in order of first packet, and
-    /// empties the table.
+    /// Ends every flow still going (end of capture), and settles those in their close
+    /// delay, in order of first packet, and empties the table.
     pub fn finish_all(&mut self, out: &mut Vec<FlowEvent>) {
         self.finish_all_with(|ev| out.push(ev));
     }
@@ -265,7 +311,8 @@ impl FlowTable {
     /// million flows in order takes no memory beyond the flows'.
     pub fn finish_all_with(&mut self, mut each: impl FnMut(FlowEvent)) {
         // Free slots hold flows that ended (`remove` only takes finished flows and
-        // tombstones), so `is_done` skips them along with the tombstones.
+        // tombstones) and are in no class, so `is_done` skips them along with the
+        // tombstones, and their class keeps them from being settled twice.
         self.nodes
             .sort_unstable_by_key(|n| (n.flow.first_ts(), n.flow.id()));
         for node in &mut self.nodes {
@@ -273,6 +320,8 @@ impl FlowTable {
                 each(FlowEvent::Finished(
                     node.flow.finish(EndReason::CaptureEnd, &self.rares),
                 ));
+            } else if node.class == LINGER as u8 {
+                each(settled(node, &self.rares));
             }
         }
         self.index.clear();
@@ -316,7 +365,23 @@ impl FlowTable {
                 if slot == NIL {
                     break;
                 }
-                let flow = &mut self.nodes[slot as usize].flow;
+                let node = &mut self.nodes[slot as usize];
+                let flow = &mut node.flow;
+                if class == LINGER {
+                    if now.micros_since(flow.last_ts()) < CLOSE_DELAY_US {
+                        break;
+                    }
+                    out.push(settled(node, &self.rares));
+                    // A clean close's tombstone holds the 4-tuple for TIME_WAIT; the
+                    // others' tombstones last as long as the delay.
+                    if self.nodes[slot as usize].flow.state() == State::Done(Outcome::Closed) {
+                        self.relink(slot, class_of(State::Done(Outcome::Closed)));
+                    } else {
+                        forgotten += 1;
+                        self.remove(slot);
+                    }
+                    continue;
+                }
                 if now.micros_since(flow.last_ts()) < flow.idle_timeout_us() {
                     break;
                 }
@@ -332,6 +397,12 @@ impl FlowTable {
                         EndReason::IdleTimeout
                     };
                     out.push(FlowEvent::Finished(flow.finish(reason, &self.rares)));
+                    if reason == EndReason::Packets {
+                        // Its record says its packets ended it: it lingers like the
+                        // others, and a trailing SYN-ACK or RST still lands in it.
+                        self.relink(slot, LINGER);
+                        continue;
+                    }
                 }
                 self.remove(slot);
             }
@@ -388,6 +459,7 @@ impl FlowTable {
             next: NIL,
             hash: hash as u32,
             class: HANDSHAKE as u8,
+            late: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -412,8 +484,8 @@ impl FlowTable {
         (slot, side)
     }
 
-    /// Drops the least recently active tombstone, or else ends the least recently active
-    /// flow.
+    /// Drops the least recently active tombstone, or else settles the flow longest in its
+    /// close delay, or else ends the least recently active flow.
     fn evict(&mut self, out: &mut Vec<FlowEvent>) {
         for class in TOMBSTONES {
             let slot = self.lists[class].head;
@@ -422,8 +494,14 @@ impl FlowTable {
                 return;
             }
         }
+        let slot = self.lists[LINGER].head;
+        if slot != NIL {
+            out.push(settled(&self.nodes[slot as usize], &self.rares));
+            self.remove(slot);
+            return;
+        }
         let victim = (0..CLASSES)
-            .filter(|c| !TOMBSTONES.contains(c))
+            .filter(|c| !TOMBSTONES.contains(c) && *c != LINGER)
             .map(|c| self.lists[c].head)
             .filter(|&s| s != NIL)
             .min_by_key(|&s| self.nodes[s as usize].flow.last_ts());
@@ -455,7 +533,10 @@ impl FlowTable {
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
-        self.nodes[slot as usize].flow.release(&mut self.rares);
+        let node = &mut self.nodes[slot as usize];
+        node.flow.release(&mut self.rares);
+        node.class = FREE;
+        node.late = false;
         self.free.push(slot);
     }
 
@@ -488,10 +569,21 @@ impl FlowTable {
             .map(|&slot| (slot, side))
     }
 
-    /// Most recently active now, in the list of its (possibly new) state.
+    /// Most recently active now, in the list of its (possibly new) state; a flow in its
+    /// close delay stays there.
     fn touch(&mut self, slot: u32) {
         let node = &self.nodes[slot as usize];
-        let class = class_of(node.flow.state());
+        let class = if usize::from(node.class) == LINGER && node.flow.state().is_done() {
+            LINGER
+        } else {
+            class_of(node.flow.state())
+        };
+        self.relink(slot, class);
+    }
+
+    /// Most recently active now, in list `class`.
+    fn relink(&mut self, slot: u32, class: usize) {
+        let node = &self.nodes[slot as usize];
         if usize::from(node.class) != class || self.lists[class].tail != slot {
             self.unlink(slot);
             self.link_tail(slot, class);
@@ -540,6 +632,14 @@ impl FlowTable {
     pub(crate) fn state_of(&self, a: Endpoint, b: Endpoint) -> Option<State> {
         self.lookup_key(self.hasher.pair(&a, &b, Encap::None), &a, &b, Encap::None)
             .map(|(slot, _)| self.nodes[slot as usize].flow.state())
+    }
+}
+
+/// The record of a flow whose close delay is over.
+fn settled(node: &Node, rares: &Rares) -> FlowEvent {
+    FlowEvent::Settled {
+        record: node.flow.record(EndReason::Packets, rares),
+        late: node.late,
     }
 }
 

@@ -37,6 +37,9 @@ pub(super) struct DnatCopies {
     waiting: HashMap<(Endpoint, u32), (Copy_, Timestamp)>,
     /// By client endpoint and ISN: the host:P its SYN was addressed to, before the DNAT.
     addressed: HashMap<(Endpoint, u32), Endpoint>,
+    /// By flow id, for a flow in its close delay (its `Settled` record is to come): `None`
+    /// if it was dropped as a second copy, else the address it was shown with.
+    settling: HashMap<u64, Option<Endpoint>>,
 }
 
 impl DnatCopies {
@@ -47,6 +50,7 @@ impl DnatCopies {
             backend,
             waiting: HashMap::with_capacity(CAP),
             addressed: HashMap::with_capacity(CAP),
+            settling: HashMap::new(),
         })
     }
 
@@ -71,6 +75,25 @@ impl DnatCopies {
         }
         self.addressed.insert((seg.src, t.seq), seg.dst);
         false
+    }
+
+    /// Remembers what became of a `Finished` record whose `Settled` one follows: dropped
+    /// (`shown` is `None`) or shown to the server `shown`.
+    pub(super) fn settles_later(&mut self, r: &FlowRecord, shown: Option<Endpoint>) {
+        self.settling.insert(r.id, shown);
+    }
+
+    /// A `Settled` record as its `Finished` one went: `false` if that was dropped as a
+    /// second copy; else with the same server address.
+    pub(super) fn settled(&mut self, r: &mut FlowRecord) -> bool {
+        match self.settling.remove(&r.id) {
+            Some(None) => false,
+            Some(Some(shown)) => {
+                r.server = shown;
+                true
+            }
+            None => true,
+        }
     }
 
     /// Where the client addressed the connection `r` (host:P), when `r` is the copy after

@@ -13,7 +13,7 @@ use crate::decode::SegmentKind;
 use crate::diagnose::host::{self, LookupRequest};
 use crate::diagnose::{Diagnoser, Diagnosis};
 use crate::error::Error;
-use crate::flow::{FlowEvent, FlowTable, TableStats};
+use crate::flow::{EndReason, FlowEvent, FlowTable, TableStats};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
 use crate::report::ladder::{Ladder, LadderRecorder};
 use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
@@ -369,13 +369,30 @@ impl Sink<'_> {
         for mut ev in events.drain(..) {
             // The same forwarded connection seen again after the DNAT: one flow, not two,
             // shown with the address the client used.
-            if let (FlowEvent::Finished(r), Some(c)) = (&mut ev, &mut self.copies) {
-                if c.is_second_copy(r) {
-                    continue;
+            match (&mut ev, &mut self.copies) {
+                (FlowEvent::Finished(r), Some(c)) => {
+                    let settles = r.end == Some(EndReason::Packets);
+                    if c.is_second_copy(r) {
+                        if settles {
+                            c.settles_later(r, None);
+                        }
+                        continue;
+                    }
+                    if let Some(before) = c.addressed(r) {
+                        r.server = before;
+                    }
+                    if settles {
+                        c.settles_later(r, Some(r.server));
+                    }
                 }
-                if let Some(before) = c.addressed(r) {
-                    r.server = before;
+                (FlowEvent::Settled { record, .. }, Some(c)) => {
+                    // Dropped if its Finished was (a second copy), else readdressed alike.
+                    let shown = c.settled(record);
+                    if !shown {
+                        continue;
+                    }
                 }
+                _ => {}
             }
             let (procs, ladder) = match &ev {
                 FlowEvent::Finished(r) => {
@@ -392,6 +409,15 @@ impl Sink<'_> {
                     // A stalled receiver's notice names its processes if their lookup
                     // is done.
                     self.lookups_done();
+                    (None, None)
+                }
+                // Trailing packets: the connection's processes and ladder went with its
+                // line; `-w --only-problems` writes those it held since (a problem's
+                // trailing RSTs) or forgets them.
+                FlowEvent::Settled { record, .. } => {
+                    if let Some(w) = self.writer.as_deref_mut() {
+                        w.flow_finished(record);
+                    }
                     (None, None)
                 }
             };
@@ -429,9 +455,7 @@ impl Sink<'_> {
         if let (FlowEvent::Finished(r), Some(p)) = (&ev, &processes) {
             self.diagnoser.flow_named(r, p);
         }
-        let record = match &ev {
-            FlowEvent::Finished(r) | FlowEvent::Pending(r) => r,
-        };
+        let record = ev.record();
         let translated_to = self
             .backend
             // Before the translation (host:P) or after it (the backend): the rule forwards
@@ -462,6 +486,8 @@ impl Sink<'_> {
         match &ev {
             FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel_facts.as_ref()),
             FlowEvent::Pending(r) => self.diagnoser.flow_pending(r, kernel_facts.as_ref()),
+            // Counted in the summary at its close, by the outcome it had then.
+            FlowEvent::Settled { .. } => {}
         }
         Ok(())
     }
@@ -524,7 +550,9 @@ impl Sink<'_> {
             };
             let facts = match &h.ev {
                 FlowEvent::Finished(r) => k.witnessed.take(r, &k.names),
-                FlowEvent::Pending(r) => k.witnessed.peek(r, &k.names),
+                FlowEvent::Pending(r) | FlowEvent::Settled { record: r, .. } => {
+                    k.witnessed.peek(r, &k.names)
+                }
             };
             if let FlowEvent::Finished(r) = &h.ev {
                 k.witnessed.expire(r.last_ts);

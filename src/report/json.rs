@@ -47,6 +47,16 @@ fn side(s: Option<Side>) -> Option<&'static str> {
 /// quotes, colon and the comma before them, and appended into reserved space. Process
 /// names go through serde_json.
 pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContext>) {
+    write_flow_as(buf, b"{\"type\":\"flow\",\"final\":", r, context);
+}
+
+/// A flow's record again at the end of its close delay, with the packets that came after
+/// its `flow` line (same `id`, same fields).
+pub fn write_flow_update(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContext>) {
+    write_flow_as(buf, b"{\"type\":\"flow_update\",\"final\":", r, context);
+}
+
+fn write_flow_as(buf: &mut Vec<u8>, start: &[u8], r: &FlowRecord, context: Option<&FlowContext>) {
     let procs = context.and_then(|c| c.processes.as_ref());
     /// `,"key":` as one literal.
     macro_rules! key {
@@ -57,7 +67,7 @@ pub fn write_flow(buf: &mut Vec<u8>, r: &FlowRecord, context: Option<&FlowContex
     let c = Side::Client.index();
     let s = Side::Server.index();
     buf.reserve(1024);
-    buf.extend_from_slice(b"{\"type\":\"flow\",\"final\":");
+    buf.extend_from_slice(start);
     boolean(buf, r.is_final());
     key!("id");
     number(buf, r.id);

@@ -780,9 +780,13 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
     }
     writeln!(
         out,
-        "  packets         {} captured, {} decoded, {} other traffic, {} undecodable{}",
+        "  packets         {} captured, {} decoded{}, {} other traffic, {} undecodable{}",
         s.packets,
         s.decoded,
+        match s.table.after_close {
+            0 => String::new(),
+            n => format!(" ({n} in no flow: after their connection's close delay)"),
+        },
         other,
         bad_total,
         if bad.is_empty() {

@@ -499,6 +499,122 @@ fn the_text_line_says_which_tunnel() {
     );
 }
 
+/// The JSON lines of a replay of `name`: flow and flow_update lines by type.
+fn flows_and_updates(name: &str) -> (Vec<Value>, Vec<Value>, Value) {
+    let out = portsniff()
+        .args([
+            "-r",
+            fixture(name).to_str().unwrap(),
+            "--port",
+            PORT,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    let of = |t: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let summary = of("summary").pop().unwrap();
+    (of("flow"), of("flow_update"), summary)
+}
+
+fn packets(v: &Value) -> (u64, u64) {
+    (
+        v["packets_c2s"].as_u64().unwrap(),
+        v["packets_s2c"].as_u64().unwrap(),
+    )
+}
+
+/// Issue 15: FIN, FIN, the first FIN again (acknowledging the second), ACK, ACK. The
+/// line is printed at the retransmitted FIN, which ends the close; the two ACKs after it
+/// are in the update, and the duration runs to the last of them.
+#[test]
+fn acks_after_the_last_fin_are_counted_in_an_update() {
+    let (flows, updates, s) = flows_and_updates("trailing_acks.pcap");
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["outcome"], "closed");
+    assert_eq!(packets(&flows[0]), (6, 4));
+    assert_eq!(updates.len(), 1, "one update with the trailing ACKs");
+    let u = &updates[0];
+    assert_eq!(u["id"], flows[0]["id"]);
+    assert_eq!(u["outcome"], "closed", "the outcome is the line's");
+    assert_eq!(packets(u), (7, 5));
+    assert_eq!(u["duration_us"], 300_060);
+    assert_eq!(s["packets"]["decoded"], 12);
+    assert_eq!(s["packets"]["not_in_flows"]["after_close"], 0);
+}
+
+/// Issue 15: the client's FIN then RST, the server's FIN, the client's RST again. The
+/// line says reset (by the client, after closing its side); the update holds the
+/// server's FIN and the second RST, and Zeek's conn_state turns SF.
+#[test]
+fn fin_then_rst_then_the_peers_fin_is_zeeks_normal_close() {
+    let (flows, updates, _) = flows_and_updates("fin_rst_fin.pcap");
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["outcome"], "reset");
+    assert_eq!(flows[0]["reset_by"], "client");
+    assert_eq!(flows[0]["history"], "ShADadFR");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["outcome"], "reset");
+    assert_eq!(updates[0]["history"], "ShADadFRf");
+    assert_eq!(packets(&updates[0]), (7, 4));
+}
+
+/// Issue 15: a second RST from the same side is counted.
+#[test]
+fn a_second_rst_from_the_same_side_is_counted() {
+    let (flows, updates, _) = flows_and_updates("second_rst.pcap");
+    assert_eq!(packets(&flows[0]), (5, 3));
+    assert_eq!(updates.len(), 1);
+    assert_eq!(packets(&updates[0]), (6, 4));
+    assert_eq!(updates[0]["bytes_s2c"], 250);
+}
+
+/// Issue 15: a RST 16 s after a clean close, past the close delay, is in no flow and
+/// counted as such: decoded = the flows' packets + the named bucket.
+#[test]
+fn a_rst_long_after_a_clean_close_is_counted_in_no_flow() {
+    let (flows, updates, s) = flows_and_updates("late_rst.pcap");
+    assert_eq!(flows.len(), 1);
+    assert!(updates.is_empty(), "{updates:?}");
+    assert_eq!(packets(&flows[0]), (6, 4));
+    assert_eq!(s["packets"]["decoded"], 11);
+    assert_eq!(s["packets"]["not_in_flows"]["after_close"], 1);
+    assert_eq!(s["packets"]["not_in_flows"]["icmp_errors"], 0);
+    let text = portsniff()
+        .args([
+            "-r",
+            fixture("late_rst.pcap").to_str().unwrap(),
+            "--port",
+            PORT,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("11 decoded (1 in no flow: after their connection's close delay)"),
+        "{text}"
+    );
+}
+
+/// Issue 15 (and the field diagnosis's retried SYN): a SYN refused by RST and retried
+/// with the same ISN is a new attempt each time, as Zeek logs a REJ row for each.
+#[test]
+fn each_same_isn_retry_after_a_refusal_is_its_own_attempt() {
+    let (flows, updates, s) = flows_and_updates("refused_retried.pcap");
+    assert_eq!(flows.len(), 3);
+    assert!(flows
+        .iter()
+        .all(|f| f["outcome"] == "refused" && f["history"] == "Sr"));
+    assert!(updates.is_empty());
+    assert_eq!(s["outcomes"]["refused"], 3);
+}
+
 /// The whole JSON output of every fixture, against its reviewed golden file.
 #[test]
 fn every_fixture_matches_its_golden_json() {

@@ -98,9 +98,28 @@ impl Script {
             .iter()
             .filter_map(|e| match e {
                 FlowEvent::Finished(r) => Some(*r),
-                FlowEvent::Pending(_) => None,
+                FlowEvent::Pending(_) | FlowEvent::Settled { .. } => None,
             })
             .collect()
+    }
+
+    /// After `finish_all`: each flow's last word, its `Settled` record when it has one (in
+    /// order of `Finished`), with whether packets came after the close.
+    fn settled(&mut self) -> Vec<(FlowRecord, bool)> {
+        self.table.finish_all(&mut self.events);
+        let mut out: Vec<(FlowRecord, bool)> = Vec::new();
+        for e in &self.events {
+            match e {
+                FlowEvent::Finished(r) => out.push((*r, false)),
+                FlowEvent::Settled { record, late } => {
+                    let at = out.iter().position(|(r, _)| r.id == record.id);
+                    let at = at.expect("a Settled record follows its Finished one");
+                    out[at] = (*record, *late);
+                }
+                FlowEvent::Pending(_) => {}
+            }
+        }
+        out
     }
 }
 
@@ -636,4 +655,183 @@ fn rare_parts_of_ended_flows_are_reused_not_leaked() {
     let recs = s.finals();
     assert_eq!(recs.len(), 200);
     assert!(recs.iter().all(|r| r.syn_gaps_us.as_slice() == [1_000_000]));
+}
+
+// ---- Issue 15: the close delay (`CLOSE_DELAY_US`) and what trails a close -----------
+
+/// Handshake and the close's first FIN from the client (seq 101), for the scenarios below.
+fn open_then_client_fin(s: &mut Script, cport: u16) {
+    s.c(0, cport, SYN, 100, 0, 0);
+    s.s(1, cport, SYN | ACK, 9000, 101, 0);
+    s.c(2, cport, ACK, 101, 9001, 0);
+    s.c(3, cport, FIN | ACK, 101, 9001, 0);
+}
+
+#[test]
+fn acks_after_a_retransmitted_fin_ends_the_close_are_counted_in_its_settlement() {
+    let mut s = Script::new(cfg());
+    open_then_client_fin(&mut s, 40000);
+    // The server's FIN crosses the client's, the client's FIN again acknowledges it
+    // (the close ends there), then an ACK each way.
+    s.s(4, 40000, FIN | ACK, 9001, 101, 0);
+    s.c(200, 40000, FIN | ACK, 101, 9002, 0);
+    s.s(201, 40000, ACK, 9002, 102, 0);
+    s.c(202, 40000, ACK, 102, 9002, 0);
+    let at_close = s.finals();
+    assert_eq!(
+        at_close[0].packets,
+        [4, 2],
+        "the line: up to the retransmitted FIN"
+    );
+    let settled = s.settled();
+    let (r, late) = settled[0];
+    assert!(late);
+    assert_eq!(r.outcome, Outcome::Closed);
+    assert_eq!(r.packets, [5, 3]);
+    assert_eq!(r.duration_us(), 202_000, "to the last ACK");
+}
+
+#[test]
+fn a_close_with_nothing_after_it_settles_without_an_update() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    // Past the delay: the sweep settles it, with no late packet.
+    s.c(6_000, 41000, SYN, 5, 0, 0);
+    let settled: Vec<_> = s
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Settled { record, late } => Some((record.id, *late)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        settled,
+        [(1, false)],
+        "settled by the sweep at the delay's end"
+    );
+    assert_eq!(
+        s.table.state_of(ep(40000), ep(PORT)),
+        Some(State::Done(Outcome::Closed)),
+        "then a TIME_WAIT tombstone"
+    );
+}
+
+#[test]
+fn fin_then_rst_then_the_peers_fin_settles_as_zeeks_sf_and_stays_reset() {
+    let mut s = Script::new(cfg());
+    open_then_client_fin(&mut s, 40000);
+    s.c(4, 40000, RST | ACK, 102, 9001, 0);
+    s.s(5, 40000, FIN | ACK, 9001, 102, 0);
+    s.c(6, 40000, RST, 102, 0, 0);
+    let at_close = s.finals();
+    assert_eq!(at_close[0].outcome, Outcome::Reset);
+    assert_eq!(at_close[0].conn_state.as_str(), "RSTO");
+    let (r, late) = s.settled()[0];
+    assert!(late);
+    assert_eq!(r.outcome, Outcome::Reset, "the outcome is the line's");
+    assert_eq!(r.reset_by, Some(Side::Client));
+    assert_eq!(r.conn_state.as_str(), "SF");
+    assert_eq!(r.history.as_str(), "ShAFRf");
+    assert_eq!(r.packets, [5, 2]);
+}
+
+#[test]
+fn a_second_rst_from_the_same_side_is_counted() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, SYN | ACK, 9000, 101, 0);
+    s.c(2, 40000, ACK, 101, 9001, 0);
+    s.c(3, 40000, RST | ACK, 101, 9001, 0);
+    s.s(4, 40000, ACK, 9001, 101, 50);
+    s.c(5, 40000, RST, 101, 0, 0);
+    let (r, late) = s.settled()[0];
+    assert!(late);
+    assert_eq!(r.packets, [4, 2]);
+    assert_eq!(r.bytes, [0, 50]);
+    assert_eq!(
+        r.history.as_str(),
+        "ShARd",
+        "R again only at a new sequence number"
+    );
+}
+
+#[test]
+fn a_rst_past_the_close_delay_is_counted_after_close_not_in_the_flow() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    s.s(16_005, 40000, RST, 9002, 0, 0);
+    assert_eq!(s.table.stats().after_close, 1);
+    let settled = s.settled();
+    assert_eq!(settled.len(), 1, "no connection of its own");
+    let (r, late) = settled[0];
+    assert!(!late);
+    assert_eq!(r.packets, [4, 2]);
+}
+
+#[test]
+fn a_new_connection_on_the_tuple_settles_the_one_in_its_close_delay_first() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    s.s(10, 40000, ACK, 9002, 102, 0);
+    s.clean(500, 40000, 777_777);
+    let order: Vec<(&str, u64)> = s
+        .events
+        .iter()
+        .map(|e| match e {
+            FlowEvent::Finished(r) => ("finished", r.id),
+            FlowEvent::Settled { record, .. } => ("settled", record.id),
+            FlowEvent::Pending(r) => ("pending", r.id),
+        })
+        .collect();
+    assert_eq!(order, [("finished", 1), ("settled", 1), ("finished", 2)]);
+    let settled = s.settled();
+    assert_eq!(settled[0].0.packets, [4, 3], "the late ACK in the first");
+    assert!(settled[1].0.port_reused, "still TIME_WAIT reuse");
+}
+
+#[test]
+fn a_full_table_settles_a_flow_in_its_close_delay_before_ending_a_live_one() {
+    let mut s = Script::new(FlowConfig {
+        max_flows: 2,
+        ..cfg()
+    });
+    s.clean(0, 40000, 100);
+    s.c(10, 40001, SYN, 5, 0, 0);
+    s.c(20, 40002, SYN, 6, 0, 0);
+    assert!(matches!(
+        s.events.last(),
+        Some(FlowEvent::Settled { record, .. }) if record.id == 1
+    ));
+    assert_eq!(s.table.stats().evicted, 0, "no live flow ended");
+}
+
+#[test]
+fn a_refusal_lingers_and_a_trailing_rst_lands_in_it() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.s(1, 40000, RST | ACK, 0, 101, 0);
+    s.s(2, 40000, RST | ACK, 0, 101, 0);
+    let (r, late) = s.settled()[0];
+    assert!(late);
+    assert_eq!(r.outcome, Outcome::Refused);
+    assert_eq!(r.packets, [1, 2]);
+}
+
+#[test]
+fn an_unreachable_attempt_lingers_after_its_soft_error_wait_and_settles() {
+    let mut s = Script::new(cfg());
+    s.c(0, 40000, SYN, 100, 0, 0);
+    s.icmp(1, 40000, Unreachable::Host, 100);
+    // Past the soft error's wait: reported; a RST from the client (it gave up) still
+    // lands in the attempt during the close delay.
+    s.clean(3_500, 40001, 1);
+    s.c(4_000, 40000, RST, 101, 0, 0);
+    let settled = s.settled();
+    let (r, late) = settled[0];
+    assert_eq!(r.client.port, 40000);
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert!(late);
+    assert_eq!(r.packets, [2, 0]);
+    assert_eq!(s.table.stats().icmp_errors, 1);
 }

@@ -42,7 +42,17 @@ impl Printer for Json {
         context: Option<&FlowContext>,
     ) -> io::Result<()> {
         self.line.clear();
-        json::write_flow(&mut self.line, ev.record(), context);
+        match ev {
+            FlowEvent::Pending(r) | FlowEvent::Finished(r) => {
+                json::write_flow(&mut self.line, r, context);
+            }
+            // Packets that trailed the close: the record again, as an update (scripts
+            // counting `"type":"flow"` lines still count each connection once).
+            FlowEvent::Settled { record, late: true } => {
+                json::write_flow_update(&mut self.line, record, context);
+            }
+            FlowEvent::Settled { late: false, .. } => {}
+        }
         out.write_all(&self.line)
     }
 

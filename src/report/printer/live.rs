@@ -37,6 +37,7 @@ impl Printer for Live {
             }
             FlowEvent::Pending(_) => {}
             FlowEvent::Finished(r) => self.view.finished(r.id),
+            FlowEvent::Settled { .. } => {}
         }
     }
 

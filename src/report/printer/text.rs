@@ -35,6 +35,11 @@ impl Printer for Text {
         context: Option<&FlowContext>,
     ) -> io::Result<()> {
         self.line.clear();
+        // The line was printed at the close; packets that trailed it are in the JSON
+        // update, the conn.log row and the summary's counts.
+        if let FlowEvent::Settled { .. } = ev {
+            return Ok(());
+        }
         text::write_flow(&mut self.line, ev.record(), context, self.style)?;
         out.write_all(&self.line)
     }

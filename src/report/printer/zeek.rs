@@ -8,7 +8,7 @@
 use super::Printer;
 use crate::decode::Timestamp;
 use crate::diagnose::{Diagnosis, Finding};
-use crate::flow::FlowEvent;
+use crate::flow::{EndReason, FlowEvent};
 use crate::report::ladder::Ladder;
 use crate::report::summary::Summary;
 use crate::report::zeek::ConnLog;
@@ -43,7 +43,12 @@ impl Printer for Zeek {
         _context: Option<&FlowContext>,
     ) -> io::Result<()> {
         match ev {
-            FlowEvent::Finished(r) => self.log.write_flow(&mut out, r),
+            // A connection its packets ended is written when its close delay is over,
+            // with the packets that trailed its close (Zeek's tcp_close_delay).
+            FlowEvent::Finished(r) if r.end == Some(EndReason::Packets) => Ok(()),
+            FlowEvent::Finished(r) | FlowEvent::Settled { record: r, .. } => {
+                self.log.write_flow(&mut out, r)
+            }
             FlowEvent::Pending(_) => Ok(()),
         }
     }

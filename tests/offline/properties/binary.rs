@@ -210,6 +210,29 @@ pub(super) fn check_replay(
     ids.sort_unstable();
     ids.dedup();
     prop_assert_eq!(ids.len(), flows.len(), "flow ids repeat");
+    // Every decoded packet is counted once: in its flow's last line (its `flow_update`
+    // when packets trailed the close), or in a named bucket of packets in no flow.
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    for l in &lines {
+        if l["type"] == "flow" || l["type"] == "flow_update" {
+            let sum = n(&l["packets_c2s"]).saturating_add(n(&l["packets_s2c"]));
+            if l["type"] == "flow_update" {
+                prop_assert!(
+                    last.contains_key(&n(&l["id"])),
+                    "an update before its flow: {l}"
+                );
+            }
+            last.insert(n(&l["id"]), sum);
+        }
+    }
+    let in_flows: u64 = last.values().sum();
+    let not = &p["not_in_flows"];
+    prop_assert_eq!(
+        n(&p["decoded"]),
+        in_flows + n(&not["icmp_errors"]) + n(&not["after_close"]),
+        "decoded vs flows' packets + not in flows: {}",
+        p
+    );
     let outcomes: u64 = summary["outcomes"]
         .as_object()
         .map_or(0, |o| o.values().map(n).sum());

@@ -23,7 +23,9 @@ use portsniff::decode::{
     decode_ip, Decoder, Encap, Endpoint, HandshakeOptions, IcmpError, LinkType, Segment,
     SegmentKind, TcpFlags, TcpSegment, Timestamp, Unreachable,
 };
-use portsniff::flow::{EndReason, FlowConfig, FlowEvent, FlowTable, Outcome, Side, TableStats};
+use portsniff::flow::{
+    EndReason, FlowConfig, FlowEvent, FlowRecord, FlowTable, Outcome, Side, TableStats,
+};
 use portsniff::Evidence;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

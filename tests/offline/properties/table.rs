@@ -11,6 +11,7 @@ pub(super) struct TableRun {
     /// What `process` returned, per segment.
     pub(super) ids: Vec<Option<u64>>,
     pub(super) tcp_segments: u64,
+    pub(super) icmp_segments: u64,
     pub(super) stats: TableStats,
 }
 
@@ -19,6 +20,7 @@ pub(super) fn run_table(cfg: FlowConfig, steps: &[Step]) -> Result<TableRun, Tes
     let mut events = Vec::new();
     let mut ids = Vec::new();
     let mut tcp_segments = 0;
+    let mut icmp_segments = 0;
     let mut clock = EPOCH_US;
     for step in steps {
         clock = (clock + step.dt).max(0);
@@ -26,6 +28,7 @@ pub(super) fn run_table(cfg: FlowConfig, steps: &[Step]) -> Result<TableRun, Tes
         match segment_of(&step.op, ts) {
             Some(seg) => {
                 tcp_segments += u64::from(matches!(seg.kind, SegmentKind::Tcp(_)));
+                icmp_segments += u64::from(matches!(seg.kind, SegmentKind::Icmp(_)));
                 ids.push(table.process(&seg, &mut events));
             }
             None => table.tick(ts, &mut events),
@@ -45,6 +48,7 @@ pub(super) fn run_table(cfg: FlowConfig, steps: &[Step]) -> Result<TableRun, Tes
         finish_all_at,
         ids,
         tcp_segments,
+        icmp_segments,
         stats: table.stats(),
     })
 }
@@ -79,6 +83,52 @@ pub(super) fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCase
                     "flow {}: pending (#{i}) after finished (#{fin})",
                     r.id
                 );
+            }
+            FlowEvent::Settled { record, late } => {
+                // One per flow its packets ended, after its Finished, with the same
+                // outcome and at least its packets; `late` exactly when more came.
+                let Some(&fin) = finished_at.get(&r.id) else {
+                    return Err(TestCaseError::fail(format!(
+                        "settled flow {} never finished",
+                        r.id
+                    )));
+                };
+                prop_assert!(
+                    i > fin,
+                    "flow {}: settled (#{i}) before finished (#{fin})",
+                    r.id
+                );
+                let FlowEvent::Finished(f) = &run.events[fin] else {
+                    unreachable!()
+                };
+                prop_assert_eq!(
+                    f.end,
+                    Some(EndReason::Packets),
+                    "settled, yet ended by {:?}",
+                    f.end
+                );
+                prop_assert_eq!(record.outcome, f.outcome);
+                let (before, after) = (
+                    f.packets[0] + f.packets[1],
+                    record.packets[0] + record.packets[1],
+                );
+                prop_assert!(
+                    after >= before,
+                    "flow {}: {after} packets settled < {before} at the close",
+                    r.id
+                );
+                prop_assert_eq!(
+                    *late,
+                    after > before,
+                    "late vs packets: {:?} then {:?}",
+                    f,
+                    record
+                );
+                prop_assert!(record.last_ts >= f.last_ts);
+                let again = run.events[i + 1..]
+                    .iter()
+                    .any(|e| matches!(e, FlowEvent::Settled { record: o, .. } if o.id == r.id));
+                prop_assert!(!again, "flow {} settled twice", r.id);
             }
             FlowEvent::Finished(_) => {
                 prop_assert!(r.end.is_some(), "final record without an end: {r:?}");
@@ -158,14 +208,45 @@ pub(super) fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCase
         .iter()
         .filter_map(|e| match e {
             FlowEvent::Finished(r) => Some(*r),
-            FlowEvent::Pending(_) => None,
+            FlowEvent::Pending(_) | FlowEvent::Settled { .. } => None,
         })
         .collect();
-    let packets: u64 = finished.iter().map(|r| r.packets[0] + r.packets[1]).sum();
-    prop_assert!(
-        packets <= run.tcp_segments,
-        "{packets} packets in records, {} TCP segments fed",
+    // Every flow its packets ended is settled (by its delay, a new connection on its
+    // 4-tuple, eviction or finish_all).
+    let settled: HashMap<u64, FlowRecord> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Settled { record, .. } => Some((record.id, *record)),
+            _ => None,
+        })
+        .collect();
+    for r in &finished {
+        prop_assert_eq!(
+            settled.contains_key(&r.id),
+            r.end == Some(EndReason::Packets),
+            "settled or not: {:?}",
+            r
+        );
+    }
+    // Every TCP segment is counted once: in its flow's last record, or as after_close.
+    let packets: u64 = finished
+        .iter()
+        .map(|r| settled.get(&r.id).unwrap_or(r))
+        .map(|r| r.packets[0] + r.packets[1])
+        .sum();
+    prop_assert_eq!(
+        packets + run.stats.after_close,
+        run.tcp_segments,
+        "{} packets in records + {} after close, {} TCP segments fed",
+        packets,
+        run.stats.after_close,
         run.tcp_segments
+    );
+    prop_assert_eq!(
+        run.stats.icmp_errors,
+        run.icmp_segments,
+        "table stats: icmp_errors"
     );
     prop_assert_eq!(run.stats.flows, finished.len() as u64, "table stats: flows");
     let evicted = finished
@@ -183,9 +264,15 @@ pub(super) fn check_run(cfg: &FlowConfig, run: &TableRun) -> Result<(), TestCase
         tail.windows(2).all(|w| w[0] < w[1]),
         "finish_all order: {tail:?}"
     );
-    prop_assert!(run.events[run.finish_all_at..]
-        .iter()
-        .all(|e| matches!(e, FlowEvent::Finished(r) if r.end == Some(EndReason::CaptureEnd))));
+    let ends_or_settles = run.events[run.finish_all_at..].iter().all(|e| match e {
+        FlowEvent::Finished(r) => r.end == Some(EndReason::CaptureEnd),
+        FlowEvent::Settled { .. } => true,
+        FlowEvent::Pending(_) => false,
+    });
+    prop_assert!(
+        ends_or_settles,
+        "finish_all: only capture ends and settlements"
+    );
 
     let mut evidence = Evidence::default();
     for r in &finished {
