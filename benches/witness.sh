@@ -11,9 +11,9 @@
 #            reading the kernel's names cost once).
 #   conns    CONNS real connections through the namespace's own sockets, one after the
 #            other as fast as one Python process makes them (at most 30 s): connect, 64
-#            bytes each way, the server closes first. About ten packets and as many
-#            kernel events (each side's state changes) a connection, and no drop: the
-#            everyday case.
+#            bytes each way, the server closes first. About ten packets, about ten
+#            state changes (each side's) and two kernel records (each socket's path,
+#            sent when it closes) a connection, and no drop: the everyday case.
 #   mix      PACKETS of the generated mix (examples/gen_capture.rs, as live.sh) at
 #            MIX_PPS (300000), portsniff watching the mix's port. Replayed packets match
 #            no socket and carry no checksums, so the kernel drops every one of them:
