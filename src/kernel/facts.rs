@@ -585,10 +585,8 @@ mod tests {
         use crate::kernel::event::StatePath;
         use TcpState::*;
         let closed = |ts, src, dst, states: &[TcpState], cut| {
-            let path = StatePath {
-                cut,
-                ..StatePath::of(states)
-            };
+            let mut path = StatePath::of(states);
+            path.cut = cut;
             let kind = EventKind::Closed {
                 path,
                 retransmits: 0,
