@@ -194,7 +194,7 @@ print(*sys.argv[2:], s["packets"]["captured"], s["kernel"]["dropped"], s["intern
 tcpdump_run() { # load port pcap pps
   rm -f "$work/td.err"
   # -Z root: Debian's tcpdump would drop to its own user and chown its -w file (/dev/null).
- -i lo -w /dev/null "tcp port $2 or icmp" 2>"$work/td.err" &
+  ip netns exec "$ns" tcpdump -Z root -i lo -w /dev/null "tcp port $2 or icmp" 2>"$work/td.err" &
   local td=$!
   for _ in $(seq 1 100); do grep -qs "listening on" "$work/td.err" && break; sleep 0.1; done
   replay "$3" "$4" >/dev/null
