@@ -24,7 +24,7 @@ fn clean_connection(ns: &Netns, port: u16, first: First) -> u16 {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .expect("listen in the namespace");
         let (client, cport) = client_stream(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-        let mut server = accept_within(&listener, IO_TIMEOUT);
+        let server = accept_within(&listener, IO_TIMEOUT);
         server
             .set_read_timeout(Some(IO_TIMEOUT))
             .expect("set a read timeout on the server");
