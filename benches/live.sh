@@ -49,7 +49,7 @@ for rate in $RATES; do
   p=$(tail -n 1 "$work/ps.json" | python3 -c 'import sys,json; s=json.load(sys.stdin); print(s["packets"]["captured"], s["kernel"]["dropped"], s["internal_dropped"])')
 
   # -Z root: Debian's tcpdump would drop to its own user and chown its -w file (/dev/null).
- -i lo -w /dev/null "tcp port $PORT or icmp" 2>"$work/td.err" &
+  ip netns exec "$ns" tcpdump -Z root -i lo -w /dev/null "tcp port $PORT or icmp" 2>"$work/td.err" &
   td=$!
   for _ in $(seq 1 50); do grep -q "listening on" "$work/td.err" && break; sleep 0.1; done
   replay "$rate"

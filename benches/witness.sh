@@ -11,9 +11,9 @@
 #            reading the kernel's names cost once).
 #   conns    CONNS real connections through the namespace's own sockets, one after the
 #            other as fast as one Python process makes them (at most 30 s): connect, 64
-#            bytes each way, the server closes first. About ten packets and as many
-#            kernel events (each side's state changes) a connection, and no drop: the
-#            everyday case.
+#            bytes each way, the server closes first. About ten packets, about ten
+#            state changes (each side's) and two kernel records (each socket's path,
+#            sent when it closes) a connection, and no drop: the everyday case.
 #   mix      PACKETS of the generated mix (examples/gen_capture.rs, as live.sh) at
 #            MIX_PPS (300000), portsniff watching the mix's port. Replayed packets match
 #            no socket and carry no checksums, so the kernel drops every one of them:
@@ -194,12 +194,13 @@ print(*sys.argv[2:], s["packets"]["captured"], s["kernel"]["dropped"], s["intern
 tcpdump_run() { # load port pcap pps
   rm -f "$work/td.err"
   # -Z root: Debian's tcpdump would drop to its own user and chown its -w file (/dev/null).
- -i lo -w /dev/null "tcp port $2 or icmp" 2>"$work/td.err" &
+  ip netns exec "$ns" tcpdump -Z root -i lo -w /dev/null "tcp port $2 or icmp" 2>"$work/td.err" &
   local td=$!
   for _ in $(seq 1 100); do grep -qs "listening on" "$work/td.err" && break; sleep 0.1; done
   replay "$3" "$4" >/dev/null
   sleep 1
-  kill -INT "$td"
+  # It may have ended already (its drops are then unknown): not the end of the script.
+  kill -INT "$td" 2>/dev/null || true
   wait "$td" || true
   printf '%s\t%s\t%s\n' "$1" "$run" \
     "$(awk '/dropped by kernel/ {print $1}' "$work/td.err")" >>"$work/tcpdump"

@@ -20,6 +20,7 @@ mod live {
     mod kernel_moment;
     mod kernel_resets;
     mod kernel_scope;
+    mod kernel_states;
     mod namespace;
     mod tunnels;
 }

@@ -14,7 +14,7 @@ const KIND_RESET_SENT: u8 = 2;
 const KIND_RESET_RECEIVED: u8 = 3;
 const KIND_STATE: u8 = 4;
 const KIND_SYNACK_RETRANSMIT: u8 = 5;
-const KIND_RETRANSMIT: u8 = 6;
+const KIND_STATE_PATH: u8 = 7;
 
 const WF_HAS_SOCKET: u8 = 1;
 const WF_PROCESS: u8 = 4;
@@ -120,8 +120,53 @@ pub enum EventKind {
     State { old: TcpState, new: TcpState },
     /// `tcp:tcp_retransmit_synack`: the listener sent its SYN-ACK again (no ACK came).
     SynAckRetransmit,
-    /// `tcp:tcp_retransmit_skb`.
-    Retransmit,
+    /// A connection's socket reached TCP_CLOSE: every state `sock:inet_sock_set_state`
+    /// moved it through, aggregated in the kernel, and the segments it retransmitted
+    /// (`tcp:tcp_retransmit_skb`).
+    Closed { path: StatePath, retransmits: u32 },
+}
+
+/// The states one socket went through, oldest first, as the BPF program packs them: 4
+/// bits a state in a `u64`, at most 16; `cut` when older ones were shifted out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatePath {
+    states: u64,
+    len: u8,
+    pub cut: bool,
+}
+
+/// Bit of the record's state count: older states were shifted out (`PATH_CUT`).
+const PATH_CUT: u32 = 0x100;
+
+impl StatePath {
+    fn from_raw(states: u64, n: u32) -> StatePath {
+        StatePath {
+            states,
+            len: (n & 0xff).min(16) as u8,
+            cut: n & PATH_CUT != 0,
+        }
+    }
+
+    /// Packs `states` as the BPF program does (tests build records with it).
+    #[cfg(test)]
+    pub fn of(states: &[TcpState]) -> StatePath {
+        let n = |s: TcpState| {
+            (1..=13)
+                .find(|&i| TcpState::from_kernel(i) == s)
+                .unwrap_or(0)
+        };
+        let packed = states
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, &s)| acc | u64::from(n(s)) << (4 * i));
+        StatePath::from_raw(packed, states.len() as u32)
+    }
+
+    /// The states, oldest first.
+    pub fn states(self) -> impl Iterator<Item = TcpState> {
+        (0..u32::from(self.len))
+            .map(move |i| TcpState::from_kernel(((self.states >> (4 * i)) & 0xf) as u32))
+    }
 }
 
 /// The process the kernel ran on behalf of, where that is meaningful (listen, connect,
@@ -259,7 +304,10 @@ impl KernelEvent {
                 new: TcpState::from_kernel(reason),
             },
             KIND_SYNACK_RETRANSMIT => EventKind::SynAckRetransmit,
-            KIND_RETRANSMIT => EventKind::Retransmit,
+            KIND_STATE_PATH => EventKind::Closed {
+                path: StatePath::from_raw(location, reason),
+                retransmits: seq,
+            },
             _ => return None,
         };
         let process = (flags & WF_PROCESS != 0).then(|| Process {
@@ -338,6 +386,36 @@ mod tests {
         );
         let p = e.process.unwrap();
         assert_eq!((p.pid, p.comm()), (4242, "python3"));
+    }
+
+    #[test]
+    fn a_closed_sockets_path_reads_back_oldest_first() {
+        let clock = Clock { offset_ns: 0 };
+        let mut r = raw(KIND_STATE_PATH, 4, WF_HAS_SOCKET);
+        // SYN_SENT(2) → ESTABLISHED(1) → FIN_WAIT1(4) → FIN_WAIT2(5) → CLOSE(7).
+        r[8..16].copy_from_slice(&0x75412u64.to_ne_bytes());
+        r[16..20].copy_from_slice(&5u32.to_ne_bytes());
+        r[24..28].copy_from_slice(&2u32.to_ne_bytes());
+        let e = KernelEvent::parse(&r, &clock).unwrap();
+        let EventKind::Closed { path, retransmits } = e.kind else {
+            panic!("{e:?}")
+        };
+        let names: Vec<_> = path.states().map(TcpState::as_str).collect();
+        assert_eq!(
+            names,
+            ["SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"]
+        );
+        assert_eq!((retransmits, path.cut), (2, false));
+        assert_eq!(
+            path,
+            StatePath::of(&[
+                TcpState::SynSent,
+                TcpState::Established,
+                TcpState::FinWait1,
+                TcpState::FinWait2,
+                TcpState::Close
+            ])
+        );
     }
 
     #[test]

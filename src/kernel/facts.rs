@@ -34,8 +34,9 @@ pub struct KernelFacts {
     pub resets_sent: Vec<ResetFact>,
     /// Which sides' sockets took a reset and closed.
     pub resets_received: Vec<Side>,
-    /// Each side's socket states, as the kernel moved them (`SYN_SENT→ESTABLISHED→…`);
-    /// `None` for a side whose socket is not in this network namespace.
+    /// Each side's socket states, as the kernel moved them (`SYN_SENT→ESTABLISHED→…`),
+    /// from the record the socket sends when it closes; `None` for a side whose socket
+    /// is not in this network namespace, or not closed yet.
     pub states: States,
     /// SYN-ACKs the listener sent again because no ACK came.
     pub synack_retransmits: u32,
@@ -235,8 +236,27 @@ impl KernelFacts {
                     path.push('→');
                     path.push_str(new.as_str());
                 }
+                EventKind::Closed { path, .. } => {
+                    let slot = match side_of(&e.src) {
+                        Some(Side::Client) => &mut f.states.client,
+                        Some(Side::Server) => &mut f.states.server,
+                        None => continue,
+                    };
+                    // The whole path, from the kernel's own storage: it replaces
+                    // whatever single changes came before it for this socket.
+                    let s = slot.get_or_insert_with(String::new);
+                    s.clear();
+                    if path.cut {
+                        s.push('…');
+                    }
+                    for (i, state) in path.states().enumerate() {
+                        if i > 0 || path.cut {
+                            s.push('→');
+                        }
+                        s.push_str(state.as_str());
+                    }
+                }
                 EventKind::SynAckRetransmit => f.synack_retransmits += 1,
-                EventKind::Retransmit => {}
             }
         }
         f
@@ -558,6 +578,41 @@ mod tests {
             Some("SYN_SENT→ESTABLISHED→FIN_WAIT1")
         );
         assert_eq!(f.states.server.as_deref(), Some("SYN_RECV→ESTABLISHED"));
+    }
+
+    #[test]
+    fn each_sockets_path_sent_at_its_close_is_that_sides_states() {
+        use crate::kernel::event::StatePath;
+        use TcpState::*;
+        let closed = |ts, src, dst, states: &[TcpState], cut| {
+            let mut path = StatePath::of(states);
+            path.cut = cut;
+            let kind = EventKind::Closed {
+                path,
+                retransmits: 0,
+            };
+            event(ts, kind, src, dst, 0)
+        };
+        let evs = [
+            closed(
+                9,
+                S,
+                C,
+                &[SynRecv, Established, FinWait1, FinWait2, Close],
+                false,
+            ),
+            closed(10, C, S, &[Established, CloseWait, LastAck, Close], true),
+        ];
+        let f = KernelFacts::of(&flow(Outcome::Closed, 0, 10), &evs, &names());
+        assert_eq!(
+            f.states.server.as_deref(),
+            Some("SYN_RECV→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE")
+        );
+        assert_eq!(
+            f.states.client.as_deref(),
+            Some("…→ESTABLISHED→CLOSE_WAIT→LAST_ACK→CLOSE"),
+            "older states shifted out are said to be missing"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! sockets, from stable tracepoints through a small BPF program (`bpf/witness.bpf.c`):
 //! drops with the kernel's reason (`skb:kfree_skb`), resets TCP sent or took
 //! (`tcp:tcp_send_reset`, `tcp:tcp_receive_reset`), socket state changes
-//! (`sock:inet_sock_set_state`) and SYN-ACK retransmissions. A packet capture sees none
+//! (`sock:inet_sock_set_state`: a listener's at once, a connection's socket's whole path
+//! in one record when it closes) and SYN-ACK retransmissions. A packet capture sees none
 //! of these; with them a finding states the kernel's reason instead of inferring one.
 //!
 //! - [`event`]: one record, `Copy`, as the ring buffer delivers it.

@@ -242,30 +242,38 @@ impl Snapshot {
             ..Snapshot::default()
         };
         let mut wanted = HashSet::new();
-        for e in tcp_entries(None) {
-            let local = endpoint(e.local_address);
-            let remote = endpoint(e.remote_address);
-            match e.state {
-                TcpState::Listen if local.port == port => {
-                    wanted.insert(e.inode);
+        let entries = port_entries_diag(port).unwrap_or_else(|| port_entries_proc(port));
+        for e in entries {
+            let Entry {
+                local,
+                remote,
+                state,
+                recv_queue,
+                inode,
+            } = e;
+            match state {
+                None if local.port == port => {
+                    wanted.insert(inode);
                     snap.listeners.push(Listener {
                         local,
-                        accept_queue: e.rx_queue,
+                        accept_queue: recv_queue,
                         backlog: None,
-                        inode: e.inode,
+                        inode,
                         processes: Vec::new(),
                         namespace: None,
                     });
                 }
-                TcpState::Listen if !snap.other_listening_ports.contains(&local) => {
+                None if !snap.other_listening_ports.contains(&local) => {
                     snap.other_listening_ports.push(local);
                 }
-                _ if local.port == port || remote.port == port => snap.sockets.push(PortSocket {
-                    local,
-                    remote,
-                    state: state(&e.state),
-                    recv_queue: e.rx_queue,
-                }),
+                Some(state) if local.port == port || remote.port == port => {
+                    snap.sockets.push(PortSocket {
+                        local,
+                        remote,
+                        state,
+                        recv_queue,
+                    })
+                }
                 _ => {}
             }
         }
@@ -313,6 +321,65 @@ impl Snapshot {
     }
 }
 
+/// One TCP socket of a look, from either source.
+struct Entry {
+    local: Endpoint,
+    remote: Endpoint,
+    /// `None` for a listener.
+    state: Option<SocketState>,
+    /// A listener's accept queue; otherwise bytes received and not yet read.
+    recv_queue: u32,
+    inode: u64,
+}
+
+/// Every listener (for "what listens nearby") and the sockets with the port on either
+/// side, from /proc/net/tcp{,6}: the fallback when sock_diag cannot be read. Each 4 KB
+/// read of those files restarts the kernel's walk of its socket hash, so with thousands
+/// of sockets (TIME_WAIT after a burst of connections) one look takes time quadratic in
+/// their number.
+fn port_entries_proc(port: u16) -> Vec<Entry> {
+    tcp_entries(None)
+        .into_iter()
+        .map(|e| Entry {
+            local: endpoint(e.local_address),
+            remote: endpoint(e.remote_address),
+            state: (e.state != TcpState::Listen).then(|| state(&e.state)),
+            recv_queue: e.rx_queue,
+            inode: e.inode,
+        })
+        .filter(|e| e.state.is_none() || e.local.port == port || e.remote.port == port)
+        .collect()
+}
+
+/// The same from sock_diag, filtered by the kernel: every listener, then the sockets
+/// whose local port is `port`, then those whose remote port is (one dump each per
+/// family; the kernel compares `idiag_sport`/`idiag_dport` as it walks, once, and
+/// skips the rest). `None` on any error.
+fn port_entries_diag(port: u16) -> Option<Vec<Entry>> {
+    use netlink_packet_sock_diag::inet::StateFlags;
+    let connected = StateFlags::all().difference(StateFlags::LISTEN);
+    let mut out: Vec<Entry> = dump(StateFlags::LISTEN, 0, 0)?
+        .into_iter()
+        .map(|d| Entry {
+            state: None,
+            ..d.entry()
+        })
+        .collect();
+    out.extend(
+        dump(connected.clone(), port, 0)?
+            .into_iter()
+            .map(|d| d.entry()),
+    );
+    out.extend(
+        dump(connected, 0, port)?
+            .into_iter()
+            .map(|d| d.entry())
+            // A connection from the port to itself is in the first dump already.
+            .filter(|e| e.local.port != port),
+    );
+    Some(out)
+}
+
 /// Listeners on `port` in network namespaces other than ours, one process per namespace
 /// read through /proc/PID/net/tcp{,6}.
 fn foreign_listeners(port: u16) -> Vec<Listener> {
@@ -351,26 +418,66 @@ fn foreign_listeners(port: u16) -> Vec<Listener> {
     out
 }
 
-/// One listening socket as sock_diag reports it.
-struct DiagListener {
+/// One socket as sock_diag reports it.
+struct DiagSocket {
     local: Endpoint,
-    /// Connections waiting for accept() (`ss -lnt` Recv-Q).
-    accept_queue: u32,
-    /// The listen() backlog (`ss -lnt` Send-Q).
-    backlog: u32,
+    remote: Endpoint,
+    /// The kernel's state number (`include/net/tcp_states.h`).
+    state: u8,
+    /// A listener's connections waiting for accept() (`ss -lnt` Recv-Q); otherwise bytes
+    /// received and not read.
+    recv_queue: u32,
+    /// A listener's listen() backlog (`ss -lnt` Send-Q).
+    send_queue: u32,
     inode: u64,
 }
 
-/// The port's listening TCP sockets in this network namespace, from one NETLINK_SOCK_DIAG
-/// dump per family. The port is in the request: the kernel skips other listeners
-/// (`inet_diag_dump_icsk` compares `idiag_sport` when it is set), so a busy machine's
-/// hundreds of listeners cost nothing. `None` on any error.
-fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
+impl DiagSocket {
+    fn entry(&self) -> Entry {
+        let state = match self.state {
+            1 => SocketState::Established,
+            2 => SocketState::SynSent,
+            // NEW_SYN_RECV: a request socket, which /proc/net/tcp shows as SYN_RECV.
+            3 | 12 => SocketState::SynRecv,
+            4 | 5 => SocketState::FinWait,
+            6 => SocketState::TimeWait,
+            8 => SocketState::CloseWait,
+            9 => SocketState::LastAck,
+            11 => SocketState::Closing,
+            _ => SocketState::Other,
+        };
+        Entry {
+            local: self.local,
+            remote: self.remote,
+            state: Some(state),
+            recv_queue: self.recv_queue,
+            inode: self.inode,
+        }
+    }
+}
+
+/// The port's listening TCP sockets in this network namespace. The port is in the
+/// request: the kernel skips other listeners (`inet_diag_dump_icsk` compares
+/// `idiag_sport` when it is set), so a busy machine's hundreds of listeners cost
+/// nothing. `None` on any error.
+fn dump_listening(port: u16) -> Option<Vec<DiagSocket>> {
+    use netlink_packet_sock_diag::inet::StateFlags;
+    dump(StateFlags::LISTEN, port, 0)
+}
+
+/// TCP sockets in `states` of this network namespace, from one NETLINK_SOCK_DIAG dump per
+/// family; `sport`, `dport` (0: any) filter in the kernel (`inet_diag_dump_icsk`).
+/// `None` on any error.
+fn dump(
+    states: netlink_packet_sock_diag::inet::StateFlags,
+    sport: u16,
+    dport: u16,
+) -> Option<Vec<DiagSocket>> {
     use netlink_packet_core::{
         NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
     };
     use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
-    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId};
     use netlink_packet_sock_diag::SockDiagMessage;
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
@@ -383,7 +490,8 @@ fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
         (AF_INET, SocketId::new_v4()),
         (AF_INET6, SocketId::new_v6()),
     ] {
-        id.source_port = port;
+        id.source_port = sport;
+        id.destination_port = dport;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let mut request = NetlinkMessage::new(
@@ -392,7 +500,7 @@ fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
                 family,
                 protocol: IPPROTO_TCP,
                 extensions: ExtensionFlags::empty(),
-                states: StateFlags::LISTEN,
+                states: states.clone(),
                 socket_id: id,
             })
             .into(),
@@ -401,7 +509,8 @@ fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
         let mut buf = vec![0; request.buffer_len()];
         request.serialize(&mut buf[..]);
         socket.send(&buf[..], 0).ok()?;
-        // Bounded: a dump of one port's listeners ends with NLMSG_DONE long before this.
+        // Bounded: 1024 reads of 64 KB hold hundreds of thousands of sockets; a dump
+        // ends with NLMSG_DONE long before on any machine this watches.
         'dump: for _ in 0..1024 {
             let size = socket.recv(&mut &mut rx[..], 0).ok()?;
             let mut offset = 0;
@@ -412,14 +521,21 @@ fn dump_listening(port: u16) -> Option<Vec<DiagListener>> {
                     NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
                         let id = &r.header.socket_id;
                         // Checked again: an older kernel may not filter the dump.
-                        if id.source_port == port {
-                            out.push(DiagListener {
+                        if (sport == 0 || id.source_port == sport)
+                            && (dport == 0 || id.destination_port == dport)
+                        {
+                            out.push(DiagSocket {
                                 local: endpoint(std::net::SocketAddr::new(
                                     id.source_address,
                                     id.source_port,
                                 )),
-                                accept_queue: r.header.recv_queue,
-                                backlog: r.header.send_queue,
+                                remote: endpoint(std::net::SocketAddr::new(
+                                    id.destination_address,
+                                    id.destination_port,
+                                )),
+                                state: r.header.state,
+                                recv_queue: r.header.recv_queue,
+                                send_queue: r.header.send_queue,
                                 inode: u64::from(r.header.inode),
                             });
                         }
@@ -444,7 +560,7 @@ fn listen_backlogs(port: u16) -> HashMap<u64, u32> {
     dump_listening(port)
         .unwrap_or_default()
         .into_iter()
-        .map(|l| (l.inode, l.backlog))
+        .map(|l| (l.inode, l.send_queue))
         .collect()
 }
 
@@ -459,8 +575,8 @@ pub fn listeners_now(port: u16) -> Option<Vec<Listener>> {
             .into_iter()
             .map(|l| Listener {
                 local: l.local,
-                accept_queue: l.accept_queue,
-                backlog: Some(l.backlog),
+                accept_queue: l.recv_queue,
+                backlog: Some(l.send_queue),
                 inode: l.inode,
                 processes: Vec::new(),
                 namespace: None,
@@ -541,6 +657,45 @@ mod tests {
         assert_eq!(now[0].local.to_string(), format!("[::1]:{port}"));
         assert_eq!(now[0].backlog, Some(128));
         assert_ne!(now[0].inode, 0);
+    }
+
+    #[test]
+    fn sock_diag_sees_the_ports_sockets_as_proc_net_tcp_does() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, _) = l.accept().unwrap();
+        // A TIME_WAIT socket too: the server closes first.
+        drop(server);
+        let mut buf = [0u8; 1];
+        let _ = std::io::Read::read(&mut &client, &mut buf);
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let key = |e: &Entry| {
+            (
+                e.local.to_string(),
+                e.remote.to_string(),
+                e.state.map(SocketState::as_str),
+                e.inode,
+            )
+        };
+        let port_only = |v: Vec<Entry>| {
+            let mut k: Vec<_> = v
+                .iter()
+                .filter(|e| e.local.port == port || e.remote.port == port)
+                .map(key)
+                .collect();
+            k.sort();
+            k
+        };
+        let diag = port_only(port_entries_diag(port).expect("sock_diag readable"));
+        let proc = port_only(port_entries_proc(port));
+        assert_eq!(diag, proc);
+        assert!(
+            diag.iter().any(|k| k.2 == Some("time_wait")),
+            "the server's socket in TIME_WAIT: {diag:?}"
+        );
+        assert!(diag.iter().any(|k| k.2.is_none()), "the listener: {diag:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ enum { false = 0, true = 1 };
 enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_SK_STORAGE = 24,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
@@ -86,14 +87,6 @@ struct sk_buff {
 	unsigned char *head;
 	int skb_iif;
 	__u16 network_header;
-	char cb[48];
-};
-
-/* TCP's control block in skb->cb: the flags were a __u8 before 6.x kernels made them a
- * __u16; the witness reads two bytes and keeps the low eight (FIN..CWR). */
-struct tcp_skb_cb {
-	__u32 seq;
-	__u16 tcp_flags;
 };
 
 #pragma clang attribute pop

@@ -12,6 +12,12 @@
  * goes to user space as one fixed-size record in a ring buffer; a record the ring has no
  * room for is counted in `lost`, never silently missing.
  *
+ * A connection's socket states are not sent one change at a time (about ten records a
+ * clean connection, each read, sent and joined in user space): each socket keeps its
+ * path in socket-local storage and sends it once, as it reaches TCP_CLOSE (what bcc's
+ * tcplife does). What must reach user space at once stays immediate: drops, resets,
+ * a listener's LISTEN changes.
+ *
  * Field layout of struct witness_event is mirrored in src/kernel/event.rs (a test there
  * checks the size); keep both in step.
  */
@@ -53,6 +59,7 @@ enum witness_kind {
 	WITNESS_STATE = 4,
 	WITNESS_SYNACK_RETRANSMIT = 5,
 	WITNESS_RETRANSMIT = 6,
+	WITNESS_STATE_PATH = 7,
 };
 
 /* Bits of witness_event.flags. */
@@ -94,6 +101,30 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
+
+/* bpf_map_update_elem / sk storage flags (uapi linux/bpf.h). */
+#define BPF_F_NO_PREALLOC 1
+#define BPF_SK_STORAGE_GET_F_CREATE 1
+/* States a path holds; an older one is shifted out and the path marked cut. */
+#define PATH_MAX_STATES 16
+#define PATH_CUT 0x100
+
+/* One socket's states since the first change traced on it, 4 bits each, the oldest in
+ * the low bits (TCP states are 1..13). */
+struct sock_path {
+	__u64 states;
+	__u32 n; /* states held, | PATH_CUT when older ones were shifted out */
+	__u32 retransmits; /* tcp_retransmit_skb on this socket */
+};
+
+/* Freed with its socket (bpf_sk_storage_free), so a socket freed without reaching
+ * TCP_CLOSE leaves nothing behind, and a reused socket address starts afresh. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_path);
+} paths SEC(".maps");
 
 static __always_inline bool in_watched_netns(__u32 inum)
 {
@@ -457,10 +488,42 @@ int BPF_PROG(witness_state, const struct sock *sk, int oldstate, int newstate)
 	e.flags = WF_HAS_SOCKET;
 	e.reason = newstate;
 	e.old_state = oldstate;
-	/* listen(), connect() and close() run in the process that owns the socket: name
-	 * it. Other changes happen in softirq, where current is whoever was interrupted. */
-	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN || newstate == TCP_SYN_SENT)
+	/* A listener's changes go out at once (the listener timeline needs them when they
+	 * happen), with the process that called listen() or close(). */
+	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
 		with_process(&e);
+		submit(&e);
+		return 0;
+	}
+	/* A connection's socket: its path grows in its storage. inet_csk_clone_lock moves
+	 * a listener's copy from LISTEN to SYN_RECV: the connection's path begins at
+	 * SYN_RECV. */
+	struct sock_path *p = bpf_sk_storage_get(&paths, (struct sock *)sk, 0,
+						 BPF_SK_STORAGE_GET_F_CREATE);
+	if (!p) {
+		/* No memory for the storage: say it the old way, one change a record. */
+		submit(&e);
+		return 0;
+	}
+	if (p->n == 0 && oldstate != TCP_LISTEN) {
+		p->states = oldstate & 0xf;
+		p->n = 1;
+	}
+	if ((p->n & 0xff) >= PATH_MAX_STATES) {
+		p->states >>= 4;
+		p->n = (PATH_MAX_STATES - 1) | PATH_CUT;
+	}
+	p->states |= (__u64)(newstate & 0xf) << (4 * (p->n & 0xff));
+	p->n += 1;
+	if (newstate != TCP_CLOSE)
+		return 0;
+	/* TCP_CLOSE: the socket is done (tcp_done, also when it hands over to a TIME_WAIT
+	 * socket in tcp_time_wait): its whole path in one record. */
+	e.kind = WITNESS_STATE_PATH;
+	e.location = p->states;
+	e.reason = p->n;
+	e.seq = p->retransmits;
+	bpf_sk_storage_delete(&paths, (struct sock *)sk);
 	submit(&e);
 	return 0;
 }
@@ -483,16 +546,10 @@ int BPF_PROG(witness_synack_retransmit, const struct sock *sk, const struct requ
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(witness_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
-	struct witness_event e = {};
-	if (!read_sock_common(&sk->__sk_common, sk, &e))
-		return 0;
-	if (!in_watched_netns(netns_of_sock(sk)))
-		return 0;
-	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
-	e.kind = WITNESS_RETRANSMIT;
-	e.flags = WF_HAS_SOCKET;
-	e.seq = BPF_CORE_READ(cb, seq);
-	e.tcp_flags = BPF_CORE_READ(cb, tcp_flags) & 0xff;
-	submit(&e);
+	/* Counted on the socket's path (a socket on the watched port has one from its
+	 * first state change), sent with it at TCP_CLOSE: no record of its own. */
+	struct sock_path *p = bpf_sk_storage_get(&paths, (struct sock *)sk, 0, 0);
+	if (p)
+		p->retransmits += 1;
 	return 0;
 }
