@@ -3,7 +3,6 @@
 //! kernel function a drop happened in (from /proc/kallsyms).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 
 /// Everything that turns the witness's numbers into words, shared by the stages that
@@ -23,7 +22,7 @@ impl Names {
     pub fn of_kernel() -> Names {
         Names {
             reasons: Reasons::from_kernel(),
-            symbols: File::open("/proc/kallsyms")
+            symbols: std::fs::File::open("/proc/kallsyms")
                 .map(Symbols::read)
                 .unwrap_or_default(),
         }
