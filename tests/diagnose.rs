@@ -18,7 +18,7 @@ use support::live;
 
 use diag::recipe::check_recipe;
 use diag::{
-    fresh_port, listen_overflows, owned_socket, prerequisites, refused_client,
+    fresh_port, listen_overflows, loopback_stage, owned_socket, prerequisites, refused_client,
     spawn_closing_server, spawn_connecting_client, spawn_listener, spawn_reuseport_member,
     start_capture, start_capture_on, tcp_ext, v4, LISTENER_MARK, TCP_LISTEN, TCP_SYN_SENT,
 };

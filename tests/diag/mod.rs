@@ -134,6 +134,18 @@ pub fn prerequisites(test: &str, tools: &[&str]) -> bool {
     true
 }
 
+/// The usual stage: the prerequisites met, a fresh namespace for `test`, a fresh port,
+/// and the server's address on 127.0.0.1 there; `None` after skipping (or the panic
+/// under `CI=true`).
+pub fn loopback_stage(test: &str, tools: &[&str]) -> Option<(Netns, u16, SocketAddr)> {
+    if !prerequisites(test, tools) {
+        return None;
+    }
+    let ns = Netns::create(test)?;
+    let port = fresh_port();
+    Some((ns, port, v4([127, 0, 0, 1], port)))
+}
+
 pub fn v4(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from(ip), port))
 }

@@ -6,14 +6,9 @@ use crate::*;
 #[test]
 fn drop_rule_is_silently_dropped() {
     const TEST: &str = "drop_rule_is_silently_dropped";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     // A listener exists and is idle: nothing but the firewall explains the silence.
     let _listener = spawn_listener(&ns, server, 128, false);
     let p = port.to_string();
@@ -92,14 +87,9 @@ fn drop_rule_is_silently_dropped() {
 #[test]
 fn reject_with_tcp_reset_while_listening_is_a_firewall() {
     const TEST: &str = "reject_with_tcp_reset_while_listening_is_a_firewall";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let listener = spawn_listener(&ns, server, 128, false);
     let p = port.to_string();
     ns.run(&[
@@ -154,14 +144,9 @@ fn reject_with_tcp_reset_while_listening_is_a_firewall() {
 #[test]
 fn reject_with_icmp_is_a_firewall() {
     const TEST: &str = "reject_with_icmp_is_a_firewall";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let _listener = spawn_listener(&ns, server, 128, false);
     let p = port.to_string();
     ns.run(&[

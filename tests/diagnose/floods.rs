@@ -31,14 +31,9 @@ fn final_findings(report: &diag::Report) -> Vec<&Value> {
 #[test]
 fn a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop() {
     const TEST: &str = "a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let listener = spawn_listener(&ns, server, 128, false);
     let p = port.to_string();
     // One new connection a second per source, no burst beyond one: of three clients at
@@ -179,14 +174,9 @@ fn a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop() {
 fn resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejecting_server() {
     const TEST: &str =
         "resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejecting_server";
-    if !prerequisites(TEST, &["python3", "sysctl", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "sysctl", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     ns.run(&["sysctl", "-w", "net.ipv4.tcp_abort_on_overflow=1"]);
     // Every handshake through a request socket (a SYN cookie's ACK is never reset).
     ns.run(&["sysctl", "-w", "net.ipv4.tcp_syncookies=0"]);
@@ -282,14 +272,9 @@ fn resets_from_a_full_queue_with_abort_on_overflow_are_the_sysctl_not_a_rejectin
 fn syn_acks_dropped_on_the_way_out_are_inferred_from_syn_recv_sockets_without_the_witness() {
     const TEST: &str =
         "syn_acks_dropped_on_the_way_out_are_inferred_from_syn_recv_sockets_without_the_witness";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let listener = spawn_listener(&ns, server, 128, false);
     let p = port.to_string();
     // The listener answers; its SYN-ACKs never leave.

@@ -93,14 +93,9 @@ fn time_wait_ports_recycled_by_tw_reuse_are_not_exhausted() {
 fn a_server_closing_new_connections_unread_is_not_closing_with_unread_data() {
     const TEST: &str = "a_server_closing_new_connections_unread_is_not_closing_with_unread_data";
     const CLIENTS: usize = 3;
-    if !prerequisites(TEST, &["python3"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let closer = spawn_closing_server(&ns, server);
     let capture = start_capture(&ns, port, 4, &[]);
     // Each client waits for the server's FIN, then sends its request anyway: the closed
@@ -156,14 +151,9 @@ fn a_server_closing_new_connections_unread_is_not_closing_with_unread_data() {
 fn a_dead_member_of_a_reuseport_group_is_named_with_its_share() {
     const TEST: &str = "a_dead_member_of_a_reuseport_group_is_named_with_its_share";
     const CLIENTS: usize = 16;
-    if !prerequisites(TEST, &["python3"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let healthy = spawn_reuseport_member(&ns, server, true);
     let dead = spawn_reuseport_member(&ns, server, false);
     let capture = start_capture(&ns, port, 6, &["--syn-timeout", "1"]);

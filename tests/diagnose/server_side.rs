@@ -7,14 +7,9 @@ use crate::*;
 fn full_accept_queue_names_the_process_not_calling_accept() {
     const TEST: &str = "full_accept_queue_names_the_process_not_calling_accept";
     const CLIENTS: usize = 6;
-    if !prerequisites(TEST, &["python3"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     // Backlog 1 and never accept(): Linux completes backlog + 1 = 2 handshakes, then drops
     // every further SYN (counting TcpExt ListenOverflows) without answering it.
     let listener = spawn_listener(&ns, server, 1, false);
@@ -104,14 +99,9 @@ fn full_accept_queue_names_the_process_not_calling_accept() {
 #[test]
 fn server_closing_with_unread_data_resets() {
     const TEST: &str = "server_closing_with_unread_data_resets";
-    if !prerequisites(TEST, &[]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &[]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let capture = start_capture(&ns, port, 3, &[]);
     let cport = ns
         .on_thread(move || {

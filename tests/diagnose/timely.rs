@@ -15,14 +15,9 @@ const SLACK: Duration = Duration::from_secs(4);
 #[test]
 fn a_stalled_handshake_is_said_at_the_synack_retransmissions() {
     const TEST: &str = "a_stalled_handshake_is_said_at_the_synack_retransmissions";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let _listener = spawn_listener(&ns, server, 128, false);
     // The client's final ACK (and its answers to retransmitted SYN-ACKs) never leave it:
     // dropped before the capture sees them, so the server retransmits its SYN-ACK.
@@ -77,14 +72,9 @@ fn a_stalled_handshake_is_said_at_the_synack_retransmissions() {
 #[test]
 fn a_receiver_that_stops_reading_is_said_while_its_window_stays_shut() {
     const TEST: &str = "a_receiver_that_stops_reading_is_said_while_its_window_stays_shut";
-    if !prerequisites(TEST, &["python3"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let reader = spawn_unread_server(&ns, server);
     let capture = start_capture(&ns, port, 10, &[]);
     // Writes until the server's receive buffer and the client's send buffer are full: the
@@ -177,14 +167,9 @@ fn assert_holder_is(report: &diag::Report, f: &serde_json::Value, pid: u32) {
 fn a_time_wait_buildup_is_said_at_the_look_that_counts_it() {
     const TEST: &str = "a_time_wait_buildup_is_said_at_the_look_that_counts_it";
     const CONNECTIONS: usize = 1100;
-    if !prerequisites(TEST, &["python3"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     // It closes every connection first: the TIME_WAIT stays on its side.
     let closer = spawn_closing_server(&ns, server);
     let capture = start_capture(&ns, port, 12, &[]);
@@ -343,14 +328,9 @@ fn no_traffic_is_said_after_its_stated_time_while_syns_go_elsewhere() {
 #[test]
 fn a_slow_connect_is_said_when_its_handshake_completes() {
     const TEST: &str = "a_slow_connect_is_said_when_its_handshake_completes";
-    if !prerequisites(TEST, &["python3", "iptables"]) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port, server)) = loopback_stage(TEST, &["python3", "iptables"]) else {
         return;
     };
-    let port = fresh_port();
-    let server = v4([127, 0, 0, 1], port);
     let listener = ns
         .on_thread(move || TcpListener::bind(server).expect("listen inside the namespace"))
         .join()
