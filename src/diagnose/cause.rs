@@ -794,6 +794,10 @@ pub struct Resets {
     /// `reset_reason`, `process`, `pid` where the kernel gave them); absent otherwise.
     #[serde(flatten)]
     pub kernel: Option<ResetSource>,
+    /// Live, with the kernel witness: how many of `resets` came from that source (the
+    /// others came from another: a second process, another reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<u64>,
     /// For RSTs a firewall sent: the REJECT rule most likely responsible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,

@@ -1526,7 +1526,14 @@ fn reset(e: &Resets, named: Option<String>) -> Words {
 fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str>) -> Words {
     let (who, peer) = (e.by.as_str(), e.by.other().as_str());
     let message = peers_message(e.by);
-    let n = plural(e.resets, "connection", "connections");
+    // The kernel's word is about most of them: say how many when not all.
+    let n = match e.witnessed {
+        Some(m) if m < e.resets => format!(
+            "{} ({m} of them this way)",
+            plural(e.resets, "connection", "connections")
+        ),
+        _ => plural(e.resets, "connection", "connections"),
+    };
     // When, from the packets: only the moment, the kernel says the why.
     let when = match e.context {
         ResetContext::AfterHandshake => "right after the handshake, before any data".to_string(),
@@ -1965,6 +1972,7 @@ mod tests {
                 context: ResetContext::UnreadData,
                 abort_on_close: Some(3),
                 kernel: None,
+                witnessed: None,
                 rule: None,
                 backend: None,
                 by: Side::Client,

@@ -45,6 +45,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
             }
         }
         let kernel = witnessed.map(|(s, _)| s.clone());
+        let witnessed = witnessed.map(|(_, n)| n.min(total));
         // A RST in this side's name that netfilter sent for the peer's packet.
         let rule = match &kernel {
             Some(ResetSource::FirewallReject { path }) => {
@@ -62,6 +63,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, _scope: &Scope) -> Vec
                 .flatten()
                 .map(|to| crate::decode::Endpoint::new(to.ip(), to.port())),
             kernel,
+            witnessed,
             rule,
             by: side,
         });
@@ -191,6 +193,27 @@ mod tests {
         assert_eq!(found[0].kind, FindingKind::ResetByClient);
         assert_eq!(found[0].weight, 3);
         assert_eq!(evidence_json(&found[0])["context"], "mid_transfer");
+    }
+
+    #[test]
+    fn resets_from_two_processes_say_how_many_the_named_one_sent() {
+        // An old server closed its listener on 9 queued connections; its successor
+        // closed on 2 more: the finding names the first, for 9 of the 11.
+        let r = reset_by(Side::Server, [2, 0], Some(Side::Client));
+        let mut ev = evidence(&[r; 11]);
+        let closed_by = |pid| ResetSource::ListenerClosed {
+            process: Some(("python3".to_string(), pid)),
+        };
+        ev.kernel.resets.insert((Side::Server, closed_by(100)), 9);
+        ev.kernel.resets.insert((Side::Server, closed_by(200)), 2);
+        let found = findings(&ev, None, &Scope::port(61999));
+        assert_eq!(evidence_json(&found[0])["witnessed"], 9);
+        assert_eq!(evidence_json(&found[0])["pid"], 100);
+        let h = found[0].headline();
+        assert!(
+            h.starts_with("11 connections (9 of them this way) reset by the server: python3 (pid 100) closed its listening socket"),
+            "{h}"
+        );
     }
 
     #[test]
