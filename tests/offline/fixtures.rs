@@ -423,13 +423,14 @@ fn snaplen_too_short_for_tcp_headers_warns_instead_of_no_traffic() {
 }
 
 /// A connection and a refusal inside a tunnel, captured on the underlay: the inner
-/// connections are reported, tagged with their tunnel; the ARP inside is not IP.
+/// connections are reported, tagged with their tunnel. VXLAN and Geneve carry Ethernet,
+/// whose ARP exchange inside is not IP; this GRE carries IP packets, with no ARP.
 #[test]
 fn connections_inside_vxlan_geneve_and_gre_are_seen_and_tagged() {
-    for (file, encap) in [
-        ("vxlan.pcap", "vxlan vni 42"),
-        ("geneve.pcap", "geneve vni 7"),
-        ("gre.pcap", "gre key 5"),
+    for (file, encap, arp) in [
+        ("vxlan.pcap", "vxlan vni 42", Some(2)),
+        ("geneve.pcap", "geneve vni 7", Some(2)),
+        ("gre.pcap", "gre key 5", None),
     ] {
         let (flows, s) = check(file, 1, &[CLOSED_BY_CLIENT, REFUSED]);
         for f in &flows {
@@ -437,10 +438,13 @@ fn connections_inside_vxlan_geneve_and_gre_are_seen_and_tagged() {
             assert_eq!(f["server"], "10.42.0.2:61999", "{file}: {f}");
         }
         assert_eq!(flows[0]["bytes_c2s"], 100, "{file}");
+        assert_eq!(flows[0]["bytes_s2c"], 200, "{file}");
         assert_eq!(
-            s["packets"]["skipped_by_reason"]["not_ip"], 2,
+            s["packets"]["skipped_by_reason"]["not_ip"].as_u64(),
+            arp,
             "{file}: the inner ARP"
         );
+        assert_eq!(s["packets"]["decoded"], 12, "{file}: every inner TCP packet");
     }
 }
 
