@@ -444,7 +444,10 @@ fn connections_inside_vxlan_geneve_and_gre_are_seen_and_tagged() {
             arp,
             "{file}: the inner ARP"
         );
-        assert_eq!(s["packets"]["decoded"], 12, "{file}: every inner TCP packet");
+        assert_eq!(
+            s["packets"]["decoded"], 12,
+            "{file}: every inner TCP packet"
+        );
     }
 }
 
