@@ -510,6 +510,30 @@ mod tests {
         );
     }
 
+    /// A trunk of hundreds of VLANs: the count keeps 256 by name and the rest together,
+    /// and the line stays one line.
+    #[test]
+    fn hundreds_of_tunnels_are_counted_within_a_bound_and_told_as_more() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        let mut t = Evidence::default();
+        for id in 0..300u16 {
+            t.add(&tunnelled(
+                u64::from(id),
+                Outcome::Closed,
+                Encap::Vlan(id + 1),
+            ));
+        }
+        let at = view.started;
+        let text = snapshot(&mut view, &t, 0, at);
+        assert!(
+            text.contains(
+                "  tunnels         300 of 300 connections: vlan 1 ×1, vlan 2 ×1, vlan 3 ×1, \
+                 253 more ×297\n"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_table_is_due_at_once_then_once_a_second() {
         let start = Instant::now();
