@@ -7,6 +7,7 @@
 
 use crate::capture::{self, Limits, Source};
 use crate::config::{Config, Terminal};
+use crate::decode::TunnelPorts;
 use crate::docs::Generate;
 use crate::flow::FlowConfig;
 use crate::report::live::Redraw;
@@ -89,6 +90,20 @@ pub struct Cli {
     /// 'host 127.0.0.1'; several words are joined with spaces, as tcpdump does).
     #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
+
+    /// Also open UDP to this port as VXLAN, besides 4789 and Linux's default 8472 (as
+    /// Wireshark's "Decode As"); repeat it or separate ports with commas.
+    #[arg(long = "vxlan-port", value_name = "PORT", value_delimiter = ',',
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..=65535))]
+    pub vxlan_ports: Vec<u16>,
+
+    /// Also open UDP to this port as Geneve, besides 6081; repeat it or separate ports
+    /// with commas.
+    #[arg(long = "geneve-port", value_name = "PORT", value_delimiter = ',',
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..=65535))]
+    pub geneve_ports: Vec<u16>,
 
     /// List the interfaces to capture on, numbered as tcpdump -D does, and exit.
     #[arg(short = 'D', long = "list-interfaces", exclusive = true)]
@@ -322,6 +337,9 @@ impl Cli {
                 format!("the following required argument was not provided: --port <PORT>{hint}"),
             ));
         }
+        if let Err(why) = TunnelPorts::with(&self.vxlan_ports, &self.geneve_ports) {
+            return Err(Cli::command().error(ErrorKind::ArgumentConflict, why));
+        }
         if self.file_count.is_some() && self.file_size.is_none() && self.rotate_seconds.is_none() {
             return Err(Cli::command().error(
                 ErrorKind::MissingRequiredArgument,
@@ -420,6 +438,9 @@ impl Cli {
             max_flows: usize::try_from(self.max_flows).unwrap_or(usize::MAX),
             syn_timeout: Duration::from_secs_f64(self.syn_timeout),
             filter_expr: (!self.expression.is_empty()).then(|| self.expression.join(" ")),
+            // Cli::check refuses the ports `with` fails for; unchecked, the defaults.
+            tunnel_ports: TunnelPorts::with(&self.vxlan_ports, &self.geneve_ports)
+                .unwrap_or_default(),
             metrics: self.metrics,
         }
     }
@@ -548,6 +569,51 @@ mod tests {
             replay.check().is_err(),
             "a replay is over before any scrape"
         );
+    }
+
+    #[test]
+    fn vxlan_and_geneve_ports_repeat_or_take_commas_and_reach_the_config() {
+        let cli = parse(&[
+            "-r",
+            "f.pcap",
+            "--port",
+            "80",
+            "--vxlan-port",
+            "14789,4790",
+            "--vxlan-port",
+            "9",
+            "--geneve-port",
+            "16081",
+        ]);
+        assert!(cli.check().is_ok());
+        assert_eq!(cli.vxlan_ports, [14789, 4790, 9]);
+        assert_eq!(
+            cli.into_config().tunnel_ports,
+            TunnelPorts::with(&[14789, 4790, 9], &[16081]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_tunnel_port_is_a_usage_error_that_names_the_option() {
+        for bad in ["0", "65536", "vxlan", "-1"] {
+            let err =
+                Cli::try_parse_from(["portsniff", "-r", "f", "--port", "80", "--vxlan-port", bad])
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("--vxlan-port <PORT>"), "{bad}: {err}");
+        }
+        let both = parse(&[
+            "-r",
+            "f",
+            "--port",
+            "80",
+            "--vxlan-port",
+            "5000",
+            "--geneve-port",
+            "5000",
+        ]);
+        let err = both.check().unwrap_err().to_string();
+        assert!(err.contains("port 5000 is named both"), "{err}");
     }
 
     #[test]

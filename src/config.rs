@@ -7,6 +7,7 @@
 //! test or a fuzz target is the same whether or not it runs on a terminal.
 
 use crate::capture::{Limits, Source};
+use crate::decode::TunnelPorts;
 use crate::report::pcap_writer::{PcapOutput, Rotation};
 use crate::report::progress::Bar;
 use crate::report::{Format, Style};
@@ -52,6 +53,9 @@ pub struct Config {
     pub syn_timeout: Duration,
     /// The trailing pcap-filter expression that narrows the capture, as tcpdump's.
     pub filter_expr: Option<String>,
+    /// The UDP ports opened as VXLAN and Geneve: the defaults and `--vxlan-port`,
+    /// `--geneve-port`.
+    pub tunnel_ports: TunnelPorts,
     /// The replay's progress bar on stderr.
     pub progress: Bar,
     /// `--metrics`: where to serve OpenMetrics for Prometheus (live only).

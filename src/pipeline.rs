@@ -158,7 +158,13 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
         Vec::new()
     };
     let backend = dnat.first().map(|d| d.to);
-    let opened = capture::open(&cfg.source, cfg.port, backend, cfg.filter_expr.as_deref())?;
+    let opened = capture::open(
+        &cfg.source,
+        cfg.port,
+        backend,
+        &cfg.tunnel_ports,
+        cfg.filter_expr.as_deref(),
+    )?;
     let writer = match &cfg.write {
         Some(path) => Some(PcapWriter::create(
             path,

@@ -137,6 +137,7 @@ fn replay_allocations(path: &std::path::Path) -> u64 {
         max_flows: 1000,
         syn_timeout: Duration::from_secs(3),
         filter_expr: None,
+        tunnel_ports: Default::default(),
         metrics: None,
     };
     let before = ALLOCATIONS.load(Ordering::Relaxed);

@@ -12,7 +12,7 @@ mod support;
 /// inside a namespace, and the kernel witness: its scope (namespaces, ports), its word on
 /// drops, resets and ICMP errors, its fallback and its detaching, the facts at the
 /// moment of a refusal (listeners started just before it, updates when they change), and
-/// a connection inside a VXLAN, a Geneve and a GRE tunnel.
+/// connections inside VXLAN (on its port and on a named one), Geneve, GRE, MPLS and PPPoE.
 mod live {
     mod firewall;
     mod ipv6;

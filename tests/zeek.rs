@@ -152,6 +152,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // A host-unreachable error, then the same SYN again, answered: one connection.
     ("unreachable_retried.pcap", &["SF"]),
     ("vxlan.pcap", &["SF", "REJ"]),
+    // Without --vxlan-port 14789: UDP, no TCP connection at all.
+    ("vxlan_14789.pcap", &[]),
+    ("vxlan_8472.pcap", &["SF", "REJ"]),
     // One inner 4-tuple in two VNIs: two rows each.
     ("vxlan_two_vnis.pcap", &["SF", "SF", "REJ", "REJ"]),
 ];

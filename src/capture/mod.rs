@@ -9,13 +9,15 @@ mod error;
 mod file;
 mod filter;
 mod info;
+mod own_filter;
 mod reader;
 
 pub use error::{CaptureError, Damage};
 pub use filter::UserFilter;
 pub use info::{interface_lines, libpcap_version};
+pub use own_filter::bpf_filter;
 
-use crate::decode::{Decoder, Endpoint, LinkType, PairHasher, Segment, SkipCounts};
+use crate::decode::{Decoder, Endpoint, LinkType, PairHasher, Segment, SkipCounts, TunnelPorts};
 use crossbeam_channel::{Receiver, Sender};
 use file::FileReader;
 use pcap::{Active, Capture};
@@ -210,58 +212,23 @@ pub struct Opened {
     hasher: Option<PairHasher>,
 }
 
-/// The kernel filter: the port's TCP; ICMP(v6) unreachable errors (which may answer a
-/// SYN); IPv6 packets whose first next-header is an extension header, because libpcap's
-/// `tcp port` does not walk IPv6 extension headers and would drop them; and SYNs to any
-/// other port, a trickle that tells where clients go when nothing reaches the port
-/// (`tcp[]` only reads IPv4, hence the explicit offset 40 + 13 for IPv6 flags).
-/// With a DNAT backend for the port, its TCP too: after the translation the packets carry
-/// the backend's address and port, and `-i any` or the bridge sees them only so.
-///
-/// Tunnels: VXLAN and Geneve (UDP to 4789, 6081) and GRE, whatever they carry, because
-/// the inner port sits at an offset that depends on the inner headers. On an overlay
-/// node that hands every tunnelled packet to portsniff, which skips the other ports'
-/// after reading a few headers. 802.1Q tags need nothing: Linux strips them before the
-/// filter runs. MPLS and PPPoE are not added: libpcap's `mpls` and `pppoes` shift the
-/// offsets of everything after them in the expression, and `ether proto` does not
-/// compile on links without Ethernet headers; their captures are decoded from a file.
-pub fn bpf_filter(port: u16, backend: Option<SocketAddr>) -> String {
-    let own = format!(
-        "tcp port {port} or udp dst port 4789 or udp dst port 6081 or ip proto 47 \
-         or ip6 proto 47 or icmp[icmptype] == icmp-unreach \
-         or icmp6[icmp6type] == icmp6-destinationunreach \
-         or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 51 or ip6[6] == 60)) \
-         or (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn) \
-         or (ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02)"
-    );
-    match backend {
-        Some(b) => format!("{own} or (tcp and host {} and port {})", b.ip(), b.port()),
-        None => own,
-    }
-}
-
 /// Opens a live interface (with the kernel BPF filter for `port`, narrowed by the user's
 /// `expression`) or a capture file (the expression then applies per record). `backend`:
-/// where a DNAT rule forwards the port (live), whose packets are the port's too.
+/// where a DNAT rule forwards the port (live), whose packets are the port's too;
+/// `tunnels`: the UDP ports opened as VXLAN and Geneve.
 pub fn open(
     source: &Source,
     port: u16,
     backend: Option<SocketAddr>,
+    tunnels: &TunnelPorts,
     expression: Option<&str>,
 ) -> Result<Opened, CaptureError> {
-    let filter = filter::combine(&bpf_filter(port, backend), expression);
     let handle = match source {
         Source::Live {
             interface,
             buffer_bytes,
             snaplen,
-        } => Handle::Live(open_live(
-            interface,
-            *buffer_bytes,
-            *snaplen,
-            &filter,
-            expression,
-        )?),
+        } => Handle::Live(open_live(interface, *buffer_bytes, *snaplen)?),
         Source::File(path) => Handle::File(open_file(path.as_deref())?),
     };
     let linktype = match &handle {
@@ -269,6 +236,15 @@ pub fn open(
         Handle::File(f) => pcap::Linktype(f.linktype()),
     };
     let link = LinkType::from_linktype(linktype.0);
+    // The link type is known only once the interface is open: the clauses that reach
+    // into MPLS and PPPoE read the link header, whose layout it gives.
+    let filter = filter::combine(&bpf_filter(port, backend, tunnels, link), expression);
+    let handle = match (handle, source) {
+        (Handle::Live(cap), Source::Live { interface, .. }) => {
+            Handle::Live(install_filter(cap, interface, &filter, expression)?)
+        }
+        (handle, _) => handle,
+    };
     let user_filter = match (&handle, expression) {
         (Handle::File(_), Some(e)) => Some(UserFilter::for_link(e, linktype)?),
         _ => None,
@@ -300,7 +276,8 @@ pub fn open(
         handle,
         source: source.clone(),
         decoder: Decoder::new(link, port)
-            .with_backend(backend.map(|b| Endpoint::new(b.ip(), b.port()))),
+            .with_backend(backend.map(|b| Endpoint::new(b.ip(), b.port())))
+            .with_tunnel_ports(*tunnels),
         filter,
         user_filter,
         stream,
@@ -313,8 +290,6 @@ fn open_live(
     interface: &str,
     buffer_bytes: u32,
     snaplen: u32,
-    filter: &str,
-    expression: Option<&str>,
 ) -> Result<Capture<Active>, CaptureError> {
     let mut names = interfaces()?;
     if !names.iter().any(|n| n == interface) {
@@ -334,9 +309,18 @@ fn open_live(
         .snaplen(i32::try_from(snaplen).unwrap_or(i32::MAX))
         .buffer_size(i32::try_from(buffer_bytes).unwrap_or(i32::MAX))
         .timeout(100);
-    let mut cap = inactive
+    inactive
         .open()
-        .map_err(|e| CaptureError::from_live(interface, e))?;
+        .map_err(|e| CaptureError::from_live(interface, e))
+}
+
+/// Installs the kernel filter on an open live capture and makes its reads non-blocking.
+fn install_filter(
+    mut cap: Capture<Active>,
+    interface: &str,
+    filter: &str,
+    expression: Option<&str>,
+) -> Result<Capture<Active>, CaptureError> {
     if let Some(e) = expression {
         // Alone first: a mistake is then reported in the user's own words.
         filter::compile(&cap, e)?;

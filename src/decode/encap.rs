@@ -15,7 +15,7 @@ use std::fmt;
 /// tunnels (two VNIs of one overlay, two VLANs of one trunk) can carry the same inner
 /// 4-tuple between different machines. When tunnels nest, the innermost one names the
 /// connection: it is the one whose inner addresses are the connection's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Encap {
     #[default]
     None,
@@ -68,6 +68,115 @@ pub enum Inner<'a> {
 /// The IANA UDP ports of the UDP-carried tunnels (RFC 7348 §5, RFC 8926 §3.3).
 pub const VXLAN_PORT: u16 = 4789;
 pub const GENEVE_PORT: u16 = 6081;
+/// Linux's VXLAN port when `ip link add … type vxlan` is given no `dstport` (the
+/// kernel's `vxlan_port` default, older than the IANA assignment), which flannel's
+/// `vxlan` backend uses too.
+pub const LINUX_VXLAN_PORT: u16 = 8472;
+
+/// Most ports a user may name for each UDP tunnel (`--vxlan-port`, `--geneve-port`).
+pub const MAX_NAMED_PORTS: usize = 8;
+const PORT_SLOTS: usize = MAX_NAMED_PORTS + 2;
+
+/// A tunnel carried in UDP, recognised by its destination port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpTunnel {
+    Vxlan,
+    Geneve,
+}
+
+/// Which UDP destination ports are opened as VXLAN and which as Geneve: by default
+/// 4789 and 8472, and 6081; plus the ports the user names, as Wireshark's "Decode As"
+/// and Zeek's `Tunnel::vxlan_ports` do. Fixed arrays, so a decoder stays `Copy` and a
+/// look-up allocates nothing; 0 marks an unused slot (UDP port 0 is reserved and never
+/// a tunnel's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelPorts {
+    vxlan: [u16; PORT_SLOTS],
+    geneve: [u16; PORT_SLOTS],
+    /// Bit `port % 64` set for every port above: most UDP (DNS, QUIC, …) is turned away
+    /// by one test instead of a walk through both arrays.
+    sieve: u64,
+}
+
+impl Default for TunnelPorts {
+    fn default() -> TunnelPorts {
+        TunnelPorts::with(&[], &[]).unwrap_or_else(|e| unreachable!("the defaults: {e}"))
+    }
+}
+
+impl TunnelPorts {
+    /// The default ports plus those named. A port named for one tunnel is no longer a
+    /// default of the other (`--geneve-port 4789` says what 4789 carries there). Fails,
+    /// saying why, for a port named for both, port 0, or more than [`MAX_NAMED_PORTS`]
+    /// of one kind.
+    pub fn with(vxlan: &[u16], geneve: &[u16]) -> Result<TunnelPorts, String> {
+        if let Some(p) = vxlan.iter().find(|p| geneve.contains(p)) {
+            return Err(format!(
+                "port {p} is named both with --vxlan-port and with --geneve-port: a UDP port \
+                 is opened as one tunnel"
+            ));
+        }
+        if vxlan.contains(&0) || geneve.contains(&0) {
+            return Err("port 0 is no UDP tunnel's port".to_string());
+        }
+        for (named, what) in [(vxlan, "vxlan"), (geneve, "geneve")] {
+            if named.len() > MAX_NAMED_PORTS {
+                return Err(format!(
+                    "at most {MAX_NAMED_PORTS} ports may be named with --{what}-port"
+                ));
+            }
+        }
+        // At most 2 defaults and MAX_NAMED_PORTS named: every port finds a slot.
+        let fill = |defaults: &[u16], other: &[u16], named: &[u16]| {
+            let mut slots = [0u16; PORT_SLOTS];
+            let wanted = defaults.iter().filter(|p| !other.contains(p)).chain(named);
+            let mut n = 0;
+            for &p in wanted {
+                if !slots[..n].contains(&p) {
+                    slots[n] = p;
+                    n += 1;
+                }
+            }
+            slots
+        };
+        let (vxlan, geneve) = (
+            fill(&[VXLAN_PORT, LINUX_VXLAN_PORT], geneve, vxlan),
+            fill(&[GENEVE_PORT], vxlan, geneve),
+        );
+        let sieve = vxlan
+            .iter()
+            .chain(&geneve)
+            .filter(|&&p| p != 0)
+            .fold(0, |sieve, &p| sieve | 1u64 << (p % 64));
+        Ok(TunnelPorts {
+            vxlan,
+            geneve,
+            sieve,
+        })
+    }
+
+    /// The tunnel a UDP datagram to `dport` carries, if any.
+    pub fn udp(&self, dport: u16) -> Option<UdpTunnel> {
+        if self.sieve & 1u64 << (dport % 64) == 0 {
+            None
+        } else if self.vxlan.contains(&dport) {
+            Some(UdpTunnel::Vxlan)
+        } else if self.geneve.contains(&dport) {
+            Some(UdpTunnel::Geneve)
+        } else {
+            None
+        }
+    }
+
+    /// Every UDP destination port of a tunnel, VXLAN's first (for the kernel filter).
+    pub fn all(&self) -> impl Iterator<Item = u16> + '_ {
+        self.vxlan
+            .iter()
+            .chain(&self.geneve)
+            .copied()
+            .filter(|&p| p != 0)
+    }
+}
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -97,12 +206,26 @@ fn after(b: &[u8], len: usize) -> Result<&[u8], SkipReason> {
 }
 
 /// VXLAN (RFC 7348 §5): 8 bytes, flags with the I bit (0x08) set "for a valid VXLAN
-/// Network ID", the VNI in bytes 4–6, then an Ethernet frame.
+/// Network ID", 24 reserved bits, the VNI in bytes 4–6, 8 reserved bits, then an
+/// Ethernet frame.
+///
+/// The reserved bits must be zero. RFC 7348 has receivers ignore them, but Linux
+/// (`vxlan_rcv` drops a header with flags or bits it did not parse) and Open vSwitch
+/// drop such a header, and on a port that is not IANA's (8472, a `--vxlan-port`) a
+/// datagram of some other protocol must be counted, not read as a tunnel. The one
+/// extension accepted is Group Based Policy (draft-smith-vxlan-group-policy, Linux's
+/// `gbp`): the G bit (0x80), then the D and A bits and a 16-bit policy id in the first
+/// word's reserved bits.
 pub fn vxlan(udp_payload: &[u8]) -> Result<(Inner<'_>, Encap), SkipReason> {
     if udp_payload.len() < 8 {
         return Err(SkipReason::Truncated);
     }
-    if udp_payload[0] & 0x08 == 0 {
+    let first_word_ok = match udp_payload[0] {
+        0x08 => udp_payload[1..4] == [0, 0, 0],
+        0x88 => udp_payload[1] & !0x48 == 0,
+        _ => false,
+    };
+    if !first_word_ok || udp_payload[7] != 0 {
         return Err(SkipReason::BadTunnelHeader);
     }
     let vni = be24(udp_payload, 4);

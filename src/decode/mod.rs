@@ -12,10 +12,10 @@
 mod encap;
 mod link;
 
-pub use encap::Encap;
+pub use encap::{Encap, TunnelPorts, MAX_NAMED_PORTS};
 pub use link::LinkType;
 
-use encap::Inner;
+use encap::{Inner, UdpTunnel};
 
 use etherparse::{IpNumber, LaxIpSlice};
 use std::fmt;
@@ -295,7 +295,8 @@ pub enum SkipReason {
     OtherPort,
     /// The capture's link type is not one portsniff decodes.
     UnsupportedLinkType,
-    /// A tunnel header that cannot be right (VXLAN without its VNI flag, a Geneve
+    /// A tunnel header that cannot be right (VXLAN without its VNI flag or with reserved
+    /// bits set, as another protocol's datagram to a VXLAN port has, a Geneve
     /// version other than 0, GRE reserved bits set, a PPPoE version other than 1).
     BadTunnelHeader,
     /// A well-formed tunnel carrying what portsniff does not open (PPTP's GRE, an MPLS
@@ -386,6 +387,8 @@ pub struct Decoder {
     port: u16,
     /// Where a DNAT rule forwards the port: its TCP is the port's too.
     backend: Option<Endpoint>,
+    /// The UDP ports opened as VXLAN and Geneve.
+    tunnels: TunnelPorts,
 }
 
 impl Decoder {
@@ -394,7 +397,13 @@ impl Decoder {
             link,
             port,
             backend: None,
+            tunnels: TunnelPorts::default(),
         }
+    }
+
+    /// Opens UDP to `tunnels`' ports as VXLAN and Geneve (instead of the defaults).
+    pub fn with_tunnel_ports(self, tunnels: TunnelPorts) -> Decoder {
+        Decoder { tunnels, ..self }
     }
 
     /// Also decodes the TCP to and from `backend`, the port's DNAT destination.
@@ -409,7 +418,7 @@ impl Decoder {
     /// Decodes one captured packet. `data` is what libpcap captured (caplen bytes).
     pub fn decode(&self, ts: Timestamp, data: &[u8]) -> Result<Segment, SkipReason> {
         let payload = self.link.payload(data)?;
-        let seg = decode_payload(ts, payload, self.port, 0);
+        let seg = decode_payload(ts, payload, self.port, &self.tunnels, 0);
         match (seg, self.backend) {
             // Translated packets carry the backend's port: decode them for that port.
             (
@@ -419,7 +428,7 @@ impl Decoder {
                     ..
                 }),
                 Some(b),
-            ) => match decode_payload(ts, payload, b.port, 0) {
+            ) => match decode_payload(ts, payload, b.port, &self.tunnels, 0) {
                 Ok(s) if s.src == b || s.dst == b => Ok(s),
                 _ => seg,
             },
@@ -438,17 +447,18 @@ fn decode_payload(
     ts: Timestamp,
     payload: link::Payload<'_>,
     port: u16,
+    tunnels: &TunnelPorts,
     depth: u8,
 ) -> Result<Segment, SkipReason> {
     let opened = match payload.ethertype {
         encap::ETHERTYPE_IPV4 | encap::ETHERTYPE_IPV6 => {
-            return decode_ip_in(ts, payload.bytes, port, payload.tags, depth);
+            return decode_ip_in(ts, payload.bytes, port, tunnels, payload.tags, depth);
         }
         encap::ETHERTYPE_MPLS | encap::ETHERTYPE_MPLS_MULTICAST => encap::mpls(payload.bytes)?,
         encap::ETHERTYPE_PPPOE_SESSION => encap::pppoe(payload.bytes)?,
         _ => return Err(SkipReason::NotIp),
     };
-    decode_inner(ts, opened, port, depth)
+    decode_inner(ts, opened, port, tunnels, depth)
 }
 
 /// Decodes what a tunnel carries, named by the tunnel.
@@ -456,32 +466,34 @@ fn decode_inner(
     ts: Timestamp,
     (inner, encap): (Inner<'_>, Encap),
     port: u16,
+    tunnels: &TunnelPorts,
     depth: u8,
 ) -> Result<Segment, SkipReason> {
     if depth >= MAX_TUNNELS {
         return Err(SkipReason::UnsupportedTunnel);
     }
     match inner {
-        Inner::Ip(ip) => decode_ip_in(ts, ip, port, encap, depth + 1),
+        Inner::Ip(ip) => decode_ip_in(ts, ip, port, tunnels, encap, depth + 1),
         Inner::Ethernet(frame) => {
             let mut payload = link::ethernet(frame)?;
             // The inner frame's own VLAN tags name nothing outside the tunnel.
             payload.tags = encap;
-            decode_payload(ts, payload, port, depth + 1)
+            decode_payload(ts, payload, port, tunnels, depth + 1)
         }
     }
 }
 
 /// Decodes an IPv4 or IPv6 packet carrying TCP, or an ICMP error quoting TCP, or a
-/// tunnel (VXLAN, Geneve, GRE) carrying them.
+/// tunnel (VXLAN, Geneve on their default ports, GRE) carrying them.
 pub fn decode_ip(ts: Timestamp, ip: &[u8], port: u16) -> Result<Segment, SkipReason> {
-    decode_ip_in(ts, ip, port, Encap::None, 0)
+    decode_ip_in(ts, ip, port, &TunnelPorts::default(), Encap::None, 0)
 }
 
 fn decode_ip_in(
     ts: Timestamp,
     ip: &[u8],
     port: u16,
+    tunnels: &TunnelPorts,
     encap: Encap,
     depth: u8,
 ) -> Result<Segment, SkipReason> {
@@ -538,14 +550,14 @@ fn decode_ip_in(
             if udp.len() < 8 {
                 return Err(SkipReason::NotTcp);
             }
-            let opened = match be16(udp, 2) {
-                encap::VXLAN_PORT => encap::vxlan(&udp[8..])?,
-                encap::GENEVE_PORT => encap::geneve(&udp[8..])?,
-                _ => return Err(SkipReason::NotTcp),
+            let opened = match tunnels.udp(be16(udp, 2)) {
+                Some(UdpTunnel::Vxlan) => encap::vxlan(&udp[8..])?,
+                Some(UdpTunnel::Geneve) => encap::geneve(&udp[8..])?,
+                None => return Err(SkipReason::NotTcp),
             };
-            decode_inner(ts, opened, port, depth)
+            decode_inner(ts, opened, port, tunnels, depth)
         }
-        IpNumber::GRE => decode_inner(ts, encap::gre(payload.payload)?, port, depth),
+        IpNumber::GRE => decode_inner(ts, encap::gre(payload.payload)?, port, tunnels, depth),
         _ => Err(SkipReason::NotTcp),
     }
 }

@@ -446,6 +446,78 @@ mod tunnels {
         assert_eq!(decode(&f), Err(SkipReason::NotTcp));
     }
 
+    /// `inner` in a VXLAN header with `flags` and reserved bytes `r1` (bytes 1–3) and
+    /// `r7` (byte 7), to UDP `dport`.
+    fn vxlan_to(dport: u16, flags: u8, r1: [u8; 3], r7: u8, inner: &[u8]) -> Vec<u8> {
+        let mut h = vec![flags];
+        h.extend_from_slice(&r1);
+        h.extend_from_slice(&[0, 0, 42, r7]);
+        h.extend_from_slice(inner);
+        underlay(17, &udp(dport, &h))
+    }
+
+    #[test]
+    fn vxlan_on_linuxs_default_port_8472_is_opened_without_being_asked() {
+        let seg = decode(&vxlan_to(8472, 0x08, [0; 3], 0, &inner_syn())).expect("decodes");
+        assert_eq!(seg.encap, Encap::Vxlan(42));
+    }
+
+    /// Another protocol's datagram to a VXLAN port: "hello" starts with 0x68, whose
+    /// 0x08 bit looks like VXLAN's I flag; the other bits say it is not VXLAN.
+    #[test]
+    fn another_protocol_on_a_vxlan_port_is_a_bad_tunnel_header_not_a_connection() {
+        let f = underlay(17, &udp(8472, b"hello, not vxlan at all"));
+        assert_eq!(decode(&f), Err(SkipReason::BadTunnelHeader));
+        for (flags, r1, r7) in [(0x0c, [0; 3], 0), (0x08, [0, 1, 0], 0), (0x08, [0; 3], 1)] {
+            let f = vxlan_to(8472, flags, r1, r7, &inner_syn());
+            assert_eq!(
+                decode(&f),
+                Err(SkipReason::BadTunnelHeader),
+                "{flags:#x} {r1:?} {r7}"
+            );
+        }
+    }
+
+    /// Linux's `gbp` extension: the G bit, the D and A bits, a 16-bit policy id.
+    #[test]
+    fn vxlan_with_a_group_policy_is_still_vxlan() {
+        let f = vxlan_to(4789, 0x88, [0x48, 0x12, 0x34], 0, &inner_syn());
+        assert_eq!(decode(&f).map(|s| s.encap), Ok(Encap::Vxlan(42)));
+    }
+
+    #[test]
+    fn named_ports_are_opened_as_the_tunnel_the_user_said() {
+        let ports = TunnelPorts::with(&[14789], &[16081]).unwrap();
+        let d = Decoder::new(LinkType::Ethernet, PORT).with_tunnel_ports(ports);
+        let vx = vxlan_to(14789, 0x08, [0; 3], 0, &inner_syn());
+        assert_eq!(d.decode(TS, &vx).map(|s| s.encap), Ok(Encap::Vxlan(42)));
+        assert_eq!(
+            decode(&vx),
+            Err(SkipReason::NotTcp),
+            "not without the option"
+        );
+        let mut gn = geneve(0, 0x6558, &[], &inner_syn());
+        gn[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&16081u16.to_be_bytes());
+        assert_eq!(d.decode(TS, &gn).map(|s| s.encap), Ok(Encap::Geneve(7)));
+        assert_eq!(
+            d.decode(TS, &vxlan_to(8472, 0x08, [0; 3], 0, &inner_syn()))
+                .map(|s| s.encap),
+            Ok(Encap::Vxlan(42)),
+            "the defaults stay"
+        );
+    }
+
+    #[test]
+    fn a_default_port_named_for_the_other_tunnel_is_opened_as_that_one() {
+        let ports = TunnelPorts::with(&[], &[4789]).unwrap();
+        assert_eq!(ports.udp(4789), Some(encap::UdpTunnel::Geneve));
+        assert_eq!(ports.udp(8472), Some(encap::UdpTunnel::Vxlan));
+        assert!(TunnelPorts::with(&[5000], &[5000]).is_err());
+        assert!(TunnelPorts::with(&[1, 2, 3, 4, 5, 6, 7, 8, 9], &[]).is_err());
+        let eight = TunnelPorts::with(&[1, 2, 3, 4, 5, 6, 7, 8], &[9]).unwrap();
+        assert_eq!(eight.all().count(), 2 + 8 + 2);
+    }
+
     fn geneve(first: u8, protocol: u16, options: &[u8], inner: &[u8]) -> Vec<u8> {
         let mut h = vec![first, 0];
         h.extend_from_slice(&protocol.to_be_bytes());

@@ -9,7 +9,7 @@ use super::host::{FlowProcesses, ProcessInfo};
 use super::kernel::KernelEvidence;
 use super::syn_meter::SynRate;
 use super::windows::{Fate, Timelines};
-use crate::decode::{Endpoint, Timestamp, Unreachable};
+use crate::decode::{Encap, Endpoint, Timestamp, Unreachable};
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
@@ -23,6 +23,24 @@ pub const STALL_US: u64 = crate::flow::state::ZERO_WINDOW_STALL_US;
 const ELSEWHERE_CAP: usize = 256;
 /// At most this many unanswered connections' endpoints are remembered.
 const UNANSWERED_CAP: usize = 256;
+/// At most this many tunnels are counted by name; the connections of any further ones
+/// are counted together ([`Evidence::other_tunnels`]).
+const TUNNELS_CAP: usize = 256;
+
+/// The connections that came through one tunnel or tag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSeen {
+    pub connections: u64,
+    /// Of those, the problems ([`Outcome::is_problem`]).
+    pub problems: u64,
+}
+
+impl TunnelSeen {
+    fn add(&mut self, problem: bool) {
+        self.connections += 1;
+        self.problems += u64::from(problem);
+    }
+}
 
 /// How a RST came about, from the packets before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -291,6 +309,11 @@ pub struct Evidence {
     duration_sum_us: u64,
     /// What the kernel witness said (empty without it).
     pub(crate) kernel: KernelEvidence,
+    /// Connections by the tunnel or tag they came in (untunnelled ones are not here),
+    /// the first [`TUNNELS_CAP`] tunnels by name.
+    pub(crate) tunnels: BTreeMap<Encap, TunnelSeen>,
+    /// The connections of tunnels beyond those.
+    pub(crate) other_tunnels: TunnelSeen,
     /// Live: the processes behind the flows findings speak of, as the flow lines name
     /// them (the listener's owner, the client socket's owner).
     pub(crate) named: BTreeMap<Deed, Vec<ProcessInfo>>,
@@ -343,6 +366,8 @@ impl Default for Evidence {
             handshake_rtt_sum_us: 0,
             duration_sum_us: 0,
             kernel: KernelEvidence::default(),
+            tunnels: BTreeMap::new(),
+            other_tunnels: TunnelSeen::default(),
             named: BTreeMap::new(),
             timelines: Timelines::default(),
         }
@@ -353,6 +378,15 @@ impl Evidence {
     /// A flow's final record (or, for the live diagnosis, a pending one).
     pub fn add(&mut self, r: &FlowRecord) {
         self.outcomes[r.outcome.index()] += 1;
+        if r.encap != Encap::None {
+            let problem = r.outcome.is_problem();
+            let room = self.tunnels.len() < TUNNELS_CAP;
+            match self.tunnels.get_mut(&r.encap) {
+                Some(seen) => seen.add(problem),
+                None if room => self.tunnels.entry(r.encap).or_default().add(problem),
+                None => self.other_tunnels.add(problem),
+            }
+        }
         self.syn_retransmits += u64::from(r.syn_count.saturating_sub(1));
         self.synack_retransmits += u64::from(r.synack_count.saturating_sub(1));
         self.retransmits += u64::from(r.retransmits[0]) + u64::from(r.retransmits[1]);

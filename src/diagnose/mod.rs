@@ -29,7 +29,7 @@ pub mod windows;
 mod wording;
 
 pub use cause::Cause;
-pub use evidence::{Buckets, Evidence, Percentiles};
+pub use evidence::{Buckets, Evidence, Percentiles, TunnelSeen};
 pub use findings::{Finding, FindingKind, NamedProcess, Role, Severity};
 pub use host::{
     Counters, FlowProcesses, HostFacts, ListenerView, LookupRequest, ProcessInfo, Snapshot,

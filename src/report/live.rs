@@ -17,7 +17,8 @@
 
 use super::summary::Percentiles;
 use super::text::{clock, human_duration, Style};
-use crate::diagnose::{findings, ChangeKind, Evidence, FactChange, Finding};
+use crate::decode::Encap;
+use crate::diagnose::{findings, ChangeKind, Evidence, FactChange, Finding, TunnelSeen};
 use crate::flow::Outcome;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -75,12 +76,53 @@ pub struct CaptureNow {
     pub tracked: u64,
 }
 
+/// How many tunnels a table names.
+const TOP_TUNNELS: usize = 3;
+
+/// The tunnels and tags finished connections came through, as a table shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tunnels {
+    /// The busiest, most connections first (then by name, so a tie does not flicker).
+    pub top: [Option<(Encap, TunnelSeen)>; TOP_TUNNELS],
+    /// How many other tunnels were counted by name, and their connections with those of
+    /// the tunnels beyond the count's cap.
+    pub more: (usize, TunnelSeen),
+    /// Every tunnelled connection.
+    pub all: TunnelSeen,
+}
+
+impl Tunnels {
+    fn of(t: &Evidence) -> Tunnels {
+        let mut named: Vec<(Encap, TunnelSeen)> = t.tunnels.iter().map(|(e, s)| (*e, *s)).collect();
+        named.sort_by(|a, b| b.1.connections.cmp(&a.1.connections).then(a.0.cmp(&b.0)));
+        let mut out = Tunnels::default();
+        let add = |sum: &mut TunnelSeen, s: TunnelSeen| {
+            sum.connections += s.connections;
+            sum.problems += s.problems;
+        };
+        for (i, (encap, seen)) in named.iter().enumerate() {
+            match out.top.get_mut(i) {
+                Some(slot) => *slot = Some((*encap, *seen)),
+                None => {
+                    out.more.0 += 1;
+                    add(&mut out.more.1, *seen);
+                }
+            }
+            add(&mut out.all, *seen);
+        }
+        add(&mut out.more.1, t.other_tunnels);
+        add(&mut out.all, t.other_tunnels);
+        out
+    }
+}
+
 /// The counts of finished connections a table shows, taken from the run's one count.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// By [`Outcome::index`].
     pub outcomes: [u64; Outcome::ALL.len()],
     pub handshake_rtt: Percentiles,
+    pub tunnels: Tunnels,
 }
 
 impl Counts {
@@ -88,6 +130,7 @@ impl Counts {
         Counts {
             outcomes: t.outcomes,
             handshake_rtt: t.handshake_rtt(),
+            tunnels: Tunnels::of(t),
         }
     }
 
@@ -264,6 +307,13 @@ impl LiveView {
         if let Some(change) = &tick.listener {
             let _ = writeln!(s, "  listener        {}", listener_line(change));
         }
+        if t.tunnels.all.connections > 0 {
+            let _ = writeln!(
+                s,
+                "  tunnels         {}",
+                tunnels_line(&t.tunnels, t.flows())
+            );
+        }
         let _ = writeln!(
             s,
             "  packets         {} captured ({:.0}/s), {} dropped by the kernel, {} by portsniff",
@@ -301,6 +351,36 @@ impl LiveView {
             None => "none".to_string(),
         }
     }
+}
+
+/// The table's tunnels line: `18 of 20 connections: vxlan vni 42 ×12 (3 problems),
+/// vxlan vni 43 ×5, 2 more ×1`, so that problems confined to one tenant's overlay or one
+/// VLAN show at a glance.
+fn tunnels_line(t: &Tunnels, flows: u64) -> String {
+    let count = |seen: TunnelSeen| match seen.problems {
+        0 => format!("×{}", seen.connections),
+        1 => format!("×{} (1 problem)", seen.connections),
+        n => format!("×{} ({n} problems)", seen.connections),
+    };
+    let mut line = format!("{} of {flows} connections:", t.all.connections);
+    for (i, (encap, seen)) in t.top.iter().flatten().enumerate() {
+        let _ = write!(
+            line,
+            "{} {encap} {}",
+            if i == 0 { "" } else { "," },
+            count(*seen)
+        );
+    }
+    let (more, seen) = t.more;
+    if seen.connections > 0 {
+        // 0 named: only tunnels beyond the count's cap, never told apart.
+        let more = match more {
+            0 => "others".to_string(),
+            n => format!("{n} more"),
+        };
+        let _ = write!(line, ", {more} {}", count(seen));
+    }
+    line
 }
 
 /// The table's listener line: `python3 (pid 4242) on [::1]:61999 since 12:00:02.400000`.
@@ -389,6 +469,69 @@ mod tests {
             "{second}"
         );
         assert!(second.contains("6 connections"), "{second}");
+    }
+
+    fn tunnelled(id: u64, outcome: Outcome, encap: Encap) -> FlowRecord {
+        FlowRecord {
+            encap,
+            ..record(id, outcome, None)
+        }
+    }
+
+    #[test]
+    fn the_table_names_the_busiest_tunnels_and_their_problems() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        let mut t = Evidence::default();
+        let at = view.started;
+        let plain = snapshot(&mut view, &t, 0, at);
+        assert!(!plain.contains("tunnels"), "no tunnel, no line:\n{plain}");
+
+        let mut id = 0;
+        let mut add = |t: &mut Evidence, n: usize, outcome: Outcome, encap: Encap| {
+            for _ in 0..n {
+                id += 1;
+                t.add(&tunnelled(id, outcome, encap));
+            }
+        };
+        add(&mut t, 9, Outcome::Closed, Encap::Vxlan(42));
+        add(&mut t, 3, Outcome::Refused, Encap::Vxlan(42));
+        add(&mut t, 5, Outcome::Closed, Encap::Vxlan(43));
+        add(&mut t, 2, Outcome::Closed, Encap::Vlan(100));
+        add(&mut t, 1, Outcome::Unanswered, Encap::Mpls(2001));
+        add(&mut t, 1, Outcome::Closed, Encap::Gre(None));
+        add(&mut t, 2, Outcome::Closed, Encap::None);
+        let text = snapshot(&mut view, &t, 0, at + Duration::from_secs(1));
+        assert!(
+            text.contains(
+                "  tunnels         21 of 23 connections: vxlan vni 42 ×12 (3 problems), \
+                 vxlan vni 43 ×5, vlan 100 ×2, 2 more ×2 (1 problem)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A trunk of hundreds of VLANs: the count keeps 256 by name and the rest together,
+    /// and the line stays one line.
+    #[test]
+    fn hundreds_of_tunnels_are_counted_within_a_bound_and_told_as_more() {
+        let mut view = LiveView::new(Redraw::Snapshots);
+        let mut t = Evidence::default();
+        for id in 0..300u16 {
+            t.add(&tunnelled(
+                u64::from(id),
+                Outcome::Closed,
+                Encap::Vlan(id + 1),
+            ));
+        }
+        let at = view.started;
+        let text = snapshot(&mut view, &t, 0, at);
+        assert!(
+            text.contains(
+                "  tunnels         300 of 300 connections: vlan 1 ×1, vlan 2 ×1, vlan 3 ×1, \
+                 253 more ×297\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

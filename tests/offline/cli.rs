@@ -83,6 +83,39 @@ fn port_outside_1_to_65535_is_rejected() {
 }
 
 #[test]
+fn a_tunnel_port_outside_1_to_65535_or_named_for_both_tunnels_is_rejected() {
+    for (option, bad, said) in [
+        ("--vxlan-port", "0", "0 is not in 1..=65535"),
+        ("--vxlan-port", "8472,70000", "70000 is not in 1..=65535"),
+        ("--geneve-port", "geneve", "invalid digit"),
+    ] {
+        let out = run(&["-r", &fx("vxlan.pcap"), "--port", PORT, option, bad]);
+        assert_eq!(out.status.code(), Some(2), "{option} {bad}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(option) && err.contains(said),
+            "{option} {bad}: {err}"
+        );
+    }
+    let out = run(&[
+        "-r",
+        &fx("vxlan.pcap"),
+        "--port",
+        PORT,
+        "--vxlan-port",
+        "5000",
+        "--geneve-port",
+        "5000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("port 5000 is named both"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn conflicting_or_missing_inputs_are_usage_errors() {
     let cases: [&[&str]; 5] = [
         &["-i", "lo", "-r", "x.pcap", "--port", PORT],

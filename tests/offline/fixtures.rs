@@ -451,6 +451,43 @@ fn connections_inside_vxlan_geneve_and_gre_are_seen_and_tagged() {
     }
 }
 
+/// Linux's own VXLAN port (a device made without `dstport`, flannel's overlay) is opened
+/// without being asked; another protocol's datagrams to it are counted as such, not read
+/// as VXLAN (tcpdump reads them as OTV).
+#[test]
+fn connections_inside_vxlan_on_linuxs_port_8472_are_seen_and_other_datagrams_counted() {
+    let (flows, s) = check("vxlan_8472.pcap", 1, &[CLOSED_BY_CLIENT, REFUSED]);
+    for f in &flows {
+        assert_eq!(f["encap"], "vxlan vni 42", "{f}");
+        assert_eq!(f["server"], "10.42.0.2:61999", "{f}");
+    }
+    assert_eq!(s["packets"]["skipped_by_reason"]["bad_tunnel_header"], 2);
+    assert_eq!(
+        s["packets"]["skipped_by_reason"]["not_ip"], 2,
+        "the inner ARP"
+    );
+}
+
+/// VXLAN on a port of the operator's choosing is only UDP until `--vxlan-port` names it.
+#[test]
+fn vxlan_on_a_port_of_ones_own_is_opened_when_vxlan_port_names_it() {
+    let (code, flows, s) = replay_json("vxlan_14789.pcap", &[]);
+    assert_eq!((code, flows.len()), (0, 0), "{s}");
+    assert_eq!(s["packets"]["skipped_by_reason"]["not_tcp"], 14, "{s}");
+    let (code, flows, s) = replay_json("vxlan_14789.pcap", &["--vxlan-port", "14789"]);
+    assert_eq!(code, 1);
+    let outcomes: Vec<&str> = flows
+        .iter()
+        .map(|f| f["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["closed", "refused"], "{s}");
+    assert!(
+        flows.iter().all(|f| f["encap"] == "vxlan vni 42"),
+        "{flows:?}"
+    );
+    assert_eq!(flows[0]["bytes_c2s"], 100);
+}
+
 /// Two tenants' overlays reusing addresses: one inner 4-tuple in VNIs 42 and 43 is two
 /// connections, never one with doubled counts.
 #[test]
