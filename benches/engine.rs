@@ -136,6 +136,8 @@ fn bench_flow(c: &mut Criterion) {
         max_flows: FlowConfig::DEFAULT_MAX_FLOWS,
         syn_timeout_us: 3_000_000,
         pending_notices: false,
+        // The text and JSON reports: only flows with trailing packets are settled.
+        settle_all: false,
     };
     let mut g = c.benchmark_group("flow");
     // Outcome mixes: mostly clean connections (what a healthy port sees) and a flood of
@@ -173,6 +175,31 @@ fn bench_flow(c: &mut Criterion) {
     g.bench_function("mixed_20k_connections", |b| {
         b.iter_batched_ref(
             || (FlowTable::new(cfg), Vec::<FlowEvent>::with_capacity(64)),
+            |(table, events)| {
+                for seg in &segments {
+                    table.process(seg, events);
+                    events.clear();
+                }
+                table.finish_all(events);
+                events.len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same with every close settled, as for a conn.log (`--format zeek`), the
+    // `-w --only-problems` writer or the DNAT merge: a second record per connection.
+    let settle_all = FlowConfig {
+        settle_all: true,
+        ..cfg
+    };
+    g.bench_function("mixed_20k_connections_settle_all", |b| {
+        b.iter_batched_ref(
+            || {
+                (
+                    FlowTable::new(settle_all),
+                    Vec::<FlowEvent>::with_capacity(64),
+                )
+            },
             |(table, events)| {
                 for seg in &segments {
                     table.process(seg, events);

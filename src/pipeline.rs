@@ -334,6 +334,13 @@ impl Prepared<'_> {
                 max_flows: cfg.max_flows,
                 syn_timeout_us: cfg.syn_timeout.as_micros() as u64,
                 pending_notices: live,
+                // Who acts on a settlement without trailing packets: the conn.log (its row
+                // is written then), `-w --only-problems` (what it held since the close, an
+                // ICMP error that trailed it), the DNAT merge (pairing it with its
+                // `Finished`). Text, JSON and the live table need only the late ones.
+                settle_all: cfg.format.is_zeek()
+                    || (writer.is_some() && cfg.only_problems)
+                    || backend.is_some(),
             },
             hasher,
         );

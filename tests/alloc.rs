@@ -87,6 +87,7 @@ fn decoding_and_tracking_an_established_connection_allocates_nothing_per_packet(
         max_flows: 1000,
         syn_timeout_us: 3_000_000,
         pending_notices: true,
+        settle_all: true,
     });
     let mut events: Vec<FlowEvent> = Vec::with_capacity(16);
     let mut run = |frames: &[Vec<u8>], t0: u64| {

@@ -263,6 +263,32 @@ fn w_prints_the_packets_written_with_the_closing_counts() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("packets written"));
 }
 
+/// `-w --only-problems` writes a problem connection whole, with the packets that trailed
+/// its close (second_rst.pcap: a reset with 8 packets at the close, a RST and an ACK
+/// after it), and nothing of a clean one, even with trailing ACKs (trailing_acks.pcap).
+#[test]
+fn only_problems_writes_a_problems_packets_that_trail_its_close() {
+    let dir = tempfile::tempdir().unwrap();
+    for (capture, written) in [("second_rst.pcap", 10), ("trailing_acks.pcap", 0)] {
+        let file = dir.path().join(format!("{capture}.out"));
+        let out = run(&[
+            "-r",
+            &fx(capture),
+            "--port",
+            PORT,
+            "-w",
+            file.to_str().unwrap(),
+            "--only-problems",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines()
+                .any(|l| l == format!("{written} packets written to {}", file.display())),
+            "{capture}: {err}"
+        );
+    }
+}
+
 /// A pcap header and the first `records` packets of mixed.pcap, then the writer keeps
 /// the FIFO open and silent.
 fn fifo_writer(fifo: &Path, records: usize) -> std::thread::JoinHandle<()> {

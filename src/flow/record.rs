@@ -312,13 +312,16 @@ pub enum FlowEvent {
     /// The flow's one final record: its outcome is decided. A flow whose packets ended it
     /// (`end == Some(EndReason::Packets)`) keeps counting for a close delay
     /// ([`CLOSE_DELAY_US`](super::table::CLOSE_DELAY_US)), and a `Settled` for the same
-    /// `id` follows; for any other end this is the last word.
+    /// `id` follows if a packet came after the close, or always with
+    /// [`FlowConfig::settle_all`](super::FlowConfig::settle_all); for any other end, or
+    /// none of those, this is the last word.
     Finished(FlowRecord),
     /// The close delay of a flow its packets ended is over (or the capture ended, or the
     /// 4-tuple was taken by a new connection, or the table needed the room): the record
     /// with the trailing ACKs, FINs and RSTs that came after the close counted in. Its
     /// `outcome` is the `Finished` one; counts, `last_ts`, `history` and `conn_state` may
-    /// have moved on. `late`: whether any packet came after the close.
+    /// have moved on. `late`: whether any packet came after the close (when none did,
+    /// the event comes only with [`FlowConfig::settle_all`](super::FlowConfig::settle_all)).
     Settled { record: FlowRecord, late: bool },
 }
 

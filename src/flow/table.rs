@@ -28,6 +28,14 @@ pub struct FlowConfig {
     /// Emit [`FlowEvent::Pending`] notices (live capture) or not (replay: the file is
     /// complete, so only final answers are useful).
     pub pending_notices: bool,
+    /// Emit a [`FlowEvent::Settled`] for every flow whose close delay ends, trailing
+    /// packets or not: for consumers that act on each settlement (a conn.log row is
+    /// written then, `-w --only-problems` writes or forgets what it held since the close,
+    /// the DNAT merge pairs it with its `Finished`). Without it only flows a packet came
+    /// to after their close are settled: the others' `Finished` record was already their
+    /// last word, and a second record per connection is a measured share of the engine's
+    /// time.
+    pub settle_all: bool,
 }
 
 impl FlowConfig {
@@ -58,7 +66,7 @@ const NIL: u32 = u32::MAX;
 /// refusal, an ICMP error) keeps counting the segments that trail its close, from its
 /// last packet: Zeek's `tcp_close_delay` and `tcp_reset_delay` (both 5 s). Its line is
 /// printed at the close; what came after is in a [`FlowEvent::Settled`] when the delay is
-/// over.
+/// over (for every such flow with [`FlowConfig::settle_all`]).
 pub const CLOSE_DELAY_US: u64 = 5_000_000;
 /// How often (in the table's clock) idle flows are looked for.
 const SWEEP_INTERVAL_US: u64 = 250_000;
@@ -230,7 +238,7 @@ impl FlowTable {
                                     node.flow.finish(EndReason::Superseded, &self.rares),
                                 ));
                             } else if node.class == LINGER as u8 {
-                                out.push(settled(node, &self.rares));
+                                out.extend(settled(node, &self.rares, self.cfg.settle_all));
                             }
                             node.late = false;
                             node.flow.release(&mut self.rares);
@@ -315,13 +323,16 @@ impl FlowTable {
         // tombstones, and their class keeps them from being settled twice.
         self.nodes
             .sort_unstable_by_key(|n| (n.flow.first_ts(), n.flow.id()));
+        let all = self.cfg.settle_all;
         for node in &mut self.nodes {
             if !node.flow.state().is_done() {
                 each(FlowEvent::Finished(
                     node.flow.finish(EndReason::CaptureEnd, &self.rares),
                 ));
             } else if node.class == LINGER as u8 {
-                each(settled(node, &self.rares));
+                if let Some(ev) = settled(node, &self.rares, all) {
+                    each(ev);
+                }
             }
         }
         self.index.clear();
@@ -371,10 +382,11 @@ impl FlowTable {
                     if now.micros_since(flow.last_ts()) < CLOSE_DELAY_US {
                         break;
                     }
-                    out.push(settled(node, &self.rares));
+                    let closed = flow.state() == State::Done(Outcome::Closed);
+                    out.extend(settled(node, &self.rares, self.cfg.settle_all));
                     // A clean close's tombstone holds the 4-tuple for TIME_WAIT; the
                     // others' tombstones last as long as the delay.
-                    if self.nodes[slot as usize].flow.state() == State::Done(Outcome::Closed) {
+                    if closed {
                         self.relink(slot, class_of(State::Done(Outcome::Closed)));
                     } else {
                         forgotten += 1;
@@ -496,7 +508,11 @@ impl FlowTable {
         }
         let slot = self.lists[LINGER].head;
         if slot != NIL {
-            out.push(settled(&self.nodes[slot as usize], &self.rares));
+            out.extend(settled(
+                &self.nodes[slot as usize],
+                &self.rares,
+                self.cfg.settle_all,
+            ));
             self.remove(slot);
             return;
         }
@@ -582,6 +598,7 @@ impl FlowTable {
     }
 
     /// Most recently active now, in list `class`.
+    #[inline]
     fn relink(&mut self, slot: u32, class: usize) {
         let node = &self.nodes[slot as usize];
         if usize::from(node.class) != class || self.lists[class].tail != slot {
@@ -635,12 +652,14 @@ impl FlowTable {
     }
 }
 
-/// The record of a flow whose close delay is over.
-fn settled(node: &Node, rares: &Rares) -> FlowEvent {
-    FlowEvent::Settled {
+/// The record of a flow whose close delay is over, when someone is to see it: a packet
+/// came after its close, or the run wants every settlement ([`FlowConfig::settle_all`]).
+/// Otherwise nothing is built: the `Finished` record said it all.
+fn settled(node: &Node, rares: &Rares, all: bool) -> Option<FlowEvent> {
+    (node.late || all).then(|| FlowEvent::Settled {
         record: node.flow.record(EndReason::Packets, rares),
         late: node.late,
-    }
+    })
 }
 
 /// A flow's index hash, rebuilt from the half kept in its node.

@@ -22,6 +22,9 @@ fn cfg() -> FlowConfig {
         max_flows: 1000,
         syn_timeout_us: 3_000_000,
         pending_notices: false,
+        // As under `--format zeek`: every flow its packets ended is settled, so each
+        // settlement below can be looked at; `settles_only_late_flows_*` cover the rest.
+        settle_all: true,
     }
 }
 
@@ -834,4 +837,117 @@ fn an_unreachable_attempt_lingers_after_its_soft_error_wait_and_settles() {
     assert!(late);
     assert_eq!(r.packets, [2, 0]);
     assert_eq!(s.table.stats().icmp_errors, 1);
+}
+
+// ---- Settlements only where someone reads them (`FlowConfig::settle_all`) -------------
+
+/// The text and JSON reports' table: a close's own `Finished` record is its last word
+/// unless a packet trails it.
+fn late_only() -> FlowConfig {
+    FlowConfig {
+        settle_all: false,
+        ..cfg()
+    }
+}
+
+fn settlements(events: &[FlowEvent]) -> Vec<(u64, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Settled { record, late } => Some((record.id, *late)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn settles_only_late_flows_so_a_quiet_close_has_no_settlement_at_its_delays_end() {
+    let mut s = Script::new(late_only());
+    s.clean(0, 40000, 100);
+    // Past the delay: the sweep ends its close delay without a record.
+    s.c(6_000, 41000, SYN, 5, 0, 0);
+    assert_eq!(settlements(&s.events), []);
+    assert_eq!(
+        s.table.state_of(ep(40000), ep(PORT)),
+        Some(State::Done(Outcome::Closed)),
+        "still a TIME_WAIT tombstone"
+    );
+    s.table.finish_all(&mut s.events);
+    assert_eq!(settlements(&s.events), []);
+}
+
+#[test]
+fn settles_only_late_flows_so_a_quiet_close_has_none_at_the_capture_end_either() {
+    let mut s = Script::new(late_only());
+    s.clean(0, 40000, 100);
+    s.c(0, 40001, SYN, 100, 0, 0);
+    s.s(1, 40001, RST | ACK, 0, 101, 0);
+    s.table.finish_all(&mut s.events);
+    assert_eq!(settlements(&s.events), []);
+    let ends: Vec<_> = s.finals().iter().map(|r| r.outcome).collect();
+    assert_eq!(ends, [Outcome::Closed, Outcome::Refused]);
+}
+
+#[test]
+fn settles_all_flows_for_a_conn_log_even_without_late_packets() {
+    let mut s = Script::new(cfg());
+    s.clean(0, 40000, 100);
+    s.c(0, 40001, SYN, 100, 0, 0);
+    s.s(1, 40001, RST | ACK, 0, 101, 0);
+    s.table.finish_all(&mut s.events);
+    assert_eq!(settlements(&s.events), [(1, false), (2, false)]);
+}
+
+#[test]
+fn late_packets_are_settled_whether_or_not_every_flow_is() {
+    for all in [false, true] {
+        let mut s = Script::new(FlowConfig {
+            settle_all: all,
+            ..cfg()
+        });
+        s.clean(0, 40000, 100);
+        s.clean(0, 40001, 100);
+        // An ACK trails the second close; the sweep settles both at their delay's end.
+        s.s(10, 40001, ACK, 9002, 102, 0);
+        s.c(6_000, 41000, SYN, 5, 0, 0);
+        let expected: &[(u64, bool)] = if all {
+            &[(1, false), (2, true)]
+        } else {
+            &[(2, true)]
+        };
+        assert_eq!(settlements(&s.events), expected, "settle_all {all}");
+        let (r, late) = s.settled()[1];
+        assert!(late);
+        assert_eq!(r.packets, [4, 3], "settle_all {all}");
+    }
+}
+
+#[test]
+fn late_packets_are_settled_by_a_new_connection_on_the_tuple_and_at_the_capture_end() {
+    let mut s = Script::new(late_only());
+    s.clean(0, 40000, 100);
+    s.s(10, 40000, ACK, 9002, 102, 0);
+    s.clean(500, 40000, 777_777);
+    s.clean(600, 40001, 100);
+    s.s(610, 40001, ACK, 9002, 102, 0);
+    s.table.finish_all(&mut s.events);
+    assert_eq!(settlements(&s.events), [(1, true), (3, true)]);
+}
+
+#[test]
+fn a_full_table_still_makes_room_from_a_quiet_close_without_settling_it() {
+    let mut s = Script::new(FlowConfig {
+        max_flows: 2,
+        ..late_only()
+    });
+    s.clean(0, 40000, 100);
+    s.c(10, 40001, SYN, 5, 0, 0);
+    s.c(20, 40002, SYN, 6, 0, 0);
+    assert_eq!(settlements(&s.events), []);
+    assert_eq!(s.table.stats().evicted, 0, "no live flow ended");
+    assert_eq!(
+        s.table.state_of(ep(40000), ep(PORT)),
+        None,
+        "its room taken"
+    );
 }

@@ -86,6 +86,7 @@ fn record(id: u64, c: Endpoint, outcome: Outcome) -> FlowRecord {
         max_flows: 16,
         syn_timeout_us: 1_000_000,
         pending_notices: false,
+        settle_all: false,
     });
     let mut events = Vec::new();
     table.process(&seg(Side::Client, S, CISN, 0, 0, 0), &mut events);

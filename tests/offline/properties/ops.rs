@@ -278,13 +278,17 @@ pub(super) fn flow_config() -> impl Strategy<Value = FlowConfig> {
         prop_oneof![2 => 1usize..50, 1 => Just(FlowConfig::DEFAULT_MAX_FLOWS)],
         any::<bool>(),
         1u64..5_000_000,
+        any::<bool>(),
     )
-        .prop_map(|(max_flows, pending_notices, syn_timeout_us)| FlowConfig {
-            port: PORT,
-            max_flows,
-            syn_timeout_us,
-            pending_notices,
-        })
+        .prop_map(
+            |(max_flows, pending_notices, syn_timeout_us, settle_all)| FlowConfig {
+                port: PORT,
+                max_flows,
+                syn_timeout_us,
+                pending_notices,
+                settle_all,
+            },
+        )
 }
 
 /// The segment an op stands for at time `ts` (`None` for a tick).
