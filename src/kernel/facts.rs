@@ -53,7 +53,7 @@ pub struct States {
 pub struct DropFact {
     /// `enum skb_drop_reason` without its prefix: `NETFILTER_DROP`, `NO_SOCKET`, …
     pub reason: String,
-    /// The kernel function that dropped them (`nf_hook_slow`), where kallsyms says.
+    /// The kernel function that dropped them (`nf_hook_slow`), as the kernel names it.
     #[serde(rename = "where")]
     pub place: Option<String>,
     /// `ingress` (received from a device) or `egress` (sent by a local socket).
@@ -152,8 +152,9 @@ impl KernelFacts {
             match e.kind {
                 EventKind::Drop {
                     reason,
-                    location,
                     path,
+                    place,
+                    ..
                 } => {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
@@ -175,7 +176,6 @@ impl KernelFacts {
                         Path::Ingress => PathName::Ingress,
                         Path::Egress => PathName::Egress,
                     };
-                    let place = names.function_at(location);
                     let same = |d: &&mut DropFact| {
                         d.reason_code == reason
                             && d.place.as_deref() == place
@@ -324,6 +324,10 @@ pub struct Witnessed {
     /// The events [`take`](Self::take) joins, kept to be reused: one connection after
     /// another, no allocation for the list.
     mine: Vec<KernelEvent>,
+    /// Emptied lists of connections that ended, for the next endpoints to reuse: a list
+    /// grown one event at a time was most of the cost of keeping events under a stream
+    /// of drops (benches/witness.sh), reallocated as it grew, once a connection.
+    spare: Vec<Vec<KernelEvent>>,
     held: usize,
     /// When [`expire`](Self::expire) last swept the table: a sweep visits every entry,
     /// so it runs at most once a second, not once a connection.
@@ -350,7 +354,11 @@ impl Witnessed {
             }
             self.overflowed += self.forgotten - before;
         }
-        self.by_pair.entry(pair(e.src, e.dst)).or_default().push(e);
+        let spare = &mut self.spare;
+        self.by_pair
+            .entry(pair(e.src, e.dst))
+            .or_insert_with(|| spare.pop().unwrap_or_else(|| Vec::with_capacity(16)))
+            .push(e);
         self.held += 1;
     }
 
@@ -376,7 +384,9 @@ impl Witnessed {
         events.retain(|e| e.ts > until || (e.ts >= from && another_syn(r, e)));
         self.held -= mine.len();
         if events.is_empty() {
-            self.by_pair.remove(&key);
+            if let Some(list) = self.by_pair.remove(&key) {
+                self.keep_spare(list);
+            }
         }
         let facts = KernelFacts::of(r, &mine, names);
         self.mine = mine;
@@ -401,6 +411,15 @@ impl Witnessed {
         self.forget_before(Timestamp(now.0.saturating_sub(KEEP_US)));
     }
 
+    /// Keeps an emptied list for reuse, a bounded number of them and none that grew
+    /// large (a flood's endpoints).
+    fn keep_spare(&mut self, list: Vec<KernelEvent>) {
+        const SPARE: usize = 1024;
+        if self.spare.len() < SPARE && list.capacity() <= 64 {
+            self.spare.push(list);
+        }
+    }
+
     fn forget_before(&mut self, before: Timestamp) {
         let mut dropped = 0usize;
         self.by_pair.retain(|_, events| {
@@ -421,16 +440,13 @@ mod tests {
     use crate::diagnose::tests::record;
     use crate::flow::Outcome;
     use crate::kernel::event::{Process, TcpState};
-    use crate::kernel::names::{Reasons, Symbols};
+    use crate::kernel::names::Reasons;
 
     fn names() -> Names {
-        Names::with(
-            Reasons::with(
-                &[(12, "NETFILTER_DROP"), (7, "TCP_LISTEN_OVERFLOW")],
-                &[(1, "NO_SOCKET")],
-            ),
-            Symbols::read("ffffffff81a00000 t nf_hook_slow\n".as_bytes()),
-        )
+        Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (7, "TCP_LISTEN_OVERFLOW")],
+            &[(1, "NO_SOCKET")],
+        ))
     }
 
     fn ep(s: &str) -> Endpoint {
@@ -459,6 +475,7 @@ mod tests {
             reason: 12,
             location: 0xffff_ffff_81a0_0010,
             path,
+            place: Some("nf_hook_slow"),
         };
         event(ts, kind, src, dst, flags)
     }
@@ -494,15 +511,16 @@ mod tests {
 
     #[test]
     fn a_sniffers_copy_dropped_is_not_the_connections_drop() {
-        let names = Names::with(
-            Reasons::with(&[(12, "NETFILTER_DROP"), (70, "PACKET_SOCK_ERROR")], &[]),
-            Symbols::default(),
-        );
+        let names = Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (70, "PACKET_SOCK_ERROR")],
+            &[],
+        ));
         let copy = KernelEvent {
             kind: EventKind::Drop {
                 reason: 70,
                 location: 0,
                 path: Path::Egress,
+                place: None,
             },
             ..drop(5, S, C, TcpFlags::RST, Path::Egress)
         };

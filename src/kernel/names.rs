@@ -1,42 +1,30 @@
 //! Names for the numbers the kernel reports: drop and reset reasons (their values
-//! differ between kernels, so they are read from the running kernel's BTF) and the
-//! kernel function a drop happened in (from /proc/kallsyms).
+//! differ between kernels, so they are read from the running kernel's BTF). The kernel
+//! function a drop happened in is named by the program itself (`places` in
+//! `bpf/witness.bpf.c`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
 
 /// Everything that turns the witness's numbers into words, shared by the stages that
 /// name what the kernel did.
 #[derive(Debug, Default)]
 pub struct Names {
     pub reasons: Reasons,
-    symbols: Symbols,
 }
 
 impl Names {
-    /// The running kernel's names. Call while still privileged: the kernel shows
-    /// kallsyms' addresses only to a privileged reader. Reading it takes 0.1–0.2 s (the
-    /// kernel formats 120,000 lines), paid here at start rather than by the first drop
-    /// to name, which would hold up that connection's line.
+    /// The running kernel's names.
     #[cfg(feature = "kernel-witness")]
     pub fn of_kernel() -> Names {
         Names {
             reasons: Reasons::from_kernel(),
-            symbols: std::fs::File::open("/proc/kallsyms")
-                .map(Symbols::read)
-                .unwrap_or_default(),
         }
     }
 
     /// Built by hand in tests.
     #[cfg(test)]
-    pub fn with(reasons: Reasons, symbols: Symbols) -> Names {
-        Names { reasons, symbols }
-    }
-
-    /// The kernel function at `addr`, e.g. `nf_hook_slow`.
-    pub fn function_at(&self, addr: u64) -> Option<&str> {
-        self.symbols.function_at(addr)
+    pub fn with(reasons: Reasons) -> Names {
+        Names { reasons }
     }
 }
 
@@ -108,95 +96,9 @@ impl Reasons {
     }
 }
 
-/// The kernel's text symbols, to name the function an address is in. Read from a
-/// /proc/kallsyms opened while portsniff still had its privileges: the kernel decides at
-/// open time whether the reader may see addresses.
-#[derive(Debug, Default)]
-pub struct Symbols {
-    /// Sorted by address: the address, and where the name is in `names` (start, length).
-    starts: Vec<(u64, u32, u16)>,
-    names: String,
-}
-
-impl Symbols {
-    /// Reads `nm`-style lines (`ffffffff81000000 T _stext [module]`), keeping text symbols.
-    pub fn read(source: impl Read) -> Symbols {
-        let mut s = Symbols::default();
-        for line in BufReader::with_capacity(1 << 16, source).lines() {
-            let Ok(line) = line else { break };
-            let mut parts = line.split_ascii_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T") {
-                continue;
-            }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            // Unprivileged readers see every address as 0: nothing to name with.
-            if addr == 0 {
-                continue;
-            }
-            let (Ok(at), Ok(len)) = (u32::try_from(s.names.len()), u16::try_from(name.len()))
-            else {
-                break;
-            };
-            s.names.push_str(name);
-            s.starts.push((addr, at, len));
-        }
-        s.starts.sort_unstable_by_key(|&(a, _, _)| a);
-        s
-    }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
-    }
-
-    /// The function `addr` is in (the nearest symbol at or below it).
-    pub fn function_at(&self, addr: u64) -> Option<&str> {
-        let i = self
-            .starts
-            .partition_point(|&(a, _, _)| a <= addr)
-            .checked_sub(1)?;
-        let (_, at, len) = self.starts[i];
-        self.names.get(at as usize..at as usize + usize::from(len))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KALLSYMS: &str = "\
-ffffffff81000000 T _stext
-ffffffff81a00000 t nf_hook_slow
-ffffffff81a00400 T nf_hook_slow_list
-ffffffff81b00000 d some_data
-ffffffffc0100000 t nft_do_chain	[nf_tables]
-0000000000000000 T hidden
-";
-
-    #[test]
-    fn an_address_is_named_by_the_function_it_falls_in() {
-        let s = Symbols::read(KALLSYMS.as_bytes());
-        assert_eq!(s.function_at(0xffff_ffff_81a0_0123), Some("nf_hook_slow"));
-        assert_eq!(
-            s.function_at(0xffff_ffff_81a0_0400),
-            Some("nf_hook_slow_list")
-        );
-        assert_eq!(s.function_at(0xffff_ffff_c010_0042), Some("nft_do_chain"));
-        assert_eq!(s.function_at(0x1000), None);
-    }
-
-    #[test]
-    fn addresses_hidden_from_an_unprivileged_reader_name_nothing() {
-        let s = Symbols::read("0000000000000000 T _stext\n".as_bytes());
-        assert!(s.is_empty());
-        assert_eq!(s.function_at(0xffff_ffff_8100_0000), None);
-    }
 
     #[test]
     fn reasons_unknown_to_this_kernel_show_their_number() {
