@@ -127,7 +127,7 @@ pub(crate) fn kernel_reset(
         resets_sent: vec![ResetFact {
             by,
             origin,
-            reason: Some(reason.to_string()),
+            reason: Some(reason.to_string().into()),
             pid: process.map(|(_, pid)| pid),
             process: process.map(|(name, _)| name.to_string()),
         }],

@@ -4,7 +4,7 @@
 //! connection ends.
 
 use super::event::{EventKind, KernelEvent, Path};
-use super::names::Names;
+use super::names::{Name, Names};
 use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
@@ -52,10 +52,10 @@ pub struct States {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DropFact {
     /// `enum skb_drop_reason` without its prefix: `NETFILTER_DROP`, `NO_SOCKET`, …
-    pub reason: String,
+    pub reason: Name,
     /// The kernel function that dropped them (`nf_hook_slow`), as the kernel names it.
     #[serde(rename = "where")]
-    pub place: Option<String>,
+    pub place: Option<&'static str>,
     /// `ingress` (received from a device) or `egress` (sent by a local socket).
     pub path: PathName,
     /// `c2s` (client to server) or `s2c`.
@@ -84,7 +84,7 @@ pub struct ResetFact {
     pub origin: ResetOrigin,
     /// `enum sk_rst_reason` without its prefix (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …),
     /// `None` on kernels before 6.10.
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     /// The process closing the socket, for `socket` resets.
     pub pid: Option<u32>,
     pub process: Option<String>,
@@ -105,6 +105,14 @@ pub enum Dir {
 }
 
 impl Dir {
+    /// As serialized: `c2s`, `s2c`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::C2s => "c2s",
+            Dir::S2c => "s2c",
+        }
+    }
+
     /// The side that sent the packet.
     pub fn sender(self) -> Side {
         match self {
@@ -119,6 +127,26 @@ impl Dir {
 pub enum PathName {
     Ingress,
     Egress,
+}
+
+impl PathName {
+    /// As serialized: `ingress`, `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathName::Ingress => "ingress",
+            PathName::Egress => "egress",
+        }
+    }
+}
+
+impl ResetOrigin {
+    /// As serialized: `reply`, `socket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetOrigin::Reply => "reply",
+            ResetOrigin::Socket => "socket",
+        }
+    }
 }
 
 fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -178,7 +206,7 @@ impl KernelFacts {
                     };
                     let same = |d: &&mut DropFact| {
                         d.reason_code == reason
-                            && d.place.as_deref() == place
+                            && d.place == place
                             && d.path == path
                             && d.dir == dir
                             && d.what == what
@@ -189,7 +217,7 @@ impl KernelFacts {
                     } else if f.drops.len() < MAX_FACTS {
                         f.drops.push(DropFact {
                             reason: names.reasons.drop_name(reason),
-                            place: place.map(str::to_string),
+                            place,
                             path,
                             dir,
                             what,
@@ -499,7 +527,7 @@ mod tests {
         assert_eq!(f.drops.len(), 1);
         let d = &f.drops[0];
         assert_eq!(
-            (d.reason.as_str(), d.place.as_deref(), d.what, d.count),
+            (&*d.reason, d.place, d.what, d.count),
             ("NETFILTER_DROP", Some("nf_hook_slow"), "SYN", 3)
         );
         assert_eq!((d.dir, d.path), (Dir::C2s, PathName::Ingress));

@@ -31,8 +31,18 @@ impl Names {
 /// `enum skb_drop_reason` and `enum sk_rst_reason` of the running kernel, by value.
 #[derive(Clone, Debug, Default)]
 pub struct Reasons {
-    drop: HashMap<u32, Box<str>>,
-    reset: HashMap<u32, Box<str>>,
+    drop: HashMap<u32, &'static str>,
+    reset: HashMap<u32, &'static str>,
+}
+
+/// A name the kernel gave: borrowed for the run's lifetime when the kernel knew it (no
+/// allocation per connection that uses it), owned for a number it did not name.
+pub type Name = std::borrow::Cow<'static, str>;
+
+/// Leaked on purpose: the names of one kernel's two enums (a few hundred, read once per
+/// run), kept for the run.
+fn leak(name: &str) -> &'static str {
+    Box::leak(name.to_string().into_boxed_str())
 }
 
 impl Reasons {
@@ -44,14 +54,14 @@ impl Reasons {
         let Ok(btf) = Btf::from_vmlinux() else {
             return Reasons::default();
         };
-        let table = |name: &str, prefix: &str| -> HashMap<u32, Box<str>> {
+        let table = |name: &str, prefix: &str| -> HashMap<u32, &'static str> {
             let Some(e) = btf.type_by_name::<Enum<'_>>(name) else {
                 return HashMap::new();
             };
             e.iter()
                 .filter_map(|m| {
                     let n = m.name?.to_str()?;
-                    Some((m.value as u32, n.strip_prefix(prefix).unwrap_or(n).into()))
+                    Some((m.value as u32, leak(n.strip_prefix(prefix).unwrap_or(n))))
                 })
                 .collect()
         };
@@ -67,32 +77,32 @@ impl Reasons {
     #[cfg(test)]
     pub fn with(drop: &[(u32, &str)], reset: &[(u32, &str)]) -> Reasons {
         Reasons {
-            drop: drop.iter().map(|&(v, n)| (v, n.into())).collect(),
-            reset: reset.iter().map(|&(v, n)| (v, n.into())).collect(),
+            drop: drop.iter().map(|&(v, n)| (v, leak(n))).collect(),
+            reset: reset.iter().map(|&(v, n)| (v, leak(n))).collect(),
         }
     }
 
     /// `NETFILTER_DROP`, or the number when this kernel's BTF did not say.
-    pub fn drop_name(&self, value: u32) -> String {
-        self.drop
-            .get(&value)
-            .map_or_else(|| format!("DROP_REASON_{value}"), |n| n.to_string())
+    pub fn drop_name(&self, value: u32) -> Name {
+        match self.drop.get(&value) {
+            Some(n) => Name::Borrowed(n),
+            None => Name::Owned(format!("DROP_REASON_{value}")),
+        }
     }
 
     /// `NETFILTER_DROP`, when this kernel's BTF said: [`drop_name`](Self::drop_name)
     /// without the allocation, for a test made once a drop.
     pub fn drop_known(&self, value: u32) -> Option<&str> {
-        self.drop.get(&value).map(|n| &**n)
+        self.drop.get(&value).copied()
     }
 
     /// `NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …; `None` for a kernel that gives no reason.
-    pub fn reset_name(&self, value: Option<u32>) -> Option<String> {
+    pub fn reset_name(&self, value: Option<u32>) -> Option<Name> {
         let value = value?;
-        Some(
-            self.reset
-                .get(&value)
-                .map_or_else(|| format!("RESET_REASON_{value}"), |n| n.to_string()),
-        )
+        Some(match self.reset.get(&value) {
+            Some(n) => Name::Borrowed(n),
+            None => Name::Owned(format!("RESET_REASON_{value}")),
+        })
     }
 }
 

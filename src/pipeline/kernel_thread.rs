@@ -32,12 +32,18 @@ use std::time::Instant;
 const IDLE_WAIT_MS: u16 = 250;
 /// The program wakes this thread at most once in 5 ms (`WAKE_NS` in
 /// `bpf/witness.bpf.c`); records written in between do not wake it. So once records
-/// come, the thread looks again every 5 ms until a look finds none: a record waits about
-/// that long at most. Every wake-up is a batch for the flow stage and two context
+/// come, the thread looks again every 5 ms until looks have found nothing for [`GRACE`]:
+/// a record waits about that long at most. Every wake-up is a batch for the flow stage and two context
 /// switches, which cost more than reading the records themselves (benches/witness.sh: at
 /// 1 ms the thread's wake-ups were most of its CPU under a steady stream of drops).
 #[cfg(feature = "kernel-witness")]
 const CATCH_UP_MS: u16 = 5;
+/// After the last record or ask, the thread goes on reading every [`CATCH_UP_MS`] this
+/// long before it waits idle again, so that a steady trickle of connection lines (a few
+/// thousand short connections a second) is answered by those reads, not by a nudge and
+/// two context switches a line (benches/witness.sh, conns).
+#[cfg(feature = "kernel-witness")]
+const GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One read of the ring buffer, for the flow stage.
 #[derive(Debug, Default)]
@@ -216,6 +222,7 @@ fn read_all(
     let mut ready = [EpollEvent::empty(); 2];
     let mut batch = Vec::with_capacity(256);
     let mut catching_up = false;
+    let mut last_active = Instant::now();
     // The ring buffer's lost count is a map read (a syscall): once a second, for
     // `--metrics`, not on every wake.
     let mut lost_read = Instant::now();
@@ -241,7 +248,11 @@ fn read_all(
         let mark = drained.now();
         reader.consume(&mut batch);
         let got = !batch.is_empty();
-        if got || nudged || drained.asked() {
+        let asked = drained.asked();
+        if got || nudged || asked {
+            last_active = Instant::now();
+        }
+        if got || nudged || asked {
             let n = batch.len() as u64;
             counts.events += n;
             // An answer with nothing in it costs no allocation.
@@ -261,11 +272,11 @@ fn read_all(
             }
         }
         drained.until_ns.fetch_max(mark, Ordering::SeqCst);
-        catching_up = got;
-        drained.catching_up.store(got, Ordering::SeqCst);
+        catching_up = last_active.elapsed() < GRACE;
+        drained.catching_up.store(catching_up, Ordering::SeqCst);
         // After clearing the flag: an ask made while it was still set sent no nudge, and
         // is seen here.
-        if !got && drained.asked() {
+        if !catching_up && drained.asked() {
             catching_up = true;
         }
         if lost_read.elapsed().as_secs() >= 1 {

@@ -998,8 +998,8 @@ mod tests {
             count: u32,
         ) -> DropFact {
             DropFact {
-                reason: reason.to_string(),
-                place: Some("nft_do_chain".to_string()),
+                reason: reason.to_string().into(),
+                place: Some("nft_do_chain"),
                 path,
                 dir,
                 what,
@@ -1042,9 +1042,9 @@ mod tests {
         #[test]
         fn a_syn_cookies_ack_dropped_for_no_socket_is_said_as_the_full_accept_queue() {
             let mut ack = drop("ACK", Dir::C2s, PathName::Ingress, "NO_SOCKET", 1);
-            ack.place = Some("cookie_v4_check".to_string());
+            ack.place = Some("cookie_v4_check");
             let mut data = drop("data", Dir::C2s, PathName::Ingress, "NO_SOCKET", 3);
-            data.place = Some("cookie_v4_check".to_string());
+            data.place = Some("cookie_v4_check");
             let k = KernelFacts {
                 drops: vec![ack, data],
                 ..KernelFacts::default()
@@ -1103,7 +1103,7 @@ mod tests {
                 resets_sent: vec![ResetFact {
                     by: Side::Server,
                     origin: ResetOrigin::Reply,
-                    reason: Some("NO_SOCKET".to_string()),
+                    reason: Some("NO_SOCKET".into()),
                     pid: None,
                     process: None,
                 }],

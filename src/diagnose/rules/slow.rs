@@ -126,7 +126,13 @@ fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<Recover
         out.push(RecoveredDrops {
             syns: t.recovered.packets,
             connections: t.recovered.flows,
-            site: drops::site(facts, &key.reason, key.path, true, key.place.clone()),
+            site: drops::site(
+                facts,
+                &key.reason,
+                key.path,
+                true,
+                key.place.map(str::to_string),
+            ),
         });
     }
     out
