@@ -167,8 +167,7 @@ fn explains_silence(k: &KernelFacts) -> bool {
     k.drops.iter().any(|d| match d.dir.sender() {
         Side::Client => d.what == "SYN",
         Side::Server => {
-            d.path == PathName::Egress
-                && DropClass::of(&d.reason, d.place.as_deref()) == DropClass::Path
+            d.path == PathName::Egress && DropClass::of(&d.reason, d.place) == DropClass::Path
         }
     })
 }

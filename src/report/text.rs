@@ -395,13 +395,10 @@ pub fn kernel_lines(
             PathName::Ingress => "on arrival".to_string(),
             PathName::Egress => format!("on the {}'s way out", sender.as_str()),
         };
-        let func = d
-            .place
-            .as_deref()
-            .map_or(String::new(), |f| format!(" (in {f})"));
+        let func = d.place.map_or(String::new(), |f| format!(" (in {f})"));
         // NO_SOCKET names what the code found, not why: where a SYN cookie's ACK is
         // checked, it means the listener's accept queue had no room.
-        let gloss = if DropClass::of(&d.reason, d.place.as_deref()) == DropClass::ListenOverflow
+        let gloss = if DropClass::of(&d.reason, d.place) == DropClass::ListenOverflow
             && d.reason != "TCP_LISTEN_OVERFLOW"
         {
             ": the listener's accept queue was full"

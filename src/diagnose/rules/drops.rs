@@ -270,7 +270,7 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
     let mut by_what: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut top = 0;
     for (key, t) in &k.drops {
-        if DropClass::of(&key.reason, key.place.as_deref()) != DropClass::ListenOverflow {
+        if DropClass::of(&key.reason, key.place) != DropClass::ListenOverflow {
             continue;
         }
         d.packets += t.packets;
@@ -365,7 +365,7 @@ fn witnessed(
     let mut sources = BTreeSet::new();
     let mut sources_capped = false;
     for (key, t) in &k.drops {
-        let class = DropClass::of(&key.reason, key.place.as_deref());
+        let class = DropClass::of(&key.reason, key.place);
         match (key.sender, class) {
             (_, DropClass::ListenOverflow) => {}
             (Side::Client, DropClass::Martian) => {

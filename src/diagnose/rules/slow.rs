@@ -110,7 +110,7 @@ fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<Recover
     for (key, t) in &k.drops {
         if key.sender != Side::Client
             || key.what != "SYN"
-            || DropClass::of(&key.reason, key.place.as_deref()) != DropClass::Path
+            || DropClass::of(&key.reason, key.place) != DropClass::Path
             || t.recovered.flows == 0
         {
             continue;
