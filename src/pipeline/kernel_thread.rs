@@ -17,8 +17,9 @@
 
 #[cfg(feature = "kernel-witness")]
 use crate::error::Error;
+use crate::kernel::KernelEvent;
 #[cfg(feature = "kernel-witness")]
-use crate::kernel::{KernelEvent, Witness};
+use crate::kernel::Witness;
 #[cfg(feature = "kernel-witness")]
 use crossbeam_channel::{Sender, TrySendError};
 use nix::sys::eventfd::{EfdFlags, EventFd};
