@@ -136,8 +136,6 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
     #[cfg(feature = "kernel-witness")]
     {
         let witness = crate::kernel::Witness::attach(cfg.port)?;
-        // Reads /proc/kallsyms now, before the banner, while still privileged
-        // (Names::of_kernel says why not later).
         Ok(Witnessed_ {
             witness,
             names: Arc::new(Names::of_kernel()),
@@ -388,6 +386,7 @@ impl Prepared<'_> {
                     names: w.names,
                     held: Default::default(),
                     drained,
+                    until: 0,
                 })
             }
             Err(_) => None,

@@ -266,8 +266,9 @@ fn after_dash_z_the_attached_witness_still_names_the_kernels_drops() {
         drops[0]["count"].as_u64().unwrap_or(0) >= 2,
         "both SYNs: {flow}"
     );
-    // /proc/kallsyms was read before -Z dropped root, while it showed the addresses:
-    // the place is named (`nft_do_chain` with iptables-nft), not null.
+    // The program names the place in the kernel and the reader looks it up through the
+    // map's descriptor, which needs no privilege once open: named after -Z dropped root
+    // (`nft_do_chain` with iptables-nft), not null.
     assert!(
         drops[0]["where"].as_str().is_some_and(|w| !w.is_empty()),
         "the drop's place named: {flow}"

@@ -7,6 +7,7 @@
 use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Outcome, Side};
 use crate::kernel::facts::{Dir, PathName};
+use crate::kernel::names::Name;
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, ResetOrigin, TcpState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -14,8 +15,8 @@ use std::net::IpAddr;
 /// Drops of one kind: (reason, kernel function, path, direction, segment kind).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DropKey {
-    pub reason: String,
-    pub place: Option<String>,
+    pub reason: Name,
+    pub place: Option<&'static str>,
     pub path: PathKey,
     pub sender: Side,
     pub what: &'static str,
@@ -139,10 +140,10 @@ pub struct Explained {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ResetSource {
     /// TCP answered a segment (`reason`: NO_SOCKET, …).
-    TcpReply { reason: Option<String> },
+    TcpReply { reason: Option<Name> },
     /// A socket reset its own connection as it was closed.
     SocketClose {
-        reason: Option<String>,
+        reason: Option<Name>,
         process: Option<(String, u32)>,
     },
     /// Netfilter dropped the peer's packet (on arrival, or as this host sent it) and a
@@ -166,8 +167,7 @@ fn explains_silence(k: &KernelFacts) -> bool {
     k.drops.iter().any(|d| match d.dir.sender() {
         Side::Client => d.what == "SYN",
         Side::Server => {
-            d.path == PathName::Egress
-                && DropClass::of(&d.reason, d.place.as_deref()) == DropClass::Path
+            d.path == PathName::Egress && DropClass::of(&d.reason, d.place) == DropClass::Path
         }
     })
 }
@@ -268,7 +268,7 @@ impl KernelEvidence {
         for d in &k.drops {
             let key = DropKey {
                 reason: d.reason.clone(),
-                place: d.place.clone(),
+                place: d.place,
                 path: match d.path {
                     PathName::Ingress => PathKey::Ingress,
                     PathName::Egress => PathKey::Egress,

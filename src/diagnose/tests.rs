@@ -127,7 +127,7 @@ pub(crate) fn kernel_reset(
         resets_sent: vec![ResetFact {
             by,
             origin,
-            reason: Some(reason.to_string()),
+            reason: Some(reason.to_string().into()),
             pid: process.map(|(_, pid)| pid),
             process: process.map(|(name, _)| name.to_string()),
         }],
@@ -141,7 +141,7 @@ pub(crate) fn netfilter_drop(sender: Side, what: &'static str, path: PathName) -
     KernelFacts {
         drops: vec![DropFact {
             reason: "NETFILTER_DROP".into(),
-            place: Some("nft_do_chain".into()),
+            place: Some("nft_do_chain"),
             path,
             dir: match sender {
                 Side::Client => Dir::C2s,
@@ -266,7 +266,7 @@ fn live_a_pending_notice_with_the_kernels_drops_names_what_dropped_them_already(
     let k = KernelFacts {
         drops: vec![DropFact {
             reason: "NETFILTER_DROP".into(),
-            place: Some("nft_do_chain".into()),
+            place: Some("nft_do_chain"),
             path: PathName::Egress,
             dir: Dir::S2c,
             what: "SYN-ACK",

@@ -99,12 +99,14 @@ pub enum Path {
 /// What the kernel did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// `skb:kfree_skb`: the packet was dropped, with the kernel's `enum skb_drop_reason`
-    /// and the address of the code that dropped it.
+    /// `skb:kfree_skb`: the packet was dropped, with the kernel's `enum skb_drop_reason`,
+    /// the address of the code that dropped it and the function that is, as the kernel
+    /// names it (`nft_do_chain`; `None` where it could not).
     Drop {
         reason: u32,
         location: u64,
         path: Path,
+        place: Option<&'static str>,
     },
     /// `tcp:tcp_send_reset`: TCP itself sent a reset. `by_socket`: a socket reset its own
     /// connection (an abortive close); otherwise it answered a packet (no socket for
@@ -285,6 +287,7 @@ impl KernelEvent {
         let src = Endpoint::new(addr(40)?, sport);
         let dst = Endpoint::new(addr(56)?, dport);
         let kind = match kind {
+            // Named by the reader, which looks the address up in the program's map.
             KIND_DROP => EventKind::Drop {
                 reason,
                 location,
@@ -293,6 +296,7 @@ impl KernelEvent {
                 } else {
                     Path::Egress
                 },
+                place: None,
             },
             KIND_RESET_SENT => EventKind::ResetSent {
                 reason: (reason != u32::MAX).then_some(reason),
@@ -364,7 +368,8 @@ mod tests {
             EventKind::Drop {
                 reason: 6,
                 location: 0xffff_ffff_8100_0000,
-                path: Path::Ingress
+                path: Path::Ingress,
+                place: None,
             }
         );
         assert_eq!(e.process, None);

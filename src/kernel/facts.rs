@@ -4,7 +4,7 @@
 //! connection ends.
 
 use super::event::{EventKind, KernelEvent, Path};
-use super::names::Names;
+use super::names::{Name, Names};
 use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
@@ -52,10 +52,10 @@ pub struct States {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DropFact {
     /// `enum skb_drop_reason` without its prefix: `NETFILTER_DROP`, `NO_SOCKET`, …
-    pub reason: String,
-    /// The kernel function that dropped them (`nf_hook_slow`), where kallsyms says.
+    pub reason: Name,
+    /// The kernel function that dropped them (`nf_hook_slow`), as the kernel names it.
     #[serde(rename = "where")]
-    pub place: Option<String>,
+    pub place: Option<&'static str>,
     /// `ingress` (received from a device) or `egress` (sent by a local socket).
     pub path: PathName,
     /// `c2s` (client to server) or `s2c`.
@@ -84,7 +84,7 @@ pub struct ResetFact {
     pub origin: ResetOrigin,
     /// `enum sk_rst_reason` without its prefix (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …),
     /// `None` on kernels before 6.10.
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     /// The process closing the socket, for `socket` resets.
     pub pid: Option<u32>,
     pub process: Option<String>,
@@ -105,6 +105,14 @@ pub enum Dir {
 }
 
 impl Dir {
+    /// As serialized: `c2s`, `s2c`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::C2s => "c2s",
+            Dir::S2c => "s2c",
+        }
+    }
+
     /// The side that sent the packet.
     pub fn sender(self) -> Side {
         match self {
@@ -119,6 +127,26 @@ impl Dir {
 pub enum PathName {
     Ingress,
     Egress,
+}
+
+impl PathName {
+    /// As serialized: `ingress`, `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathName::Ingress => "ingress",
+            PathName::Egress => "egress",
+        }
+    }
+}
+
+impl ResetOrigin {
+    /// As serialized: `reply`, `socket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetOrigin::Reply => "reply",
+            ResetOrigin::Socket => "socket",
+        }
+    }
 }
 
 fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -152,8 +180,9 @@ impl KernelFacts {
             match e.kind {
                 EventKind::Drop {
                     reason,
-                    location,
                     path,
+                    place,
+                    ..
                 } => {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
@@ -175,10 +204,9 @@ impl KernelFacts {
                         Path::Ingress => PathName::Ingress,
                         Path::Egress => PathName::Egress,
                     };
-                    let place = names.function_at(location);
                     let same = |d: &&mut DropFact| {
                         d.reason_code == reason
-                            && d.place.as_deref() == place
+                            && d.place == place
                             && d.path == path
                             && d.dir == dir
                             && d.what == what
@@ -189,7 +217,7 @@ impl KernelFacts {
                     } else if f.drops.len() < MAX_FACTS {
                         f.drops.push(DropFact {
                             reason: names.reasons.drop_name(reason),
-                            place: place.map(str::to_string),
+                            place,
                             path,
                             dir,
                             what,
@@ -324,6 +352,10 @@ pub struct Witnessed {
     /// The events [`take`](Self::take) joins, kept to be reused: one connection after
     /// another, no allocation for the list.
     mine: Vec<KernelEvent>,
+    /// Emptied lists of connections that ended, for the next endpoints to reuse: a list
+    /// grown one event at a time was most of the cost of keeping events under a stream
+    /// of drops (benches/witness.sh), reallocated as it grew, once a connection.
+    spare: Vec<Vec<KernelEvent>>,
     held: usize,
     /// When [`expire`](Self::expire) last swept the table: a sweep visits every entry,
     /// so it runs at most once a second, not once a connection.
@@ -350,7 +382,11 @@ impl Witnessed {
             }
             self.overflowed += self.forgotten - before;
         }
-        self.by_pair.entry(pair(e.src, e.dst)).or_default().push(e);
+        let spare = &mut self.spare;
+        self.by_pair
+            .entry(pair(e.src, e.dst))
+            .or_insert_with(|| spare.pop().unwrap_or_else(|| Vec::with_capacity(16)))
+            .push(e);
         self.held += 1;
     }
 
@@ -376,7 +412,9 @@ impl Witnessed {
         events.retain(|e| e.ts > until || (e.ts >= from && another_syn(r, e)));
         self.held -= mine.len();
         if events.is_empty() {
-            self.by_pair.remove(&key);
+            if let Some(list) = self.by_pair.remove(&key) {
+                self.keep_spare(list);
+            }
         }
         let facts = KernelFacts::of(r, &mine, names);
         self.mine = mine;
@@ -401,6 +439,15 @@ impl Witnessed {
         self.forget_before(Timestamp(now.0.saturating_sub(KEEP_US)));
     }
 
+    /// Keeps an emptied list for reuse, a bounded number of them and none that grew
+    /// large (a flood's endpoints).
+    fn keep_spare(&mut self, list: Vec<KernelEvent>) {
+        const SPARE: usize = 1024;
+        if self.spare.len() < SPARE && list.capacity() <= 64 {
+            self.spare.push(list);
+        }
+    }
+
     fn forget_before(&mut self, before: Timestamp) {
         let mut dropped = 0usize;
         self.by_pair.retain(|_, events| {
@@ -421,16 +468,13 @@ mod tests {
     use crate::diagnose::tests::record;
     use crate::flow::Outcome;
     use crate::kernel::event::{Process, TcpState};
-    use crate::kernel::names::{Reasons, Symbols};
+    use crate::kernel::names::Reasons;
 
     fn names() -> Names {
-        Names::with(
-            Reasons::with(
-                &[(12, "NETFILTER_DROP"), (7, "TCP_LISTEN_OVERFLOW")],
-                &[(1, "NO_SOCKET")],
-            ),
-            Symbols::read("ffffffff81a00000 t nf_hook_slow\n".as_bytes()),
-        )
+        Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (7, "TCP_LISTEN_OVERFLOW")],
+            &[(1, "NO_SOCKET")],
+        ))
     }
 
     fn ep(s: &str) -> Endpoint {
@@ -459,6 +503,7 @@ mod tests {
             reason: 12,
             location: 0xffff_ffff_81a0_0010,
             path,
+            place: Some("nf_hook_slow"),
         };
         event(ts, kind, src, dst, flags)
     }
@@ -482,7 +527,7 @@ mod tests {
         assert_eq!(f.drops.len(), 1);
         let d = &f.drops[0];
         assert_eq!(
-            (d.reason.as_str(), d.place.as_deref(), d.what, d.count),
+            (&*d.reason, d.place, d.what, d.count),
             ("NETFILTER_DROP", Some("nf_hook_slow"), "SYN", 3)
         );
         assert_eq!((d.dir, d.path), (Dir::C2s, PathName::Ingress));
@@ -494,15 +539,16 @@ mod tests {
 
     #[test]
     fn a_sniffers_copy_dropped_is_not_the_connections_drop() {
-        let names = Names::with(
-            Reasons::with(&[(12, "NETFILTER_DROP"), (70, "PACKET_SOCK_ERROR")], &[]),
-            Symbols::default(),
-        );
+        let names = Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (70, "PACKET_SOCK_ERROR")],
+            &[],
+        ));
         let copy = KernelEvent {
             kind: EventKind::Drop {
                 reason: 70,
                 location: 0,
                 path: Path::Egress,
+                place: None,
             },
             ..drop(5, S, C, TcpFlags::RST, Path::Egress)
         };

@@ -8,8 +8,8 @@
 //!
 //! - [`event`]: one record, `Copy`, as the ring buffer delivers it.
 //! - [`witness`]: loading, attaching and reading the program (feature `kernel-witness`).
-//! - [`names`]: reason names from the running kernel's BTF, function names from
-//!   /proc/kallsyms.
+//! - [`names`]: reason names from the running kernel's BTF (the program names the
+//!   functions drops happen in itself, and [`witness`] reads those names).
 //! - [`facts`]: the events joined to one connection ([`KernelFacts`], the JSON `kernel`
 //!   object) and the table that holds them until their connection ends.
 //!

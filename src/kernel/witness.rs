@@ -4,10 +4,11 @@
 //! attachment is an fd-based link, so the kernel detaches it when the process ends,
 //! however it ends; dropping the [`Witness`] detaches it at once.
 
-use super::event::{Clock, KernelEvent};
+use super::event::{Clock, EventKind, KernelEvent};
 use super::Unavailable;
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBuffer, RingBufferBuilder};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
@@ -121,10 +122,21 @@ impl Witness {
                 step: "ring buffer".into(),
                 message: "no events map".into(),
             })?;
+        let mut places = Places::new(
+            self.object
+                .maps()
+                .find(|m| m.name().to_string_lossy() == "places"),
+        );
         let mut builder = RingBufferBuilder::new();
         builder
             .add(&map, move |raw: &[u8]| {
-                if let Some(e) = KernelEvent::parse(raw, &clock) {
+                if let Some(mut e) = KernelEvent::parse(raw, &clock) {
+                    if let EventKind::Drop {
+                        location, place, ..
+                    } = &mut e.kind
+                    {
+                        *place = places.name(*location);
+                    }
                     sink.borrow_mut().push(e);
                 }
                 0
@@ -163,6 +175,51 @@ impl Reader<'_> {
         // SAFETY: libbpf owns this epoll fd for the life of the ring buffer, which this
         // borrow cannot outlive.
         unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.epoll_fd()) }
+    }
+}
+
+/// The names of the kernel functions drops happened in, from the program's `places`
+/// map (the kernel names each with `%ps` the first time a drop happens there), cached:
+/// one map lookup per place per run.
+struct Places<'w> {
+    map: Option<libbpf_rs::Map<'w>>,
+    /// Leaked on purpose: a kernel drops packets at a few dozen places (the map holds at
+    /// most 1024), each named once for the run, and a `&'static str` keeps
+    /// [`KernelEvent`] `Copy`.
+    known: HashMap<u64, Option<&'static str>>,
+}
+
+impl<'w> Places<'w> {
+    fn new(map: Option<libbpf_rs::Map<'w>>) -> Places<'w> {
+        Places {
+            map,
+            known: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, location: u64) -> Option<&'static str> {
+        if let Some(&known) = self.known.get(&location) {
+            return known;
+        }
+        let bytes = self
+            .map
+            .as_ref()?
+            .lookup(&location.to_ne_bytes(), MapFlags::ANY)
+            .ok()
+            .flatten();
+        let name = bytes.and_then(|b| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            let s = std::str::from_utf8(&b[..end]).ok()?;
+            // `%ps` of an address in no symbol prints the address itself (`0x…`).
+            if s.is_empty() || s.starts_with("0x") {
+                return None;
+            }
+            Some(&*Box::leak(s.to_string().into_boxed_str()))
+        });
+        // The program names a place before it sends the record: one the map does not
+        // hold (it was full) stays unnamed.
+        self.known.insert(location, name);
+        name
     }
 }
 

@@ -4,7 +4,7 @@
 //! threads found.
 
 use super::host_threads::{Lookup, Refresher};
-use super::kernel_thread::{Drained, KernelCounts, KernelThread};
+use super::kernel_thread::{Drained, KernelBatch, KernelCounts, KernelThread};
 use super::progress_thread::ProgressThread;
 use super::{wall_clock, Config};
 use crate::capture::CaptureError;
@@ -36,10 +36,6 @@ const STUCK: Duration = Duration::from_millis(500);
 /// reach this thread by different paths. At most this long, should the kernel thread
 /// stall.
 const MAX_HOLD: Duration = Duration::from_millis(200);
-/// While lines are held, the flow stage looks at the watermark at least this often: the
-/// kernel thread moves it just after sending the batch that answers a nudge, so the
-/// flow stage, woken by the batch, may look a moment too early.
-const HELD_LOOK: Duration = Duration::from_millis(1);
 
 /// What the flow stage hands back at the end, for the summary and the exit status.
 pub(super) struct FlowDone {
@@ -101,8 +97,8 @@ impl FlowStage<'_> {
                 default(wait) => Err(Got::Timeout),
             };
             match got {
-                Err(Got::Kernel(evs)) => {
-                    sink.witnessed(evs);
+                Err(Got::Kernel(batch)) => {
+                    sink.witnessed_batch(batch);
                     sink.release_held(false)?;
                     sink.findings();
                     // Held lines released here are counted: a steady stream of kernel
@@ -110,7 +106,14 @@ impl FlowStage<'_> {
                     sink.publish(&counters, &table, false);
                     sink.batch_done()?;
                 }
-                Err(Got::KernelGone) => kernel_rx = crossbeam_channel::never(),
+                Err(Got::KernelGone) => {
+                    kernel_rx = crossbeam_channel::never();
+                    // No event will come any more: every held line may go.
+                    if let Some(k) = sink.kernel.as_mut() {
+                        k.until = u64::MAX;
+                    }
+                    sink.release_held(false)?;
+                }
                 Ok(batch) => {
                     received += batch.segments.len() as u64;
                     if let (false, Some(first), Some(last)) =
@@ -261,7 +264,7 @@ impl FlowStage<'_> {
 
 /// What woke the flow stage, besides a batch of segments.
 enum Got {
-    Kernel(Vec<KernelEvent>),
+    Kernel(KernelBatch),
     KernelGone,
     Timeout,
     Disconnected,
@@ -272,12 +275,15 @@ enum Got {
 /// in.
 pub(super) struct KernelSide {
     pub(super) thread: Option<KernelThread>,
-    pub(super) events: Receiver<Vec<KernelEvent>>,
+    pub(super) events: Receiver<KernelBatch>,
     pub(super) witnessed: Witnessed,
     pub(super) names: std::sync::Arc<Names>,
     /// Flow events waiting for the kernel's events about them, in order.
     pub(super) held: VecDeque<Held>,
     pub(super) drained: std::sync::Arc<Drained>,
+    /// The latest batch's mark: every kernel event produced before it has been taken
+    /// ([`KernelBatch::until`]); `u64::MAX` once the thread is gone.
+    pub(super) until: u64,
 }
 
 pub(super) struct Held {
@@ -290,18 +296,19 @@ pub(super) struct Held {
 }
 
 impl KernelSide {
-    /// How long the flow stage may sleep: the kernel thread answers a nudge with a batch
-    /// (empty if need be), which wakes it; the first held line's deadline bounds the wait
-    /// should it not.
+    /// How long the flow stage may sleep: the kernel thread answers an ask with a batch
+    /// whose mark covers the line (empty if need be), which wakes it; the first held
+    /// line's deadline bounds the wait should it not.
     fn wait(&self, tick: Duration) -> Duration {
         match self.held.front() {
-            Some(h) => h
-                .due
-                .saturating_duration_since(Instant::now())
-                .min(tick)
-                .min(HELD_LOOK),
+            Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
             None => tick,
         }
+    }
+
+    /// Takes a batch's mark.
+    fn marked(&mut self, until: u64) {
+        self.until = self.until.max(until);
     }
 }
 
@@ -496,6 +503,22 @@ impl Sink<'_> {
     /// disappearance goes to the diagnosis at once, with the process that called listen()
     /// or close() named from /proc while it is still there (one process's files: rare,
     /// and cheap next to the lines it corrects).
+    fn witnessed_batch(&mut self, batch: KernelBatch) {
+        if let Some(k) = self.kernel.as_mut() {
+            k.marked(batch.until);
+        }
+        self.witnessed(batch.events);
+    }
+
+    /// Every batch the kernel thread has sent so far.
+    fn witnessed_waiting(&mut self) {
+        let Some(k) = &self.kernel else { return };
+        let waiting: Vec<KernelBatch> = k.events.try_iter().collect();
+        for batch in waiting {
+            self.witnessed_batch(batch);
+        }
+    }
+
     fn witnessed(&mut self, events: Vec<KernelEvent>) {
         let Some(k) = &mut self.kernel else { return };
         for e in events {
@@ -528,15 +551,13 @@ impl Sink<'_> {
         if k.held.is_empty() {
             return Ok(());
         }
-        // The mark first, then the events it covers (the thread sends, then marks).
-        let drained = k.drained.until();
-        let late: Vec<KernelEvent> = k.events.try_iter().flatten().collect();
-        self.witnessed(late);
+        self.witnessed_waiting();
         let now = Instant::now();
         loop {
             let Some(k) = &mut self.kernel else {
                 return Ok(());
             };
+            let drained = k.until;
             let ready = |h: &Held| h.made <= drained || h.due <= now;
             match k.held.front() {
                 Some(h) if !all && !ready(h) => {
@@ -565,8 +586,10 @@ impl Sink<'_> {
     fn stop_witness(&mut self) -> Option<KernelCounts> {
         let k = self.kernel.as_mut()?;
         let counts = k.thread.take().map(KernelThread::finish);
-        let rest: Vec<KernelEvent> = k.events.try_iter().flatten().collect();
-        self.witnessed(rest);
+        self.witnessed_waiting();
+        if let Some(k) = self.kernel.as_mut() {
+            k.until = u64::MAX;
+        }
         // Events a full table forgot never reached their connection: lost like those
         // the ring buffer had no room for.
         let overflowed = self.kernel.as_ref().map_or(0, |k| k.witnessed.overflowed);
@@ -601,12 +624,7 @@ impl Sink<'_> {
         // The witness's events that have arrived first (a listen() just before a refusal
         // among them): a look at the sockets must not overtake the kernel's word about
         // the same listener, and the poll judges by everything known now.
-        if let Some(k) = &self.kernel {
-            let waiting: Vec<Vec<KernelEvent>> = k.events.try_iter().collect();
-            for events in waiting {
-                self.witnessed(events);
-            }
-        }
+        self.witnessed_waiting();
         let now = Instant::now();
         if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
             self.diagnoser.facts_refreshed(snapshot);

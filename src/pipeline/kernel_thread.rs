@@ -17,8 +17,9 @@
 
 #[cfg(feature = "kernel-witness")]
 use crate::error::Error;
+use crate::kernel::KernelEvent;
 #[cfg(feature = "kernel-witness")]
-use crate::kernel::{KernelEvent, Witness};
+use crate::kernel::Witness;
 #[cfg(feature = "kernel-witness")]
 use crossbeam_channel::{Sender, TrySendError};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -30,12 +31,31 @@ use std::time::Instant;
 /// The longest wait without events or nudges: the thread notices `stop` this often.
 #[cfg(feature = "kernel-witness")]
 const IDLE_WAIT_MS: u16 = 250;
-/// The program wakes this thread at most once a millisecond (`WAKE_NS` in
+/// The program wakes this thread at most once in 5 ms (`WAKE_NS` in
 /// `bpf/witness.bpf.c`); records written in between do not wake it. So once records
-/// come, the thread looks again every millisecond until a look finds none: a record waits
-/// about a millisecond at most.
+/// come, the thread looks again every 5 ms until looks have found nothing for [`GRACE`]:
+/// a record waits about that long at most. Every wake-up is a batch for the flow stage and two context
+/// switches, which cost more than reading the records themselves (benches/witness.sh: at
+/// 1 ms the thread's wake-ups were most of its CPU under a steady stream of drops).
 #[cfg(feature = "kernel-witness")]
-const CATCH_UP_MS: u16 = 1;
+const CATCH_UP_MS: u16 = 5;
+/// After the last record or ask, the thread goes on reading every [`CATCH_UP_MS`] this
+/// long before it waits idle again, so that a steady trickle of connection lines (a few
+/// thousand short connections a second) is answered by those reads, not by a nudge and
+/// two context switches a line (benches/witness.sh, conns).
+#[cfg(feature = "kernel-witness")]
+const GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One read of the ring buffer, for the flow stage.
+#[derive(Debug, Default)]
+pub(crate) struct KernelBatch {
+    /// The records read, in the order the kernel committed them.
+    pub(crate) events: Vec<KernelEvent>,
+    /// On [`Drained`]'s clock: every event produced before this is in this batch or an
+    /// earlier one. Sent with the events, so the flow stage never sees a mark ahead of
+    /// the events it covers.
+    pub(crate) until: u64,
+}
 
 /// What the witness saw, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,8 +78,10 @@ pub(super) struct Drained {
     /// Events lost so far ([`KernelCounts::lost`] while the thread runs), for
     /// `--metrics`; the ring buffer's own count is read into it once a second.
     lost: AtomicU64,
-    /// On the same clock: when the flow stage last nudged (0: never).
+    /// On the same clock: the latest line the flow stage waits for (0: none yet).
     asked_ns: AtomicU64,
+    /// The thread reads again within [`CATCH_UP_MS`] whatever happens: no nudge needed.
+    catching_up: AtomicBool,
 }
 
 impl Drained {
@@ -70,6 +92,7 @@ impl Drained {
             lost: AtomicU64::new(0),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
             asked_ns: AtomicU64::new(0),
+            catching_up: AtomicBool::new(false),
         })
     }
 
@@ -78,25 +101,37 @@ impl Drained {
         self.base.elapsed().as_nanos() as u64
     }
 
-    /// Every event produced before the returned time has been sent. Read it *before*
-    /// taking the events from the channel: the thread sends a batch, then moves the mark.
-    pub(super) fn until(&self) -> u64 {
+    /// The thread's own mark: every event produced before it has been sent.
+    fn until(&self) -> u64 {
         self.until_ns.load(Ordering::SeqCst)
     }
 
-    /// Asks the thread for a mark past `made` (a line made then is waiting for it),
-    /// unless the mark is past it already or an earlier ask is still unanswered: the
-    /// answer is a mark taken after the thread read the nudge, so it covers every line
-    /// made before that, and the flow stage asks again for the lines it does not cover
-    /// once it has come. A nudge is a write, a wake-up of this thread and one of the
-    /// flow stage: made once a line, they were most of the witness's cost under a flood
-    /// of short connections (benches/witness.sh).
+    /// Asks the thread for a batch whose mark passes `made` (a line made then is
+    /// waiting for it), unless the mark is past it already or an earlier ask is still
+    /// unanswered: the answer is a mark taken after the thread read the nudge, so it
+    /// covers every line made before that, and the flow stage asks again for the lines
+    /// it does not cover once it has come. While the thread is catching up it reads
+    /// within [`CATCH_UP_MS`] anyway: the ask is noted, and no nudge sent. A nudge is a
+    /// write, a wake-up of this thread and one of the flow stage: made once a line, they
+    /// were most of the witness's cost under a flood of short connections
+    /// (benches/witness.sh).
     pub(super) fn ask(&self, made: u64) {
         if made < self.until() || self.asked_ns.load(Ordering::SeqCst) > self.until() {
             return;
         }
         self.asked_ns.store(made.max(1), Ordering::SeqCst);
+        // After the store: a thread that stops catching up looks at `asked_ns` after
+        // clearing the flag, so one of the two sees the other.
+        if self.catching_up.load(Ordering::SeqCst) {
+            return;
+        }
         self.nudge();
+    }
+
+    /// An ask the thread's mark does not cover yet.
+    #[cfg(feature = "kernel-witness")]
+    fn asked(&self) -> bool {
+        self.asked_ns.load(Ordering::SeqCst) > self.until()
     }
 
     /// Wakes the thread.
@@ -126,7 +161,7 @@ impl KernelThread {
     #[cfg(feature = "kernel-witness")]
     pub(super) fn start(
         witness: Witness,
-        events: Sender<Vec<KernelEvent>>,
+        events: Sender<KernelBatch>,
         drained: Arc<Drained>,
     ) -> Result<KernelThread, Error> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -160,7 +195,7 @@ impl KernelThread {
 #[cfg(feature = "kernel-witness")]
 fn read_all(
     witness: Witness,
-    to_flow: &Sender<Vec<KernelEvent>>,
+    to_flow: &Sender<KernelBatch>,
     drained: &Drained,
     stop: &AtomicBool,
 ) -> KernelCounts {
@@ -188,6 +223,7 @@ fn read_all(
     let mut ready = [EpollEvent::empty(); 2];
     let mut batch = Vec::with_capacity(256);
     let mut catching_up = false;
+    let mut last_active = Instant::now();
     // The ring buffer's lost count is a map read (a syscall): once a second, for
     // `--metrics`, not on every wake.
     let mut lost_read = Instant::now();
@@ -198,34 +234,52 @@ fn read_all(
         } else {
             IDLE_WAIT_MS
         };
-        if let Err(e) = epoll.wait(&mut ready, wait) {
-            if e != nix::errno::Errno::EINTR {
+        let woken = match epoll.wait(&mut ready, wait) {
+            Ok(n) => &ready[..n],
+            Err(nix::errno::Errno::EINTR) => &[][..],
+            Err(e) => {
                 tracing::warn!(error = %e, "kernel witness: wait failed");
                 break;
             }
-        }
+        };
         // A nudge is answered even with no events: the flow stage waits for the mark.
-        let nudged = drained.nudge.read().is_ok();
+        // Its eventfd is read only when epoll says it was written (a read is a syscall).
+        let nudged = woken.iter().any(|e| e.data() == 1) && drained.nudge.read().is_ok();
         // Whatever the kernel committed before `mark` is read by this consume.
         let mark = drained.now();
         reader.consume(&mut batch);
-        catching_up = !batch.is_empty();
-        if !batch.is_empty() || nudged {
+        let got = !batch.is_empty();
+        let asked = drained.asked();
+        if got || nudged || asked {
+            last_active = Instant::now();
+        }
+        if got || nudged || asked {
             let n = batch.len() as u64;
             counts.events += n;
-            // An answer to a nudge with nothing in it costs no allocation.
-            let next = if batch.is_empty() {
-                Vec::new()
-            } else {
+            // An answer with nothing in it costs no allocation.
+            let next = if got {
                 Vec::with_capacity(256)
+            } else {
+                Vec::new()
             };
-            match to_flow.try_send(std::mem::replace(&mut batch, next)) {
+            let events = std::mem::replace(&mut batch, next);
+            match to_flow.try_send(KernelBatch {
+                events,
+                until: mark,
+            }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => counts.lost += n,
                 Err(TrySendError::Disconnected(_)) => break,
             }
         }
         drained.until_ns.fetch_max(mark, Ordering::SeqCst);
+        catching_up = last_active.elapsed() < GRACE;
+        drained.catching_up.store(catching_up, Ordering::SeqCst);
+        // After clearing the flag: an ask made while it was still set sent no nudge, and
+        // is seen here.
+        if !catching_up && drained.asked() {
+            catching_up = true;
+        }
         if lost_read.elapsed().as_secs() >= 1 {
             ring_lost = witness.lost();
             lost_read = Instant::now();

@@ -395,13 +395,10 @@ pub fn kernel_lines(
             PathName::Ingress => "on arrival".to_string(),
             PathName::Egress => format!("on the {}'s way out", sender.as_str()),
         };
-        let func = d
-            .place
-            .as_deref()
-            .map_or(String::new(), |f| format!(" (in {f})"));
+        let func = d.place.map_or(String::new(), |f| format!(" (in {f})"));
         // NO_SOCKET names what the code found, not why: where a SYN cookie's ACK is
         // checked, it means the listener's accept queue had no room.
-        let gloss = if DropClass::of(&d.reason, d.place.as_deref()) == DropClass::ListenOverflow
+        let gloss = if DropClass::of(&d.reason, d.place) == DropClass::ListenOverflow
             && d.reason != "TCP_LISTEN_OVERFLOW"
         {
             ": the listener's accept queue was full"
@@ -998,8 +995,8 @@ mod tests {
             count: u32,
         ) -> DropFact {
             DropFact {
-                reason: reason.to_string(),
-                place: Some("nft_do_chain".to_string()),
+                reason: reason.to_string().into(),
+                place: Some("nft_do_chain"),
                 path,
                 dir,
                 what,
@@ -1042,9 +1039,9 @@ mod tests {
         #[test]
         fn a_syn_cookies_ack_dropped_for_no_socket_is_said_as_the_full_accept_queue() {
             let mut ack = drop("ACK", Dir::C2s, PathName::Ingress, "NO_SOCKET", 1);
-            ack.place = Some("cookie_v4_check".to_string());
+            ack.place = Some("cookie_v4_check");
             let mut data = drop("data", Dir::C2s, PathName::Ingress, "NO_SOCKET", 3);
-            data.place = Some("cookie_v4_check".to_string());
+            data.place = Some("cookie_v4_check");
             let k = KernelFacts {
                 drops: vec![ack, data],
                 ..KernelFacts::default()
@@ -1103,7 +1100,7 @@ mod tests {
                 resets_sent: vec![ResetFact {
                     by: Side::Server,
                     origin: ResetOrigin::Reply,
-                    reason: Some("NO_SOCKET".to_string()),
+                    reason: Some("NO_SOCKET".into()),
                     pid: None,
                     process: None,
                 }],

@@ -270,7 +270,7 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
     let mut by_what: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut top = 0;
     for (key, t) in &k.drops {
-        if DropClass::of(&key.reason, key.place.as_deref()) != DropClass::ListenOverflow {
+        if DropClass::of(&key.reason, key.place) != DropClass::ListenOverflow {
             continue;
         }
         d.packets += t.packets;
@@ -279,7 +279,7 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
         *by_what.entry(key.what).or_default() += t.packets;
         if t.packets > top {
             top = t.packets;
-            d.place.clone_from(&key.place);
+            d.place = key.place.map(str::to_string);
             // TCP_LISTEN_OVERFLOW, or NO_SOCKET where a SYN cookie's ACK found no room.
             d.reason = if key.reason == "NO_SOCKET" {
                 "NO_SOCKET"
@@ -345,7 +345,7 @@ impl Group {
         *self.what.entry(key.what).or_default() += packets;
         if packets > self.place_packets {
             self.place_packets = packets;
-            self.place.clone_from(&key.place);
+            self.place = key.place.map(str::to_string);
         }
     }
 }
@@ -365,7 +365,7 @@ fn witnessed(
     let mut sources = BTreeSet::new();
     let mut sources_capped = false;
     for (key, t) in &k.drops {
-        let class = DropClass::of(&key.reason, key.place.as_deref());
+        let class = DropClass::of(&key.reason, key.place);
         match (key.sender, class) {
             (_, DropClass::ListenOverflow) => {}
             (Side::Client, DropClass::Martian) => {
@@ -779,8 +779,8 @@ mod tests {
             drops: drops
                 .iter()
                 .map(|&(reason, place, path, dir, what, count)| DropFact {
-                    reason: reason.to_string(),
-                    place: Some(place.to_string()),
+                    reason: reason.into(),
+                    place: Some(place),
                     path,
                     dir,
                     what,

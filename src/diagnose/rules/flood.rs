@@ -142,8 +142,7 @@ fn martians(k: &KernelEvidence) -> Option<(u64, u64)> {
     let mut syns = 0;
     let mut sources = BTreeSet::new();
     for (key, t) in &k.drops {
-        if key.sender == Side::Client
-            && DropClass::of(&key.reason, key.place.as_deref()) == DropClass::Martian
+        if key.sender == Side::Client && DropClass::of(&key.reason, key.place) == DropClass::Martian
         {
             syns += t.packets;
             sources.extend(t.clients.iter().copied());

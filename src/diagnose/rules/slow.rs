@@ -110,7 +110,7 @@ fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<Recover
     for (key, t) in &k.drops {
         if key.sender != Side::Client
             || key.what != "SYN"
-            || DropClass::of(&key.reason, key.place.as_deref()) != DropClass::Path
+            || DropClass::of(&key.reason, key.place) != DropClass::Path
             || t.recovered.flows == 0
         {
             continue;
@@ -126,7 +126,13 @@ fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<Recover
         out.push(RecoveredDrops {
             syns: t.recovered.packets,
             connections: t.recovered.flows,
-            site: drops::site(facts, &key.reason, key.path, true, key.place.clone()),
+            site: drops::site(
+                facts,
+                &key.reason,
+                key.path,
+                true,
+                key.place.map(str::to_string),
+            ),
         });
     }
     out

@@ -126,6 +126,41 @@ struct {
 	__type(value, struct sock_path);
 } paths SEC(".maps");
 
+/* The kernel functions drops happened in, each named once, by the kernel itself (`%ps`,
+ * the name /proc/kallsyms gives the address's function), for user space to look up by
+ * address when a record names a place it has not seen: reading the whole of
+ * /proc/kallsyms at start (the kernel formats 120,000 lines) cost more CPU than loading
+ * and attaching the programs. Drops happen at a few dozen places in a kernel. */
+#define PLACE_NAME 48
+struct place_name {
+	char name[PLACE_NAME];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	/* Allocated as places are named (a few dozen), not zeroed in full at load. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct place_name);
+} places SEC(".maps");
+
+/* In a section of its own: `config` stays the only object in .rodata (user space writes
+ * it at offset 0). bpf_snprintf wants its format in read-only map memory. */
+static const char place_fmt[] SEC(".rodata.fmt") = "%ps";
+#define BPF_NOEXIST 1
+
+static __always_inline void name_place(__u64 location)
+{
+	if (bpf_map_lookup_elem(&places, &location))
+		return;
+	struct place_name p = {};
+	__u64 arg = location;
+	bpf_snprintf(p.name, sizeof(p.name), place_fmt, &arg, sizeof(arg));
+	/* Full (1024 places): the drop goes unnamed, as it would without kallsyms. */
+	bpf_map_update_elem(&places, &location, &p, BPF_NOEXIST);
+}
+
 static __always_inline bool in_watched_netns(__u32 inum)
 {
 	/* An unknown namespace (0) passes: better a stray event than a missing one, and
@@ -139,24 +174,26 @@ static __always_inline bool in_watched_netns(__u32 inum)
  * verifier does not type) and casts to other types take the helper. This runs on every
  * drop and every TCP state change on the machine, watched or not: measured by
  * benches/witness.sh, a filtered-out drop cost ~300 ns with a helper call per field. */
+/* The namespace is read only for what passed the port test, with the helper: a pointer
+ * loaded from a BTF-typed pointer makes the verifier look up the loaded type's
+ * `__safe_trusted` variants by name, a linear search of the kernel's BTF, at each of
+ * those loads on each path it explores. For these few loads that search was a third of
+ * portsniff's start-up CPU (benches/witness.sh, idle). */
 static __always_inline __u32 netns_of_sock(const struct sock *sk)
 {
 	if (!sk)
 		return 0;
-	struct net *net = sk->__sk_common.skc_net.net;
-	return net ? net->ns.inum : 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 static __always_inline __u32 netns_of_skb(const struct sk_buff *skb)
 {
 	/* A received packet has its device; one sent by a local socket may not have one
 	 * yet (a SYN-ACK dropped in OUTPUT) but has its socket. */
-	struct net_device *dev = skb->dev;
-	if (dev) {
-		struct net *net = dev->nd_net.net;
-		return net ? net->ns.inum : 0;
-	}
-	return netns_of_sock(skb->sk);
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	return netns_of_sock(BPF_CORE_READ(skb, sk));
 }
 
 static __always_inline bool port_matches(__u16 sport, __u16 dport)
@@ -378,8 +415,9 @@ static __always_inline void swap_tuple(struct witness_event *e)
  * A record wakes the reader only when none has for WAKE_NS; the records in between wait
  * for it, and it comes back for them within WAKE_NS of the last one it read
  * (src/pipeline/kernel_thread.rs). After a quiet spell the first record wakes it at
- * once, so a lone drop still reaches user space in microseconds. */
-#define WAKE_NS 1000000ULL
+ * once, so a lone drop still reaches user space in microseconds. 5 ms: each wake-up is
+ * also a batch for the flow stage and two context switches in user space. */
+#define WAKE_NS 5000000ULL
 static __u64 last_wake;
 
 static __always_inline void submit(struct witness_event *e)
@@ -419,6 +457,8 @@ int BPF_PROG(witness_drop, struct sk_buff *skb, void *location, int reason)
 		e.flags |= WF_RECEIVED;
 	e.reason = reason;
 	e.location = (__u64)location;
+	/* Named before the record goes: when user space reads it, the name is there. */
+	name_place(e.location);
 	submit(&e);
 	return 0;
 }
