@@ -19,7 +19,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portsniff::decode::{
-    Endpoint, HandshakeOptions, IcmpError, Segment, SegmentKind, TcpFlags, TcpSegment, Timestamp,
+    Encap, Endpoint, HandshakeOptions, IcmpError, Segment, SegmentKind, TcpFlags, TcpSegment, Timestamp,
     Unreachable,
 };
 use portsniff::flow::{FlowConfig, FlowEvent, FlowTable};
@@ -115,6 +115,7 @@ fuzz_target!(|data: &[u8]| {
                     payload_len: payload,
                     options: HandshakeOptions::default(),
                 }),
+                encap: Encap::None,
             },
             12 | 13 => Segment {
                 ts,
@@ -132,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
                     },
                     quoted_seq: seq,
                 }),
+                encap: Encap::None,
             },
             14 => {
                 table.tick(ts, &mut events);
@@ -142,6 +144,7 @@ fuzz_target!(|data: &[u8]| {
                 src: cl,
                 dst: Endpoint::new(sv.addr, 22),
                 kind: SegmentKind::SynElsewhere,
+                encap: Encap::None,
             },
         };
         if matches!(seg.kind, SegmentKind::Tcp(_)) {
