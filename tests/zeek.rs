@@ -95,6 +95,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     // A row is written when its close delay is over, or at the end of the file (then in
     // order of first packet): the last clean close comes after the two attempts.
     ("drop_window.pcap", &["SF", "S0", "S0", "SF"]),
+    // A mirror port's copy (ERSPAN): the inner connection, as for the tunnels.
+    ("erspan.pcap", &["SF"]),
     ("established.pcap", &["S1"]),
     // The client's FIN then RST, the server's FIN: Zeek's "actually normal termination".
     ("fin_rst_fin.pcap", &["SF"]),

@@ -516,11 +516,12 @@ fn the_same_connection_in_two_vnis_is_two_connections() {
 }
 
 #[test]
-fn connections_inside_mpls_qinq_and_pppoe_are_seen_and_tagged() {
+fn connections_inside_mpls_qinq_pppoe_and_erspan_are_seen_and_tagged() {
     for (file, encap) in [
         ("mpls.pcap", "mpls label 2001"),
         ("qinq.pcap", "qinq 100.200"),
         ("pppoe.pcap", "pppoe session 4660"),
+        ("erspan.pcap", "erspan session 3"),
     ] {
         let (flows, s) = check(file, 0, &[CLOSED_BY_CLIENT]);
         assert_eq!(flows[0]["encap"], encap, "{file}");
