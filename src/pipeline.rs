@@ -17,6 +17,7 @@ mod host_threads;
 mod kernel_thread;
 mod metrics_thread;
 mod progress_thread;
+mod tunnel_copies;
 
 use crate::capture::{self, Batch, CaptureError, CaptureReport};
 use crate::decode::{PairHasher, Timestamp};
@@ -422,6 +423,11 @@ impl Prepared<'_> {
                 port: cfg.port,
                 backend,
                 copies: dnat_copies::DnatCopies::new(cfg.port, backend),
+                tunnel_copies: tunnel_copies::TunnelCopies::new(matches!(
+                    link,
+                    crate::decode::LinkType::LinuxSll | crate::decode::LinkType::LinuxSll2
+                )),
+                copied_segments: 0,
                 live,
                 stream,
                 items: Vec::with_capacity(Sink::batch_capacity(live)),

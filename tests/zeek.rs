@@ -158,6 +158,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("vxlan_14789.pcap", &[]),
     ("vxlan_8472.pcap", &["SF", "REJ"]),
     // One inner 4-tuple in two VNIs: two rows each.
+    // -i any on the tunnel's endpoint: each connection once, though captured twice.
+    ("vxlan_any.pcap", &["SF", "REJ"]),
     ("vxlan_two_vnis.pcap", &["SF", "SF", "REJ", "REJ"]),
 ];
 

@@ -57,6 +57,10 @@ pub struct TableStats {
     /// while its tombstone still held the 4-tuple (a RST 16 s after a clean close): its
     /// record is out, and they are no new connection. Counted here, in no flow.
     pub after_close: u64,
+    /// Segments of connections shown once though captured twice (`-i any`: a tunnel this
+    /// host ends, a DNAT port map): the second copy's, in no flow. Set by the flow stage,
+    /// which drops that copy; the table never sets it.
+    pub copies: u64,
     /// Most flows tracked at once (tombstones included).
     pub peak_flows: u64,
 }

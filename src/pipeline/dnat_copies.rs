@@ -37,9 +37,10 @@ pub(super) struct DnatCopies {
     waiting: HashMap<(Endpoint, u32), (Copy_, Timestamp)>,
     /// By client endpoint and ISN: the host:P its SYN was addressed to, before the DNAT.
     addressed: HashMap<(Endpoint, u32), Endpoint>,
-    /// By flow id, for a flow in its close delay (its `Settled` record is to come): `None`
-    /// if it was dropped as a second copy, else the address it was shown with.
-    settling: HashMap<u64, Option<Endpoint>>,
+    /// By flow id, for a flow in its close delay (its `Settled` record is to come): `Err`
+    /// with its segments then if it was dropped as a second copy, else the address it was
+    /// shown with.
+    settling: HashMap<u64, Result<Endpoint, u64>>,
 }
 
 impl DnatCopies {
@@ -77,22 +78,22 @@ impl DnatCopies {
         false
     }
 
-    /// Remembers what became of a `Finished` record whose `Settled` one follows: dropped
-    /// (`shown` is `None`) or shown to the server `shown`.
-    pub(super) fn settles_later(&mut self, r: &FlowRecord, shown: Option<Endpoint>) {
+    /// Remembers what became of a `Finished` record whose `Settled` one follows: shown to
+    /// the server `Ok(shown)`, or dropped (`Err` with its segments).
+    pub(super) fn settles_later(&mut self, r: &FlowRecord, shown: Result<Endpoint, u64>) {
         self.settling.insert(r.id, shown);
     }
 
-    /// A `Settled` record as its `Finished` one went: `false` if that was dropped as a
-    /// second copy; else with the same server address.
-    pub(super) fn settled(&mut self, r: &mut FlowRecord) -> bool {
+    /// A `Settled` record as its `Finished` one went: `Err` with the segments that record
+    /// had if it was dropped as a second copy; else readdressed to the same server.
+    pub(super) fn settled(&mut self, r: &mut FlowRecord) -> Result<(), u64> {
         match self.settling.remove(&r.id) {
-            Some(None) => false,
-            Some(Some(shown)) => {
+            Some(Err(before)) => Err(before),
+            Some(Ok(shown)) => {
                 r.server = shown;
-                true
+                Ok(())
             }
-            None => true,
+            None => Ok(()),
         }
     }
 

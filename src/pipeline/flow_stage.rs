@@ -255,7 +255,10 @@ impl FlowStage<'_> {
         Ok(FlowDone {
             diagnoser: sink.diagnoser,
             capture,
-            table: table.stats(),
+            table: TableStats {
+                copies: sink.copied_segments,
+                ..table.stats()
+            },
             diagnosis,
             kernel: kernel_counts,
         })
@@ -332,6 +335,11 @@ pub(super) struct Sink<'a> {
     pub(super) backend: Option<crate::decode::Endpoint>,
     /// With a DNAT backend: the copies `-i any` sees of each forwarded connection.
     pub(super) copies: Option<super::dnat_copies::DnatCopies>,
+    /// On `-i any`: the two copies it sees of each connection through a tunnel this
+    /// host ends (inside it on the underlay, and opened).
+    pub(super) tunnel_copies: Option<super::tunnel_copies::TunnelCopies>,
+    /// Segments of the second copies dropped (tunnel or DNAT), for the summary's sum.
+    pub(super) copied_segments: u64,
     pub(super) live: bool,
     /// The input is a pipe or a FIFO: each input batch's items are handed over at its
     /// end, as live (the reader ends a batch whenever the writer pauses).
@@ -374,6 +382,22 @@ impl Sink<'_> {
 
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
         for mut ev in events.drain(..) {
+            // The same tunnelled connection seen again once its tunnel is opened (or
+            // before): one flow, not two, shown as the copy that finished first.
+            if let Some(t) = self.tunnel_copies.as_mut() {
+                let dropped = match &ev {
+                    FlowEvent::Finished(r) => t.is_second_copy(r).then(|| segments(r)),
+                    // Only its packets after the close are new.
+                    FlowEvent::Settled { record, .. } => t
+                        .settled_was_dropped(record)
+                        .map(|before| segments(record).saturating_sub(before)),
+                    FlowEvent::Pending(_) => None,
+                };
+                if let Some(n) = dropped {
+                    self.copied_segments += n;
+                    continue;
+                }
+            }
             // The same forwarded connection seen again after the DNAT: one flow, not two,
             // shown with the address the client used.
             match (&mut ev, &mut self.copies) {
@@ -381,21 +405,23 @@ impl Sink<'_> {
                     let settles = r.end == Some(EndReason::Packets);
                     if c.is_second_copy(r) {
                         if settles {
-                            c.settles_later(r, None);
+                            c.settles_later(r, Err(segments(r)));
                         }
+                        self.copied_segments += segments(r);
                         continue;
                     }
                     if let Some(before) = c.addressed(r) {
                         r.server = before;
                     }
                     if settles {
-                        c.settles_later(r, Some(r.server));
+                        c.settles_later(r, Ok(r.server));
                     }
                 }
                 (FlowEvent::Settled { record, .. }, Some(c)) => {
                     // Dropped if its Finished was (a second copy), else readdressed alike.
-                    let shown = c.settled(record);
-                    if !shown {
+                    if let Err(before) = c.settled(record) {
+                        // Only its packets after the close are new.
+                        self.copied_segments += segments(record).saturating_sub(before);
                         continue;
                     }
                 }
@@ -730,4 +756,9 @@ impl Sink<'_> {
             .send(items)
             .map_err(|_| Error::Output(io::Error::other("the report stage stopped")))
     }
+}
+
+/// A connection's segments both ways.
+fn segments(r: &crate::flow::FlowRecord) -> u64 {
+    r.packets[0] + r.packets[1]
 }

@@ -780,9 +780,14 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
         "  packets         {} captured, {} decoded{}, {} other traffic, {} undecodable{}",
         s.packets,
         s.decoded,
-        match s.table.after_close {
-            0 => String::new(),
-            n => format!(" ({n} in no flow: after their connection's close delay)"),
+        match (s.table.after_close, s.table.copies) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(" ({n} in no flow: after their connection's close delay)"),
+            (0, c) => format!(" ({c} in a second copy of a connection shown once)"),
+            (n, c) => format!(
+                " ({n} in no flow: after their connection's close delay; {c} in a second \
+                 copy of a connection shown once)"
+            ),
         },
         other,
         bad_total,

@@ -129,6 +129,21 @@ fn stage(test: &str, tunnel: &Tunnel, tag: char) -> Option<Staged> {
 /// a listener on 10.42.0.2 inside the tunnel and the server closes: one connection,
 /// named by `encap`.
 fn connection_inside_is_named(staged: &Staged, options: &[&str], encap: &str) {
+    let found = connection_inside(staged, &staged.client_if, options);
+    assert_eq!(found.flow["encap"], encap, "{}", found.out);
+}
+
+/// What portsniff said of the one connection made inside the tunnel.
+struct Found {
+    flow: Value,
+    summary: Value,
+    out: String,
+}
+
+/// portsniff (with `options`) on `interface` of the client's namespace while a client
+/// sends 100 bytes to a listener on 10.42.0.2 inside the tunnel and the server closes:
+/// one connection, from 10.42.0.1, with its 100 bytes.
+fn connection_inside(staged: &Staged, interface: &str, options: &[&str]) -> Found {
     let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
         .expect("bind 127.0.0.1:0")
         .port();
@@ -142,7 +157,7 @@ fn connection_inside_is_named(staged: &Staged, options: &[&str], encap: &str) {
 
     let mut args = vec![
         "-i",
-        &staged.client_if,
+        interface,
         "--port",
         &port_s,
         "--json",
@@ -182,7 +197,6 @@ fn connection_inside_is_named(staged: &Staged, options: &[&str], encap: &str) {
         .filter(|v| v["final"] == true)
         .collect();
     assert_eq!(found.len(), 1, "one connection inside the tunnel\n{out}");
-    assert_eq!(found[0]["encap"], encap, "{out}");
     assert_eq!(found[0]["server"], format!("10.42.0.2:{port}"), "{out}");
     assert_eq!(
         found[0]["client"]
@@ -197,6 +211,42 @@ fn connection_inside_is_named(staged: &Staged, options: &[&str], encap: &str) {
         Some(true),
         "{out}"
     );
+    let summary = lines
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["type"] == "summary")
+        .cloned()
+        .expect("a summary line");
+    Found {
+        flow: found[0].clone(),
+        summary,
+        out,
+    }
+}
+
+/// The tunnel's endpoint with `-i any`: every packet is captured inside VXLAN on the
+/// underlay and again on the tunnel's device; the connection is one line all the same,
+/// and the copy's segments are counted as such.
+#[test]
+fn live_any_on_the_tunnels_endpoint_shows_each_connection_once() {
+    const TEST: &str = "live_any_on_the_tunnels_endpoint_shows_each_connection_once";
+    let tunnel = Tunnel::KernelVxlan { dstport: "4789" };
+    if let Some(staged) = stage(TEST, &tunnel, 'a') {
+        let found = connection_inside(&staged, "any", &[]);
+        let encap = &found.flow["encap"];
+        assert!(
+            encap.is_null() || encap == "vxlan vni 42",
+            "shown as either copy: {}",
+            found.out
+        );
+        let p = &found.summary["packets"];
+        let in_flow = found.flow["packets_c2s"].as_u64().unwrap_or(0)
+            + found.flow["packets_s2c"].as_u64().unwrap_or(0);
+        assert!(
+            p["not_in_flows"]["copies"].as_u64().unwrap_or(0) >= in_flow,
+            "the other copy's segments counted: {p}"
+        );
+    }
 }
 
 #[test]

@@ -529,6 +529,22 @@ fn connections_inside_mpls_qinq_pppoe_and_erspan_are_seen_and_tagged() {
     }
 }
 
+/// `-i any` on a tunnel's endpoint captures each packet twice, inside VXLAN on the
+/// underlay and again on the opened tunnel's device: each connection is one line, and the
+/// copy's segments are counted as such, so the decoded packets still add up.
+#[test]
+fn on_a_tunnel_endpoint_any_sees_each_connection_twice_and_shows_it_once() {
+    let (flows, s) = check("vxlan_any.pcap", 1, &[CLOSED_BY_CLIENT, REFUSED]);
+    let p = &s["packets"];
+    let in_flows: u64 = flows
+        .iter()
+        .map(|f| f["packets_c2s"].as_u64().unwrap() + f["packets_s2c"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_flows, 12, "each connection's packets once: {flows:#?}");
+    assert_eq!(p["not_in_flows"]["copies"], 12, "{p}");
+    assert_eq!(p["decoded"], 24, "{p}");
+}
+
 #[test]
 fn the_text_line_says_which_tunnel() {
     let out = run(&[

@@ -229,7 +229,7 @@ pub(super) fn check_replay(
     let not = &p["not_in_flows"];
     prop_assert_eq!(
         n(&p["decoded"]),
-        in_flows + n(&not["icmp_errors"]) + n(&not["after_close"]),
+        in_flows + n(&not["icmp_errors"]) + n(&not["after_close"]) + n(&not["copies"]),
         "decoded vs flows' packets + not in flows: {}",
         p
     );
