@@ -17,9 +17,9 @@ use crate::flow::FlowRecord;
 use std::collections::HashMap;
 
 /// Unmatched copies kept at most; beyond it the ones older than [`KEEP_US`] go.
-const CAP: usize = 4096;
+pub(super) const CAP: usize = 4096;
 /// How long an unmatched copy waits for its twin (both finish within microseconds).
-const KEEP_US: u64 = 2_000_000;
+pub(super) const KEEP_US: u64 = 2_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Copy_ {
@@ -125,19 +125,28 @@ impl DnatCopies {
                 true
             }
             _ => {
-                if self.waiting.len() >= CAP {
-                    let now = r.last_ts;
-                    self.waiting
-                        .retain(|_, (_, ts)| now.micros_since(*ts) < KEEP_US);
-                    if self.waiting.len() >= CAP {
-                        self.waiting.clear();
-                    }
-                }
-                self.waiting.insert(key, (copy, r.last_ts));
+                wait_for_twin(&mut self.waiting, key, copy, r.last_ts);
                 false
             }
         }
     }
+}
+
+/// Keeps an unpaired copy (`what` it was, ended `at`) until its twin comes, in a map
+/// bounded by [`CAP`]: when full, the copies older than [`KEEP_US`] go, or all of them.
+pub(super) fn wait_for_twin<K: std::hash::Hash + Eq, V>(
+    waiting: &mut HashMap<K, (V, Timestamp)>,
+    key: K,
+    what: V,
+    at: Timestamp,
+) {
+    if waiting.len() >= CAP {
+        waiting.retain(|_, (_, ts)| at.micros_since(*ts) < KEEP_US);
+        if waiting.len() >= CAP {
+            waiting.clear();
+        }
+    }
+    waiting.insert(key, (what, at));
 }
 
 #[cfg(test)]

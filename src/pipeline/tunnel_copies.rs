@@ -9,15 +9,10 @@
 //! Two tunnels carrying the same inner connection (two tenants' overlays reusing
 //! addresses) are both tunnelled, with different `encap`: never paired here.
 
+use super::dnat_copies::{wait_for_twin, CAP, KEEP_US};
 use crate::decode::{Encap, Endpoint, Timestamp};
 use crate::flow::FlowRecord;
 use std::collections::HashMap;
-
-/// Unpaired copies kept at most; beyond it the ones older than [`KEEP_US`] go.
-const CAP: usize = 4096;
-/// How long an unpaired copy waits for its twin (both end within microseconds: the
-/// same packets, a kernel hop apart).
-const KEEP_US: u64 = 2_000_000;
 
 /// The copies of tunnelled connections seen finishing, waiting for their twins.
 #[derive(Debug, Default)]
@@ -54,15 +49,7 @@ impl TunnelCopies {
                 true
             }
             _ => {
-                if self.waiting.len() >= CAP {
-                    let now = r.last_ts;
-                    self.waiting
-                        .retain(|_, (_, ts)| now.micros_since(*ts) < KEEP_US);
-                    if self.waiting.len() >= CAP {
-                        self.waiting.clear();
-                    }
-                }
-                self.waiting.insert(key, (tunnelled, r.last_ts));
+                wait_for_twin(&mut self.waiting, key, tunnelled, r.last_ts);
                 false
             }
         }
