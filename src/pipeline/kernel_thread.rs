@@ -252,8 +252,6 @@ fn read_all(
         let asked = drained.asked();
         if got || nudged || asked {
             last_active = Instant::now();
-        }
-        if got || nudged || asked {
             let n = batch.len() as u64;
             counts.events += n;
             // An answer with nothing in it costs no allocation.
