@@ -119,6 +119,8 @@ pub struct Prepared<'a> {
 #[cfg(feature = "kernel-witness")]
 struct Witnessed_ {
     witness: crate::kernel::Witness,
+    /// Its ring buffer's reader, shared by the flow stage and the kernel thread.
+    reader: crate::kernel::Reader,
     names: Arc<Names>,
 }
 #[cfg(not(feature = "kernel-witness"))]
@@ -137,8 +139,10 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
     #[cfg(feature = "kernel-witness")]
     {
         let witness = crate::kernel::Witness::attach(cfg.port)?;
+        let reader = witness.reader()?;
         Ok(Witnessed_ {
             witness,
+            reader,
             names: Arc::new(Names::of_kernel()),
         })
     }
@@ -368,17 +372,20 @@ impl Prepared<'_> {
         let kernel = match witness {
             Ok(w) => {
                 let (events_tx, events) = bounded(KERNEL_BATCHES);
-                let drained = Arc::new(kernel_thread::Drained::new().map_err(Error::Thread)?);
                 #[cfg(feature = "kernel-witness")]
-                let thread = Some(KernelThread::start(
-                    w.witness,
-                    events_tx,
-                    Arc::clone(&drained),
-                )?);
+                let (thread, drained) = {
+                    let drained =
+                        Arc::new(kernel_thread::Drained::new(w.reader).map_err(Error::Thread)?);
+                    let thread = KernelThread::start(w.witness, events_tx, Arc::clone(&drained))?;
+                    (Some(thread), drained)
+                };
                 #[cfg(not(feature = "kernel-witness"))]
-                let thread: Option<KernelThread> = {
+                let (thread, drained): (
+                    Option<KernelThread>,
+                    Arc<kernel_thread::Drained>,
+                ) = {
                     drop(events_tx);
-                    None
+                    unreachable!("a build without the witness never has one")
                 };
                 Some(KernelSide {
                     thread,
@@ -388,6 +395,8 @@ impl Prepared<'_> {
                     held: Default::default(),
                     drained,
                     until: 0,
+                    batches: Vec::new(),
+                    pulled: Vec::new(),
                 })
             }
             Err(_) => None,

@@ -60,6 +60,26 @@ impl TcpState {
         }
     }
 
+    /// The kernel's number for it (the inverse of [`from_kernel`](Self::from_kernel)).
+    pub fn number(self) -> u8 {
+        match self {
+            TcpState::Established => 1,
+            TcpState::SynSent => 2,
+            TcpState::SynRecv => 3,
+            TcpState::FinWait1 => 4,
+            TcpState::FinWait2 => 5,
+            TcpState::TimeWait => 6,
+            TcpState::Close => 7,
+            TcpState::CloseWait => 8,
+            TcpState::LastAck => 9,
+            TcpState::Listen => 10,
+            TcpState::Closing => 11,
+            TcpState::NewSynRecv => 12,
+            TcpState::BoundInactive => 13,
+            TcpState::Other(n) => n,
+        }
+    }
+
     /// The kernel's (and `ss`'s) name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -152,22 +172,62 @@ impl StatePath {
     /// Packs `states` as the BPF program does (tests build records with it).
     #[cfg(test)]
     pub fn of(states: &[TcpState]) -> StatePath {
-        let n = |s: TcpState| {
-            (1..=13)
-                .find(|&i| TcpState::from_kernel(i) == s)
-                .unwrap_or(0)
-        };
-        let packed = states
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (i, &s)| acc | u64::from(n(s)) << (4 * i));
+        let packed = states.iter().enumerate().fold(0u64, |acc, (i, &s)| {
+            acc | u64::from(s.number() & 0xf) << (4 * i)
+        });
         StatePath::from_raw(packed, states.len() as u32)
+    }
+
+    /// A path that starts at `first` (a socket whose changes came one at a time).
+    pub fn starting(first: TcpState) -> StatePath {
+        let mut path = StatePath {
+            states: 0,
+            len: 0,
+            cut: false,
+        };
+        path.push(first);
+        path
+    }
+
+    /// Appends `state`; a full path (16) shifts its oldest out and is marked cut, as the
+    /// BPF program does.
+    pub fn push(&mut self, state: TcpState) {
+        if self.len >= 16 {
+            self.states >>= 4;
+            self.len = 15;
+            self.cut = true;
+        }
+        self.states |= u64::from(state.number() & 0xf) << (4 * u32::from(self.len));
+        self.len += 1;
     }
 
     /// The states, oldest first.
     pub fn states(self) -> impl Iterator<Item = TcpState> {
         (0..u32::from(self.len))
             .map(move |i| TcpState::from_kernel(((self.states >> (4 * i)) & 0xf) as u32))
+    }
+}
+
+/// `SYN_SENT→ESTABLISHED→…→CLOSE`, with a leading `…` when older states were shifted
+/// out: the flow line's `states`.
+impl fmt::Display for StatePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cut {
+            f.write_str("…")?;
+        }
+        for (i, state) in self.states().enumerate() {
+            if i > 0 || self.cut {
+                f.write_str("→")?;
+            }
+            f.write_str(state.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for StatePath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

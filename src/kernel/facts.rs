@@ -3,7 +3,7 @@
 //! whose schema the README documents), and the table that holds events until their
 //! connection ends.
 
-use super::event::{EventKind, KernelEvent, Path};
+use super::event::{EventKind, KernelEvent, Path, StatePath};
 use super::names::{Name, Names};
 use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Side};
@@ -42,10 +42,11 @@ pub struct KernelFacts {
     pub synack_retransmits: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// Copied, not allocated: a connection's line carries both, once a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct States {
-    pub client: Option<String>,
-    pub server: Option<String>,
+    pub client: Option<StatePath>,
+    pub server: Option<StatePath>,
 }
 
 /// Packets dropped for one reason at one place.
@@ -260,9 +261,8 @@ impl KernelFacts {
                         Some(Side::Server) => &mut f.states.server,
                         None => continue,
                     };
-                    let path = slot.get_or_insert_with(|| old.as_str().to_string());
-                    path.push('→');
-                    path.push_str(new.as_str());
+                    slot.get_or_insert_with(|| StatePath::starting(old))
+                        .push(new);
                 }
                 EventKind::Closed { path, .. } => {
                     let slot = match side_of(&e.src) {
@@ -272,17 +272,7 @@ impl KernelFacts {
                     };
                     // The whole path, from the kernel's own storage: it replaces
                     // whatever single changes came before it for this socket.
-                    let s = slot.get_or_insert_with(String::new);
-                    s.clear();
-                    if path.cut {
-                        s.push('…');
-                    }
-                    for (i, state) in path.states().enumerate() {
-                        if i > 0 || path.cut {
-                            s.push('→');
-                        }
-                        s.push_str(state.as_str());
-                    }
+                    *slot = Some(path);
                 }
                 EventKind::SynAckRetransmit => f.synack_retransmits += 1,
             }
@@ -620,10 +610,13 @@ mod tests {
         ];
         let f = KernelFacts::of(&flow(Outcome::Closed, 0, 10), &evs, &names());
         assert_eq!(
-            f.states.client.as_deref(),
+            f.states.client.map(|p| p.to_string()).as_deref(),
             Some("SYN_SENT→ESTABLISHED→FIN_WAIT1")
         );
-        assert_eq!(f.states.server.as_deref(), Some("SYN_RECV→ESTABLISHED"));
+        assert_eq!(
+            f.states.server.map(|p| p.to_string()).as_deref(),
+            Some("SYN_RECV→ESTABLISHED")
+        );
     }
 
     #[test]
@@ -651,11 +644,11 @@ mod tests {
         ];
         let f = KernelFacts::of(&flow(Outcome::Closed, 0, 10), &evs, &names());
         assert_eq!(
-            f.states.server.as_deref(),
+            f.states.server.map(|p| p.to_string()).as_deref(),
             Some("SYN_RECV→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE")
         );
         assert_eq!(
-            f.states.client.as_deref(),
+            f.states.client.map(|p| p.to_string()).as_deref(),
             Some("…→ESTABLISHED→CLOSE_WAIT→LAST_ACK→CLOSE"),
             "older states shifted out are said to be missing"
         );

@@ -30,7 +30,7 @@ pub use event::{EventKind, KernelEvent, TcpState};
 pub use facts::{KernelFacts, ResetOrigin, Witnessed};
 pub use names::Names;
 #[cfg(feature = "kernel-witness")]
-pub use witness::Witness;
+pub use witness::{Reader, Witness};
 
 use std::fmt;
 

@@ -6,7 +6,9 @@
 
 use super::event::{Clock, EventKind, KernelEvent};
 use super::Unavailable;
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer, RingBufferBuilder,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -109,8 +111,10 @@ impl Witness {
         }
     }
 
-    /// A reader of the ring buffer, for the thread that polls it.
-    pub fn reader(&self) -> Result<Reader<'_>, Unavailable> {
+    /// A reader of the ring buffer. It owns what it reads through (its own handles on
+    /// the maps), so the flow stage and the kernel thread can share it (behind a lock)
+    /// while the thread keeps the programs attached.
+    pub fn reader(&self) -> Result<Reader, Unavailable> {
         let pending = Rc::new(RefCell::new(Vec::new()));
         let sink = Rc::clone(&pending);
         let clock = self.clock;
@@ -125,7 +129,8 @@ impl Witness {
         let mut places = Places::new(
             self.object
                 .maps()
-                .find(|m| m.name().to_string_lossy() == "places"),
+                .find(|m| m.name().to_string_lossy() == "places")
+                .and_then(|m| MapHandle::try_from(&m).ok()),
         );
         let mut builder = RingBufferBuilder::new();
         builder
@@ -145,7 +150,14 @@ impl Witness {
         let ring = builder
             .build()
             .map_err(|e| Unavailable::load("ring buffer", e))?;
-        Ok(Reader { ring, pending })
+        // The ring's pages are mapped from the map and hold it: a handle of our own keeps
+        // the map (and so the mapping's meaning) whatever happens to the object first.
+        let events = MapHandle::try_from(&map).map_err(|e| Unavailable::load("ring buffer", e))?;
+        Ok(Reader {
+            ring,
+            pending,
+            _events: events,
+        })
     }
 
     /// How many programs are attached.
@@ -154,14 +166,22 @@ impl Witness {
     }
 }
 
-/// Reads the witness's ring buffer (on one thread: it is not `Send`).
-pub struct Reader<'w> {
-    ring: RingBuffer<'w>,
+/// Reads the witness's ring buffer. One reader at a time: it is shared behind a lock.
+pub struct Reader {
+    ring: RingBuffer<'static>,
     pending: Rc<RefCell<Vec<KernelEvent>>>,
+    _events: MapHandle,
 }
 
-impl Reader<'_> {
-    /// Moves every record the kernel has committed into `out`, without waiting.
+// SAFETY: the two `Rc` handles on `pending` (this one and the ring callback's clone)
+// both live inside this `Reader` and are never cloned or handed out, so moving the
+// reader to another thread moves every handle with it: no two threads ever touch the
+// count. The ring buffer is `Send` (libbpf-rs), and so are the map handles.
+unsafe impl Send for Reader {}
+
+impl Reader {
+    /// Moves every record the kernel has committed into `out`, without waiting (no
+    /// system call: the ring's positions and records are read from its mapped pages).
     pub fn consume(&mut self, out: &mut Vec<KernelEvent>) {
         if let Err(e) = self.ring.consume() {
             tracing::debug!(error = %e, "kernel witness ring buffer consume");
@@ -181,16 +201,16 @@ impl Reader<'_> {
 /// The names of the kernel functions drops happened in, from the program's `places`
 /// map (the kernel names each with `%ps` the first time a drop happens there), cached:
 /// one map lookup per place per run.
-struct Places<'w> {
-    map: Option<libbpf_rs::Map<'w>>,
+struct Places {
+    map: Option<MapHandle>,
     /// Leaked on purpose: a kernel drops packets at a few dozen places (the map holds at
     /// most 1024), each named once for the run, and a `&'static str` keeps
     /// [`KernelEvent`] `Copy`.
     known: HashMap<u64, Option<&'static str>>,
 }
 
-impl<'w> Places<'w> {
-    fn new(map: Option<libbpf_rs::Map<'w>>) -> Places<'w> {
+impl Places {
+    fn new(map: Option<MapHandle>) -> Places {
         Places {
             map,
             known: HashMap::new(),

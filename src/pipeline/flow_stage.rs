@@ -284,9 +284,13 @@ pub(super) struct KernelSide {
     /// Flow events waiting for the kernel's events about them, in order.
     pub(super) held: VecDeque<Held>,
     pub(super) drained: std::sync::Arc<Drained>,
-    /// The latest batch's mark: every kernel event produced before it has been taken
-    /// ([`KernelBatch::until`]); `u64::MAX` once the thread is gone.
+    /// The latest mark: every kernel event produced before it has been taken
+    /// ([`KernelBatch::until`], or this stage's own read); `u64::MAX` once the thread is
+    /// gone.
     pub(super) until: u64,
+    /// Emptied lists, kept for the next read of the ring.
+    pub(super) batches: Vec<KernelBatch>,
+    pub(super) pulled: Vec<KernelEvent>,
 }
 
 pub(super) struct Held {
@@ -299,9 +303,9 @@ pub(super) struct Held {
 }
 
 impl KernelSide {
-    /// How long the flow stage may sleep: the kernel thread answers an ask with a batch
-    /// whose mark covers the line (empty if need be), which wakes it; the first held
-    /// line's deadline bounds the wait should it not.
+    /// How long the flow stage may sleep: a line is held only until this stage's next
+    /// read of the ring (at the end of the batch that made it), so the first held line's
+    /// deadline bounds the wait should one still be held.
     fn wait(&self, tick: Duration) -> Duration {
         match self.held.front() {
             Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
@@ -466,7 +470,6 @@ impl Sink<'_> {
                         procs,
                         ladder,
                     });
-                    k.drained.ask(made);
                 }
                 None => self.emit(ev, procs, ladder, None)?,
             }
@@ -498,6 +501,14 @@ impl Sink<'_> {
                 port: self.port,
                 to,
             });
+        // Counted first, by reference (microseconds, nothing read from /proc): the facts
+        // then move into the line uncopied.
+        match &ev {
+            FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel.as_ref()),
+            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r, kernel.as_ref()),
+            // Counted in the summary at its close, by the outcome it had then.
+            FlowEvent::Settled { .. } => {}
+        }
         let context =
             (processes.is_some() || kernel.is_some() || translated_to.is_some()).then(|| {
                 Box::new(FlowContext {
@@ -506,7 +517,6 @@ impl Sink<'_> {
                     translated_to,
                 })
             });
-        let kernel_facts = context.as_ref().and_then(|c| c.kernel.clone());
         self.items.push(Item::Flow(ev, context));
         if let Some(l) = ladder {
             self.items.push(Item::Ladder(Box::new(l)));
@@ -516,38 +526,47 @@ impl Sink<'_> {
         if self.live {
             self.hand_over()?;
         }
-        match &ev {
-            FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel_facts.as_ref()),
-            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r, kernel_facts.as_ref()),
-            // Counted in the summary at its close, by the outcome it had then.
-            FlowEvent::Settled { .. } => {}
-        }
         Ok(())
+    }
+
+    /// Every event the kernel has produced so far: the batches the kernel thread sent,
+    /// then the ring buffer read here. Every line made before this is then covered by
+    /// the mark (it goes out now, not after a thread's wake-up), and the kernel thread,
+    /// seeing the ring read, leaves it alone.
+    fn witnessed_waiting(&mut self) {
+        let Some(k) = &mut self.kernel else { return };
+        let mut batches = std::mem::take(&mut k.batches);
+        let mut events = std::mem::take(&mut k.pulled);
+        let mark = k.drained.pull(&k.events, &mut batches, &mut events);
+        for batch in batches.drain(..) {
+            self.witnessed_batch(batch);
+        }
+        self.witnessed(&mut events);
+        if let Some(k) = self.kernel.as_mut() {
+            k.marked(mark);
+            k.batches = batches;
+            k.pulled = events;
+        }
+    }
+
+    fn witnessed_batch(&mut self, mut batch: KernelBatch) {
+        if let Some(k) = self.kernel.as_mut() {
+            k.marked(batch.until);
+        }
+        self.witnessed(&mut batch.events);
     }
 
     /// The witness's events: each kept for its connection; a listener's appearance or
     /// disappearance goes to the diagnosis at once, with the process that called listen()
     /// or close() named from /proc while it is still there (one process's files: rare,
     /// and cheap next to the lines it corrects).
-    fn witnessed_batch(&mut self, batch: KernelBatch) {
-        if let Some(k) = self.kernel.as_mut() {
-            k.marked(batch.until);
-        }
-        self.witnessed(batch.events);
-    }
-
-    /// Every batch the kernel thread has sent so far.
-    fn witnessed_waiting(&mut self) {
-        let Some(k) = &self.kernel else { return };
-        let waiting: Vec<KernelBatch> = k.events.try_iter().collect();
-        for batch in waiting {
-            self.witnessed_batch(batch);
-        }
-    }
-
-    fn witnessed(&mut self, events: Vec<KernelEvent>) {
-        let Some(k) = &mut self.kernel else { return };
-        for e in events {
+    /// Takes `events` (leaving the list empty, for reuse).
+    fn witnessed(&mut self, events: &mut Vec<KernelEvent>) {
+        let Some(k) = &mut self.kernel else {
+            events.clear();
+            return;
+        };
+        for e in events.drain(..) {
             tracing::trace!(ts = e.ts.0, src = %e.src, dst = %e.dst, kind = ?e.kind, flags = %e.flags, "kernel event");
             if let EventKind::State { old, new } = e.kind {
                 if new == TcpState::Listen || (old == TcpState::Listen && new == TcpState::Close) {
@@ -586,10 +605,7 @@ impl Sink<'_> {
             let drained = k.until;
             let ready = |h: &Held| h.made <= drained || h.due <= now;
             match k.held.front() {
-                Some(h) if !all && !ready(h) => {
-                    k.drained.ask(h.made);
-                    return Ok(());
-                }
+                Some(h) if !all && !ready(h) => return Ok(()),
                 _ => {}
             }
             let Some(h) = k.held.pop_front() else {
@@ -616,12 +632,14 @@ impl Sink<'_> {
         if let Some(k) = self.kernel.as_mut() {
             k.until = u64::MAX;
         }
+        // Read last, after the final read of the ring above.
+        let read = self.kernel.as_ref().map_or(0, |k| k.drained.read());
         // Events a full table forgot never reached their connection: lost like those
         // the ring buffer had no room for.
         let overflowed = self.kernel.as_ref().map_or(0, |k| k.witnessed.overflowed);
         counts.map(|c| KernelCounts {
+            events: read,
             lost: c.lost + overflowed,
-            ..c
         })
     }
 

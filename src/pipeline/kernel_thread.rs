@@ -1,25 +1,33 @@
-//! The `kernel` thread: reads the kernel witness's ring buffer and hands its events to
-//! the flow stage in batches. It owns the attached [`Witness`]: when it ends, the
-//! programs are detached.
+//! The kernel witness's ring buffer, read in two places: by the flow stage itself and,
+//! while the flow stage is not reading it, by the `kernel` thread. The thread owns the
+//! attached [`Witness`]: when it ends, the programs are detached.
 //!
-//! It also keeps a watermark, [`Drained`]: a time before which every event the kernel
-//! produced has been handed over. A connection's line waits until the watermark passes
-//! the moment the line was made, so the kernel's events about its last packets (a
-//! REJECT's drop comes microseconds after its RST, by another path) are joined to it
-//! however busy the machine is. The flow stage nudges the thread when a line starts
-//! waiting (an eventfd beside the ring buffer in one epoll set); the thread then reads
-//! what the kernel has committed, moves the mark and answers at once, so a line waits
-//! two thread wake-ups, not a polling period.
+//! A connection's line must not go out before the kernel's events about its last
+//! packets are in (a REJECT's drop comes microseconds after its RST, by another path):
+//! each line waits for a watermark, a time before which every event the kernel produced
+//! has been read. The flow stage makes that mark itself, by reading the ring (no system
+//! call: the ring's pages are mapped) whenever it has made lines or looks for findings,
+//! so a line goes out in the wake-up that made it. An earlier design had this thread
+//! read and hand over batches every few milliseconds, and each hand-over woke the flow
+//! stage and then the report stage: those wake-ups, not the records, were most of the
+//! witness's cost under a stream of short connections (benches/witness.sh).
+//!
+//! The thread reads only when the flow stage has not for [`ACTIVE`]: between packets, a
+//! listener's LISTEN, a drop of a packet the capture never sees, still reach the flow
+//! stage within about that. Both read under one lock, and the thread sends what it read
+//! before letting go of it, so the flow stage, which takes the thread's batches before
+//! reading, sees every event in the kernel's order.
 
-// Built without the witness there is no thread to start; the types stay for the flow
-// stage, which then never holds one.
+// Built without the witness there is no thread to start and no ring to read; the types
+// stay for the flow stage, which then never holds a line.
 #![cfg_attr(not(feature = "kernel-witness"), allow(dead_code))]
 
 #[cfg(feature = "kernel-witness")]
 use crate::error::Error;
 use crate::kernel::KernelEvent;
 #[cfg(feature = "kernel-witness")]
-use crate::kernel::Witness;
+use crate::kernel::{Reader, Witness};
+use crossbeam_channel::Receiver;
 #[cfg(feature = "kernel-witness")]
 use crossbeam_channel::{Sender, TrySendError};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -28,23 +36,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// The longest wait without events or nudges: the thread notices `stop` this often.
+/// The longest wait without records or a nudge: the thread notices `stop` this often.
 #[cfg(feature = "kernel-witness")]
 const IDLE_WAIT_MS: u16 = 250;
-/// The program wakes this thread at most once in 5 ms (`WAKE_NS` in
-/// `bpf/witness.bpf.c`); records written in between do not wake it. So once records
-/// come, the thread looks again every 5 ms until looks have found nothing for [`GRACE`]:
-/// a record waits about that long at most. Every wake-up is a batch for the flow stage and two context
-/// switches, which cost more than reading the records themselves (benches/witness.sh: at
-/// 1 ms the thread's wake-ups were most of its CPU under a steady stream of drops).
-#[cfg(feature = "kernel-witness")]
-const CATCH_UP_MS: u16 = 5;
-/// After the last record or ask, the thread goes on reading every [`CATCH_UP_MS`] this
-/// long before it waits idle again, so that a steady trickle of connection lines (a few
-/// thousand short connections a second) is answered by those reads, not by a nudge and
-/// two context switches a line (benches/witness.sh, conns).
-#[cfg(feature = "kernel-witness")]
-const GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+/// While the flow stage has read the ring this recently, the thread leaves the records
+/// to it, and sleeps (without watching the ring, which stays readable until read) until
+/// the flow stage's next read would be overdue. So between packets the kernel's word
+/// waits at most about this long; while packets flow, the thread costs a wake-up this
+/// often and reads nothing.
+const ACTIVE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One read of the ring buffer, for the flow stage.
 #[derive(Debug, Default)]
@@ -63,36 +63,37 @@ pub(crate) struct KernelCounts {
     /// Events read.
     pub(crate) events: u64,
     /// Events lost: the ring buffer was full (counted by the program), or the flow stage
-    /// was too far behind to take them.
+    /// was too far behind to take the thread's batches.
     pub(crate) lost: u64,
 }
 
-/// The kernel thread's watermark and the flow stage's nudge, shared by both.
-#[derive(Debug)]
+/// The ring buffer's reader and the watermark's clock, shared by the flow stage and the
+/// kernel thread.
 pub(super) struct Drained {
     base: Instant,
-    /// Nanoseconds since `base` before which every event has been sent to the flow stage.
-    until_ns: AtomicU64,
-    /// Written by the flow stage to wake the thread (and by `finish`, to stop it).
+    /// Written by `finish` to wake the thread and stop it.
     nudge: EventFd,
+    /// Events read so far, by either.
+    read: AtomicU64,
     /// Events lost so far ([`KernelCounts::lost`] while the thread runs), for
     /// `--metrics`; the ring buffer's own count is read into it once a second.
     lost: AtomicU64,
-    /// On the same clock: the latest line the flow stage waits for (0: none yet).
-    asked_ns: AtomicU64,
-    /// The thread reads again within [`CATCH_UP_MS`] whatever happens: no nudge needed.
-    catching_up: AtomicBool,
+    /// On [`now`](Self::now)'s clock: when the flow stage last read the ring.
+    pulled_ns: AtomicU64,
+    #[cfg(feature = "kernel-witness")]
+    reader: std::sync::Mutex<Reader>,
 }
 
 impl Drained {
-    pub(super) fn new() -> std::io::Result<Drained> {
+    #[cfg(feature = "kernel-witness")]
+    pub(super) fn new(reader: Reader) -> std::io::Result<Drained> {
         Ok(Drained {
             base: Instant::now(),
-            until_ns: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
-            asked_ns: AtomicU64::new(0),
-            catching_up: AtomicBool::new(false),
+            read: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            pulled_ns: AtomicU64::new(0),
+            reader: std::sync::Mutex::new(reader),
         })
     }
 
@@ -101,37 +102,38 @@ impl Drained {
         self.base.elapsed().as_nanos() as u64
     }
 
-    /// The thread's own mark: every event produced before it has been sent.
-    fn until(&self) -> u64 {
-        self.until_ns.load(Ordering::SeqCst)
-    }
-
-    /// Asks the thread for a batch whose mark passes `made` (a line made then is
-    /// waiting for it), unless the mark is past it already or an earlier ask is still
-    /// unanswered: the answer is a mark taken after the thread read the nudge, so it
-    /// covers every line made before that, and the flow stage asks again for the lines
-    /// it does not cover once it has come. While the thread is catching up it reads
-    /// within [`CATCH_UP_MS`] anyway: the ask is noted, and no nudge sent. A nudge is a
-    /// write, a wake-up of this thread and one of the flow stage: made once a line, they
-    /// were most of the witness's cost under a flood of short connections
-    /// (benches/witness.sh).
-    pub(super) fn ask(&self, made: u64) {
-        if made < self.until() || self.asked_ns.load(Ordering::SeqCst) > self.until() {
-            return;
+    /// The flow stage's read: the batches the thread has sent (read before), into
+    /// `batches`, then every record the kernel has committed, into `events`. Returns the
+    /// mark: every event produced before it is in one of the two.
+    pub(super) fn pull(
+        &self,
+        sent: &Receiver<KernelBatch>,
+        batches: &mut Vec<KernelBatch>,
+        events: &mut Vec<KernelEvent>,
+    ) -> u64 {
+        #[cfg(feature = "kernel-witness")]
+        {
+            // A panic on the other side while it held the lock left the reader whole
+            // (a consume is the ring's positions and a callback that pushes): go on.
+            let mut reader = self
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            batches.extend(sent.try_iter());
+            let mark = self.now();
+            let before = events.len();
+            reader.consume(events);
+            self.read
+                .fetch_add((events.len() - before) as u64, Ordering::Relaxed);
+            self.pulled_ns.store(mark, Ordering::Relaxed);
+            mark
         }
-        self.asked_ns.store(made.max(1), Ordering::SeqCst);
-        // After the store: a thread that stops catching up looks at `asked_ns` after
-        // clearing the flag, so one of the two sees the other.
-        if self.catching_up.load(Ordering::SeqCst) {
-            return;
+        #[cfg(not(feature = "kernel-witness"))]
+        {
+            let _ = (events, self.now());
+            batches.extend(sent.try_iter());
+            u64::MAX
         }
-        self.nudge();
-    }
-
-    /// An ask the thread's mark does not cover yet.
-    #[cfg(feature = "kernel-witness")]
-    fn asked(&self) -> bool {
-        self.asked_ns.load(Ordering::SeqCst) > self.until()
     }
 
     /// Wakes the thread.
@@ -140,14 +142,14 @@ impl Drained {
         let _ = self.nudge.write(1);
     }
 
+    /// Events read so far, by either reader.
+    pub(super) fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
     /// Events lost so far, as of the thread's last count.
     pub(super) fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
-    }
-
-    /// No events will come any more: every line may go.
-    fn release_all(&self) {
-        self.until_ns.store(u64::MAX, Ordering::SeqCst);
     }
 }
 
@@ -169,11 +171,7 @@ impl KernelThread {
         let shared = Arc::clone(&drained);
         let handle = std::thread::Builder::new()
             .name("kernel".to_string())
-            .spawn(move || {
-                let counts = read_all(witness, &events, &shared, &stopped);
-                shared.release_all();
-                counts
-            })
+            .spawn(move || read_all(witness, &events, &shared, &stopped))
             .map_err(Error::Thread)?;
         Ok(KernelThread {
             handle,
@@ -182,7 +180,8 @@ impl KernelThread {
         })
     }
 
-    /// Stops reading, detaches the programs and returns the counts.
+    /// Stops the thread and detaches the programs; its counts (`events` is what it read
+    /// itself: the flow stage's reads are counted by [`Drained::read`]).
     pub(super) fn finish(self) -> KernelCounts {
         self.stop.store(true, Ordering::SeqCst);
         self.drained.nudge();
@@ -201,82 +200,82 @@ fn read_all(
 ) -> KernelCounts {
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
     let mut counts = KernelCounts::default();
-    let mut reader = match witness.reader() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "kernel witness: cannot read its ring buffer");
-            return counts;
+    // Two sets: the ring and the nudge, or (while the flow stage reads) the nudge alone.
+    let epolls = (|| {
+        let both = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let nudge = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        {
+            let reader = drained
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            both.add(reader.ready_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
         }
-    };
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).and_then(|ep| {
-        ep.add(reader.ready_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
-        ep.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
-        Ok(ep)
-    });
-    let epoll = match epoll {
-        Ok(ep) => ep,
+        both.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        nudge.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        Ok::<_, nix::errno::Errno>((both, nudge))
+    })();
+    let (both, nudge_only) = match epolls {
+        Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "kernel witness: cannot wait on its ring buffer");
             return counts;
         }
     };
     let mut ready = [EpollEvent::empty(); 2];
-    let mut batch = Vec::with_capacity(256);
-    let mut catching_up = false;
-    let mut last_active = Instant::now();
-    // The ring buffer's lost count is a map read (a syscall): once a second, for
+    // The ring buffer's lost count is a map read (a system call): once a second, for
     // `--metrics`, not on every wake.
     let mut lost_read = Instant::now();
     let mut ring_lost = 0;
     loop {
-        let wait = if catching_up {
-            CATCH_UP_MS
+        let since = drained
+            .now()
+            .saturating_sub(drained.pulled_ns.load(Ordering::Relaxed));
+        let waited = if since < ACTIVE.as_nanos() as u64 {
+            // The flow stage reads the ring: sleep until its next read would be late.
+            let left = ACTIVE.as_millis() as u64 - since / 1_000_000;
+            nudge_only
+                .wait(&mut ready, u16::try_from(left.max(1)).unwrap_or(u16::MAX))
+                .map(|_| false)
         } else {
-            IDLE_WAIT_MS
+            both.wait(&mut ready, IDLE_WAIT_MS).map(|n| n > 0)
         };
-        let woken = match epoll.wait(&mut ready, wait) {
-            Ok(n) => &ready[..n],
-            Err(nix::errno::Errno::EINTR) => &[][..],
+        match waited {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "kernel witness: wait failed");
                 break;
             }
-        };
-        // A nudge is answered even with no events: the flow stage waits for the mark.
-        // Its eventfd is read only when epoll says it was written (a read is a syscall).
-        let nudged = woken.iter().any(|e| e.data() == 1) && drained.nudge.read().is_ok();
-        // Whatever the kernel committed before `mark` is read by this consume.
-        let mark = drained.now();
-        reader.consume(&mut batch);
-        let got = !batch.is_empty();
-        let asked = drained.asked();
-        if got || nudged || asked {
-            last_active = Instant::now();
-            let n = batch.len() as u64;
-            counts.events += n;
-            // An answer with nothing in it costs no allocation.
-            let next = if got {
-                Vec::with_capacity(256)
-            } else {
-                Vec::new()
-            };
-            let events = std::mem::replace(&mut batch, next);
-            match to_flow.try_send(KernelBatch {
-                events,
-                until: mark,
-            }) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => counts.lost += n,
-                Err(TrySendError::Disconnected(_)) => break,
-            }
         }
-        drained.until_ns.fetch_max(mark, Ordering::SeqCst);
-        catching_up = last_active.elapsed() < GRACE;
-        drained.catching_up.store(catching_up, Ordering::SeqCst);
-        // After clearing the flag: an ask made while it was still set sent no nudge, and
-        // is seen here.
-        if !catching_up && drained.asked() {
-            catching_up = true;
+        let _ = drained.nudge.read();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let since = drained
+            .now()
+            .saturating_sub(drained.pulled_ns.load(Ordering::Relaxed));
+        if waited == Ok(true) && since >= ACTIVE.as_nanos() as u64 {
+            let mut reader = drained
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mark = drained.now();
+            let mut events = Vec::with_capacity(256);
+            reader.consume(&mut events);
+            let n = events.len() as u64;
+            drained.read.fetch_add(n, Ordering::Relaxed);
+            // Sent before the lock is let go: the flow stage takes what was sent before
+            // it reads the ring itself.
+            if n > 0 {
+                match to_flow.try_send(KernelBatch {
+                    events,
+                    until: mark,
+                }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => counts.lost += n,
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
         }
         if lost_read.elapsed().as_secs() >= 1 {
             ring_lost = witness.lost();
@@ -285,12 +284,9 @@ fn read_all(
         drained
             .lost
             .store(counts.lost + ring_lost, Ordering::Relaxed);
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
     }
-    drop(reader);
     counts.lost += witness.lost();
+    counts.events = drained.read();
     tracing::info!(
         events = counts.events,
         lost = counts.lost,

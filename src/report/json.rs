@@ -12,6 +12,7 @@ use crate::decode::{Encap, Endpoint, HandshakeOptions, Timestamp};
 use crate::diagnose::windows::Window;
 use crate::diagnose::{Cause, FactChange, Finding, NamedProcess, ProcessInfo, Superseded, Update};
 use crate::flow::{FlowRecord, Side};
+use crate::kernel::event::StatePath;
 use crate::kernel::KernelFacts;
 use serde::Serialize;
 use std::io::{self, Write};
@@ -315,9 +316,9 @@ fn kernel_facts(buf: &mut Vec<u8>, k: &KernelFacts) {
         text(buf, side.as_str());
     }
     buf.extend_from_slice(b"],\"states\":{\"client\":");
-    state_path(buf, k.states.client.as_deref());
+    state_path(buf, k.states.client);
     buf.extend_from_slice(b",\"server\":");
-    state_path(buf, k.states.server.as_deref());
+    state_path(buf, k.states.server);
     buf.extend_from_slice(b"},\"synack_retransmits\":");
     number(buf, u64::from(k.synack_retransmits));
     buf.push(b'}');
@@ -338,12 +339,19 @@ fn kernel_name(buf: &mut Vec<u8>, name: &str) {
 
 /// `"SYN_SENT→ESTABLISHED→…"`: state names and arrows, written as serde writes them
 /// (UTF-8 as is, nothing to escape).
-fn state_path(buf: &mut Vec<u8>, path: Option<&str>) {
+fn state_path(buf: &mut Vec<u8>, path: Option<StatePath>) {
     match path {
         Some(p) => {
-            debug_assert!(!p.contains(['"', '\\']) && !p.chars().any(char::is_control));
             buf.push(b'"');
-            buf.extend_from_slice(p.as_bytes());
+            if p.cut {
+                buf.extend_from_slice("…".as_bytes());
+            }
+            for (i, state) in p.states().enumerate() {
+                if i > 0 || p.cut {
+                    buf.extend_from_slice("→".as_bytes());
+                }
+                buf.extend_from_slice(state.as_str().as_bytes());
+            }
             buf.push(b'"');
         }
         None => buf.extend_from_slice(b"null"),
@@ -509,6 +517,7 @@ mod tests {
     #[test]
     fn the_kernel_object_is_written_as_serde_would_write_it() {
         use crate::kernel::facts::{Dir, DropFact, PathName, ResetFact, ResetOrigin, States};
+        use crate::kernel::TcpState;
         let drop = |reason: crate::kernel::names::Name, place, ts: u64| DropFact {
             reason,
             place,
@@ -551,7 +560,11 @@ mod tests {
             ],
             resets_received: vec![Side::Client, Side::Server],
             states: States {
-                client: Some("…→FIN_WAIT2→TIME_WAIT".to_string()),
+                client: Some({
+                    let mut p = StatePath::of(&[TcpState::FinWait2, TcpState::TimeWait]);
+                    p.cut = true;
+                    p
+                }),
                 server: None,
             },
             synack_retransmits: 2,
