@@ -9,6 +9,7 @@ use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Side};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Events arriving this long before a flow's first packet or after its last still
 /// belong to it: a drop is witnessed a few microseconds after the capture saw the
@@ -322,14 +323,32 @@ fn segment_kind(e: &KernelEvent) -> &'static str {
 }
 
 /// The two endpoints of a connection, in a fixed order: the key a packet and its answer
-/// share.
-type Pair = (Endpoint, Endpoint);
+/// share. Packed as integers (an IPv4 address as its IPv6-mapped form, as a dual-stack
+/// socket names it), so that the table's hashing and comparing, once a kernel event, is
+/// a few word operations, not a walk through two `IpAddr` enums: under a stream of drops
+/// those were the largest part of keeping the events (benches/witness.sh, mix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Pair {
+    low: u128,
+    high: u128,
+    /// The low endpoint's port in the high half.
+    ports: u32,
+}
 
 fn pair(a: Endpoint, b: Endpoint) -> Pair {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
+    let packed = |e: Endpoint| {
+        let addr = match e.addr {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        (addr, e.port)
+    };
+    let (x, y) = (packed(a), packed(b));
+    let ((low, low_port), (high, high_port)) = if x <= y { (x, y) } else { (y, x) };
+    Pair {
+        low,
+        high,
+        ports: u32::from(low_port) << 16 | u32::from(high_port),
     }
 }
 

@@ -207,6 +207,9 @@ struct Places {
     /// most 1024), each named once for the run, and a `&'static str` keeps
     /// [`KernelEvent`] `Copy`.
     known: HashMap<u64, Option<&'static str>>,
+    /// The place named last: a stream of drops comes from one or two places, so most
+    /// records are answered here, without hashing.
+    last: Option<(u64, Option<&'static str>)>,
 }
 
 impl Places {
@@ -214,10 +217,21 @@ impl Places {
         Places {
             map,
             known: HashMap::new(),
+            last: None,
         }
     }
 
     fn name(&mut self, location: u64) -> Option<&'static str> {
+        match self.last {
+            Some((at, name)) if at == location => return name,
+            _ => {}
+        }
+        let name = self.lookup(location);
+        self.last = Some((location, name));
+        name
+    }
+
+    fn lookup(&mut self, location: u64) -> Option<&'static str> {
         if let Some(&known) = self.known.get(&location) {
             return known;
         }

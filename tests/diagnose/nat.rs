@@ -418,7 +418,10 @@ fn a_port_maps_backend_that_comes_and_goes_is_looked_at_at_each_refusal_and_said
         .expect("client thread");
     // Down again once portsniff said it is up (the connection above made it look): the
     // server killed (by its pid), the next connection refused.
-    let said = capture.wait_for_stdout("\"listener_started\"", Duration::from_secs(3));
+    // The update itself: a `startup_race` finding printed at the same SYN-ACK has a
+    // `listener_started` key in its evidence, and waiting for that killed the server
+    // before the look that says it up.
+    let said = capture.wait_for_stdout("\"change\":\"listener_started\"", Duration::from_secs(3));
     drop(server);
     let last = refused_through_the_map(&host, port);
     let report = capture.finish();
