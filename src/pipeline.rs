@@ -373,19 +373,21 @@ impl Prepared<'_> {
             Ok(w) => {
                 let (events_tx, events) = bounded(KERNEL_BATCHES);
                 #[cfg(feature = "kernel-witness")]
-                let (thread, drained) = {
+                let (drained, thread) = {
                     let drained =
                         Arc::new(kernel_thread::Drained::new(w.reader).map_err(Error::Thread)?);
                     let thread = KernelThread::start(w.witness, events_tx, Arc::clone(&drained))?;
-                    (Some(thread), drained)
+                    (drained, Some(thread))
                 };
+                // A build without the witness never gets here (`attach_witness` has none
+                // to give); the types are the same in both.
                 #[cfg(not(feature = "kernel-witness"))]
-                let (thread, drained): (
-                    Option<KernelThread>,
-                    Arc<kernel_thread::Drained>,
-                ) = {
+                let (drained, thread): (_, Option<KernelThread>) = {
                     drop(events_tx);
-                    unreachable!("a build without the witness never has one")
+                    (
+                        Arc::new(kernel_thread::Drained::new().map_err(Error::Thread)?),
+                        None,
+                    )
                 };
                 Some(KernelSide {
                     thread,

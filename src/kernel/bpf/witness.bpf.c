@@ -412,11 +412,12 @@ static __always_inline void swap_tuple(struct witness_event *e)
 
 /* Waking the reader raises an interrupt (irq_work: a self-IPI, a VM exit under a
  * hypervisor), which cost several times the rest of the program: 3.5 us a record in a VM.
- * A record wakes the reader only when none has for WAKE_NS; the records in between wait
- * for it, and it comes back for them within WAKE_NS of the last one it read
- * (src/pipeline/kernel_thread.rs). After a quiet spell the first record wakes it at
- * once, so a lone drop still reaches user space in microseconds. 5 ms: each wake-up is
- * also a batch for the flow stage and two context switches in user space. */
+ * A record wakes the reader only when none has for WAKE_NS. While packets flow, user
+ * space does not need the wake-ups at all: the flow stage reads the ring itself at the
+ * end of each batch of packets, and the kernel thread, which waits on the wake-ups,
+ * reads only between packets (src/pipeline/kernel_thread.rs). After a quiet spell the
+ * first record wakes it at once, so a lone drop still reaches user space in
+ * microseconds. */
 #define WAKE_NS 5000000ULL
 static __u64 last_wake;
 
