@@ -454,6 +454,30 @@ mod tests {
     }
 
     #[test]
+    fn a_path_built_one_change_at_a_time_keeps_its_last_sixteen_states_and_says_it_was_cut() {
+        use TcpState::*;
+        let mut path = StatePath::starting(SynSent);
+        path.push(Established);
+        assert_eq!(path, StatePath::of(&[SynSent, Established]));
+        assert_eq!(path.to_string(), "SYN_SENT→ESTABLISHED");
+        // A socket flapping between two states (as single changes can, unlike a closed
+        // socket's one record): the oldest go, as the program shifts them out.
+        for _ in 0..8 {
+            path.push(FinWait1);
+            path.push(Established);
+        }
+        assert!(path.cut);
+        assert_eq!(path.states().count(), 16);
+        assert_eq!(path.states().next(), Some(FinWait1));
+        assert!(path.to_string().starts_with("…→FIN_WAIT1→ESTABLISHED→"));
+        assert_eq!(
+            serde_json::to_string(&path).unwrap(),
+            format!("\"{path}\""),
+            "serialized as it is written"
+        );
+    }
+
+    #[test]
     fn a_closed_sockets_path_reads_back_oldest_first() {
         let clock = Clock { offset_ns: 0 };
         let mut r = raw(KIND_STATE_PATH, 4, WF_HAS_SOCKET);
