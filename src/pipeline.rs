@@ -373,19 +373,19 @@ impl Prepared<'_> {
             Ok(w) => {
                 let (events_tx, events) = bounded(KERNEL_BATCHES);
                 #[cfg(feature = "kernel-witness")]
-                let (drained, thread) = {
-                    let drained =
-                        Arc::new(kernel_thread::Drained::new(w.reader).map_err(Error::Thread)?);
-                    let thread = KernelThread::start(w.witness, events_tx, Arc::clone(&drained))?;
-                    (drained, Some(thread))
+                let (ring, thread) = {
+                    let ring =
+                        Arc::new(kernel_thread::SharedRing::new(w.reader).map_err(Error::Thread)?);
+                    let thread = KernelThread::start(w.witness, events_tx, Arc::clone(&ring))?;
+                    (ring, Some(thread))
                 };
                 // A build without the witness never gets here (`attach_witness` has none
                 // to give); the types are the same in both.
                 #[cfg(not(feature = "kernel-witness"))]
-                let (drained, thread): (_, Option<KernelThread>) = {
+                let (ring, thread): (_, Option<KernelThread>) = {
                     drop(events_tx);
                     (
-                        Arc::new(kernel_thread::Drained::new().map_err(Error::Thread)?),
+                        Arc::new(kernel_thread::SharedRing::new().map_err(Error::Thread)?),
                         None,
                     )
                 };
@@ -395,7 +395,7 @@ impl Prepared<'_> {
                     witnessed: Witnessed::default(),
                     names: w.names,
                     held: Default::default(),
-                    drained,
+                    ring,
                     until: 0,
                     batches: Vec::new(),
                     pulled: Vec::new(),

@@ -4,7 +4,7 @@
 //! threads found.
 
 use super::host_threads::{Lookup, Refresher};
-use super::kernel_thread::{Drained, KernelBatch, KernelCounts, KernelThread};
+use super::kernel_thread::{KernelBatch, KernelCounts, KernelThread, SharedRing};
 use super::progress_thread::ProgressThread;
 use super::{wall_clock, Config};
 use crate::capture::CaptureError;
@@ -30,11 +30,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// After Ctrl-C, how long to wait for a reader blocked in a read before finishing
 /// without it.
 const STUCK: Duration = Duration::from_millis(500);
-/// With the kernel witness, a connection's line waits until the kernel thread has read
-/// every event the kernel produced before the line was made (its watermark, [`Drained`]):
-/// the witness sees a drop or a reset microseconds after the capture does, but the two
-/// reach this thread by different paths. At most this long, should the kernel thread
-/// stall.
+/// With the kernel witness, a connection's line waits until every event the kernel
+/// produced before the line was made has been read (a watermark, [`SharedRing`]): the
+/// witness sees a drop or a reset microseconds after the capture does, but the two reach
+/// this thread by different paths. This stage reads the ring itself at the end of the
+/// batch that made the line, so the wait is that long; at most this long, should a mark
+/// ever lag.
 const MAX_HOLD: Duration = Duration::from_millis(200);
 
 /// What the flow stage hands back at the end, for the summary and the exit status.
@@ -283,7 +284,7 @@ pub(super) struct KernelSide {
     pub(super) names: std::sync::Arc<Names>,
     /// Flow events waiting for the kernel's events about them, in order.
     pub(super) held: VecDeque<Held>,
-    pub(super) drained: std::sync::Arc<Drained>,
+    pub(super) ring: std::sync::Arc<SharedRing>,
     /// The latest mark: every kernel event produced before it has been taken
     /// ([`KernelBatch::until`], or this stage's own read); `u64::MAX` once the thread is
     /// gone.
@@ -462,7 +463,7 @@ impl Sink<'_> {
                 // The kernel's events about this connection's last packets may still be
                 // on their way: its line waits for them (in order with the others).
                 Some(k) => {
-                    let made = k.drained.now();
+                    let made = k.ring.now();
                     k.held.push_back(Held {
                         made,
                         due: Instant::now() + MAX_HOLD,
@@ -537,7 +538,7 @@ impl Sink<'_> {
         let Some(k) = &mut self.kernel else { return };
         let mut batches = std::mem::take(&mut k.batches);
         let mut events = std::mem::take(&mut k.pulled);
-        let mark = k.drained.pull(&k.events, &mut batches, &mut events);
+        let mark = k.ring.pull(&k.events, &mut batches, &mut events);
         for batch in batches.drain(..) {
             self.witnessed_batch(batch);
         }
@@ -559,8 +560,8 @@ impl Sink<'_> {
     /// The witness's events: each kept for its connection; a listener's appearance or
     /// disappearance goes to the diagnosis at once, with the process that called listen()
     /// or close() named from /proc while it is still there (one process's files: rare,
-    /// and cheap next to the lines it corrects).
-    /// Takes `events` (leaving the list empty, for reuse).
+    /// and cheap next to the lines it corrects). Takes `events`, leaving the list empty
+    /// for reuse.
     fn witnessed(&mut self, events: &mut Vec<KernelEvent>) {
         let Some(k) = &mut self.kernel else {
             events.clear();
@@ -602,8 +603,8 @@ impl Sink<'_> {
             let Some(k) = &mut self.kernel else {
                 return Ok(());
             };
-            let drained = k.until;
-            let ready = |h: &Held| h.made <= drained || h.due <= now;
+            let marked = k.until;
+            let ready = |h: &Held| h.made <= marked || h.due <= now;
             match k.held.front() {
                 Some(h) if !all && !ready(h) => return Ok(()),
                 _ => {}
@@ -633,7 +634,7 @@ impl Sink<'_> {
             k.until = u64::MAX;
         }
         // Read last, after the final read of the ring above.
-        let read = self.kernel.as_ref().map_or(0, |k| k.drained.read());
+        let read = self.kernel.as_ref().map_or(0, |k| k.ring.read());
         // Events a full table forgot never reached their connection: lost like those
         // the ring buffer had no room for.
         let overflowed = self.kernel.as_ref().map_or(0, |k| k.witnessed.overflowed);
@@ -738,7 +739,7 @@ impl Sink<'_> {
             internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
             tracked: table.len() as u64,
         };
-        let lost = self.kernel.as_ref().map_or(0, |k| k.drained.lost());
+        let lost = self.kernel.as_ref().map_or(0, |k| k.ring.lost());
         let snapshot = crate::report::metrics::Snapshot::of(
             self.diagnoser.evidence(),
             self.diagnoser.said_live(),

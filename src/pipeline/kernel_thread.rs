@@ -51,7 +51,7 @@ const ACTIVE: std::time::Duration = std::time::Duration::from_millis(20);
 pub(crate) struct KernelBatch {
     /// The records read, in the order the kernel committed them.
     pub(crate) events: Vec<KernelEvent>,
-    /// On [`Drained`]'s clock: every event produced before this is in this batch or an
+    /// On [`SharedRing`]'s clock: every event produced before this is in this batch or an
     /// earlier one. Sent with the events, so the flow stage never sees a mark ahead of
     /// the events it covers.
     pub(crate) until: u64,
@@ -69,7 +69,7 @@ pub(crate) struct KernelCounts {
 
 /// The ring buffer's reader and the watermark's clock, shared by the flow stage and the
 /// kernel thread.
-pub(super) struct Drained {
+pub(super) struct SharedRing {
     base: Instant,
     /// Written by `finish` to wake the thread and stop it.
     nudge: EventFd,
@@ -84,10 +84,10 @@ pub(super) struct Drained {
     reader: std::sync::Mutex<Reader>,
 }
 
-impl Drained {
+impl SharedRing {
     #[cfg(feature = "kernel-witness")]
-    pub(super) fn new(reader: Reader) -> std::io::Result<Drained> {
-        Ok(Drained {
+    pub(super) fn new(reader: Reader) -> std::io::Result<SharedRing> {
+        Ok(SharedRing {
             base: Instant::now(),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
             read: AtomicU64::new(0),
@@ -99,8 +99,8 @@ impl Drained {
 
     /// A build without the witness: no ring to read.
     #[cfg(not(feature = "kernel-witness"))]
-    pub(super) fn new() -> std::io::Result<Drained> {
-        Ok(Drained {
+    pub(super) fn new() -> std::io::Result<SharedRing> {
+        Ok(SharedRing {
             base: Instant::now(),
             nudge: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
             read: AtomicU64::new(0),
@@ -168,7 +168,7 @@ impl Drained {
 pub(super) struct KernelThread {
     handle: JoinHandle<KernelCounts>,
     stop: Arc<AtomicBool>,
-    drained: Arc<Drained>,
+    ring: Arc<SharedRing>,
 }
 
 impl KernelThread {
@@ -176,27 +176,23 @@ impl KernelThread {
     pub(super) fn start(
         witness: Witness,
         events: Sender<KernelBatch>,
-        drained: Arc<Drained>,
+        ring: Arc<SharedRing>,
     ) -> Result<KernelThread, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
-        let shared = Arc::clone(&drained);
+        let shared = Arc::clone(&ring);
         let handle = std::thread::Builder::new()
             .name("kernel".to_string())
             .spawn(move || read_all(witness, &events, &shared, &stopped))
             .map_err(Error::Thread)?;
-        Ok(KernelThread {
-            handle,
-            stop,
-            drained,
-        })
+        Ok(KernelThread { handle, stop, ring })
     }
 
     /// Stops the thread and detaches the programs; its counts (`events` is what it read
-    /// itself: the flow stage's reads are counted by [`Drained::read`]).
+    /// itself: the flow stage's reads are counted by [`SharedRing::read`]).
     pub(super) fn finish(self) -> KernelCounts {
         self.stop.store(true, Ordering::SeqCst);
-        self.drained.nudge();
+        self.ring.nudge();
         self.handle
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -207,7 +203,7 @@ impl KernelThread {
 fn read_all(
     witness: Witness,
     to_flow: &Sender<KernelBatch>,
-    drained: &Drained,
+    ring: &SharedRing,
     stop: &AtomicBool,
 ) -> KernelCounts {
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -217,14 +213,14 @@ fn read_all(
         let both = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let nudge = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         {
-            let reader = drained
+            let reader = ring
                 .reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             both.add(reader.ready_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
         }
-        both.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
-        nudge.add(&drained.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        both.add(&ring.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+        nudge.add(&ring.nudge, EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
         Ok::<_, nix::errno::Errno>((both, nudge))
     })();
     let (both, nudge_only) = match epolls {
@@ -240,9 +236,9 @@ fn read_all(
     let mut lost_read = Instant::now();
     let mut ring_lost = 0;
     loop {
-        let since = drained
+        let since = ring
             .now()
-            .saturating_sub(drained.pulled_ns.load(Ordering::Relaxed));
+            .saturating_sub(ring.pulled_ns.load(Ordering::Relaxed));
         let waited = if since < ACTIVE.as_nanos() as u64 {
             // The flow stage reads the ring: sleep until its next read would be late.
             let left = ACTIVE.as_millis() as u64 - since / 1_000_000;
@@ -259,23 +255,23 @@ fn read_all(
                 break;
             }
         }
-        let _ = drained.nudge.read();
+        let _ = ring.nudge.read();
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let since = drained
+        let since = ring
             .now()
-            .saturating_sub(drained.pulled_ns.load(Ordering::Relaxed));
+            .saturating_sub(ring.pulled_ns.load(Ordering::Relaxed));
         if waited == Ok(true) && since >= ACTIVE.as_nanos() as u64 {
-            let mut reader = drained
+            let mut reader = ring
                 .reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mark = drained.now();
+            let mark = ring.now();
             let mut events = Vec::with_capacity(256);
             reader.consume(&mut events);
             let n = events.len() as u64;
-            drained.read.fetch_add(n, Ordering::Relaxed);
+            ring.read.fetch_add(n, Ordering::Relaxed);
             // Sent before the lock is let go: the flow stage takes what was sent before
             // it reads the ring itself.
             if n > 0 {
@@ -293,12 +289,10 @@ fn read_all(
             ring_lost = witness.lost();
             lost_read = Instant::now();
         }
-        drained
-            .lost
-            .store(counts.lost + ring_lost, Ordering::Relaxed);
+        ring.lost.store(counts.lost + ring_lost, Ordering::Relaxed);
     }
     counts.lost += witness.lost();
-    counts.events = drained.read();
+    counts.events = ring.read();
     tracing::info!(
         events = counts.events,
         lost = counts.lost,
