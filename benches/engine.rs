@@ -172,45 +172,31 @@ fn bench_flow(c: &mut Criterion) {
         )
     });
     g.throughput(Throughput::Elements(segments.len() as u64));
-    g.bench_function("mixed_20k_connections", |b| {
-        b.iter_batched_ref(
-            || (FlowTable::new(cfg), Vec::<FlowEvent>::with_capacity(64)),
-            |(table, events)| {
-                for seg in &segments {
-                    table.process(seg, events);
-                    events.clear();
-                }
-                table.finish_all(events);
-                events.len()
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    // The same with every close settled, as for a conn.log (`--format zeek`), the
+    // Then the same with every close settled, as for a conn.log (`--format zeek`), the
     // `-w --only-problems` writer or the DNAT merge: a second record per connection.
     let settle_all = FlowConfig {
         settle_all: true,
         ..cfg
     };
-    g.bench_function("mixed_20k_connections_settle_all", |b| {
-        b.iter_batched_ref(
-            || {
-                (
-                    FlowTable::new(settle_all),
-                    Vec::<FlowEvent>::with_capacity(64),
-                )
-            },
-            |(table, events)| {
-                for seg in &segments {
-                    table.process(seg, events);
-                    events.clear();
-                }
-                table.finish_all(events);
-                events.len()
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    for (name, cfg) in [
+        ("mixed_20k_connections", cfg),
+        ("mixed_20k_connections_settle_all", settle_all),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || (FlowTable::new(cfg), Vec::<FlowEvent>::with_capacity(64)),
+                |(table, events)| {
+                    for seg in &segments {
+                        table.process(seg, events);
+                        events.clear();
+                    }
+                    table.finish_all(events);
+                    events.len()
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -714,4 +714,4 @@ fn decode_icmp(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -367,12 +367,14 @@ fn syn_to_another_port_is_kept_to_say_where_clients_connect_instead() {
     assert_eq!(decode_ip(TS, &synack, PORT), Err(SkipReason::OtherPort));
 }
 
-mod tunnels {
+pub(crate) mod tunnels {
     //! One scenario per encapsulation, and the outer headers that stay undecodable.
 
     use super::*;
 
-    fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+    /// A UDP datagram from port 50000 to `dport` (checksum 0): the capture filter's
+    /// tests build their tunnels with it too.
+    pub(crate) fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
         let mut u = 50000u16.to_be_bytes().to_vec();
         u.extend_from_slice(&dport.to_be_bytes());
         u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());

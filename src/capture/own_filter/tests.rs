@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::capture::filter::{combine, UserFilter};
+use crate::decode::tests::tunnels::udp;
 use pcap::Linktype;
 
 const PORT: u16 = 61999;
@@ -39,15 +40,6 @@ fn ipv6(next: u8, l4: &[u8]) -> Vec<u8> {
     ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8].repeat(8));
     ip.extend_from_slice(l4);
     ip
-}
-
-fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = 50000u16.to_be_bytes().to_vec();
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
 }
 
 fn mpls(labels: usize, ip: &[u8]) -> Vec<u8> {
