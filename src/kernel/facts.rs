@@ -189,7 +189,11 @@ impl KernelFacts {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
                     };
-                    if not_the_connections(names.reasons.drop_known(reason)) {
+                    let name = names.reasons.drop_known(reason);
+                    if not_the_connections(name)
+                        || (e.icmp.is_none()
+                            && answered_in_time_wait(name, place, path, r, sender.other()))
+                    {
                         continue;
                     }
                     // An ICMP error quotes the segment it answers: it travels the other
@@ -280,6 +284,27 @@ impl KernelFacts {
         }
         f
     }
+}
+
+/// A segment to the side that closed first (so in TIME_WAIT, or FIN_WAIT2 handed to a
+/// TIME_WAIT socket), freed by `tcp_v4_rcv`/`tcp_v6_rcv` with no reason: the kernel's
+/// TIME_WAIT handling (`tcp_timewait_state_process`) answered it, an ACK for the peer's
+/// FIN or a RST for data after the close, and then freed it through the path that counts
+/// drops (`discard_it`, `NOT_SPECIFIED`). Answered, not lost: said as a drop, every clean
+/// close whose other side's FIN came after the first closer's FIN was acknowledged read
+/// "FIN from the server dropped" (staged: a client closing first, the server 300 ms
+/// later).
+fn answered_in_time_wait(
+    reason: Option<&str>,
+    place: Option<&str>,
+    path: Path,
+    r: &FlowRecord,
+    receiver: Side,
+) -> bool {
+    reason == Some("NOT_SPECIFIED")
+        && matches!(place, Some("tcp_v4_rcv" | "tcp_v6_rcv"))
+        && path == Path::Ingress
+        && r.closed_first_by == Some(receiver)
 }
 
 /// Drops of a copy, not of the connection's packet: a packet socket (a sniffer,
@@ -563,6 +588,38 @@ mod tests {
         };
         let f = KernelFacts::of(&flow(Outcome::Refused, 0, 10), &[copy], &names);
         assert!(f.drops.is_empty(), "{f:?}");
+    }
+
+    /// The server's FIN, freed without a reason by `tcp_v4_rcv` after the client (which
+    /// closed first) had become a TIME_WAIT socket: it was answered, not lost.
+    #[test]
+    fn a_fin_freed_by_time_wait_handling_is_answered_not_dropped() {
+        let names = Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (2, "NOT_SPECIFIED")],
+            &[],
+        ));
+        let freed = |src, dst| KernelEvent {
+            kind: EventKind::Drop {
+                reason: 2,
+                location: 0,
+                path: Path::Ingress,
+                place: Some("tcp_v4_rcv"),
+            },
+            ..drop(8, src, dst, TcpFlags::FIN | TcpFlags::ACK, Path::Ingress)
+        };
+        let closed = |first| FlowRecord {
+            closed_first_by: Some(first),
+            ..flow(Outcome::Closed, 0, 10)
+        };
+        let f = KernelFacts::of(&closed(Side::Client), &[freed(S, C)], &names);
+        assert!(f.drops.is_empty(), "to the side in TIME_WAIT: {f:?}");
+        // The same to the side that did not close first is no TIME_WAIT's doing.
+        let f = KernelFacts::of(&closed(Side::Server), &[freed(S, C)], &names);
+        assert_eq!(f.drops.len(), 1, "{f:?}");
+        // Nor is a drop with a reason, even to the side in TIME_WAIT.
+        let firewall = drop(8, S, C, TcpFlags::FIN | TcpFlags::ACK, Path::Ingress);
+        let f = KernelFacts::of(&closed(Side::Client), &[firewall], &names);
+        assert_eq!(f.drops.len(), 1, "{f:?}");
     }
 
     #[test]
