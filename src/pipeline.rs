@@ -399,6 +399,10 @@ impl Prepared<'_> {
                     until: 0,
                     batches: Vec::new(),
                     pulled: Vec::new(),
+                    storms: Default::default(),
+                    tallies: Vec::new(),
+                    tallies_read: None,
+                    storm_unread: false,
                 })
             }
             Err(_) => None,

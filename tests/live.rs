@@ -21,6 +21,7 @@ mod live {
     mod kernel_resets;
     mod kernel_scope;
     mod kernel_states;
+    mod kernel_storm;
     mod namespace;
     mod tunnels;
 }
@@ -433,6 +434,19 @@ fn live_burst_of_connections_is_captured_without_loss() {
         Some(0),
         "no problem connections, so exit status 0:\n{out}"
     );
+}
+
+/// A fresh namespace for `test` (root only) and a port, different per test (any works
+/// inside the namespace); `None` after skipping.
+fn namespace_and_port(test: &str) -> Option<(Netns, u16)> {
+    if !have_root(test) {
+        return None;
+    }
+    let ns = Netns::create(test)?;
+    let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
+        .expect("bind 127.0.0.1:0")
+        .port();
+    Some((ns, port))
 }
 
 fn final_flows_from_all(lines: &[(Line, Value)]) -> Vec<&Value> {

@@ -8,9 +8,11 @@ use crate::decode::{Endpoint, Timestamp};
 use crate::flow::{FlowRecord, Outcome, Side};
 use crate::kernel::facts::{Dir, PathName};
 use crate::kernel::names::Name;
-use crate::kernel::{EventKind, KernelEvent, KernelFacts, ResetOrigin, TcpState};
+use crate::kernel::storm::{Tally, TallyKind};
+use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, ResetOrigin, TcpState};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Drops of one kind: (reason, kernel function, path, direction, segment kind).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,13 +66,44 @@ pub struct DropTally {
     pub servers: BTreeSet<Endpoint>,
     /// Distinct client addresses, the first [`SOURCES_CAP`] (a flood's sources).
     pub clients: BTreeSet<IpAddr>,
+    /// Of `packets`, those a storm counted ([`KernelEvidence::storm_drops`]): their
+    /// sources are not among `clients`.
+    pub storm: u64,
 }
 
 impl DropTally {
-    /// Distinct client addresses, and whether there may be more (the cap was reached).
-    pub fn client_count(&self) -> (u64, bool) {
-        (self.clients.len() as u64, self.clients.len() >= SOURCES_CAP)
+    fn new(server: Endpoint, first_ts: Timestamp, last_ts: Timestamp) -> DropTally {
+        DropTally {
+            packets: 0,
+            flows: 0,
+            flows_recovered: 0,
+            unanswered: Fate::default(),
+            recovered: Fate::default(),
+            first_ts,
+            last_ts,
+            server,
+            servers: BTreeSet::new(),
+            clients: BTreeSet::new(),
+            storm: 0,
+        }
     }
+
+    /// Distinct client addresses, and whether there may be more (the cap was reached,
+    /// or a storm counted some of the drops without their sources).
+    pub fn client_count(&self) -> (u64, bool) {
+        (
+            self.clients.len() as u64,
+            self.clients.len() >= SOURCES_CAP || self.storm > 0,
+        )
+    }
+}
+
+/// Drops of one kind a storm counted (the program counted them instead of sending each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub packets: u64,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
 }
 
 /// What kind of thing dropped a packet, from the kernel's reason.
@@ -253,6 +286,19 @@ pub struct KernelEvidence {
     pub listener_changes: Vec<ListenerChange>,
     /// Unanswered connections whose drop the kernel witnessed.
     pub explained: Explained,
+    /// Drops the program counted in storms instead of sending them, by kind (as last
+    /// read: the counts over the run so far). Their connections are not known one by
+    /// one: [`all_drops`](Self::all_drops) adds them to the connections' own.
+    pub storm_drops: BTreeMap<DropKey, Counted>,
+    /// Resets TCP sent in answer to packets, counted in storms: by the side that sent
+    /// them and the kernel's reason.
+    pub storm_resets: BTreeMap<(Side, Option<Name>), u64>,
+    /// Connections whose time overlapped a storm: their lines are `summarised`, and what
+    /// their own facts lack is judged by the storm's counts.
+    pub storm_flows: u64,
+    /// The server endpoint of the last connection added: the one a storm's drops without
+    /// a connection of their own are shown for.
+    last_server: Option<Endpoint>,
 }
 
 /// Distinct client addresses kept per drop kind, at most: enough to say "from thousands
@@ -264,6 +310,7 @@ pub const ENDPOINTS_CAP: usize = 16;
 impl KernelEvidence {
     pub fn add(&mut self, r: &FlowRecord, k: &KernelFacts) {
         self.flows += 1;
+        self.last_server = Some(r.server);
         self.synack_retransmits += u64::from(k.synack_retransmits);
         for d in &k.drops {
             let key = DropKey {
@@ -279,44 +326,31 @@ impl KernelEvidence {
                 },
                 what: d.what,
             };
-            let t = self.drops.entry(key).or_insert(DropTally {
-                packets: 0,
-                flows: 0,
-                flows_recovered: 0,
-                unanswered: Fate::default(),
-                recovered: Fate::default(),
-                first_ts: d.first_ts,
-                last_ts: d.last_ts,
-                server: r.server,
-                servers: BTreeSet::new(),
-                clients: BTreeSet::new(),
-            });
-            let packets = u64::from(d.count);
-            let recovered = r.outcome == Outcome::Established || r.handshake_rtt_us.is_some();
-            t.packets += packets;
-            t.flows += 1;
-            t.flows_recovered += u64::from(recovered);
-            let fate = if r.outcome == Outcome::Unanswered {
-                Some(&mut t.unanswered)
-            } else if recovered {
-                Some(&mut t.recovered)
-            } else {
-                None
-            };
-            if let Some(fate) = fate {
-                fate.flows += 1;
-                fate.packets += packets;
-            }
-            t.first_ts = t.first_ts.min(d.first_ts);
-            t.last_ts = t.last_ts.max(d.last_ts);
-            if t.servers.len() < ENDPOINTS_CAP {
-                t.servers.insert(r.server);
-            }
-            if t.clients.len() < SOURCES_CAP {
-                t.clients.insert(r.client.addr);
-            }
+            self.drop_of(key, r, u64::from(d.count), d.first_ts, d.last_ts, true);
         }
-        if r.outcome == Outcome::Unanswered && explains_silence(k) {
+        // In a storm, the SYN drops of a connection may have been counted, not sent: one
+        // that retried or never got an answer, with no SYN drop of its own, is put with
+        // the storm's SYN drops (the kind it counted most of), whose packets the storm
+        // counted already.
+        let storm_syns = (k.summarised
+            && (r.outcome == Outcome::Unanswered || r.syn_count > 1)
+            && !k.drops_from(Side::Client).any(|d| d.what == "SYN"))
+        .then(|| self.storm_syn_key())
+        .flatten();
+        if let Some(key) = &storm_syns {
+            self.drop_of(
+                key.clone(),
+                r,
+                u64::from(r.syn_count),
+                r.first_ts,
+                r.last_ts,
+                false,
+            );
+        }
+        if k.summarised {
+            self.storm_flows += 1;
+        }
+        if r.outcome == Outcome::Unanswered && (explains_silence(k) || storm_syns.is_some()) {
             self.explained.flows += 1;
             self.explained.syns += u64::from(r.syn_count);
             *self.explained.servers.entry(r.server).or_default() += 1;
@@ -346,10 +380,137 @@ impl KernelEvidence {
         }
     }
 
+    /// Counts `packets` dropped of kind `key` in connection `r` (`counted`: the packets
+    /// are counted here, not by a storm).
+    fn drop_of(
+        &mut self,
+        key: DropKey,
+        r: &FlowRecord,
+        packets: u64,
+        first_ts: Timestamp,
+        last_ts: Timestamp,
+        counted: bool,
+    ) {
+        let t = self
+            .drops
+            .entry(key)
+            .or_insert_with(|| DropTally::new(r.server, first_ts, last_ts));
+        let recovered = r.outcome == Outcome::Established || r.handshake_rtt_us.is_some();
+        if counted {
+            t.packets += packets;
+        }
+        t.flows += 1;
+        t.flows_recovered += u64::from(recovered);
+        let fate = if r.outcome == Outcome::Unanswered {
+            Some(&mut t.unanswered)
+        } else if recovered {
+            Some(&mut t.recovered)
+        } else {
+            None
+        };
+        if let Some(fate) = fate {
+            fate.flows += 1;
+            fate.packets += packets;
+        }
+        t.first_ts = t.first_ts.min(first_ts);
+        t.last_ts = t.last_ts.max(last_ts);
+        if t.servers.len() < ENDPOINTS_CAP {
+            t.servers.insert(r.server);
+        }
+        if t.clients.len() < SOURCES_CAP {
+            t.clients.insert(r.client.addr);
+        }
+    }
+
+    /// The kind of client SYN drop a storm counted most of.
+    fn storm_syn_key(&self) -> Option<DropKey> {
+        self.storm_drops
+            .iter()
+            .filter(|(key, _)| key.sender == Side::Client && key.what == "SYN")
+            .max_by_key(|(_, c)| c.packets)
+            .map(|(key, _)| key.clone())
+    }
+
+    /// The program's storm counts, as just read (over the run so far: they replace the
+    /// last read's).
+    pub fn storm_counted(&mut self, tallies: &[Tally], names: &Names) {
+        self.storm_drops.clear();
+        self.storm_resets.clear();
+        for t in tallies {
+            let sender = t.dir.sender();
+            match t.kind {
+                TallyKind::Drop {
+                    reason,
+                    path,
+                    place,
+                    ..
+                } => {
+                    let name = names.reasons.drop_known(reason);
+                    // As a connection's own drops: a copy's drop is not the packet's.
+                    if crate::kernel::facts::not_the_connections(name) {
+                        continue;
+                    }
+                    let key = DropKey {
+                        reason: names.reasons.drop_name(reason),
+                        place,
+                        path: match path {
+                            crate::kernel::event::Path::Ingress => PathKey::Ingress,
+                            crate::kernel::event::Path::Egress => PathKey::Egress,
+                        },
+                        sender,
+                        what: t.what(),
+                    };
+                    let c = self.storm_drops.entry(key).or_insert(Counted {
+                        packets: 0,
+                        first_ts: t.first_ts,
+                        last_ts: t.last_ts,
+                    });
+                    c.packets += t.count;
+                    c.first_ts = c.first_ts.min(t.first_ts);
+                    c.last_ts = c.last_ts.max(t.last_ts);
+                }
+                TallyKind::ResetSent { reason } => {
+                    *self
+                        .storm_resets
+                        .entry((sender, names.reasons.reset_name(reason)))
+                        .or_default() += t.count;
+                }
+            }
+        }
+    }
+
+    /// Every drop: the connections' own, and those storms counted, added to the same
+    /// kinds (a kind only a storm saw is shown for the last connection's server).
+    pub fn all_drops(&self) -> Cow<'_, BTreeMap<DropKey, DropTally>> {
+        if self.storm_drops.is_empty() {
+            return Cow::Borrowed(&self.drops);
+        }
+        let mut all = self.drops.clone();
+        let server = self
+            .last_server
+            .unwrap_or(Endpoint::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        for (key, c) in &self.storm_drops {
+            let t = all
+                .entry(key.clone())
+                .or_insert_with(|| DropTally::new(server, c.first_ts, c.last_ts));
+            t.packets += c.packets;
+            t.storm += c.packets;
+            t.first_ts = t.first_ts.min(c.first_ts);
+            t.last_ts = t.last_ts.max(c.last_ts);
+        }
+        Cow::Owned(all)
+    }
+
     /// Where the RST `side` sent came from: TCP's own reset if the kernel witnessed one;
     /// otherwise a REJECT rule if netfilter dropped the peer's packet; otherwise not this
-    /// host's TCP.
+    /// host's TCP. In a storm, where the connection's own events may have been counted
+    /// instead of sent, the storm's counts say which of these it was.
     fn reset_source(&self, r: &FlowRecord, k: &KernelFacts, side: Side) -> ResetSource {
+        if k.reset_by(side).is_none() && k.summarised {
+            if let Some(source) = self.storm_reset_source(k, side) {
+                return source;
+            }
+        }
         match k.reset_by(side) {
             Some(reset) => match reset.origin {
                 ResetOrigin::Reply => ResetSource::TcpReply {
@@ -375,6 +536,29 @@ impl KernelEvidence {
                 None => ResetSource::NotLocalTcp,
             },
         }
+    }
+
+    /// In a storm: TCP's reply resets in `side`'s name, the reason it gave most; else a
+    /// netfilter drop of the other side's packets (a REJECT's); else nothing to say.
+    fn storm_reset_source(&self, k: &KernelFacts, side: Side) -> Option<ResetSource> {
+        let tcp = self
+            .storm_resets
+            .iter()
+            .filter(|((by, _), _)| *by == side)
+            .max_by_key(|(_, n)| **n);
+        if let Some(((_, reason), _)) = tcp {
+            return Some(ResetSource::TcpReply {
+                reason: reason.clone(),
+            });
+        }
+        if let Some(path) = Self::netfilter_dropped(k, side.other(), "") {
+            return Some(ResetSource::FirewallReject { path });
+        }
+        self.storm_drops
+            .iter()
+            .filter(|(key, _)| key.sender == side.other() && key.reason == "NETFILTER_DROP")
+            .max_by_key(|(_, c)| c.packets)
+            .map(|(key, _)| ResetSource::FirewallReject { path: key.path })
     }
 
     /// Where netfilter dropped a packet `sender` sent (of kind `what`, or any kind when
@@ -470,7 +654,125 @@ pub fn reason_in_words(reason: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::DropClass;
+    use super::*;
+    use crate::decode::TcpFlags;
+    use crate::diagnose::tests::record;
+    use crate::kernel::names::Reasons;
+    use crate::kernel::storm::Tally;
+
+    fn names() -> Names {
+        Names::with(Reasons::with(
+            &[(2, "NO_SOCKET"), (12, "NETFILTER_DROP")],
+            &[(1, "NO_SOCKET")],
+        ))
+    }
+
+    /// What a storm of SYNs to a closed port counts: the SYNs dropped (NO_SOCKET) and
+    /// TCP's RSTs answering them.
+    fn closed_port_storm() -> Vec<Tally> {
+        let at = |ts| Timestamp(ts);
+        vec![
+            Tally {
+                kind: TallyKind::Drop {
+                    reason: 2,
+                    location: 1,
+                    path: crate::kernel::event::Path::Ingress,
+                    place: Some("tcp_v4_rcv"),
+                },
+                dir: Dir::C2s,
+                flags: TcpFlags(TcpFlags::SYN),
+                icmp: false,
+                count: 9_000,
+                first_ts: at(10),
+                last_ts: at(20),
+            },
+            Tally {
+                kind: TallyKind::ResetSent { reason: Some(1) },
+                dir: Dir::S2c,
+                flags: TcpFlags(TcpFlags::SYN),
+                icmp: false,
+                count: 9_000,
+                first_ts: at(10),
+                last_ts: at(20),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_refusal_in_a_storm_whose_rst_was_counted_is_still_tcps_own_reply() {
+        let mut k = KernelEvidence::default();
+        k.storm_counted(&closed_port_storm(), &names());
+        let refused = FlowRecord {
+            reset_by: Some(Side::Server),
+            ..record(Outcome::Refused, "127.0.0.1:61999")
+        };
+        k.add(&refused, &KernelFacts::quiet(true));
+        assert_eq!(
+            k.refusals.keys().next().map(|(_, s)| s.clone()),
+            Some(ResetSource::TcpReply {
+                reason: Some("NO_SOCKET".into())
+            })
+        );
+        // Outside a storm the same silence means the RST was not this host's TCP.
+        let mut calm = KernelEvidence::default();
+        calm.storm_counted(&closed_port_storm(), &names());
+        calm.add(&refused, &KernelFacts::quiet(false));
+        assert_eq!(
+            calm.refusals.keys().next().map(|(_, s)| s.clone()),
+            Some(ResetSource::NotLocalTcp)
+        );
+    }
+
+    #[test]
+    fn an_unanswered_connection_in_a_storm_is_the_storms_syn_drop_not_left_to_inference() {
+        let mut k = KernelEvidence::default();
+        let mut storm = closed_port_storm();
+        storm[0].kind = TallyKind::Drop {
+            reason: 12,
+            location: 2,
+            path: crate::kernel::event::Path::Ingress,
+            place: Some("nft_do_chain"),
+        };
+        k.storm_counted(&storm, &names());
+        let unanswered = FlowRecord {
+            syn_count: 2,
+            ..record(Outcome::Unanswered, "127.0.0.1:61999")
+        };
+        k.add(&unanswered, &KernelFacts::quiet(true));
+        assert_eq!(k.explained.flows, 1, "explained by the storm's drops");
+        assert_eq!(k.unexplained(1), 0);
+        assert_eq!(k.storm_flows, 1);
+        let all = k.all_drops();
+        let (key, t) = all.iter().next().unwrap();
+        assert_eq!((&*key.reason, key.what), ("NETFILTER_DROP", "SYN"));
+        // The storm's packets, once (the connection's two SYNs are among them), and the
+        // connection among its fates.
+        assert_eq!((t.packets, t.storm, t.unanswered.flows), (9_000, 9_000, 1));
+        assert!(
+            t.client_count().1,
+            "sources uncounted in the storm: at least"
+        );
+        // Not in a storm: no storm drop is its, and inference stays with it.
+        let mut calm = KernelEvidence::default();
+        calm.storm_counted(&storm, &names());
+        calm.add(&unanswered, &KernelFacts::quiet(false));
+        assert_eq!(calm.unexplained(1), 1);
+    }
+
+    #[test]
+    fn a_storms_counts_replace_the_last_read_not_add_to_it() {
+        let mut k = KernelEvidence::default();
+        k.storm_counted(&closed_port_storm(), &names());
+        let mut later = closed_port_storm();
+        later[0].count = 12_000;
+        k.storm_counted(&later, &names());
+        assert_eq!(k.all_drops().values().next().unwrap().packets, 12_000);
+        assert_eq!(
+            k.storm_resets
+                .get(&(Side::Server, Some("NO_SOCKET".into()))),
+            Some(&9_000)
+        );
+    }
 
     #[test]
     fn no_socket_where_a_syn_cookies_ack_is_checked_is_a_full_accept_queue() {

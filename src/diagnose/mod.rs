@@ -457,6 +457,16 @@ impl Diagnoser {
     /// The kernel witnessed a listener on the port appear or go away (a socket entered
     /// or left LISTEN); `process`: who called listen() or close(), as the pipeline could
     /// name it.
+    /// The kernel witness's storm counts, as just read (over the run so far).
+    pub fn kernel_tallied(
+        &mut self,
+        tallies: &[crate::kernel::storm::Tally],
+        names: &crate::kernel::Names,
+    ) {
+        self.ev.kernel.storm_counted(tallies, names);
+        self.dirty = true;
+    }
+
     pub fn listener_changed(&mut self, e: &KernelEvent, process: Option<ProcessInfo>) {
         self.ev.kernel.listener_changed(e);
         let EventKind::State { old, new } = e.kind else {

@@ -15,6 +15,7 @@ const KIND_RESET_RECEIVED: u8 = 3;
 const KIND_STATE: u8 = 4;
 const KIND_SYNACK_RETRANSMIT: u8 = 5;
 const KIND_STATE_PATH: u8 = 7;
+const KIND_STORM: u8 = 8;
 
 const WF_HAS_SOCKET: u8 = 1;
 const WF_PROCESS: u8 = 4;
@@ -108,7 +109,7 @@ impl fmt::Display for TcpState {
 }
 
 /// Where a dropped packet was when the kernel dropped it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Path {
     /// Received from a device (PREROUTING, INPUT, FORWARD, the TCP receive path).
     Ingress,
@@ -146,6 +147,10 @@ pub enum EventKind {
     /// moved it through, aggregated in the kernel, and the segments it retransmitted
     /// (`tcp:tcp_retransmit_skb`).
     Closed { path: StatePath, retransmits: u32 },
+    /// The program began counting this CPU's drops and reset replies by kind instead of
+    /// sending them, for the rest of its 10 ms window (a storm: [`super::storm`]). No
+    /// endpoints.
+    Storm,
 }
 
 /// The states one socket went through, oldest first, as the BPF program packs them: 4
@@ -289,6 +294,12 @@ impl Clock {
         }
     }
 
+    /// A clock `offset_ns` ahead of the BPF clock (tests).
+    #[cfg(test)]
+    pub fn fixed(offset_ns: i128) -> Clock {
+        Clock { offset_ns }
+    }
+
     pub fn realtime(&self, mono_ns: u64) -> Timestamp {
         let ns = i128::from(mono_ns) + self.offset_ns;
         Timestamp(u64::try_from(ns / 1000).unwrap_or(0))
@@ -372,6 +383,7 @@ impl KernelEvent {
                 path: StatePath::from_raw(location, reason),
                 retransmits: seq,
             },
+            KIND_STORM => EventKind::Storm,
             _ => return None,
         };
         let process = (flags & WF_PROCESS != 0).then(|| Process {

@@ -41,6 +41,10 @@ pub struct KernelFacts {
     pub states: States,
     /// SYN-ACKs the listener sent again because no ACK came.
     pub synack_retransmits: u32,
+    /// The connection overlapped a storm, when the kernel counted drops (and the resets
+    /// answering packets) by kind instead of one by one: some of its may be missing
+    /// here, counted in the summary's `kernel_events.storm` instead.
+    pub summarised: bool,
 }
 
 /// Copied, not allocated: a connection's line carries both, once a connection.
@@ -151,11 +155,36 @@ impl ResetOrigin {
     }
 }
 
-fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn seconds<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(ts.as_secs_f64())
 }
 
 impl KernelFacts {
+    /// Nothing said (overlapping a storm with `summarised`).
+    pub const fn quiet(summarised: bool) -> KernelFacts {
+        KernelFacts {
+            drops: Vec::new(),
+            resets_sent: Vec::new(),
+            resets_received: Vec::new(),
+            states: States {
+                client: None,
+                server: None,
+            },
+            synack_retransmits: 0,
+            summarised,
+        }
+    }
+
+    /// Whether the kernel said nothing about the connection (beyond `summarised`).
+    pub fn is_quiet(&self) -> bool {
+        self.drops.is_empty()
+            && self.resets_sent.is_empty()
+            && self.resets_received.is_empty()
+            && self.states.client.is_none()
+            && self.states.server.is_none()
+            && self.synack_retransmits == 0
+    }
+
     /// Drops of packets `sender` sent.
     pub fn drops_from(&self, sender: Side) -> impl Iterator<Item = &DropFact> {
         self.drops.iter().filter(move |d| d.dir.sender() == sender)
@@ -280,6 +309,8 @@ impl KernelFacts {
                     *slot = Some(path);
                 }
                 EventKind::SynAckRetransmit => f.synack_retransmits += 1,
+                // Not a connection's (the flow stage keeps it apart).
+                EventKind::Storm => {}
             }
         }
         f
@@ -310,7 +341,7 @@ fn answered_in_time_wait(
 /// Drops of a copy, not of the connection's packet: a packet socket (a sniffer,
 /// portsniff's own capture included) with no room for its copy, or a socket's queue
 /// purged as it closes. The packet itself went on; blaming the connection would be false.
-fn not_the_connections(reason: Option<&str>) -> bool {
+pub(crate) fn not_the_connections(reason: Option<&str>) -> bool {
     matches!(reason, Some("PACKET_SOCK_ERROR" | "QUEUE_PURGE"))
 }
 
@@ -329,8 +360,14 @@ fn another_syn(r: &FlowRecord, e: &KernelEvent) -> bool {
 
 /// The kind of segment a witnessed packet was, in the words the flow lines use.
 fn segment_kind(e: &KernelEvent) -> &'static str {
-    let fl = e.flags;
-    if e.icmp.is_some() {
+    what(e.flags, e.icmp.is_some())
+}
+
+/// The kind of segment with `flags` (an ICMP error quoting one with `icmp`), in the
+/// words the flow lines use.
+pub fn what(flags: crate::decode::TcpFlags, icmp: bool) -> &'static str {
+    let fl = flags;
+    if icmp {
         "ICMP"
     } else if fl.syn() && fl.ack() {
         "SYN-ACK"

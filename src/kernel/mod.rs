@@ -10,6 +10,8 @@
 //! - [`witness`]: loading, attaching and reading the program (feature `kernel-witness`).
 //! - [`names`]: reason names from the running kernel's BTF (the program names the
 //!   functions drops happen in itself, and [`witness`] reads those names).
+//! - [`storm`]: past a few thousand drops a second, the program counts them by kind
+//!   instead of sending each: the counts, and the stretches of time they cover.
 //! - [`facts`]: the events joined to one connection ([`KernelFacts`], the JSON `kernel`
 //!   object) and the table that holds them until their connection ends.
 //!
@@ -23,6 +25,7 @@
 pub mod event;
 pub mod facts;
 pub mod names;
+pub mod storm;
 #[cfg(feature = "kernel-witness")]
 mod witness;
 

@@ -5,6 +5,7 @@
 //! however it ends; dropping the [`Witness`] detaches it at once.
 
 use super::event::{Clock, EventKind, KernelEvent};
+use super::storm::{Tally, TallyKind};
 use super::Unavailable;
 use libbpf_rs::{
     Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer, RingBufferBuilder,
@@ -126,12 +127,15 @@ impl Witness {
                 step: "ring buffer".into(),
                 message: "no events map".into(),
             })?;
-        let mut places = Places::new(
+        let handle = |name: &str| {
             self.object
                 .maps()
-                .find(|m| m.name().to_string_lossy() == "places")
-                .and_then(|m| MapHandle::try_from(&m).ok()),
-        );
+                .find(|m| m.name().to_string_lossy() == name)
+                .and_then(|m| MapHandle::try_from(&m).ok())
+        };
+        let places = Rc::new(RefCell::new(Places::new(handle("places"))));
+        let tallies = handle("tallies");
+        let namer = Rc::clone(&places);
         let mut builder = RingBufferBuilder::new();
         builder
             .add(&map, move |raw: &[u8]| {
@@ -140,7 +144,7 @@ impl Witness {
                         location, place, ..
                     } = &mut e.kind
                     {
-                        *place = places.name(*location);
+                        *place = namer.borrow_mut().name(*location);
                     }
                     sink.borrow_mut().push(e);
                 }
@@ -156,6 +160,9 @@ impl Witness {
         Ok(Reader {
             ring,
             pending,
+            places,
+            tallies,
+            clock,
             _events: events,
         })
     }
@@ -170,12 +177,17 @@ impl Witness {
 pub struct Reader {
     ring: RingBuffer<'static>,
     pending: Rc<RefCell<Vec<KernelEvent>>>,
+    /// Shared with the ring's callback: a storm's counts name their places too.
+    places: Rc<RefCell<Places>>,
+    /// The program's counts of a storm's records, by kind.
+    tallies: Option<MapHandle>,
+    clock: Clock,
     _events: MapHandle,
 }
 
-// SAFETY: the two `Rc` handles on `pending` (this one and the ring callback's clone)
-// both live inside this `Reader` and are never cloned or handed out, so moving the
-// reader to another thread moves every handle with it: no two threads ever touch the
+// SAFETY: the `Rc` handles on `pending` and `places` (these and the ring callback's
+// clones) all live inside this `Reader` and are never cloned or handed out, so moving
+// the reader to another thread moves every handle with it: no two threads ever touch a
 // count. The ring buffer is `Send` (libbpf-rs), and so are the map handles.
 unsafe impl Send for Reader {}
 
@@ -187,6 +199,30 @@ impl Reader {
             tracing::debug!(error = %e, "kernel witness ring buffer consume");
         }
         out.append(&mut self.pending.borrow_mut());
+    }
+
+    /// What the program has counted instead of sent, by kind, over the run so far (a
+    /// system call per kind and one per CPU's share: read when a storm is under way, not
+    /// per record).
+    pub fn tallies(&mut self, out: &mut Vec<Tally>) {
+        out.clear();
+        let Some(map) = &self.tallies else { return };
+        for key in map.keys() {
+            let Ok(Some(per_cpu)) = map.lookup_percpu(&key, MapFlags::ANY) else {
+                continue;
+            };
+            if let Some(mut t) = Tally::parse(&key, &per_cpu, &self.clock) {
+                if let TallyKind::Drop {
+                    location, place, ..
+                } = &mut t.kind
+                {
+                    *place = self.places.borrow_mut().name(*location);
+                }
+                out.push(t);
+            }
+        }
+        // The map's order is its hash's: the largest first, for the summary.
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
     }
 
     /// An fd that is readable while records wait (an epoll fd over the ring buffer), to

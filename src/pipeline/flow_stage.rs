@@ -14,10 +14,11 @@ use crate::diagnose::host::{self, LookupRequest};
 use crate::diagnose::{Diagnoser, Diagnosis};
 use crate::error::Error;
 use crate::flow::{EndReason, FlowEvent, FlowTable, TableStats};
+use crate::kernel::storm::{Storms, Tally};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
 use crate::report::ladder::{Ladder, LadderRecorder};
 use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
-use crate::report::{FlowContext, Item, PcapWriter};
+use crate::report::{Context, FlowContext, Item, PcapWriter};
 use crossbeam_channel::{select, Receiver, Sender};
 use std::collections::VecDeque;
 use std::io;
@@ -292,12 +293,26 @@ pub(super) struct KernelSide {
     /// Emptied lists, kept for the next read of the ring.
     pub(super) batches: Vec<KernelBatch>,
     pub(super) pulled: Vec<KernelEvent>,
+    /// When the program counted records instead of sending them: the lines of
+    /// connections then are marked `summarised`.
+    pub(super) storms: Storms,
+    /// The program's counts, as last read, and when; `storm_unread`: a storm record came
+    /// since.
+    pub(super) tallies: Vec<Tally>,
+    pub(super) tallies_read: Option<Instant>,
+    pub(super) storm_unread: bool,
 }
 
+/// How often a storm's counts are read while it lasts: the rules judge a connection in
+/// it by them (where its RST came from, whether its silence is explained), so they must
+/// be recent, and reading them is a system call per kind.
+const TALLY_EVERY: Duration = Duration::from_millis(100);
+
 pub(super) struct Held {
-    /// On the watermark's clock: when the line was made.
+    /// On the watermark's clock: when the line was made, and when it must go at the
+    /// latest.
     made: u64,
-    due: Instant,
+    due: u64,
     ev: FlowEvent,
     procs: Option<crate::diagnose::FlowProcesses>,
     ladder: Option<Ladder>,
@@ -309,7 +324,7 @@ impl KernelSide {
     /// deadline bounds the wait should one still be held.
     fn wait(&self, tick: Duration) -> Duration {
         match self.held.front() {
-            Some(h) => h.due.saturating_duration_since(Instant::now()).min(tick),
+            Some(h) => Duration::from_nanos(h.due.saturating_sub(self.ring.now())).min(tick),
             None => tick,
         }
     }
@@ -386,6 +401,10 @@ impl Sink<'_> {
     }
 
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
+        // When the lines made now were made: read once for all of them (clock reads per
+        // line were a tenth of the witness's cost under a flood of one-packet
+        // connections).
+        let mut made: Option<u64> = None;
         for mut ev in events.drain(..) {
             // The same tunnelled connection seen again once its tunnel is opened (or
             // before): one flow, not two, shown as the copy that finished first.
@@ -463,10 +482,10 @@ impl Sink<'_> {
                 // The kernel's events about this connection's last packets may still be
                 // on their way: its line waits for them (in order with the others).
                 Some(k) => {
-                    let made = k.ring.now();
+                    let made = *made.get_or_insert_with(|| k.ring.now());
                     k.held.push_back(Held {
                         made,
-                        due: Instant::now() + MAX_HOLD,
+                        due: made + MAX_HOLD.as_nanos() as u64,
                         ev,
                         procs,
                         ladder,
@@ -510,14 +529,17 @@ impl Sink<'_> {
             // Counted in the summary at its close, by the outcome it had then.
             FlowEvent::Settled { .. } => {}
         }
-        let context =
-            (processes.is_some() || kernel.is_some() || translated_to.is_some()).then(|| {
-                Box::new(FlowContext {
-                    processes,
-                    kernel,
-                    translated_to,
-                })
-            });
+        let context = match (&processes, &kernel, &translated_to) {
+            (None, None, None) => Context::None,
+            (None, Some(k), None) if k.is_quiet() => Context::KernelQuiet {
+                summarised: k.summarised,
+            },
+            _ => Context::Full(Box::new(FlowContext {
+                processes,
+                kernel,
+                translated_to,
+            })),
+        };
         self.items.push(Item::Flow(ev, context));
         if let Some(l) = ladder {
             self.items.push(Item::Ladder(Box::new(l)));
@@ -534,8 +556,10 @@ impl Sink<'_> {
     /// then the ring buffer read here. Every line made before this is then covered by
     /// the mark (it goes out now, not after a thread's wake-up), and the kernel thread,
     /// seeing the ring read, leaves it alone.
-    fn witnessed_waiting(&mut self) {
-        let Some(k) = &mut self.kernel else { return };
+    ///
+    /// Returns the time of the read on the watermark's clock (0 without the witness).
+    fn witnessed_waiting(&mut self) -> u64 {
+        let Some(k) = &mut self.kernel else { return 0 };
         let mut batches = std::mem::take(&mut k.batches);
         let mut events = std::mem::take(&mut k.pulled);
         let mark = k.ring.pull(&k.events, &mut batches, &mut events);
@@ -548,6 +572,7 @@ impl Sink<'_> {
             k.batches = batches;
             k.pulled = events;
         }
+        mark
     }
 
     fn witnessed_batch(&mut self, mut batch: KernelBatch) {
@@ -569,6 +594,11 @@ impl Sink<'_> {
         };
         for e in events.drain(..) {
             tracing::trace!(ts = e.ts.0, src = %e.src, dst = %e.dst, kind = ?e.kind, flags = %e.flags, "kernel event");
+            if e.kind == EventKind::Storm {
+                k.storms.add(e.ts);
+                k.storm_unread = true;
+                continue;
+            }
             if let EventKind::State { old, new } = e.kind {
                 if new == TcpState::Listen || (old == TcpState::Listen && new == TcpState::Close) {
                     let process = e.process.map(|p| {
@@ -597,8 +627,8 @@ impl Sink<'_> {
         if k.held.is_empty() {
             return Ok(());
         }
-        self.witnessed_waiting();
-        let now = Instant::now();
+        let now = self.witnessed_waiting();
+        self.read_tallies(false);
         loop {
             let Some(k) = &mut self.kernel else {
                 return Ok(());
@@ -612,12 +642,17 @@ impl Sink<'_> {
             let Some(h) = k.held.pop_front() else {
                 return Ok(());
             };
-            let facts = match &h.ev {
+            let mut facts = match &h.ev {
                 FlowEvent::Finished(r) => k.witnessed.take(r, &k.names),
                 FlowEvent::Pending(r) | FlowEvent::Settled { record: r, .. } => {
                     k.witnessed.peek(r, &k.names)
                 }
             };
+            if !k.storms.is_empty() {
+                let r = h.ev.record();
+                // A drop is witnessed microseconds after the capture saw its packet.
+                facts.summarised = k.storms.cover(r.first_ts, r.last_ts.add_micros(1_000));
+            }
             if let FlowEvent::Finished(r) = &h.ev {
                 k.witnessed.expire(r.last_ts);
             }
@@ -625,11 +660,35 @@ impl Sink<'_> {
         }
     }
 
+    /// Reads the program's storm counts for the rules: when a storm record came since the
+    /// last read, at most every [`TALLY_EVERY`]; with `last`, whatever came (counts
+    /// grow after a window's one record, which a full ring may also have lost).
+    fn read_tallies(&mut self, last: bool) {
+        let Some(k) = &mut self.kernel else { return };
+        if !last && !k.storm_unread {
+            return;
+        }
+        // Read only now: outside storms, no clock read.
+        let now = Instant::now();
+        let due = k
+            .tallies_read
+            .is_none_or(|t| now.duration_since(t) >= TALLY_EVERY);
+        if !last && !due {
+            return;
+        }
+        k.ring.tallies(&mut k.tallies);
+        k.tallies_read = Some(now);
+        k.storm_unread = false;
+        self.diagnoser.kernel_tallied(&k.tallies, &k.names);
+    }
+
     /// Stops the witness (detaching it) and takes its last events.
     fn stop_witness(&mut self) -> Option<KernelCounts> {
         let k = self.kernel.as_mut()?;
         let counts = k.thread.take().map(KernelThread::finish);
         self.witnessed_waiting();
+        // The last counts: a storm's records after the last read are in them.
+        self.read_tallies(true);
         if let Some(k) = self.kernel.as_mut() {
             k.until = u64::MAX;
         }
@@ -638,9 +697,23 @@ impl Sink<'_> {
         // Events a full table forgot never reached their connection: lost like those
         // the ring buffer had no room for.
         let overflowed = self.kernel.as_ref().map_or(0, |k| k.witnessed.overflowed);
+        let storm = self
+            .kernel
+            .as_ref()
+            .map(|k| {
+                k.tallies
+                    .iter()
+                    .map(|t| t.named(&k.names))
+                    // As on the lines: a copy's drop (a sniffer's queue, a socket's purge
+                    // as it closes) is not the packet's.
+                    .filter(|c| !crate::kernel::facts::not_the_connections(c.reason.as_deref()))
+                    .collect()
+            })
+            .unwrap_or_default();
         counts.map(|c| KernelCounts {
             events: read,
             lost: c.lost + overflowed,
+            storm,
         })
     }
 

@@ -58,13 +58,15 @@ pub(crate) struct KernelBatch {
 }
 
 /// What the witness saw, for the summary.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct KernelCounts {
     /// Events read.
     pub(crate) events: u64,
     /// Events lost: the ring buffer was full (counted by the program), or the flow stage
     /// was too far behind to take the thread's batches.
     pub(crate) lost: u64,
+    /// Events a storm's counts hold instead (neither read one by one nor lost), by kind.
+    pub(crate) storm: Vec<crate::kernel::storm::StormCount>,
 }
 
 /// The ring buffer's reader and the watermark's clock, shared by the flow stage and the
@@ -152,6 +154,17 @@ impl SharedRing {
     fn nudge(&self) {
         // A full counter (2^64 - 2 nudges) would mean the thread is gone: nothing to do.
         let _ = self.nudge.write(1);
+    }
+
+    /// The program's counts of a storm's records so far, by kind (into `out`).
+    pub(super) fn tallies(&self, out: &mut Vec<crate::kernel::storm::Tally>) {
+        #[cfg(feature = "kernel-witness")]
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tallies(out);
+        #[cfg(not(feature = "kernel-witness"))]
+        out.clear();
     }
 
     /// Events read so far, by either reader.

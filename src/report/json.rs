@@ -261,7 +261,17 @@ fn endpoint(buf: &mut Vec<u8>, e: Endpoint) {
 /// one, and serde's escaping scan and float formatting made it a third of the line's
 /// cost. Reason and function names are the kernel's identifiers and state paths its state
 /// names, none with anything to escape; a process name goes through serde.
+/// The `kernel` object of a connection the kernel said nothing about, as
+/// [`kernel_facts`] writes it (a test checks they agree).
+const QUIET: &[u8] = br#"{"drops":[],"resets_sent":[],"resets_received":[],"states":{"client":null,"server":null},"synack_retransmits":0,"summarised":false}"#;
+const QUIET_IN_STORM: &[u8] = br#"{"drops":[],"resets_sent":[],"resets_received":[],"states":{"client":null,"server":null},"synack_retransmits":0,"summarised":true}"#;
+
 fn kernel_facts(buf: &mut Vec<u8>, k: &KernelFacts) {
+    // Most lines under a stream of connections: the kernel said nothing about them.
+    if k.is_quiet() {
+        buf.extend_from_slice(if k.summarised { QUIET_IN_STORM } else { QUIET });
+        return;
+    }
     buf.extend_from_slice(b"{\"drops\":[");
     for (i, d) in k.drops.iter().enumerate() {
         if i > 0 {
@@ -321,6 +331,8 @@ fn kernel_facts(buf: &mut Vec<u8>, k: &KernelFacts) {
     state_path(buf, k.states.server);
     buf.extend_from_slice(b"},\"synack_retransmits\":");
     number(buf, u64::from(k.synack_retransmits));
+    buf.extend_from_slice(b",\"summarised\":");
+    boolean(buf, k.summarised);
     buf.push(b'}');
 }
 
@@ -568,8 +580,10 @@ mod tests {
                 server: None,
             },
             synack_retransmits: 2,
+            summarised: true,
         };
-        for k in [full, KernelFacts::default()] {
+        // The quiet ones too (written from constants), in a storm and not.
+        for k in [full, KernelFacts::default(), KernelFacts::quiet(true)] {
             let mut ours = Vec::new();
             kernel_facts(&mut ours, &k);
             assert_eq!(

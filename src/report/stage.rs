@@ -23,7 +23,7 @@ use std::io::{self, Write};
 #[derive(Debug)]
 pub enum Item {
     /// A flow event, with what is known beside its packets (live).
-    Flow(FlowEvent, Option<Box<FlowContext>>),
+    Flow(FlowEvent, Context),
     /// The sequence diagram of the flow whose [`Item::Flow`] came just before.
     Ladder(Box<Ladder>),
     /// A finding made certain during a live capture.
@@ -36,6 +36,37 @@ pub enum Item {
     Clock(Timestamp),
 }
 
+/// What is known about a line's connection beside its packets.
+#[derive(Debug)]
+pub enum Context {
+    /// Nothing (a replay; live without the witness, processes or a port map).
+    None,
+    /// Only that the witness was attached and had nothing to say about it: most lines
+    /// under a stream of connections, so not a box each (an allocation in the flow
+    /// stage and a free in this one, a line: benches/witness.sh, synflood).
+    KernelQuiet {
+        /// It overlapped a storm ([`KernelFacts::summarised`]).
+        summarised: bool,
+    },
+    Full(Box<FlowContext>),
+}
+
+/// The facts of [`Context::KernelQuiet`], shared.
+static QUIET: FlowContext = FlowContext::kernel_quiet(false);
+static QUIET_IN_STORM: FlowContext = FlowContext::kernel_quiet(true);
+
+impl Context {
+    /// As the printers take it.
+    pub fn get(&self) -> Option<&FlowContext> {
+        match self {
+            Context::None => None,
+            Context::KernelQuiet { summarised: false } => Some(&QUIET),
+            Context::KernelQuiet { summarised: true } => Some(&QUIET_IN_STORM),
+            Context::Full(c) => Some(c),
+        }
+    }
+}
+
 /// What is known about a connection beside its packets, live.
 #[derive(Debug, Default)]
 pub struct FlowContext {
@@ -45,6 +76,16 @@ pub struct FlowContext {
     pub kernel: Option<KernelFacts>,
     /// The DNAT backend the connection was forwarded to (a port map), when it was.
     pub translated_to: Option<Translated>,
+}
+
+impl FlowContext {
+    const fn kernel_quiet(summarised: bool) -> FlowContext {
+        FlowContext {
+            processes: None,
+            kernel: Some(KernelFacts::quiet(summarised)),
+            translated_to: None,
+        }
+    }
 }
 
 /// A connection to the watched port that a DNAT rule forwarded to a backend.
@@ -102,7 +143,7 @@ impl<W: Write> Report<W> {
                 if self.only_problems && !ev.record().outcome.is_problem() {
                     return Ok(());
                 }
-                self.printer.flow(&mut self.out, ev, context.as_deref())?;
+                self.printer.flow(&mut self.out, ev, context.get())?;
                 self.flush_live()
             }
             Item::Ladder(l) => {

@@ -48,6 +48,11 @@ pub struct KernelEventsView {
     pub events: u64,
     /// Events the ring buffer had no room for, or portsniff could not take in time.
     pub lost: u64,
+    /// Events storms counted by kind instead of sending each (past a few thousand drops
+    /// a second): the sum of `storm`'s counts.
+    pub summarised: u64,
+    /// Those counts, by kind, most first.
+    pub storm: Vec<crate::kernel::storm::StormCount>,
 }
 
 impl KernelEventsView {
@@ -61,6 +66,8 @@ impl KernelEventsView {
             why: missing.map(|m| m.to_string()),
             events: counts.events,
             lost: counts.lost,
+            summarised: counts.storm.iter().map(|c| c.count).sum(),
+            storm: counts.storm,
         }
     }
 }

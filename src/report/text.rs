@@ -335,8 +335,10 @@ pub fn explain_witnessed(
     let reason_of = |sender: Side| k.drops_from(sender).next().map(|d| d.reason.clone());
     match r.outcome {
         Outcome::Refused => {
-            if k.reset_by(Side::Server).is_some() {
-                // TCP itself answered: the packets' "nothing listens" is the kernel's too.
+            // TCP itself answered: the packets' "nothing listens" is the kernel's too. In
+            // a storm, its reset may have been counted instead of sent: the packets'
+            // explanation stands.
+            if k.reset_by(Side::Server).is_some() || k.summarised {
                 return None;
             }
             let netfilter = k
@@ -430,7 +432,8 @@ pub fn kernel_lines(
         });
     }
     // A reset in the capture that this host's TCP did not send: something else made it.
-    if let Some(side) = r.reset_by {
+    // In a storm its reset may have been counted instead of sent: nothing to say here.
+    if let Some(side) = r.reset_by.filter(|_| !k.summarised) {
         if k.reset_by(side).is_none() {
             let netfilter = k
                 .drops_from(side.other())
@@ -461,6 +464,18 @@ pub fn kernel_lines(
         }
     }
     lines
+}
+
+/// Said once where a storm begins, above the first line inside it (not on each of its
+/// thousands of lines), and once where it ends.
+pub fn write_storm_change(out: &mut impl Write, began: bool, style: Style) -> io::Result<()> {
+    let words = if began {
+        "a storm of drops: the kernel counts them (and TCP's RSTs) by kind from here, not \
+         each; the lines until it ends may lack theirs, and the summary has the counts"
+    } else {
+        "the storm is over: the kernel's drops are told on each connection again"
+    };
+    writeln!(out, "{} {words}", style.dim("kernel:"))
 }
 
 pub(super) fn severity(style: Style, s: Severity) -> String {
@@ -872,11 +887,43 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
     if s.live {
         let k = &s.kernel_events;
         match &k.why {
-            None => writeln!(
-                out,
-                "  kernel events   {} witnessed, kernel events lost {}",
-                k.events, k.lost
-            )?,
+            None => {
+                writeln!(
+                    out,
+                    "  kernel events   {} witnessed, kernel events lost {}",
+                    k.events, k.lost
+                )?;
+                if k.summarised > 0 {
+                    // The kinds, most first: a storm is one or two of them.
+                    let kinds: Vec<String> = k
+                        .storm
+                        .iter()
+                        .take(3)
+                        .map(|c| {
+                            let reason = c.reason.as_deref().unwrap_or("no reason");
+                            match c.kind {
+                                "drop" => format!(
+                                    "{} {} from the {} dropped: {reason}",
+                                    c.count,
+                                    c.what,
+                                    c.dir.sender().as_str()
+                                ),
+                                _ => format!(
+                                    "{} RSTs sent by the {}'s TCP: {reason}",
+                                    c.count,
+                                    c.dir.sender().as_str()
+                                ),
+                            }
+                        })
+                        .collect();
+                    writeln!(
+                        out,
+                        "  kernel storm    summarised {} (counted by kind, not each): {}",
+                        k.summarised,
+                        kinds.join("; ")
+                    )?;
+                }
+            }
             Some(why) => writeln!(out, "  kernel events   off: {why}")?,
         }
     }

@@ -146,18 +146,14 @@ fn listener_in(ns: &Netns, addr: SocketAddr, backlog: i32) -> TcpListener {
 
 /// A fresh port (unused on the host, so no two tests share one) and a namespace.
 fn setup(test: &str, tools: &[&str]) -> Option<(Netns, u16)> {
-    if !have_root(test) {
-        return None;
-    }
     if let Some(missing) = tools.iter().find(|t| which(t).is_none()) {
-        skip(test, &format!("needs {missing}"));
+        // Checked first only where root is there to need them.
+        if have_root(test) {
+            skip(test, &format!("needs {missing}"));
+        }
         return None;
     }
-    let ns = Netns::create(test)?;
-    let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
-        .expect("bind 127.0.0.1:0")
-        .port();
-    Some((ns, port))
+    namespace_and_port(test)
 }
 
 /// The SYNs of a client the rule drops, and the rule in the finding: shared by the

@@ -6,9 +6,6 @@ use crate::*;
 #[test]
 fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
     const TEST: &str = "live_pending_notice_for_dropped_syns_inside_a_namespace";
-    if !have_root(TEST) {
-        return;
-    }
     if which("iptables").is_none() {
         skip(
             TEST,
@@ -16,13 +13,9 @@ fn live_pending_notice_for_dropped_syns_inside_a_namespace() {
         );
         return;
     }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((ns, port)) = namespace_and_port(TEST) else {
         return;
     };
-    // Any port works inside the fresh namespace; still a different one per test.
-    let port = ReservedPort::on(Ipv4Addr::LOCALHOST.into())
-        .expect("bind 127.0.0.1:0")
-        .port();
     let port_s = port.to_string();
     ns.run(&[
         "iptables", "-A", "INPUT", "-p", "tcp", "--dport", &port_s, "--syn", "-j", "DROP",

@@ -269,7 +269,7 @@ fn overflow_drops(k: &KernelEvidence) -> (OverflowDrops, Option<crate::decode::E
     let mut server = None;
     let mut by_what: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut top = 0;
-    for (key, t) in &k.drops {
+    for (key, t) in k.all_drops().iter() {
         if DropClass::of(&key.reason, key.place) != DropClass::ListenOverflow {
             continue;
         }
@@ -364,7 +364,8 @@ fn witnessed(
     let mut martians: BTreeMap<&str, Group> = BTreeMap::new();
     let mut sources = BTreeSet::new();
     let mut sources_capped = false;
-    for (key, t) in &k.drops {
+    let all = k.all_drops();
+    for (key, t) in all.iter() {
         let class = DropClass::of(&key.reason, key.place);
         match (key.sender, class) {
             (_, DropClass::ListenOverflow) => {}

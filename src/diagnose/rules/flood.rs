@@ -141,7 +141,7 @@ fn martians(k: &KernelEvidence) -> Option<(u64, u64)> {
     }
     let mut syns = 0;
     let mut sources = BTreeSet::new();
-    for (key, t) in &k.drops {
+    for (key, t) in k.all_drops().iter() {
         if key.sender == Side::Client && DropClass::of(&key.reason, key.place) == DropClass::Martian
         {
             syns += t.packets;

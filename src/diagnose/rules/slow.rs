@@ -107,7 +107,7 @@ fn is_limit(r: &FirewallRule) -> bool {
 /// connection of theirs failed.
 fn recovered_drops(k: &KernelEvidence, facts: Option<&HostFacts>) -> Vec<RecoveredDrops> {
     let mut out: Vec<RecoveredDrops> = Vec::new();
-    for (key, t) in &k.drops {
+    for (key, t) in k.all_drops().iter() {
         if key.sender != Side::Client
             || key.what != "SYN"
             || DropClass::of(&key.reason, key.place) != DropClass::Path

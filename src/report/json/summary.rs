@@ -344,6 +344,8 @@ mod tests {
                 why: None,
                 events: 12,
                 lost: 1,
+                summarised: 0,
+                storm: Vec::new(),
             },
             ..Summary::new("eth0", true, "EN10MB", 61999, tally, &capture, table)
         };
@@ -384,7 +386,7 @@ mod tests {
     }
 
     const EXPECTED: &str = concat!(
-        r#"{"type":"summary","source":"eth0","live":true,"link_type":"EN10MB","port":61999,"flows":1,"problems":1,"outcomes":{"unanswered":0,"refused":1,"unreachable":0,"handshake_incomplete":0,"established":0,"closed":0,"half_closed":0,"reset":0},"syn_retransmits":0,"synack_retransmits":0,"resets":{"client":0,"server":0},"time_wait":{"client":0,"server":0},"port_reused":0,"midstream":0,"retransmits":0,"zero_windows":0,"handshake_rtt_us":{"count":0,"p50":null,"p90":null,"p99":null,"max":null},"duration_us":{"count":1,"p50":1,"p90":1,"p99":1,"max":1},"packets":{"captured":10,"decoded":7,"not_in_flows":{"icmp_errors":0,"after_close":0,"copies":0},"syns_elsewhere":1,"skipped":3,"skipped_by_reason":{"truncated":1,"bad_ip_header":2},"expression":"host 10.0.0.1","filtered_out":4},"kernel":{"received":11,"dropped":1,"if_dropped":0},"internal_dropped":2,"flows_evicted":1,"peak_flows":3,"icmp_unmatched":2,"error":"truncated \"file\"","credentials":{"uid":1000,"gid":1000,"cap_effective":"0000000000002000","cap_permitted":"0000000000002000","cap_inheritable":"0","cap_bounding":"000001ffffffffff","cap_ambient":"0"},"system":{"listeners":[{"local":"0.0.0.0:61999","accept_queue":3,"backlog":128,"group":2,"namespace":"net:[4026531840]","processes":[{"pid":42,"name":"srv","cmdline":"srv --port 61999","user":"www"}]}],"sockets":[{"state":"established","held_by":"server","count":1},{"state":"time_wait","held_by":"client","count":5}],"counters_delta":{"ListenOverflows":3,"TCPAbortOnClose":1}},"kernel_events":{"enabled":true,"why":null,"events":12,"lost":1}}"#,
+        r#"{"type":"summary","source":"eth0","live":true,"link_type":"EN10MB","port":61999,"flows":1,"problems":1,"outcomes":{"unanswered":0,"refused":1,"unreachable":0,"handshake_incomplete":0,"established":0,"closed":0,"half_closed":0,"reset":0},"syn_retransmits":0,"synack_retransmits":0,"resets":{"client":0,"server":0},"time_wait":{"client":0,"server":0},"port_reused":0,"midstream":0,"retransmits":0,"zero_windows":0,"handshake_rtt_us":{"count":0,"p50":null,"p90":null,"p99":null,"max":null},"duration_us":{"count":1,"p50":1,"p90":1,"p99":1,"max":1},"packets":{"captured":10,"decoded":7,"not_in_flows":{"icmp_errors":0,"after_close":0,"copies":0},"syns_elsewhere":1,"skipped":3,"skipped_by_reason":{"truncated":1,"bad_ip_header":2},"expression":"host 10.0.0.1","filtered_out":4},"kernel":{"received":11,"dropped":1,"if_dropped":0},"internal_dropped":2,"flows_evicted":1,"peak_flows":3,"icmp_unmatched":2,"error":"truncated \"file\"","credentials":{"uid":1000,"gid":1000,"cap_effective":"0000000000002000","cap_permitted":"0000000000002000","cap_inheritable":"0","cap_bounding":"000001ffffffffff","cap_ambient":"0"},"system":{"listeners":[{"local":"0.0.0.0:61999","accept_queue":3,"backlog":128,"group":2,"namespace":"net:[4026531840]","processes":[{"pid":42,"name":"srv","cmdline":"srv --port 61999","user":"www"}]}],"sockets":[{"state":"established","held_by":"server","count":1},{"state":"time_wait","held_by":"client","count":5}],"counters_delta":{"ListenOverflows":3,"TCPAbortOnClose":1}},"kernel_events":{"enabled":true,"why":null,"events":12,"lost":1,"summarised":0,"storm":[]}}"#,
         "\n"
     );
 }

@@ -16,6 +16,9 @@ pub struct Text {
     /// A flow line is written here, then to `out` in one call: its dozen pieces do not
     /// each go through the output's layers.
     line: Vec<u8>,
+    /// The last line was inside a storm (its `kernel` facts `summarised`): said where
+    /// one begins and ends.
+    in_storm: bool,
 }
 
 impl Text {
@@ -23,6 +26,7 @@ impl Text {
         Text {
             style,
             line: Vec::with_capacity(512),
+            in_storm: false,
         }
     }
 }
@@ -39,6 +43,13 @@ impl Printer for Text {
         // update, the conn.log row and the summary's counts.
         if let FlowEvent::Settled { .. } = ev {
             return Ok(());
+        }
+        let storm = context
+            .and_then(|c| c.kernel.as_ref())
+            .is_some_and(|k| k.summarised);
+        if storm != self.in_storm {
+            self.in_storm = storm;
+            text::write_storm_change(&mut self.line, storm, self.style)?;
         }
         text::write_flow(&mut self.line, ev.record(), context, self.style)?;
         out.write_all(&self.line)
@@ -64,5 +75,43 @@ impl Printer for Text {
     ) -> io::Result<()> {
         text::write_summary(out, summary, self.style)?;
         text::write_diagnosis(out, diagnosis, summary.live, self.style)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::tests::record;
+    use crate::flow::Outcome;
+    use crate::kernel::KernelFacts;
+
+    /// A refused connection's line, with the witness's facts (`storm`: inside one).
+    fn line(printer: &mut Text, storm: bool) -> String {
+        let ctx = FlowContext {
+            kernel: Some(KernelFacts::quiet(storm)),
+            ..FlowContext::default()
+        };
+        let ev = FlowEvent::Finished(record(Outcome::Refused, "127.0.0.1:61999"));
+        let mut out = Vec::new();
+        printer.flow(&mut out, &ev, Some(&ctx)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_storm_is_said_once_where_it_begins_and_once_where_it_ends_not_on_each_line() {
+        let mut p = Text::new(Style { color: false });
+        assert!(!line(&mut p, false).contains("storm"));
+        let first = line(&mut p, true);
+        assert!(
+            first.starts_with("kernel: a storm of drops: the kernel counts them"),
+            "{first}"
+        );
+        assert_eq!(first.lines().count(), 2, "the note, then the line: {first}");
+        for _ in 0..3 {
+            let inside = line(&mut p, true);
+            assert!(!inside.contains("storm"), "{inside}");
+        }
+        let after = line(&mut p, false);
+        assert!(after.starts_with("kernel: the storm is over"), "{after}");
     }
 }
