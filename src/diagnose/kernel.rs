@@ -446,8 +446,8 @@ impl KernelEvidence {
                     ..
                 } => {
                     let name = names.reasons.drop_known(reason);
-                    // As a connection's own drops: a copy's drop is not the packet's.
-                    if crate::kernel::facts::not_the_connections(name) {
+                    // As a connection's own drops: frees that lost nothing are none.
+                    if crate::kernel::facts::not_lost(name, place, path, t.flags, t.icmp) {
                         continue;
                     }
                     let key = DropKey {

@@ -219,7 +219,7 @@ impl KernelFacts {
                         continue;
                     };
                     let name = names.reasons.drop_known(reason);
-                    if not_the_connections(name)
+                    if not_lost(name, place, path, e.flags, e.icmp.is_some())
                         || (e.icmp.is_none()
                             && answered_in_time_wait(name, place, path, r, sender.other()))
                     {
@@ -338,10 +338,44 @@ fn answered_in_time_wait(
         && r.closed_first_by == Some(receiver)
 }
 
+/// A RST freed by `tcp_v4_rcv`/`tcp_v6_rcv` with no reason: a mini-socket took it. A
+/// pending connection's request socket (`tcp_check_req` removes the request on a RST,
+/// then `tcp_v4_rcv` frees the segment through its counting path) or a TIME_WAIT socket
+/// (which dies on it). A full socket frees a RST it took with `TCP_RESET`, one it refused
+/// with a reason of its own; one for no socket is `NO_SOCKET`. Staged: a client host with
+/// no socket for the server's SYN-ACK answers it with a RST, and each such connection read
+/// "RST from the client dropped on arrival" while the RST had ended the half-open
+/// connection as it should.
+fn reset_taken_by_a_mini_socket(
+    reason: Option<&str>,
+    place: Option<&str>,
+    path: Path,
+    flags: crate::decode::TcpFlags,
+) -> bool {
+    reason == Some("NOT_SPECIFIED")
+        && matches!(place, Some("tcp_v4_rcv" | "tcp_v6_rcv"))
+        && path == Path::Ingress
+        && flags.rst()
+}
+
+/// Frees the kernel counts as drops that lost nothing, whatever the connection: a copy's
+/// ([`not_the_connections`]) or a RST a mini-socket took. Also what a storm's counts
+/// leave out, so the summary and the rules agree with the lines.
+pub(crate) fn not_lost(
+    reason: Option<&str>,
+    place: Option<&str>,
+    path: Path,
+    flags: crate::decode::TcpFlags,
+    icmp: bool,
+) -> bool {
+    not_the_connections(reason)
+        || (!icmp && reset_taken_by_a_mini_socket(reason, place, path, flags))
+}
+
 /// Drops of a copy, not of the connection's packet: a packet socket (a sniffer,
 /// portsniff's own capture included) with no room for its copy, or a socket's queue
 /// purged as it closes. The packet itself went on; blaming the connection would be false.
-pub(crate) fn not_the_connections(reason: Option<&str>) -> bool {
+fn not_the_connections(reason: Option<&str>) -> bool {
     matches!(reason, Some("PACKET_SOCK_ERROR" | "QUEUE_PURGE"))
 }
 
@@ -656,6 +690,36 @@ mod tests {
         // Nor is a drop with a reason, even to the side in TIME_WAIT.
         let firewall = drop(8, S, C, TcpFlags::FIN | TcpFlags::ACK, Path::Ingress);
         let f = KernelFacts::of(&closed(Side::Client), &[firewall], &names);
+        assert_eq!(f.drops.len(), 1, "{f:?}");
+    }
+
+    #[test]
+    fn a_rst_a_half_open_connections_request_socket_took_is_not_dropped() {
+        let names = Names::with(Reasons::with(
+            &[(12, "NETFILTER_DROP"), (2, "NOT_SPECIFIED")],
+            &[],
+        ));
+        let freed = |flags| KernelEvent {
+            kind: EventKind::Drop {
+                reason: 2,
+                location: 0,
+                path: Path::Ingress,
+                place: Some("tcp_v4_rcv"),
+            },
+            ..drop(8, C, S, flags, Path::Ingress)
+        };
+        let half_open = flow(Outcome::HandshakeIncomplete, 0, 10);
+        let f = KernelFacts::of(&half_open, &[freed(TcpFlags::RST)], &names);
+        assert!(f.drops.is_empty(), "the RST ended the request: {f:?}");
+        // Any other segment freed there without a reason is still said.
+        let f = KernelFacts::of(&half_open, &[freed(TcpFlags::ACK)], &names);
+        assert_eq!(f.drops.len(), 1, "{f:?}");
+        // And a RST a firewall dropped is a drop.
+        let f = KernelFacts::of(
+            &half_open,
+            &[drop(8, C, S, TcpFlags::RST, Path::Ingress)],
+            &names,
+        );
         assert_eq!(f.drops.len(), 1, "{f:?}");
     }
 

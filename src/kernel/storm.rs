@@ -59,6 +59,26 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Whether these are frees that lost nothing (as a connection's own facts leave them
+    /// out: a copy's drop, a RST a mini-socket took).
+    pub fn lost_nothing(&self, names: &Names) -> bool {
+        match self.kind {
+            TallyKind::Drop {
+                reason,
+                path,
+                place,
+                ..
+            } => super::facts::not_lost(
+                names.reasons.drop_known(reason),
+                place,
+                path,
+                self.flags,
+                self.icmp,
+            ),
+            TallyKind::ResetSent { .. } => false,
+        }
+    }
+
     /// `SYN`, `RST`, … as the flow lines' `what`.
     pub fn what(&self) -> &'static str {
         super::facts::what(self.flags, self.icmp)

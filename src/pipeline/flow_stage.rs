@@ -703,10 +703,10 @@ impl Sink<'_> {
             .map(|k| {
                 k.tallies
                     .iter()
+                    // As on the lines: frees that lost nothing (a sniffer's copy, a
+                    // socket's queue purged as it closes, a RST a mini-socket took).
+                    .filter(|t| !t.lost_nothing(&k.names))
                     .map(|t| t.named(&k.names))
-                    // As on the lines: a copy's drop (a sniffer's queue, a socket's purge
-                    // as it closes) is not the packet's.
-                    .filter(|c| !crate::kernel::facts::not_the_connections(c.reason.as_deref()))
                     .collect()
             })
             .unwrap_or_default();

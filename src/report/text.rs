@@ -387,11 +387,13 @@ pub fn kernel_lines(
     let mut lines = Vec::new();
     for d in &k.drops {
         let sender = d.dir.sender();
-        let many = match (d.count, d.what) {
-            (1, what) => format!("{what} from the {}", sender.as_str()),
-            // "data" has no plural of its own.
-            (n, "data") => format!("{n} data segments from the {}", sender.as_str()),
-            (n, what) => format!("{n} {what}s from the {}", sender.as_str()),
+        let many = match d.count {
+            1 => format!("{} from the {}", d.what, sender.as_str()),
+            n => format!(
+                "{} from the {}",
+                segments(u64::from(n), d.what),
+                sender.as_str()
+            ),
         };
         let place = match d.path {
             PathName::Ingress => "on arrival".to_string(),
@@ -455,15 +457,27 @@ pub fn kernel_lines(
                     side.other().as_str()
                 )
             } else {
+                // True whether that side is here or elsewhere: said so that a remote peer's
+                // own RST (the usual case) does not read as something amiss.
                 format!(
-                    "the {}'s RST was not sent by this host's TCP (a firewall REJECT, or \
-                     another host on the path)",
-                    side.as_str()
+                    "the {side}'s RST was not sent by this host's TCP: it came from elsewhere \
+                     (the {side}'s own host when it is another, a middlebox, or a REJECT on a \
+                     path the witness does not see)",
+                    side = side.as_str()
                 )
             });
         }
     }
     lines
+}
+
+/// `3 SYNs`, `2 data segments` ("data" has no plural of its own), `SYN` for one.
+fn segments(n: u64, what: &str) -> String {
+    match (n, what) {
+        (1, what) => what.to_string(),
+        (n, "data") => format!("{n} data segments"),
+        (n, what) => format!("{n} {what}s"),
+    }
 }
 
 /// Said once where a storm begins, above the first line inside it (not on each of its
@@ -903,9 +917,8 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
                             let reason = c.reason.as_deref().unwrap_or("no reason");
                             match c.kind {
                                 "drop" => format!(
-                                    "{} {} from the {} dropped: {reason}",
-                                    c.count,
-                                    c.what,
+                                    "{} from the {} dropped: {reason}",
+                                    segments(c.count, c.what),
                                     c.dir.sender().as_str()
                                 ),
                                 _ => format!(
