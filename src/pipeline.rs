@@ -403,6 +403,7 @@ impl Prepared<'_> {
                     tallies: Vec::new(),
                     tallies_read: None,
                     storm_unread: false,
+                    read_this_batch: false,
                 })
             }
             Err(_) => None,

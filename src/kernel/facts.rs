@@ -498,6 +498,10 @@ impl Witnessed {
     /// The facts of connection `r`, which ended: its events leave the table (later ones,
     /// a new connection on the same endpoints, stay).
     pub fn take(&mut self, r: &FlowRecord, names: &Names) -> KernelFacts {
+        // Nothing held (a storm counts its events in the kernel): no key to hash.
+        if self.by_pair.is_empty() {
+            return KernelFacts::default();
+        }
         let key = pair(r.client, r.server);
         let Some(events) = self.by_pair.get_mut(&key) else {
             return KernelFacts::default();
