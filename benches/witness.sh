@@ -18,7 +18,9 @@
 #            MIX_PPS (300000), portsniff watching the mix's port. Replayed packets match
 #            no socket and carry no checksums, so the kernel drops every one of them:
 #            each packet on the port is one kernel event, far more than real traffic
-#            (where a clean connection is a few state changes and no drop).
+#            (where a clean connection is a few state changes and no drop): a storm,
+#            which the program counts by kind in the kernel past 100 events in 10 ms on
+#            a CPU (the summary's kernel_events.summarised), sending only the first.
 #   other    the same traffic with --port set to a port the capture does not hold: every
 #            drop is still traced, and the witness filters each one out in the kernel.
 #   synflood SYNS SYNs at SYN_PPS (100000), each from its own 10.x.y.z:port, to the port
@@ -26,7 +28,7 @@
 #            takes them). Each SYN is dropped (NO_SOCKET) and answered by a RST (reset
 #            sent), which a route for 10/8 via lo sends out where the capture sees it and
 #            which comes back in to no socket (dropped again): three kernel events per
-#            SYN, two captured packets.
+#            SYN, two captured packets; a storm too.
 # For each: portsniff's CPU seconds (user + system, from the rusage /usr/bin/time reports
 # when it exits) per million packets replayed, its capture drops (the kernel's and its
 # own), the witness's events and lost events (the summary's kernel_events), and
@@ -175,17 +177,18 @@ sniff() {
   cpu=$(tail -n 1 "$work/cpu" | awk '{print $1 + $2}')
   python3 -c '
 import sys, json
-# Connections whose line carries something the kernel said (a drop, a reset, a state):
-# under load, events that reach the flow stage too late to join their connection would
-# show here as flows without it.
+# Connections whose line carries something the kernel said (a drop, a reset, a state),
+# or says its drops were counted in a storm: under load, events that reach the flow stage
+# too late to join their connection would show here as flows without either.
 flows = joined = 0
 last = None
 with open(sys.argv[1]) as f:
     for line in f:
         if line.startswith("{\"type\":\"flow\",\"final\":true"):
             flows += 1
-            if "\"kernel\":{" in line and not ("\"drops\":[]" in line and "\"resets_sent\":[]" in line
-                                             and "\"states\":{\"client\":null,\"server\":null}" in line):
+            said = "\"kernel\":{" in line and not ("\"drops\":[]" in line and "\"resets_sent\":[]" in line
+                                                 and "\"states\":{\"client\":null,\"server\":null}" in line)
+            if said or "\"summarised\":true" in line:
                 joined += 1
         last = line
 s = json.loads(last)
@@ -307,5 +310,6 @@ print("drops, lost events and tcpdump's drops: median/worst run; pps is tcprepla
 print("s/M pkts = portsniff's CPU seconds per million packets replayed (conns: captured; pps: its")
 print("connections a second); BPF = the witness's programs,")
 print("in the kernel, charged to whatever they interrupted (not in portsniff's CPU seconds);")
-print("joined = the share of connections whose line carries the kernel's word.")
+print("joined = the share of connections whose line carries the kernel's word (or says a storm")
+print("counted its drops: \"summarised\":true).")
 EOF
