@@ -241,6 +241,11 @@ impl Storms {
     pub fn is_empty(&self) -> bool {
         self.stretches.is_empty()
     }
+
+    /// When the last storm's stretch ends (it may still be counting until then).
+    pub fn last_end(&self) -> Option<Timestamp> {
+        self.stretches.back().map(|&(_, end)| end)
+    }
 }
 
 #[cfg(test)]

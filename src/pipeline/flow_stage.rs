@@ -682,7 +682,10 @@ impl Sink<'_> {
         }
         k.ring.tallies(&mut k.tallies);
         k.tallies_read = Some(now);
-        k.storm_unread = false;
+        // A window goes on counting after its storm record: read again until a read
+        // comes after the last storm's end (the rules, the summary and --metrics must not
+        // stop at the storm's last record).
+        k.storm_unread = k.storms.last_end().is_some_and(|end| end >= wall_clock());
         self.diagnoser.kernel_tallied(&k.tallies, &k.names);
     }
 
@@ -751,6 +754,8 @@ impl Sink<'_> {
         if !self.kernel.as_ref().is_some_and(|k| k.read_this_batch) {
             self.witnessed_waiting();
         }
+        // Also between packets: a storm's last counts, after its last line.
+        self.read_tallies(false);
         let now = Instant::now();
         if let Some(snapshot) = self.refresher.as_ref().and_then(Refresher::latest) {
             self.diagnoser.facts_refreshed(snapshot);
@@ -820,12 +825,22 @@ impl Sink<'_> {
             internal_dropped: counters.internal_dropped.load(Ordering::Relaxed),
             tracked: table.len() as u64,
         };
-        let lost = self.kernel.as_ref().map_or(0, |k| k.ring.lost());
+        let kernel = self.kernel.as_ref().map_or_else(Default::default, |k| {
+            crate::report::metrics::KernelEventCounts {
+                lost: k.ring.lost(),
+                summarised: k
+                    .tallies
+                    .iter()
+                    .filter(|t| !t.lost_nothing(&k.names))
+                    .map(|t| t.count)
+                    .sum(),
+            }
+        });
         let snapshot = crate::report::metrics::Snapshot::of(
             self.diagnoser.evidence(),
             self.diagnoser.said_live(),
             capture,
-            lost,
+            kernel,
         );
         *p.to
             .lock()

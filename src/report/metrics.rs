@@ -49,6 +49,16 @@ pub struct Snapshot {
     /// By `FindingKind::ALL`'s order: whether the live diagnosis has said it.
     said: [bool; FindingKind::ALL.len()],
     kernel_events_lost: u64,
+    kernel_events_summarised: u64,
+}
+
+/// The kernel witness's counts a scrape shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelEventCounts {
+    /// Events lost so far (its ring buffer full, or portsniff behind).
+    pub lost: u64,
+    /// Events storms counted by kind so far, as last read.
+    pub summarised: u64,
 }
 
 impl Snapshot {
@@ -64,13 +74,13 @@ impl Snapshot {
         }
     }
 
-    /// `said`: the finding kinds printed live so far; `kernel_events_lost`: the
-    /// witness's lost events so far.
+    /// `said`: the finding kinds printed live so far; `kernel`: the witness's counts so
+    /// far.
     pub fn of(
         ev: &Evidence,
         said: impl Iterator<Item = FindingKind>,
         capture: CaptureNow,
-        kernel_events_lost: u64,
+        kernel: KernelEventCounts,
     ) -> Snapshot {
         let mut said_kinds = [false; FindingKind::ALL.len()];
         for kind in said {
@@ -86,7 +96,8 @@ impl Snapshot {
             handshake_rtt: ev.handshake_rtt_buckets(&RTT_BOUNDS_US),
             duration: ev.duration_buckets(&DURATION_BOUNDS_US),
             said: said_kinds,
-            kernel_events_lost,
+            kernel_events_lost: kernel.lost,
+            kernel_events_summarised: kernel.summarised,
         }
     }
 
@@ -222,6 +233,12 @@ impl Collector for Snapshot {
             "Kernel witness events lost (its ring buffer full, or portsniff behind).",
             self.kernel_events_lost,
         )?;
+        counter(
+            &mut enc,
+            "portsniff_kernel_events_summarised",
+            "Kernel witness events counted by kind in storms instead of sent one by one.",
+            self.kernel_events_summarised,
+        )?;
         ConstGauge::new(i64::try_from(self.capture.tracked).unwrap_or(i64::MAX))
             .encode(enc.encode_descriptor(
             "portsniff_flows_tracked",
@@ -345,7 +362,10 @@ mod tests {
                 packets: 9,
                 ..CaptureNow::default()
             },
-            0,
+            KernelEventCounts {
+                lost: 0,
+                summarised: 29_900,
+            },
         )
     }
 
@@ -357,6 +377,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"portsniff_connections_total{port="61999",outcome="closed"} 1"#));
+        assert!(
+            text.contains(r#"portsniff_kernel_events_summarised_total{port="61999"} 29900"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"portsniff_findings_active{port="61999",kind="nothing_listening"} 1"#)
         );

@@ -3,10 +3,12 @@
 //! thousand events a second the witness counts them by kind in the kernel instead of
 //! sending each; nothing may go missing for it: every SYN the kernel dropped is either
 //! on its connection's line or in the summary's storm counts, the lines in the storm say
-//! so, and the finding still rests on the kernel's word (TCP's own RSTs, NO_SOCKET).
+//! so, the finding still rests on the kernel's word (TCP's own RSTs, NO_SOCKET), and
+//! a `--metrics` scrape during the capture shows the storm's count.
 
 use crate::*;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{Read, Write};
 use std::time::Instant;
 
 /// SYNs in the storm: at the pace below, far above the witness's limit (100 events a CPU
@@ -24,8 +26,20 @@ fn live_a_storm_of_drops_is_counted_whole_and_still_told_from_the_kernels_word()
     };
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     let port_arg = port.to_string();
+    // Inside the namespace: any port serves the metrics.
+    let metrics = "127.0.0.1:9464";
     let mut sniffer = Sniffer::spawn(
-        ns.portsniff(&["-i", "lo", "--port", &port_arg, "--json", "--duration", "4"]),
+        ns.portsniff(&[
+            "-i",
+            "lo",
+            "--port",
+            &port_arg,
+            "--json",
+            "--duration",
+            "4",
+            "--metrics",
+            metrics,
+        ]),
         "ip netns exec NS portsniff -i lo",
     );
     sniffer.wait_for_banner();
@@ -67,6 +81,28 @@ fn live_a_storm_of_drops_is_counted_whole_and_still_told_from_the_kernels_word()
         started.elapsed() < Duration::from_secs(3),
         "the SYNs were sent within the capture's time"
     );
+    // A scrape after the storm (counts read at most every 100 ms, published as often):
+    // the fleet sees it while the capture goes on.
+    std::thread::sleep(Duration::from_millis(400));
+    let scraped = ns
+        .on_thread(move || {
+            let mut s = std::net::TcpStream::connect(metrics).expect("connect to --metrics");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            write!(s, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).expect("read the scrape");
+            body
+        })
+        .join()
+        .expect("scraping thread");
+    let series = format!("portsniff_kernel_events_summarised_total{{port=\"{port}\"}} ");
+    let live_count: u64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series} in the scrape:\n{scraped}"))
+        .trim()
+        .parse()
+        .expect("a count");
     let run = sniffer.wait_exit(EXIT_TIMEOUT);
     let lines = run.json();
     let out = run.stdout_text();
@@ -113,6 +149,10 @@ fn live_a_storm_of_drops_is_counted_whole_and_still_told_from_the_kernels_word()
     );
     let sum: u64 = storm.iter().map(|c| c["count"].as_u64().unwrap()).sum();
     assert_eq!(k["summarised"], sum, "summarised is the counts' sum: {k}");
+    assert!(
+        live_count > 0 && live_count <= sum,
+        "the scrape during the capture showed the storm ({live_count} of {sum})"
+    );
     assert!(
         storm
             .iter()
