@@ -436,7 +436,8 @@ impl KernelEvidence {
     pub fn storm_counted(&mut self, tallies: &[Tally], names: &Names) {
         self.storm_drops.clear();
         self.storm_resets.clear();
-        for t in tallies {
+        // As a connection's own drops: frees that lost nothing are none.
+        for t in tallies.iter().filter(|t| !t.lost_nothing(names)) {
             let sender = t.dir.sender();
             match t.kind {
                 TallyKind::Drop {
@@ -445,11 +446,6 @@ impl KernelEvidence {
                     place,
                     ..
                 } => {
-                    let name = names.reasons.drop_known(reason);
-                    // As a connection's own drops: frees that lost nothing are none.
-                    if crate::kernel::facts::not_lost(name, place, path, t.flags, t.icmp) {
-                        continue;
-                    }
                     let key = DropKey {
                         reason: names.reasons.drop_name(reason),
                         place,

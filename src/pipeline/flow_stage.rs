@@ -332,6 +332,12 @@ impl KernelSide {
         }
     }
 
+    /// The storm counts as last read, without frees that lost nothing (as on the lines:
+    /// a sniffer's copy, a socket's queue purged as it closes, a RST a mini-socket took).
+    fn storm_counts(&self) -> impl Iterator<Item = &Tally> + '_ {
+        self.tallies.iter().filter(|t| !t.lost_nothing(&self.names))
+    }
+
     /// Takes a batch's mark.
     fn marked(&mut self, until: u64) {
         self.until = self.until.max(until);
@@ -707,15 +713,7 @@ impl Sink<'_> {
         let storm = self
             .kernel
             .as_ref()
-            .map(|k| {
-                k.tallies
-                    .iter()
-                    // As on the lines: frees that lost nothing (a sniffer's copy, a
-                    // socket's queue purged as it closes, a RST a mini-socket took).
-                    .filter(|t| !t.lost_nothing(&k.names))
-                    .map(|t| t.named(&k.names))
-                    .collect()
-            })
+            .map(|k| k.storm_counts().map(|t| t.named(&k.names)).collect())
             .unwrap_or_default();
         counts.map(|c| KernelCounts {
             events: read,
@@ -828,12 +826,7 @@ impl Sink<'_> {
         let kernel = self.kernel.as_ref().map_or_else(Default::default, |k| {
             crate::report::metrics::KernelEventCounts {
                 lost: k.ring.lost(),
-                summarised: k
-                    .tallies
-                    .iter()
-                    .filter(|t| !t.lost_nothing(&k.names))
-                    .map(|t| t.count)
-                    .sum(),
+                summarised: k.storm_counts().map(|t| t.count).sum(),
             }
         });
         let snapshot = crate::report::metrics::Snapshot::of(

@@ -142,6 +142,13 @@ fn live_a_storm_of_drops_is_counted_whole_and_still_told_from_the_kernels_word()
         .map(|c| c["count"].as_u64().unwrap())
         .sum();
     assert!(counted > 0, "the storm was counted in the kernel: {k}");
+    assert!(
+        storm
+            .iter()
+            .filter(|c| c["kind"] == "drop" && syn_drops(c))
+            .all(|c| c["where"] == "tcp_v4_rcv" && c["path"] == "ingress"),
+        "the counted drops are named where they happened: {k}"
+    );
     assert_eq!(
         on_lines + counted,
         total,

@@ -528,6 +528,10 @@ static __always_inline bool counted_in_storm(const struct witness_event *e, __u8
 		t->last_ns = now;
 	} else {
 		struct tally fresh = { .count = 1, .first_ns = now, .last_ns = now };
+		/* A new kind's place is named as it is made, not at every count: when user
+		 * space reads the counts, the name is there. */
+		if (e->kind == WITNESS_DROP)
+			name_place(e->location);
 		/* Full (4096 kinds: never in practice): the record is lost, and counted so. */
 		if (bpf_map_update_elem(&tallies, &key, &fresh, BPF_NOEXIST)) {
 			t = bpf_map_lookup_elem(&tallies, &key);
@@ -573,11 +577,10 @@ int BPF_PROG(witness_drop, struct sk_buff *skb, void *location, int reason)
 		e.flags |= WF_RECEIVED;
 	e.reason = reason;
 	e.location = (__u64)location;
-	/* Named before the record goes (or is counted): when user space reads it, the name
-	 * is there. */
-	name_place(e.location);
 	if (counted_in_storm(&e, skb->skb_iif != 0))
 		return 0;
+	/* Named before the record goes: when user space reads it, the name is there. */
+	name_place(e.location);
 	submit(&e);
 	return 0;
 }
