@@ -1045,14 +1045,17 @@ fn slow_connect(e: &SlowConnects, f: &Finding) -> Words {
 
 fn replies_dropped(e: &DroppedReplies) -> Words {
     let port = e.port;
-    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
     let what = e.what.first().copied().unwrap_or("packet");
     let dropped = if e.what.len() > 1 {
         plural(e.packets, "packet", "packets")
     } else {
         segments(e.packets, what)
     };
-    let story = if e.unanswered > 0 {
+    let story = if e.connections == 0 {
+        "They were counted in a storm (the kernel counts drops by kind past 10,000 a second), \
+         before any of their connections ended: which connections lost them is not known."
+            .to_string()
+    } else if e.unanswered > 0 {
         format!(
             "The SYNs arrived and the server answered, but its answers never left the host, so {} got no \
              answer and the client kept retrying. The block is on the way back, not on the way in.",
@@ -1072,7 +1075,7 @@ fn replies_dropped(e: &DroppedReplies) -> Words {
     say(
         format!(
             "{dropped} from {} dropped on the server's way out: {}",
-            servers.join(", "),
+            servers_or_port(&e.servers, port),
             dropped_by(&e.site)
         ),
         format!(
@@ -1089,8 +1092,25 @@ fn replies_dropped(e: &DroppedReplies) -> Words {
     )
 }
 
+/// The servers a finding is about, or the port when none is known yet: a storm's counts
+/// (read before any of its connections ended) name no address.
+fn servers_or_port(servers: &[crate::decode::Endpoint], port: u16) -> String {
+    if servers.is_empty() {
+        format!("port {port}")
+    } else {
+        servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn invalid_source(e: &MartianSyns) -> Words {
-    let sources = if e.sources_capped {
+    let sources = if e.sources == 0 {
+        // Only a storm's counts so far: the kernel counted them without their sources.
+        "unnamed source addresses (counted in a storm)".to_string()
+    } else if e.sources_capped {
         format!("{} or more source addresses", e.sources)
     } else {
         plural(e.sources, "source address", "source addresses")
@@ -1109,22 +1129,32 @@ fn invalid_source(e: &MartianSyns) -> Words {
         .collect();
     let names: Vec<&str> = e.reasons.iter().map(|r| r.reason.as_str()).collect();
     let examples: Vec<String> = e.examples.iter().map(ToString::to_string).collect();
-    let servers: Vec<String> = e.servers.iter().map(ToString::to_string).collect();
+    let examples = if examples.is_empty() {
+        "not named yet (a storm: the kernel counts them by kind)".to_string()
+    } else {
+        format!(
+            "{}{}",
+            examples.join(", "),
+            if e.sources > examples.len() as u64 {
+                ", …"
+            } else {
+                ""
+            }
+        )
+    };
     say(
         format!(
             "{} to {} from {sources} discarded by the kernel as martians ({}): spoofed or misrouted sources, not a firewall",
             segments(e.syns, "SYN"),
-            servers.join(", "),
+            servers_or_port(&e.servers, e.port),
             names.join(", ")
         ),
         format!(
             "Before any firewall rule or socket saw them, the kernel's routing discarded these SYNs as martians: {}. \
-             Sources: {}{}. Spoofed sources are what a SYN flood uses, and the kernel discarding them is the defence working; \
+             Sources: {examples}. Spoofed sources are what a SYN flood uses, and the kernel discarding them is the defence working; \
              a real client would instead have its return route through another interface (asymmetric routing, with \
              rp_filter on), or an address this host cannot answer.",
             reasons.join("; "),
-            examples.join(", "),
-            if e.sources > examples.len() as u64 { ", …" } else { "" },
         ),
         "if these clients are real: ip route get <source> (which interface the answer would leave by); \
          sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.<interface>.rp_filter (2 = loose); \

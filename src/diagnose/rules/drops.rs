@@ -544,6 +544,51 @@ mod tests {
         Scope::port(61999)
     }
 
+    /// Read live at a storm's start, before any of its connections ended: only the
+    /// kernel's counts, no connection, no source, no server address.
+    #[test]
+    fn martians_a_storm_counted_before_any_connection_ended_are_told_by_port_not_as_nobody() {
+        use crate::decode::TcpFlags;
+        use crate::kernel::facts::Dir;
+        use crate::kernel::names::{Names, Reasons};
+        use crate::kernel::storm::{Tally, TallyKind};
+        let mut ev = evidence(&[]);
+        let names = Names::with(Reasons::with(&[(44, "IP_RPFILTER")], &[]));
+        ev.kernel.flows = 1;
+        ev.kernel.storm_counted(
+            &[Tally {
+                kind: TallyKind::Drop {
+                    reason: 44,
+                    location: 1,
+                    path: crate::kernel::event::Path::Ingress,
+                    place: Some("ip_rcv_finish_core"),
+                },
+                dir: Dir::C2s,
+                flags: TcpFlags(TcpFlags::SYN),
+                icmp: false,
+                count: 372,
+                first_ts: crate::decode::Timestamp(1),
+                last_ts: crate::decode::Timestamp(2),
+            }],
+            &names,
+        );
+        let found = findings(&ev, None, &scope());
+        let f = found
+            .iter()
+            .find(|f| f.kind == FindingKind::InvalidSource)
+            .unwrap_or_else(|| panic!("{found:#?}"));
+        assert_eq!(
+            f.headline(),
+            "372 SYNs to port 61999 from unnamed source addresses (counted in a storm) discarded \
+             by the kernel as martians (IP_RPFILTER): spoofed or misrouted sources, not a firewall"
+        );
+        assert!(
+            f.explanation().contains("Sources: not named yet (a storm"),
+            "{}",
+            f.explanation()
+        );
+    }
+
     #[test]
     fn unanswered_with_listen_overflows_is_a_full_accept_queue_not_a_firewall() {
         let ev = evidence(&[FlowRecord {
