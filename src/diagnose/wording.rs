@@ -1719,12 +1719,27 @@ fn reset_witnessed(e: &Resets, k: &ResetSource, next: String, named: Option<&str
             format!(
                 "The kernel saw this host's TCP send no RST for these connections and its firewall drop none of their \
                  packets: the RST came from outside this network namespace, the {who}'s own host if it is remote, or a \
-                 middlebox on the path (NATs, load balancers and firewalls reset connections idle past their timeout).{packets}"
+                 middlebox on the path{}.{packets}",
+                match e.context {
+                    ResetContext::AfterHandshake => "",
+                    _ => " (NATs, load balancers and firewalls reset connections idle past their timeout)",
+                }
             ),
-            format!(
-                "check the {who}'s host, and the idle timeouts of NATs, load balancers and firewalls on the path (TCP \
-                 keepalives shorter than those timeouts keep connections open)"
-            ),
+            match e.context {
+                // Before any data, an idle timeout is not the story: the other host's TCP
+                // had no socket for the handshake (staged: a client host answering each
+                // SYN-ACK to SYNs it never sent, as a scanner's or a spoofer's victim's
+                // does), or a middlebox refused the connection.
+                ResetContext::AfterHandshake => format!(
+                    "check the {who}'s host: whether a socket there made these connections (ss -tan on it; SYNs it \
+                     never sent, from a scanner or spoofed with its address, are answered with RST), and any \
+                     middlebox on the path that refuses connections"
+                ),
+                _ => format!(
+                    "check the {who}'s host, and the idle timeouts of NATs, load balancers and firewalls on the path \
+                     (TCP keepalives shorter than those timeouts keep connections open)"
+                ),
+            },
         ),
     }
 }

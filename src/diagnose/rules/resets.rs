@@ -400,6 +400,42 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_from_elsewhere_right_after_the_handshake_points_at_the_peer_not_idle_timeouts() {
+        // The client's host answering the SYN-ACK of a SYN it never sent (staged: a
+        // scanner's, or a spoofer's victim's): no data, no idle timeout.
+        let half_open = FlowRecord {
+            reset_by: Some(Side::Client),
+            ..record(Outcome::HandshakeIncomplete, "127.0.0.1:61999")
+        };
+        let found = findings(
+            &witnessed(&[(half_open, KernelFacts::default())]),
+            None,
+            &Scope::port(61999),
+        );
+        let f = &found[0];
+        assert!(
+            f.headline().contains("not by this host"),
+            "{}",
+            f.headline()
+        );
+        assert!(
+            f.next_step()
+                .contains("whether a socket there made these connections")
+                && !f.next_step().contains("idle timeouts"),
+            "{}",
+            f.next_step()
+        );
+        // Mid-transfer, the idle timeouts stay the next step.
+        let idle = reset_by(Side::Server, [10, 10], Some(Side::Server));
+        let found = findings(
+            &witnessed(&[(idle, KernelFacts::default())]),
+            None,
+            &Scope::port(61999),
+        );
+        assert!(found[0].next_step().contains("idle timeouts"));
+    }
+
+    #[test]
     fn refusals_are_not_counted_among_the_resets_of_accepted_connections() {
         let ev = witnessed(&[(
             refused("127.0.0.1:61999"),
