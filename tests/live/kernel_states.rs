@@ -75,20 +75,28 @@ fn states_of(sniffer: Sniffer, cport: u16) -> (Value, Value, Value) {
     )
 }
 
+/// A clean connection in a fresh namespace, captured live: `first` closes first, the
+/// other `later` after reading its end. Its (client, server) states and drops, or `None`
+/// after skipping.
+fn clean_close(test: &str, first: First, later: Duration) -> Option<(Value, Value, Value)> {
+    if !ready(test) {
+        return None;
+    }
+    let ns = Netns::create(test)?;
+    let port = scenario_port();
+    let sniffer = capture(&ns, port);
+    let cport = clean_connection(&ns, port, first, later);
+    let facts = states_of(sniffer, cport);
+    drop(ns);
+    Some(facts)
+}
+
 #[test]
 fn a_clean_close_gives_both_sockets_whole_paths_on_the_line() {
     const TEST: &str = "a_clean_close_gives_both_sockets_whole_paths_on_the_line";
-    if !ready(TEST) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((client, server, drops)) = clean_close(TEST, First::Client, Duration::ZERO) else {
         return;
     };
-    let port = scenario_port();
-    let sniffer = capture(&ns, port);
-    let cport = clean_connection(&ns, port, First::Client, Duration::ZERO);
-    let (client, server, drops) = states_of(sniffer, cport);
-    drop(ns);
     assert_eq!(drops, serde_json::json!([]), "a clean close loses nothing");
     assert_eq!(
         client, "SYN_SENT→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE",
@@ -108,17 +116,10 @@ fn a_clean_close_gives_both_sockets_whole_paths_on_the_line() {
 #[test]
 fn a_fin_answered_by_a_time_wait_socket_is_not_a_drop() {
     const TEST: &str = "a_fin_answered_by_a_time_wait_socket_is_not_a_drop";
-    if !ready(TEST) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((client, _, drops)) = clean_close(TEST, First::Client, Duration::from_millis(200))
+    else {
         return;
     };
-    let port = scenario_port();
-    let sniffer = capture(&ns, port);
-    let cport = clean_connection(&ns, port, First::Client, Duration::from_millis(200));
-    let (client, _, drops) = states_of(sniffer, cport);
-    drop(ns);
     assert_eq!(
         client, "SYN_SENT→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE",
         "test setup: the client closed first"
@@ -133,17 +134,9 @@ fn a_fin_answered_by_a_time_wait_socket_is_not_a_drop() {
 #[test]
 fn a_server_that_closes_first_goes_through_fin_wait_on_its_side() {
     const TEST: &str = "a_server_that_closes_first_goes_through_fin_wait_on_its_side";
-    if !ready(TEST) {
-        return;
-    }
-    let Some(ns) = Netns::create(TEST) else {
+    let Some((client, server, drops)) = clean_close(TEST, First::Server, Duration::ZERO) else {
         return;
     };
-    let port = scenario_port();
-    let sniffer = capture(&ns, port);
-    let cport = clean_connection(&ns, port, First::Server, Duration::ZERO);
-    let (client, server, drops) = states_of(sniffer, cport);
-    drop(ns);
     assert_eq!(drops, serde_json::json!([]), "a clean close loses nothing");
     assert_eq!(client, "SYN_SENT→ESTABLISHED→CLOSE_WAIT→LAST_ACK→CLOSE");
     assert_eq!(server, "SYN_RECV→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE");
