@@ -29,8 +29,9 @@
 #            sent), which a route for 10/8 via lo sends out where the capture sees it and
 #            which comes back in to no socket (dropped again): three kernel events per
 #            SYN, two captured packets; a storm too.
-# For each: portsniff's CPU seconds (user + system, from the rusage /usr/bin/time reports
-# when it exits) per million packets replayed, its capture drops (the kernel's and its
+# For each: portsniff's CPU seconds (user + system, from the rusage wait4() returns when it
+# exits, to the microsecond: GNU time prints hundredths, 10 ms steps that were a
+# quarter of the difference being measured on the short loads) per million packets replayed, its capture drops (the kernel's and its
 # own), the witness's events and lost events (the summary's kernel_events), and
 # tcpdump's drops at the same rate. With BPF_STATS=1 the in-kernel cost of the programs
 # is read too: run time and run count of portsniff's own programs from /proc/PID/fdinfo,
@@ -42,7 +43,10 @@
 # connections, the same build): take the CPU ratios from a run without them, the
 # programs' own cost from a run with them.
 #
-# LOADS="mix synflood" runs only those; BIN=/path/to/portsniff measures another build.
+# LOADS="mix synflood" runs only those; BIN=/path/to/portsniff measures another build;
+# TCPDUMP=0 leaves out tcpdump's runs (half the time: for many runs of the ratios alone).
+# A single pair of runs moves by ±0.1 on a shared machine: the ratios' quartiles are
+# printed with their medians, and many runs narrow them.
 #
 # Root only (namespaces, BPF). Installs tcpreplay and tcpdump if missing. Everything
 # happens inside the namespace, which the script deletes on exit.
@@ -55,6 +59,7 @@ CONNS=${4:-20000}
 MIX_PPS=${MIX_PPS:-300000}
 SYN_PPS=${SYN_PPS:-100000}
 BPF_STATS=${BPF_STATS:-0}
+TCPDUMP=${TCPDUMP:-1}
 LOADS=${LOADS:-"idle conns mix other synflood"}
 PORT=61999
 OTHER=61998
@@ -62,7 +67,6 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v tcpreplay >/dev/null || need+=(tcpreplay)
 command -v tcpdump >/dev/null || need+=(tcpdump)
-[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
@@ -145,14 +149,26 @@ print(int(done / (time.time() - start)), end="")
 PY
 }
 
+# Runs its arguments as its child and writes the child's user and system CPU seconds
+# (with everything it waited for: the rule listings it runs) to the file named first.
+timer_py='
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, _, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{ru.ru_utime:.6f} {ru.ru_stime:.6f}\n")
+'
+
 # One run of portsniff: load events(on|off) port pcap pps; appends a line to results.
 sniff() {
   local load=$1 events=$2 port=$3 pcap=$4 pps=$5 flag=
   [ "$events" = off ] && flag=--no-kernel-events
   # Removed first: the wait below must not find the last run's banner.
   rm -f "$work/cpu" "$work/ps.err"
-  # ip netns exec becomes /usr/bin/time, whose child is portsniff.
-  ip netns exec "$ns" /usr/bin/time -f '%U %S' -o "$work/cpu" \
+  # ip netns exec becomes the timer, whose child is portsniff.
+  ip netns exec "$ns" python3 -c "$timer_py" "$work/cpu" \
     "$bin" -i lo --port "$port" --json --no-attribution $flag >"$work/ps.json" 2>"$work/ps.err" &
   local timer=$! ps=
   for _ in $(seq 1 100); do grep -qs "listening on" "$work/ps.err" && break; sleep 0.1; done
@@ -218,8 +234,9 @@ tcpdump_run() { # load port pcap pps
 for run in $(seq 1 "$RUNS"); do
   # Alternate which goes first, so a drift in the machine's load does not favour one.
   if [ $((run % 2)) = 1 ]; then order="on off"; else order="off on"; fi
-  for events in $order; do
-    for load in $LOADS; do
+  # A load's two runs back to back: the pair whose ratio is taken sees the same machine.
+  for load in $LOADS; do
+    for events in $order; do
       case $load in
         idle) sniff idle "$events" "$PORT" - 0 ;;
         conns) sniff conns "$events" "$PORT" conns "$CONNS" ;;
@@ -229,6 +246,7 @@ for run in $(seq 1 "$RUNS"); do
       esac
     done
   done
+  [ "$TCPDUMP" = 1 ] || { echo "run $run of $RUNS done" >&2; continue; }
   for load in $LOADS; do
     case $load in
       conns) tcpdump_run conns "$PORT" conns "$CONNS" ;;
@@ -289,7 +307,7 @@ for load in ("idle", "conns", "mix", "other", "synflood"):
         tdd = mw(td.get(load, [0])) if events == "off" else ""
         joined = (f"{med([r['joined'] / r['flows'] for r in v]):6.1%}"
                   if events == "on" and load != "idle" and all(r["flows"] for r in v) else "-")
-        print(f"{load:9} {events:6} {int(med([r['rate'] for r in v])):7d} {cpu:6.2f} {per_m:>8} {ratio:>6} "
+        print(f"{load:9} {events:6} {int(med([r['rate'] for r in v])):7d} {cpu:6.3f} {per_m:>8} {ratio:>6} "
               f"{int(med([r['captured'] for r in v])):9d} {mw([r['kdrop'] for r in v]):>11} "
               f"{mw([r['own'] for r in v]):>13} {evs:>9} {lost:>13} {bpf_cols} {joined:>6} {tdd:>12}")
 # Loading the programs is a cost once a run, not once a connection or packet: the same
@@ -304,6 +322,18 @@ if len(idle) == 2:
                for r in on if r in off and off[r]["cpu"] - idle["off"] > 0]
         if net:
             print(f"  {load:9} on/off {med(net):6.3f}")
+def quartiles(xs):
+    if len(xs) < 4:
+        return "-"
+    q = st.quantiles(xs, n=4)
+    return f"{q[0]:.3f} {q[1]:.3f} {q[2]:.3f}"
+print()
+print("the runs' own on/off ratios, quartiles (25 %, median, 75 %):")
+for load in ("idle", "conns", "mix", "other", "synflood"):
+    on, off = runs_of(load, "on"), runs_of(load, "off")
+    ratios = [on[r]["cpu"] / off[r]["cpu"] for r in on if r in off and off[r]["cpu"] > 0]
+    if ratios:
+        print(f"  {load:9} {quartiles(ratios)}   ({len(ratios)} runs)")
 print()
 print("medians over", len(next(iter(rows.values()))), "runs; on/off = median of the runs' own ratios;")
 print("drops, lost events and tcpdump's drops: median/worst run; pps is tcpreplay's achieved rate;")
