@@ -447,7 +447,7 @@ impl KernelEvidence {
                     ..
                 } => {
                     let key = DropKey {
-                        reason: names.reasons.drop_name(reason),
+                        reason: names.reasons().drop_name(reason),
                         place,
                         path: match path {
                             crate::kernel::event::Path::Ingress => PathKey::Ingress,
@@ -468,7 +468,7 @@ impl KernelEvidence {
                 TallyKind::ResetSent { reason } => {
                     *self
                         .storm_resets
-                        .entry((sender, names.reasons.reset_name(reason)))
+                        .entry((sender, names.reasons().reset_name(reason)))
                         .or_default() += t.count;
                 }
             }

@@ -218,7 +218,7 @@ impl KernelFacts {
                     let Some(mut sender) = side_of(&e.src) else {
                         continue;
                     };
-                    let name = names.reasons.drop_known(reason);
+                    let name = names.reasons().drop_known(reason);
                     if not_lost(name, place, path, e.flags, e.icmp.is_some())
                         || (e.icmp.is_none()
                             && answered_in_time_wait(name, place, path, r, sender.other()))
@@ -251,7 +251,7 @@ impl KernelFacts {
                         d.last_ts = e.ts;
                     } else if f.drops.len() < MAX_FACTS {
                         f.drops.push(DropFact {
-                            reason: names.reasons.drop_name(reason),
+                            reason: names.reasons().drop_name(reason),
                             place,
                             path,
                             dir,
@@ -277,7 +277,7 @@ impl KernelFacts {
                         } else {
                             ResetOrigin::Reply
                         },
-                        reason: names.reasons.reset_name(reason),
+                        reason: names.reasons().reset_name(reason),
                         pid: e.process.map(|p| p.pid),
                         process: e.process.map(|p| p.comm().to_string()),
                     });

@@ -4,27 +4,37 @@
 //! `bpf/witness.bpf.c`).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Everything that turns the witness's numbers into words, shared by the stages that
 /// name what the kernel did.
 #[derive(Debug, Default)]
 pub struct Names {
-    pub reasons: Reasons,
+    /// Read on first use: parsing the kernel's BTF (megabytes) for them was a sixth of
+    /// the witness's start-up CPU (benches/witness.sh, idle), and a run that sees no
+    /// drop or reset never names one. The file is world-readable, so a run that dropped
+    /// its privileges (`-Z`) still reads it.
+    reasons: OnceLock<Reasons>,
 }
 
 impl Names {
-    /// The running kernel's names.
+    /// The running kernel's names, read when first needed.
     #[cfg(feature = "kernel-witness")]
     pub fn of_kernel() -> Names {
-        Names {
-            reasons: Reasons::from_kernel(),
-        }
+        Names::default()
     }
 
     /// Built by hand in tests.
     #[cfg(test)]
     pub fn with(reasons: Reasons) -> Names {
-        Names { reasons }
+        Names {
+            reasons: OnceLock::from(reasons),
+        }
+    }
+
+    /// The reasons' names (read from the kernel the first time).
+    pub fn reasons(&self) -> &Reasons {
+        self.reasons.get_or_init(Reasons::of_running_kernel)
     }
 }
 
@@ -47,9 +57,16 @@ fn leak(name: &str) -> &'static str {
 
 impl Reasons {
     /// From the running kernel's BTF; empty (numbers shown as such) where it cannot be
-    /// read.
+    /// read, or in a build without the witness (which has no numbers to name).
+    fn of_running_kernel() -> Reasons {
+        #[cfg(feature = "kernel-witness")]
+        return Reasons::from_kernel();
+        #[cfg(not(feature = "kernel-witness"))]
+        Reasons::default()
+    }
+
     #[cfg(feature = "kernel-witness")]
-    pub fn from_kernel() -> Reasons {
+    fn from_kernel() -> Reasons {
         use libbpf_rs::btf::{types::Enum, Btf};
         let Ok(btf) = Btf::from_vmlinux() else {
             return Reasons::default();

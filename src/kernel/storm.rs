@@ -69,7 +69,7 @@ impl Tally {
                 place,
                 ..
             } => super::facts::not_lost(
-                names.reasons.drop_known(reason),
+                names.reasons().drop_known(reason),
                 place,
                 path,
                 self.flags,
@@ -171,7 +171,7 @@ impl Tally {
                 ..
             } => (
                 "drop",
-                Some(names.reasons.drop_name(reason)),
+                Some(names.reasons().drop_name(reason)),
                 place,
                 Some(match path {
                     Path::Ingress => "ingress",
@@ -179,7 +179,7 @@ impl Tally {
                 }),
             ),
             TallyKind::ResetSent { reason } => {
-                ("reset_sent", names.reasons.reset_name(reason), None, None)
+                ("reset_sent", names.reasons().reset_name(reason), None, None)
             }
         };
         StormCount {

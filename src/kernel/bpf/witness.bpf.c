@@ -484,9 +484,13 @@ struct tally {
 	__u64 last_ns;
 };
 
+/* Not preallocated: a storm makes a handful of kinds, and preallocating 4096 per-CPU
+ * entries was a sixth of the witness's start-up CPU (benches/witness.sh, idle). A new
+ * kind is allocated as it is made, once, not on each count. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tally_key);
 	__type(value, struct tally);
 } tallies SEC(".maps");
