@@ -404,6 +404,7 @@ impl Prepared<'_> {
                     tallies_read: None,
                     storm_unread: false,
                     read_this_batch: false,
+                    stamp: None,
                 })
             }
             Err(_) => None,

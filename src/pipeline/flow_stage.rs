@@ -304,6 +304,11 @@ pub(super) struct KernelSide {
     /// The ring was read since the batch began (to release its lines): the look for
     /// findings at its end needs no second read.
     pub(super) read_this_batch: bool,
+    /// The clock read that stamps lines made since the ring was last read (taken at the
+    /// first of them): a line goes once a read of the ring comes after it, and every
+    /// read comes after all of them, so they can share one. Read once a line, the clock
+    /// was a tenth of the witness's cost under a flood of one-packet connections.
+    pub(super) stamp: Option<u64>,
 }
 
 /// How often a storm's counts are read while it lasts: the rules judge a connection in
@@ -317,6 +322,13 @@ pub(super) struct Held {
     made: u64,
     due: u64,
     ev: FlowEvent,
+    /// What came with the line besides its record, boxed: most lines have neither
+    /// (`--no-attribution`, no ladder), and every line is moved into the queue and out
+    /// again; inline, the two were half of each move (benches/witness.sh, synflood).
+    extra: Option<Box<Extra>>,
+}
+
+struct Extra {
     procs: Option<crate::diagnose::FlowProcesses>,
     ladder: Option<Ladder>,
 }
@@ -410,10 +422,6 @@ impl Sink<'_> {
     }
 
     fn drain(&mut self, events: &mut Vec<FlowEvent>) -> Result<(), Error> {
-        // When the lines made now were made: read once for all of them (clock reads per
-        // line were a tenth of the witness's cost under a flood of one-packet
-        // connections).
-        let mut made: Option<u64> = None;
         for mut ev in events.drain(..) {
             // The same tunnelled connection seen again once its tunnel is opened (or
             // before): one flow, not two, shown as the copy that finished first.
@@ -491,13 +499,13 @@ impl Sink<'_> {
                 // The kernel's events about this connection's last packets may still be
                 // on their way: its line waits for them (in order with the others).
                 Some(k) => {
-                    let made = *made.get_or_insert_with(|| k.ring.now());
+                    let made = *k.stamp.get_or_insert_with(|| k.ring.now());
                     k.held.push_back(Held {
                         made,
                         due: made + MAX_HOLD.as_nanos() as u64,
                         ev,
-                        procs,
-                        ladder,
+                        extra: (procs.is_some() || ladder.is_some())
+                            .then(|| Box::new(Extra { procs, ladder })),
                     });
                 }
                 None => self.emit(ev, procs, ladder, None)?,
@@ -581,6 +589,7 @@ impl Sink<'_> {
             k.batches = batches;
             k.pulled = events;
             k.read_this_batch = true;
+            k.stamp = None;
         }
         mark
     }
@@ -666,7 +675,11 @@ impl Sink<'_> {
             if let FlowEvent::Finished(r) = &h.ev {
                 k.witnessed.expire(r.last_ts);
             }
-            self.emit(h.ev, h.procs, h.ladder, Some(facts))?;
+            let (procs, ladder) = match h.extra {
+                Some(x) => (x.procs, x.ladder),
+                None => (None, None),
+            };
+            self.emit(h.ev, procs, ladder, Some(facts))?;
         }
     }
 

@@ -256,16 +256,16 @@ fn endpoint(buf: &mut Vec<u8>, e: Endpoint) {
     buf.push(b'"');
 }
 
-/// The `kernel` object, as serde would write [`KernelFacts`] (a test holds them equal),
-/// assembled directly like the rest of the line: with the witness on, every flow line has
-/// one, and serde's escaping scan and float formatting made it a third of the line's
-/// cost. Reason and function names are the kernel's identifiers and state paths its state
-/// names, none with anything to escape; a process name goes through serde.
 /// The `kernel` object of a connection the kernel said nothing about, as
 /// [`kernel_facts`] writes it (a test checks they agree).
 const QUIET: &[u8] = br#"{"drops":[],"resets_sent":[],"resets_received":[],"states":{"client":null,"server":null},"synack_retransmits":0,"summarised":false}"#;
 const QUIET_IN_STORM: &[u8] = br#"{"drops":[],"resets_sent":[],"resets_received":[],"states":{"client":null,"server":null},"synack_retransmits":0,"summarised":true}"#;
 
+/// The `kernel` object, as serde would write [`KernelFacts`] (a test holds them equal),
+/// assembled directly like the rest of the line: with the witness on, every flow line has
+/// one, and serde's escaping scan and float formatting made it a third of the line's
+/// cost. Reason and function names are the kernel's identifiers and state paths its state
+/// names, none with anything to escape; a process name goes through serde.
 fn kernel_facts(buf: &mut Vec<u8>, k: &KernelFacts) {
     // Most lines under a stream of connections: the kernel said nothing about them.
     if k.is_quiet() {
