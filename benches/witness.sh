@@ -304,7 +304,7 @@ for load in ("idle", "conns", "mix", "other", "synflood"):
             bpf_cols = f"{ns_run:10.0f} {bpf_s:7.3f}" if load != "idle" else f"{ns_run:10.0f} {'-':>7}"
         else:
             bpf_cols = f"{'-':>10} {'-':>7}"
-        tdd = mw(td.get(load, [0])) if events == "off" else ""
+        tdd = (mw(td[load]) if load in td else "-") if events == "off" else ""
         joined = (f"{med([r['joined'] / r['flows'] for r in v]):6.1%}"
                   if events == "on" and load != "idle" and all(r["flows"] for r in v) else "-")
         print(f"{load:9} {events:6} {int(med([r['rate'] for r in v])):7d} {cpu:6.3f} {per_m:>8} {ratio:>6} "

@@ -1,4 +1,5 @@
-//! IPv6 on loopback: a refused `[::1]` connection, reported with its IPv6 endpoints.
+//! IPv6 on loopback: a refused `[::1]` connection, reported with its IPv6 endpoints and
+//! the kernel's word on its packets (the witness reads IPv6 headers apart from IPv4's).
 
 use crate::*;
 
@@ -65,7 +66,25 @@ fn live_ipv6_refused_on_loopback() {
          {}: {f}\nall output:\n{out}",
         f["history"]
     );
+    // The witness parsed the IPv6 SYN it dropped and the IPv6 RST TCP sent in reply.
     let s = summary(&lines, &out);
+    assert_eq!(
+        s["kernel_events"]["enabled"], true,
+        "{}",
+        s["kernel_events"]
+    );
+    let k = &f["kernel"];
+    assert!(
+        k["drops"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d["reason"] == "NO_SOCKET" && d["what"] == "SYN" && d["dir"] == "c2s")),
+        "the kernel dropped the IPv6 SYN for want of a socket: {k}"
+    );
+    assert_eq!(
+        (&k["resets_sent"][0]["by"], &k["resets_sent"][0]["origin"]),
+        (&"server".into(), &"reply".into()),
+        "the server host's TCP answered the IPv6 SYN with the RST: {k}"
+    );
     assert_eq!(
         (&s["flows"], &s["problems"], &s["outcomes"]["refused"]),
         (&Value::from(1), &Value::from(1), &Value::from(1)),
