@@ -10,7 +10,7 @@ use crate::diagnose::{
 };
 use crate::flow::{EndReason, FlowRecord, Outcome, Side};
 use crate::kernel::{facts::PathName, KernelFacts, ResetOrigin};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
 /// ANSI colours, only when writing to a terminal and `NO_COLOR` is unset.
@@ -627,7 +627,10 @@ pub fn write_diagnosis(
             writeln!(
                 out,
                 "     process ({role}): {} (pid {}, user {}): {}",
-                p.process.name, p.process.pid, p.process.user, p.process.cmdline
+                OneLine(&p.process.name),
+                p.process.pid,
+                p.process.user,
+                OneLine(&p.process.cmdline)
             )?;
         }
         writeln!(out, "     next: {}", words.next_step)?;
@@ -953,6 +956,25 @@ pub fn write_summary(out: &mut dyn Write, s: &Summary<'_>, style: Style) -> io::
     Ok(())
 }
 
+/// A process's name or command line on one line of text: its control characters (a
+/// `python3 -c` script's newlines, a terminal escape in a name a process gave itself)
+/// escaped as Rust writes them (`\n`, `\u{1b}`), so the diagnosis keeps its layout and
+/// the terminal its state. JSON keeps the exact text (its own escaping is lossless).
+struct OneLine<'a>(&'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1043,6 +1065,40 @@ mod tests {
         assert!(
             text.contains("     why: since then python3 (pid 4242) stopped listening on [::1]:61999 (gone by "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_process_whose_command_line_has_newlines_is_named_on_one_line() {
+        let mut f = nothing_listening();
+        f.processes.push(crate::diagnose::NamedProcess {
+            process: ProcessInfo {
+                pid: 4242,
+                name: "python3".into(),
+                cmdline: "python3 -c \nimport socket\ns = socket.socket()\t# \u{1b}[31m".into(),
+                user: "root".into(),
+            },
+            role: crate::diagnose::Role::Listener,
+        });
+        let d = Diagnosis {
+            findings: vec![f],
+            superseded: vec![],
+        };
+        let mut out = Vec::new();
+        write_diagnosis(&mut out, &d, true, Style { color: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains("process (listening)"))
+            .unwrap_or_else(|| panic!("no process line: {text}"));
+        assert_eq!(
+            line,
+            "     process (listening): python3 (pid 4242, user root): python3 -c \\nimport socket\\ns = socket.socket()\\t# \\u{1b}[31m",
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with("     next: ")),
+            "the lines after it keep their layout: {text}"
         );
     }
 
