@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 /// name what the kernel did.
 #[derive(Debug, Default)]
 pub struct Names {
-    /// Read on first use: parsing the kernel's BTF (megabytes) for them was a sixth of
-    /// the witness's start-up CPU (benches/witness.sh, idle), and a run that sees no
+    /// Read on first use: parsing the kernel's BTF (megabytes) for them was a tenth of
+    /// the witness's start-up CPU (perf, idle run), and a run that sees no
     /// drop or reset never names one. The file is world-readable, so a run that dropped
     /// its privileges (`-Z`) still reads it.
     reasons: OnceLock<Reasons>,

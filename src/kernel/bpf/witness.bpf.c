@@ -324,8 +324,8 @@ static __always_inline bool read_packet(const struct sk_buff *skb, struct witnes
 	const unsigned char *ip = head + nh;
 	/* The IP header and the TCP header after it in one read, for IPv4 without options
 	 * and IPv6 without extension headers: this runs on every drop on the machine, most
-	 * of them for other ports, and a helper call was a third of its time for those
-	 * (BPF_STATS, benches/witness.sh `other`). The version is the first nibble of
+	 * of them for other ports, and the second helper call was a fifth of its time for
+	 * those (BPF_STATS, benches/witness.sh `other`). The version is the first nibble of
 	 * either header. The head of a packet is followed by its shared info in the same
 	 * allocation, so reading past a short packet's end reads memory that is there;
 	 * should the read fail anyway, the IP header alone is read, as before. */
@@ -504,7 +504,7 @@ struct tally {
 };
 
 /* Not preallocated: a storm makes a handful of kinds, and preallocating 4096 per-CPU
- * entries was a sixth of the witness's start-up CPU (benches/witness.sh, idle). A new
+ * entries was about a tenth of the witness's start-up CPU (perf, idle run). A new
  * kind is allocated as it is made, once, not on each count. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
