@@ -386,14 +386,19 @@ mod tests {
         assert!(!words.contains("middlebox"), "{words}");
     }
 
+    /// The findings for one connection the witness saw and said nothing about.
+    fn witnessed_quiet(r: FlowRecord) -> Vec<Finding> {
+        findings(
+            &witnessed(&[(r, KernelFacts::default())]),
+            None,
+            &Scope::port(61999),
+        )
+    }
+
     #[test]
     fn a_reset_neither_tcp_nor_the_firewall_here_sent_came_from_elsewhere() {
         let idle = reset_by(Side::Server, [10, 10], Some(Side::Server));
-        let found = findings(
-            &witnessed(&[(idle, KernelFacts::default())]),
-            None,
-            &Scope::port(61999),
-        );
+        let found = witnessed_quiet(idle);
         assert!(found[0].headline().contains("not by this host"));
         assert!(found[0].explanation().contains("middlebox"));
         assert_eq!(evidence_json(&found[0])["origin"], "elsewhere");
@@ -407,11 +412,7 @@ mod tests {
             reset_by: Some(Side::Client),
             ..record(Outcome::HandshakeIncomplete, "127.0.0.1:61999")
         };
-        let found = findings(
-            &witnessed(&[(half_open, KernelFacts::default())]),
-            None,
-            &Scope::port(61999),
-        );
+        let found = witnessed_quiet(half_open);
         let f = &found[0];
         assert!(
             f.headline().contains("not by this host"),
@@ -427,11 +428,7 @@ mod tests {
         );
         // Mid-transfer, the idle timeouts stay the next step.
         let idle = reset_by(Side::Server, [10, 10], Some(Side::Server));
-        let found = findings(
-            &witnessed(&[(idle, KernelFacts::default())]),
-            None,
-            &Scope::port(61999),
-        );
+        let found = witnessed_quiet(idle);
         assert!(found[0].next_step().contains("idle timeouts"));
     }
 
