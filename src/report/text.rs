@@ -665,7 +665,12 @@ pub fn write_diagnosis(
                 FindingKind::SynFlood => {
                     "the attempts it spoke of were a SYN flood's, from spoofed sources"
                 }
-                FindingKind::StartupRace | FindingKind::ServerRestarted | FindingKind::RestartLoop => {
+                // A startup race's server had not listened before: "again" would say
+                // it had.
+                FindingKind::StartupRace => {
+                    "the server started listening after those refusals and accepted connections"
+                }
+                FindingKind::ServerRestarted | FindingKind::RestartLoop => {
                     "the server listened again after those refusals and accepted connections"
                 }
                 _ => "the SYNs it saw unanswered reached the listener, whose answers were lost on the way out",
@@ -1066,6 +1071,38 @@ mod tests {
             text.contains("     why: since then python3 (pid 4242) stopped listening on [::1]:61999 (gone by "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_startup_race_says_the_server_started_listening_a_restart_that_it_listened_again() {
+        let why = |by: FindingKind| {
+            let d = Diagnosis {
+                findings: vec![],
+                superseded: vec![Superseded {
+                    live: nothing_listening(),
+                    printed_at: Timestamp(1_700_000_001_000_000),
+                    changes: vec![],
+                    by: Some(by),
+                    later: None,
+                }],
+            };
+            let mut out = Vec::new();
+            write_diagnosis(&mut out, &d, true, Style { color: false }).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let race = why(FindingKind::StartupRace);
+        assert!(
+            race.contains("why: the server started listening after those refusals and accepted connections: see startup_race above"),
+            "{race}"
+        );
+        assert!(!race.contains("again"), "it had never listened: {race}");
+        for kind in [FindingKind::ServerRestarted, FindingKind::RestartLoop] {
+            let restart = why(kind);
+            assert!(
+                restart.contains("why: the server listened again after those refusals"),
+                "{restart}"
+            );
+        }
     }
 
     #[test]
