@@ -153,14 +153,21 @@ fn attach_witness(cfg: &Config) -> Result<Witnessed_, Unavailable> {
 /// Opens the capture and the `-w` file: every error a user can cause by their arguments
 /// or permissions happens here, before any output.
 pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
-    // A docker-style port map: the capture follows the port's DNAT backend too. Read
-    // before the capture opens (its filter names the backend), while still privileged.
-    let dnat = if cfg.source.is_live() {
-        crate::diagnose::host::firewall::nat::read(cfg.port)
-    } else {
-        Vec::new()
-    };
-    let backend = dnat.first().map(|d| d.to);
+    // The firewall's rules for the port, read now, while still privileged (after the
+    // privileges go, the ruleset cannot be read), and before the capture opens: a
+    // docker-style port map's DNAT backend is in the capture's filter too.
+    let firewall = cfg
+        .source
+        .is_live()
+        .then(|| Ruleset::read(cfg.port))
+        .and_then(|r| {
+            r.map_err(|e| tracing::info!(error = %e, "firewall rules not read"))
+                .ok()
+        });
+    let backend = firewall
+        .as_ref()
+        .and_then(|r| r.dnat().first())
+        .map(|d| d.to);
     let opened = capture::open(
         &cfg.source,
         cfg.port,
@@ -187,16 +194,6 @@ pub fn prepare(cfg: &Config) -> Result<Prepared<'_>, Error> {
     if let Err(why) = &witness {
         tracing::debug!(%why, "no kernel witness");
     }
-    // Read now: after the privileges go, the ruleset cannot be read.
-    let firewall = cfg
-        .source
-        .is_live()
-        .then(|| Ruleset::read(cfg.port))
-        .and_then(|r| {
-            r.map_err(|e| tracing::info!(error = %e, "firewall rules not read"))
-                .ok()
-        })
-        .map(|r| r.with_dnat(dnat));
     // System facts (/proc) only describe the machine we capture on, live.
     let host_facts = if cfg.source.is_live() {
         let taken = wall_clock();

@@ -368,7 +368,8 @@ pub struct Ruleset {
     rules: Vec<FirewallRule>,
     /// What could not be read (a tool missing, failing, or holding rules it cannot show).
     unread: Vec<FirewallError>,
-    /// The nat table's DNAT rules for the port (where it is forwarded).
+    /// The DNAT rules for the port (where it is forwarded): iptables' nat table, then
+    /// nft's `dnat to` rules, one per backend.
     dnat: Vec<nat::Dnat>,
 }
 
@@ -380,10 +381,17 @@ impl Ruleset {
     /// others are still read. `Err` only when none could be read and at least one failed
     /// (typically: not root); when none is installed the ruleset is empty, with the
     /// reasons in `unread`.
+    ///
+    /// The DNAT rules for the port ([`dnat`](Self::dnat)) come from the same outputs,
+    /// each with a look at the namespace that holds its backend's address.
     pub fn read(port: u16) -> Result<Ruleset, FirewallError> {
         let outputs = [Tool::Iptables, Tool::Ip6tables, Tool::Nft]
             .map(|tool| (tool, command::run(tool.read_command(), DEADLINE)));
-        Ruleset::from_outputs(outputs, port)
+        let mut set = Ruleset::from_outputs(outputs, port)?;
+        for d in &mut set.dnat {
+            d.backend = crate::diagnose::host::backend_namespace(d.to.ip());
+        }
+        Ok(set)
     }
 
     /// The tools' outputs (or why there is none) → one ruleset; iptables' before nft's,
@@ -407,7 +415,11 @@ impl Ruleset {
                         shown_by_iptables
                             .extend(parsed.tables.into_iter().map(|t| format!("{family} {t}")));
                     }
-                    Ok(parsed.ruleset)
+                    // The same listing holds the nat table: its port maps.
+                    Ok(Ruleset {
+                        dnat: nat::parse(&text, port),
+                        ..parsed.ruleset
+                    })
                 }
                 Tool::Nft => nft::parse(&text, port, &shown_by_iptables),
             });
@@ -416,6 +428,12 @@ impl Ruleset {
                     read_any = true;
                     set.rules.extend(part.rules);
                     set.unread.extend(part.unread);
+                    // One map per backend, in the order read: iptables' first.
+                    for d in part.dnat {
+                        if !set.dnat.iter().any(|o| o.to == d.to) {
+                            set.dnat.push(d);
+                        }
+                    }
                 }
                 Err(e) => {
                     if !matches!(e, FirewallError::NotInstalled { .. }) {

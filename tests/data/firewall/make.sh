@@ -26,6 +26,11 @@
 #   61980  nft named set
 #   61978  nft verdict map
 #   61977  nft netdev ingress on lo
+#   61970  iptables nat DNAT (PREROUTING and OUTPUT: one map) to 10.77.0.2:80
+#   61971  nft dnat (prerouting and output: one map) to 10.81.1.2:8080; 61972 a negated
+#          dnat and 61973 a udp dnat, which are no map for their ports; 61974 nft inet
+#          dnat ip6 to [fd00::2]:8080; 61975 a port range forwarded to a range, whose
+#          first address and port are taken
 # Chain policies: iptables FORWARD DROP, ip6tables INPUT DROP, nft forward drop.
 set -euo pipefail
 
@@ -70,6 +75,8 @@ ipt -A INPUT -p tcp --dport 61983 -m comment --comment 'block the "test" port' -
 ipt -A INPUT -m conntrack --ctstate INVALID -j DROP
 ipt -A OUTPUT -p tcp --sport 61999 -j DROP
 ipt -t raw -A PREROUTING -p tcp --dport 61982 -j DROP
+ipt -t nat -A PREROUTING -p tcp --dport 61970 -j DNAT --to-destination 10.77.0.2:80
+ipt -t nat -A OUTPUT -p tcp --dport 61970 -j DNAT --to-destination 10.77.0.2:80
 
 # IPv6, ip6tables.
 ip6t() { in_ns ip6tables "$@"; }
@@ -105,6 +112,25 @@ table inet ps_test {
     }
     chain forward {
         type filter hook forward priority 0; policy drop;
+    }
+}
+table ip ps_nat {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        tcp dport != 61972 ip daddr 203.0.113.9 dnat to 10.81.1.9:1
+        udp dport 61973 dnat to 10.81.1.9:2
+        tcp dport 61971 dnat to 10.81.1.2:8080
+        tcp dport 61975-61976 ip daddr 203.0.113.7 dnat to 10.81.2.1-10.81.2.9:9000-9009
+    }
+    chain output {
+        type nat hook output priority -100; policy accept;
+        tcp dport 61971 dnat to 10.81.1.2:8080
+    }
+}
+table inet ps_nat6 {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        tcp dport 61974 dnat ip6 to [fd00::2]:8080
     }
 }
 table netdev ps_ingress {

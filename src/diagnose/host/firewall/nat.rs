@@ -1,15 +1,15 @@
-//! The nat table's DNAT rules for the port (a docker-style `-p P:Q` port map), read-only
-//! from `iptables-save -t nat`: connections to host:P are really served by the backend
-//! they are forwarded to, so the capture follows the backend too and the diagnosis looks
-//! for its listener there.
+//! The DNAT rules for the port (a docker-style `-p P:Q` port map): connections to
+//! host:P are really served by the backend they are forwarded to, so the capture follows
+//! the backend too and the diagnosis looks for its listener there.
 //!
-//! Only iptables' `-j DNAT --to-destination ADDR[:PORT]` rules that name the port with
-//! `--dport` are read (docker, podman and kube-proxy's iptables mode write these); nft's
-//! own `dnat to` rules are not.
+//! Read from the listings the firewall module runs anyway: here iptables' `-j DNAT
+//! --to-destination ADDR[:PORT]` rules that name the port with `--dport` (docker, podman
+//! and kube-proxy's iptables mode write these); nft's own `dnat to` rules are read by
+//! `nft.rs`, from its JSON. A target chosen by a map (`dnat to tcp dport map { … }`),
+//! `REDIRECT` (to this host's own address, on another port) and DNAT done outside
+//! netfilter (an eBPF load balancer) are not read.
 
-use super::command;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 /// One DNAT rule for the port: where connections to it are forwarded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,30 +18,13 @@ pub struct Dnat {
     pub port: u16,
     /// The backend the connections really go to.
     pub to: SocketAddr,
-    /// The rule as `iptables-save` prints it.
+    /// The rule as its tool prints it: iptables-save's line, or `nft rule "tcp dport
+    /// 8080 dnat to 10.0.0.2:80" in ip nat prerouting (handle 4)`.
     pub rule: String,
     /// Live, looked at when the capture started: the network namespace holding the
     /// backend's address (`net:[INODE]`) and every listener in it, when a process sits
     /// there.
     pub backend: Option<(String, Vec<crate::diagnose::host::Listener>)>,
-}
-
-/// Runs `iptables-save -t nat` (read-only) and keeps the DNAT rules for TCP to `port`,
-/// one per backend. Empty when the tool is missing, fails (not root) or has none.
-pub fn read(port: u16) -> Vec<Dnat> {
-    match command::run("iptables-save -t nat", Duration::from_secs(3)) {
-        Ok(text) => {
-            let mut found = parse(&text, port);
-            for d in &mut found {
-                d.backend = crate::diagnose::host::backend_namespace(d.to.ip());
-            }
-            found
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "nat table not read");
-            Vec::new()
-        }
-    }
 }
 
 /// The DNAT rules for TCP to `port` in `iptables-save` output, one per backend, in the

@@ -12,12 +12,14 @@
 //! iptables-save instead (the caller names them); an `xt` rule anywhere else is left out
 //! and counted.
 
+use super::nat::Dnat;
 use super::{
-    Action, BaseChain, Chain, FirewallError, Hook, Matches, PortTest, RawRule, Ruleset, Table,
-    Tool, Verdict,
+    Action, BaseChain, Catch, Chain, FirewallError, Hook, Matches, PortTest, RawRule, Ruleset,
+    Table, Tool, Verdict,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 
 /// Named sets and maps of one table, by name: their elements.
 type Sets<'a> = HashMap<&'a str, &'a [Value]>;
@@ -85,6 +87,7 @@ pub(super) fn parse(text: &str, port: u16, skip: &[String]) -> Result<Ruleset, F
 
     let no_sets = Sets::new();
     let mut extensions: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dnat: Vec<Dnat> = Vec::new();
     for r in items.iter().filter_map(|i| i.get("rule")) {
         let (Some(table_key), Some(chain_name)) =
             (table_name(r), r.get("chain").and_then(Value::as_str))
@@ -108,12 +111,32 @@ pub(super) fn parse(text: &str, port: u16, skip: &[String]) -> Result<Ruleset, F
         let sets = sets.get(&table_key).unwrap_or(&no_sets);
         let handle = r.get("handle").and_then(Value::as_u64);
         let comment = r.get("comment").and_then(Value::as_str);
+        if let Some(to) = dnat_to(exprs, sets, port) {
+            if !dnat.iter().any(|d| d.to == to) {
+                let mut rule = format!(
+                    "nft rule \"{}\" in {table_key} {chain_name}",
+                    rule_text(exprs, comment)
+                );
+                if let Some(h) = handle {
+                    rule.push_str(&format!(" (handle {h})"));
+                }
+                dnat.push(Dnat {
+                    port,
+                    to,
+                    rule,
+                    backend: None,
+                });
+            }
+        }
         chain
             .rules
             .extend(rules_of(exprs, comment, handle, sets, port));
     }
 
-    let mut ruleset = Ruleset::default();
+    let mut ruleset = Ruleset {
+        dnat,
+        ..Ruleset::default()
+    };
     for table in &tables {
         ruleset.rules.extend(table.walk());
     }
@@ -146,12 +169,7 @@ fn rules_of(
     let mut m = Matches::default();
     let mut action = Action::Other;
     let mut vmap = None;
-    let mut words = Vec::new();
-    for e in exprs {
-        let Some((key, val)) = e.as_object().and_then(|o| o.iter().next()) else {
-            continue;
-        };
-        words.push(render_statement(key, val));
+    for (key, val) in statements(exprs) {
         match key.as_str() {
             "match" => {
                 let op = val.get("op").and_then(Value::as_str).unwrap_or("==");
@@ -171,10 +189,7 @@ fn rules_of(
             }
         }
     }
-    if let Some(c) = comment {
-        words.push(format!("comment \"{c}\""));
-    }
-    let text = words.join(" ");
+    let text = rule_text(exprs, comment);
 
     let Some(vmap) = vmap else {
         return vec![RawRule {
@@ -215,6 +230,69 @@ fn rules_of(
             })
         })
         .collect()
+}
+
+/// A rule's statements, each as its one key (`match`, `drop`, `dnat`…) and value.
+fn statements(exprs: &[Value]) -> impl Iterator<Item = (&String, &Value)> {
+    exprs
+        .iter()
+        .filter_map(|e| e.as_object().and_then(|o| o.iter().next()))
+}
+
+/// A rule as nft would write it, compactly: its statements, then its comment.
+fn rule_text(exprs: &[Value], comment: Option<&str>) -> String {
+    let mut words: Vec<String> = statements(exprs)
+        .map(|(key, val)| render_statement(key, val))
+        .collect();
+    if let Some(c) = comment {
+        words.push(format!("comment \"{c}\""));
+    }
+    words.join(" ")
+}
+
+/// Where a rule's `dnat to ADDR[:PORT]` sends TCP to `port`, when its matches name the
+/// port (`tcp dport 8080 dnat to 172.17.0.2:80`: a port map written in nftables, as
+/// iptables-save's `-j DNAT` is one written in iptables). Only nft accepts `dnat` in a
+/// nat chain (or one jumped to from it), so the statement alone says the rule rewrites
+/// the destination. The first address and port of a range are taken, as the kernel
+/// picks the first for a new connection when the range has one; a target looked up in a
+/// map (`dnat to tcp dport map { … }`) is not read.
+fn dnat_to(exprs: &[Value], sets: &Sets, port: u16) -> Option<SocketAddr> {
+    let mut m = Matches::default();
+    let mut target = None;
+    for (key, val) in statements(exprs) {
+        match key.as_str() {
+            "match" => match (val.get("left"), val.get("right")) {
+                (Some(left), Some(right)) => {
+                    let op = val.get("op").and_then(Value::as_str).unwrap_or("==");
+                    add_match(&mut m, op, left, right, sets, port);
+                }
+                _ => m.conditional = true,
+            },
+            "dnat" => target = Some(val),
+            _ => {}
+        }
+    }
+    // Only a rule that names the port is its map: a blanket `dnat` forwards everything,
+    // and `tcp dport != P` everything but P.
+    if m.reach().to != Catch::Port {
+        return None;
+    }
+    let target = target?;
+    let addr: IpAddr = first_of(target.get("addr")?)?.as_str()?.parse().ok()?;
+    let to_port = match target.get("port") {
+        Some(p) => u16::try_from(first_of(p)?.as_u64()?).ok()?,
+        None => port,
+    };
+    Some(SocketAddr::new(addr, to_port))
+}
+
+/// The first of a range (`{"range": [lo, hi]}`), or the value itself.
+fn first_of(v: &Value) -> Option<&Value> {
+    match v.get("range").and_then(Value::as_array) {
+        Some(range) => range.first(),
+        None => Some(v),
+    }
 }
 
 /// The action of a verdict statement; `None` for a statement that is not a verdict.
@@ -398,6 +476,22 @@ fn render_statement(key: &str, val: &Value) -> String {
             _ => "limit".to_string(),
         },
         "counter" => "counter".to_string(),
+        // `dnat to 10.0.0.2:80`, `dnat ip6 to [fd00::2]:80`, `dnat to 10.0.0.2`.
+        "dnat" | "snat" => {
+            let family = val
+                .get("family")
+                .and_then(Value::as_str)
+                .map(|f| format!(" {f}"))
+                .unwrap_or_default();
+            let addr = render_value(val.get("addr").unwrap_or(&Value::Null));
+            match val.get("port") {
+                Some(p) if addr.contains(':') => {
+                    format!("{key}{family} to [{addr}]:{}", render_value(p))
+                }
+                Some(p) => format!("{key}{family} to {addr}:{}", render_value(p)),
+                None => format!("{key}{family} to {addr}"),
+            }
+        }
         _ if val.is_null() => key.to_string(),
         _ => format!("{key} {val}"),
     }

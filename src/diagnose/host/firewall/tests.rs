@@ -464,6 +464,8 @@ fn nft_alone_counts_iptables_extension_rules_it_cannot_show() {
         unread,
         [
             "7 rule(s) of nft table ip filter use iptables extensions that nft cannot show",
+            // iptables-nft's DNAT target: its port maps come from iptables-save.
+            "2 rule(s) of nft table ip nat use iptables extensions that nft cannot show",
             "3 rule(s) of nft table ip6 filter use iptables extensions that nft cannot show",
         ]
     );
@@ -501,6 +503,81 @@ fn combined_read_shows_iptables_nft_rules_once_in_iptables_words() {
         said(&set, Hook::Input, true),
         "iptables -t filter rule \"-A INPUT -p tcp -m tcp --dport 61999 -j DROP\""
     );
+}
+
+/// The port maps `set` holds for its port: (backend, rule).
+fn maps(set: Ruleset) -> Vec<(String, String)> {
+    set.dnat()
+        .iter()
+        .map(|d| (d.to.to_string(), d.rule.clone()))
+        .collect()
+}
+
+#[test]
+fn nft_dnat_to_the_port_is_its_port_map_once_with_table_chain_and_handle() {
+    let set = nft(61971);
+    assert_eq!(set.dnat()[0].port, 61971);
+    let m = maps(set);
+    // Prerouting and output forward it alike: one backend.
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].0, "10.81.1.2:8080");
+    assert!(
+        m[0].1.starts_with(
+            "nft rule \"tcp dport 61971 dnat to 10.81.1.2:8080\" in ip ps_nat prerouting (handle "
+        ),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn nft_negated_and_udp_dnat_rules_are_no_port_map() {
+    assert!(
+        maps(nft(61972)).is_empty(),
+        "`tcp dport != 61972` is everything but it"
+    );
+    assert!(maps(nft(61973)).is_empty(), "a udp dnat forwards no TCP");
+    assert!(maps(nft(61999)).is_empty(), "no dnat names 61999");
+}
+
+#[test]
+fn nft_inet_dnat_ip6_is_read_with_its_v6_backend() {
+    let m = maps(nft(61974));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].0, "[fd00::2]:8080");
+    assert!(
+        m[0].1
+            .contains("dnat ip6 to [fd00::2]:8080\" in inet ps_nat6 prerouting"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn nft_dnat_to_a_range_takes_its_first_address_and_port() {
+    let m = maps(nft(61976));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].0, "10.81.2.1:9000");
+    assert!(
+        m[0].1.contains("dnat to 10.81.2.1-10.81.2.9:9000-9009"),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn combined_read_finds_iptables_and_nft_port_maps_iptables_first() {
+    // iptables' map (its nat table, in the full iptables-save listing) is read once,
+    // though iptables-nft also shows it to nft.
+    let m = maps(all(61970));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].0, "10.77.0.2:80");
+    assert!(
+        m[0].1
+            .starts_with("-A PREROUTING -p tcp -m tcp --dport 61970 -j DNAT"),
+        "{m:?}"
+    );
+    // nft's own.
+    let m = maps(all(61971));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].0, "10.81.1.2:8080");
 }
 
 #[test]
