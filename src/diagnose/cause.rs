@@ -357,6 +357,10 @@ pub struct RefusedElsewhere {
     /// A listener here that the SYNs should have reached, when one exists.
     #[serde(serialize_with = "display_opt")]
     pub listener: Option<Endpoint>,
+    /// The server's address is this network namespace's own: nothing outside answered
+    /// for it, so something here forwarded the SYNs (a DNAT portsniff could not read)
+    /// to where they were refused.
+    pub own_address: bool,
 }
 
 /// Connections refused, and the listener that exists elsewhere (or that answered).

@@ -167,6 +167,26 @@ fn refused_elsewhere(e: &RefusedElsewhere) -> Words {
         Some(l) => format!(" A listener on {l} exists here: the SYNs never reached it."),
         None => String::new(),
     };
+    if e.own_address {
+        // No other host or middlebox answers for an address of this host: the SYNs
+        // were sent on from here, by a rule or program that rewrote their destination.
+        return say(
+            format!(
+                "{refused} to {server} refused, but not by this host's TCP: {} is this host's own address, so the SYNs were forwarded elsewhere and refused there",
+                server.addr
+            ),
+            format!(
+                "The kernel saw this host's TCP send no RST for these connections and its firewall drop none of their \
+                 packets, yet {} is an address of this network namespace. Something here rewrote the SYNs' destination \
+                 before they reached a socket (a DNAT that portsniff could not read: an nft map, IPVS, an eBPF load \
+                 balancer), and the backend it sent them to, where nothing listens on that port, answered with RST.{listener}",
+                server.addr
+            ),
+            format!(
+                "find where port {port} is forwarded: nft list ruleset | grep -n dnat; ipvsadm -Ln; then ss -ltn on that backend"
+            ),
+        );
+    }
     say(
         format!("{refused} to {server} refused, but not by this host: the RST came from another host or a middlebox"),
         format!(

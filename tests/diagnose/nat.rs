@@ -8,45 +8,91 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown};
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const CTR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 
+/// A veth pair from `a` (address `a_addr`) to `b` (`b_addr`), both up; `tags` start
+/// the two ends' names, which must be unique on the machine and at most 15 bytes.
+fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str, tags: (char, char)) {
+    let name = |tag: char, ns: &Netns| {
+        let n = format!("{tag}{}", &ns.name[4..]);
+        n[..n.len().min(15)].to_string()
+    };
+    let (x, y) = (name(tags.0, a), name(tags.1, b));
+    a.run(&[
+        "ip", "link", "add", &x, "type", "veth", "peer", "name", &y, "netns", &b.name,
+    ]);
+    a.run(&["ip", "addr", "add", a_addr, "dev", &x]);
+    a.run(&["ip", "link", "set", &x, "up"]);
+    b.run(&["ip", "addr", "add", b_addr, "dev", &y]);
+    b.run(&["ip", "link", "set", &y, "up"]);
+}
+
+/// How the port map is written.
+#[derive(Clone, Copy)]
+enum Nat {
+    /// docker's: `iptables -t nat -A PREROUTING/OUTPUT … -j DNAT --to-destination`.
+    Iptables,
+    /// The same in native nftables: `tcp dport P dnat to ADDR:Q`.
+    Nft,
+    /// nftables with the target looked up in a map (`dnat to tcp dport map { P : ADDR .
+    /// Q }`), which portsniff does not read.
+    NftMap,
+}
+
 /// The host's and the container's namespaces, joined by a veth pair, with connections to
-/// the host's `port` forwarded to the container's `backend_port`.
+/// the host's `port` forwarded to the container's `backend_port` by iptables.
 fn port_map(test: &str, port: u16, backend_port: u16) -> Option<(Netns, Netns)> {
-    if !prerequisites(test, &["iptables", "iptables-save"]) {
+    port_map_by(Nat::Iptables, test, port, backend_port)
+}
+
+fn port_map_by(nat: Nat, test: &str, port: u16, backend_port: u16) -> Option<(Netns, Netns)> {
+    let tools: &[&str] = match nat {
+        Nat::Iptables => &["iptables", "iptables-save"],
+        Nat::Nft | Nat::NftMap => &["nft"],
+    };
+    if !prerequisites(test, tools) {
         return None;
     }
     let host = Netns::create(test)?;
     let ctr = Netns::create(test)?;
-    let (h, c) = (
-        format!("h{}", &host.name[4..]),
-        format!("c{}", &ctr.name[4..]),
-    );
-    let (h, c) = (&h[..h.len().min(15)], &c[..c.len().min(15)]);
-    host.run(&[
-        "ip", "link", "add", h, "type", "veth", "peer", "name", c, "netns", &ctr.name,
-    ]);
-    host.run(&["ip", "addr", "add", "10.77.0.1/24", "dev", h]);
-    host.run(&["ip", "link", "set", h, "up"]);
-    ctr.run(&["ip", "addr", "add", "10.77.0.2/24", "dev", c]);
-    ctr.run(&["ip", "link", "set", c, "up"]);
+    veth(&host, "10.77.0.1/24", &ctr, "10.77.0.2/24", ('h', 'c'));
     ctr.run(&["ip", "route", "add", "default", "via", "10.77.0.1"]);
     let to = format!("{CTR_IP}:{backend_port}");
     let port = port.to_string();
-    for chain in ["PREROUTING", "OUTPUT"] {
-        host.run(&[
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            chain,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &to,
-        ]);
+    match nat {
+        Nat::Iptables => {
+            for chain in ["PREROUTING", "OUTPUT"] {
+                host.run(&[
+                    "iptables",
+                    "-t",
+                    "nat",
+                    "-A",
+                    chain,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &port,
+                    "-j",
+                    "DNAT",
+                    "--to-destination",
+                    &to,
+                ]);
+            }
+        }
+        Nat::Nft | Nat::NftMap => {
+            let dnat = match nat {
+                Nat::Nft => format!("tcp dport {port} dnat to {to}"),
+                _ => format!("dnat to tcp dport map {{ {port} : {CTR_IP} . {backend_port} }}"),
+            };
+            let ruleset = format!(
+                "table ip psnat {{\n\
+                 chain prerouting {{ type nat hook prerouting priority dstnat; {dnat}; }}\n\
+                 chain output {{ type nat hook output priority -100; {dnat}; }}\n\
+                 }}\n"
+            );
+            let file = std::env::temp_dir().join(format!("{}.nft", host.name));
+            std::fs::write(&file, ruleset).expect("test setup: write the nft ruleset");
+            host.run(&["nft", "-f", file.to_str().expect("a UTF-8 temp path")]);
+            let _ = std::fs::remove_file(&file);
+        }
     }
     Some((host, ctr))
 }
@@ -132,14 +178,13 @@ fn refused_through_the_map(host: &Netns, port: u16) -> u16 {
     refused_client(host, SocketAddr::new(IpAddr::V4(HOST_IP), port))
 }
 
-#[test]
-fn a_port_map_whose_backend_is_down_names_the_translation_and_the_backend() {
-    const TEST: &str = "a_port_map_whose_backend_is_down_names_the_translation_and_the_backend";
+/// A connection through a port map (written as `nat` says) whose backend is down: the
+/// finding names the translation and the backend. Returns the report, the port and the
+/// backend's port, for what each way of writing the map adds.
+fn refused_by_a_down_backend(nat: Nat, test: &str) -> Option<(crate::diag::Report, u16, u16)> {
     let port = fresh_port();
     let backend_port = fresh_port();
-    let Some((host, _ctr)) = port_map(TEST, port, backend_port) else {
-        return;
-    };
+    let (host, _ctr) = port_map_by(nat, test, port, backend_port)?;
     let capture = start_capture_on(&host, "any", port, 3, &[]);
     let cport = refused_through_the_map(&host, port);
     let report = capture.finish();
@@ -180,6 +225,111 @@ fn a_port_map_whose_backend_is_down_names_the_translation_and_the_backend() {
         "the backend's own host refused, through the map",
     );
     report.assert_absent("no_traffic", "the connection went through the map");
+    Some((report, port, backend_port))
+}
+
+#[test]
+fn a_port_map_whose_backend_is_down_names_the_translation_and_the_backend() {
+    const TEST: &str = "a_port_map_whose_backend_is_down_names_the_translation_and_the_backend";
+    let Some((report, port, _)) = refused_by_a_down_backend(Nat::Iptables, TEST) else {
+        return;
+    };
+    let d = report.finding("nothing_listening");
+    let rule = report.evidence_str(d, "rule");
+    assert!(
+        rule.starts_with("-A ") && rule.contains(&format!("--dport {port} -j DNAT")),
+        "iptables-save's line: {rule}"
+    );
+}
+
+#[test]
+fn an_nft_port_map_whose_backend_is_down_names_the_nft_rule_and_the_backend() {
+    const TEST: &str = "an_nft_port_map_whose_backend_is_down_names_the_nft_rule_and_the_backend";
+    let Some((report, port, backend_port)) = refused_by_a_down_backend(Nat::Nft, TEST) else {
+        return;
+    };
+    let d = report.finding("nothing_listening");
+    let rule = report.evidence_str(d, "rule");
+    assert!(
+        rule.contains(&format!("tcp dport {port} dnat to {CTR_IP}:{backend_port}"))
+            && rule.contains("in ip psnat prerouting (handle "),
+        "the nft rule, with its table, chain and handle: {rule}"
+    );
+}
+
+/// A client in its own namespace, routed through the host (10.78.0.0/24): its SYNs reach
+/// the host's PREROUTING from outside, as a remote client's would.
+fn outside_client(test: &str, host: &Netns) -> Option<Netns> {
+    let cli = Netns::create(test)?;
+    veth(host, "10.78.0.1/24", &cli, "10.78.0.2/24", ('o', 'k'));
+    // The host's own namespace only (one made for this test): it forwards the client's
+    // translated SYNs to the container.
+    host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    cli.run(&["ip", "route", "add", "default", "via", "10.78.0.1"]);
+    Some(cli)
+}
+
+#[test]
+fn a_map_portsniff_cannot_read_refuses_at_this_hosts_own_address_and_says_it_was_forwarded() {
+    const TEST: &str =
+        "a_map_portsniff_cannot_read_refuses_at_this_hosts_own_address_and_says_it_was_forwarded";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, _ctr)) = port_map_by(Nat::NftMap, TEST, port, backend_port) else {
+        return;
+    };
+    let Some(cli) = outside_client(TEST, &host) else {
+        return;
+    };
+    let capture = start_capture_on(&host, "any", port, 3, &[]);
+    let server = SocketAddr::new(IpAddr::V4(HOST_IP), port);
+    let (cport, res) = cli
+        .on_thread(move || {
+            let s = TcpStream::connect_timeout(&server, IO_TIMEOUT);
+            (
+                s.as_ref().ok().and_then(|s| s.local_addr().ok()),
+                s.map(drop),
+            )
+        })
+        .join()
+        .expect("client thread");
+    // A refused connect() has no local address left to read: the flow's client port is
+    // found by its outcome instead.
+    assert!(
+        matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "test setup: the connection through the unread map should be refused: {res:?} ({cport:?})"
+    );
+    let report = capture.finish();
+
+    let refused: Vec<_> = report
+        .finals()
+        .into_iter()
+        .filter(|f| f["outcome"] == "refused")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one refused connection: {}",
+        report.context()
+    );
+    let d = report.finding("refused_elsewhere");
+    assert_eq!(
+        d["evidence"]["own_address"],
+        true,
+        "{HOST_IP} is the host's own address: {d}\n{}",
+        report.context()
+    );
+    let words = format!("{} {} {}", d["headline"], d["explanation"], d["next_step"]);
+    assert!(
+        words.contains(&format!("{HOST_IP} is this host's own address"))
+            && words.contains("forwarded"),
+        "the finding should say the SYNs were forwarded from here: {words}"
+    );
+    assert!(
+        !words.contains(&format!("on {HOST_IP}'s host")),
+        "no other host to look at: {words}"
+    );
+    assert!(words.contains("nft list ruleset"), "{words}");
 }
 
 #[test]

@@ -118,9 +118,33 @@ pub struct Snapshot {
     /// net.ipv4.tcp_tw_reuse_delay (ms, Linux 6.11+): how old a TIME_WAIT socket must be
     /// before connect() may reuse its port; 1000 on older kernels.
     pub tw_reuse_delay_ms: Option<u32>,
+    /// This network namespace's own addresses (every interface's, as `ip addr` lists
+    /// them), sorted.
+    pub own_addresses: Vec<IpAddr>,
     /// When it was taken (wall clock), stamped by the caller: this module reads no
     /// clock. 0 when unknown (tests).
     pub taken: Timestamp,
+}
+
+/// The addresses of this network namespace's interfaces (one netlink dump). Empty when
+/// they cannot be read.
+fn own_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = interfaces
+        .filter_map(|i| {
+            let a = i.address?;
+            match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+                (Some(v4), _) => Some(IpAddr::V4(v4.ip())),
+                (None, Some(v6)) => Some(IpAddr::V6(v6.ip())),
+                _ => None,
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn endpoint(a: SocketAddr) -> Endpoint {
@@ -228,6 +252,12 @@ fn abort_on_overflow() -> Option<bool> {
 }
 
 impl Snapshot {
+    /// Whether `addr` is this host's (its namespace's) own: an interface's address, or
+    /// any loopback address (all of 127/8 is local, though `lo` lists only 127.0.0.1).
+    pub fn is_own_address(&self, addr: IpAddr) -> bool {
+        addr.is_loopback() || self.own_addresses.binary_search(&addr).is_ok()
+    }
+
     /// Looks at everything on `port`. `other_namespaces`: also walk /proc/*/ns/net for
     /// listeners in other network namespaces (costs a /proc walk). `owners`: name the
     /// processes holding the listeners (another /proc walk). Both need CAP_SYS_PTRACE
@@ -239,6 +269,7 @@ impl Snapshot {
             abort_on_overflow: abort_on_overflow(),
             tw_reuse: sysctl("tcp_tw_reuse"),
             tw_reuse_delay_ms: sysctl("tcp_tw_reuse_delay"),
+            own_addresses: own_addresses(),
             ..Snapshot::default()
         };
         let mut wanted = HashSet::new();

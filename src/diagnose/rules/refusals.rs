@@ -117,6 +117,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
                 refused: kernel.elsewhere,
                 server,
                 listener: meant_for.map(|l| l.local),
+                own_address: facts.is_some_and(|f| f.now.is_own_address(server.addr)),
             });
             out.push(named(Finding::new(cause, kernel.elsewhere)));
         }
@@ -515,6 +516,38 @@ COMMIT
                 || found[0].explanation().contains("middlebox")
         );
         assert!(found[0].next_step().starts_with("on 10.0.0.5's host"));
+    }
+
+    #[test]
+    fn a_refusal_from_elsewhere_to_this_hosts_own_address_was_forwarded_from_here() {
+        // An nft map or IPVS sent the SYNs on to a backend in another namespace, whose
+        // TCP refused them: no remote host to look at.
+        let ev = witnessed(&[(refused("10.81.0.1:61999"), KernelFacts::default())]);
+        let mut f = facts(vec![]);
+        f.now.own_addresses = vec!["10.81.0.1".parse().unwrap()];
+        let found = findings(&ev, Some(&f), &Scope::port(61999));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, FindingKind::RefusedElsewhere);
+        assert!(
+            found[0]
+                .headline()
+                .contains("10.81.0.1 is this host's own address"),
+            "{}",
+            found[0].headline()
+        );
+        assert!(found[0]
+            .explanation()
+            .contains("DNAT that portsniff could not read"));
+        assert!(
+            !found[0].next_step().contains("'s host"),
+            "no other host to look at: {}",
+            found[0].next_step()
+        );
+        assert!(found[0].next_step().contains("nft list ruleset"));
+        // Loopback is always this host's, listed or not.
+        let ev = witnessed(&[(refused("127.0.0.2:61999"), KernelFacts::default())]);
+        let found = findings(&ev, Some(&facts(vec![])), &Scope::port(61999));
+        assert!(found[0].headline().contains("this host's own address"));
     }
 
     #[test]
