@@ -14,8 +14,8 @@
 
 use super::nat::Dnat;
 use super::{
-    Action, BaseChain, Catch, Chain, FirewallError, Hook, Matches, PortTest, RawRule, Ruleset,
-    Table, Tool, Verdict,
+    Action, BaseChain, Catch, Chain, FirewallError, Hook, Matches, PortTest, Quoted, RawRule,
+    Ruleset, Table, Tool, Verdict,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -113,9 +113,11 @@ pub(super) fn parse(text: &str, port: u16, skip: &[String]) -> Result<Ruleset, F
         let comment = r.get("comment").and_then(Value::as_str);
         if let Some(to) = dnat_to(exprs, sets, port) {
             if !dnat.iter().any(|d| d.to == to) {
+                // As a drop rule is named (FirewallRule's Display): a comment's own
+                // quotes stay readable.
                 let mut rule = format!(
-                    "nft rule \"{}\" in {table_key} {chain_name}",
-                    rule_text(exprs, comment)
+                    "nft rule {} in {table_key} {chain_name}",
+                    Quoted(&rule_text(exprs, comment))
                 );
                 if let Some(h) = handle {
                     rule.push_str(&format!(" (handle {h})"));
@@ -258,6 +260,10 @@ fn rule_text(exprs: &[Value], comment: Option<&str>) -> String {
 /// picks the first for a new connection when the range has one; a target looked up in a
 /// map (`dnat to tcp dport map { … }`) is not read.
 fn dnat_to(exprs: &[Value], sets: &Sets, port: u16) -> Option<SocketAddr> {
+    // Most rules are not nat rules: their matches are evaluated once, by `rules_of`.
+    if !statements(exprs).any(|(key, _)| key == "dnat") {
+        return None;
+    }
     let mut m = Matches::default();
     let mut target = None;
     for (key, val) in statements(exprs) {
