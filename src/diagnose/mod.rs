@@ -282,6 +282,14 @@ impl Diagnoser {
         self.facts.is_some()
     }
 
+    /// Whether `addr` is one of this host's own addresses at the latest look (loopback
+    /// always is); `false` without a look at the machine (a replay).
+    pub fn is_own_address(&self, addr: std::net::IpAddr) -> bool {
+        self.facts
+            .as_ref()
+            .is_some_and(|f| f.now.is_own_address(addr))
+    }
+
     /// The one count of what happened: the summary, the live table and the exit status
     /// read it.
     pub fn evidence(&self) -> &Evidence {
@@ -898,8 +906,10 @@ fn superseded_by(kind: FindingKind) -> &'static [FindingKind] {
         ],
         // A flood's martian sources and half-open attempts are its own story.
         FindingKind::InvalidSource | FindingKind::HandshakeStalled => &[FindingKind::SynFlood],
-        // Refused while the server was down, accepted once it came up.
-        FindingKind::NothingListening => &[
+        // Refused while the server was down, accepted once it came up: this host's
+        // server, or the one a port map (read or not) forwards the SYNs to, whose RSTs
+        // this host's TCP did not send.
+        FindingKind::NothingListening | FindingKind::RefusedElsewhere => &[
             FindingKind::StartupRace,
             FindingKind::ServerRestarted,
             FindingKind::RestartLoop,

@@ -572,6 +572,17 @@ fn refused_at(server: &str, ts: u64) -> FlowRecord {
     }
 }
 
+/// A connection to 127.0.0.1:61999 that completed its handshake and closed, from `first`
+/// to `last`.
+fn accepted_between(first: u64, last: u64) -> FlowRecord {
+    FlowRecord {
+        first_ts: Timestamp(first),
+        last_ts: Timestamp(last),
+        handshake_rtt_us: Some(10),
+        ..record(Outcome::Closed, "127.0.0.1:61999")
+    }
+}
+
 /// A live diagnoser whose first look, at 100, saw `listeners`.
 fn live(listeners: Vec<Listener>) -> Diagnoser {
     let mut f = facts(listeners);
@@ -1013,15 +1024,7 @@ fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_t
         Some(python()),
     );
     assert_eq!(d.updates().len(), 1, "the listener's start is said live");
-    d.flow_finished(
-        &FlowRecord {
-            first_ts: Timestamp(2_500),
-            last_ts: Timestamp(2_600),
-            handshake_rtt_us: Some(10),
-            ..record(Outcome::Closed, "127.0.0.1:61999")
-        },
-        None,
-    );
+    d.flow_finished(&accepted_between(2_500, 2_600), None);
     let end = d.finish(None);
     assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
     // The listener timeline ended the window: the process and its time are facts.
@@ -1037,6 +1040,31 @@ fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_t
         .explanation()
         .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "));
     assert_eq!(end.superseded.len(), 1);
+    assert_eq!(end.superseded[0].by, Some(FindingKind::StartupRace));
+}
+
+#[test]
+fn a_live_refusal_from_elsewhere_whose_server_came_up_and_accepted_is_superseded_by_the_startup_race(
+) {
+    // A port map's backend (another namespace or host) refuses: the witness saw this
+    // host's TCP send no RST. Then the backend starts and accepts. The live finding is
+    // not "no listener changed": the server the SYNs went to started listening.
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(
+        &refused_at("127.0.0.1:61999", 1_000),
+        Some(&KernelFacts::default()),
+    );
+    let found = d.poll(t0, Timestamp(1_100), Counters::new());
+    assert_eq!(kinds(&found), [FindingKind::RefusedElsewhere]);
+    d.flow_finished(
+        &accepted_between(2_500, 2_600),
+        Some(&KernelFacts::default()),
+    );
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
+    assert_eq!(end.superseded.len(), 1, "{end:#?}");
+    assert_eq!(end.superseded[0].live.kind, FindingKind::RefusedElsewhere);
     assert_eq!(end.superseded[0].by, Some(FindingKind::StartupRace));
 }
 
@@ -1189,12 +1217,7 @@ fn live_a_port_maps_backend_is_judged_as_it_was_at_the_refusal_and_its_start_is_
 
 #[test]
 fn refusals_after_the_last_accepted_connection_stay_nothing_listening_beside_the_restart() {
-    let accepted = |ts| FlowRecord {
-        first_ts: Timestamp(ts),
-        last_ts: Timestamp(ts),
-        handshake_rtt_us: Some(10),
-        ..record(Outcome::Closed, "127.0.0.1:61999")
-    };
+    let accepted = |ts| accepted_between(ts, ts);
     let ev = evidence(&[
         accepted(1_000),
         refused_at("127.0.0.1:61999", 2_000),

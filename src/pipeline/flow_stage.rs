@@ -13,7 +13,7 @@ use crate::decode::SegmentKind;
 use crate::diagnose::host::{self, LookupRequest};
 use crate::diagnose::{Diagnoser, Diagnosis};
 use crate::error::Error;
-use crate::flow::{EndReason, FlowEvent, FlowTable, TableStats};
+use crate::flow::{EndReason, FlowEvent, FlowTable, Outcome, Side, TableStats};
 use crate::kernel::storm::{Storms, Tally};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
 use crate::report::ladder::{Ladder, LadderRecorder};
@@ -546,15 +546,24 @@ impl Sink<'_> {
             // Counted in the summary at its close, by the outcome it had then.
             FlowEvent::Settled { .. } => {}
         }
-        let context = match (&processes, &kernel, &translated_to) {
-            (None, None, None) => Context::None,
-            (None, Some(k), None) if k.is_quiet() => Context::KernelQuiet {
+        // Only for a refusal whose RST the witness did not see this host's TCP send: one
+        // comparison for every other line.
+        let refused_past_here = record.outcome == Outcome::Refused
+            && translated_to.is_none()
+            && kernel
+                .as_ref()
+                .is_some_and(|k| !k.summarised && k.reset_by(Side::Server).is_none())
+            && self.diagnoser.is_own_address(record.server.addr);
+        let context = match (&processes, &kernel, &translated_to, refused_past_here) {
+            (None, None, None, false) => Context::None,
+            (None, Some(k), None, false) if k.is_quiet() => Context::KernelQuiet {
                 summarised: k.summarised,
             },
             _ => Context::Full(Box::new(FlowContext {
                 processes,
                 kernel,
                 translated_to,
+                refused_past_here,
             })),
         };
         self.items.push(Item::Flow(ev, context));

@@ -76,6 +76,10 @@ pub struct FlowContext {
     pub kernel: Option<KernelFacts>,
     /// The DNAT backend the connection was forwarded to (a port map), when it was.
     pub translated_to: Option<Translated>,
+    /// Refused at one of this host's own addresses by a RST this host's TCP did not
+    /// send (the witness saw none): the SYN went on elsewhere, through a port map
+    /// portsniff did not read, and was refused there.
+    pub refused_past_here: bool,
 }
 
 impl FlowContext {
@@ -84,6 +88,7 @@ impl FlowContext {
             processes: None,
             kernel: Some(KernelFacts::quiet(summarised)),
             translated_to: None,
+            refused_past_here: false,
         }
     }
 }

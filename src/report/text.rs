@@ -311,13 +311,21 @@ pub fn write_flow(
         who,
         context
             .and_then(|c| c.kernel.as_ref())
-            .and_then(|k| explain_witnessed(r, k, context.and_then(|c| c.translated_to)))
+            .and_then(|k| {
+                explain_witnessed(
+                    r,
+                    k,
+                    context.and_then(|c| c.translated_to),
+                    context.is_some_and(|c| c.refused_past_here),
+                )
+            })
             .unwrap_or_else(|| explain(r, context.and_then(|c| c.kernel.as_ref()))),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
     )?;
     if let Some(k) = context.and_then(|c| c.kernel.as_ref()) {
-        for line in kernel_lines(r, k, context.and_then(|c| c.translated_to)) {
+        let past_here = context.is_some_and(|c| c.refused_past_here);
+        for line in kernel_lines(r, k, context.and_then(|c| c.translated_to), past_here) {
             writeln!(out, "    {} {line}", style.dim("kernel:"))?;
         }
     }
@@ -331,6 +339,7 @@ pub fn explain_witnessed(
     r: &FlowRecord,
     k: &KernelFacts,
     translated: Option<super::stage::Translated>,
+    past_here: bool,
 ) -> Option<String> {
     let reason_of = |sender: Side| k.drops_from(sender).next().map(|d| d.reason.clone());
     match r.outcome {
@@ -353,6 +362,15 @@ pub fn explain_witnessed(
                 format!(
                     "SYN forwarded to {} and answered by its RST: nothing listens on the backend (another network namespace)",
                     t.to
+                )
+            } else if past_here {
+                // Addressed to this host, yet its TCP sent no RST: something took the SYN
+                // on before TCP (a port map portsniff did not read) and it was refused
+                // where it went.
+                format!(
+                    "SYN answered by a RST from elsewhere: {} is this host's own address, so \
+                     the SYN was forwarded on and refused there",
+                    r.server.addr
                 )
             } else {
                 "SYN answered by a RST this host's TCP did not send (another host or a middlebox)"
@@ -383,6 +401,7 @@ pub fn kernel_lines(
     r: &FlowRecord,
     k: &KernelFacts,
     translated_to: Option<crate::report::Translated>,
+    past_here: bool,
 ) -> Vec<String> {
     let mut lines = Vec::new();
     for d in &k.drops {
@@ -455,6 +474,13 @@ pub fn kernel_lines(
                      answered it (a REJECT --reject-with tcp-reset rule)",
                     side.as_str(),
                     side.other().as_str()
+                )
+            } else if past_here && side == Side::Server {
+                format!(
+                    "the server's RST was not sent by this host's TCP, though {} is this \
+                     host's own address: the SYN was forwarded on before TCP (a port map \
+                     portsniff did not read: an nft dnat map, IPVS) and refused where it went",
+                    r.server.addr
                 )
             } else {
                 // True whether that side is here or elsewhere: said so that a remote peer's
@@ -1206,7 +1232,7 @@ mod tests {
             };
             let r = record(Outcome::Established, "127.0.0.1:61999");
             assert_eq!(
-                kernel_lines(&r, &k, None),
+                kernel_lines(&r, &k, None, false),
                 [
                     "ACK from the client dropped on arrival: NO_SOCKET (in cookie_v4_check): \
                      the listener's accept queue was full",
@@ -1228,9 +1254,9 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&refused(), &k, None).unwrap();
+            let why = explain_witnessed(&refused(), &k, None, false).unwrap();
             assert!(why.contains("firewall REJECT rule"), "{why}");
-            let lines = kernel_lines(&refused(), &k, None);
+            let lines = kernel_lines(&refused(), &k, None, false);
             assert_eq!(
                 lines[0],
                 "SYN from the client dropped on arrival: NETFILTER_DROP (in nft_do_chain)"
@@ -1242,13 +1268,39 @@ mod tests {
         fn a_refusal_through_a_port_map_is_the_backends_rst_not_a_firewalls() {
             let to = crate::decode::Endpoint::new("10.77.0.2".parse().unwrap(), 8080);
             let t = crate::report::Translated { port: 18080, to };
-            let lines = kernel_lines(&refused(), &KernelFacts::default(), Some(t));
+            let lines = kernel_lines(&refused(), &KernelFacts::default(), Some(t), false);
             assert_eq!(
                 lines,
                 [
                     "the server's RST came from the port map's backend 10.77.0.2:8080 in another \
                   network namespace (its TCP is not watched from here)"
                 ]
+            );
+        }
+
+        #[test]
+        fn a_refusal_at_this_hosts_own_address_that_tcp_did_not_send_was_forwarded_on() {
+            // refused() is to 127.0.0.1: this host's own address, whatever the host.
+            let k = KernelFacts::default();
+            let why = explain_witnessed(&refused(), &k, None, true).unwrap();
+            assert_eq!(
+                why,
+                "SYN answered by a RST from elsewhere: 127.0.0.1 is this host's own address, \
+                 so the SYN was forwarded on and refused there"
+            );
+            let lines = kernel_lines(&refused(), &k, None, true);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(
+                lines[0].contains("127.0.0.1 is this host's own address")
+                    && lines[0].contains("port map portsniff did not read")
+                    && !lines[0].contains("own host when it is another"),
+                "{lines:?}"
+            );
+            // Elsewhere (not this host's address), the other host's own RST is the story.
+            let elsewhere = kernel_lines(&refused(), &k, None, false);
+            assert!(
+                elsewhere[0].contains("came from elsewhere"),
+                "{elsewhere:?}"
             );
         }
 
@@ -1264,9 +1316,9 @@ mod tests {
                 }],
                 ..KernelFacts::default()
             };
-            assert_eq!(explain_witnessed(&refused(), &k, None), None);
+            assert_eq!(explain_witnessed(&refused(), &k, None, false), None);
             assert_eq!(
-                kernel_lines(&refused(), &k, None),
+                kernel_lines(&refused(), &k, None, false),
                 ["RST sent by the server's TCP in reply to a segment: NO_SOCKET"]
             );
         }
@@ -1288,14 +1340,14 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&r, &k, None).unwrap();
+            let why = explain_witnessed(&r, &k, None, false).unwrap();
             assert!(why.starts_with("3 SYNs and no answer over"), "{why}");
             assert!(
                 why.ends_with("the server's replies were dropped by the kernel (NETFILTER_DROP)"),
                 "{why}"
             );
             assert_eq!(
-                kernel_lines(&r, &k, None),
+                kernel_lines(&r, &k, None, false),
                 ["3 SYN-ACKs from the server dropped on the server's way out: NETFILTER_DROP (in nft_do_chain)"]
             );
         }
