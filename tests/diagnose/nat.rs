@@ -97,6 +97,18 @@ fn port_map_by(nat: Nat, test: &str, port: u16, backend_port: u16) -> Option<(Ne
     Some((host, ctr))
 }
 
+/// One connection to `addr` (through the map) that says "hi" and reads the backend's
+/// "ok"; run it in the client's namespace.
+fn say_hi(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("test setup: connect to {addr}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"hi").unwrap();
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).expect("the backend's answer");
+    s
+}
+
 /// The container's server on CTR_IP:`backend_port`: answers each of `n` connections'
 /// 2 bytes with "ok", then stops.
 fn container_server(ctr: &Netns, backend_port: u16, n: usize) -> std::thread::JoinHandle<()> {
@@ -128,13 +140,7 @@ fn a_healthy_port_map_counts_as_the_ports_connections_with_the_translation() {
         .on_thread(move || {
             (0..3)
                 .map(|_| {
-                    let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
-                    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-                        .unwrap_or_else(|e| panic!("test setup: connect to {addr}: {e}"));
-                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                    s.write_all(b"hi").unwrap();
-                    let mut buf = [0u8; 2];
-                    s.read_exact(&mut buf).expect("the container's answer");
+                    let s = say_hi(SocketAddr::new(IpAddr::V4(HOST_IP), port));
                     let _ = s.shutdown(Shutdown::Both);
                     s.local_addr().unwrap().port()
                 })
@@ -333,6 +339,73 @@ fn a_map_portsniff_cannot_read_refuses_at_this_hosts_own_address_and_says_it_was
 }
 
 #[test]
+fn an_unread_port_maps_backend_that_starts_late_is_a_startup_race_and_its_refusal_was_forwarded_on()
+{
+    const TEST: &str = "an_unread_port_maps_backend_that_starts_late_is_a_startup_race_and_its_refusal_was_forwarded_on";
+    let port = fresh_port();
+    let backend_port = fresh_port();
+    let Some((host, ctr)) = port_map_by(Nat::NftMap, TEST, port, backend_port) else {
+        return;
+    };
+    let Some(cli) = outside_client(TEST, &host) else {
+        return;
+    };
+    let capture = start_capture_on(&host, "any", port, 3, &[]).with_text(&host);
+    let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
+    let first = cli
+        .on_thread(move || TcpStream::connect_timeout(&addr, IO_TIMEOUT).map(drop))
+        .join()
+        .expect("client thread");
+    assert!(
+        matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "test setup: nothing listens behind the map yet: {first:?}"
+    );
+    // The live finding is printed as the refusal's batch ends (milliseconds): well before
+    // the backend starts.
+    std::thread::sleep(Duration::from_millis(500));
+    let server = container_server(&ctr, backend_port, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    cli.on_thread(move || drop(say_hi(addr)))
+        .join()
+        .expect("client thread");
+    server.join().expect("server thread");
+    let report = capture.finish();
+
+    // The end: the backend was not up yet, and then was.
+    report.finding("startup_race");
+    let live = report.lines.iter().any(|(_, v)| {
+        v["type"] == "finding" && v["final"] == false && v["kind"] == "refused_elsewhere"
+    });
+    assert!(
+        live,
+        "the refusal is refused_elsewhere as it happens: {}",
+        report.context()
+    );
+    let superseded = report.lines.iter().map(|(_, v)| v).find(|v| {
+        v["type"] == "update" && v["change"] == "superseded" && v["finding"] == "refused_elsewhere"
+    });
+    assert_eq!(
+        superseded.map(|s| &s["superseded_by"]),
+        Some(&serde_json::json!("startup_race")),
+        "the live refused_elsewhere is the startup race's story, not 'nothing changed': {}",
+        report.context()
+    );
+    let text = &report.text.as_ref().expect("text run").output;
+    assert!(
+        text.contains(&format!(
+            "SYN answered by a RST from elsewhere: {HOST_IP} is this host's own address, so the \
+             SYN was forwarded on and refused there"
+        )),
+        "the refused line says where its RST came from: {text}"
+    );
+    assert!(
+        text.contains("why: the server started listening after those refusals"),
+        "{text}"
+    );
+    assert!(!text.contains("own host when it is another"), "{text}");
+}
+
+#[test]
 fn a_port_map_whose_backend_listens_on_another_port_names_the_process() {
     const TEST: &str = "a_port_map_whose_backend_listens_on_another_port_names_the_process";
     let port = fresh_port();
@@ -420,13 +493,7 @@ fn any_interface_counts_each_forwarded_connection_once() {
             (0..N)
                 .map(|_| {
                     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 78, 0, 1)), port);
-                    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-                        .unwrap_or_else(|e| panic!("test setup: connect to {addr}: {e}"));
-                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                    s.write_all(b"hi").unwrap();
-                    let mut buf = [0u8; 2];
-                    s.read_exact(&mut buf).expect("the container's answer");
-                    s.local_addr().unwrap().port()
+                    say_hi(addr).local_addr().unwrap().port()
                 })
                 .collect()
         })
@@ -485,13 +552,7 @@ fn a_port_map_whose_backend_starts_after_a_refusal_is_a_startup_race_not_nothing
     std::thread::sleep(Duration::from_millis(200));
     host.on_thread(move || {
         for _ in 0..2 {
-            let addr = SocketAddr::new(IpAddr::V4(HOST_IP), port);
-            let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-                .unwrap_or_else(|e| panic!("test setup: connect to {addr} once it listens: {e}"));
-            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-            s.write_all(b"hi").unwrap();
-            let mut buf = [0u8; 2];
-            s.read_exact(&mut buf).expect("the container's answer");
+            say_hi(SocketAddr::new(IpAddr::V4(HOST_IP), port));
         }
     })
     .join()
