@@ -172,18 +172,19 @@ fn refused_elsewhere(e: &RefusedElsewhere) -> Words {
         // were sent on from here, by a rule or program that rewrote their destination.
         return say(
             format!(
-                "{refused} to {server} refused, but not by this host's TCP: {} is this host's own address, so the SYNs were forwarded elsewhere and refused there",
+                "{refused} to {server} refused, but this host's TCP sent no RST on port {port}: {} is this host's own address, so the SYNs were forwarded elsewhere (a backend, or another port here) and refused there",
                 server.addr
             ),
             format!(
-                "The kernel saw this host's TCP send no RST for these connections and its firewall drop none of their \
-                 packets, yet {} is an address of this network namespace. Something here rewrote the SYNs' destination \
-                 before they reached a socket (a DNAT that portsniff could not read: an nft map, IPVS, an eBPF load \
-                 balancer), and the backend it sent them to, where nothing listens on that port, answered with RST.{listener}",
+                "The kernel saw this host's TCP send no RST on port {port} for these connections and its firewall drop \
+                 none of their packets, yet {} is an address of this network namespace. Something here rewrote the SYNs' \
+                 destination before they reached a socket (a DNAT that portsniff could not read: an nft map, IPVS, an eBPF \
+                 load balancer; or a REDIRECT to another port), and where it sent them nothing listened and TCP answered \
+                 with RST: a backend, or another port of this host (the witness watches port {port} only).{listener}",
                 server.addr
             ),
             format!(
-                "find where port {port} is forwarded: nft list ruleset | grep -n dnat; ipvsadm -Ln; then ss -ltn on that backend"
+                "find where port {port} is forwarded: nft list ruleset | grep -nE 'dnat|redirect'; ipvsadm -Ln; then ss -ltn where it points (the backend, or this host's target port)"
             ),
         );
     }

@@ -477,10 +477,11 @@ pub fn kernel_lines(
                 )
             } else if past_here && side == Side::Server {
                 format!(
-                    "the server's RST was not sent by this host's TCP, though {} is this \
-                     host's own address: the SYN was forwarded on before TCP (a port map \
-                     portsniff did not read: an nft dnat map, IPVS) and refused where it went",
-                    r.server.addr
+                    "no RST from this host's TCP on port {}, though {} is this host's own \
+                     address: the SYN was rewritten before TCP (a port map or REDIRECT \
+                     portsniff did not read: an nft dnat map, IPVS, iptables REDIRECT) and \
+                     refused where it was sent (a backend, or another port here)",
+                    r.server.port, r.server.addr
                 )
             } else {
                 // True whether that side is here or elsewhere: said so that a remote peer's
@@ -1292,7 +1293,7 @@ mod tests {
             assert_eq!(lines.len(), 1, "{lines:?}");
             assert!(
                 lines[0].contains("127.0.0.1 is this host's own address")
-                    && lines[0].contains("port map portsniff did not read")
+                    && lines[0].contains("a port map or REDIRECT portsniff did not read")
                     && !lines[0].contains("own host when it is another"),
                 "{lines:?}"
             );
