@@ -11,7 +11,7 @@ use crate::capture::CaptureError;
 use crate::capture::{self, Batch, CaptureReport};
 use crate::decode::SegmentKind;
 use crate::diagnose::host::{self, LookupRequest};
-use crate::diagnose::{Diagnoser, Diagnosis};
+use crate::diagnose::{Diagnoser, Diagnosis, FlowProcesses};
 use crate::error::Error;
 use crate::flow::{EndReason, FlowEvent, FlowTable, Outcome, Side, TableStats};
 use crate::kernel::storm::{Storms, Tally};
@@ -283,7 +283,8 @@ pub(super) struct KernelSide {
     pub(super) events: Receiver<KernelBatch>,
     pub(super) witnessed: Witnessed,
     pub(super) names: std::sync::Arc<Names>,
-    /// Flow events waiting for the kernel's events about them, in order.
+    /// The lines waiting for the kernel's events about them, in order (each waits in
+    /// its place among [`Sink::items`]).
     pub(super) held: VecDeque<Held>,
     pub(super) ring: std::sync::Arc<SharedRing>,
     /// The latest mark: every kernel event produced before it has been taken
@@ -316,21 +317,21 @@ pub(super) struct KernelSide {
 /// be recent, and reading them is a system call per kind.
 const TALLY_EVERY: Duration = Duration::from_millis(100);
 
+/// A line waiting for the kernel's word. The line itself waits in its place among the
+/// items to print, with no context yet, and nothing after it is handed over before it:
+/// moved into a queue of its own and out again, a line (280 bytes) was the larger part
+/// of the witness's cost in the flow stage under a flood of one-packet connections
+/// (benches/witness.sh, synflood: the moves, then the queue).
 pub(super) struct Held {
     /// On the watermark's clock: when the line was made, and when it must go at the
     /// latest.
     made: u64,
     due: u64,
-    ev: FlowEvent,
-    /// What came with the line besides its record, boxed: most lines have neither
-    /// (`--no-attribution`, no ladder), and every line is moved into the queue and out
-    /// again; inline, the two were half of each move (benches/witness.sh, synflood).
-    extra: Option<Box<Extra>>,
-}
-
-struct Extra {
-    procs: Option<crate::diagnose::FlowProcesses>,
-    ladder: Option<Ladder>,
+    /// Its index in [`Sink::items`].
+    at: usize,
+    /// The connection's processes, when they were named: they go into the line's context
+    /// with the kernel's facts (boxed: most lines have none).
+    procs: Option<Box<FlowProcesses>>,
 }
 
 impl KernelSide {
@@ -497,18 +498,22 @@ impl Sink<'_> {
             };
             match &mut self.kernel {
                 // The kernel's events about this connection's last packets may still be
-                // on their way: its line waits for them (in order with the others).
+                // on their way: its line waits for them, in its place (its ladder,
+                // which does not depend on them, right after it).
                 Some(k) => {
                     let made = *k.stamp.get_or_insert_with(|| k.ring.now());
                     k.held.push_back(Held {
                         made,
                         due: made + MAX_HOLD.as_nanos() as u64,
-                        ev,
-                        extra: (procs.is_some() || ladder.is_some())
-                            .then(|| Box::new(Extra { procs, ladder })),
+                        at: self.items.len(),
+                        procs: procs.map(Box::new),
                     });
+                    self.items.push(Item::Flow(ev, Context::None));
+                    if let Some(l) = ladder {
+                        self.items.push(Item::Ladder(Box::new(l)));
+                    }
                 }
-                None => self.emit(ev, procs, ladder, None)?,
+                None => self.emit(ev, procs, ladder)?,
             }
         }
         if self.items.len() >= Self::BATCH {
@@ -517,55 +522,22 @@ impl Sink<'_> {
         Ok(())
     }
 
-    /// One flow event's items, then its place in the diagnosis.
+    /// One flow event's line (and ladder), counted in the diagnosis; without the
+    /// witness.
     fn emit(
         &mut self,
         ev: FlowEvent,
-        processes: Option<crate::diagnose::FlowProcesses>,
+        processes: Option<FlowProcesses>,
         ladder: Option<Ladder>,
-        kernel: Option<KernelFacts>,
     ) -> Result<(), Error> {
-        if let (FlowEvent::Finished(r), Some(p)) = (&ev, &processes) {
-            self.diagnoser.flow_named(r, p);
-        }
-        let record = ev.record();
-        let translated_to = self
-            .backend
-            // Before the translation (host:P) or after it (the backend): the rule forwards
-            // the port's connections.
-            .filter(|b| record.server == *b || record.server.port == self.port)
-            .map(|to| crate::report::Translated {
-                port: self.port,
-                to,
-            });
-        // Counted first, by reference (microseconds, nothing read from /proc): the facts
-        // then move into the line uncopied.
-        match &ev {
-            FlowEvent::Finished(r) => self.diagnoser.flow_finished(r, kernel.as_ref()),
-            FlowEvent::Pending(r) => self.diagnoser.flow_pending(r, kernel.as_ref()),
-            // Counted in the summary at its close, by the outcome it had then.
-            FlowEvent::Settled { .. } => {}
-        }
-        // Only for a refusal whose RST the witness did not see this host's TCP send: one
-        // comparison for every other line.
-        let refused_past_here = record.outcome == Outcome::Refused
-            && translated_to.is_none()
-            && kernel
-                .as_ref()
-                .is_some_and(|k| !k.summarised && k.reset_by(Side::Server).is_none())
-            && self.diagnoser.is_own_address(record.server.addr);
-        let context = match (&processes, &kernel, &translated_to, refused_past_here) {
-            (None, None, None, false) => Context::None,
-            (None, Some(k), None, false) if k.is_quiet() => Context::KernelQuiet {
-                summarised: k.summarised,
-            },
-            _ => Context::Full(Box::new(FlowContext {
-                processes,
-                kernel,
-                translated_to,
-                refused_past_here,
-            })),
-        };
+        let context = counted(
+            &mut self.diagnoser,
+            self.backend,
+            self.port,
+            &ev,
+            processes,
+            None,
+        );
         self.items.push(Item::Flow(ev, context));
         if let Some(l) = ladder {
             self.items.push(Item::Ladder(Box::new(l)));
@@ -646,50 +618,56 @@ impl Sink<'_> {
         }
     }
 
-    /// Emits the held flow events that are due (all of them with `all`), each with the
-    /// kernel's facts about it.
+    /// Completes the held lines that are due (all of them with `all`), each with the
+    /// kernel's facts about it, and counts them; live, hands them over at once, together.
     fn release_held(&mut self, all: bool) -> Result<(), Error> {
-        let Some(k) = &mut self.kernel else {
-            return Ok(());
-        };
-        if k.held.is_empty() {
+        if self.kernel.as_ref().is_none_or(|k| k.held.is_empty()) {
             return Ok(());
         }
         let now = self.witnessed_waiting();
         self.read_tallies(false);
-        loop {
-            let Some(k) = &mut self.kernel else {
-                return Ok(());
-            };
-            let marked = k.until;
-            let ready = |h: &Held| h.made <= marked || h.due <= now;
-            match k.held.front() {
-                Some(h) if !all && !ready(h) => return Ok(()),
-                _ => {}
+        let Some(k) = &mut self.kernel else {
+            return Ok(());
+        };
+        let marked = k.until;
+        let mut released = false;
+        while let Some(h) = k.held.front() {
+            if !all && h.made > marked && h.due > now {
+                break;
             }
-            let Some(h) = k.held.pop_front() else {
-                return Ok(());
+            let Some(h) = k.held.pop_front() else { break };
+            released = true;
+            let Some(Item::Flow(ev, context)) = self.items.get_mut(h.at) else {
+                debug_assert!(false, "a held line is not in its place");
+                continue;
             };
-            let mut facts = match &h.ev {
+            let mut facts = match &*ev {
                 FlowEvent::Finished(r) => k.witnessed.take(r, &k.names),
                 FlowEvent::Pending(r) | FlowEvent::Settled { record: r, .. } => {
                     k.witnessed.peek(r, &k.names)
                 }
             };
+            let r = ev.record();
             if !k.storms.is_empty() {
-                let r = h.ev.record();
                 // A drop is witnessed microseconds after the capture saw its packet.
                 facts.summarised = k.storms.cover(r.first_ts, r.last_ts.add_micros(1_000));
             }
-            if let FlowEvent::Finished(r) = &h.ev {
+            if let FlowEvent::Finished(r) = &*ev {
                 k.witnessed.expire(r.last_ts);
             }
-            let (procs, ladder) = match h.extra {
-                Some(x) => (x.procs, x.ladder),
-                None => (None, None),
-            };
-            self.emit(h.ev, procs, ladder, Some(facts))?;
+            *context = counted(
+                &mut self.diagnoser,
+                self.backend,
+                self.port,
+                ev,
+                h.procs.map(|p| *p),
+                Some(facts),
+            );
         }
+        if released && self.live {
+            self.hand_over()?;
+        }
+        Ok(())
     }
 
     /// Reads the program's storm counts for the rules: when a storm record came since the
@@ -875,19 +853,81 @@ impl Sink<'_> {
         }
     }
 
-    /// Hands the items gathered so far to the report stage.
+    /// Hands the items gathered so far to the report stage: those before the first line
+    /// still waiting for the kernel's word.
     fn hand_over(&mut self) -> Result<(), Error> {
-        if self.items.is_empty() {
+        let held = self.kernel.as_mut().map(|k| &mut k.held);
+        let ready = held
+            .as_ref()
+            .and_then(|h| h.front())
+            .map_or(self.items.len(), |h| h.at);
+        if ready == 0 {
             return Ok(());
         }
-        let next = self
+        let mut next = self
             .spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(Self::batch_capacity(self.live)));
+        // Rare: a line waits past the end of its batch (a mark that lags).
+        if ready < self.items.len() {
+            next.extend(self.items.drain(ready..));
+            for h in held.into_iter().flatten() {
+                h.at -= ready;
+            }
+        }
         let items = std::mem::replace(&mut self.items, next);
         self.to_report
             .send(items)
             .map_err(|_| Error::Output(io::Error::other("the report stage stopped")))
+    }
+}
+
+/// Counts a flow event in the diagnosis (with the kernel's facts, when the witness ran)
+/// and returns its line's context. `backend`: where a DNAT rule forwards `port`.
+fn counted(
+    diagnoser: &mut Diagnoser,
+    backend: Option<crate::decode::Endpoint>,
+    port: u16,
+    ev: &FlowEvent,
+    processes: Option<FlowProcesses>,
+    kernel: Option<KernelFacts>,
+) -> Context {
+    if let (FlowEvent::Finished(r), Some(p)) = (ev, &processes) {
+        diagnoser.flow_named(r, p);
+    }
+    let record = ev.record();
+    let translated_to = backend
+        // Before the translation (host:P) or after it (the backend): the rule forwards
+        // the port's connections.
+        .filter(|b| record.server == *b || record.server.port == port)
+        .map(|to| crate::report::Translated { port, to });
+    // Counted first, by reference (microseconds, nothing read from /proc): the facts
+    // then move into the line uncopied.
+    match ev {
+        FlowEvent::Finished(r) => diagnoser.flow_finished(r, kernel.as_ref()),
+        FlowEvent::Pending(r) => diagnoser.flow_pending(r, kernel.as_ref()),
+        // Counted in the summary at its close, by the outcome it had then.
+        FlowEvent::Settled { .. } => {}
+    }
+    // Only for a refusal whose RST the witness did not see this host's TCP send: one
+    // comparison for every other line.
+    let refused_past_here = record.outcome == Outcome::Refused
+        && translated_to.is_none()
+        && kernel
+            .as_ref()
+            .is_some_and(|k| !k.summarised && k.reset_by(Side::Server).is_none())
+        && diagnoser.is_own_address(record.server.addr);
+    match (&processes, &kernel, &translated_to, refused_past_here) {
+        (None, None, None, false) => Context::None,
+        (None, Some(k), None, false) if k.is_quiet() => Context::KernelQuiet {
+            summarised: k.summarised,
+        },
+        _ => Context::Full(Box::new(FlowContext {
+            processes,
+            kernel,
+            translated_to,
+            refused_past_here,
+        })),
     }
 }
 
