@@ -344,7 +344,7 @@ impl Prepared<'_> {
             },
             hasher,
         );
-        let mut report = Report::new(out, cfg.format, cfg.style, cfg.only_problems, live);
+        let mut report = Report::new(out, cfg.format, cfg.style, cfg.only_problems);
         // The conn.log's #open/#close: the wall clock live; a file's packet times, so a
         // replay writes the same bytes every run.
         if live {
@@ -463,7 +463,7 @@ impl Prepared<'_> {
                 .name("flow".to_string())
                 .spawn_scoped(s, move || stage.run())
                 .map_err(Error::Thread)?;
-            let printed = print_all(&mut report, items_rx, &recycle_items, &stop, stream);
+            let printed = print_all(&mut report, items_rx, &recycle_items, &stop, live || stream);
             let done = flow
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -544,15 +544,16 @@ impl Prepared<'_> {
 
 /// The report stage's loop: prints each batch of items as it comes, in order, until the
 /// flow stage has handed over its last. Returns whether our standard output was closed;
-/// after that, items are taken and dropped so the flow stage can finish. From a `stream`
-/// the output is flushed whenever no batch is waiting: at once for a slow writer, once
-/// per burst for a fast one.
+/// after that, items are taken and dropped so the flow stage can finish. Live and from a
+/// stream (`as_it_comes`), the output is flushed whenever no batch is waiting: a line
+/// goes out as soon as it is printed while the lines come slower than they are written,
+/// and a burst (a flood's connections) goes out in a few writes, not one per line.
 fn print_all<W: Write>(
     report: &mut Report<W>,
     batches: Receiver<Vec<Item>>,
     recycle: &Sender<Vec<Item>>,
     stop: &AtomicBool,
-    stream: bool,
+    as_it_comes: bool,
 ) -> Result<bool, Error> {
     let mut closed = false;
     for mut batch in batches.iter() {
@@ -563,7 +564,7 @@ fn print_all<W: Write>(
                     break;
                 }
             }
-            if stream && batches.is_empty() {
+            if as_it_comes && batches.is_empty() {
                 if let Err(e) = report.flush() {
                     closed = closed_output(e, stop)?;
                 }

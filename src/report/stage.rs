@@ -119,24 +119,14 @@ pub struct Report<W: Write> {
     out: W,
     printer: Box<dyn Printer>,
     only_problems: bool,
-    /// Live: flush after every line, people and pipes read as it happens. Replays flush
-    /// when the buffer fills (a syscall per line cost ~10 % of a large replay).
-    flush_each: bool,
 }
 
 impl<W: Write> Report<W> {
-    pub fn new(
-        out: W,
-        format: Format,
-        style: Style,
-        only_problems: bool,
-        flush_each: bool,
-    ) -> Report<W> {
+    pub fn new(out: W, format: Format, style: Style, only_problems: bool) -> Report<W> {
         Report {
             out,
             printer: printer_for(format, style),
             only_problems,
-            flush_each,
         }
     }
 
@@ -148,13 +138,9 @@ impl<W: Write> Report<W> {
                 if self.only_problems && !ev.record().outcome.is_problem() {
                     return Ok(());
                 }
-                self.printer.flow(&mut self.out, ev, context.get())?;
-                self.flush_live()
+                self.printer.flow(&mut self.out, ev, context.get())
             }
-            Item::Ladder(l) => {
-                self.printer.ladder(&mut self.out, l)?;
-                self.flush_live()
-            }
+            Item::Ladder(l) => self.printer.ladder(&mut self.out, l),
             // Printed at once even in a replay: a finding is rare and worth seeing.
             Item::Finding(f) => {
                 self.printer.finding(&mut self.out, f)?;
@@ -187,17 +173,12 @@ impl<W: Write> Report<W> {
         self.out.flush()
     }
 
-    /// Pushes what is buffered to the writer: a stream's lines (`-r -` from a pipe) go
-    /// out whenever the report stage has caught up.
+    /// Pushes what is buffered to the writer: live and from a stream (`-r -` from a
+    /// pipe), lines go out whenever the report stage has caught up. Flow lines and
+    /// ladders themselves never flush: a write() per line was two thirds of the report
+    /// stage's CPU under a flood of one-line connections written to a file (a replay
+    /// flushes only when the buffer fills).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
-    }
-
-    fn flush_live(&mut self) -> io::Result<()> {
-        if self.flush_each {
-            self.out.flush()
-        } else {
-            Ok(())
-        }
     }
 }
