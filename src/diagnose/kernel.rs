@@ -293,6 +293,10 @@ pub struct KernelEvidence {
     /// Resets TCP sent in answer to packets, counted in storms: by the side that sent
     /// them and the kernel's reason.
     pub storm_resets: BTreeMap<(Side, Option<Name>), u64>,
+    /// Of those, by the side that sent them (`Side::index`), the reason given most, if
+    /// any were: worked out when the counts are read, not for each connection in the
+    /// storm (which every refused one asks).
+    storm_reply: [Option<Option<Name>>; 2],
     /// Connections whose time overlapped a storm: their lines are `summarised`, and what
     /// their own facts lack is judged by the storm's counts.
     pub storm_flows: u64,
@@ -473,6 +477,14 @@ impl KernelEvidence {
                 }
             }
         }
+        for side in [Side::Client, Side::Server] {
+            self.storm_reply[side.index()] = self
+                .storm_resets
+                .iter()
+                .filter(|((by, _), _)| *by == side)
+                .max_by_key(|(_, n)| **n)
+                .map(|((_, reason), _)| reason.clone());
+        }
     }
 
     /// Every drop: the connections' own, and those storms counted, added to the same
@@ -537,12 +549,7 @@ impl KernelEvidence {
     /// In a storm: TCP's reply resets in `side`'s name, the reason it gave most; else a
     /// netfilter drop of the other side's packets (a REJECT's); else nothing to say.
     fn storm_reset_source(&self, k: &KernelFacts, side: Side) -> Option<ResetSource> {
-        let tcp = self
-            .storm_resets
-            .iter()
-            .filter(|((by, _), _)| *by == side)
-            .max_by_key(|(_, n)| **n);
-        if let Some(((_, reason), _)) = tcp {
+        if let Some(reason) = &self.storm_reply[side.index()] {
             return Some(ResetSource::TcpReply {
                 reason: reason.clone(),
             });

@@ -863,28 +863,38 @@ impl Sink<'_> {
     /// still waiting for the kernel's word.
     fn hand_over(&mut self) -> Result<(), Error> {
         let held = self.kernel.as_mut().map(|k| &mut k.held);
-        let ready = held
-            .as_ref()
-            .and_then(|h| h.front())
-            .map_or(self.items.len(), |h| h.at);
-        if ready == 0 {
+        if self.items.is_empty()
+            || held
+                .as_ref()
+                .and_then(|h| h.front())
+                .is_some_and(|h| h.at == 0)
+        {
             return Ok(());
         }
         let mut next = self
             .spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(Self::batch_capacity(self.live)));
-        // Rare: a line waits past the end of its batch (a mark that lags).
-        if ready < self.items.len() {
-            next.extend(self.items.drain(ready..));
-            for h in held.into_iter().flatten() {
-                h.at -= ready;
-            }
-        }
+        keep_waiting(&mut self.items, &mut next, held);
         let items = std::mem::replace(&mut self.items, next);
         self.to_report
             .send(items)
             .map_err(|_| Error::Output(io::Error::other("the report stage stopped")))
+    }
+}
+
+/// Moves the items from the first line still waiting for the kernel's word on (all of
+/// them after it wait too, so the order is kept) from `items` to `rest`, and the waiting
+/// lines' places with them. Rare: lines are completed at the end of the batch that made
+/// them, unless a mark lags.
+fn keep_waiting(items: &mut Vec<Item>, rest: &mut Vec<Item>, held: Option<&mut VecDeque<Held>>) {
+    let Some(held) = held else { return };
+    let Some(first) = held.front().map(|h| h.at) else {
+        return;
+    };
+    rest.extend(items.drain(first..));
+    for h in held {
+        h.at -= first;
     }
 }
 
@@ -940,4 +950,66 @@ fn counted(
 /// A connection's segments both ways.
 fn segments(r: &crate::flow::FlowRecord) -> u64 {
     r.packets[0] + r.packets[1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Timestamp;
+
+    fn clock(t: u64) -> Item {
+        Item::Clock(Timestamp(t))
+    }
+
+    fn times(items: &[Item]) -> Vec<u64> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Clock(t) => t.0,
+                other => panic!("not a test item: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn held_at(at: usize) -> Held {
+        Held {
+            made: 0,
+            due: 0,
+            at,
+            procs: None,
+        }
+    }
+
+    #[test]
+    fn items_after_a_line_still_waiting_stay_behind_it_and_keep_their_places() {
+        // Items 0 and 1 are ready; 2 is a line waiting for the kernel's word, 3 a finding
+        // made after it, 4 another waiting line.
+        let mut items: Vec<Item> = (0..5).map(clock).collect();
+        let mut rest = Vec::new();
+        let mut held = VecDeque::from([held_at(2), held_at(4)]);
+        keep_waiting(&mut items, &mut rest, Some(&mut held));
+        assert_eq!(
+            times(&items),
+            [0, 1],
+            "only what comes before the first waiting line goes"
+        );
+        assert_eq!(times(&rest), [2, 3, 4], "the rest stays, in order");
+        let places: Vec<usize> = held.iter().map(|h| h.at).collect();
+        assert_eq!(places, [0, 2], "each waiting line still points at itself");
+    }
+
+    #[test]
+    fn with_no_line_waiting_every_item_goes() {
+        let mut items: Vec<Item> = (0..3).map(clock).collect();
+        let mut rest = Vec::new();
+        keep_waiting(&mut items, &mut rest, Some(&mut VecDeque::new()));
+        assert_eq!(times(&items), [0, 1, 2]);
+        assert!(rest.is_empty());
+        keep_waiting(&mut items, &mut rest, None);
+        assert_eq!(
+            times(&items),
+            [0, 1, 2],
+            "without the witness nothing waits"
+        );
+    }
 }
