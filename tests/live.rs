@@ -461,12 +461,25 @@ fn final_flows_from_all(lines: &[(Line, Value)]) -> Vec<&Value> {
 /// RST's kernel timestamp is the record's `last_ts`; both clocks are CLOCK_REALTIME).
 #[test]
 fn live_refusal_is_printed_within_50_ms_of_the_rst() {
-    const TEST: &str = "live_refusal_is_printed_within_50_ms_of_the_rst";
-    if !have_root(TEST) {
+    refusals_printed_within_50_ms("live_refusal_is_printed_within_50_ms_of_the_rst", &[]);
+}
+
+/// The same without the kernel witness: no line waits for the kernel's word, and lines
+/// still go out with their batch, not later.
+#[test]
+fn live_refusal_without_the_witness_is_printed_within_50_ms_of_the_rst() {
+    refusals_printed_within_50_ms(
+        "live_refusal_without_the_witness_is_printed_within_50_ms_of_the_rst",
+        &["--no-kernel-events"],
+    );
+}
+
+fn refusals_printed_within_50_ms(test: &str, extra: &[&str]) {
+    if !have_root(test) {
         return;
     }
     let reserved = ReservedPort::on(Ipv4Addr::LOCALHOST.into()).expect("bind 127.0.0.1:0");
-    let mut sniffer = Sniffer::spawn(live_command(reserved.port(), &[]), "portsniff -i lo");
+    let mut sniffer = Sniffer::spawn(live_command(reserved.port(), extra), "portsniff -i lo");
     sniffer.wait_for_banner();
     let mut latencies = Vec::new();
     let mut ports = Vec::new();
