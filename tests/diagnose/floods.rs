@@ -28,6 +28,20 @@ fn final_findings(report: &diag::Report) -> Vec<&Value> {
         .collect()
 }
 
+/// The final syn_flood finding, which must lead the diagnosis (`why`), and the kinds of
+/// all the final findings.
+fn leading_flood<'a>(report: &'a diag::Report, why: &str) -> (&'a Value, Vec<&'a str>) {
+    let finals = final_findings(report);
+    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.first().copied(),
+        Some("syn_flood"),
+        "{why}; final findings {kinds:?}\n{}",
+        report.context()
+    );
+    (finals[0], kinds)
+}
+
 #[test]
 fn a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop() {
     const TEST: &str = "a_hashlimit_that_delays_syns_is_a_slow_connect_not_a_silent_drop";
@@ -369,6 +383,39 @@ fn without_the_witness_a_spoofed_syn_flood_is_still_a_syn_flood_from_packets_and
     );
 }
 
+/// `hping3 --flood -S` from one host: every SYN from one address, each from a new port,
+/// at a listener whose SYN queue overflows into cookies. One source address is below the
+/// flood's usual bar, but the attempts are one-shot and never complete: a flood, not a
+/// few stalled handshakes (the queued attempts' retransmitted SYN-ACKs) and silence
+/// about the rest.
+#[test]
+fn a_flood_from_one_host_changing_only_its_port_is_a_syn_flood() {
+    const TEST: &str = "a_flood_from_one_host_changing_only_its_port_is_a_syn_flood";
+    let Some((ns, peer, s_if)) = flood_namespaces(TEST, true) else {
+        return;
+    };
+    let port = fresh_port();
+    let server = v4([10, 201, 0, 1], port);
+    let _listener = spawn_listener(&ns, server, 8, false);
+    let capture = start_capture_on(&ns, &s_if, port, 4, &[]);
+    let one_host = flood_sources(1, 0)[0];
+    send_flood(&peer, server, vec![one_host; 2000])
+        .join()
+        .expect("flood thread");
+    let report = capture.finish();
+    let (f, kinds) = leading_flood(&report, "one host's flood of one-shot SYNs is a flood");
+    assert_eq!(report.evidence_u64(f, "sources"), 1, "{f}");
+    assert!(report.evidence_u64(f, "half_open") >= 1900, "{f}");
+    let headline = f["headline"].as_str().unwrap_or("");
+    assert!(headline.contains("from 1 source address"), "{headline}");
+    assert!(
+        !kinds.contains(&"handshake_stalled"),
+        "the queued attempts' retransmitted SYN-ACKs are the flood's, not a path problem: \
+         {kinds:?}\n{}",
+        report.context()
+    );
+}
+
 /// The server's namespace and a veth peer the flood comes from (its spoofed sources
 /// routed back through the peer, martians filtered by rp_filter), with
 /// tcp_syncookies=`cookies`: (server's namespace, peer, server's interface).
@@ -470,15 +517,7 @@ fn with_syncookies_off_a_real_clients_dropped_syns_are_the_floods_not_a_firewall
         "test setup: the kernel should have dropped SYNs for the full SYN queue\n{}",
         report.context()
     );
-    let finals = final_findings(&report);
-    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
-    assert_eq!(
-        kinds.first().copied(),
-        Some("syn_flood"),
-        "final findings {kinds:?}\n{}",
-        report.context()
-    );
-    let f = finals[0];
+    let (f, _) = leading_flood(&report, "the diagnosis leads with the flood");
     assert!(
         report.evidence_u64(f, "clients_dropped") >= 1,
         "the real client's attempt is counted as the flood's: {f}"
@@ -541,15 +580,7 @@ fn spoofed_flood(test: &'static str, extra: &[&str]) {
     );
     report.assert_exit(1, "the flood's half-open attempts never completed");
 
-    let finals = final_findings(&report);
-    let kinds: Vec<&str> = finals.iter().filter_map(|f| f["kind"].as_str()).collect();
-    assert_eq!(
-        kinds.first().copied(),
-        Some("syn_flood"),
-        "the diagnosis should lead with the flood; final findings {kinds:?}\n{}",
-        report.context()
-    );
-    let f = finals[0];
+    let (f, _) = leading_flood(&report, "the diagnosis should lead with the flood");
     report.assert_severity(f, &["error"]);
     assert_eq!(
         report.evidence_u64(f, "cookies_sent"),

@@ -16,7 +16,13 @@
 //!   one-shot and never completed;
 //! - and in both, at least [`FLOOD_SOURCES`] distinct source addresses: fewer is a
 //!   handful of clients (a load test, a retry loop) the operator can name, which the
-//!   per-connection findings (accept queue, drops) describe better.
+//!   per-connection findings (accept queue, drops) describe better. Except live, when
+//!   most finished attempts were also one-shot and never completed: `hping3 --flood`
+//!   from one host changes its source port, not its address, and its cookie-answered
+//!   attempts (one SYN-ACK each, never retransmitted) are no per-connection finding's,
+//!   so without this a flood from four addresses was 65 "stalled handshakes" and
+//!   200,000 attempts said nothing. Real clients, however few, retry their SYNs or
+//!   complete.
 
 use crate::diagnose::cause::{Basis, Cause, Flood};
 use crate::diagnose::evidence::Evidence;
@@ -45,7 +51,9 @@ const FLOOD_COUNTERS: [Counter; 6] = [
 /// Whether the evidence shows a SYN flood (see the module doc for why these tests).
 pub(super) fn recognised(ev: &Evidence, facts: Option<&HostFacts>) -> bool {
     let r = &ev.syn_rate;
-    if r.sources < FLOOD_SOURCES {
+    let one_shot = ev.one_shot_unanswered + ev.one_shot_half_open;
+    let mostly_one_shot = one_shot * 2 > ev.flows();
+    if r.sources < FLOOD_SOURCES && !(facts.is_some() && mostly_one_shot) {
         return false;
     }
     match facts {
@@ -55,10 +63,7 @@ pub(super) fn recognised(ev: &Evidence, facts: Option<&HostFacts>) -> bool {
             let sent = f.delta(Counter::SyncookiesSent);
             overflowed && f.delta(Counter::SyncookiesRecv).saturating_mul(2) < sent.max(1)
         }
-        None => {
-            let one_shot = ev.one_shot_unanswered + ev.one_shot_half_open;
-            r.peak_syns_per_sec >= FLOOD_RATE && one_shot * 2 > ev.flows()
-        }
+        None => r.peak_syns_per_sec >= FLOOD_RATE && mostly_one_shot,
     }
 }
 
@@ -291,13 +296,38 @@ mod tests {
     }
 
     #[test]
-    fn a_few_sources_filling_the_syn_queue_are_no_flood() {
-        let ev = flood(200, &[], FLOOD_SOURCES - 1, 200);
+    fn a_few_clients_retrying_while_the_syn_queue_is_full_are_no_flood() {
+        // Real clients whose SYN-ACKs do not reach them: each retries its SYN.
+        let mut ev = flood(0, &[], FLOOD_SOURCES - 1, 200);
+        for i in 0..200 {
+            ev.add(&FlowRecord {
+                syn_count: 3,
+                ..half_open(i % 15)
+            });
+        }
         let f = with_counters(&[
             (Counter::TcpReqQFullDoCookies, 150),
             (Counter::SyncookiesSent, 150),
         ]);
         assert!(findings(&ev, Some(&f), &scope()).is_empty());
+    }
+
+    #[test]
+    fn a_flood_from_one_host_changing_only_its_port_is_a_syn_flood_live() {
+        // hping3 --flood -S: one address, a new port a SYN, each answered by a cookie.
+        let ev = flood(2000, &[], 1, 2000);
+        let f = with_counters(&[
+            (Counter::TcpReqQFullDoCookies, 1990),
+            (Counter::SyncookiesSent, 1990),
+        ]);
+        let found = findings(&ev, Some(&f), &scope());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].kind, FindingKind::SynFlood);
+        let h = found[0].headline();
+        assert!(h.contains("2000 SYNs from 1 source address"), "{h}");
+        // In a replay (no counters to say the SYN queue overflowed) one host stays a
+        // client to name.
+        assert!(findings(&ev, None, &scope()).is_empty());
     }
 
     #[test]
