@@ -18,7 +18,7 @@ use crate::kernel::storm::{Storms, Tally};
 use crate::kernel::{EventKind, KernelEvent, KernelFacts, Names, TcpState, Witnessed};
 use crate::report::ladder::{Ladder, LadderRecorder};
 use crate::report::live::{Cadence, CaptureNow, Counts, Tick};
-use crate::report::{Context, FlowContext, Item, PcapWriter};
+use crate::report::{Context, FlowContext, Item, Onward, PcapWriter};
 use crossbeam_channel::{select, Receiver, Sender};
 use std::collections::VecDeque;
 use std::io;
@@ -925,24 +925,29 @@ fn counted(
         // Counted in the summary at its close, by the outcome it had then.
         FlowEvent::Settled { .. } => {}
     }
-    // Only for a refusal whose RST the witness did not see this host's TCP send: one
-    // comparison for every other line.
-    let refused_past_here = record.outcome == Outcome::Refused
-        && translated_to.is_none()
-        && kernel
-            .as_ref()
-            .is_some_and(|k| !k.summarised && k.reset_by(Side::Server).is_none())
-        && diagnoser.is_own_address(record.server.addr);
-    match (&processes, &kernel, &translated_to, refused_past_here) {
-        (None, None, None, false) => Context::None,
-        (None, Some(k), None, false) if k.is_quiet() => Context::KernelQuiet {
+    let onward = match translated_to {
+        Some(t) => Onward::Translated(t),
+        // Only for a refusal whose RST the witness did not see this host's TCP send: one
+        // comparison for every other line.
+        None if record.outcome == Outcome::Refused
+            && kernel
+                .as_ref()
+                .is_some_and(|k| !k.summarised && k.reset_by(Side::Server).is_none())
+            && diagnoser.is_own_address(record.server.addr) =>
+        {
+            Onward::Unread
+        }
+        None => Onward::Here,
+    };
+    match (&processes, &kernel, onward) {
+        (None, None, Onward::Here) => Context::None,
+        (None, Some(k), Onward::Here) if k.is_quiet() => Context::KernelQuiet {
             summarised: k.summarised,
         },
         _ => Context::Full(Box::new(FlowContext {
             processes,
             kernel,
-            translated_to,
-            refused_past_here,
+            onward,
         })),
     }
 }

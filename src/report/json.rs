@@ -77,7 +77,7 @@ fn write_flow_as(buf: &mut Vec<u8>, start: &[u8], r: &FlowRecord, context: Optio
     endpoint(buf, r.client);
     key!("server");
     endpoint(buf, r.server);
-    if let Some(t) = context.and_then(|c| c.translated_to) {
+    if let Some(t) = context.and_then(|c| c.onward.translated()) {
         key!("translated_to");
         endpoint(buf, t.to);
     }

@@ -26,7 +26,7 @@ pub mod zeek;
 
 pub use pcap_writer::PcapWriter;
 pub use printer::Printer;
-pub use stage::{Context, FlowContext, Item, Report, Translated};
+pub use stage::{Context, FlowContext, Item, Onward, Report, Translated};
 pub use summary::{KernelEventsView, Summary};
 pub use text::Style;
 

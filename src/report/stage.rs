@@ -74,12 +74,33 @@ pub struct FlowContext {
     pub processes: Option<FlowProcesses>,
     /// The kernel's word on it (the witness was attached; empty when it saw nothing).
     pub kernel: Option<KernelFacts>,
-    /// The DNAT backend the connection was forwarded to (a port map), when it was.
-    pub translated_to: Option<Translated>,
-    /// Refused at one of this host's own addresses by a RST this host's TCP did not
-    /// send (the witness saw none): the SYN went on elsewhere, through a port map
-    /// portsniff did not read, and was refused there.
-    pub refused_past_here: bool,
+    /// Where it went past this host, as far as portsniff knows.
+    pub onward: Onward,
+}
+
+/// Where a connection addressed to the watched port went past this host, as far as
+/// portsniff knows: one value, so a line cannot claim both a backend and an unread map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Onward {
+    /// Nothing says it went on (the usual case).
+    #[default]
+    Here,
+    /// A port map portsniff read (a DNAT rule) forwarded it to its backend.
+    Translated(Translated),
+    /// Refused at one of this host's own addresses by a RST this host's TCP did not send
+    /// (the witness saw none): the SYN went on through a port map portsniff did not read
+    /// (an nft dnat map, IPVS, a REDIRECT) and was refused where it went.
+    Unread,
+}
+
+impl Onward {
+    /// The backend a port map portsniff read sent it to.
+    pub fn translated(self) -> Option<Translated> {
+        match self {
+            Onward::Translated(t) => Some(t),
+            Onward::Here | Onward::Unread => None,
+        }
+    }
 }
 
 impl FlowContext {
@@ -87,8 +108,7 @@ impl FlowContext {
         FlowContext {
             processes: None,
             kernel: Some(KernelFacts::quiet(summarised)),
-            translated_to: None,
-            refused_past_here: false,
+            onward: Onward::Here,
         }
     }
 }

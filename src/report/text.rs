@@ -2,7 +2,7 @@
 
 use super::expert::{self, ExpertFlag};
 use super::summary::{Percentiles, Summary};
-use super::FlowContext;
+use super::{FlowContext, Onward};
 use crate::decode::{Encap, Timestamp};
 use crate::diagnose::kernel::DropClass;
 use crate::diagnose::{
@@ -301,7 +301,7 @@ pub fn write_flow(
         "{} {} → {}{} {}{}{} {} {}{}",
         clock(r.first_ts),
         r.client,
-        match context.and_then(|c| c.translated_to) {
+        match context.and_then(|c| c.onward.translated()) {
             Some(t) => t.describe(r.server),
             None => r.server.to_string(),
         },
@@ -311,21 +311,13 @@ pub fn write_flow(
         who,
         context
             .and_then(|c| c.kernel.as_ref())
-            .and_then(|k| {
-                explain_witnessed(
-                    r,
-                    k,
-                    context.and_then(|c| c.translated_to),
-                    context.is_some_and(|c| c.refused_past_here),
-                )
-            })
+            .and_then(|k| { explain_witnessed(r, k, context.map_or(Onward::Here, |c| c.onward)) })
             .unwrap_or_else(|| explain(r, context.and_then(|c| c.kernel.as_ref()))),
         style.dim(&format!("[{}]", r.history.as_str())),
         flags,
     )?;
     if let Some(k) = context.and_then(|c| c.kernel.as_ref()) {
-        let past_here = context.is_some_and(|c| c.refused_past_here);
-        for line in kernel_lines(r, k, context.and_then(|c| c.translated_to), past_here) {
+        for line in kernel_lines(r, k, context.map_or(Onward::Here, |c| c.onward)) {
             writeln!(out, "    {} {line}", style.dim("kernel:"))?;
         }
     }
@@ -335,12 +327,7 @@ pub fn write_flow(
 /// The flow line's explanation where the kernel's facts settle what the packets only
 /// suggest: who really sent a refusal's RST, what dropped the unanswered SYNs. `None`:
 /// the packets' explanation stands.
-pub fn explain_witnessed(
-    r: &FlowRecord,
-    k: &KernelFacts,
-    translated: Option<super::stage::Translated>,
-    past_here: bool,
-) -> Option<String> {
+pub fn explain_witnessed(r: &FlowRecord, k: &KernelFacts, onward: Onward) -> Option<String> {
     let reason_of = |sender: Side| k.drops_from(sender).next().map(|d| d.reason.clone());
     match r.outcome {
         Outcome::Refused => {
@@ -356,14 +343,14 @@ pub fn explain_witnessed(
             Some(if netfilter {
                 "SYN answered by a RST from a firewall REJECT rule, not from the server's TCP"
                     .to_string()
-            } else if let Some(t) = translated {
+            } else if let Onward::Translated(t) = onward {
                 // The port map's backend sits in another network namespace, whose TCP the
                 // witness here does not see: the RST is the backend's.
                 format!(
                     "SYN forwarded to {} and answered by its RST: nothing listens on the backend (another network namespace)",
                     t.to
                 )
-            } else if past_here {
+            } else if onward == Onward::Unread {
                 // Addressed to this host, yet its TCP sent no RST: something took the SYN
                 // on before TCP (a port map portsniff did not read) and it was refused
                 // where it went.
@@ -397,12 +384,7 @@ pub fn explain_witnessed(
 /// The kernel's word on a connection, one line per thing it did that a reader of the
 /// flow line needs: drops, resets and where they came from. Socket states and SYN-ACK
 /// retransmissions stay in the JSON.
-pub fn kernel_lines(
-    r: &FlowRecord,
-    k: &KernelFacts,
-    translated_to: Option<crate::report::Translated>,
-    past_here: bool,
-) -> Vec<String> {
+pub fn kernel_lines(r: &FlowRecord, k: &KernelFacts, onward: Onward) -> Vec<String> {
     let mut lines = Vec::new();
     for d in &k.drops {
         let sender = d.dir.sender();
@@ -461,7 +443,9 @@ pub fn kernel_lines(
                 .any(|d| d.reason == "NETFILTER_DROP");
             // A port map's backend sits in another network namespace, whose TCP the
             // witness (attached to this one) does not watch: its RST is the backend's.
-            let backend = translated_to.filter(|_| side == Side::Server && !netfilter);
+            let backend = onward
+                .translated()
+                .filter(|_| side == Side::Server && !netfilter);
             lines.push(if let Some(t) = backend {
                 format!(
                     "the server's RST came from the port map's backend {} in another network \
@@ -475,7 +459,7 @@ pub fn kernel_lines(
                     side.as_str(),
                     side.other().as_str()
                 )
-            } else if past_here && side == Side::Server {
+            } else if onward == Onward::Unread && side == Side::Server {
                 format!(
                     "no RST from this host's TCP on port {}, though {} is this host's own \
                      address: the SYN was rewritten before TCP (a port map or REDIRECT \
@@ -1233,7 +1217,7 @@ mod tests {
             };
             let r = record(Outcome::Established, "127.0.0.1:61999");
             assert_eq!(
-                kernel_lines(&r, &k, None, false),
+                kernel_lines(&r, &k, Onward::Here),
                 [
                     "ACK from the client dropped on arrival: NO_SOCKET (in cookie_v4_check): \
                      the listener's accept queue was full",
@@ -1255,9 +1239,9 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&refused(), &k, None, false).unwrap();
+            let why = explain_witnessed(&refused(), &k, Onward::Here).unwrap();
             assert!(why.contains("firewall REJECT rule"), "{why}");
-            let lines = kernel_lines(&refused(), &k, None, false);
+            let lines = kernel_lines(&refused(), &k, Onward::Here);
             assert_eq!(
                 lines[0],
                 "SYN from the client dropped on arrival: NETFILTER_DROP (in nft_do_chain)"
@@ -1269,7 +1253,7 @@ mod tests {
         fn a_refusal_through_a_port_map_is_the_backends_rst_not_a_firewalls() {
             let to = crate::decode::Endpoint::new("10.77.0.2".parse().unwrap(), 8080);
             let t = crate::report::Translated { port: 18080, to };
-            let lines = kernel_lines(&refused(), &KernelFacts::default(), Some(t), false);
+            let lines = kernel_lines(&refused(), &KernelFacts::default(), Onward::Translated(t));
             assert_eq!(
                 lines,
                 [
@@ -1283,13 +1267,13 @@ mod tests {
         fn a_refusal_at_this_hosts_own_address_that_tcp_did_not_send_was_forwarded_on() {
             // refused() is to 127.0.0.1: this host's own address, whatever the host.
             let k = KernelFacts::default();
-            let why = explain_witnessed(&refused(), &k, None, true).unwrap();
+            let why = explain_witnessed(&refused(), &k, Onward::Unread).unwrap();
             assert_eq!(
                 why,
                 "SYN answered by a RST from elsewhere: 127.0.0.1 is this host's own address, \
                  so the SYN was forwarded on and refused there"
             );
-            let lines = kernel_lines(&refused(), &k, None, true);
+            let lines = kernel_lines(&refused(), &k, Onward::Unread);
             assert_eq!(lines.len(), 1, "{lines:?}");
             assert!(
                 lines[0].contains("127.0.0.1 is this host's own address")
@@ -1298,7 +1282,7 @@ mod tests {
                 "{lines:?}"
             );
             // Elsewhere (not this host's address), the other host's own RST is the story.
-            let elsewhere = kernel_lines(&refused(), &k, None, false);
+            let elsewhere = kernel_lines(&refused(), &k, Onward::Here);
             assert!(
                 elsewhere[0].contains("came from elsewhere"),
                 "{elsewhere:?}"
@@ -1317,9 +1301,9 @@ mod tests {
                 }],
                 ..KernelFacts::default()
             };
-            assert_eq!(explain_witnessed(&refused(), &k, None, false), None);
+            assert_eq!(explain_witnessed(&refused(), &k, Onward::Here), None);
             assert_eq!(
-                kernel_lines(&refused(), &k, None, false),
+                kernel_lines(&refused(), &k, Onward::Here),
                 ["RST sent by the server's TCP in reply to a segment: NO_SOCKET"]
             );
         }
@@ -1341,14 +1325,14 @@ mod tests {
                 )],
                 ..KernelFacts::default()
             };
-            let why = explain_witnessed(&r, &k, None, false).unwrap();
+            let why = explain_witnessed(&r, &k, Onward::Here).unwrap();
             assert!(why.starts_with("3 SYNs and no answer over"), "{why}");
             assert!(
                 why.ends_with("the server's replies were dropped by the kernel (NETFILTER_DROP)"),
                 "{why}"
             );
             assert_eq!(
-                kernel_lines(&r, &k, None, false),
+                kernel_lines(&r, &k, Onward::Here),
                 ["3 SYN-ACKs from the server dropped on the server's way out: NETFILTER_DROP (in nft_do_chain)"]
             );
         }
