@@ -670,6 +670,9 @@ pub struct Flood {
     pub sources_capped: bool,
     /// The most distinct sources in one second.
     pub sources_per_sec_peak: u64,
+    /// Every source with its SYNs, most first, when there were at most 8 (a flooding
+    /// tool on a handful of hosts, to block by address); null for more.
+    pub sources_named: Option<Vec<super::syn_meter::SourceSyns>>,
     /// From the first SYN to the last, in microseconds.
     pub span_us: u64,
     /// Attempts that sent one SYN and never completed, among those the capture has ended

@@ -15,6 +15,18 @@ const SLOTS: usize = 8192;
 /// Distinct sources counted exactly, at most (three quarters of the slots, so that a
 /// probe stays short); beyond, counts are "at least".
 const SOURCES_CAP: u64 = (SLOTS as u64 / 4) * 3;
+/// Up to this many sources, each is named with its SYNs ([`SynRate::few`]): a flood
+/// from a handful of hosts (a flooding tool changes its port, not its address) is
+/// stopped by naming them.
+pub const FEW: usize = 8;
+
+/// One of a few sources and the SYNs it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SourceSyns {
+    #[serde(rename = "address")]
+    pub addr: IpAddr,
+    pub syns: u64,
+}
 
 /// What the meter saw, for the rules: a plain copy taken before they run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +43,9 @@ pub struct SynRate {
     /// The first and last SYN's time.
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
+    /// The first [`FEW`] sources seen, with their SYNs, in the order they came: see
+    /// [`few`](Self::few).
+    pub named: [Option<SourceSyns>; FEW],
 }
 
 impl SynRate {
@@ -41,13 +56,28 @@ impl SynRate {
             _ => 0,
         }
     }
+
+    /// Every source with its SYNs, most first, when there were at most [`FEW`].
+    pub fn few(&self) -> Option<Vec<SourceSyns>> {
+        if self.sources_capped || self.sources > FEW as u64 {
+            return None;
+        }
+        let mut few: Vec<SourceSyns> = self.named.iter().flatten().copied().collect();
+        if few.is_empty() {
+            return None;
+        }
+        few.sort_by(|a, b| b.syns.cmp(&a.syns).then(a.addr.cmp(&b.addr)));
+        Some(few)
+    }
 }
 
-/// One source address and the last second it sent a SYN in (`second` 0: an empty slot).
+/// One source address, the last second it sent a SYN in (`second` 0: an empty slot),
+/// and its SYNs (in what would be the slot's padding: still 32 bytes).
 #[derive(Clone, Copy, Default)]
 struct Slot {
     addr: u128,
     second: u64,
+    syns: u64,
 }
 
 pub struct SynMeter {
@@ -58,6 +88,8 @@ pub struct SynMeter {
     second: u64,
     syns_this_second: u64,
     sources_this_second: u64,
+    /// The slots of the first [`FEW`] sources, in the order they came.
+    first_slots: [u32; FEW],
 }
 
 impl Default for SynMeter {
@@ -68,6 +100,7 @@ impl Default for SynMeter {
             second: 0,
             syns_this_second: 0,
             sources_this_second: 0,
+            first_slots: [0; FEW],
         }
     }
 }
@@ -110,13 +143,18 @@ impl SynMeter {
                 *slot = Slot {
                     addr,
                     second: self.second,
+                    syns: 1,
                 };
+                if let Some(first) = self.first_slots.get_mut(r.sources as usize) {
+                    *first = i as u32;
+                }
                 r.sources += 1;
                 break false;
             }
             if slot.addr == addr {
                 let seen = slot.second == self.second;
                 slot.second = self.second;
+                slot.syns += 1;
                 break seen;
             }
             i = (i + 1) & mask;
@@ -128,8 +166,18 @@ impl SynMeter {
         new_second
     }
 
+    /// A copy for the rules, with the first few sources' SYNs as of now.
     pub fn rate(&self) -> SynRate {
-        self.rate
+        let mut r = self.rate;
+        let named = (r.sources as usize).min(FEW);
+        for (n, &i) in r.named[..named].iter_mut().zip(&self.first_slots) {
+            let slot = self.slots[i as usize];
+            *n = Some(SourceSyns {
+                addr: IpAddr::V6(std::net::Ipv6Addr::from(slot.addr)).to_canonical(),
+                syns: slot.syns,
+            });
+        }
+        r
     }
 }
 
@@ -183,5 +231,36 @@ mod tests {
         let r = m.rate();
         assert_eq!(r.sources, SOURCES_CAP);
         assert!(r.sources_capped);
+        assert_eq!(r.few(), None, "thousands of sources are counted, not named");
+    }
+
+    #[test]
+    fn a_flood_from_a_few_hosts_names_each_with_its_syns_most_first() {
+        let mut m = SynMeter::default();
+        let (a, b) = (
+            v4(0x0a00_0001),
+            IpAddr::from("2001:db8::7".parse::<std::net::Ipv6Addr>().unwrap()),
+        );
+        for i in 0..1000u64 {
+            m.syn(if i % 4 == 0 { a } else { b }, at(5, i));
+        }
+        let few = m.rate().few().expect("two sources are few");
+        assert_eq!(
+            few,
+            [
+                SourceSyns { addr: b, syns: 750 },
+                SourceSyns { addr: a, syns: 250 }
+            ],
+            "an IPv4 source is named as IPv4, not as its mapped IPv6 form"
+        );
+        for i in 0..FEW as u32 {
+            m.syn(v4(0x0b00_0000 + i), at(6, 0));
+        }
+        assert_eq!(
+            m.rate().few(),
+            None,
+            "{} sources are more than a few",
+            FEW + 2
+        );
     }
 }

@@ -1039,8 +1039,34 @@ fn a_live_nothing_listening_whose_server_came_up_and_accepted_is_superseded_by_t
     assert!(end.findings[0]
         .explanation()
         .contains("python3 (pid 4242) started listening on 127.0.0.1:61999 at "));
+    // How late the server was is the listen() call's time (1 ms after the refusal), not
+    // the bound the accepted SYN gives (1.5 ms).
+    let headline = end.findings[0].headline();
+    assert!(
+        headline.contains("refused: the server listened 1 ms after it (its listen() call)")
+            && !headline.contains("up to"),
+        "{headline}"
+    );
     assert_eq!(end.superseded.len(), 1);
     assert_eq!(end.superseded[0].by, Some(FindingKind::StartupRace));
+}
+
+#[test]
+fn a_startup_race_without_the_listen_call_is_bounded_by_the_first_accepted_syn() {
+    // From the packets alone: the server listened at some moment before it accepted.
+    let t0 = Instant::now();
+    let mut d = live(vec![]);
+    d.flow_finished(&refused_at("127.0.0.1:61999", 1_000), None);
+    let _ = d.poll(t0, Timestamp(1_100), Counters::new());
+    d.flow_finished(&accepted_between(3_000, 3_100), None);
+    let end = d.finish(None);
+    assert_eq!(kinds(&end.findings), [FindingKind::StartupRace]);
+    let headline = end.findings[0].headline();
+    assert!(
+        headline.contains("it accepted 2 ms after the first")
+            && headline.contains("started up to 2 ms before the server listened"),
+        "{headline}"
+    );
 }
 
 #[test]

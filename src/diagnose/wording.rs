@@ -404,18 +404,34 @@ fn refusal_windows(e: &RefusalWindows) -> Words {
     let open = last.reopened.unwrap_or(last.end);
     let closed_for = seconds(open.micros_since(last.start));
     let refused = plural(last.attempts, "attempt", "attempts");
+    // The witness saw the listen() that ended the window: how late the server was is a
+    // fact, not the bound the first accepted SYN gives.
+    let listened = e
+        .listener_started
+        .as_ref()
+        .filter(|s| s.exact && s.at >= last.start.as_micros() && s.at <= open.as_micros())
+        .map(|s| seconds(s.at - last.start.as_micros()));
     let (headline, why, next) = match e.pattern {
         Pattern::StartupRace => (
-            format!(
-                "{} to {server} {} refused; it accepted {closed_for} after the first: the client \
-                 started up to {closed_for} before the server listened",
-                if last.attempts == 1 {
+            {
+                let first = if last.attempts == 1 {
                     "the first attempt".to_string()
                 } else {
                     format!("the first {refused}")
-                },
-                if last.attempts == 1 { "was" } else { "were" },
-            ),
+                };
+                let was = if last.attempts == 1 { "was" } else { "were" };
+                match listened {
+                    Some(late) => format!(
+                        "{first} to {server} {was} refused: the server listened {late} after {} \
+                         (its listen() call), so the client started before the server was ready",
+                        if last.attempts == 1 { "it" } else { "the first" }
+                    ),
+                    None => format!(
+                        "{first} to {server} {was} refused; it accepted {closed_for} after the first: \
+                         the client started up to {closed_for} before the server listened"
+                    ),
+                }
+            },
             "Every refusal came before the first accepted connection, and none after: the server was not \
              listening yet when the client first tried (a startup race)."
                 .to_string(),
@@ -1185,10 +1201,34 @@ fn invalid_source(e: &MartianSyns) -> Words {
 
 fn syn_flood(e: &Flood) -> Words {
     let port = e.port;
+    // A handful of hosts is named: a flooding tool (hping3 --flood) changes its port, not
+    // its address, and is stopped by blocking the address.
+    let named = e.sources_named.as_deref().unwrap_or_default();
+    let addresses = |sep_last: &str| {
+        let all: Vec<String> = named.iter().map(|s| s.addr.to_string()).collect();
+        match all.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{}{sep_last}{last}", rest.join(", ")),
+            None => String::new(),
+        }
+    };
     let sources = if e.sources_capped {
         format!("{} or more source addresses", e.sources)
-    } else {
+    } else if named.is_empty() {
         plural(e.sources, "source address", "source addresses")
+    } else {
+        format!(
+            "{}, {}",
+            plural(e.sources, "source address", "source addresses"),
+            addresses(" and ")
+        )
+    };
+    // Who keeps no socket to retransmit or acknowledge: spoofed addresses, or (a few
+    // real hosts) a tool sending raw SYNs.
+    let sender = match named.len() {
+        0 => "a spoofed source",
+        1 => "a flooding tool sending raw SYNs from that host",
+        _ => "a flooding tool sending raw SYNs from those hosts",
     };
     let counter = |c: crate::diagnose::host::Counter| {
         e.counters
@@ -1254,14 +1294,20 @@ fn syn_flood(e: &Flood) -> Words {
     // Live, the half-open attempts end only with the capture: until then none is counted.
     x.push_str(&if e.half_open > 0 {
         format!(
-            "{} sent one SYN and never completed: a spoofed source has no socket to retransmit \
+            "{} sent one SYN and never completed: {sender} has no socket to retransmit \
              its SYN or acknowledge the answer.",
             plural(e.half_open, "attempt", "attempts")
         )
     } else {
-        "Their attempts are still half-open, waiting for an ACK a spoofed source never sends."
-            .to_string()
+        format!("Their attempts are still half-open, waiting for an ACK {sender} never sends.")
     });
+    if named.len() > 1 {
+        let each: Vec<String> = named
+            .iter()
+            .map(|s| format!("{} {}", s.addr, segments(s.syns, "SYN")))
+            .collect();
+        let _ = write!(x, " By source: {}.", each.join(", "));
+    }
     if e.counters.is_some() {
         x.push_str(&format!(
             " The listener's SYN queue overflowed (over the network namespace, other ports included: \
@@ -1331,6 +1377,30 @@ fn syn_flood(e: &Flood) -> Words {
          --hashlimit-mode srcip --hashlimit-above 20/sec -j DROP, or an nft meter) and ask upstream (the provider, \
          a scrubbing service) to filter the flood before it reaches this host"
     );
+    let block = match named.first() {
+        Some(first) => {
+            let tool = if first.addr.is_ipv6() {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            let (them, it) = if named.len() == 1 {
+                (addresses(""), "it is")
+            } else {
+                (addresses(" and "), "they are")
+            };
+            let each = if named.len() > 1 {
+                " (a rule for each)"
+            } else {
+                ""
+            };
+            format!(
+                "block {them} if {it} not a client of yours: {tool} -I INPUT -p tcp --dport {port} -s {} -j DROP{each}; ",
+                first.addr
+            )
+        }
+        None => String::new(),
+    };
     let next = if e.counters.is_none() {
         format!(
             "on the server, while it lasts: nstat -az TcpExtSyncookiesSent TcpExtTCPReqQFullDoCookies TcpExtTCPReqQFullDrop \
@@ -1353,7 +1423,7 @@ fn syn_flood(e: &Flood) -> Words {
              queue); raise net.ipv4.tcp_max_syn_backlog and the listen() backlog (net.core.somaxconn); {limit}"
         )
     };
-    say(headline, x, next)
+    say(headline, x, format!("{block}{next}"))
 }
 
 const ICMP_NEXT: &str = "list the filter rules on the path: iptables -S; nft list ruleset; check routes: ip route get <server address>";

@@ -407,7 +407,24 @@ fn a_flood_from_one_host_changing_only_its_port_is_a_syn_flood() {
     assert_eq!(report.evidence_u64(f, "sources"), 1, "{f}");
     assert!(report.evidence_u64(f, "half_open") >= 1900, "{f}");
     let headline = f["headline"].as_str().unwrap_or("");
-    assert!(headline.contains("from 1 source address"), "{headline}");
+    assert!(
+        headline.contains(&format!("from 1 source address, {one_host} (")),
+        "the one host is named: {headline}"
+    );
+    // Its SYNs are counted to it, and the first thing to do is block it: a tool on a
+    // real host, not spoofed sources, which an address rule could not stop.
+    let named = &f["evidence"]["sources_named"];
+    assert_eq!(named[0]["address"], one_host.to_string(), "{f}");
+    assert!(named[0]["syns"].as_u64() >= Some(1900), "{f}");
+    let next = f["next_step"].as_str().unwrap_or("");
+    assert!(
+        next.starts_with(&format!(
+            "block {one_host} if it is not a client of yours: iptables -I INPUT -p tcp --dport {port} -s {one_host} -j DROP"
+        )),
+        "{next}"
+    );
+    let why = f["explanation"].as_str().unwrap_or("");
+    assert!(!why.contains("spoofed source has no socket"), "{why}");
     assert!(
         !kinds.contains(&"handshake_stalled"),
         "the queued attempts' retransmitted SYN-ACKs are the flood's, not a path problem: \

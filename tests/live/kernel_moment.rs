@@ -406,6 +406,15 @@ fn live_a_server_started_after_a_printed_refusal_is_an_update_and_the_end_says_w
         )),
         "{race}"
     );
+    // How late the server was is said from that listen() call, not bounded by the
+    // accepted connection's SYN.
+    let headline = race["headline"].as_str().unwrap_or_default();
+    assert!(
+        headline.contains("refused: the server listened ")
+            && headline.contains(" (its listen() call)")
+            && !headline.contains("up to"),
+        "{race}"
+    );
     let window = &race["evidence"]["windows"][0];
     assert!(
         window["end"].as_f64() <= started["at"].as_f64().map(|t| t + 0.002)

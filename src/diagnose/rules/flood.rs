@@ -110,6 +110,7 @@ pub fn findings(ev: &Evidence, facts: Option<&HostFacts>, scope: &Scope) -> Vec<
         sources: r.sources,
         sources_capped: r.sources_capped,
         sources_per_sec_peak: r.peak_sources_per_sec,
+        sources_named: r.few(),
         span_us: r.span_us(),
         half_open,
         clients_dropped,
@@ -203,6 +204,7 @@ mod tests {
             peak_sources_per_sec: peak.min(sources),
             first: Some(Timestamp(1_000_000)),
             last: Some(Timestamp(2_500_000)),
+            ..SynRate::default()
         };
         ev
     }
@@ -315,7 +317,12 @@ mod tests {
     #[test]
     fn a_flood_from_one_host_changing_only_its_port_is_a_syn_flood_live() {
         // hping3 --flood -S: one address, a new port a SYN, each answered by a cookie.
-        let ev = flood(2000, &[], 1, 2000);
+        let mut ev = flood(2000, &[], 1, 2000);
+        let host: std::net::IpAddr = "10.9.0.1".parse().unwrap();
+        ev.syn_rate.named[0] = Some(crate::diagnose::syn_meter::SourceSyns {
+            addr: host,
+            syns: 2000,
+        });
         let f = with_counters(&[
             (Counter::TcpReqQFullDoCookies, 1990),
             (Counter::SyncookiesSent, 1990),
@@ -324,7 +331,27 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:#?}");
         assert_eq!(found[0].kind, FindingKind::SynFlood);
         let h = found[0].headline();
-        assert!(h.contains("2000 SYNs from 1 source address"), "{h}");
+        assert!(
+            h.contains("2000 SYNs from 1 source address, 10.9.0.1 ("),
+            "{h}"
+        );
+        // Not spoofed: a tool that keeps no socket, on a host to block by address.
+        let why = found[0].explanation();
+        assert!(
+            why.contains("flooding tool") && !why.contains("spoofed source has no socket"),
+            "{why}"
+        );
+        assert!(
+            found[0]
+                .next_step()
+                .starts_with("block 10.9.0.1 if it is not a client of yours: iptables -I INPUT -p tcp --dport 61999 -s 10.9.0.1 -j DROP"),
+            "{}",
+            found[0].next_step()
+        );
+        assert_eq!(
+            evidence_json(&found[0])["sources_named"],
+            serde_json::json!([{"address": "10.9.0.1", "syns": 2000}])
+        );
         // In a replay (no counters to say the SYN queue overflowed) one host stays a
         // client to name.
         assert!(findings(&ev, None, &scope()).is_empty());
