@@ -1385,9 +1385,9 @@ fn syn_flood(e: &Flood) -> Words {
                 "iptables"
             };
             let (them, it) = if named.len() == 1 {
-                (addresses(""), "it is")
+                (addresses(""), "it is not a client")
             } else {
-                (addresses(" and "), "they are")
+                (addresses(" and "), "they are not clients")
             };
             let each = if named.len() > 1 {
                 " (a rule for each)"
@@ -1395,7 +1395,7 @@ fn syn_flood(e: &Flood) -> Words {
                 ""
             };
             format!(
-                "block {them} if {it} not a client of yours: {tool} -I INPUT -p tcp --dport {port} -s {} -j DROP{each}; ",
+                "block {them} if {it} of yours: {tool} -I INPUT -p tcp --dport {port} -s {} -j DROP{each}; ",
                 first.addr
             )
         }

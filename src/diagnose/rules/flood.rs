@@ -358,6 +358,44 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_from_three_hosts_names_each_with_its_syns_and_blocks_them_all() {
+        let mut ev = flood(3000, &[], 3, 3000);
+        for (i, (host, syns)) in [("10.9.0.3", 500), ("10.9.0.1", 1500), ("10.9.0.2", 1000)]
+            .into_iter()
+            .enumerate()
+        {
+            ev.syn_rate.named[i] = Some(crate::diagnose::syn_meter::SourceSyns {
+                addr: host.parse().unwrap(),
+                syns,
+            });
+        }
+        let f = with_counters(&[
+            (Counter::TcpReqQFullDoCookies, 2990),
+            (Counter::SyncookiesSent, 2990),
+        ]);
+        let found = findings(&ev, Some(&f), &scope());
+        let h = found[0].headline();
+        // Most SYNs first.
+        assert!(
+            h.contains("from 3 source addresses, 10.9.0.1, 10.9.0.2 and 10.9.0.3 ("),
+            "{h}"
+        );
+        let why = found[0].explanation();
+        assert!(
+            why.contains("By source: 10.9.0.1 1500 SYNs, 10.9.0.2 1000 SYNs, 10.9.0.3 500 SYNs."),
+            "{why}"
+        );
+        assert!(
+            found[0].next_step().starts_with(
+                "block 10.9.0.1, 10.9.0.2 and 10.9.0.3 if they are not clients of yours: \
+                 iptables -I INPUT -p tcp --dport 61999 -s 10.9.0.1 -j DROP (a rule for each); "
+            ),
+            "{}",
+            found[0].next_step()
+        );
+    }
+
+    #[test]
     fn many_sources_with_the_syn_queue_never_full_are_no_flood_live() {
         let ev = flood(300, &[], 300, 300);
         assert!(findings(&ev, Some(&with_counters(&[])), &scope()).is_empty());
