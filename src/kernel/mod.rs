@@ -7,7 +7,9 @@
 //! of these; with them a finding states the kernel's reason instead of inferring one.
 //!
 //! - [`event`]: one record, `Copy`, as the ring buffer delivers it.
-//! - [`witness`]: loading, attaching and reading the program (feature `kernel-witness`).
+//! - [`witness`]: loading, attaching and reading the program (feature `kernel-witness`);
+//!   `core_btf` cuts the kernel's types it relocates against out of the kernel's BTF,
+//!   so libbpf need not search all of it.
 //! - [`names`]: reason names from the running kernel's BTF (the program names the
 //!   functions drops happen in itself, and [`witness`] reads those names).
 //! - [`storm`]: past a few thousand drops a second, the program counts them by kind
@@ -22,6 +24,8 @@
 // and the diagnosis know, but nothing makes them.
 #![cfg_attr(not(feature = "kernel-witness"), allow(dead_code))]
 
+#[cfg(feature = "kernel-witness")]
+mod core_btf;
 pub mod event;
 pub mod facts;
 pub mod names;

@@ -67,19 +67,15 @@ impl Reasons {
 
     #[cfg(feature = "kernel-witness")]
     fn from_kernel() -> Reasons {
-        use libbpf_rs::btf::{types::Enum, Btf};
-        let Ok(btf) = Btf::from_vmlinux() else {
+        use super::core_btf::{enum_values, KernelBtf};
+        let Some(btf) = KernelBtf::open() else {
             return Reasons::default();
         };
         let table = |name: &str, prefix: &str| -> HashMap<u32, &'static str> {
-            let Some(e) = btf.type_by_name::<Enum<'_>>(name) else {
-                return HashMap::new();
-            };
-            e.iter()
-                .filter_map(|m| {
-                    let n = m.name?.to_str()?;
-                    Some((m.value as u32, leak(n.strip_prefix(prefix).unwrap_or(n))))
-                })
+            enum_values(btf.bytes(), name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(v, n)| (v, leak(n.strip_prefix(prefix).unwrap_or(n))))
                 .collect()
         };
         Reasons {

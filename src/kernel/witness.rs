@@ -12,6 +12,7 @@ use libbpf_rs::{
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
@@ -42,7 +43,15 @@ impl Witness {
             .unwrap_or(0);
         // libelf reads the object in place: give it its own (heap-aligned) copy.
         let bytes = OBJECT.to_vec();
-        let mut open = ObjectBuilder::default()
+        let mut builder = ObjectBuilder::default();
+        // Kept open until the program is loaded: libbpf reads it by this path.
+        let core_btf = core_types();
+        if let Some(file) = &core_btf {
+            builder
+                .btf_custom_path(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(|e| Unavailable::load("naming the kernel's types", e))?;
+        }
+        let mut open = builder
             .open_memory(&bytes)
             .map_err(|e| Unavailable::load("opening the program", e))?;
         let mut configured = false;
@@ -72,6 +81,7 @@ impl Witness {
                 Unavailable::load("loading the program", e)
             }
         })?;
+        drop(core_btf);
         let mut links = Vec::new();
         for prog in object.progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
@@ -295,6 +305,32 @@ impl Places {
 
 /// libbpf's own messages (verifier logs, BTF notes) go to `tracing` (`-v`), never raw to
 /// stderr.
+/// The kernel's types the program's relocations need ([`super::core_btf`]), in an
+/// anonymous memory file for libbpf to read; `None` (libbpf then searches the kernel's
+/// whole BTF itself) when they cannot be cut out or the file cannot be made.
+fn core_types() -> Option<std::fs::File> {
+    use std::io::Write;
+    let whole = super::core_btf::KernelBtf::open()?;
+    let Some(small) = super::core_btf::minimal(whole.bytes()) else {
+        tracing::debug!(
+            "kernel witness: the kernel's BTF could not be cut down; libbpf reads it whole"
+        );
+        return None;
+    };
+    let fd = nix::sys::memfd::memfd_create(
+        c"portsniff-core-btf",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )
+    .ok()?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&small).ok()?;
+    tracing::debug!(
+        bytes = small.len(),
+        "kernel witness: the kernel's types for CO-RE cut out"
+    );
+    Some(file)
+}
+
 fn route_libbpf_messages() {
     libbpf_rs::set_print(Some((
         libbpf_rs::PrintLevel::Debug,
@@ -305,4 +341,65 @@ fn route_libbpf_messages() {
             _ => tracing::trace!(target: "libbpf", "{}", message.trim_end()),
         },
     )));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// libbpf's messages while a test loads the program.
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// The instructions libbpf patched while relocating the program, as it says them
+    /// (`prog 'witness_drop': relo #1: patched insn #16 (LDX/ST/STX) off 16 -> 192`),
+    /// loading it against `custom` BTF (a path) or the kernel's whole BTF.
+    fn patched(custom: Option<&str>) -> Vec<String> {
+        LOG.lock().unwrap().clear();
+        let bytes = OBJECT.to_vec();
+        let mut builder = ObjectBuilder::default();
+        if let Some(path) = custom {
+            builder.btf_custom_path(path).unwrap();
+        }
+        let mut open = builder.open_memory(&bytes).expect("the program opens");
+        for mut map in open.maps_mut() {
+            if map.name().to_string_lossy().ends_with(".rodata") {
+                if let Some(data) = map.initial_value_mut() {
+                    data[4..6].copy_from_slice(&61999u16.to_ne_bytes());
+                }
+            }
+        }
+        let object = open.load().expect("the program loads");
+        drop(object);
+        let log = LOG.lock().unwrap();
+        log.iter()
+            .filter(|m| m.contains("patched insn") || m.contains("poison"))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn relocated_against_the_cut_types_the_program_is_patched_as_against_the_whole_btf() {
+        if super::super::permitted().is_err() {
+            // Loading a program needs CAP_BPF (root in CI, where this must run).
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "under CI this test must run as root: it loads a BPF program"
+            );
+            eprintln!("skipping: loading a BPF program needs CAP_BPF and CAP_PERFMON");
+            return;
+        }
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, |_, m: String| {
+            LOG.lock().unwrap().push(m.trim_end().to_string())
+        })));
+        let file = core_types().expect("the kernel's types are cut out");
+        let cut = patched(Some(&format!("/proc/self/fd/{}", file.as_raw_fd())));
+        let whole = patched(None);
+        libbpf_rs::set_print(None);
+        assert!(
+            cut.len() > 20,
+            "libbpf said what it patched (debug messages): {cut:?}"
+        );
+        assert_eq!(cut, whole);
+    }
 }
