@@ -87,7 +87,11 @@ impl Tally {
     /// One kind, from the map's key and its per-CPU values (summed: count, the earliest
     /// first, the latest last). `None` for a key of another layout or a kind nothing
     /// counted.
-    pub fn parse(key: &[u8], per_cpu: &[Vec<u8>], clock: &Clock) -> Option<Tally> {
+    pub fn parse<V: AsRef<[u8]>>(
+        key: &[u8],
+        per_cpu: impl IntoIterator<Item = V>,
+        clock: &Clock,
+    ) -> Option<Tally> {
         if key.len() != KEY_SIZE {
             return None;
         }
@@ -96,7 +100,7 @@ impl Tally {
         let (kind, tcp_flags, icmp, bits) = (key[12], key[13], key[14], key[15]);
         let (mut count, mut first, mut last) = (0u64, u64::MAX, 0u64);
         for v in per_cpu {
-            let v = v.get(..VALUE_SIZE)?;
+            let v = v.as_ref().get(..VALUE_SIZE)?;
             let at = |i: usize| u64::from_ne_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
             if at(0) == 0 {
                 continue;
