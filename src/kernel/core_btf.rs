@@ -315,7 +315,11 @@ impl KernelBtf {
     pub fn open() -> Option<KernelBtf> {
         use nix::sys::mman::{mmap, MapFlags, ProtFlags};
         let file = std::fs::File::open(Self::PATH).ok()?;
-        let len = std::num::NonZeroUsize::new(usize::try_from(file.metadata().ok()?.len()).ok()?)?;
+        let size = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        // A file that says no size is read to its end instead.
+        let Some(len) = std::num::NonZeroUsize::new(size) else {
+            return std::fs::read(Self::PATH).ok().map(KernelBtf::Read);
+        };
         // SAFETY: a private, read-only mapping of the whole file, which the kernel never
         // changes; it is only read through `bytes`, and unmapped once, on drop.
         let mapped = unsafe {
