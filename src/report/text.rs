@@ -590,12 +590,22 @@ pub fn change_then(c: &FactChange) -> String {
 
 /// A live update: a fact that live findings rested on changed.
 pub fn write_update(out: &mut dyn Write, u: &Update, style: Style) -> io::Result<()> {
-    let earlier: Vec<&str> = u.earlier.iter().map(|k| k.as_str()).collect();
-    let predates = match earlier.as_slice() {
+    // A listener that stopped makes a nothing_listening printed before it started true
+    // again: "describes what came before it" read as if it no longer held.
+    let again = u.change.kind == ChangeKind::ListenerStopped;
+    let (holds, earlier): (Vec<FindingKind>, Vec<FindingKind>) = u
+        .earlier
+        .iter()
+        .partition(|&&k| again && k == FindingKind::NothingListening);
+    let earlier: Vec<&str> = earlier.iter().map(|k| k.as_str()).collect();
+    let mut predates = match earlier.as_slice() {
         [] => String::new(),
         [one] => format!("; {one} above describes what came before it"),
         many => format!("; {} above describe what came before it", many.join(", ")),
     };
+    if !holds.is_empty() {
+        predates.push_str("; nothing_listening above holds again");
+    }
     writeln!(
         out,
         "  {} {}{predates}",
@@ -1038,6 +1048,17 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("  ⇒ update: now listens on [::1]:61999 (python3, pid 4242) since {at}; nothing_listening above describes what came before it\n")
+        );
+        let stopped = Update {
+            change: change(ChangeKind::ListenerStopped, true, true),
+            earlier: vec![FindingKind::NothingListening, FindingKind::StartupRace],
+        };
+        let mut out = Vec::new();
+        write_update(&mut out, &stopped, Style { color: false }).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("  ⇒ update: nothing listens on [::1]:61999 any more (python3, pid 4242 stopped at {at}); startup_race above describes what came before it; nothing_listening above holds again\n"),
+            "the listener gone again: nothing_listening is true again"
         );
         assert_eq!(
             change_now(&change(ChangeKind::ListenerStopped, true, true)),
