@@ -127,6 +127,20 @@ impl<'a> Parsed<'a> {
         Some(&s[..s.iter().position(|&b| b == 0)?])
     }
 
+    /// The first type of one of `kinds` named `name`.
+    fn find(&self, kinds: &[u32], name: &str) -> Option<u32> {
+        (1..=self.starts.len() as u32).find(|&id| {
+            let at = self.starts[id as usize - 1] as usize;
+            let (Some(name_off), Some(info)) = (u32_at(self.types, at), u32_at(self.types, at + 4))
+            else {
+                return false;
+            };
+            kinds.contains(&kind(info))
+                && name_off != 0
+                && self.name(name_off) == Some(name.as_bytes())
+        })
+    }
+
     /// The type ids a type refers to (members', elements', the type a typedef or
     /// modifier names); a pointer's target is left out (see the module doc).
     fn refs(&self, id: u32, out: &mut Vec<u32>) -> Option<()> {
@@ -362,22 +376,15 @@ impl Drop for KernelBtf {
 /// when the BTF cannot be parsed or has no such enum.
 pub fn enum_values<'a>(btf: &'a [u8], name: &str) -> Option<Vec<(u32, &'a str)>> {
     let p = Parsed::new(btf)?;
-    for id in 1..=p.starts.len() as u32 {
-        let at = p.start(id)?;
-        let info = u32_at(p.types, at + 4)?;
-        let name_off = u32_at(p.types, at)?;
-        if kind(info) != ENUM || name_off == 0 || p.name(name_off)? != name.as_bytes() {
-            continue;
-        }
-        return (0..vlen(info))
-            .map(|v| {
-                let vat = at + 12 + 8 * v;
-                let n = std::str::from_utf8(p.name(u32_at(p.types, vat)?)?).ok()?;
-                Some((u32_at(p.types, vat + 4)?, n))
-            })
-            .collect();
-    }
-    None
+    let id = p.find(&[ENUM], name)?;
+    let at = p.start(id)?;
+    (0..vlen(p.info(id)?))
+        .map(|v| {
+            let vat = at + 12 + 8 * v;
+            let n = std::str::from_utf8(p.name(u32_at(p.types, vat)?)?).ok()?;
+            Some((u32_at(p.types, vat + 4)?, n))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -387,12 +394,7 @@ mod tests {
     /// A member's bit offset and its type's kind and size, found by name as libbpf
     /// finds it: through anonymous structs and unions, and typedefs.
     fn field(p: &Parsed<'_>, root: &str, path: &[&str]) -> Option<(u32, u32, u32)> {
-        let mut id = (1..=p.starts.len() as u32).find(|&i| {
-            let at = p.start(i).unwrap();
-            let info = u32_at(p.types, at + 4).unwrap();
-            matches!(kind(info), STRUCT | UNION)
-                && p.name(u32_at(p.types, at).unwrap()) == Some(root.as_bytes())
-        })?;
+        let mut id = p.find(&[STRUCT, UNION], root)?;
         let mut bits = 0;
         for want in path {
             let (off, member) = member(p, id, want)?;
@@ -500,12 +502,7 @@ mod tests {
         let small = minimal(&whole).unwrap();
         let values = |b: &[u8]| {
             let p = Parsed::new(b).unwrap();
-            (1..=p.starts.len() as u32)
-                .find(|&i| {
-                    let at = p.start(i).unwrap();
-                    kind(p.info(i).unwrap()) == ENUM
-                        && p.name(u32_at(p.types, at).unwrap()) == Some(&b"sk_rst_reason"[..])
-                })
+            p.find(&[ENUM], "sk_rst_reason")
                 .map(|i| vlen(p.info(i).unwrap()))
         };
         assert_eq!(values(&small), values(&whole));

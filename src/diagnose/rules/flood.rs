@@ -314,15 +314,21 @@ mod tests {
         assert!(findings(&ev, Some(&f), &scope()).is_empty());
     }
 
+    /// The SYN meter's first sources, as it would have named them.
+    fn name_sources(ev: &mut Evidence, hosts: &[(&str, u64)]) {
+        for (slot, &(host, syns)) in ev.syn_rate.named.iter_mut().zip(hosts) {
+            *slot = Some(crate::diagnose::syn_meter::SourceSyns {
+                addr: host.parse().unwrap(),
+                syns,
+            });
+        }
+    }
+
     #[test]
     fn a_flood_from_one_host_changing_only_its_port_is_a_syn_flood_live() {
         // hping3 --flood -S: one address, a new port a SYN, each answered by a cookie.
         let mut ev = flood(2000, &[], 1, 2000);
-        let host: std::net::IpAddr = "10.9.0.1".parse().unwrap();
-        ev.syn_rate.named[0] = Some(crate::diagnose::syn_meter::SourceSyns {
-            addr: host,
-            syns: 2000,
-        });
+        name_sources(&mut ev, &[("10.9.0.1", 2000)]);
         let f = with_counters(&[
             (Counter::TcpReqQFullDoCookies, 1990),
             (Counter::SyncookiesSent, 1990),
@@ -360,15 +366,10 @@ mod tests {
     #[test]
     fn a_flood_from_three_hosts_names_each_with_its_syns_and_blocks_them_all() {
         let mut ev = flood(3000, &[], 3, 3000);
-        for (i, (host, syns)) in [("10.9.0.3", 500), ("10.9.0.1", 1500), ("10.9.0.2", 1000)]
-            .into_iter()
-            .enumerate()
-        {
-            ev.syn_rate.named[i] = Some(crate::diagnose::syn_meter::SourceSyns {
-                addr: host.parse().unwrap(),
-                syns,
-            });
-        }
+        name_sources(
+            &mut ev,
+            &[("10.9.0.3", 500), ("10.9.0.1", 1500), ("10.9.0.2", 1000)],
+        );
         let f = with_counters(&[
             (Counter::TcpReqQFullDoCookies, 2990),
             (Counter::SyncookiesSent, 2990),
