@@ -9,6 +9,7 @@ mod error;
 mod file;
 mod filter;
 mod info;
+mod nap;
 mod own_filter;
 mod reader;
 
@@ -20,6 +21,7 @@ pub use own_filter::bpf_filter;
 use crate::decode::{Decoder, Endpoint, LinkType, PairHasher, Segment, SkipCounts, TunnelPorts};
 use crossbeam_channel::{Receiver, Sender};
 use file::FileReader;
+use nap::Nap;
 use pcap::{Active, Capture};
 use reader::Reader;
 use std::net::SocketAddr;
@@ -31,8 +33,6 @@ use std::time::{Duration, Instant};
 
 /// Segments per batch sent to the flow stage.
 pub const BATCH_SIZE: usize = 512;
-/// Live: how long a partial batch may wait for company before it is handed over.
-const COALESCE: Duration = Duration::from_millis(1);
 
 /// Live snaplen when only headers are needed (no `-w`): the deepest headers we read
 /// (link 22 + IPv6 40 + extension headers + TCP 60, or an ICMPv6 error quoting IPv6 and
@@ -425,6 +425,15 @@ impl Opened {
             hasher: self.hasher,
             bytes: 0,
             stats_at: Instant::now(),
+            nap: match &self.source {
+                Source::Live {
+                    interface,
+                    buffer_bytes,
+                    snaplen,
+                } => Nap::new(*buffer_bytes, *snaplen, nap::mtu_of(interface)),
+                // Never used: files are read without sleeping.
+                Source::File(_) => Nap::new(HEADERS_BUFFER_BYTES, HEADERS_SNAPLEN, None),
+            },
         };
         match self.handle {
             Handle::File(mut file) => {

@@ -2,9 +2,10 @@
 //! gathered into [`Batch`]es and handed to the flow stage; live, the kernel's drop
 //! counters published as they change. Nothing here allocates per packet.
 
+use super::nap::Nap;
 use super::{
     file, Batch, CaptureError, CaptureReport, FileReader, Progress, RawPacket, Source, UserFilter,
-    BATCH_SIZE, COALESCE,
+    BATCH_SIZE,
 };
 use crate::decode::{Decoder, PairHasher, SegmentKind, SkipReason, Timestamp};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -34,6 +35,8 @@ pub(super) struct Reader<'a> {
     pub(super) bytes: u64,
     /// Live: when `pcap_stats` was last published.
     pub(super) stats_at: Instant,
+    /// Live: how long to sleep when the ring is empty and the batch young.
+    pub(super) nap: Nap,
 }
 
 impl Reader<'_> {
@@ -76,31 +79,38 @@ impl Reader<'_> {
     ) {
         let deadline = duration.map(|d| Instant::now() + d);
         let fd = cap.as_raw_fd();
+        // Packets read since the last wait ended, and whether that wait was a sleep.
+        let mut arrived = 0u64;
+        let mut slept = false;
         while !stop.load(Ordering::Relaxed) && !self.limit_reached() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             match cap.next_packet() {
                 Ok(p) => {
+                    arrived += 1;
                     let (sec, usec) = timeval(p.header);
                     self.packet(sec, usec, p.header.len, p.data);
                 }
                 Err(pcap::Error::TimeoutExpired) => {
                     self.publish_kernel_stats(cap);
-                    // The ring is empty. Hand over what we have once it is a millisecond
-                    // old (or big): a millisecond is nothing to a person watching, and
-                    // under a steady trickle it turns one wake-up and one channel slot
-                    // per packet into one per millisecond, so a short stall of the flow
-                    // stage is absorbed instead of dropped. Until then sleep rather than
-                    // poll: the descriptor turns readable at the next packet, and a
-                    // wake-up per packet costs more than the packet (tens of
-                    // microseconds in a VM, measured by benches/witness.sh).
+                    if std::mem::take(&mut slept) {
+                        self.nap.slept(arrived);
+                    }
+                    arrived = 0;
+                    // The ring is empty. Hand over what we have once it is a nap old (or
+                    // a full batch, in `packet`), and until then sleep rather than poll:
+                    // the descriptor turns readable at the next packet, and a wake-up per
+                    // packet costs more than the packet (see `nap`).
                     let young = self
                         .batch_started
                         .map(|t| t.elapsed())
-                        .filter(|&age| age < COALESCE && self.batch.segments.len() < 64);
+                        .filter(|&age| age < self.nap.length());
                     match young {
-                        Some(age) => std::thread::sleep(COALESCE - age),
+                        Some(age) => {
+                            std::thread::sleep(self.nap.length() - age);
+                            slept = true;
+                        }
                         None => {
                             self.flush();
                             let wait = deadline.map_or(100, |d| {
